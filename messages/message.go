@@ -1,0 +1,107 @@
+package messages
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// TimestampLayout is the wire form of every timestamp: RFC 3339, UTC,
+// microseconds, "Z" suffix.
+const TimestampLayout = "2006-01-02T15:04:05.000000Z"
+
+// FormatTime renders t in TimestampLayout.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimestampLayout) }
+
+// Message is a stored message: what history, poll and replay return, and what
+// a "message" frame carries. A Message is immutable once stored; it is shared
+// between goroutines without copying.
+type Message struct {
+	ID        ID
+	Topic     string
+	Payload   json.RawMessage // a compact JSON object
+	Timestamp time.Time       // when the relay accepted it, UTC
+	Metadata  map[string]string
+	ExpiresAt time.Time // zero: never expires (no ttl)
+}
+
+// Expired reports whether m's ttl has passed at now.
+func (m *Message) Expired(now time.Time) bool {
+	return !m.ExpiresAt.IsZero() && !now.Before(m.ExpiresAt)
+}
+
+// AppendJSON appends m as a stored-message object:
+// {"message_id","topic","payload","timestamp","metadata"}.
+func (m *Message) AppendJSON(b []byte) []byte {
+	b = append(b, '{')
+	return m.appendFields(b)
+}
+
+// AppendFrame appends m as a WebSocket "message" frame. The topic actor calls
+// it once per message and shares the bytes with every subscriber.
+func (m *Message) AppendFrame(b []byte) []byte {
+	b = append(b, `{"type":"message",`...)
+	return m.appendFields(b)
+}
+
+func (m *Message) appendFields(b []byte) []byte {
+	b = append(b, `"message_id":"`...)
+	b = m.ID.AppendTo(b)
+	// Topic names are validated to [A-Za-z0-9._-], which JSON never escapes.
+	b = append(b, `","topic":"`...)
+	b = append(b, m.Topic...)
+	b = append(b, `","payload":`...)
+	if len(m.Payload) == 0 {
+		b = append(b, "{}"...)
+	} else {
+		b = append(b, m.Payload...)
+	}
+	b = append(b, `,"timestamp":"`...)
+	b = m.Timestamp.UTC().AppendFormat(b, TimestampLayout)
+	b = append(b, `","metadata":`...)
+	b = appendMetadata(b, m.Metadata)
+	return append(b, '}')
+}
+
+func appendMetadata(b []byte, md map[string]string) []byte {
+	if len(md) == 0 {
+		return append(b, "{}"...)
+	}
+	enc, err := json.Marshal(md) // sorted keys, escaped; never fails for map[string]string
+	if err != nil {
+		return append(b, "{}"...)
+	}
+	return append(b, enc...)
+}
+
+// MarshalJSON makes Message encode in its wire form wherever encoding/json
+// meets it (history and poll responses).
+func (m Message) MarshalJSON() ([]byte, error) {
+	return m.AppendJSON(make([]byte, 0, 128+len(m.Payload))), nil
+}
+
+// PublishResponse is the 201 body of POST /api/v1/messages.
+type PublishResponse struct {
+	MessageID string `json:"message_id"`
+	Topic     string `json:"topic"`
+	Timestamp string `json:"timestamp"`
+}
+
+// NewPublishResponse describes a stored message to its publisher.
+func NewPublishResponse(m *Message) PublishResponse {
+	return PublishResponse{MessageID: m.ID.String(), Topic: m.Topic, Timestamp: FormatTime(m.Timestamp)}
+}
+
+// HistoryResponse is the body of GET /api/v1/topics/{topic}/messages.
+// NextCursor is the id to pass as "after" for the next page, empty at the end.
+type HistoryResponse struct {
+	Messages   []Message `json:"messages"`
+	NextCursor *string   `json:"next_cursor"`
+}
+
+// ErrorBody is the body of every non-2xx response.
+type ErrorBody struct {
+	Error     string `json:"error"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+

@@ -1,0 +1,101 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// MaxTopicLen is the longest topic name accepted.
+const MaxTopicLen = 255
+
+// ValidateTopic checks a topic name: 1..255 characters from [A-Za-z0-9._-].
+// Nothing else ever reaches a storage key.
+func ValidateTopic(topic string) error {
+	if topic == "" {
+		return fmt.Errorf("%w: topic is required", ErrInvalid)
+	}
+	if len(topic) > MaxTopicLen {
+		return fmt.Errorf("%w: topic is %d characters, the limit is %d", ErrInvalid, len(topic), MaxTopicLen)
+	}
+	for i := 0; i < len(topic); i++ {
+		c := topic[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: topic %q has a character outside [A-Za-z0-9._-]", ErrInvalid, topic)
+		}
+	}
+	return nil
+}
+
+// PublishRequest is the body of POST /api/v1/messages (and each element of a
+// bulk publish).
+type PublishRequest struct {
+	Topic    string            `json:"topic"`
+	Payload  json.RawMessage   `json:"payload"`
+	TTL      *int64            `json:"ttl,omitempty"` // seconds; nil: no expiry
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// DecodePublish parses and validates a publish body. Every failure wraps
+// ErrInvalid with a message fit for the client.
+func DecodePublish(body []byte) (PublishRequest, error) {
+	var req PublishRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return PublishRequest{}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
+	}
+	if err := req.Validate(); err != nil {
+		return PublishRequest{}, err
+	}
+	return req, nil
+}
+
+// Validate checks the request against the wire contract and compacts the
+// payload in place.
+func (r *PublishRequest) Validate() error {
+	if err := ValidateTopic(r.Topic); err != nil {
+		return err
+	}
+	p := bytes.TrimSpace(r.Payload)
+	if len(p) == 0 {
+		return fmt.Errorf("%w: payload is required", ErrInvalid)
+	}
+	if p[0] != '{' {
+		return fmt.Errorf("%w: payload must be a JSON object", ErrInvalid)
+	}
+	var compact bytes.Buffer
+	compact.Grow(len(p))
+	if err := json.Compact(&compact, p); err != nil {
+		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
+	}
+	r.Payload = compact.Bytes()
+	if r.TTL != nil && *r.TTL <= 0 {
+		return fmt.Errorf("%w: ttl must be a positive number of seconds", ErrInvalid)
+	}
+	return nil
+}
+
+// Message turns a validated request into a message to store at now. The store
+// assigns the ID.
+func (r *PublishRequest) Message(now time.Time) Message {
+	m := Message{Topic: r.Topic, Payload: r.Payload, Timestamp: now.UTC(), Metadata: r.Metadata}
+	if r.TTL != nil {
+		m.ExpiresAt = m.Timestamp.Add(time.Duration(*r.TTL) * time.Second)
+	}
+	return m
+}
+
+func describeJSONError(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case asError(err, &typeErr):
+		if typeErr.Field != "" {
+			return fmt.Sprintf("field %q must not be a JSON %s", typeErr.Field, typeErr.Value)
+		}
+		return fmt.Sprintf("body must be a JSON object, not a %s", typeErr.Value)
+	case asError(err, &syntaxErr):
+		return fmt.Sprintf("body is not valid JSON (offset %d)", syntaxErr.Offset)
+	}
+	return "body is not valid JSON"
+}

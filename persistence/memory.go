@@ -1,0 +1,182 @@
+package persistence
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// MemoryStore keeps messages in process memory: the default store, lost on
+// restart. Ids take their millisecond from the message's Timestamp and stay
+// strictly increasing per topic even when timestamps step back.
+type MemoryStore struct {
+	limits Limits
+
+	mu     sync.RWMutex
+	topics map[string]*memTopic
+	closed bool
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+type memTopic struct {
+	mu      sync.RWMutex
+	msgs    []messages.Message // ascending ids
+	last    messages.ID        // newest id ever assigned
+	trimmed messages.ID        // newest id removed by trimming
+}
+
+// NewMemoryStore returns an empty store that trims to limits on every append.
+func NewMemoryStore(limits Limits) *MemoryStore {
+	return &MemoryStore{limits: limits, topics: make(map[string]*memTopic)}
+}
+
+func (s *MemoryStore) topic(name string, create bool) (*memTopic, error) {
+	s.mu.RLock()
+	t, closed := s.topics[name], s.closed
+	s.mu.RUnlock()
+	if closed {
+		return nil, fmt.Errorf("memory store: %w: closed", messages.ErrUnavailable)
+	}
+	if t != nil || !create {
+		return t, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t = s.topics[name]; t == nil {
+		t = &memTopic{}
+		s.topics[name] = t
+	}
+	return t, nil
+}
+
+// Append implements Store.
+func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages.Message) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory store: append %q: %w: %w", topic, messages.ErrUnavailable, err)
+	}
+	t, err := s.topic(topic, true)
+	if err != nil {
+		return 0, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range batch {
+		m := &batch[i]
+		m.ID = messages.NextAfter(t.last, uint64(m.Timestamp.UnixMilli()))
+		m.Topic = topic
+		t.last = m.ID
+		t.msgs = append(t.msgs, *m)
+	}
+	t.trim(s.limits, time.Now())
+	return len(batch), nil
+}
+
+// trim drops messages over the count cap or older than the retention.
+func (t *memTopic) trim(l Limits, now time.Time) {
+	drop := 0
+	if l.MaxMessages > 0 && len(t.msgs) > l.MaxMessages {
+		drop = len(t.msgs) - l.MaxMessages
+	}
+	if l.Retention > 0 {
+		cutoff := now.Add(-l.Retention)
+		for drop < len(t.msgs) && t.msgs[drop].Timestamp.Before(cutoff) {
+			drop++
+		}
+	}
+	if drop == 0 {
+		return
+	}
+	t.trimmed = t.msgs[drop-1].ID
+	clear(t.msgs[:drop]) // let the payloads go
+	t.msgs = t.msgs[drop:]
+}
+
+// Range implements Store.
+func (s *MemoryStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (Page, error) {
+	t, err := s.topic(topic, false)
+	if err != nil || t == nil {
+		return Page{}, err
+	}
+	now := time.Now()
+	var cutoff time.Time
+	if s.limits.Retention > 0 {
+		cutoff = now.Add(-s.limits.Retention)
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	page := Page{Truncated: after.Less(t.trimmed)}
+	i := sort.Search(len(t.msgs), func(i int) bool { return after.Less(t.msgs[i].ID) })
+	for ; i < len(t.msgs) && len(page.Messages) < limit; i++ {
+		m := &t.msgs[i]
+		if m.Timestamp.Before(cutoff) {
+			page.Truncated = true
+			continue
+		}
+		if m.Expired(now) {
+			continue
+		}
+		page.Messages = append(page.Messages, *m)
+	}
+	return page, nil
+}
+
+// RevRange implements Store.
+func (s *MemoryStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error) {
+	t, err := s.topic(topic, false)
+	if err != nil || t == nil {
+		return nil, err
+	}
+	now := time.Now()
+	var cutoff time.Time
+	if s.limits.Retention > 0 {
+		cutoff = now.Add(-s.limits.Retention)
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	i := len(t.msgs)
+	if !before.IsZero() {
+		i = sort.Search(len(t.msgs), func(i int) bool { return !t.msgs[i].ID.Less(before) })
+	}
+	var out []messages.Message
+	for i--; i >= 0 && len(out) < limit; i-- {
+		m := &t.msgs[i]
+		if m.Timestamp.Before(cutoff) {
+			break
+		}
+		if !m.Expired(now) {
+			out = append(out, *m)
+		}
+	}
+	return out, nil
+}
+
+// Last implements Store.
+func (s *MemoryStore) Last(ctx context.Context, topic string) (messages.ID, error) {
+	t, err := s.topic(topic, false)
+	if err != nil || t == nil {
+		return messages.ID{}, err
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.last, nil
+}
+
+// Ping implements Store.
+func (s *MemoryStore) Ping(ctx context.Context) error {
+	_, err := s.topic("", false)
+	return err
+}
+
+// Close implements Store.
+func (s *MemoryStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.topics = nil
+	return nil
+}

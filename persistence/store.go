@@ -1,0 +1,65 @@
+package persistence
+
+import (
+	"context"
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// Store keeps each topic's messages in id order.
+//
+// Concurrency: every method is safe for concurrent use. The relay calls Append
+// for one topic from one goroutine at a time (the topic actor's writer), but
+// a Store must not depend on that for correctness.
+type Store interface {
+	// Append stores batch, in order, at the end of topic. It assigns each
+	// stored message its ID (strictly increasing within the topic, of the form
+	// <unix_ms>-<seq>, monotonic even if the wall clock steps back) and
+	// returns n: batch[:n] are stored and have their IDs set; batch[n:] are
+	// not stored, and err says why. A message is never half-written.
+	// Timestamp, Payload, Metadata and ExpiresAt are kept as given.
+	// Errors wrap messages.ErrUnavailable when the store cannot take writes.
+	Append(ctx context.Context, topic string, batch []messages.Message) (n int, err error)
+
+	// Range returns up to limit messages of topic with ids after `after`
+	// (exclusive), in ascending id order, skipping expired ones and ones older
+	// than the retention. Page.Truncated is set when messages after `after`
+	// were trimmed away before they could be read.
+	Range(ctx context.Context, topic string, after messages.ID, limit int) (Page, error)
+
+	// RevRange returns up to limit messages of topic with ids before
+	// `before` (exclusive; the zero ID means "from the newest"), in
+	// descending id order, skipping expired and out-of-retention ones.
+	RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error)
+
+	// Last returns the id of the newest message of topic, or the zero ID
+	// when the topic holds none.
+	Last(ctx context.Context, topic string) (messages.ID, error)
+
+	// Ping reports whether the store can serve requests now; the error
+	// is the reason for /ready.
+	Ping(ctx context.Context) error
+
+	// Close releases the store's resources. Calls after Close fail.
+	Close() error
+}
+
+// Page is one page of Range.
+type Page struct {
+	Messages []messages.Message
+	// Truncated: the point asked for is older than the oldest retained
+	// message, so some messages after it are gone.
+	Truncated bool
+}
+
+// Limits bound what a Store retains per topic. The zero value keeps
+// everything forever.
+type Limits struct {
+	// MaxMessages caps messages per topic (RELAY_MAX_MESSAGES_PER_TOPIC,
+	// default 1,000,000); 0 means no cap. Valkey trims approximately (~).
+	MaxMessages int
+	// Retention drops messages older than this (RELAY_RETENTION, default
+	// 24h); 0 means keep forever.
+	Retention time.Duration
+}
