@@ -1,0 +1,160 @@
+package loadgen
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Targets a run can drive.
+const (
+	TargetRelay      = "relay"
+	TargetCentrifugo = "centrifugo"
+)
+
+// Upper bounds on every count, so no flag can turn a run into an unbounded one.
+const (
+	maxSubscribers = 100_000
+	maxTopics      = 100_000
+	maxPublishers  = 1_024
+	maxMessages    = 10_000_000
+	maxTopicsXPubs = 10_000_000 // seq counters and acknowledgement sets are topics x publishers
+	maxPad         = 1 << 20
+	maxPhase       = time.Hour
+)
+
+// Config is one run. The zero value of each field is not usable: parseFlags
+// fills in the defaults named in each comment.
+type Config struct {
+	Target      string        // relay (default) or centrifugo
+	Addr        string        // server host:port, host 127.0.0.1 or localhost (default 127.0.0.1:8080)
+	APIKey      string        // Centrifugo's http_api.key (sent as X-API-Key)
+	Subscribers int           // WebSocket subscribers (default 100)
+	Topics      int           // topics; subscriber i listens to topic i mod Topics (default 1)
+	Publishers  int           // concurrent HTTP publishers (default 4)
+	Messages    int           // messages to publish in total (default 1000; 0 = connect and hold only)
+	Rate        float64       // total publish rate in msgs/s; 0 = as fast as the publishers go
+	Duration    time.Duration // publishing stops at this bound even if Messages are not all sent (default 60s)
+	Grace       time.Duration // after publishing, wait at most this long for the last deliveries (default 5s)
+	ConnectTime time.Duration // bound on the whole connect phase (default 120s)
+	DialConc    int           // connections opened concurrently (default 64)
+	Hold        time.Duration // keep the connections idle this long after connecting, then sample memory (0: no hold)
+	ServerPID   int           // the server's pid, for CPU and RSS from /proc (0: not measured)
+	Pad         int           // extra payload bytes (default 0)
+	Prefix      string        // topic name prefix (default bench-<pid>-<unix time>)
+	Label       string        // free text copied into the report (e.g. the scenario name)
+	Format      string        // stdout report: table (default) or json
+	JSONPath    string        // also write the JSON report to this file
+	Quiet       bool          // no progress lines on stderr
+	Progress    time.Duration // progress interval (default 1s)
+	ReqTimeout  time.Duration // per publish request (default 10s)
+}
+
+// parseFlags reads a run's configuration from args (without the program or
+// subcommand name). Flag errors and usage go to stderr.
+func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Target, "target", TargetRelay, "server protocol: relay or centrifugo")
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "server host:port (127.0.0.1 or localhost only)")
+	fs.StringVar(&c.APIKey, "api-key", "", "Centrifugo HTTP API key (X-API-Key)")
+	fs.IntVar(&c.Subscribers, "subscribers", 100, "WebSocket subscribers")
+	fs.IntVar(&c.Topics, "topics", 1, "topics (subscriber i listens to topic i mod topics)")
+	fs.IntVar(&c.Publishers, "publishers", 4, "concurrent HTTP publishers")
+	fs.IntVar(&c.Messages, "messages", 1000, "messages to publish in total (0: connect and hold only)")
+	fs.Float64Var(&c.Rate, "rate", 0, "total publish rate, msgs/s (0: unlimited)")
+	fs.DurationVar(&c.Duration, "duration", 60*time.Second, "upper bound on the publish phase")
+	fs.DurationVar(&c.Grace, "grace", 5*time.Second, "upper bound on the wait for deliveries after publishing")
+	fs.DurationVar(&c.ConnectTime, "connect-timeout", 120*time.Second, "upper bound on the connect phase")
+	fs.IntVar(&c.DialConc, "connect-concurrency", 64, "connections opened concurrently")
+	fs.DurationVar(&c.Hold, "hold", 0, "hold the connections idle this long, then sample the server's memory (needs --server-pid for KB/conn)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "server pid: report its CPU per delivery and RSS from /proc")
+	fs.IntVar(&c.Pad, "payload-bytes", 0, "extra padding bytes in each payload")
+	fs.StringVar(&c.Prefix, "topic-prefix", fmt.Sprintf("bench-%d-%d", pid, now.Unix()), "topic name prefix")
+	fs.StringVar(&c.Label, "label", "", "label copied into the report")
+	fs.StringVar(&c.Format, "format", "table", "stdout report format: table or json")
+	fs.StringVar(&c.JSONPath, "json", "", "also write the JSON report to this file")
+	fs.BoolVar(&c.Quiet, "quiet", false, "no progress on stderr")
+	fs.DurationVar(&c.Progress, "progress", time.Second, "progress interval on stderr")
+	fs.DurationVar(&c.ReqTimeout, "request-timeout", 10*time.Second, "timeout of one publish request")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, c.validate()
+}
+
+// validate checks bounds and the loopback-only rule.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Target != TargetRelay && c.Target != TargetCentrifugo {
+		bad("--target must be relay or centrifugo, got %q", c.Target)
+	}
+	if err := checkLoopbackAddr(c.Addr); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Target == TargetCentrifugo && c.APIKey == "" && c.Messages > 0 {
+		bad("--api-key is required with --target centrifugo")
+	}
+	inRange := func(name string, v, lo, hi int) {
+		if v < lo || v > hi {
+			bad("--%s must be in [%d, %d], got %d", name, lo, hi, v)
+		}
+	}
+	inRange("subscribers", c.Subscribers, 0, maxSubscribers)
+	inRange("topics", c.Topics, 1, maxTopics)
+	inRange("publishers", c.Publishers, 1, maxPublishers)
+	inRange("messages", c.Messages, 0, maxMessages)
+	inRange("connect-concurrency", c.DialConc, 1, 10_000)
+	inRange("payload-bytes", c.Pad, 0, maxPad)
+	if c.Topics*c.Publishers > maxTopicsXPubs {
+		bad("--topics x --publishers must be at most %d", maxTopicsXPubs)
+	}
+	if c.Rate < 0 || c.Rate > 10_000_000 {
+		bad("--rate must be in [0, 1e7], got %g", c.Rate)
+	}
+	dur := func(name string, d, lo time.Duration) {
+		if d < lo || d > maxPhase {
+			bad("--%s must be in [%s, %s], got %s", name, lo, maxPhase, d)
+		}
+	}
+	dur("duration", c.Duration, time.Millisecond)
+	dur("grace", c.Grace, 0)
+	dur("connect-timeout", c.ConnectTime, time.Millisecond)
+	dur("hold", c.Hold, 0)
+	dur("progress", c.Progress, 10*time.Millisecond)
+	dur("request-timeout", c.ReqTimeout, time.Millisecond)
+	if c.ServerPID < 0 {
+		bad("--server-pid must be positive")
+	}
+	if err := validPrefix(c.Prefix); err != nil {
+		bad("--topic-prefix: %w", err)
+	}
+	if c.Format != "table" && c.Format != "json" {
+		bad("--format must be table or json, got %q", c.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// checkLoopbackAddr accepts only host:port with host 127.0.0.1 or localhost.
+func checkLoopbackAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	if host != "127.0.0.1" && host != "localhost" {
+		return fmt.Errorf("--addr %q: only 127.0.0.1 or localhost may be targeted", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("--addr %q: bad port", addr)
+	}
+	return nil
+}

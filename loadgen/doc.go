@@ -1,0 +1,31 @@
+// Package loadgen is the relay's load generator: `relay bench` calls Main.
+//
+// One run opens N WebSocket subscribers over T topics (subscriber i listens to
+// topic i mod T), publishes M messages from P concurrent HTTP publishers
+// (message j goes to topic j mod T, optionally paced to a total rate), waits a
+// bounded grace period for deliveries, and reports publishes/s, deliveries/s,
+// lost, duplicated and out-of-order deliveries, publish-to-receive latency
+// percentiles, connect time, and, given the server's pid, its CPU seconds per
+// delivery and its resident memory. A hold phase keeps the connections idle to
+// measure memory per connection.
+//
+// Two drivers speak the servers' own wire protocols: the relay's (POST
+// /api/v1/messages, WebSocket /ws) and Centrifugo v6's JSON protocol (POST
+// /api/publish with an API key, WebSocket /connection/websocket), so one
+// command measures both on the same workload.
+//
+// Each payload is {"seq":S,"sent_ns":T,"pub":K}: S counts the messages that
+// publisher K sent to that topic (from 0), T is the send time in nanoseconds
+// since the run started on this process's monotonic clock (the receiver is the
+// same process, so no clock sync is needed and the number stays small enough to
+// survive a float64 round trip). A publisher sends its next message only after
+// the previous one was answered, so per topic and publisher the server must
+// deliver in seq order; anything else counts as out of order.
+//
+// Safety: every target must be 127.0.0.1 or localhost, and the dialer refuses
+// any non-loopback address after resolution. Every loop is bounded in count
+// and in time.
+//
+// The package imports nothing from this repository: it measures the relay
+// only through its wire contract, exactly as it measures Centrifugo.
+package loadgen

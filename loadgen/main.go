@@ -1,0 +1,86 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Exit codes of Main.
+const (
+	exitOK    = 0 // the run completed and its report was written (it may show loss)
+	exitFail  = 1 // the run or the report could not be completed
+	exitUsage = 2 // bad flags
+)
+
+// Main runs `relay bench` with args (the arguments after "bench") and returns
+// the process exit code. The report goes to stdout (a table, or JSON with
+// --format json) and, with --json PATH, to that file as JSON; progress and
+// errors go to stderr. `bench summarize ...` instead turns saved JSON
+// reports into a Markdown comparison (see summarizeMain).
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "summarize" {
+		return summarizeMain(args[1:], stdout, stderr)
+	}
+	cfg, err := parseFlags(args, stderr, time.Now(), os.Getpid())
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return exitUsage
+	}
+	want := uint64(cfg.Subscribers + 2*cfg.Publishers + 256)
+	if got, err := raiseNoFile(want); err != nil {
+		fmt.Fprintf(stderr, "bench: warning: %v; open files limited to %d\n", err, got)
+	}
+	pubClient, wsClient := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	defer pubClient.CloseIdleConnections()
+	var d driver
+	switch cfg.Target {
+	case TargetCentrifugo:
+		d = newCentrifugoDriver(cfg.Addr, cfg.APIKey, pubClient, wsClient)
+	default:
+		d = newRelayDriver(cfg.Addr, pubClient, wsClient)
+	}
+	var progress io.Writer
+	if !cfg.Quiet {
+		progress = stderr
+	}
+	rep, err := run(ctx, cfg, d, progress)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return exitFail
+	}
+	if err := writeReports(rep, cfg, stdout); err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// writeReports writes the report to stdout in cfg.Format and, if asked, as
+// JSON to cfg.JSONPath.
+func writeReports(rep *Report, cfg Config, stdout io.Writer) error {
+	if cfg.JSONPath != "" {
+		f, err := os.Create(cfg.JSONPath)
+		if err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		if err := rep.writeJSON(f); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("write report %s: %w", cfg.JSONPath, err)
+		}
+	}
+	if cfg.Format == "json" {
+		return rep.writeJSON(stdout)
+	}
+	return rep.writeTable(stdout)
+}

@@ -1,0 +1,141 @@
+package loadgen
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the outcome of one run; its JSON form is what `--json` writes and
+// what `bench summarize` reads. Durations are in the unit their name ends in.
+// Server figures are zero when no --server-pid was given.
+type Report struct {
+	Label        string  `json:"label,omitempty"`
+	Target       string  `json:"target"`
+	Addr         string  `json:"addr"`
+	Subscribers  int     `json:"subscribers"`
+	Topics       int     `json:"topics"`
+	Publishers   int     `json:"publishers"`
+	Messages     int     `json:"messages"`
+	Rate         float64 `json:"rate"`
+	PayloadBytes int     `json:"payload_bytes"`
+	Started      string  `json:"started"`
+
+	Connected     int     `json:"connected"`
+	ConnectFailed int     `json:"connect_failed"`
+	ConnectS      float64 `json:"connect_s"`
+	ConnectP50Ms  float64 `json:"connect_p50_ms"`
+	ConnectP99Ms  float64 `json:"connect_p99_ms"`
+	HoldS         float64 `json:"hold_s"`
+
+	Published     uint64  `json:"published"`
+	PublishErrors uint64  `json:"publish_errors"`
+	PublishS      float64 `json:"publish_s"`
+	PublishesPerS float64 `json:"publishes_per_s"`
+
+	Expected       uint64  `json:"expected"`
+	Delivered      uint64  `json:"delivered"`
+	DeliverS       float64 `json:"deliver_s"`
+	DeliveriesPerS float64 `json:"deliveries_per_s"`
+	Lost           uint64  `json:"lost"`
+	Duplicated     uint64  `json:"duplicated"`
+	OutOfOrder     uint64  `json:"out_of_order"`
+	Unexpected     uint64  `json:"unexpected"`
+	Foreign        uint64  `json:"foreign"`
+	Malformed      uint64  `json:"malformed"`
+	Dropped        uint64  `json:"dropped"`
+
+	LatencyP50Ms float64 `json:"latency_p50_ms"`
+	LatencyP90Ms float64 `json:"latency_p90_ms"`
+	LatencyP99Ms float64 `json:"latency_p99_ms"`
+	LatencyMaxMs float64 `json:"latency_max_ms"`
+
+	ServerPID         int     `json:"server_pid,omitempty"`
+	ServerCPUS        float64 `json:"server_cpu_s"`
+	CPUUsPerDelivery  float64 `json:"cpu_us_per_delivery"`
+	CPUUsPerPublish   float64 `json:"cpu_us_per_publish"`
+	RSSBeforeKB       int64   `json:"rss_before_kb"`
+	RSSConnectedKB    int64   `json:"rss_connected_kb"`
+	RSSAfterHoldKB    int64   `json:"rss_after_hold_kb"`
+	RSSEndKB          int64   `json:"rss_end_kb"`
+	KBPerConnection   float64 `json:"kb_per_connection"`
+	ServerStatsErrors string  `json:"server_stats_error,omitempty"`
+
+	// Clean: every acknowledged message reached every subscriber of its topic
+	// exactly once and in order, every publish and connect succeeded, and no
+	// subscriber was dropped.
+	Clean       bool           `json:"clean"`
+	Errors      map[string]int `json:"errors,omitempty"`
+	FirstErrors []string       `json:"first_errors,omitempty"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// writeJSON writes r as indented JSON.
+func (r *Report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("write JSON report: %w", err)
+	}
+	return nil
+}
+
+// writeTable writes r as a two-column human table.
+func (r *Report) writeTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+	if r.Label != "" {
+		row("label", "%s", r.Label)
+	}
+	row("target", "%s at %s", r.Target, r.Addr)
+	row("workload", "%d subscribers, %d topics, %d publishers, %d messages, rate %s",
+		r.Subscribers, r.Topics, r.Publishers, r.Messages, rateText(r.Rate))
+	row("connect", "%d ok, %d failed in %.2f s (p50 %.1f ms, p99 %.1f ms)", r.Connected, r.ConnectFailed, r.ConnectS, r.ConnectP50Ms, r.ConnectP99Ms)
+	if r.HoldS > 0 {
+		row("hold", "%.1f s", r.HoldS)
+	}
+	if r.Messages > 0 {
+		row("publishes", "%d ok, %d failed in %.2f s: %.0f/s", r.Published, r.PublishErrors, r.PublishS, r.PublishesPerS)
+		row("deliveries", "%d of %d owed in %.2f s: %.0f/s", r.Delivered, r.Expected, r.DeliverS, r.DeliveriesPerS)
+		row("lost / dup / out-of-order", "%d / %d / %d", r.Lost, r.Duplicated, r.OutOfOrder)
+		if r.Unexpected+r.Foreign+r.Malformed+r.Dropped > 0 {
+			row("unexpected / foreign / malformed / dropped subs", "%d / %d / %d / %d", r.Unexpected, r.Foreign, r.Malformed, r.Dropped)
+		}
+		row("latency ms p50 / p90 / p99 / max", "%.2f / %.2f / %.2f / %.2f", r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyP99Ms, r.LatencyMaxMs)
+	}
+	if r.ServerPID > 0 {
+		row("server cpu", "%.2f s: %.2f µs/delivery, %.2f µs/publish", r.ServerCPUS, r.CPUUsPerDelivery, r.CPUUsPerPublish)
+		row("server rss KB before / connected / after hold / end", "%d / %d / %d / %d", r.RSSBeforeKB, r.RSSConnectedKB, r.RSSAfterHoldKB, r.RSSEndKB)
+		row("KB per connection", "%.1f", r.KBPerConnection)
+	}
+	if r.ServerStatsErrors != "" {
+		row("server stats error", "%s", r.ServerStatsErrors)
+	}
+	row("clean", "%v", r.Clean)
+	kinds := make([]string, 0, len(r.Errors))
+	for k := range r.Errors {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		row("errors: "+k, "%d", r.Errors[k])
+	}
+	for _, e := range r.FirstErrors {
+		row("first error", "%s", e)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write table report: %w", err)
+	}
+	return nil
+}
+
+func rateText(r float64) string {
+	if r <= 0 {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%g/s", r)
+}
