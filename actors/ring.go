@@ -1,0 +1,84 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// hotRing keeps a topic's recent messages, already encoded as frames, so a
+// subscriber resuming from a recent point replays without a store read.
+// Owned by one topic actor; not safe for concurrent use.
+type hotRing struct {
+	maxAge  time.Duration
+	maxMsgs int
+
+	entries []ringEntry // ascending ids; entries[head:] are live
+	head    int
+	// base: every message with an id after base is in the ring. Valid only
+	// when known is set: the ring starts knowing nothing about what the store
+	// held before this incarnation of the actor.
+	base  messages.ID
+	known bool
+}
+
+type ringEntry struct {
+	id        messages.ID
+	frame     []byte
+	at        time.Time // when stored, for maxAge
+	expiresAt time.Time
+}
+
+func newHotRing(maxAge time.Duration, maxMsgs int) hotRing {
+	return hotRing{maxAge: maxAge, maxMsgs: maxMsgs}
+}
+
+// add appends a freshly stored message. The first add of an incarnation sets
+// the base to just before it: nothing this incarnation stored is missing.
+func (r *hotRing) add(m *messages.Message, frame []byte, now time.Time) {
+	if !r.known {
+		r.known = true
+		r.base = m.ID
+		// m itself is kept too; base is exclusive, so a point equal to m.ID
+		// is covered and a point before it goes to the store.
+	}
+	r.entries = append(r.entries, ringEntry{id: m.ID, frame: frame, at: now, expiresAt: m.ExpiresAt})
+	r.evict(now)
+}
+
+// evict drops entries past maxAge or over maxMsgs and moves base up.
+func (r *hotRing) evict(now time.Time) {
+	cutoff := now.Add(-r.maxAge)
+	for r.head < len(r.entries) && (len(r.entries)-r.head > r.maxMsgs || r.entries[r.head].at.Before(cutoff)) {
+		r.base = r.entries[r.head].id
+		r.entries[r.head] = ringEntry{}
+		r.head++
+	}
+	if r.head > 1024 && r.head > len(r.entries)/2 {
+		r.entries = append(r.entries[:0:0], r.entries[r.head:]...)
+		r.head = 0
+	}
+}
+
+// covers reports whether every retained message after `after` is in the ring.
+func (r *hotRing) covers(after messages.ID) bool {
+	return r.known && !after.Less(r.base)
+}
+
+// since returns the deliveries after `after` that have not expired, for sub.
+func (r *hotRing) since(after messages.ID, now time.Time, sub *Subscription) []Delivery {
+	var out []Delivery
+	for i := r.head; i < len(r.entries); i++ {
+		e := &r.entries[i]
+		if !after.Less(e.id) || (!e.expiresAt.IsZero() && !now.Before(e.expiresAt)) {
+			continue
+		}
+		out = append(out, Delivery{Frame: e.frame, ID: e.id, Sub: sub})
+	}
+	return out
+}
+
+// reset forgets everything (a restarted actor reads from the store again).
+func (r *hotRing) reset() {
+	*r = newHotRing(r.maxAge, r.maxMsgs)
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/gateway"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+// config is every setting of `relay serve`, parsed in one place.
+type config struct {
+	HTTPAddr         string
+	ValkeyAddrs      []string
+	ValkeyUsername   string
+	ValkeyPassword   string
+	ValkeyDB         int
+	Store            persistence.Limits
+	Actors           actors.Config
+	Gateway          gateway.Config
+	LogLevel         string
+	LogFormat        string
+	MetricsMaxTopics int
+	ShutdownTimeout  time.Duration
+}
+
+// setting is one RELAY_* variable: its flag is the lower-case name with
+// dashes (RELAY_HTTP_ADDR -> --http-addr).
+type setting struct {
+	env, def, help string
+	set            func(string) error
+}
+
+func (s setting) flagName() string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s.env, "RELAY_")), "_", "-")
+}
+
+func (c *config) settings() []setting {
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	return []setting{
+		{"RELAY_HTTP_ADDR", ":8080", "HTTP listen address", str(&c.HTTPAddr)},
+		{"RELAY_VALKEY_ADDR", "", "Valkey host:port (comma-separated for a cluster); empty: in-process memory store", func(v string) error {
+			c.ValkeyAddrs = splitList(v)
+			return nil
+		}},
+		{"RELAY_VALKEY_USERNAME", "", "Valkey ACL user", str(&c.ValkeyUsername)},
+		{"RELAY_VALKEY_PASSWORD", "", "Valkey password", str(&c.ValkeyPassword)},
+		{"RELAY_VALKEY_DB", "0", "Valkey database number", intIn(&c.ValkeyDB, 0, 1<<16)},
+		{"RELAY_HOT_TIER_RETENTION", "600s", "recent messages kept in memory per topic", duration(&c.Actors.HotTierRetention)},
+		{"RELAY_RETENTION", "24h", "how long the store keeps a topic's messages", duration(&c.Store.Retention)},
+		{"RELAY_MAX_MESSAGES_PER_TOPIC", "1000000", "messages kept per topic", intIn(&c.Store.MaxMessages, 1, 1<<40)},
+		{"RELAY_MAX_CONNECTIONS", "10000", "WebSocket connections per instance", intIn(&c.Gateway.MaxConnections, 1, 1<<30)},
+		{"RELAY_MAX_MESSAGE_SIZE", "1048576", "largest request body or WebSocket frame, bytes", func(v string) error {
+			var n int
+			if err := intIn(&n, 64, 1<<30)(v); err != nil {
+				return err
+			}
+			c.Gateway.MaxMessageSize = int64(n)
+			return nil
+		}},
+		{"RELAY_TOPIC_MAILBOX_SIZE", "10000", "publishes queued per topic before 503", intIn(&c.Actors.TopicMailboxSize, 1, 1<<30)},
+		{"RELAY_CONNECTION_QUEUE_SIZE", "4096", "messages queued per connection before the slow-consumer policy", intIn(&c.Actors.ConnectionQueueSize, 1, 1<<30)},
+		{"RELAY_CONNECTION_QUEUE_BYTES", "16777216", "bytes queued per connection before the slow-consumer policy", intIn(&c.Actors.ConnectionQueueBytes, 1024, 1<<40)},
+		{"RELAY_SLOW_CONSUMER_POLICY", "disconnect", "disconnect (close 4008) or drop-oldest", func(v string) error {
+			p, err := actors.ParseSlowConsumerPolicy(v)
+			c.Actors.SlowConsumerPolicy = p
+			return err
+		}},
+		{"RELAY_SUPERVISOR_MAX_RESTARTS", "10", "topic actor restarts allowed within the window", intIn(&c.Actors.Supervisor.MaxRestarts, 1, 1<<20)},
+		{"RELAY_SUPERVISOR_WINDOW", "10s", "restart counting window", duration(&c.Actors.Supervisor.Window)},
+		{"RELAY_SUPERVISOR_BACKOFF", "100ms", "pause before each restart", duration(&c.Actors.Supervisor.Backoff)},
+		{"RELAY_STORE_TIMEOUT", "2s", "longest a store call may take; a publish then answers 503", func(v string) error {
+			if err := duration(&c.Actors.StoreTimeout)(v); err != nil {
+				return err
+			}
+			c.Gateway.PublishTimeout = c.Actors.StoreTimeout
+			return nil
+		}},
+		{"RELAY_TOPIC_IDLE_TIMEOUT", "60s", "stop a topic actor without subscribers or traffic after this", duration(&c.Actors.TopicIdleTimeout)},
+		{"RELAY_SUBSCRIBE_IDLE_LIMIT", "60s", "close a WebSocket that has not subscribed within this", duration(&c.Gateway.SubscribeIdleLimit)},
+		{"RELAY_PING_INTERVAL", "30s", "WebSocket ping interval", duration(&c.Gateway.PingInterval)},
+		{"RELAY_PONG_TIMEOUT", "10s", "how long a ping waits for its pong", duration(&c.Gateway.PongTimeout)},
+		{"RELAY_WRITE_TIMEOUT", "10s", "longest one frame write may take before the peer is dropped", duration(&c.Gateway.WriteTimeout)},
+		{"RELAY_ALLOWED_ORIGINS", "", "browser origins allowed on /ws: host patterns, or *", func(v string) error {
+			c.Gateway.AllowedOrigins = splitList(v)
+			return nil
+		}},
+		{"RELAY_METRICS_MAX_TOPICS", "100", "distinct topic label values in metrics", intIn(&c.MetricsMaxTopics, 0, 1<<20)},
+		{"RELAY_SHUTDOWN_TIMEOUT", "8s", "graceful shutdown budget", duration(&c.ShutdownTimeout)},
+		{"RELAY_LOG_LEVEL", "info", "debug, info, warn or error", oneOf(&c.LogLevel, "debug", "info", "warn", "error")},
+		{"RELAY_LOG_FORMAT", "text", "text (coloured on a terminal) or json", oneOf(&c.LogFormat, "text", "json")},
+	}
+}
+
+// flagHelp reports that -h was asked for and usage was printed.
+var flagHelp = flag.ErrHelp
+
+// parseConfig reads settings from, lowest precedence first: defaults, a
+// .env file in the working directory, the environment, and flags. A bad
+// value is an error naming the setting.
+func parseConfig(args []string, environ func(string) (string, bool), dotenv io.Reader, stderr io.Writer) (*config, error) {
+	c := &config{}
+	settings := c.settings()
+	fileVals := map[string]string{}
+	if dotenv != nil {
+		var err error
+		if fileVals, err = readDotenv(dotenv); err != nil {
+			return nil, fmt.Errorf(".env: %w", err)
+		}
+	}
+	fs := flag.NewFlagSet("relay serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flagVals := make([]*string, len(settings))
+	for i, s := range settings {
+		flagVals[i] = fs.String(s.flagName(), "", fmt.Sprintf("%s (%s, default %q)", s.help, s.env, s.def))
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, flagHelp
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for i, s := range settings {
+		v := s.def
+		if fv, ok := fileVals[s.env]; ok {
+			v = fv
+		}
+		if ev, ok := environ(s.env); ok {
+			v = ev
+		}
+		if given[s.flagName()] {
+			v = *flagVals[i]
+		}
+		if err := s.set(strings.TrimSpace(v)); err != nil {
+			return nil, fmt.Errorf("invalid %s (--%s) %q: %w", s.env, s.flagName(), v, err)
+		}
+	}
+	return c, nil
+}
+
+// readDotenv parses KEY=VALUE lines; # comments, blank lines, "export "
+// prefixes and quoted values are accepted.
+func readDotenv(r io.Reader) (map[string]string, error) {
+	vals := map[string]string{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("line %d: want KEY=VALUE", n)
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		vals[strings.TrimSpace(k)] = v
+	}
+	return vals, sc.Err()
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// duration accepts Go syntax ("600s", "10m") or a bare number of seconds.
+func duration(p *time.Duration) func(string) error {
+	return func(v string) error {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if n <= 0 {
+				return errors.New("must be positive")
+			}
+			*p = time.Duration(n) * time.Second
+			return nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return errors.New(`want a duration like "600s", "10m" or a number of seconds`)
+		}
+		if d <= 0 {
+			return errors.New("must be positive")
+		}
+		*p = d
+		return nil
+	}
+}
+
+func intIn(p *int, lo, hi int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("want an integer")
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("want %d..%d", lo, hi)
+		}
+		*p = n
+		return nil
+	}
+}
+
+func oneOf(p *string, allowed ...string) func(string) error {
+	return func(v string) error {
+		for _, a := range allowed {
+			if strings.EqualFold(v, a) {
+				*p = a
+				return nil
+			}
+		}
+		return fmt.Errorf("want one of %s", strings.Join(allowed, ", "))
+	}
+}
+
+// osEnviron adapts os.LookupEnv.
+func osEnviron(k string) (string, bool) { return os.LookupEnv(k) }

@@ -1,0 +1,159 @@
+// Command relay is the real-time message relay: `relay serve` (the default)
+// runs the server; `relay bench` runs the load generator.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lmittmann/tint"
+
+	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/gateway"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	switch cmd {
+	case "serve":
+		return serveCmd(ctx, args, stderr)
+	case "bench":
+		return benchCmd(ctx, args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return 0
+	}
+	fmt.Fprintf(stderr, "relay: unknown command %q (want serve, bench or version)\n", cmd)
+	return 2
+}
+
+func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
+	var dotenv io.Reader
+	if f, err := os.Open(".env"); err == nil {
+		defer f.Close()
+		dotenv = f
+	}
+	cfg, err := parseConfig(args, osEnviron, dotenv, stderr)
+	if err != nil {
+		if errors.Is(err, flagHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "relay: %v\n", err)
+		return 2
+	}
+	logger := newLogger(cfg, stderr)
+	if err := serve(ctx, cfg, logger, nil); err != nil {
+		logger.Error("relay stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger builds the one logger of the process: tint text on a terminal
+// (plain text elsewhere), or JSON when RELAY_LOG_FORMAT=json.
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	}
+	f, isFile := w.(*os.File)
+	return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.DateTime, NoColor: !isFile || !isTerminal(f)}))
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// serve runs the relay until ctx ends, then shuts down gracefully: stop
+// accepting, let in-flight requests finish, close WebSockets with 1001, stop
+// the actors, close the store. If ready is non-nil it receives the listen
+// address once the relay serves.
+func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- net.Addr) error {
+	store, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	system := actors.NewActorSystem(logger)
+	defer system.Shutdown()
+	mgr := actors.NewTopicManager(system, store, cfg.Actors, logger)
+	gwCfg := cfg.Gateway
+	gwCfg.Version = version
+	gw := gateway.New(gwCfg, mgr, store, logger)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		gw.Close(context.Background())
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("relay serving", "addr", ln.Addr().String(), "store", storeName(cfg), "version", version)
+	if ready != nil {
+		ready <- ln.Addr()
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("relay shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	gw.Drain()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("http shutdown incomplete", "err", err)
+	}
+	gw.Close(sctx)
+	mgr.Shutdown(sctx)
+	logger.Info("relay stopped")
+	return nil
+}
+
+func storeName(cfg *config) string {
+	if len(cfg.ValkeyAddrs) > 0 {
+		return "valkey"
+	}
+	return "memory"
+}
+
+// openStore returns the memory store, or the Valkey store when
+// RELAY_VALKEY_ADDR is set.
+func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (persistence.Store, error) {
+	if len(cfg.ValkeyAddrs) == 0 {
+		return persistence.NewMemoryStore(cfg.Store), nil
+	}
+	return nil, errors.New("valkey store: not built yet")
+}
