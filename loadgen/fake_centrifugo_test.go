@@ -1,0 +1,136 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/coder/websocket"
+)
+
+// fakeCentrifugo implements the subset of Centrifugo v6 the driver uses:
+// connect and subscribe commands (replies batched with a ping), publications
+// as pushes, every third one batched with a ping in the same frame, and
+// POST /api/publish guarded by an API key.
+type fakeCentrifugo struct {
+	key   string
+	mu    sync.Mutex
+	subs  map[string][]*websocket.Conn
+	n     int
+	pongs atomic.Int64 // {} answers received from clients
+}
+
+func newFakeCentrifugo(t *testing.T, f *fakeCentrifugo) string {
+	t.Helper()
+	f.subs = map[string][]*websocket.Conn{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/publish", f.publish)
+	mux.HandleFunc("GET /connection/websocket", f.serveWS)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func (f *fakeCentrifugo) publish(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-API-Key") != f.key {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var body struct {
+		Channel string          `json:"channel"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		fmt.Fprint(w, `{"error":{"code":107,"message":"bad request"}}`)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	frame := fmt.Appendf(nil, `{"push":{"channel":%q,"pub":{"data":%s,"offset":%d}}}`, body.Channel, body.Data, f.n)
+	if f.n%3 == 0 {
+		frame = append(frame, "\n{}"...)
+	}
+	for _, c := range f.subs[body.Channel] {
+		_ = c.Write(r.Context(), websocket.MessageText, frame)
+	}
+	fmt.Fprintf(w, `{"result":{"offset":%d,"epoch":"e"}}`, f.n)
+}
+
+func (f *fakeCentrifugo) serveWS(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	for {
+		_, data, err := c.Read(context.Background())
+		if err != nil {
+			return
+		}
+		for line := range bytes.SplitSeq(data, []byte("\n")) {
+			if string(line) == "{}" {
+				f.pongs.Add(1)
+				continue
+			}
+			var cmd struct {
+				ID        uint32 `json:"id"`
+				Connect   *struct{}
+				Subscribe *struct {
+					Channel string `json:"channel"`
+				}
+			}
+			if json.Unmarshal(line, &cmd) != nil {
+				return
+			}
+			switch {
+			case cmd.Connect != nil:
+				_ = c.Write(r.Context(), websocket.MessageText, fmt.Appendf(nil, `{"id":%d,"connect":{"client":"c","version":"fake","ping":25,"pong":true}}`, cmd.ID))
+			case cmd.Subscribe != nil:
+				f.mu.Lock()
+				f.subs[cmd.Subscribe.Channel] = append(f.subs[cmd.Subscribe.Channel], c)
+				_ = c.Write(r.Context(), websocket.MessageText, fmt.Appendf(nil, "{}\n{\"id\":%d,\"subscribe\":{}}", cmd.ID))
+				f.mu.Unlock()
+			default:
+				_ = c.Write(r.Context(), websocket.MessageText, fmt.Appendf(nil, `{"id":%d,"error":{"code":107,"message":"bad request"}}`, cmd.ID))
+			}
+		}
+	}
+}
+
+func TestCentrifugoDriverAgainstFake(t *testing.T) {
+	f := &fakeCentrifugo{key: "k"}
+	addr := newFakeCentrifugo(t, f)
+	cfg := testConfig(addr)
+	cfg.Target, cfg.APIKey = TargetCentrifugo, "k"
+	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages = 8, 2, 2, 90
+	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	rep := runFake(t, cfg, newCentrifugoDriver(addr, "k", pub, ws))
+	if !rep.Clean || rep.Published != 90 || rep.Expected != 360 || rep.Delivered != 360 {
+		t.Fatalf("report = %+v", rep)
+	}
+	// 8 pings with the subscribe replies, plus one per third publication per subscriber.
+	if got := f.pongs.Load(); got < 8+4*(90/3) {
+		t.Errorf("pongs = %d, want at least %d", got, 8+4*(90/3))
+	}
+}
+
+func TestCentrifugoDriverWrongKey(t *testing.T) {
+	f := &fakeCentrifugo{key: "k"}
+	addr := newFakeCentrifugo(t, f)
+	cfg := testConfig(addr)
+	cfg.Target, cfg.APIKey = TargetCentrifugo, "wrong"
+	cfg.Subscribers, cfg.Messages, cfg.Grace = 1, 5, 0
+	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	rep := runFake(t, cfg, newCentrifugoDriver(addr, "wrong", pub, ws))
+	if rep.Published != 0 || rep.PublishErrors != 5 || rep.Errors["publish status 401"] != 5 || rep.Clean {
+		t.Fatalf("report = %+v", rep)
+	}
+}

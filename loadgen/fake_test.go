@@ -1,0 +1,241 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/coder/websocket"
+)
+
+// fakeRelay implements the tiny subset of the relay's wire contract the load
+// generator uses, with optional faults to check the accounting end to end.
+// Every Nth publish (counting from 1) is refused with 503 (failEvery), or
+// delivered twice to every subscriber (dupEvery), or not delivered to the
+// topic's first subscriber (dropEvery). It counts what it did.
+type fakeRelay struct {
+	failEvery, dupEvery, dropEvery int
+
+	mu    sync.Mutex // serialises publishes: delivery in publish order per topic
+	subs  map[string][]*websocket.Conn
+	n     int
+	dups  int // extra deliveries sent
+	drops int // deliveries withheld (of acknowledged messages)
+	acks  int
+	ws    atomic.Int64
+}
+
+func newFakeRelay(t *testing.T, f *fakeRelay) string {
+	t.Helper()
+	f.subs = map[string][]*websocket.Conn{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/messages", f.publish)
+	mux.HandleFunc("GET /ws", f.serveWS)
+	srv := httptest.NewServer(mux) // listens on 127.0.0.1
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func (f *fakeRelay) publish(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Topic   string          `json:"topic"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Topic == "" || len(body.Payload) == 0 {
+		http.Error(w, `{"error":"INVALID_REQUEST"}`, http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	if f.failEvery > 0 && f.n%f.failEvery == 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":"SERVICE_UNAVAILABLE","message":"fake"}`)
+		return
+	}
+	id := fmt.Sprintf("1700000000000-%d", f.n)
+	frame := fmt.Appendf(nil, `{"type":"message","message_id":%q,"topic":%q,"payload":%s,"timestamp":"2026-01-01T00:00:00Z","metadata":{}}`,
+		id, body.Topic, body.Payload)
+	for i, c := range f.subs[body.Topic] {
+		if i == 0 && f.dropEvery > 0 && f.n%f.dropEvery == 0 {
+			f.drops++
+			continue
+		}
+		_ = c.Write(r.Context(), websocket.MessageText, frame)
+		if f.dupEvery > 0 && f.n%f.dupEvery == 0 {
+			_ = c.Write(r.Context(), websocket.MessageText, frame)
+			f.dups++
+		}
+	}
+	f.acks++
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	fmt.Fprintf(w, `{"message_id":%q,"topic":%q,"timestamp":"2026-01-01T00:00:00Z"}`, id, body.Topic)
+}
+
+func (f *fakeRelay) serveWS(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	f.ws.Add(1)
+	defer c.CloseNow()
+	for {
+		_, data, err := c.Read(context.Background())
+		if err != nil {
+			return
+		}
+		var sub struct {
+			Type   string   `json:"type"`
+			Topics []string `json:"topics"`
+		}
+		if json.Unmarshal(data, &sub) != nil || sub.Type != "subscribe" {
+			_ = c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"error","code":"INVALID_MESSAGE","message":"fake"}`))
+			continue
+		}
+		f.mu.Lock()
+		for _, t := range sub.Topics {
+			f.subs[t] = append(f.subs[t], c)
+		}
+		// Reply under the lock so no message can precede "subscribed".
+		_ = c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"pong","timestamp":"t"}`))
+		_ = c.Write(r.Context(), websocket.MessageText, fmt.Appendf(nil, `{"type":"subscribed","topics":[%q],"session_id":"s","timestamp":"t"}`, sub.Topics[0]))
+		f.mu.Unlock()
+	}
+}
+
+func testConfig(addr string) Config {
+	c, err := parseFlags([]string{"--addr", addr, "--quiet", "--grace", "3s"}, io.Discard, timeNow(), 1)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func runFake(t *testing.T, cfg Config, d driver) *Report {
+	t.Helper()
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := run(context.Background(), cfg, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestRelayDriverAgainstFake(t *testing.T) {
+	f := &fakeRelay{}
+	addr := newFakeRelay(t, f)
+	cfg := testConfig(addr)
+	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages = 20, 3, 3, 300
+	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
+	// 100 messages per topic; 7, 7 and 6 subscribers.
+	if !rep.Clean || rep.Connected != 20 || rep.Published != 300 || rep.Expected != 2000 || rep.Delivered != 2000 {
+		t.Fatalf("report not clean or counts wrong: %+v", rep)
+	}
+	if rep.LatencyP50Ms <= 0 || rep.LatencyMaxMs < rep.LatencyP99Ms || rep.DeliveriesPerS <= 0 || rep.PublishesPerS <= 0 {
+		t.Fatalf("rates or latencies missing: %+v", rep)
+	}
+}
+
+func TestRelayDriverCountsFaults(t *testing.T) {
+	f := &fakeRelay{failEvery: 10, dupEvery: 7, dropEvery: 11}
+	addr := newFakeRelay(t, f)
+	cfg := testConfig(addr)
+	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages = 6, 2, 4, 200
+	cfg.Grace = 500e6
+	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rep.PublishErrors != 20 || rep.Published != 180 || rep.Errors["publish status 503"] != 20 {
+		t.Errorf("publish errors = %d (%v), published %d; want 20 and 180", rep.PublishErrors, rep.Errors, rep.Published)
+	}
+	if rep.Duplicated != uint64(f.dups) || f.dups == 0 {
+		t.Errorf("duplicated = %d, fake sent %d", rep.Duplicated, f.dups)
+	}
+	if rep.Lost != uint64(f.drops) || f.drops == 0 {
+		t.Errorf("lost = %d, fake withheld %d", rep.Lost, f.drops)
+	}
+	if rep.Clean || rep.OutOfOrder != 0 {
+		t.Errorf("clean = %v, out of order = %d; want false and 0", rep.Clean, rep.OutOfOrder)
+	}
+}
+
+func TestRelayDriverRateAndDurationBounds(t *testing.T) {
+	f := &fakeRelay{}
+	addr := newFakeRelay(t, f)
+	cfg := testConfig(addr)
+	cfg.Subscribers, cfg.Topics, cfg.Publishers = 2, 1, 2
+	cfg.Messages, cfg.Rate, cfg.Duration = 1_000_000, 100, 300e6 // far more than 0.3 s allows
+	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
+	if rep.Published < 20 || rep.Published > 40 {
+		t.Fatalf("published %d in a 0.3 s window at 100/s, want about 30", rep.Published)
+	}
+	if rep.PublishS > 1 {
+		t.Fatalf("publish phase took %.2f s, bound was 0.3 s", rep.PublishS)
+	}
+	if !rep.Clean || rep.Delivered != 2*rep.Published {
+		t.Fatalf("report = %+v", rep)
+	}
+}
+
+func TestMainAgainstFakeWithServerStats(t *testing.T) {
+	f := &fakeRelay{}
+	addr := newFakeRelay(t, f)
+	path := t.TempDir() + "/r.json"
+	var out, errOut bytes.Buffer
+	// The fake runs in this process, so our own pid stands in for the server's.
+	code := Main(context.Background(), []string{
+		"--addr", addr, "--subscribers", "10", "--topics", "2", "--messages", "100", "--publishers", "2",
+		"--hold", "50ms", "--server-pid", fmt.Sprint(osGetpid()), "--format", "json", "--json", path, "--progress", "20ms",
+		"--label", "fake",
+	}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("Main = %d, stderr: %s", code, errOut.String())
+	}
+	var rep Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not a JSON report: %v\n%s", err, out.String())
+	}
+	if !rep.Clean || rep.Label != "fake" || rep.Delivered != 500 || rep.RSSBeforeKB <= 0 || rep.HoldS < 0.05 {
+		t.Fatalf("report = %+v", rep)
+	}
+	saved, err := readReport(path)
+	if err != nil || saved.Delivered != rep.Delivered {
+		t.Fatalf("--json file: %v, %+v", err, saved)
+	}
+	if !strings.Contains(errOut.String(), "bench ") {
+		t.Errorf("no progress on stderr: %q", errOut.String())
+	}
+	var table bytes.Buffer
+	if err := rep.writeTable(&table); err != nil || !strings.Contains(table.String(), "lost / dup / out-of-order") {
+		t.Fatalf("table: %v\n%s", err, table.String())
+	}
+}
+
+func TestMainUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"--addr", "8.8.8.8:80"}, &out, &errOut); code != exitUsage {
+		t.Fatalf("non-loopback addr: code %d, want %d", code, exitUsage)
+	}
+	if code := Main(context.Background(), []string{"-h"}, &out, &errOut); code != exitOK {
+		t.Fatalf("-h: code %d, want 0", code)
+	}
+	// Nothing listens on port 1 of loopback: the run fails, it does not hang.
+	code := Main(context.Background(), []string{"--addr", "127.0.0.1:1", "--subscribers", "2", "--quiet", "--connect-timeout", "2s"}, &out, &errOut)
+	if code != exitFail {
+		t.Fatalf("unreachable server: code %d, want %d; stderr %s", code, exitFail, errOut.String())
+	}
+}
