@@ -95,7 +95,7 @@ func TestBitset(t *testing.T) {
 	if !a.set(63) {
 		t.Fatal("set(63) twice: want already present")
 	}
-	if !a.has(1000) || a.has(999) || a.has(1 << 30) {
+	if !a.has(1000) || a.has(999) || a.has(1<<30) {
 		t.Fatal("has: wrong membership")
 	}
 	b.set(1)
