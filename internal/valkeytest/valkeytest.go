@@ -148,6 +148,22 @@ func (s *Server) Stop() { s.halt(syscall.SIGTERM) }
 // Kill ends the server with SIGKILL, as a crash would, and waits for it.
 func (s *Server) Kill() { s.halt(syscall.SIGKILL) }
 
+// Pause freezes the server (SIGSTOP): connections stay open but nothing is
+// answered, as with a stalled Valkey. Resume undoes it; Stop, Kill and
+// Restart resume a paused server first.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
 // Restart stops the server if it runs, then starts it again on the same port
 // with the same data directory (so AOF data survives) and waits until it
 // answers PING. It fails the test if the server does not come back.
@@ -212,6 +228,7 @@ func (s *Server) halt(sig syscall.Signal) {
 		return
 	}
 	_ = s.cmd.Process.Signal(sig)
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused server must run to exit
 	select {
 	case <-s.done:
 	case <-time.After(stopTimeout):

@@ -1,0 +1,68 @@
+package persistence
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+func TestMemoryStoreConformance(t *testing.T) {
+	runConformance(t, func(t *testing.T, limits Limits) Store {
+		s := NewMemoryStore(limits)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
+// The memory store takes an id's millisecond from the message Timestamp; ids
+// must still increase when timestamps step back (a wall clock set back).
+func TestMemoryStoreIDsIncreaseWhenTimestampsStepBack(t *testing.T) {
+	s := NewMemoryStore(Limits{})
+	defer s.Close()
+	base := time.Now().UTC()
+	stamps := []time.Time{
+		base,
+		base.Add(-10 * time.Second),
+		base.Add(-10 * time.Second),
+		base.Add(-time.Hour),
+		base.Add(time.Millisecond),
+		base.Add(time.Millisecond),
+		base.Add(-time.Millisecond),
+	}
+	var ids []messages.ID
+	for i, ts := range stamps {
+		batch := []messages.Message{{Payload: []byte(`{}`), Timestamp: ts}}
+		if n, err := s.Append(context.Background(), "clock", batch); n != 1 || err != nil {
+			t.Fatalf("append %d: %d, %v", i, n, err)
+		}
+		ids = append(ids, batch[0].ID)
+	}
+	assertIncreasing(t, ids)
+	if ids[0].Ms != uint64(base.UnixMilli()) {
+		t.Errorf("first id %s does not take its millisecond from the timestamp %d", ids[0], base.UnixMilli())
+	}
+	if ids[4].Ms != uint64(base.Add(time.Millisecond).UnixMilli()) || ids[4].Seq != 0 {
+		t.Errorf("id %s: once the clock passes the last id it should restart at <ms>-0", ids[4])
+	}
+	got := idsOf(mustRange(t, s, "clock", messages.ID{}, 100).Messages)
+	if len(got) != len(ids) {
+		t.Fatalf("Range returned %d messages, want %d", len(got), len(ids))
+	}
+}
+
+func BenchmarkMemoryAppend(b *testing.B) {
+	s := NewMemoryStore(Limits{MaxMessages: 10000})
+	defer s.Close()
+	ctx := context.Background()
+	payload := []byte(`{"event":"job-state","job_id":"a1b2c3","state":"running"}`)
+	batch := make([]messages.Message, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		batch[0] = messages.Message{Payload: payload, Timestamp: time.Now()}
+		if _, err := s.Append(ctx, "bench", batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,663 @@
+package persistence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// ValkeyConfig configures a ValkeyStore. The zero value of each optional
+// field means its default.
+type ValkeyConfig struct {
+	// Addrs are the "host:port" addresses of Valkey (RELAY_VALKEY_ADDR).
+	// Required. One address of a standalone server gives a standalone
+	// client; several addresses (or one of a cluster node) give a cluster
+	// client.
+	Addrs []string
+	// Username and Password authenticate (AUTH / HELLO AUTH); empty means
+	// none (RELAY_VALKEY_USERNAME, RELAY_VALKEY_PASSWORD).
+	Username string
+	Password string
+	// DB is the database to SELECT (RELAY_VALKEY_DB); default 0.
+	DB int
+	// Limits bound what is retained per topic; the zero value keeps
+	// everything.
+	Limits Limits
+	// Timeout bounds every operation, connecting included; default 2s. A
+	// stalled Valkey makes an operation fail with messages.ErrUnavailable
+	// after at most Timeout.
+	Timeout time.Duration
+}
+
+// DefaultValkeyTimeout is ValkeyConfig.Timeout's default.
+const DefaultValkeyTimeout = 2 * time.Second
+
+// Background reconnect backoff while Valkey is unreachable at start-up.
+const (
+	connectBackoffMin = 100 * time.Millisecond
+	connectBackoffMax = 5 * time.Second
+)
+
+// maxScanRounds bounds how many reads Range and RevRange make to fill a page
+// that filtering (expired or out-of-retention entries) left short. A page may
+// therefore be short although more messages exist after a long run of
+// expired ones; the caller pages on from the last message it got.
+const maxScanRounds = 8
+
+// maxScanCount caps the COUNT of one follow-up read.
+const maxScanCount = 1000
+
+// ValkeyStore keeps each topic in a Valkey stream (Valkey or Redis >= 7).
+//
+// Layout: one stream per topic at key "topic:{<topic>}:stream" (the braces
+// are a cluster hash tag). Each entry's id is the message id (XADD "*": the
+// server's clock, strictly increasing per stream even if that clock steps
+// back). Fields:
+//
+//	payload     the JSON payload, as given
+//	timestamp   RFC 3339 UTC with microseconds and "Z"
+//	            (messages.TimestampLayout, e.g. 2026-11-27T01:17:27.656581Z);
+//	            finer precision is dropped
+//	metadata    JSON object of strings; absent when empty
+//	expires_at  same format as timestamp; absent when the message has no ttl
+//
+// Trimming happens on every append, in the same script as the XADDs:
+// "XTRIM MAXLEN ~ Limits.MaxMessages" and "XTRIM MINID ~ <now-Retention ms>".
+// The trims are approximate (whole radix-tree nodes), so a topic may hold up
+// to one node (stream-node-max-entries, default 100) more than the cap, and
+// out-of-retention entries linger until their node goes; reads filter them
+// out by their timestamp field. After a trim that removed something, the
+// script records the id just below the oldest remaining entry as the
+// stream's max-deleted-entry-id (XSETID ... MAXDELETEDID), which is what
+// Range's Truncated is computed from (XTRIM alone does not maintain it).
+//
+// Connection: if Valkey is unreachable when the store is created, the store
+// still comes up and keeps connecting in the background (with backoff,
+// logging at warn); meanwhile every operation fails with
+// messages.ErrUnavailable and Ping reports why. Once connected, valkey-go
+// re-dials broken connections by itself, so a Valkey restart needs no new
+// store.
+//
+// Concurrency: all methods are safe for concurrent use.
+type ValkeyStore struct {
+	cfg     ValkeyConfig
+	log     *slog.Logger
+	timeout time.Duration
+
+	client atomic.Pointer[valkeyClient] // nil until connected
+
+	mu         sync.Mutex
+	closed     bool
+	connectErr error // why the background connect has not succeeded yet
+
+	stop chan struct{} // closed by Close
+	wg   sync.WaitGroup
+}
+
+var _ Store = (*ValkeyStore)(nil)
+
+type valkeyClient struct{ c valkey.Client }
+
+// NewValkeyStore connects to Valkey and returns the store.
+//
+// An unreachable Valkey is not an error: the store is returned and connects
+// in the background (see ValkeyStore). Errors are returned for a bad
+// configuration (no address) and for credentials or a database the server
+// rejects (WRONGPASS, NOAUTH, NOPERM, DB index out of range), so that a
+// misconfigured relay stops at start-up with a clear message. ctx bounds
+// only this call; logger receives connection events.
+func NewValkeyStore(ctx context.Context, cfg ValkeyConfig, logger *slog.Logger) (*ValkeyStore, error) {
+	if len(cfg.Addrs) == 0 {
+		return nil, errors.New("valkey: no address configured")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultValkeyTimeout
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("valkey: connect %s: %w", strings.Join(cfg.Addrs, ","), err)
+	}
+	s := &ValkeyStore{cfg: cfg, log: logger, timeout: cfg.Timeout, stop: make(chan struct{})}
+	opt := s.clientOption()
+	c, err := valkey.NewClient(opt)
+	switch {
+	case err == nil:
+		s.client.Store(&valkeyClient{c})
+		s.log.Info("valkey: connected", "addrs", cfg.Addrs)
+	case isConfigError(err):
+		return nil, fmt.Errorf("valkey: connect %s: %w", strings.Join(cfg.Addrs, ","), err)
+	default:
+		s.connectErr = err
+		s.log.Warn("valkey: unreachable; connecting in the background",
+			"addrs", cfg.Addrs, "err", err)
+		s.wg.Add(1)
+		go s.connectLoop(opt)
+	}
+	return s, nil
+}
+
+func (s *ValkeyStore) clientOption() valkey.ClientOption {
+	opt := valkey.ClientOption{
+		InitAddress:  append([]string(nil), s.cfg.Addrs...),
+		Username:     s.cfg.Username,
+		Password:     s.cfg.Password,
+		SelectDB:     s.cfg.DB,
+		ClientName:   "pulsar-relay",
+		DisableCache: true, // no client-side caching: streams are read once
+		// A stalled server closes the connection after Timeout, so the
+		// next command dials afresh instead of queueing behind it.
+		ConnWriteTimeout: s.timeout,
+	}
+	opt.Dialer.Timeout = s.timeout
+	return opt
+}
+
+// connectLoop retries NewClient with exponential backoff until it succeeds
+// or the store is closed.
+func (s *ValkeyStore) connectLoop(opt valkey.ClientOption) {
+	defer s.wg.Done()
+	delay := connectBackoffMin
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-timer.C:
+		}
+		c, err := valkey.NewClient(opt)
+		if err == nil {
+			s.mu.Lock()
+			closed := s.closed
+			if !closed {
+				s.client.Store(&valkeyClient{c})
+				s.connectErr = nil
+			}
+			s.mu.Unlock()
+			if closed {
+				c.Close()
+				return
+			}
+			s.log.Info("valkey: connected", "addrs", s.cfg.Addrs)
+			return
+		}
+		s.mu.Lock()
+		s.connectErr = err
+		s.mu.Unlock()
+		level := slog.LevelWarn
+		if isConfigError(err) {
+			level = slog.LevelError // keeps retrying: the server's config may be fixed
+		}
+		s.log.Log(context.Background(), level, "valkey: connect failed; retrying",
+			"addrs", s.cfg.Addrs, "err", err, "retry_in", delay)
+		delay = min(delay*2, connectBackoffMax)
+		timer.Reset(delay)
+	}
+}
+
+// isConfigError reports whether a connect error is the server refusing our
+// credentials or database rather than being unreachable.
+func isConfigError(err error) bool {
+	verr, ok := valkey.IsValkeyErr(err)
+	if !ok {
+		return false
+	}
+	msg := verr.Error()
+	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "ERR AUTH", "ERR invalid password"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return strings.Contains(msg, "DB index is out of range")
+}
+
+// conn returns the client, or an error wrapping messages.ErrUnavailable
+// while the store is not connected or is closed.
+func (s *ValkeyStore) conn() (valkey.Client, error) {
+	if vc := s.client.Load(); vc != nil {
+		return vc.c, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("%w: store closed", messages.ErrUnavailable)
+	}
+	return nil, fmt.Errorf("%w: not connected to %s: %v",
+		messages.ErrUnavailable, strings.Join(s.cfg.Addrs, ","), s.connectErr)
+}
+
+// streamKey is the key of topic's stream. Topics are validated to
+// [A-Za-z0-9._-] before they reach a store, so no brace can break the hash tag.
+func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
+
+// appendScript adds a batch to one stream and trims it, atomically, in one
+// round trip (EVALSHA; EVAL when the server's script cache is empty).
+//
+// One XADD carries one trim strategy only, so the script runs plain XADDs
+// and then XTRIM MAXLEN ~ and XTRIM MINID ~ once per batch, which is cheaper
+// than trimming on every XADD and also tells it whether anything was
+// removed. When something was, it records pred(oldest remaining id) as the
+// stream's max-deleted-entry-id (XSETID MAXDELETEDID), since XTRIM does not.
+//
+// KEYS[1]: the stream. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]:
+// MINID threshold, "0" for none. Then four per message: payload, timestamp,
+// metadata ("" for none), expires_at ("" for none).
+//
+// Returns {err, id1, id2, ...}: err is "" when every XADD succeeded, else the
+// error of the first XADD that failed, after which nothing more was added.
+var appendScript = valkey.NewLuaScript(`
+local key = KEYS[1]
+local out = {''}
+local last
+for i = 3, #ARGV, 4 do
+  local args = {'XADD', key, '*', 'payload', ARGV[i], 'timestamp', ARGV[i + 1]}
+  if ARGV[i + 2] ~= '' then
+    args[#args + 1] = 'metadata'
+    args[#args + 1] = ARGV[i + 2]
+  end
+  if ARGV[i + 3] ~= '' then
+    args[#args + 1] = 'expires_at'
+    args[#args + 1] = ARGV[i + 3]
+  end
+  local id = redis.pcall(unpack(args))
+  if type(id) == 'table' and id.err then
+    out[1] = id.err
+    break
+  end
+  out[#out + 1] = id
+  last = id
+end
+if last then
+  local trimmed = 0
+  if ARGV[1] ~= '0' then
+    trimmed = trimmed + redis.call('XTRIM', key, 'MAXLEN', '~', ARGV[1])
+  end
+  if ARGV[2] ~= '0' then
+    trimmed = trimmed + redis.call('XTRIM', key, 'MINID', '~', ARGV[2])
+  end
+  if trimmed > 0 then
+    local md = last
+    local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+    if #first > 0 then
+      local ms, seq = string.match(first[1][1], '^(%d+)%-(%d+)$')
+      if seq ~= '0' then
+        md = ms .. '-' .. string.format('%d', tonumber(seq) - 1)
+      else
+        md = string.format('%d', tonumber(ms) - 1) .. '-18446744073709551615'
+      end
+    end
+    redis.call('XSETID', key, last, 'MAXDELETEDID', md)
+  end
+end
+return out
+`)
+
+// rangeScript reads the stream's max-deleted-entry-id and the first page of
+// an XRANGE atomically, so no trim can fall between the two.
+//
+// KEYS[1]: the stream. ARGV[1]: XRANGE start. ARGV[2]: COUNT.
+// Returns {max-deleted-entry-id, entries}; {"0-0", {}} when there is no stream.
+var rangeScript = valkey.NewLuaScriptReadOnly(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', {}} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local md = '0-0'
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then
+    md = info[i + 1]
+    break
+  end
+end
+return {md, redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])}
+`)
+
+// lastScript returns the stream's last-generated-id: the newest id ever
+// assigned, even if trimming has removed that entry; "0-0" when there is no
+// stream.
+var lastScript = valkey.NewLuaScriptReadOnly(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return '0-0' end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then return info[i + 1] end
+end
+return '0-0'
+`)
+
+// Append implements Store. The batch goes to Valkey as one script call (one
+// round trip) that adds the messages in order and trims the stream; no other
+// command runs in between.
+//
+// Partial failure: if an XADD inside the script fails (the server refused
+// it), the script stops there; batch[:n] are stored with their IDs set,
+// batch[n:] are not, and err carries the server's reason. If the call itself
+// fails (connection lost, Timeout passed, store not connected) n is 0 and
+// nothing is acknowledged; because valkey-go does not retry the script and
+// the reply was lost, the batch may nonetheless have been stored as a whole
+// (never in part), so a caller that retries may store it twice. Every error
+// wraps messages.ErrUnavailable.
+func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages.Message) (int, error) {
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	c, err := s.conn()
+	if err != nil {
+		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
+	}
+	args := make([]string, 0, 2+4*len(batch))
+	args = append(args, "0", "0")
+	if s.cfg.Limits.MaxMessages > 0 {
+		args[0] = strconv.Itoa(s.cfg.Limits.MaxMessages)
+	}
+	if s.cfg.Limits.Retention > 0 {
+		args[1] = strconv.FormatInt(time.Now().Add(-s.cfg.Limits.Retention).UnixMilli(), 10)
+	}
+	for i := range batch {
+		m := &batch[i]
+		var md, exp string
+		if len(m.Metadata) > 0 {
+			b, err := json.Marshal(m.Metadata)
+			if err != nil {
+				return 0, fmt.Errorf("valkey: append %q: metadata: %w", topic, err)
+			}
+			md = valkey.BinaryString(b)
+		}
+		if !m.ExpiresAt.IsZero() {
+			exp = messages.FormatTime(m.ExpiresAt)
+		}
+		// The payload is immutable once handed to the store, so it is
+		// passed without a copy.
+		args = append(args, valkey.BinaryString(m.Payload), messages.FormatTime(m.Timestamp), md, exp)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	reply, err := appendScript.Exec(ctx, c, []string{streamKey(topic)}, args).ToArray()
+	if err != nil {
+		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, err)
+	}
+	if len(reply) == 0 || len(reply) > len(batch)+1 {
+		return 0, fmt.Errorf("valkey: append %q: %w: unexpected reply of %d elements", topic, messages.ErrUnavailable, len(reply))
+	}
+	n := 0
+	for _, r := range reply[1:] {
+		text, err := r.ToString()
+		if err != nil {
+			break
+		}
+		id, err := messages.ParseID(text)
+		if err != nil {
+			break
+		}
+		batch[n].ID = id
+		batch[n].Topic = topic
+		n++
+	}
+	if n != len(reply)-1 {
+		// The server stored reply[1:] but we cannot read an id: report the
+		// ones we could and fail the rest, so that n stays honest about IDs.
+		return n, fmt.Errorf("valkey: append %q: %w: unreadable id in reply", topic, messages.ErrUnavailable)
+	}
+	if errMsg, _ := reply[0].ToString(); errMsg != "" {
+		return n, fmt.Errorf("valkey: append %q: %w: message %d of %d: %s", topic, messages.ErrUnavailable, n+1, len(batch), errMsg)
+	}
+	if n < len(batch) {
+		return n, fmt.Errorf("valkey: append %q: %w: %d of %d stored", topic, messages.ErrUnavailable, n, len(batch))
+	}
+	return n, nil
+}
+
+// Range implements Store.
+//
+// Truncated is true when after < the stream's max-deleted-entry-id (which
+// the append script sets to just below the oldest entry left after a trim),
+// or when an entry after `after` was skipped for being older than the
+// retention. A point at or after the oldest retained entry is therefore
+// never truncated; any point before it is (including the last trimmed id
+// itself, which the memory store does not count). Errors wrap
+// messages.ErrUnavailable, except for entries that cannot be decoded.
+func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (Page, error) {
+	if limit <= 0 {
+		return Page{}, nil
+	}
+	c, err := s.conn()
+	if err != nil {
+		return Page{}, fmt.Errorf("valkey: range %q: %w", topic, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	key := streamKey(topic)
+	start := "-"
+	if !after.IsZero() {
+		start = "(" + after.String()
+	}
+	reply, err := rangeScript.Exec(ctx, c, []string{key}, []string{start, strconv.Itoa(limit)}).ToArray()
+	if err != nil {
+		return Page{}, fmt.Errorf("valkey: range %q: %w: %w", topic, messages.ErrUnavailable, err)
+	}
+	if len(reply) != 2 {
+		return Page{}, fmt.Errorf("valkey: range %q: unexpected reply of %d elements", topic, len(reply))
+	}
+	var page Page
+	if mdText, err := reply[0].ToString(); err == nil {
+		if md, err := messages.ParseID(mdText); err == nil {
+			page.Truncated = after.Less(md)
+		}
+	}
+	f := s.newFilter()
+	entries := reply[1]
+	count := limit
+	for round := 1; ; round++ {
+		got, last, read, err := f.decode(topic, entries, limit-len(page.Messages), page.Messages)
+		if err != nil {
+			return Page{}, fmt.Errorf("valkey: range %q: %w", topic, err)
+		}
+		page.Messages = got
+		if len(page.Messages) >= limit || read < count || round >= maxScanRounds {
+			break
+		}
+		// Filtering left the page short and the stream has more: read on.
+		count = min(count*2, maxScanCount)
+		res := c.Do(ctx, c.B().Xrange().Key(key).Start("("+last).End("+").Count(int64(count)).Build())
+		if entries, err = res.ToMessage(); err != nil {
+			return Page{}, fmt.Errorf("valkey: range %q: %w: %w", topic, messages.ErrUnavailable, err)
+		}
+	}
+	page.Truncated = page.Truncated || f.outOfRetention
+	return page, nil
+}
+
+// RevRange implements Store. Errors wrap messages.ErrUnavailable, except for
+// entries that cannot be decoded.
+func (s *ValkeyStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	c, err := s.conn()
+	if err != nil {
+		return nil, fmt.Errorf("valkey: revrange %q: %w", topic, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	key := streamKey(topic)
+	end := "+"
+	if !before.IsZero() {
+		end = "(" + before.String()
+	}
+	f := s.newFilter()
+	var out []messages.Message
+	count := limit
+	for round := 1; ; round++ {
+		res := c.Do(ctx, c.B().Xrevrange().Key(key).End(end).Start("-").Count(int64(count)).Build())
+		entries, err := res.ToMessage()
+		if err != nil {
+			return nil, fmt.Errorf("valkey: revrange %q: %w: %w", topic, messages.ErrUnavailable, err)
+		}
+		var last string
+		var read int
+		if out, last, read, err = f.decode(topic, entries, limit-len(out), out); err != nil {
+			return nil, fmt.Errorf("valkey: revrange %q: %w", topic, err)
+		}
+		// Entries past the retention are the oldest; older ones would be
+		// skipped too, so stop reading once one was seen.
+		if len(out) >= limit || read < count || round >= maxScanRounds || f.outOfRetention {
+			break
+		}
+		end = "(" + last
+		count = min(count*2, maxScanCount)
+	}
+	return out, nil
+}
+
+// Last implements Store: the stream's last-generated-id, which stays the
+// newest id assigned even after trimming removed that entry.
+func (s *ValkeyStore) Last(ctx context.Context, topic string) (messages.ID, error) {
+	c, err := s.conn()
+	if err != nil {
+		return messages.ID{}, fmt.Errorf("valkey: last %q: %w", topic, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	text, err := lastScript.Exec(ctx, c, []string{streamKey(topic)}, nil).ToString()
+	if err != nil {
+		return messages.ID{}, fmt.Errorf("valkey: last %q: %w: %w", topic, messages.ErrUnavailable, err)
+	}
+	id, err := messages.ParseID(text)
+	if err != nil {
+		return messages.ID{}, fmt.Errorf("valkey: last %q: %w", topic, err)
+	}
+	return id, nil
+}
+
+// Ping implements Store: PING within Timeout. The error says why the store
+// cannot serve (not connected yet and the last connect error, closed, or
+// the PING failure) and wraps messages.ErrUnavailable.
+func (s *ValkeyStore) Ping(ctx context.Context) error {
+	c, err := s.conn()
+	if err != nil {
+		return fmt.Errorf("valkey: ping: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+		return fmt.Errorf("valkey: ping %s: %w: %w", strings.Join(s.cfg.Addrs, ","), messages.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close implements Store: it stops a background connect, waits for calls in
+// flight and closes the connections. Later calls fail with
+// messages.ErrUnavailable. Close is idempotent.
+func (s *ValkeyStore) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	vc := s.client.Swap(nil)
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	if vc != nil {
+		vc.c.Close()
+	}
+	return nil
+}
+
+// entryFilter decodes stream entries and drops expired and out-of-retention
+// ones, as of one instant.
+type entryFilter struct {
+	now            time.Time
+	cutoff         time.Time // zero: no retention
+	outOfRetention bool      // an entry was skipped for its age
+}
+
+func (s *ValkeyStore) newFilter() *entryFilter {
+	f := &entryFilter{now: time.Now()}
+	if s.cfg.Limits.Retention > 0 {
+		f.cutoff = f.now.Add(-s.cfg.Limits.Retention)
+	}
+	return f
+}
+
+// decode appends to out up to want live messages from an XRANGE/XREVRANGE
+// reply, in reply order. It returns out, the id of the last entry looked at
+// (the cursor for a further read) and how many entries the reply held.
+func (f *entryFilter) decode(topic string, reply valkey.ValkeyMessage, want int, out []messages.Message) ([]messages.Message, string, int, error) {
+	entries, err := reply.ToArray()
+	if err != nil {
+		return out, "", 0, fmt.Errorf("%w: %w", messages.ErrUnavailable, err)
+	}
+	var last string
+	for i := range entries {
+		if want <= 0 {
+			break
+		}
+		m, idText, err := decodeEntry(topic, &entries[i])
+		if err != nil {
+			return out, "", 0, err
+		}
+		last = idText
+		if m.Timestamp.Before(f.cutoff) {
+			f.outOfRetention = true
+			continue
+		}
+		if m.Expired(f.now) {
+			continue
+		}
+		out = append(out, m)
+		want--
+	}
+	return out, last, len(entries), nil
+}
+
+// decodeEntry turns one stream entry, [id, [field, value, ...]], into a
+// message. Unknown fields are ignored.
+func decodeEntry(topic string, e *valkey.ValkeyMessage) (messages.Message, string, error) {
+	parts, err := e.ToArray()
+	if err != nil || len(parts) != 2 {
+		return messages.Message{}, "", fmt.Errorf("malformed stream entry")
+	}
+	idText, err := parts[0].ToString()
+	if err != nil {
+		return messages.Message{}, "", fmt.Errorf("malformed stream entry id: %w", err)
+	}
+	m := messages.Message{Topic: topic}
+	if m.ID, err = messages.ParseID(idText); err != nil {
+		return messages.Message{}, "", fmt.Errorf("entry %s: %w", idText, err)
+	}
+	fields, _ := parts[1].ToArray() // nil for an entry without fields
+	for i := 0; i+1 < len(fields); i += 2 {
+		name, _ := fields[i].ToString()
+		value, _ := fields[i+1].ToString()
+		switch name {
+		case "payload":
+			m.Payload = json.RawMessage(value)
+		case "timestamp":
+			if m.Timestamp, err = time.Parse(time.RFC3339Nano, value); err != nil {
+				return messages.Message{}, "", fmt.Errorf("entry %s: timestamp: %w", idText, err)
+			}
+		case "metadata":
+			if err := json.Unmarshal([]byte(value), &m.Metadata); err != nil {
+				return messages.Message{}, "", fmt.Errorf("entry %s: metadata: %w", idText, err)
+			}
+		case "expires_at":
+			if m.ExpiresAt, err = time.Parse(time.RFC3339Nano, value); err != nil {
+				return messages.Message{}, "", fmt.Errorf("entry %s: expires_at: %w", idText, err)
+			}
+		}
+	}
+	return m, idText, nil
+}

@@ -1,0 +1,316 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/pulsar-relay/relay/internal/valkeytest"
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// testLogger sends the store's logs to the test log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tlogWriter struct{ t testing.TB }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func openValkey(t testing.TB, srv *valkeytest.Server, cfg ValkeyConfig) *ValkeyStore {
+	t.Helper()
+	cfg.Addrs = []string{srv.Addr()}
+	if cfg.Password == "" {
+		cfg.Password = srv.Password()
+	}
+	s, err := NewValkeyStore(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("NewValkeyStore: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// rawClient is a plain client for inspecting what the store wrote.
+func rawClient(t *testing.T, srv *valkeytest.Server) valkey.Client {
+	t.Helper()
+	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true})
+	if err != nil {
+		t.Fatalf("raw client: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Each test gets its own server: one starts in a few tens of milliseconds.
+func TestValkeyStoreConformance(t *testing.T) {
+	runConformance(t, func(t *testing.T, limits Limits) Store {
+		return openValkey(t, valkeytest.Start(t), ValkeyConfig{Limits: limits})
+	})
+}
+
+func TestValkeyStoreNeedsAnAddress(t *testing.T) {
+	if _, err := NewValkeyStore(context.Background(), ValkeyConfig{}, nil); err == nil {
+		t.Fatal("NewValkeyStore without an address succeeded")
+	}
+}
+
+func TestValkeyStoreLayout(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{})
+	ts := time.Date(2026, 11, 27, 1, 17, 27, 656581999, time.UTC)
+	batch := []messages.Message{
+		{Payload: []byte(`{"a":1}`), Timestamp: ts, Metadata: map[string]string{"k": "v"}, ExpiresAt: ts.Add(time.Hour)},
+		{Payload: []byte(`{"b":2}`), Timestamp: ts},
+	}
+	appendAll(t, s, "lay.out_1-x", batch)
+
+	raw := rawClient(t, srv)
+	ctx := testCtx(t)
+	entries, err := raw.Do(ctx, raw.B().Xrange().Key("topic:{lay.out_1-x}:stream").Start("-").End("+").Build()).AsXRange()
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("XRANGE topic:{lay.out_1-x}:stream = %d entries, %v; want 2", len(entries), err)
+	}
+	for i, e := range entries {
+		if e.ID != batch[i].ID.String() {
+			t.Errorf("entry %d id %s, message id %s: the stream id must be the message id", i, e.ID, batch[i].ID)
+		}
+	}
+	want0 := map[string]string{
+		"payload":    `{"a":1}`,
+		"timestamp":  "2026-11-27T01:17:27.656581Z",
+		"metadata":   `{"k":"v"}`,
+		"expires_at": "2026-11-27T02:17:27.656581Z",
+	}
+	want1 := map[string]string{"payload": `{"b":2}`, "timestamp": "2026-11-27T01:17:27.656581Z"}
+	for i, want := range []map[string]string{want0, want1} {
+		got := entries[i].FieldValues
+		if len(got) != len(want) {
+			t.Errorf("entry %d fields %v, want %v", i, got, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("entry %d field %s = %q, want %q", i, k, got[k], v)
+			}
+		}
+	}
+}
+
+// A key that is not a stream makes the script's first XADD fail: nothing is
+// stored, n is 0 and the error wraps ErrUnavailable with the server's reason.
+func TestValkeyStoreAppendFailureIsHonest(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{})
+	raw := rawClient(t, srv)
+	ctx := testCtx(t)
+	if err := raw.Do(ctx, raw.B().Set().Key("topic:{wrong}:stream").Value("x").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	batch := msgs(0, 3)
+	n, err := s.Append(ctx, "wrong", batch)
+	if n != 0 || !errors.Is(err, messages.ErrUnavailable) || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("Append onto a string key = %d, %v; want 0 and ErrUnavailable with WRONGTYPE", n, err)
+	}
+	for i := range batch {
+		if !batch[i].ID.IsZero() {
+			t.Errorf("message %d got id %s although nothing was stored", i, batch[i].ID)
+		}
+	}
+}
+
+// Retention trims on write (XTRIM MINID ~), not only hides on read.
+func TestValkeyStoreTrimsByAgeOnWrite(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{Limits: Limits{Retention: 300 * time.Millisecond}})
+	raw := rawClient(t, srv)
+	for i := 0; i < 5; i++ {
+		appendAll(t, s, "aging", msgs(i*50, 50))
+	}
+	eventually(t, 5*time.Second, func() string {
+		appendAll(t, s, "aging", msgs(1000, 1)) // each append trims
+		n, err := raw.Do(testCtx(t), raw.B().Xlen().Key("topic:{aging}:stream").Build()).AsInt64()
+		if err != nil {
+			return err.Error()
+		}
+		if n > 1+trimSlack {
+			return fmt.Sprintf("stream still holds %d entries", n)
+		}
+		return ""
+	})
+	if p := mustRange(t, s, "aging", messages.ID{}, 1000); !p.Truncated {
+		t.Errorf("Range after zero once old entries were trimmed: Truncated not set")
+	}
+}
+
+func TestValkeyStoreWrongPasswordFailsAtOnce(t *testing.T) {
+	srv := valkeytest.Start(t, valkeytest.WithPassword("right"))
+	for _, tc := range []struct{ password, want string }{
+		{"wrong", "WRONGPASS"},
+		{"", "NOAUTH"},
+	} {
+		start := time.Now()
+		s, err := NewValkeyStore(context.Background(), ValkeyConfig{
+			Addrs: []string{srv.Addr()}, Password: tc.password, Timeout: 5 * time.Second,
+		}, testLogger(t))
+		if err == nil {
+			s.Close()
+			t.Fatalf("password %q: NewValkeyStore succeeded", tc.password)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("password %q: error %q does not mention %s", tc.password, err, tc.want)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("password %q: the error took %s", tc.password, d)
+		}
+	}
+	s := openValkey(t, srv, ValkeyConfig{Password: "right"})
+	if err := s.Ping(testCtx(t)); err != nil {
+		t.Fatalf("Ping with the right password: %v", err)
+	}
+}
+
+// Valkey down at start-up: the store comes up, answers ErrUnavailable within
+// the timeout, reports why in Ping, and works once Valkey is up, without a
+// new store.
+func TestValkeyStoreStartsWhileValkeyDown(t *testing.T) {
+	srv := valkeytest.Start(t)
+	srv.Stop()
+	const timeout = 500 * time.Millisecond
+	start := time.Now()
+	s := openValkey(t, srv, ValkeyConfig{Timeout: timeout})
+	if d := time.Since(start); d > timeout+time.Second {
+		t.Errorf("NewValkeyStore with Valkey down took %s", d)
+	}
+
+	start = time.Now()
+	n, err := s.Append(testCtx(t), "down", msgs(0, 1))
+	if n != 0 || !errors.Is(err, messages.ErrUnavailable) {
+		t.Fatalf("Append with Valkey down = %d, %v; want 0, ErrUnavailable", n, err)
+	}
+	if d := time.Since(start); d > timeout+time.Second {
+		t.Errorf("Append with Valkey down took %s, timeout %s", d, timeout)
+	}
+	if _, err := s.Range(testCtx(t), "down", messages.ID{}, 10); !errors.Is(err, messages.ErrUnavailable) {
+		t.Errorf("Range with Valkey down: %v; want ErrUnavailable", err)
+	}
+	err = s.Ping(testCtx(t))
+	if err == nil || !strings.Contains(err.Error(), "not connected") || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("Ping with Valkey down = %v; want the reason (not connected, connection refused)", err)
+	}
+
+	srv.Restart()
+	eventually(t, 10*time.Second, func() string {
+		if err := s.Ping(testCtx(t)); err != nil {
+			return "Ping: " + err.Error()
+		}
+		return ""
+	})
+	appendAll(t, s, "down", msgs(0, 2))
+	if got := mustRange(t, s, "down", messages.ID{}, 10).Messages; len(got) != 2 {
+		t.Fatalf("Range after Valkey came up: %d messages, want 2", len(got))
+	}
+}
+
+// A Valkey crash (SIGKILL) and restart: acknowledged writes survive in the
+// AOF and the same store reconnects by itself. appendfsync always makes the
+// durability part deterministic; everysec may lose up to a second.
+func TestValkeyStoreReconnectsAfterRestart(t *testing.T) {
+	srv := valkeytest.Start(t, valkeytest.WithArgs("--appendfsync", "always"))
+	const timeout = 500 * time.Millisecond
+	s := openValkey(t, srv, ValkeyConfig{Timeout: timeout})
+	before := idsOf(appendAll(t, s, "crash", msgs(0, 5)))
+
+	srv.Kill()
+	start := time.Now()
+	if n, err := s.Append(testCtx(t), "crash", msgs(5, 1)); n != 0 || !errors.Is(err, messages.ErrUnavailable) {
+		t.Fatalf("Append with Valkey killed = %d, %v; want 0, ErrUnavailable", n, err)
+	}
+	if d := time.Since(start); d > timeout+time.Second {
+		t.Errorf("Append with Valkey killed took %s, timeout %s", d, timeout)
+	}
+	if err := s.Ping(testCtx(t)); err == nil {
+		t.Errorf("Ping with Valkey killed succeeded")
+	}
+
+	srv.Restart()
+	eventually(t, 10*time.Second, func() string {
+		if err := s.Ping(testCtx(t)); err != nil {
+			return "Ping: " + err.Error()
+		}
+		return ""
+	})
+	assertIDs(t, "messages after the crash", mustRange(t, s, "crash", messages.ID{}, 100).Messages, before)
+	after := appendAll(t, s, "crash", msgs(5, 1))
+	if !before[len(before)-1].Less(after[0].ID) {
+		t.Errorf("id after restart %s is not after %s", after[0].ID, before[len(before)-1])
+	}
+}
+
+// A stalled Valkey (SIGSTOP) must not hang callers: every operation gives up
+// with ErrUnavailable after the timeout, and the store recovers when Valkey
+// does.
+func TestValkeyStoreStalledValkeyTimesOut(t *testing.T) {
+	srv := valkeytest.Start(t)
+	const timeout = 300 * time.Millisecond
+	s := openValkey(t, srv, ValkeyConfig{Timeout: timeout})
+	appendAll(t, s, "stall", msgs(0, 1))
+
+	srv.Pause()
+	ops := map[string]func() error{
+		"Append": func() error { _, err := s.Append(context.Background(), "stall", msgs(1, 1)); return err },
+		"Range":  func() error { _, err := s.Range(context.Background(), "stall", messages.ID{}, 10); return err },
+		"Last":   func() error { _, err := s.Last(context.Background(), "stall"); return err },
+		"Ping":   func() error { return s.Ping(context.Background()) },
+	}
+	for name, op := range ops {
+		start := time.Now()
+		err := op()
+		d := time.Since(start)
+		if !errors.Is(err, messages.ErrUnavailable) {
+			t.Errorf("%s against a stalled Valkey: %v; want ErrUnavailable", name, err)
+		}
+		if d > timeout+700*time.Millisecond {
+			t.Errorf("%s against a stalled Valkey took %s, timeout %s", name, d, timeout)
+		}
+	}
+	srv.Resume()
+	eventually(t, 10*time.Second, func() string {
+		if _, err := s.Append(context.Background(), "stall", msgs(2, 1)); err != nil {
+			return "Append: " + err.Error()
+		}
+		return ""
+	})
+}
+
+func BenchmarkValkeyAppend(b *testing.B) {
+	srv := valkeytest.Start(b)
+	s := openValkey(b, srv, ValkeyConfig{Limits: Limits{MaxMessages: 100000, Retention: time.Hour}})
+	payload := []byte(`{"event":"job-state","job_id":"a1b2c3","state":"running"}`)
+	for _, size := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			ctx := context.Background()
+			batch := make([]messages.Message, size)
+			b.ReportAllocs()
+			for b.Loop() {
+				now := time.Now()
+				for i := range batch {
+					batch[i] = messages.Message{Payload: payload, Timestamp: now}
+				}
+				if n, err := s.Append(ctx, "bench", batch); err != nil || n != size {
+					b.Fatalf("Append = %d, %v", n, err)
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
