@@ -85,7 +85,7 @@ func TestSummarize(t *testing.T) {
 	md := summarize(reps, goals, "limit-", 250)
 	for _, want := range []string{
 		"### fanout",
-		"| latency p99 ms | 20 | 100 | 0.20 | relay |",          // medians 20 vs 100
+		"| latency p99 ms | 20 | 100 | 0.20 | relay |",       // medians 20 vs 100
 		"| server CPU µs/delivery | 5 | 11 | 0.45 | relay |", // 5 vs 11
 		"| clean runs | 2/3 | 3/3 | | |",
 		"| 1000 | 300 | 0 | no (p99) | 40 | 0 | yes |",
