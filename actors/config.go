@@ -3,6 +3,8 @@ package actors
 import (
 	"fmt"
 	"time"
+
+	"github.com/pulsar-relay/relay/persistence"
 )
 
 // Config tunes the actor system. The zero value of every field means its
@@ -14,6 +16,10 @@ type Config struct {
 	// HotTierMaxMessages caps the ring per topic (default 10,000), so a busy
 	// topic's ring stays bounded in memory whatever the retention.
 	HotTierMaxMessages int
+	// StoreLimits are the store's retention limits: the hot ring never
+	// holds more than the store keeps, so a replay from the ring and one from
+	// the store agree on what is retained.
+	StoreLimits persistence.Limits
 	// TopicMailboxSize bounds the publishes queued or in flight per topic
 	// (RELAY_TOPIC_MAILBOX_SIZE, default 10,000). A publish over it is
 	// refused at once with ErrOverloaded instead of waiting.
@@ -89,6 +95,12 @@ func (c Config) WithDefaults() Config {
 	}
 	defDur(&c.HotTierRetention, 600*time.Second)
 	def(&c.HotTierMaxMessages, 10_000)
+	if m := c.StoreLimits.MaxMessages; m > 0 && m < c.HotTierMaxMessages {
+		c.HotTierMaxMessages = m
+	}
+	if r := c.StoreLimits.Retention; r > 0 && r < c.HotTierRetention {
+		c.HotTierRetention = r
+	}
 	def(&c.TopicMailboxSize, 10_000)
 	def(&c.MaxBatch, 512)
 	defDur(&c.StoreTimeout, 2*time.Second)

@@ -101,7 +101,9 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- n
 
 	system := actors.NewActorSystem(logger)
 	defer system.Shutdown()
-	mgr := actors.NewTopicManager(system, store, cfg.Actors, logger)
+	actorCfg := cfg.Actors
+	actorCfg.StoreLimits = cfg.Store
+	mgr := actors.NewTopicManager(system, store, actorCfg, logger)
 	gwCfg := cfg.Gateway
 	gwCfg.Version = version
 	gw := gateway.New(gwCfg, mgr, store, logger)

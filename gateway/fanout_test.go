@@ -1,0 +1,139 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// collect reads n message frames per client concurrently and returns, per
+// client, the ids per topic in arrival order.
+func collect(t *testing.T, ctx context.Context, clients []*client, n int) []map[string][]string {
+	t.Helper()
+	out := make([]map[string][]string, len(clients))
+	var wg sync.WaitGroup
+	errs := make(chan error, len(clients))
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got := map[string][]string{}
+			for range n {
+				f, err := c.read(ctx)
+				if err != nil {
+					errs <- fmt.Errorf("client %d: %w", i, err)
+					return
+				}
+				if f.Type != "message" {
+					errs <- fmt.Errorf("client %d: unexpected frame %+v", i, f)
+					return
+				}
+				got[f.Topic] = append(got[f.Topic], f.MessageID)
+			}
+			out[i] = got
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// publishAll publishes perTopic messages to each topic from 8 concurrent
+// publishers, interleaving topics, and returns the acked ids per topic in id
+// order (the store's order).
+func publishAll(t *testing.T, r *relay, topics []string, perTopic int) map[string][]string {
+	t.Helper()
+	type job struct {
+		topic string
+		i     int
+	}
+	jobs := make(chan job)
+	go func() {
+		defer close(jobs)
+		for i := range perTopic {
+			for _, tp := range topics {
+				jobs <- job{tp, i}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				r.mustPublish(j.topic, map[string]any{"i": j.i})
+			}
+		}()
+	}
+	wg.Wait()
+	want := map[string][]string{}
+	for _, tp := range topics {
+		want[tp] = storedAfter(t, r.Store, tp, "")
+		if len(want[tp]) != perTopic {
+			t.Fatalf("topic %s: store holds %d, want %d", tp, len(want[tp]), perTopic)
+		}
+	}
+	return want
+}
+
+func checkDeliveries(t *testing.T, got []map[string][]string, subsOf func(client int) []string, want map[string][]string) {
+	t.Helper()
+	for i, g := range got {
+		for _, tp := range subsOf(i) {
+			w := want[tp]
+			if len(g[tp]) != len(w) {
+				t.Fatalf("client %d topic %s: %d messages, want %d", i, tp, len(g[tp]), len(w))
+			}
+			for k := range w {
+				if g[tp][k] != w[k] {
+					t.Fatalf("client %d topic %s message %d: got %s, want %s (order, gap or duplicate)", i, tp, k, g[tp][k], w[k])
+				}
+			}
+		}
+	}
+}
+
+func TestFanOutOneTopic200Subscribers(t *testing.T) {
+	r := startRelay(t, relayOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	clients := make([]*client, 200)
+	for i := range clients {
+		clients[i] = r.dial(ctx)
+		clients[i].subscribe(ctx, map[string]any{"topics": []string{"fanout"}})
+	}
+	var got []map[string][]string
+	done := make(chan struct{})
+	go func() { got = collect(t, ctx, clients, 2000); close(done) }()
+	want := publishAll(t, r, []string{"fanout"}, 2000)
+	<-done
+	checkDeliveries(t, got, func(int) []string { return []string{"fanout"} }, want)
+}
+
+func TestFanOut50Topics(t *testing.T) {
+	r := startRelay(t, relayOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var topics []string
+	for i := range 50 {
+		topics = append(topics, fmt.Sprintf("topic-%02d", i))
+	}
+	clients := make([]*client, 200) // 4 per topic
+	for i := range clients {
+		clients[i] = r.dial(ctx)
+		clients[i].subscribe(ctx, map[string]any{"topics": []string{topics[i%50]}})
+	}
+	const perTopic = 40
+	var got []map[string][]string
+	done := make(chan struct{})
+	go func() { got = collect(t, ctx, clients, perTopic); close(done) }()
+	want := publishAll(t, r, topics, perTopic)
+	<-done
+	checkDeliveries(t, got, func(i int) []string { return []string{topics[i%50]} }, want)
+}

@@ -1,0 +1,67 @@
+package messages
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+func FuzzDecodePublish(f *testing.F) {
+	for _, s := range []string{
+		`{"topic":"notifications","payload":{"user_id":123}}`,
+		`{"topic":"t","payload":{},"ttl":5,"metadata":{"a":"b"}}`,
+		`{"topic":"t","payload":[1]}`, `{`, `null`, `{"topic":"","payload":{}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := DecodePublish(body)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if ValidateTopic(req.Topic) != nil || len(req.Payload) == 0 || req.Payload[0] != '{' || !json.Valid(req.Payload) {
+			t.Fatalf("accepted an invalid request: %+v", req)
+		}
+		if req.TTL != nil && *req.TTL <= 0 {
+			t.Fatalf("accepted ttl %d", *req.TTL)
+		}
+		m := req.Message(timeZero)
+		if !json.Valid(m.AppendFrame(nil)) {
+			t.Fatalf("frame of an accepted message is not JSON: %s", m.AppendFrame(nil))
+		}
+	})
+}
+
+func FuzzDecodeClientFrame(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"subscribe","topics":["a","b"],"offset":"earliest"}`,
+		`{"type":"subscribe","topics":["a"],"since":{"a":"1-2"}}`,
+		`{"type":"unsubscribe","topics":["a"]}`, `{"type":"ping"}`, `{"type":"ack","message_id":"1-1"}`,
+		`hello`, `{"type":7}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, err := DecodeClientFrame(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrUnknownType) && !errors.Is(err, ErrSubscription) {
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			return
+		}
+		if fr.Type == TypeSubscribe || fr.Type == TypeUnsubscribe {
+			if len(fr.Topics) == 0 {
+				t.Fatal("accepted a subscription without topics")
+			}
+			for _, topic := range fr.Topics {
+				if ValidateTopic(topic) != nil {
+					t.Fatalf("accepted topic %q", topic)
+				}
+				_ = fr.Position(topic)
+			}
+		}
+	})
+}

@@ -1,0 +1,81 @@
+package messages
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+var timeZero = time.Date(2026, 11, 27, 1, 17, 27, 656581000, time.UTC)
+
+func TestIDs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want ID
+		ok   bool
+	}{
+		{"1-2", ID{1, 2}, true}, {"1795744358685-0", ID{1795744358685, 0}, true}, {"42", ID{42, 0}, true},
+		{"", ID{}, false}, {"a-1", ID{}, false}, {"1-", ID{}, false}, {"-1", ID{}, false}, {"1-2-3", ID{}, false},
+	} {
+		got, err := ParseID(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseID(%q) = %v, %v", tc.in, got, err)
+		}
+		if tc.ok && tc.in != "42" && got.String() != tc.in {
+			t.Errorf("String() = %q, want %q", got.String(), tc.in)
+		}
+	}
+	if got := NextAfter(ID{100, 5}, 50); got != (ID{100, 6}) {
+		t.Errorf("clock stepped back: got %v, want 100-6", got)
+	}
+	if got := NextAfter(ID{100, 5}, 101); got != (ID{101, 0}) {
+		t.Errorf("clock forward: got %v", got)
+	}
+	if !(ID{1, 9}).Less(ID{2, 0}) || (ID{2, 0}).Less(ID{1, 9}) || (ID{1, 1}).Compare(ID{1, 1}) != 0 {
+		t.Error("ordering")
+	}
+}
+
+func TestFrameEncoding(t *testing.T) {
+	m := Message{ID: ID{5, 1}, Topic: "a.b", Payload: json.RawMessage(`{"x":"\u00e9\"q"}`), Timestamp: timeZero,
+		Metadata: map[string]string{"k": "v\"w"}}
+	var f map[string]any
+	if err := json.Unmarshal(m.AppendFrame(nil), &f); err != nil {
+		t.Fatal(err)
+	}
+	if f["type"] != "message" || f["message_id"] != "5-1" || f["topic"] != "a.b" || f["timestamp"] != "2026-11-27T01:17:27.656581Z" ||
+		f["payload"].(map[string]any)["x"] != "é\"q" || f["metadata"].(map[string]any)["k"] != "v\"w" {
+		t.Fatalf("frame %v", f)
+	}
+	b, _ := json.Marshal(m)
+	var stored map[string]any
+	if err := json.Unmarshal(b, &stored); err != nil || stored["type"] != nil || stored["message_id"] != "5-1" {
+		t.Fatalf("stored form %s: %v", b, err)
+	}
+}
+
+func TestPositions(t *testing.T) {
+	f, err := DecodeClientFrame([]byte(`{"type":"subscribe","topics":["a","b","c"],"offset":"earliest","since":{"b":"7-1"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := f.Position("a"); p.Live || !p.After.IsZero() || p.Explicit {
+		t.Errorf("a: %+v", p)
+	}
+	if p := f.Position("b"); p.After != (ID{7, 1}) || !p.Explicit {
+		t.Errorf("b: %+v", p)
+	}
+	f, _ = DecodeClientFrame([]byte(`{"type":"subscribe","topics":["a"]}`))
+	if p := f.Position("a"); !p.Live {
+		t.Errorf("default offset should be live: %+v", p)
+	}
+}
+
+func BenchmarkAppendFrame(b *testing.B) {
+	m := Message{ID: ID{1795744358685, 3}, Topic: "notifications", Payload: json.RawMessage(`{"user_id":123,"message":"Hello"}`), Timestamp: timeZero}
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = m.AppendFrame(buf[:0])
+	}
+}
