@@ -436,6 +436,7 @@ func (c *connActor) write(ctx actor.Context, frame []byte) bool {
 // stopped unsubscribes everywhere and closes the socket (a no-op when the
 // gateway closed it already).
 func (c *connActor) stopped() {
+	c.outbox.Close()
 	for _, s := range c.subs {
 		c.drop(s)
 	}

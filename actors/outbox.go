@@ -111,6 +111,16 @@ func (o *Outbox) Drain(dst []Delivery, max int) ([]Delivery, int) {
 	return dst, dropped
 }
 
+// Close discards what is queued and makes every later Push a no-op that
+// reports false; the connection is gone.
+func (o *Outbox) Close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.overflowed = true
+	clear(o.ring)
+	o.n, o.bytes = 0, 0
+}
+
 // Len returns the number of queued deliveries.
 func (o *Outbox) Len() int {
 	o.mu.Lock()

@@ -325,6 +325,9 @@ func (t *topicActor) stopped() {
 	if t.stopping {
 		return
 	}
+	if t.m.closed.Load() { // relay shutdown: connections are closing too
+		return
+	}
 	t.entry.inflight.Store(-1)
 	t.m.forget(t.name, t.entry)
 	err := fmt.Errorf("topic %q stopped: %w", t.name, messages.ErrUnavailable)

@@ -202,3 +202,5 @@ func eventually(t testing.TB, d time.Duration, what string, fn func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func closeStatus(err error) int { return int(websocket.CloseStatus(err)) }

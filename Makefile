@@ -1,0 +1,40 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+GO       ?= go
+BIN      := bin/relay
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+
+.PHONY: run test build lint bench bench-compare fuzz clean
+
+## run: serve on :8080 with the in-process memory store (set RELAY_* to change)
+run:
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/relay serve
+
+## test: every test, race detector on (Valkey tests start their own server)
+test:
+	$(GO) test -race -count=1 -timeout 9m ./...
+
+## build: the relay binary at bin/relay
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/relay
+
+## lint: go vet and a gofmt check
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## bench: Go benchmarks of the hot paths, allocations reported
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./...
+
+## bench-compare: the relay side by side with Centrifugo; rewrites BENCHMARKS.md
+bench-compare:
+	bash scripts/bench-compare.sh
+
+## fuzz: a short run of each fuzz target
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodePublish -fuzztime 30s ./messages/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeClientFrame -fuzztime 30s ./messages/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,89 @@
+package gateway_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package if any goroutine outlives the tests: every
+// relay a test starts is shut down in its cleanup.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// protoactor's dead-letter log throttle: a timer goroutine that
+		// ends by itself one throttle interval after a dead letter.
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
+}
+
+// TestNoLeakAfterConnectionsClose: goroutines of closed connections are gone
+// while the relay keeps running.
+func TestNoLeakAfterConnectionsClose(t *testing.T) {
+	r := startRelay(t, relayOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r.mustPublish("warm", map[string]any{}) // start the topic actor first
+	httpClient.CloseIdleConnections()
+	baseline := goleak.IgnoreCurrent()
+
+	var clients []*client
+	for range 50 {
+		c := r.dial(ctx)
+		c.subscribe(ctx, map[string]any{"topics": []string{"warm", "other"}})
+		clients = append(clients, c)
+	}
+	r.mustPublish("warm", map[string]any{"n": 1})
+	for _, c := range clients {
+		if f := c.mustRead(ctx); f.Type != "message" {
+			t.Fatalf("got %+v", f)
+		}
+		c.c.Close(1000, "bye")
+	}
+	httpClient.CloseIdleConnections()
+	eventually(t, 5*time.Second, "connection goroutines to end", func() bool {
+		return goleak.Find(baseline, goleak.IgnoreTopFunction("time.Sleep")) == nil
+	})
+	if err := goleak.Find(baseline); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNoLeakAfterShutdown: a relay shut down with connections open leaves
+// nothing running, and its clients see close code 1001.
+func TestNoLeakAfterShutdown(t *testing.T) {
+	httpClient.CloseIdleConnections()
+	baseline := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	func() {
+		r := startRelay(t, relayOptions{})
+		var clients []*client
+		for range 20 {
+			c := r.dial(ctx)
+			c.subscribe(ctx, map[string]any{"topics": []string{"a"}})
+			clients = append(clients, c)
+		}
+		r.mustPublish("a", map[string]any{})
+		errs := make(chan error, len(clients))
+		for _, c := range clients {
+			go func() {
+				for {
+					if _, err := c.read(ctx); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		r.close()
+		for range clients {
+			err := <-errs
+			if st := closeStatus(err); st != 1001 {
+				t.Errorf("client saw %v (status %d), want close 1001", err, st)
+			}
+		}
+	}()
+	httpClient.CloseIdleConnections()
+	eventually(t, 5*time.Second, "goroutines to end after shutdown", func() bool { return goleak.Find(baseline) == nil })
+}
