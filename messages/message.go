@@ -104,4 +104,3 @@ type ErrorBody struct {
 	Message   string `json:"message"`
 	RequestID string `json:"request_id"`
 }
-
