@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulsar-relay/relay/internal/relaytest"
+
 	"github.com/coder/websocket"
 
 	"github.com/pulsar-relay/relay/gateway"
@@ -15,7 +17,7 @@ import (
 // TestBadInput: every malformed request gets the SPEC status and error body;
 // every malformed frame gets an error frame and the connection lives on.
 func TestBadInput(t *testing.T) {
-	r := startRelay(t, relayOptions{gateway: gateway.Config{MaxMessageSize: 4096}})
+	r := relaytest.Start(t, relaytest.Options{Gateway: gateway.Config{MaxMessageSize: 4096}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -45,7 +47,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tc := range httpCases {
 		t.Run("http/"+tc.name, func(t *testing.T) {
-			status, body := r.post("/api/v1/messages", tc.contentType, []byte(tc.body))
+			status, body := r.Post("/api/v1/messages", tc.contentType, []byte(tc.body))
 			if status != tc.status || body["error"] != tc.code || body["message"] == "" || body["request_id"] == "" {
 				t.Fatalf("got %d %v, want %d with code %s, a message and a request_id", status, body, tc.status, tc.code)
 			}
@@ -59,7 +61,7 @@ func TestBadInput(t *testing.T) {
 		{"history bad order", "/api/v1/topics/t/messages?order=up"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := httpClient.Get(r.URL + tc.path)
+			resp, err := relaytest.HTTPClient.Get(r.URL + tc.path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +72,7 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
-	c := r.dial(ctx)
+	c := r.Dial(ctx)
 	wsCases := []struct{ name, frame, code string }{
 		{"not JSON", `hello`, "INVALID_MESSAGE"},
 		{"JSON array", `[1]`, "INVALID_MESSAGE"},
@@ -85,31 +87,31 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tc := range wsCases {
 		t.Run("ws/"+tc.name, func(t *testing.T) {
-			if err := c.c.Write(ctx, websocket.MessageText, []byte(tc.frame)); err != nil {
+			if err := c.Conn.Write(ctx, websocket.MessageText, []byte(tc.frame)); err != nil {
 				t.Fatal(err)
 			}
-			f := c.mustRead(ctx)
+			f := c.MustRead(ctx)
 			if f.Type != "error" || f.Code != tc.code || f.Message == "" {
 				t.Fatalf("got %+v, want an error frame with code %s", f, tc.code)
 			}
 		})
 	}
 	// The connection lives on after all that.
-	c.send(ctx, map[string]any{"type": "ping"})
-	if f := c.mustRead(ctx); f.Type != "pong" {
+	c.Send(ctx, map[string]any{"type": "ping"})
+	if f := c.MustRead(ctx); f.Type != "pong" {
 		t.Fatalf("connection did not survive bad frames: %+v", f)
 	}
 
 	t.Run("ws/frame over the limit closes 1009", func(t *testing.T) {
-		big := r.dial(ctx)
-		_ = big.c.Write(ctx, websocket.MessageText, []byte(`{"type":"ping","x":"`+strings.Repeat("x", 5000)+`"}`))
-		_, err := big.read(ctx)
+		big := r.Dial(ctx)
+		_ = big.Conn.Write(ctx, websocket.MessageText, []byte(`{"type":"ping","x":"`+strings.Repeat("x", 5000)+`"}`))
+		_, err := big.Read(ctx)
 		if st := websocket.CloseStatus(err); st != websocket.StatusMessageTooBig {
 			t.Fatalf("got %v (status %d), want close 1009", err, st)
 		}
 	})
 	t.Run("unknown route is a JSON 404", func(t *testing.T) {
-		status, body := r.post("/api/v1/nothing", "application/json", []byte(`{}`))
+		status, body := r.Post("/api/v1/nothing", "application/json", []byte(`{}`))
 		if status != 404 || body["error"] != "NOT_FOUND" {
 			t.Fatalf("got %d %v", status, body)
 		}

@@ -6,11 +6,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pulsar-relay/relay/internal/relaytest"
 )
 
 // collect reads n message frames per client concurrently and returns, per
 // client, the ids per topic in arrival order.
-func collect(t *testing.T, ctx context.Context, clients []*client, n int) []map[string][]string {
+func collect(t *testing.T, ctx context.Context, clients []*relaytest.Client, n int) []map[string][]string {
 	t.Helper()
 	out := make([]map[string][]string, len(clients))
 	var wg sync.WaitGroup
@@ -21,7 +23,7 @@ func collect(t *testing.T, ctx context.Context, clients []*client, n int) []map[
 			defer wg.Done()
 			got := map[string][]string{}
 			for range n {
-				f, err := c.read(ctx)
+				f, err := c.Read(ctx)
 				if err != nil {
 					errs <- fmt.Errorf("client %d: %w", i, err)
 					return
@@ -46,7 +48,7 @@ func collect(t *testing.T, ctx context.Context, clients []*client, n int) []map[
 // publishAll publishes perTopic messages to each topic from 8 concurrent
 // publishers, interleaving topics, and returns the acked ids per topic in id
 // order (the store's order).
-func publishAll(t *testing.T, r *relay, topics []string, perTopic int) map[string][]string {
+func publishAll(t *testing.T, r *relaytest.Relay, topics []string, perTopic int) map[string][]string {
 	t.Helper()
 	type job struct {
 		topic string
@@ -67,7 +69,7 @@ func publishAll(t *testing.T, r *relay, topics []string, perTopic int) map[strin
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				r.mustPublish(j.topic, map[string]any{"i": j.i})
+				r.MustPublish(j.topic, map[string]any{"i": j.i})
 			}
 		}()
 	}
@@ -100,13 +102,13 @@ func checkDeliveries(t *testing.T, got []map[string][]string, subsOf func(client
 }
 
 func TestFanOutOneTopic200Subscribers(t *testing.T) {
-	r := startRelay(t, relayOptions{})
+	r := relaytest.Start(t, relaytest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	clients := make([]*client, 200)
+	clients := make([]*relaytest.Client, 200)
 	for i := range clients {
-		clients[i] = r.dial(ctx)
-		clients[i].subscribe(ctx, map[string]any{"topics": []string{"fanout"}})
+		clients[i] = r.Dial(ctx)
+		clients[i].Subscribe(ctx, map[string]any{"topics": []string{"fanout"}})
 	}
 	var got []map[string][]string
 	done := make(chan struct{})
@@ -117,17 +119,17 @@ func TestFanOutOneTopic200Subscribers(t *testing.T) {
 }
 
 func TestFanOut50Topics(t *testing.T) {
-	r := startRelay(t, relayOptions{})
+	r := relaytest.Start(t, relaytest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	var topics []string
 	for i := range 50 {
 		topics = append(topics, fmt.Sprintf("topic-%02d", i))
 	}
-	clients := make([]*client, 200) // 4 per topic
+	clients := make([]*relaytest.Client, 200) // 4 per topic
 	for i := range clients {
-		clients[i] = r.dial(ctx)
-		clients[i].subscribe(ctx, map[string]any{"topics": []string{topics[i%50]}})
+		clients[i] = r.Dial(ctx)
+		clients[i].Subscribe(ctx, map[string]any{"topics": []string{topics[i%50]}})
 	}
 	const perTopic = 40
 	var got []map[string][]string

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulsar-relay/relay/internal/relaytest"
+
 	"go.uber.org/goleak"
 )
 
@@ -20,28 +22,28 @@ func TestMain(m *testing.M) {
 // TestNoLeakAfterConnectionsClose: goroutines of closed connections are gone
 // while the relay keeps running.
 func TestNoLeakAfterConnectionsClose(t *testing.T) {
-	r := startRelay(t, relayOptions{})
+	r := relaytest.Start(t, relaytest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	r.mustPublish("warm", map[string]any{}) // start the topic actor first
-	httpClient.CloseIdleConnections()
+	r.MustPublish("warm", map[string]any{}) // start the topic actor first
+	relaytest.HTTPClient.CloseIdleConnections()
 	baseline := goleak.IgnoreCurrent()
 
-	var clients []*client
+	var clients []*relaytest.Client
 	for range 50 {
-		c := r.dial(ctx)
-		c.subscribe(ctx, map[string]any{"topics": []string{"warm", "other"}})
+		c := r.Dial(ctx)
+		c.Subscribe(ctx, map[string]any{"topics": []string{"warm", "other"}})
 		clients = append(clients, c)
 	}
-	r.mustPublish("warm", map[string]any{"n": 1})
+	r.MustPublish("warm", map[string]any{"n": 1})
 	for _, c := range clients {
-		if f := c.mustRead(ctx); f.Type != "message" {
+		if f := c.MustRead(ctx); f.Type != "message" {
 			t.Fatalf("got %+v", f)
 		}
-		c.c.Close(1000, "bye")
+		c.Conn.Close(1000, "bye")
 	}
-	httpClient.CloseIdleConnections()
-	eventually(t, 5*time.Second, "connection goroutines to end", func() bool {
+	relaytest.HTTPClient.CloseIdleConnections()
+	relaytest.Eventually(t, 5*time.Second, "connection goroutines to end", func() bool {
 		return goleak.Find(baseline, goleak.IgnoreTopFunction("time.Sleep")) == nil
 	})
 	if err := goleak.Find(baseline); err != nil {
@@ -52,38 +54,38 @@ func TestNoLeakAfterConnectionsClose(t *testing.T) {
 // TestNoLeakAfterShutdown: a relay shut down with connections open leaves
 // nothing running, and its clients see close code 1001.
 func TestNoLeakAfterShutdown(t *testing.T) {
-	httpClient.CloseIdleConnections()
+	relaytest.HTTPClient.CloseIdleConnections()
 	baseline := goleak.IgnoreCurrent()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	func() {
-		r := startRelay(t, relayOptions{})
-		var clients []*client
+		r := relaytest.Start(t, relaytest.Options{})
+		var clients []*relaytest.Client
 		for range 20 {
-			c := r.dial(ctx)
-			c.subscribe(ctx, map[string]any{"topics": []string{"a"}})
+			c := r.Dial(ctx)
+			c.Subscribe(ctx, map[string]any{"topics": []string{"a"}})
 			clients = append(clients, c)
 		}
-		r.mustPublish("a", map[string]any{})
+		r.MustPublish("a", map[string]any{})
 		errs := make(chan error, len(clients))
 		for _, c := range clients {
 			go func() {
 				for {
-					if _, err := c.read(ctx); err != nil {
+					if _, err := c.Read(ctx); err != nil {
 						errs <- err
 						return
 					}
 				}
 			}()
 		}
-		r.close()
+		r.Close()
 		for range clients {
 			err := <-errs
-			if st := closeStatus(err); st != 1001 {
+			if st := relaytest.CloseStatus(err); st != 1001 {
 				t.Errorf("client saw %v (status %d), want close 1001", err, st)
 			}
 		}
 	}()
-	httpClient.CloseIdleConnections()
-	eventually(t, 5*time.Second, "goroutines to end after shutdown", func() bool { return goleak.Find(baseline) == nil })
+	relaytest.HTTPClient.CloseIdleConnections()
+	relaytest.Eventually(t, 5*time.Second, "goroutines to end after shutdown", func() bool { return goleak.Find(baseline) == nil })
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulsar-relay/relay/internal/relaytest"
+
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
@@ -15,7 +17,7 @@ import (
 
 // publishers runs n goroutines publishing to topic until stop is closed or
 // each has published max messages; it returns a wait function.
-func publishers(r *relay, topic string, n, max int, stop <-chan struct{}) (wait func() int64) {
+func publishers(r *relaytest.Relay, topic string, n, max int, stop <-chan struct{}) (wait func() int64) {
 	var wg sync.WaitGroup
 	var count atomic.Int64
 	for p := range n {
@@ -28,7 +30,7 @@ func publishers(r *relay, topic string, n, max int, stop <-chan struct{}) (wait 
 					return
 				default:
 				}
-				r.mustPublish(topic, map[string]any{"p": p, "i": i})
+				r.MustPublish(topic, map[string]any{"p": p, "i": i})
 				count.Add(1)
 			}
 		}()
@@ -38,11 +40,11 @@ func publishers(r *relay, topic string, n, max int, stop <-chan struct{}) (wait 
 
 // readUntil reads message frames of topic until it has seen want, and fails
 // on anything out of order or repeated.
-func readIDs(t *testing.T, ctx context.Context, c *client, n int) []string {
+func readIDs(t *testing.T, ctx context.Context, c *relaytest.Client, n int) []string {
 	t.Helper()
 	var ids []string
 	for len(ids) < n {
-		f := c.mustRead(ctx)
+		f := c.MustRead(ctx)
 		if f.Type != "message" {
 			t.Fatalf("unexpected frame %+v", f)
 		}
@@ -88,27 +90,27 @@ func TestResumeWhilePublishing(t *testing.T) {
 		{"store/offset", 20, "offset"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startRelay(t, relayOptions{actors: actors.Config{HotTierMaxMessages: tc.ring}})
+			r := relaytest.Start(t, relaytest.Options{Actors: actors.Config{HotTierMaxMessages: tc.ring}})
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			const topic = "resume"
-			first := r.dial(ctx)
-			first.subscribe(ctx, map[string]any{"topics": []string{topic}})
+			first := r.Dial(ctx)
+			first.Subscribe(ctx, map[string]any{"topics": []string{topic}})
 			stop := make(chan struct{})
 			wait := publishers(r, topic, 8, 400, stop)
 			seen := readIDs(t, ctx, first, 100)
 			last := seen[len(seen)-1]
-			first.c.CloseNow()
+			first.Conn.CloseNow()
 
 			time.Sleep(20 * time.Millisecond) // let publishing run on while nobody listens
-			again := r.dial(ctx)
+			again := r.Dial(ctx)
 			sub := map[string]any{"topics": []string{topic}}
 			if tc.resume == "since" {
 				sub["since"] = map[string]string{topic: last}
 			} else {
 				sub["offset"] = last
 			}
-			if f := again.subscribe(ctx, sub); len(f.Truncated) != 0 {
+			if f := again.Subscribe(ctx, sub); len(f.Truncated) != 0 {
 				t.Fatalf("nothing was trimmed, yet truncated=%v", f.Truncated)
 			}
 			total := wait()
@@ -124,8 +126,8 @@ func TestResumeWhilePublishing(t *testing.T) {
 				}
 			}
 			// Nothing more may arrive: a marker published now must be next.
-			marker := r.mustPublish(topic, map[string]any{"marker": true})
-			if f := again.mustRead(ctx); f.MessageID != marker {
+			marker := r.MustPublish(topic, map[string]any{"marker": true})
+			if f := again.MustRead(ctx); f.MessageID != marker {
 				t.Fatalf("after the replay got %s, want the marker %s (duplicate delivery?)", f.MessageID, marker)
 			}
 		})
@@ -134,24 +136,24 @@ func TestResumeWhilePublishing(t *testing.T) {
 
 func TestReplayEarliestAndTruncated(t *testing.T) {
 	store := persistence.NewMemoryStore(persistence.Limits{MaxMessages: 10})
-	r := startRelay(t, relayOptions{store: store, actors: actors.Config{StoreLimits: persistence.Limits{MaxMessages: 10}}})
+	r := relaytest.Start(t, relaytest.Options{Store: store, Actors: actors.Config{StoreLimits: persistence.Limits{MaxMessages: 10}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var ids []string
 	for i := range 30 {
-		ids = append(ids, r.mustPublish("replay", map[string]any{"i": i}))
+		ids = append(ids, r.MustPublish("replay", map[string]any{"i": i}))
 	}
 
-	c := r.dial(ctx)
-	if f := c.subscribe(ctx, map[string]any{"topics": []string{"replay"}, "offset": "earliest"}); len(f.Truncated) != 0 {
+	c := r.Dial(ctx)
+	if f := c.Subscribe(ctx, map[string]any{"topics": []string{"replay"}, "offset": "earliest"}); len(f.Truncated) != 0 {
 		t.Fatalf("earliest is not a point; truncated=%v", f.Truncated)
 	}
 	if got := readIDs(t, ctx, c, 10); fmt.Sprint(got) != fmt.Sprint(ids[20:]) {
 		t.Fatalf("earliest replay %v, want the 10 retained %v", got, ids[20:])
 	}
 
-	old := r.dial(ctx)
-	f := old.subscribe(ctx, map[string]any{"topics": []string{"replay"}, "since": map[string]string{"replay": ids[2]}})
+	old := r.Dial(ctx)
+	f := old.Subscribe(ctx, map[string]any{"topics": []string{"replay"}, "since": map[string]string{"replay": ids[2]}})
 	if len(f.Truncated) != 1 || f.Truncated[0] != "replay" {
 		t.Fatalf("resume from a trimmed point: truncated=%v, want [replay]", f.Truncated)
 	}
@@ -159,8 +161,8 @@ func TestReplayEarliestAndTruncated(t *testing.T) {
 		t.Fatalf("truncated replay %v, want the 10 retained %v", got, ids[20:])
 	}
 
-	recent := r.dial(ctx)
-	if f := recent.subscribe(ctx, map[string]any{"topics": []string{"replay"}, "offset": ids[25]}); len(f.Truncated) != 0 {
+	recent := r.Dial(ctx)
+	if f := recent.Subscribe(ctx, map[string]any{"topics": []string{"replay"}, "offset": ids[25]}); len(f.Truncated) != 0 {
 		t.Fatalf("a retained point is not truncated; got %v", f.Truncated)
 	}
 	if got := readIDs(t, ctx, recent, 4); fmt.Sprint(got) != fmt.Sprint(ids[26:]) {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,8 +16,7 @@ import (
 
 	"github.com/lmittmann/tint"
 
-	"github.com/pulsar-relay/relay/actors"
-	"github.com/pulsar-relay/relay/gateway"
+	"github.com/pulsar-relay/relay/internal/app"
 	"github.com/pulsar-relay/relay/persistence"
 )
 
@@ -64,7 +62,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	logger := newLogger(cfg, stderr)
-	if err := serve(ctx, cfg, logger, nil); err != nil {
+	if err := serve(ctx, cfg, logger); err != nil {
 		logger.Error("relay stopped", "err", err)
 		return 1
 	}
@@ -88,58 +86,36 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// serve runs the relay until ctx ends, then shuts down gracefully: stop
-// accepting, let in-flight requests finish, close WebSockets with 1001, stop
-// the actors, close the store. If ready is non-nil it receives the listen
-// address once the relay serves.
-func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- net.Addr) error {
+// serve runs the relay until ctx ends, then shuts down gracefully (see
+// app.Relay.Shutdown).
+func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	store, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-
-	system := actors.NewActorSystem(logger)
-	defer system.Shutdown()
-	actorCfg := cfg.Actors
-	actorCfg.StoreLimits = cfg.Store
-	mgr := actors.NewTopicManager(system, store, actorCfg, logger)
-	gwCfg := cfg.Gateway
-	gwCfg.Version = version
-	gw := gateway.New(gwCfg, mgr, store, logger)
-
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		gw.Close(context.Background())
+		store.Close()
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{
-		Handler:           gw.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("relay serving", "addr", ln.Addr().String(), "store", storeName(cfg), "version", version)
-	if ready != nil {
-		ready <- ln.Addr()
-	}
+	actorCfg := cfg.Actors
+	actorCfg.StoreLimits = cfg.Store
+	gwCfg := cfg.Gateway
+	gwCfg.Version = version
+	relay := app.Start(app.Options{Store: store, Actors: actorCfg, Gateway: gwCfg, Logger: logger}, ln)
+	logger.Info("relay serving", "addr", relay.Addr().String(), "store", storeName(cfg), "version", version)
 
 	select {
-	case err := <-errc:
+	case err := <-relay.Done():
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
 	logger.Info("relay shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	gw.Drain()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("http shutdown incomplete", "err", err)
+	if err := relay.Shutdown(sctx); err != nil {
+		logger.Warn("shutdown incomplete", "err", err)
 	}
-	gw.Close(sctx)
-	mgr.Shutdown(sctx)
 	logger.Info("relay stopped")
 	return nil
 }

@@ -1,0 +1,80 @@
+// Package app wires the relay together: store, actor system, topic manager,
+// gateway and HTTP server, and shuts them down in the right order. Both
+// cmd/relay and the end-to-end tests start the relay through it, so tests run
+// exactly the production wiring.
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/gateway"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+// Options are the parts of a relay. Store is required; the app closes it on
+// Shutdown.
+type Options struct {
+	Store   persistence.Store
+	Actors  actors.Config
+	Gateway gateway.Config
+	Logger  *slog.Logger
+}
+
+// Relay is a running relay.
+type Relay struct {
+	opts    Options
+	system  *actor.ActorSystem
+	Manager *actors.TopicManager
+	Gateway *gateway.Server
+	srv     *http.Server
+	ln      net.Listener
+	served  chan error
+}
+
+// Start serves the relay on ln until Shutdown.
+func Start(opts Options, ln net.Listener) *Relay {
+	log := opts.Logger
+	r := &Relay{opts: opts, ln: ln, served: make(chan error, 1)}
+	r.system = actors.NewActorSystem(log)
+	r.Manager = actors.NewTopicManager(r.system, opts.Store, opts.Actors, log)
+	r.Gateway = gateway.New(opts.Gateway, r.Manager, opts.Store, log)
+	r.srv = &http.Server{
+		Handler: r.Gateway.Handler(),
+		// Header and idle limits only: a whole-request read or write timeout
+		// would cut WebSocket and long-poll requests.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() { r.served <- r.srv.Serve(ln) }()
+	return r
+}
+
+// Addr is the address the relay listens on.
+func (r *Relay) Addr() net.Addr { return r.ln.Addr() }
+
+// Done receives the HTTP server's error if it stops by itself.
+func (r *Relay) Done() <-chan error { return r.served }
+
+// Shutdown stops the relay gracefully, within ctx: /ready turns 503 and
+// upgrades are refused, the listener closes and in-flight requests finish,
+// WebSockets close with 1001, topic actors stop, the store closes.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	r.Gateway.Drain()
+	err := r.srv.Shutdown(ctx)
+	r.Gateway.Close(ctx)
+	r.Manager.Shutdown(ctx)
+	r.system.Shutdown()
+	if cerr := r.opts.Store.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+		err = errors.Join(err, cerr)
+	}
+	return err
+}
