@@ -17,6 +17,7 @@ import (
 	"github.com/lmittmann/tint"
 
 	"github.com/pulsar-relay/relay/internal/app"
+	"github.com/pulsar-relay/relay/metrics"
 	"github.com/pulsar-relay/relay/persistence"
 )
 
@@ -102,7 +103,8 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	actorCfg.StoreLimits = cfg.Store
 	gwCfg := cfg.Gateway
 	gwCfg.Version = version
-	relay := app.Start(app.Options{Store: store, Actors: actorCfg, Gateway: gwCfg, Logger: logger}, ln)
+	relay := app.Start(app.Options{Store: store, Actors: actorCfg, Gateway: gwCfg, Logger: logger,
+		Metrics: metrics.New(cfg.MetricsMaxTopics)}, ln)
 	logger.Info("relay serving", "addr", relay.Addr().String(), "store", storeName(cfg), "version", version)
 
 	select {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/gateway"
+	"github.com/pulsar-relay/relay/metrics"
 	"github.com/pulsar-relay/relay/persistence"
 )
 
@@ -26,6 +27,9 @@ type Options struct {
 	Actors  actors.Config
 	Gateway gateway.Config
 	Logger  *slog.Logger
+	// Metrics, when set, observes the actors, the gateway and the store,
+	// and is served on GET /metrics; nil turns metrics off.
+	Metrics *metrics.Registry
 }
 
 // Relay is a running relay.
@@ -43,9 +47,16 @@ type Relay struct {
 func Start(opts Options, ln net.Listener) *Relay {
 	log := opts.Logger
 	r := &Relay{opts: opts, ln: ln, served: make(chan error, 1)}
+	store := opts.Store
+	if opts.Metrics != nil {
+		store = metrics.InstrumentStore(store, opts.Metrics)
+		opts.Actors.Observer = opts.Metrics
+		opts.Gateway.Observer = opts.Metrics
+		opts.Gateway.Metrics = opts.Metrics.Handler()
+	}
 	r.system = actors.NewActorSystem(log)
-	r.Manager = actors.NewTopicManager(r.system, opts.Store, opts.Actors, log)
-	r.Gateway = gateway.New(opts.Gateway, r.Manager, opts.Store, log)
+	r.Manager = actors.NewTopicManager(r.system, store, opts.Actors, log)
+	r.Gateway = gateway.New(opts.Gateway, r.Manager, store, log)
 	r.srv = &http.Server{
 		Handler: r.Gateway.Handler(),
 		// Header and idle limits only: a whole-request read or write timeout

@@ -21,6 +21,7 @@ import (
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/gateway"
 	"github.com/pulsar-relay/relay/internal/app"
+	"github.com/pulsar-relay/relay/metrics"
 	"github.com/pulsar-relay/relay/persistence"
 )
 
@@ -30,7 +31,8 @@ type Options struct {
 	Store   persistence.Store
 	Actors  actors.Config
 	Gateway gateway.Config
-	Logger  *slog.Logger // default: discard, or debug text on stderr with RELAY_TEST_LOG=1
+	Logger  *slog.Logger      // default: discard, or debug text on stderr with RELAY_TEST_LOG=1
+	Metrics *metrics.Registry // default: none (no /metrics)
 }
 
 // Relay is a relay under test.
@@ -64,13 +66,11 @@ func Start(t testing.TB, opts Options) *Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := app.Start(app.Options{Store: opts.Store, Actors: opts.Actors, Gateway: opts.Gateway, Logger: opts.Logger}, ln)
+	a := app.Start(app.Options{Store: opts.Store, Actors: opts.Actors, Gateway: opts.Gateway, Logger: opts.Logger, Metrics: opts.Metrics}, ln)
 	r := &Relay{t: t, URL: "http://" + ln.Addr().String(), WSURL: "ws://" + ln.Addr().String() + "/ws", Store: opts.Store, App: a}
 	t.Cleanup(r.Close)
 	return r
 }
-
-
 
 // Close shuts the relay down gracefully (once; later calls do nothing).
 func (r *Relay) Close() {

@@ -1,0 +1,300 @@
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pulsar-relay/relay/actors"
+)
+
+// DefaultMaxTopics is the default of RELAY_METRICS_MAX_TOPICS.
+const DefaultMaxTopics = 100
+
+// OtherTopic is the topic label value of every topic beyond MaxTopics.
+const OtherTopic = "_other"
+
+// Buckets of the latency histograms, in seconds: a delivery on one host takes
+// tens of microseconds, a store write on a network Valkey a millisecond or
+// more, a stalled one seconds.
+var (
+	latencyBuckets = []float64{
+		0.00005, 0.0001, 0.00025, 0.0005,
+		0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+		0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+	}
+	// Long polls wait up to 60 s.
+	httpBuckets = []float64{
+		0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+		0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+	}
+)
+
+// Label values resolved when the Registry is made, so the series exist (at
+// 0) from the first scrape and the hot path finds them without a lookup.
+var (
+	knownTransports = []string{"ws", "poll"}
+	knownKinds      = []string{"topic", "connection"}
+	knownReasons    = []string{"slow_consumer"}
+)
+
+// Registry holds the relay's metrics. It implements actors.Observer and
+// gateway.Observer.
+//
+// Concurrency: every method is safe for concurrent use.
+type Registry struct {
+	reg       *prometheus.Registry
+	maxTopics int
+
+	sent            *prometheus.CounterVec
+	latency         *prometheus.HistogramVec
+	received        prometheus.Counter
+	delivered       *prometheus.CounterVec
+	connections     *prometheus.GaugeVec
+	subscriptions   prometheus.Gauge
+	topicsActive    prometheus.Gauge
+	restarts        *prometheus.CounterVec
+	stops           *prometheus.CounterVec
+	dropped         *prometheus.CounterVec
+	slowDisconnects prometheus.Counter
+	storageOps      *prometheus.CounterVec
+	storageLatency  *prometheus.HistogramVec
+	httpRequests    *prometheus.CounterVec
+	httpDuration    *prometheus.HistogramVec
+
+	// Children of the known label values; read-only after New.
+	deliveredBy   map[string]prometheus.Counter
+	connectionsBy map[string]prometheus.Gauge
+	restartsBy    map[string]prometheus.Counter
+	stopsBy       map[string]prometheus.Counter
+	droppedBy     map[string]prometheus.Counter
+
+	mu     sync.Mutex
+	topics map[string]*topicHandle // at most maxTopics entries
+	other  *topicHandle            // made on the first topic over the cap
+}
+
+var _ actors.Observer = (*Registry)(nil)
+
+// New returns a Registry whose topic label takes at most maxTopics distinct
+// values (DefaultMaxTopics is the relay's default; 0 puts every topic under
+// "_other"; a negative value counts as 0).
+func New(maxTopics int) *Registry {
+	if maxTopics < 0 {
+		maxTopics = 0
+	}
+	r := &Registry{
+		reg:       prometheus.NewRegistry(),
+		maxTopics: maxTopics,
+		topics:    make(map[string]*topicHandle),
+	}
+	r.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	f := factory{r.reg}
+	r.sent = f.counterVec("relay_messages_sent_total",
+		"Messages published and stored, by topic (beyond the topic cap under \"_other\").", "topic")
+	r.latency = f.histogramVec("relay_message_latency_seconds",
+		"Time from a publish's arrival until its frame was written to one subscriber's socket.",
+		latencyBuckets, "topic")
+	r.received = f.counter("relay_messages_received_total",
+		"Publish requests received and valid, before they are stored.")
+	r.delivered = f.counterVec("relay_messages_delivered_total",
+		"Message frames written to subscribers' sockets, by transport.", "transport")
+	r.connections = f.gaugeVec("relay_connections",
+		"Open subscriber connections, by transport.", "transport")
+	r.subscriptions = f.gauge("relay_subscriptions",
+		"Active subscriptions (one per connection and topic).")
+	r.topicsActive = f.gauge("relay_topics_active",
+		"Topic actors running.")
+	r.restarts = f.counterVec("relay_actor_restarts_total",
+		"Supervised restarts of actors, by kind (topic, connection).", "kind")
+	r.stops = f.counterVec("relay_actor_stops_total",
+		"Actors stopped by their supervisor after failures (restart budget spent), by kind.", "kind")
+	r.dropped = f.counterVec("relay_messages_dropped_total",
+		"Messages not delivered to a subscriber, by reason (slow_consumer: dropped by the drop-oldest policy).", "reason")
+	r.slowDisconnects = f.counter("relay_slow_consumer_disconnects_total",
+		"Connections closed with 4008 because their outgoing queue overflowed.")
+	r.storageOps = f.counterVec("relay_storage_operations_total",
+		"Store calls, by op (append, range, rev_range, last, ping) and result (ok, error).", "op", "result")
+	r.storageLatency = f.histogramVec("relay_storage_latency_seconds",
+		"Duration of store calls, by op.", latencyBuckets, "op")
+	r.httpRequests = f.counterVec("relay_http_requests_total",
+		"HTTP requests, by chi route pattern and status code, counted when they end (a WebSocket when it closes).",
+		"route", "code")
+	r.httpDuration = f.histogramVec("relay_http_request_duration_seconds",
+		"Duration of HTTP requests, by chi route pattern; WebSocket upgrades (101) are not observed.",
+		httpBuckets, "route")
+
+	r.deliveredBy = counters(r.delivered, knownTransports)
+	r.restartsBy = counters(r.restarts, knownKinds)
+	r.stopsBy = counters(r.stops, knownKinds)
+	r.droppedBy = counters(r.dropped, knownReasons)
+	r.connectionsBy = make(map[string]prometheus.Gauge, len(knownTransports))
+	for _, t := range knownTransports {
+		r.connectionsBy[t] = r.connections.WithLabelValues(t)
+	}
+	return r
+}
+
+// Handler serves the registry in the Prometheus text (or protobuf) format.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{})
+}
+
+// Gatherer is the underlying registry, for tests and extra collectors.
+func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
+
+// MaxTopics is the cap on distinct topic label values.
+func (r *Registry) MaxTopics() int { return r.maxTopics }
+
+// topicHandle is the per-topic handle: its series, resolved once.
+type topicHandle struct {
+	sent    prometheus.Counter
+	latency prometheus.Observer
+}
+
+var _ actors.TopicObserver = (*topicHandle)(nil)
+
+func (h *topicHandle) Stored(n int) {
+	if n > 0 {
+		h.sent.Add(float64(n))
+	}
+}
+
+func (h *topicHandle) DeliveryLatency(d time.Duration) { h.latency.Observe(d.Seconds()) }
+
+// Topic returns topic's handle. The first MaxTopics distinct topics get
+// their own label value, for the life of the process (a counter that
+// vanished would look like a reset); any later topic, and a topic literally
+// named "_other", shares the "_other" handle.
+func (r *Registry) Topic(topic string) actors.TopicObserver {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h := r.topics[topic]; h != nil {
+		return h
+	}
+	if topic == OtherTopic || len(r.topics) >= r.maxTopics {
+		if r.other == nil {
+			r.other = r.newHandle(OtherTopic)
+		}
+		return r.other
+	}
+	h := r.newHandle(topic)
+	r.topics[topic] = h
+	return h
+}
+
+func (r *Registry) newHandle(label string) *topicHandle {
+	return &topicHandle{sent: r.sent.WithLabelValues(label), latency: r.latency.WithLabelValues(label)}
+}
+
+// TopicsActive moves relay_topics_active.
+func (r *Registry) TopicsActive(delta int) { r.topicsActive.Add(float64(delta)) }
+
+// Subscriptions moves relay_subscriptions.
+func (r *Registry) Subscriptions(delta int) { r.subscriptions.Add(float64(delta)) }
+
+// ActorRestarted counts relay_actor_restarts_total{kind}.
+func (r *Registry) ActorRestarted(kind string) { lookup(r.restartsBy, r.restarts, kind).Inc() }
+
+// ActorStopped counts relay_actor_stops_total{kind}.
+func (r *Registry) ActorStopped(kind string) { lookup(r.stopsBy, r.stops, kind).Inc() }
+
+// Delivered counts relay_messages_delivered_total{transport}; for the known
+// transports it does not allocate.
+func (r *Registry) Delivered(transport string, n int) {
+	if n > 0 {
+		lookup(r.deliveredBy, r.delivered, transport).Add(float64(n))
+	}
+}
+
+// Dropped counts relay_messages_dropped_total{reason}.
+func (r *Registry) Dropped(reason string, n int) {
+	if n > 0 {
+		lookup(r.droppedBy, r.dropped, reason).Add(float64(n))
+	}
+}
+
+// SlowConsumerDisconnected counts relay_slow_consumer_disconnects_total.
+func (r *Registry) SlowConsumerDisconnected() { r.slowDisconnects.Inc() }
+
+// Received counts relay_messages_received_total.
+func (r *Registry) Received(n int) {
+	if n > 0 {
+		r.received.Add(float64(n))
+	}
+}
+
+// Connections moves relay_connections{transport}.
+func (r *Registry) Connections(transport string, delta int) {
+	g, ok := r.connectionsBy[transport]
+	if !ok {
+		g = r.connections.WithLabelValues(transport)
+	}
+	g.Add(float64(delta))
+}
+
+// HTTPRequest counts relay_http_requests_total{route,code} and observes
+// relay_http_request_duration_seconds{route}, except for a WebSocket (101),
+// whose duration is the connection's lifetime. route must be a pattern.
+func (r *Registry) HTTPRequest(route string, status int, d time.Duration) {
+	r.httpRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	if status != http.StatusSwitchingProtocols {
+		r.httpDuration.WithLabelValues(route).Observe(d.Seconds())
+	}
+}
+
+func lookup(known map[string]prometheus.Counter, vec *prometheus.CounterVec, label string) prometheus.Counter {
+	if c, ok := known[label]; ok {
+		return c
+	}
+	return vec.WithLabelValues(label)
+}
+
+func counters(vec *prometheus.CounterVec, labels []string) map[string]prometheus.Counter {
+	m := make(map[string]prometheus.Counter, len(labels))
+	for _, l := range labels {
+		m[l] = vec.WithLabelValues(l)
+	}
+	return m
+}
+
+// factory makes and registers metrics.
+type factory struct{ reg prometheus.Registerer }
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+	f.reg.MustRegister(h)
+	return h
+}

@@ -1,0 +1,100 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+// Storage ops, the values of the op label.
+const (
+	opAppend = iota
+	opRange
+	opRevRange
+	opLast
+	opPing
+	numOps
+)
+
+var opNames = [numOps]string{"append", "range", "rev_range", "last", "ping"}
+
+// InstrumentStore returns s measured into r: relay_storage_operations_total
+// {op, result="ok"|"error"} and relay_storage_latency_seconds{op} for every
+// call but Close. An Append that stored only part of its batch is an error.
+// With a nil r it returns s itself.
+func InstrumentStore(s persistence.Store, r *Registry) persistence.Store {
+	if r == nil {
+		return s
+	}
+	is := &instrumentedStore{s: s}
+	for op, name := range opNames {
+		is.ok[op] = r.storageOps.WithLabelValues(name, "ok")
+		is.err[op] = r.storageOps.WithLabelValues(name, "error")
+		is.lat[op] = r.storageLatency.WithLabelValues(name)
+	}
+	return is
+}
+
+// instrumentedStore is a Store decorator; its series are resolved once.
+type instrumentedStore struct {
+	s   persistence.Store
+	ok  [numOps]prometheus.Counter
+	err [numOps]prometheus.Counter
+	lat [numOps]prometheus.Observer
+}
+
+var _ persistence.Store = (*instrumentedStore)(nil)
+
+// Unwrap returns the measured store, for callers that look for optional
+// interfaces of the store underneath.
+func (s *instrumentedStore) Unwrap() persistence.Store { return s.s }
+
+func (s *instrumentedStore) done(op int, start time.Time, err error) {
+	s.lat[op].Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.err[op].Inc()
+	} else {
+		s.ok[op].Inc()
+	}
+}
+
+func (s *instrumentedStore) Append(ctx context.Context, topic string, batch []messages.Message) (int, error) {
+	start := time.Now()
+	n, err := s.s.Append(ctx, topic, batch)
+	s.done(opAppend, start, err)
+	return n, err
+}
+
+func (s *instrumentedStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (persistence.Page, error) {
+	start := time.Now()
+	p, err := s.s.Range(ctx, topic, after, limit)
+	s.done(opRange, start, err)
+	return p, err
+}
+
+func (s *instrumentedStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error) {
+	start := time.Now()
+	m, err := s.s.RevRange(ctx, topic, before, limit)
+	s.done(opRevRange, start, err)
+	return m, err
+}
+
+func (s *instrumentedStore) Last(ctx context.Context, topic string) (messages.ID, error) {
+	start := time.Now()
+	id, err := s.s.Last(ctx, topic)
+	s.done(opLast, start, err)
+	return id, err
+}
+
+func (s *instrumentedStore) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := s.s.Ping(ctx)
+	s.done(opPing, start, err)
+	return err
+}
+
+func (s *instrumentedStore) Close() error { return s.s.Close() }
