@@ -64,6 +64,11 @@ type Report struct {
 	KBPerConnection   float64 `json:"kb_per_connection"`
 	ServerStatsErrors string  `json:"server_stats_error,omitempty"`
 
+	// LoadgenCPUS is this load generator's own CPU over the publish phase:
+	// when it nears the machine's cores, the client, not the server, limits
+	// the rates.
+	LoadgenCPUS float64 `json:"loadgen_cpu_s"`
+
 	// Clean: every acknowledged message reached every subscriber of its topic
 	// exactly once and in order, every publish and connect succeeded, and no
 	// subscriber was dropped.
@@ -111,6 +116,9 @@ func (r *Report) writeTable(w io.Writer) error {
 		row("server cpu", "%.2f s: %.2f µs/delivery, %.2f µs/publish", r.ServerCPUS, r.CPUUsPerDelivery, r.CPUUsPerPublish)
 		row("server rss KB before / connected / after hold / end", "%d / %d / %d / %d", r.RSSBeforeKB, r.RSSConnectedKB, r.RSSAfterHoldKB, r.RSSEndKB)
 		row("KB per connection", "%.1f", r.KBPerConnection)
+	}
+	if r.Messages > 0 {
+		row("load generator cpu", "%.2f s over the publish phase", r.LoadgenCPUS)
 	}
 	if r.ServerStatsErrors != "" {
 		row("server stats error", "%s", r.ServerStatsErrors)

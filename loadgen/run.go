@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 )
 
@@ -86,6 +87,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 	if cfg.Messages > 0 {
 		prog.phase("publish")
 		cpuStart = probe.sample()
+		selfStart := selfCPU()
 		pubStartNs = clock.nowNs()
 		p0 := time.Now()
 		publishAll(ctx, cfg, d, clock, topics, acc, &pubs)
@@ -98,6 +100,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 		}
 		waitFor(ctx, cfg.Grace, func() bool { return f.fresh.Load() >= owed })
 		cpuEnd = probe.sample()
+		r.LoadgenCPUS = (selfCPU() - selfStart).Seconds()
 	}
 	prog.stop()
 	end := probe.sample()
@@ -166,6 +169,15 @@ func mergeErrors(logs ...*errorLog) (map[string]int, []string) {
 		first = first[:errorLogKeep]
 	}
 	return counts, first
+}
+
+// selfCPU returns this process's CPU time so far (0 where /proc is missing).
+func selfCPU() time.Duration {
+	s, err := readProc(os.Getpid())
+	if err != nil {
+		return 0
+	}
+	return s.CPU
 }
 
 // waitFor polls done every 5 ms until it is true, bound has passed, or ctx

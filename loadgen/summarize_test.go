@@ -76,26 +76,31 @@ func TestSummarize(t *testing.T) {
 		fan(TargetRelay, 20, 6, true), fan(TargetCentrifugo, 90, 10, true),
 		step(TargetRelay, 500, 10, true), step(TargetRelay, 1000, 300, true), step(TargetRelay, 2000, 400, false),
 		step(TargetCentrifugo, 500, 20, true), step(TargetCentrifugo, 1000, 40, true), step(TargetCentrifugo, 2000, 400, true),
+		{Label: "limit-x", Target: TargetCentrifugo, Subscribers: 1000, Topics: 1, Messages: 5000, Rate: 4000, LatencyP99Ms: 10, PublishesPerS: 3000, Clean: true},
 	}
 	goals := []goal{
 		{label: "fanout", key: "cpu_us_per_delivery", op: "<=", ratio: 0.5},
 		{label: "fanout", key: "latency_p99_ms", op: "<=", ratio: 1},
 		{label: "idle", key: "kb_per_connection", op: "<=", ratio: 0.5},
 	}
+	reps = append(reps, &Report{Label: "ingest", Target: TargetCentrifugo, Messages: 10, Topics: 1, PublishesPerS: 7000})
 	md := summarize(reps, goals, "limit-", 250)
 	for _, want := range []string{
 		"### fanout",
 		"| latency p99 ms | 20 | 100 | 0.20 | relay |",       // medians 20 vs 100
 		"| server CPU µs/delivery | 5 | 11 | 0.45 | relay |", // 5 vs 11
 		"| clean runs | 2/3 | 3/3 | | |",
-		"| 1000 | 300 | 0 | no (p99) | 40 | 0 | yes |",
+		"| 1000 | 1000 | 300 | 0 | no (p99) | 1000 | 40 | 0 | yes |",
 		"Highest clean rate: relay 500 msgs/s, Centrifugo 1000 msgs/s.",
+		"| 4000 | — | — | — | not run | 3000 | 10 | 0 | no (rate not reached) |",
 		"| fanout | server CPU µs/delivery | <= 0.5 | 0.45 | yes |",
 		"| idle | server KB/connection | <= 0.5 | not run | no |",
 		"### Where the relay is behind",
 		"- fanout: only 2/3 relay runs were clean",
 		"- limit-: highest clean rate 500 msgs/s for the relay vs 1000 for Centrifugo.",
 		"- idle: target server KB/connection <= 0.5 missed (measured not run).",
+		"| publishes/s | — | 7000 |  |  |",
+		"- ingest: the relay was not measured",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary lacks %q:\n%s", want, md)

@@ -1,0 +1,465 @@
+#!/usr/bin/env bash
+# bench-compare.sh: measure the relay side by side with Centrifugo v6.9.1 on
+# this machine and rewrite BENCHMARKS.md.
+#
+# What it does, in order (every server listens on 127.0.0.1 only):
+#   1. installs Centrifugo v6.9.1 into a temp dir with `go install` (never into
+#      the repo), and a Valkey-compatible server (valkey-server or
+#      redis-server; apt-get when neither is installed and we are root);
+#   2. builds the relay from this checkout;
+#   3. runs each scenario RUNS times, alternating relay and Centrifugo (the
+#      order flips every run), each run on a freshly started server: first
+#      both with their memory engines, then both backed by Valkey;
+#   4. turns the JSON reports into medians and ratios (`relay bench
+#      summarize`) and writes BENCHMARKS.md.
+#
+# Bounded: a run never starts after BUDGET seconds from the start (default
+# 780 s, so the whole script ends well under 15 minutes); skipped runs are
+# listed in BENCHMARKS.md. Every server it started is stopped on exit.
+#
+# Environment:
+#   BENCH_RUNS=3          runs per scenario and target (medians need >= 3)
+#   BENCH_BUDGET_S=780    no new run starts after this many seconds
+#   BENCH_OUT=BENCHMARKS.md   where to write the report (relative paths: to the repo root)
+#   BENCH_KEEP=1          keep the temp dir (binaries, logs, JSON reports)
+#   CENTRIFUGO_BIN=path   use this Centrifugo binary instead of installing one
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${BENCH_RUNS:-3}
+BUDGET=${BENCH_BUDGET_S:-780}
+OUT=${BENCH_OUT:-BENCHMARKS.md}
+[[ $OUT == /* ]] || OUT="$REPO/$OUT"
+CF_VERSION=v6.9.1
+START=$(date +%s)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-compare.XXXXXX")
+RES="$WORK/results"
+LOGS="$WORK/logs"
+NOTES="$WORK/notes.md"
+mkdir -p "$RES" "$LOGS" "$WORK/bin"
+: >"$NOTES"
+
+SERVER_PIDS=()
+
+log() { printf '[bench-compare %4ds] %s\n' "$(($(date +%s) - START))" "$*" >&2; }
+note() { printf -- '- %s\n' "$*" >>"$NOTES"; log "note: $*"; }
+
+# stop_pid PID: TERM, then KILL after 10 s. Only for processes this script started.
+stop_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local pid
+	for pid in "${SERVER_PIDS[@]}"; do
+		stop_pid "$pid"
+	done
+	if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+		log "kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+elapsed() { echo $(($(date +%s) - START)); }
+
+# free_port: a port below the ephemeral range that nothing listens on.
+free_port() {
+	local p i
+	for i in $(seq 1 200); do
+		p=$((20000 + RANDOM % 10000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	echo "no free port found" >&2
+	return 1
+}
+
+# wait_http PORT PATH PID: until GET answers 200 (at most 20 s) or PID dies.
+wait_http() {
+	local port=$1 path=$2 pid=$3 i
+	for i in $(seq 1 200); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$path" || true) == 200 ]]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---------------------------------------------------------------- installs
+command -v go >/dev/null || { echo "bench-compare: go is required" >&2; exit 1; }
+command -v curl >/dev/null || { echo "bench-compare: curl is required" >&2; exit 1; }
+
+if [[ -n ${CENTRIFUGO_BIN:-} ]]; then
+	CF="$CENTRIFUGO_BIN"
+	log "using Centrifugo at $CF"
+else
+	log "installing Centrifugo $CF_VERSION into $WORK/bin (go install)"
+	(cd "$WORK" && GOBIN="$WORK/bin" go install "github.com/centrifugal/centrifugo/v6@$CF_VERSION") \
+		>"$LOGS/centrifugo-install.log" 2>&1 || { cat "$LOGS/centrifugo-install.log" >&2; exit 1; }
+	CF="$WORK/bin/centrifugo"
+fi
+
+VALKEY_BIN=$(command -v valkey-server || command -v redis-server || true)
+if [[ -z $VALKEY_BIN && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+	log "installing a Valkey-compatible server with apt-get"
+	{ apt-get update -qq && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valkey-server ||
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }; } >"$LOGS/apt.log" 2>&1 || true
+	VALKEY_BIN=$(command -v valkey-server || command -v redis-server || true)
+fi
+[[ -n $VALKEY_BIN ]] || note "no valkey-server or redis-server could be installed: the Valkey scenarios were skipped"
+
+log "building the relay"
+(cd "$REPO" && go build -o "$WORK/bin/relay" ./cmd/relay)
+RELAY="$WORK/bin/relay"
+
+# The load generator is `relay bench`. Until cmd/relay wires it, build a
+# stand-in main that calls the same loadgen.Main.
+if "$RELAY" bench -h >/dev/null 2>&1; then
+	BENCH=("$RELAY" bench)
+	BENCH_NAME="relay bench"
+else
+	log "relay bench is not wired yet: building a stand-in for loadgen.Main"
+	mkdir -p "$WORK/shim"
+	cat >"$WORK/shim/go.mod" <<EOF
+module benchshim
+
+go 1.26.0
+
+require github.com/pulsar-relay/relay v0.0.0
+
+replace github.com/pulsar-relay/relay => $REPO
+EOF
+	cp "$REPO/go.sum" "$WORK/shim/go.sum"
+	cat >"$WORK/shim/main.go" <<'EOF'
+// Command benchshim runs loadgen.Main, as `relay bench` will.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+
+	"github.com/pulsar-relay/relay/loadgen"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := loadgen.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+EOF
+	(cd "$WORK/shim" && GOFLAGS=-mod=mod go build -o "$WORK/bin/bench" .) >"$LOGS/shim-build.log" 2>&1 ||
+		{ cat "$LOGS/shim-build.log" >&2; exit 1; }
+	BENCH=("$WORK/bin/bench")
+	BENCH_NAME="loadgen.Main through a stand-in binary (relay bench was not wired yet)"
+	note "relay bench was not wired in cmd/relay yet; the script ran loadgen.Main through a stand-in main"
+fi
+
+# ---------------------------------------------------------------- servers
+VALKEY_PORT=""
+VALKEY_PID=""
+
+start_valkey() {
+	VALKEY_PORT=$(free_port)
+	mkdir -p "$WORK/valkey"
+	"$VALKEY_BIN" --bind 127.0.0.1 --port "$VALKEY_PORT" --dir "$WORK/valkey" --save '' \
+		--appendonly yes --appendfsync everysec --protected-mode yes >"$LOGS/valkey.log" 2>&1 &
+	VALKEY_PID=$!
+	SERVER_PIDS+=("$VALKEY_PID")
+	local i
+	for i in $(seq 1 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$VALKEY_PORT") 2>/dev/null; then
+			log "$(basename "$VALKEY_BIN") on 127.0.0.1:$VALKEY_PORT"
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "bench-compare: $(basename "$VALKEY_BIN") did not start" >&2
+	cat "$LOGS/valkey.log" >&2
+	return 1
+}
+
+# flush_valkey: empty the store between runs (each run has its own topic
+# names anyway; this keeps memory and AOF size the same for every run).
+flush_valkey() {
+	[[ -n $VALKEY_PORT ]] || return 0
+	exec 3<>"/dev/tcp/127.0.0.1/$VALKEY_PORT"
+	printf '*1\r\n$8\r\nFLUSHALL\r\n' >&3
+	local reply
+	read -r -t 5 reply <&3 || true
+	exec 3<&-
+}
+
+# centrifugo_config ENGINE PORT FILE: history on every channel, as the relay
+# keeps every message (1M per topic, 24 h, the relay's defaults).
+centrifugo_config() {
+	local engine=$1 port=$2 file=$3 engine_json
+	if [[ $engine == valkey ]]; then
+		engine_json="{\"type\": \"redis\", \"redis\": {\"address\": [\"redis://127.0.0.1:$VALKEY_PORT\"]}}"
+	else
+		engine_json='{"type": "memory"}'
+	fi
+	cat >"$file" <<EOF
+{
+  "http_server": {"address": "127.0.0.1", "port": $port},
+  "client": {"insecure": true},
+  "http_api": {"key": "bench-api-key"},
+  "engine": $engine_json,
+  "channel": {"without_namespace": {"history_size": 1000000, "history_ttl": "24h"}},
+  "health": {"enabled": true},
+  "usage_stats": {"disabled": true},
+  "log": {"level": "warn"}
+}
+EOF
+}
+
+SERVER_PID=""
+SERVER_PORT=""
+
+# start_server TARGET ENGINE TAG: start a fresh server; sets SERVER_PID and SERVER_PORT.
+start_server() {
+	local target=$1 engine=$2 tag=$3
+	SERVER_PORT=$(free_port)
+	if [[ $target == relay ]]; then
+		local valkey_env=()
+		[[ $engine == valkey ]] && valkey_env=(RELAY_VALKEY_ADDR="127.0.0.1:$VALKEY_PORT")
+		env RELAY_HTTP_ADDR="127.0.0.1:$SERVER_PORT" RELAY_MAX_CONNECTIONS=20000 RELAY_LOG_LEVEL=warn \
+			"${valkey_env[@]}" "$RELAY" serve >"$LOGS/$tag.log" 2>&1 &
+		SERVER_PID=$!
+		SERVER_PIDS+=("$SERVER_PID")
+		wait_http "$SERVER_PORT" /ready "$SERVER_PID" && return 0
+	else
+		centrifugo_config "$engine" "$SERVER_PORT" "$WORK/centrifugo-$engine.json"
+		"$CF" -c "$WORK/centrifugo-$engine.json" >"$LOGS/$tag.log" 2>&1 &
+		SERVER_PID=$!
+		SERVER_PIDS+=("$SERVER_PID")
+		wait_http "$SERVER_PORT" /health "$SERVER_PID" && return 0
+	fi
+	stop_pid "$SERVER_PID"
+	return 1
+}
+
+# ---------------------------------------------------------------- runs
+declare -A SCEN_ARGS SCEN_ENGINE
+SCEN_ORDER=()
+FAILED_START=()
+
+# run_one LABEL TARGET ENGINE RUN ARGS...: one run on a fresh server.
+# Returns 0 when a report was written, 1 otherwise.
+run_one() {
+	local label=$1 target=$2 engine=$3 run=$4
+	shift 4
+	local tag="$label.$target.$run"
+	if (($(elapsed) > BUDGET)); then
+		note "$tag skipped: time budget of ${BUDGET}s used up"
+		return 1
+	fi
+	flush_valkey
+	if ! start_server "$target" "$engine" "$tag"; then
+		note "$tag: the $target server did not start ($(tail -n 3 "$LOGS/$tag.log" | tr '\n' ' '))"
+		return 1
+	fi
+	local extra=()
+	[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
+	log "$tag: ${*}"
+	local rc=0
+	"${BENCH[@]}" --target "$target" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" \
+		--label "$label" --json "$RES/$tag.json" --progress 5s "${extra[@]}" "$@" \
+		>"$LOGS/$tag.out" 2>"$LOGS/$tag.err" || rc=$?
+	stop_pid "$SERVER_PID"
+	if ((rc != 0)); then
+		note "$tag: bench exited $rc: $(tail -n 2 "$LOGS/$tag.err" | tr '\n' ' ')"
+		rm -f "$RES/$tag.json"
+		return 1
+	fi
+	return 0
+}
+
+# scenario LABEL ENGINE ARGS...: RUNS runs per target, alternating.
+scenario() {
+	local label=$1 engine=$2
+	shift 2
+	SCEN_ORDER+=("$label")
+	SCEN_ARGS[$label]="$*"
+	SCEN_ENGINE[$label]=$engine
+	local run
+	for run in $(seq 1 "$RUNS"); do
+		if ((run % 2 == 1)); then
+			run_one "$label" relay "$engine" "$run" "$@" || true
+			run_one "$label" centrifugo "$engine" "$run" "$@" || true
+		else
+			run_one "$label" centrifugo "$engine" "$run" "$@" || true
+			run_one "$label" relay "$engine" "$run" "$@" || true
+		fi
+	done
+}
+
+# limit_search LABEL ENGINE RATES...: fan-out with the rate stepped up; each
+# target stops after its first failed step: not clean, p99 > 250 ms, or under
+# 90% of the rate actually sent (the same rule as `bench summarize`).
+LIMIT_SECONDS=3
+limit_search() {
+	local label=$1 engine=$2
+	shift 2
+	local rates=("$@") target rate
+	SCEN_ORDER+=("$label")
+	SCEN_ARGS[$label]="--subscribers 1000 --topics 1 --publishers 16 --rate R --messages R*$LIMIT_SECONDS --duration $((2 * LIMIT_SECONDS))s --grace 3s"
+	SCEN_ENGINE[$label]=$engine
+	declare -A stopped=()
+	for rate in "${rates[@]}"; do
+		for target in relay centrifugo; do
+			[[ -n ${stopped[$target]:-} ]] && continue
+			if ! run_one "$label" "$target" "$engine" "r$rate" --subscribers 1000 --topics 1 --publishers 16 \
+				--rate "$rate" --messages $((rate * LIMIT_SECONDS)) --duration $((2 * LIMIT_SECONDS))s --grace 3s; then
+				stopped[$target]=1
+				continue
+			fi
+			if ! jq -e '.clean and .latency_p99_ms <= 250 and .publishes_per_s >= 0.9 * .rate' "$RES/$label.$target.r$rate.json" >/dev/null 2>&1; then
+				stopped[$target]=1
+			fi
+		done
+	done
+}
+
+FANOUT=(--subscribers 1000 --topics 1 --publishers 4 --rate 100 --messages 1000 --duration 15s --grace 5s)
+MANY=(--subscribers 5000 --topics 1000 --publishers 8 --rate 2000 --messages 10000 --duration 10s --grace 5s)
+INGEST=(--subscribers 10 --topics 10 --publishers 32 --messages 200000 --duration 5s --grace 5s)
+IDLE=(--subscribers 10000 --topics 1 --messages 0 --hold 10s)
+
+command -v jq >/dev/null || note "jq is missing: the fan-out limit search ran every step"
+
+log "memory engines"
+scenario fanout-memory memory "${FANOUT[@]}"
+scenario ingest-memory memory "${INGEST[@]}"
+scenario idle-10k memory "${IDLE[@]}"
+scenario many-topics-memory memory "${MANY[@]}"
+limit_search fanout-limit-memory memory 200 300 450 700 1000 1500 2000
+
+if [[ -n $VALKEY_BIN ]] && start_valkey; then
+	log "Valkey-backed"
+	scenario ingest-valkey valkey "${INGEST[@]}"
+	scenario fanout-valkey valkey "${FANOUT[@]}"
+	scenario many-topics-valkey valkey "${MANY[@]}"
+fi
+
+# ---------------------------------------------------------------- report
+shopt -s nullglob
+reports=("$RES"/*.json)
+if ((${#reports[@]} == 0)); then
+	echo "bench-compare: no run produced a report; BENCHMARKS.md left as it was" >&2
+	cat "$NOTES" >&2
+	exit 1
+fi
+SUMMARY=$("${BENCH[@]}" summarize --step-prefix fanout-limit --max-p99-ms 250 \
+	--goal "fanout-memory cpu_us_per_delivery <= 0.5" \
+	--goal "fanout-memory latency_p99_ms <= 1" \
+	--goal "ingest-valkey publishes_per_s >= 2" \
+	--goal "idle-10k kb_per_connection <= 0.5" \
+	"${reports[@]}")
+
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+mem_total=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+valkey_version=$([[ -n $VALKEY_BIN ]] && "$VALKEY_BIN" --version | head -1 || echo "none")
+commit=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(cd "$REPO" && git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+
+{
+	cat <<EOF
+# Benchmarks: the relay and Centrifugo side by side
+
+Generated by \`scripts/bench-compare.sh\` (\`make bench-compare\`) on $(date -u +%Y-%m-%dT%H:%MZ)
+from relay commit \`$commit\`$dirty, in $(elapsed) s. Do not edit by hand: rerun the script.
+
+## Machine
+
+- CPU: $cpu_model, \`nproc\` = $(nproc)
+- Memory: $mem_total; kernel $(uname -r); $(go version | cut -d' ' -f3-4)
+- Centrifugo $CF_VERSION (built with \`go install github.com/centrifugal/centrifugo/v6@$CF_VERSION\`)
+- Valkey-compatible server: $valkey_version
+
+The load generator, the server under test and (for the Valkey scenarios) the
+store share these 2 cores, and the machine is shared with other work, so the
+numbers are noisy: each scenario ran $RUNS times per system, alternating relay
+and Centrifugo (the order flips every run), each run on a freshly started
+server, and the tables show medians. Server CPU (utime+stime of the server
+process from /proc, over the publish phase and the wait for the last
+deliveries) is the fairest figure here, since the load generator's own CPU
+use does not count against the server.
+
+## How each figure is measured
+
+- The load generator is \`$BENCH_NAME\` (package \`loadgen\`). Subscriber *i*
+  listens to topic *i* mod *T*; message *j* goes to topic *j* mod *T*. Each
+  payload is \`{"seq","sent_ns","pub"}\`; latency is from just before the
+  publish request to the moment the subscriber decoded the delivery, on one
+  monotonic clock.
+- lost: acknowledged (201 / API result) messages a subscriber of their topic
+  never received within the grace period; duplicated: received twice;
+  out of order: a seq lower than one already received from the same publisher
+  on the same topic (each publisher waits for its answer before the next
+  publish, so that order is owed).
+- server CPU µs/delivery: server CPU over the publish phase / deliveries.
+- server KB/connection: (RSS after 10 s idle with all connections open − RSS
+  before connecting) / connections.
+- A run is clean when nothing was lost, duplicated or reordered and no publish,
+  connect or subscriber failed.
+
+## Servers
+
+- relay: \`RELAY_HTTP_ADDR=127.0.0.1:PORT RELAY_MAX_CONNECTIONS=20000 RELAY_LOG_LEVEL=warn [RELAY_VALKEY_ADDR=127.0.0.1:VPORT] relay serve\`
+- Centrifugo: \`centrifugo -c config.json\` with anonymous clients allowed
+  (\`client.insecure\`), history kept on every channel like the relay keeps
+  every message (\`channel.without_namespace.history_size: 1000000\`,
+  \`history_ttl: 24h\`), \`engine.type\` memory or redis
+  (\`engine.redis.address: ["redis://127.0.0.1:VPORT"]\`), log level warn:
+
+\`\`\`json
+$(centrifugo_config memory PORT /dev/stdout)
+\`\`\`
+
+- Valkey-compatible store: \`$(basename "${VALKEY_BIN:-valkey-server}") --bind 127.0.0.1 --port VPORT --save '' --appendonly yes --appendfsync everysec\`,
+  emptied (FLUSHALL) before every run.
+
+## Scenarios and commands
+
+Each run: \`$BENCH_NAME --target relay|centrifugo --addr 127.0.0.1:PORT --server-pid PID --label LABEL --json FILE [--api-key KEY]\` plus:
+
+| label | store | arguments |
+|---|---|---|
+EOF
+	for label in "${SCEN_ORDER[@]}"; do
+		printf '| %s | %s | `%s` |\n' "$label" "${SCEN_ENGINE[$label]}" "${SCEN_ARGS[$label]}"
+	done
+	cat <<EOF
+
+Medians and ratios: \`$BENCH_NAME summarize --step-prefix fanout-limit --max-p99-ms 250 --goal ... results/*.json\`.
+For ratios, below 1 is better for the relay on latency, CPU, memory and
+error figures; above 1 is better on rates. "ahead" calls a difference within
+5% level.
+
+## Results
+
+$SUMMARY
+EOF
+	if [[ -s $NOTES ]]; then
+		printf '\n## Notes from this run\n\n'
+		cat "$NOTES"
+	fi
+} >"$OUT"
+
+log "wrote $OUT"
