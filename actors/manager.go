@@ -56,8 +56,8 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	// recovered by a restart, so a failed connection actor is stopped, its
 	// socket closed with 1011, and the client resumes with "since".
 	connStrategy := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
-	m.topics = system.Root.WithGuardian(topicStrategy)
-	m.conns = system.Root.WithGuardian(connStrategy)
+	m.topics = system.Root.Copy().WithGuardian(topicStrategy) // WithGuardian mutates: copy first
+	m.conns = system.Root.Copy().WithGuardian(connStrategy)
 	es := system.EventStream.Subscribe(func(ev any) {
 		if se, ok := ev.(*actor.SupervisorEvent); ok {
 			m.onSupervisorEvent(se)

@@ -1,0 +1,45 @@
+package relaytest
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+// FaultyStore wraps a Store for fault-injection tests: it can make Append
+// fail or stall. Safe for concurrent use.
+type FaultyStore struct {
+	persistence.Store
+	failing atomic.Bool
+	delay   atomic.Int64 // nanoseconds each Append waits first
+}
+
+// NewFaultyStore wraps s.
+func NewFaultyStore(s persistence.Store) *FaultyStore { return &FaultyStore{Store: s} }
+
+// Fail makes every Append fail with ErrUnavailable until Fail(false).
+func (f *FaultyStore) Fail(on bool) { f.failing.Store(on) }
+
+// Stall makes every Append wait d first (0 to stop), honouring its context.
+func (f *FaultyStore) Stall(d time.Duration) { f.delay.Store(int64(d)) }
+
+// Append implements persistence.Store.
+func (f *FaultyStore) Append(ctx context.Context, topic string, batch []messages.Message) (int, error) {
+	if d := time.Duration(f.delay.Load()); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("faulty store: %w: %w", messages.ErrUnavailable, ctx.Err())
+		}
+	}
+	if f.failing.Load() {
+		return 0, fmt.Errorf("faulty store: %w: injected failure", messages.ErrUnavailable)
+	}
+	return f.Store.Append(ctx, topic, batch)
+}
