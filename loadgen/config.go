@@ -52,6 +52,7 @@ type Config struct {
 	Quiet       bool          // no progress lines on stderr
 	Progress    time.Duration // progress interval (default 1s)
 	ReqTimeout  time.Duration // per publish request (default 10s)
+	CPUProfile  string        // write the load generator's own CPU profile here
 }
 
 // parseFlags reads a run's configuration from args (without the program or
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress on stderr")
 	fs.DurationVar(&c.Progress, "progress", time.Second, "progress interval on stderr")
 	fs.DurationVar(&c.ReqTimeout, "request-timeout", 10*time.Second, "timeout of one publish request")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
