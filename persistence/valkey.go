@@ -103,6 +103,8 @@ type ValkeyStore struct {
 
 	stop chan struct{} // closed by Close
 	wg   sync.WaitGroup
+
+	trimWarned atomic.Bool // a trim failure has been logged
 }
 
 var _ Store = (*ValkeyStore)(nil)
@@ -115,8 +117,10 @@ type valkeyClient struct{ c valkey.Client }
 // in the background (see ValkeyStore). Errors are returned for a bad
 // configuration (no address) and for credentials or a database the server
 // rejects (WRONGPASS, NOAUTH, NOPERM, DB index out of range), so that a
-// misconfigured relay stops at start-up with a clear message. ctx bounds
-// only this call; logger receives connection events.
+// misconfigured relay stops at start-up with a clear message. An already
+// cancelled ctx is returned as an error; the connect attempt itself is bounded
+// by cfg.Timeout (valkey-go takes no context for it). logger (nil: discard)
+// receives connection events.
 func NewValkeyStore(ctx context.Context, cfg ValkeyConfig, logger *slog.Logger) (*ValkeyStore, error) {
 	if len(cfg.Addrs) == 0 {
 		return nil, errors.New("valkey: no address configured")
@@ -157,6 +161,11 @@ func (s *ValkeyStore) clientOption() valkey.ClientOption {
 		SelectDB:     s.cfg.DB,
 		ClientName:   "pulsar-relay",
 		DisableCache: true, // no client-side caching: streams are read once
+		// Keep a reader on every connection even when commands are not
+		// concurrent, so a connection the server closed (restart, crash) is
+		// noticed and replaced at once. Otherwise the first write on it after
+		// Valkey comes back fails with EOF, and writes are not retried.
+		AlwaysPipelining: true,
 		// A stalled server closes the connection after Timeout, so the
 		// next command dials afresh instead of queueing behind it.
 		ConnWriteTimeout: s.timeout,
@@ -250,17 +259,23 @@ func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
 // and then XTRIM MAXLEN ~ and XTRIM MINID ~ once per batch, which is cheaper
 // than trimming on every XADD and also tells it whether anything was
 // removed. When something was, it records pred(oldest remaining id) as the
-// stream's max-deleted-entry-id (XSETID MAXDELETEDID), since XTRIM does not.
+// stream's max-deleted-entry-id (XSETID MAXDELETEDID, Valkey/Redis >= 7),
+// since XTRIM does not maintain it.
+//
+// Every call is a redis.pcall: a script that raises after an XADD has run
+// is not rolled back, and its error reply would hide the ids it stored.
 //
 // KEYS[1]: the stream. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]:
 // MINID threshold, "0" for none. Then four per message: payload, timestamp,
 // metadata ("" for none), expires_at ("" for none).
 //
-// Returns {err, id1, id2, ...}: err is "" when every XADD succeeded, else the
-// error of the first XADD that failed, after which nothing more was added.
+// Returns {err, trimErr, id1, id2, ...}: err is "" when every XADD
+// succeeded, else the error of the first XADD that failed, after which
+// nothing more was added; trimErr is "" unless trimming failed (the
+// messages are stored all the same).
 var appendScript = valkey.NewLuaScript(`
 local key = KEYS[1]
-local out = {''}
+local out = {'', ''}
 local last
 for i = 3, #ARGV, 4 do
   local args = {'XADD', key, '*', 'payload', ARGV[i], 'timestamp', ARGV[i + 1]}
@@ -280,28 +295,30 @@ for i = 3, #ARGV, 4 do
   out[#out + 1] = id
   last = id
 end
-if last then
-  local trimmed = 0
-  if ARGV[1] ~= '0' then
-    trimmed = trimmed + redis.call('XTRIM', key, 'MAXLEN', '~', ARGV[1])
+if not last then return out end
+local function try(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then
+    out[2] = r.err
+    return nil
   end
-  if ARGV[2] ~= '0' then
-    trimmed = trimmed + redis.call('XTRIM', key, 'MINID', '~', ARGV[2])
-  end
-  if trimmed > 0 then
-    local md = last
-    local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
-    if #first > 0 then
-      local ms, seq = string.match(first[1][1], '^(%d+)%-(%d+)$')
-      if seq ~= '0' then
-        md = ms .. '-' .. string.format('%d', tonumber(seq) - 1)
-      else
-        md = string.format('%d', tonumber(ms) - 1) .. '-18446744073709551615'
-      end
-    end
-    redis.call('XSETID', key, last, 'MAXDELETEDID', md)
+  return r
+end
+local trimmed = 0
+if ARGV[1] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MAXLEN', '~', ARGV[1]) or 0) end
+if ARGV[2] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MINID', '~', ARGV[2]) or 0) end
+if trimmed == 0 then return out end
+local md = last
+local first = try('XRANGE', key, '-', '+', 'COUNT', 1)
+if first and #first > 0 then
+  local ms, seq = string.match(first[1][1], '^(%d+)%-(%d+)$')
+  if seq ~= '0' then
+    md = ms .. '-' .. string.format('%d', tonumber(seq) - 1)
+  else
+    md = string.format('%d', tonumber(ms) - 1) .. '-18446744073709551615'
   end
 end
+try('XSETID', key, last, 'MAXDELETEDID', md)
 return out
 `)
 
@@ -387,11 +404,15 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}
-	if len(reply) == 0 || len(reply) > len(batch)+1 {
+	if len(reply) < 2 || len(reply) > len(batch)+2 {
 		return 0, fmt.Errorf("valkey: append %q: %w: unexpected reply of %d elements", topic, messages.ErrUnavailable, len(reply))
 	}
+	if trimErr, _ := reply[1].ToString(); trimErr != "" && s.trimWarned.CompareAndSwap(false, true) {
+		s.log.Warn("valkey: trimming failed; messages are stored but limits are not enforced (logged once)",
+			"topic", topic, "err", trimErr)
+	}
 	n := 0
-	for _, r := range reply[1:] {
+	for _, r := range reply[2:] {
 		text, err := r.ToString()
 		if err != nil {
 			break
@@ -404,8 +425,8 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		batch[n].Topic = topic
 		n++
 	}
-	if n != len(reply)-1 {
-		// The server stored reply[1:] but we cannot read an id: report the
+	if n != len(reply)-2 {
+		// The server stored reply[2:] but we cannot read an id: report the
 		// ones we could and fail the rest, so that n stays honest about IDs.
 		return n, fmt.Errorf("valkey: append %q: %w: unreadable id in reply", topic, messages.ErrUnavailable)
 	}

@@ -65,6 +65,25 @@ func TestValkeyStoreNeedsAnAddress(t *testing.T) {
 	}
 }
 
+// Closing a store that is still connecting in the background stops that
+// loop; later calls fail with ErrUnavailable.
+func TestValkeyStoreCloseWhileConnecting(t *testing.T) {
+	srv := valkeytest.Start(t)
+	srv.Stop()
+	s := openValkey(t, srv, ValkeyConfig{Timeout: 200 * time.Millisecond})
+	done := make(chan struct{})
+	go func() { _ = s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return while the store was connecting")
+	}
+	srv.Restart()
+	if err := s.Ping(testCtx(t)); !errors.Is(err, messages.ErrUnavailable) || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("Ping after Close = %v; want ErrUnavailable (closed)", err)
+	}
+}
+
 func TestValkeyStoreLayout(t *testing.T) {
 	srv := valkeytest.Start(t)
 	s := openValkey(t, srv, ValkeyConfig{})
