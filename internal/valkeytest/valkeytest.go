@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -208,7 +209,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("server exited during start-up: %s", tail(logPath))
 		default:
 		}
-		if ping(s.Addr()) == nil {
+		if ready(s.Addr(), s.pw, cmd.Process.Pid) == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -238,27 +239,66 @@ func (s *Server) halt(sig syscall.Signal) {
 	s.cmd, s.done = nil, nil
 }
 
-// ping sends an inline PING and accepts +PONG, or -NOAUTH from a server that
-// wants a password: either way the server is up and serving. -LOADING (AOF
-// still being replayed) is not ready.
-func ping(addr string) error {
+// ready reports whether the server on addr is up, done loading, and is
+// the process pid: another test's server that took the same port between
+// our probe and our bind must not pass for ours. It sends AUTH (when there
+// is a password), PING and INFO server.
+func ready(addr, password string, pid int) error {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
+	r := bufio.NewReader(c)
+	if password != "" {
+		if _, err := readReply(c, r, "AUTH", password); err != nil {
+			return err
+		}
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	if _, err := readReply(c, r, "PING"); err != nil {
+		return err // -LOADING while the AOF is replayed
+	}
+	info, err := readReply(c, r, "INFO", "server")
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH") {
-		return nil
+	if !strings.Contains(info, "\nprocess_id:"+strconv.Itoa(pid)+"\r") {
+		return fmt.Errorf("another server answers on %s", addr)
 	}
-	return errors.New(strings.TrimSpace(line))
+	return nil
+}
+
+// readReply sends one command and reads a simple, error or bulk string reply.
+func readReply(c net.Conn, r *bufio.Reader, args ...string) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		return "", err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case strings.HasPrefix(line, "+"):
+		return line[1:], nil
+	case strings.HasPrefix(line, "$"):
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("bad reply %q", line)
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return "", errors.New(line)
 }
 
 func freePort() (int, error) {

@@ -63,13 +63,17 @@ func TestPassword(t *testing.T) {
 
 func TestPauseResume(t *testing.T) {
 	s := Start(t)
+	pid := s.cmd.Process.Pid
 	s.Pause()
-	if err := ping(s.Addr()); err == nil {
+	if err := ready(s.Addr(), "", pid); err == nil {
 		t.Fatalf("a paused server answered PING")
 	}
 	s.Resume()
-	if err := ping(s.Addr()); err != nil {
+	if err := ready(s.Addr(), "", pid); err != nil {
 		t.Fatalf("PING after Resume: %v", err)
+	}
+	if err := ready(s.Addr(), "", pid+1); err == nil {
+		t.Fatalf("ready accepted a server with another process id")
 	}
 	s.Pause() // Cleanup must stop a paused server
 }
