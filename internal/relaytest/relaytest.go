@@ -78,6 +78,10 @@ func (r *Relay) Close() {
 		return
 	}
 	r.once = true
+	// Close the client's idle connections first: the transport may have
+	// dialed one it never used, and http.Server.Shutdown waits 5 s for a
+	// connection that never sent a request.
+	HTTPClient.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := r.App.Shutdown(ctx); err != nil {
