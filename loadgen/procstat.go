@@ -79,3 +79,21 @@ func parseStatusRSS(status []byte) (int64, error) {
 	}
 	return 0, fmt.Errorf("status: no VmRSS line (is the process a zombie?)")
 }
+
+// readLoadAvg returns the 1-minute load average from /proc/loadavg (0 when
+// it cannot be read): how busy the shared machine was around a run.
+func readLoadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := bytes.Fields(b)
+	if len(f) == 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(f[0]), 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}

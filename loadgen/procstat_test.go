@@ -42,6 +42,9 @@ func TestReadProcSelf(t *testing.T) {
 	if s.RSSKB <= 0 {
 		t.Fatalf("own RSS = %d KB", s.RSSKB)
 	}
+	if l := readLoadAvg(); l < 0 {
+		t.Fatalf("load average %g", l)
+	}
 	if _, err := readProc(1 << 30); err == nil {
 		t.Fatal("readProc of a missing pid: want an error")
 	}

@@ -68,6 +68,9 @@ type Report struct {
 	// when it nears the machine's cores, the client, not the server, limits
 	// the rates.
 	LoadgenCPUS float64 `json:"loadgen_cpu_s"`
+	// LoadAvg1 is the machine's 1-minute load average when the run started
+	// (from /proc/loadavg): other work on a shared machine shows up here.
+	LoadAvg1 float64 `json:"loadavg_1m"`
 
 	// Clean: every acknowledged message reached every subscriber of its topic
 	// exactly once and in order, every publish and connect succeeded, and no
@@ -123,6 +126,7 @@ func (r *Report) writeTable(w io.Writer) error {
 	if r.ServerStatsErrors != "" {
 		row("server stats error", "%s", r.ServerStatsErrors)
 	}
+	row("machine load (1 min) at start", "%.2f", r.LoadAvg1)
 	row("clean", "%v", r.Clean)
 	kinds := make([]string, 0, len(r.Errors))
 	for k := range r.Errors {

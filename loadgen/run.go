@@ -41,6 +41,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 		Subscribers: cfg.Subscribers, Topics: cfg.Topics, Publishers: cfg.Publishers,
 		Messages: cfg.Messages, Rate: cfg.Rate, PayloadBytes: cfg.Pad,
 		Started: clock.start.UTC().Format(time.RFC3339), ServerPID: cfg.ServerPID,
+		LoadAvg1: readLoadAvg(),
 	}
 	probe := &serverProbe{pid: cfg.ServerPID}
 	var lat histogram

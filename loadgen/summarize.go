@@ -200,7 +200,10 @@ func writeScenario(b *strings.Builder, s *scenario) (behind []string) {
 			behind = append(behind, fmt.Sprintf("%s: %s is %s for the relay vs %s for Centrifugo (%s).", s.label, f.title, cell(rv, rok), cell(cv, cok), ratio))
 		}
 	}
-	fmt.Fprintf(b, "| clean runs | %s | %s | | |\n\n", cleanCount(relay), cleanCount(cf))
+	fmt.Fprintf(b, "| clean runs | %s | %s | | |\n", cleanCount(relay), cleanCount(cf))
+	rl, rok := medianOf(relay, func(r *Report) float64 { return r.LoadAvg1 })
+	cl, cok := medianOf(cf, func(r *Report) float64 { return r.LoadAvg1 })
+	fmt.Fprintf(b, "| machine load at start (1-min avg, not a result) | %s | %s | | |\n\n", cell(rl, rok), cell(cl, cok))
 	if len(relay) == 0 {
 		behind = append(behind, fmt.Sprintf("%s: the relay was not measured (it did not start or the run failed; see the notes).", s.label))
 	}

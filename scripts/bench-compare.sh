@@ -32,6 +32,7 @@ OUT=${BENCH_OUT:-BENCHMARKS.md}
 [[ $OUT == /* ]] || OUT="$REPO/$OUT"
 CF_VERSION=v6.9.1
 START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-compare.XXXXXX")
 RES="$WORK/results"
 LOGS="$WORK/logs"
@@ -348,7 +349,7 @@ scenario fanout-memory memory "${FANOUT[@]}"
 scenario ingest-memory memory "${INGEST[@]}"
 scenario idle-10k memory "${IDLE[@]}"
 scenario many-topics-memory memory "${MANY[@]}"
-limit_search fanout-limit-memory memory 200 300 450 700 1000 1500 2000
+limit_search fanout-limit-memory memory 100 150 200 300 450 700 1000 1500
 
 if [[ -n $VALKEY_BIN ]] && start_valkey; then
 	log "Valkey-backed"
@@ -389,6 +390,9 @@ from relay commit \`$commit\`$dirty, in $(elapsed) s. Do not edit by hand: rerun
 
 - CPU: $cpu_model, \`nproc\` = $(nproc)
 - Memory: $mem_total; kernel $(uname -r); $(go version | cut -d' ' -f3-4)
+- Load average (1, 5, 15 min) when the script started: $LOAD_START; when it ended: $(cut -d' ' -f1-3 /proc/loadavg).
+  Each table also shows the median 1-minute load when its runs started; with
+  2 cores, anything much above 2 means other work was competing for the CPU.
 - Centrifugo $CF_VERSION (built with \`go install github.com/centrifugal/centrifugo/v6@$CF_VERSION\`)
 - Valkey-compatible server: $valkey_version
 
