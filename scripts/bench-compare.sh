@@ -23,6 +23,8 @@
 #   BENCH_OUT=BENCHMARKS.md   where to write the report (relative paths: to the repo root)
 #   BENCH_KEEP=1          keep the temp dir (binaries, logs, JSON reports)
 #   CENTRIFUGO_BIN=path   use this Centrifugo binary instead of installing one
+#   BENCH_SCENARIOS=a,b   run only these labels (and "profile" for the perf
+#                         profiles); default: all
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,6 +74,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 elapsed() { echo $(($(date +%s) - START)); }
+
+# wanted LABEL: whether BENCH_SCENARIOS (empty: all) selects LABEL.
+wanted() {
+	[[ -z ${BENCH_SCENARIOS:-} || ",$BENCH_SCENARIOS," == *",$1,"* ]]
+}
 
 # free_port: a port below the ephemeral range that nothing listens on.
 free_port() {
@@ -295,6 +302,7 @@ run_one() {
 scenario() {
 	local label=$1 engine=$2
 	shift 2
+	wanted "$label" || return 0
 	SCEN_ORDER+=("$label")
 	SCEN_ARGS[$label]="$*"
 	SCEN_ENGINE[$label]=$engine
@@ -317,6 +325,7 @@ LIMIT_SECONDS=3
 limit_search() {
 	local label=$1 engine=$2
 	shift 2
+	wanted "$label" || return 0
 	local rates=("$@") target rate
 	SCEN_ORDER+=("$label")
 	SCEN_ARGS[$label]="--subscribers 1000 --topics 1 --publishers 16 --rate R --messages R*$LIMIT_SECONDS --duration $((2 * LIMIT_SECONDS))s --grace 3s"
@@ -351,11 +360,54 @@ scenario idle-10k memory "${IDLE[@]}"
 scenario many-topics-memory memory "${MANY[@]}"
 limit_search fanout-limit-memory memory 100 150 200 300 450 700 1000 1500
 
-if [[ -n $VALKEY_BIN ]] && start_valkey; then
+if [[ -n $VALKEY_BIN ]] && { wanted ingest-valkey || wanted fanout-valkey || wanted many-topics-valkey; } && start_valkey; then
 	log "Valkey-backed"
 	scenario ingest-valkey valkey "${INGEST[@]}"
 	scenario fanout-valkey valkey "${FANOUT[@]}"
 	scenario many-topics-valkey valkey "${MANY[@]}"
+fi
+
+# ---------------------------------------------------------------- profiles
+# profile_fanout TARGET: one more fanout-memory run with `perf record` on the
+# server, so the report can say where its CPU goes (Go binaries carry their
+# symbols; perf needs no change to either server).
+PROFILED=()
+profile_fanout() {
+	local target=$1 tag="profile-fanout.$1"
+	if (($(elapsed) > BUDGET)); then
+		note "$tag skipped: time budget of ${BUDGET}s used up"
+		return 1
+	fi
+	start_server "$target" memory "$tag" || { note "$tag: the $target server did not start"; return 1; }
+	local extra=()
+	[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
+	log "$tag: perf record during fanout-memory"
+	"${BENCH[@]}" --target "$target" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --quiet \
+		--label "$tag" "${extra[@]}" "${FANOUT[@]}" >"$LOGS/$tag.out" 2>"$LOGS/$tag.err" &
+	local bench_pid=$!
+	sleep 2
+	timeout 30 perf record -F 499 -g -p "$SERVER_PID" -o "$WORK/$tag.perf" -- sleep 8 >"$LOGS/$tag.perf.log" 2>&1 || true
+	wait "$bench_pid" || true
+	stop_pid "$SERVER_PID"
+	[[ -s $WORK/$tag.perf ]] || { note "$tag: perf recorded nothing ($(tail -n 1 "$LOGS/$tag.perf.log"))"; return 1; }
+	perf report -i "$WORK/$tag.perf" --stdio --children --sort symbol -g none --percent-limit 4 2>/dev/null |
+		grep '%' | grep -v '\[k\]' |
+		awk '{c=$1; s=$2; $1=""; $2=""; $3=""; sub(/^ +/, ""); sub(/ +- +- *$/, ""); printf "| %s | %s | `%s` |\n", c, s, $0}' |
+		head -n 30 >"$WORK/$tag.top"
+	perf report -i "$WORK/$tag.perf" --stdio --no-children --sort dso -g none 2>/dev/null | grep '%' |
+		awk '{printf "%s %s; ", $2, $1}' >"$WORK/$tag.dso"
+	perf report -i "$WORK/$tag.perf" --stdio --children --sort symbol -g none 2>/dev/null |
+		awk '$0 ~ /\] syscall\.write +-/ {print $1; exit}' >"$WORK/$tag.write"
+	PROFILED+=("$target")
+}
+
+if ! wanted profile; then
+	:
+elif command -v perf >/dev/null; then
+	profile_fanout relay || true
+	profile_fanout centrifugo || true
+else
+	note "perf is not installed: no CPU profiles (apt-get install linux-perf)"
 fi
 
 # ---------------------------------------------------------------- report
@@ -460,6 +512,28 @@ error figures; above 1 is better on rates. "ahead" calls a difference within
 
 $SUMMARY
 EOF
+	if ((${#PROFILED[@]} > 0)); then
+		cat <<EOF
+
+## Where the server CPU goes in fanout-memory
+
+One extra fanout-memory run per server with \`perf record -F 499 -g -p PID -- sleep 8\`
+while it delivers (1000 subscribers, 100 msgs/s). Cumulative share of the
+sampled CPU (the function and everything it calls) and self share, user-space
+functions at 4% or more; the split by binary shows how much is kernel time
+(on loopback the kernel's send path also carries the receiver's TCP work).
+
+EOF
+		for target in "${PROFILED[@]}"; do
+			printf '### %s\n\nBy binary: %s\n' "$target" "$(cat "$WORK/profile-fanout.$target.dso")"
+			if [[ -s $WORK/profile-fanout.$target.write ]]; then
+				printf '\nUnder `syscall.write` (write(2) of WebSocket frames): %s of the sampled CPU.\n' "$(cat "$WORK/profile-fanout.$target.write")"
+			fi
+			printf '\n| cumulative | self | function |\n|---:|---:|---|\n'
+			cat "$WORK/profile-fanout.$target.top"
+			printf '\n'
+		done
+	fi
 	if [[ -s $NOTES ]]; then
 		printf '\n## Notes from this run\n\n'
 		cat "$NOTES"
