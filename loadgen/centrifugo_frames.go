@@ -30,17 +30,24 @@ var (
 	cfPushPrefix = []byte(`{"push":{"channel":"`)
 	cfKeyChannel = []byte(`"channel":"`)
 	cfKeyPub     = []byte(`"pub":{`)
+	cfKeyData    = []byte(`"data":{`)
 )
 
 // parseCentrifugoLine classifies one line of a frame. Publications take a
 // fast path (no JSON decoding) in the compact form Centrifugo writes; anything
 // else is decoded in full.
 func parseCentrifugoLine(line []byte) (cfLine, error) {
-	if bytes.HasPrefix(line, cfPushPrefix) && bytes.Contains(line, cfKeyPub) {
-		ch, ok1 := scanString(line, cfKeyChannel)
-		p, ok2 := scanPayload(line)
-		if ok1 && ok2 {
-			return cfLine{kind: cfPub, channel: ch, p: p}, nil
+	if bytes.HasPrefix(line, cfPushPrefix) {
+		// Scan the payload keys only inside "data": the envelope has its own
+		// "pub" key.
+		if i := bytes.Index(line, cfKeyPub); i >= 0 {
+			if j := bytes.Index(line[i:], cfKeyData); j >= 0 {
+				ch, ok1 := scanString(line[:i], cfKeyChannel)
+				p, ok2 := scanPayload(line[i+j:])
+				if ok1 && ok2 {
+					return cfLine{kind: cfPub, channel: ch, p: p}, nil
+				}
+			}
 		}
 	}
 	if string(line) == "{}" {

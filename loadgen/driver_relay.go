@@ -118,6 +118,7 @@ type relayFrame struct {
 var (
 	relayTypeMessage = []byte(`"type":"message"`)
 	relayKeyTopic    = []byte(`"topic":"`)
+	relayKeyPayload  = []byte(`"payload":{`)
 )
 
 // parseRelayFrame classifies one server frame. Message frames take a fast
@@ -126,10 +127,17 @@ var (
 // a message frame without a usable topic and payload.
 func parseRelayFrame(frame []byte) (relayFrame, error) {
 	if bytes.Contains(frame, relayTypeMessage) {
-		topic, ok1 := scanString(frame, relayKeyTopic)
-		p, ok2 := scanPayload(frame)
-		if ok1 && ok2 {
-			return relayFrame{kind: relayMessage, topic: topic, p: p}, nil
+		// Scan the payload keys only inside "payload", and the topic only
+		// outside it.
+		if i := bytes.Index(frame, relayKeyPayload); i >= 0 {
+			topic, ok1 := scanString(frame[:i], relayKeyTopic)
+			if !ok1 {
+				topic, ok1 = scanAfterObject(frame[i:], relayKeyTopic)
+			}
+			p, ok2 := scanPayload(frame[i:])
+			if ok1 && ok2 {
+				return relayFrame{kind: relayMessage, topic: topic, p: p}, nil
+			}
 		}
 	}
 	var f struct {
@@ -155,4 +163,27 @@ func parseRelayFrame(frame []byte) (relayFrame, error) {
 		return relayFrame{kind: relayError, errText: f.Code + ": " + f.Message}, nil
 	}
 	return relayFrame{kind: relayOther}, nil
+}
+
+// scanAfterObject finds key after the JSON object that b starts with (at its
+// first '{'), for frames where "topic" follows "payload". The payload is ours
+// and holds no strings with braces, so counting braces finds its end.
+func scanAfterObject(b, key []byte) ([]byte, bool) {
+	start := bytes.IndexByte(b, '{')
+	if start < 0 {
+		return nil, false
+	}
+	depth := 0
+	for i := start; i < len(b); i++ {
+		switch b[i] {
+		case '{':
+			depth++
+		case '}':
+			depth--
+			if depth == 0 {
+				return scanString(b[i+1:], key)
+			}
+		}
+	}
+	return nil, false
 }

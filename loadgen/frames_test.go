@@ -120,3 +120,33 @@ func TestPublishBodies(t *testing.T) {
 		t.Error("bodies must be single-line JSON")
 	}
 }
+
+// TestFastPathsDoNotAllocate: publications in the servers' own compact forms
+// must take the scanning path; the full decode costs 20x more client CPU,
+// which would compete with the server under test and skew the comparison.
+func TestFastPathsDoNotAllocate(t *testing.T) {
+	relay := []byte(`{"type":"message","message_id":"1700000000000-1","topic":"b-1-0","payload":{"seq":1,"sent_ns":2,"pub":3},"timestamp":"t","metadata":{}}`)
+	relayTopicLast := []byte(`{"type":"message","payload":{"seq":1,"sent_ns":2,"pub":3},"message_id":"1-1","topic":"b-1-0"}`)
+	cf := []byte(`{"push":{"channel":"b-1-0","pub":{"data":{"seq":1,"sent_ns":2,"pub":3},"offset":13}}}`)
+	for name, fn := range map[string]func(){
+		"relay":            func() { mustRelay(t, relay) },
+		"relay topic last": func() { mustRelay(t, relayTopicLast) },
+		"centrifugo": func() {
+			l, err := parseCentrifugoLine(cf)
+			if err != nil || l.kind != cfPub || string(l.channel) != "b-1-0" || l.p != (payload{1, 2, 3}) {
+				t.Fatalf("centrifugo: %+v, %v", l, err)
+			}
+		},
+	} {
+		if a := testing.AllocsPerRun(100, fn); a != 0 {
+			t.Errorf("%s: %.0f allocations per frame; want the allocation-free fast path", name, a)
+		}
+	}
+}
+
+func mustRelay(t *testing.T, frame []byte) {
+	f, err := parseRelayFrame(frame)
+	if err != nil || f.kind != relayMessage || string(f.topic) != "b-1-0" || f.p != (payload{1, 2, 3}) {
+		t.Fatalf("relay %s: %+v, %v", frame, f, err)
+	}
+}
