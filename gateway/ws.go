@@ -25,6 +25,7 @@ type wsConn struct {
 	subscribed atomic.Bool
 	closed     atomic.Bool
 	pinging    atomic.Bool
+	reqID      string // the upgrade's request id, for logs
 }
 
 var _ actors.Sink = (*wsConn)(nil)
@@ -69,7 +70,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.SetReadLimit(s.cfg.MaxMessageSize)
-	ws := &wsConn{c: c, s: s, opened: time.Now()}
+	ws := &wsConn{c: c, s: s, opened: time.Now(), reqID: requestID(r.Context())}
 	conn, err := s.mgr.Connect(ws, "ws")
 	if err != nil {
 		c.Close(websocket.StatusTryAgainLater, "relay shutting down")
@@ -176,7 +177,7 @@ func (s *Server) check(ws *wsConn, now time.Time, ping bool) {
 		return
 	}
 	if t := ws.writeStart.Load(); t != 0 && now.Sub(time.Unix(0, t)) > s.cfg.WriteTimeout {
-		s.log.Info("closing connection: write timed out")
+		s.log.Info("closing connection: write timed out", "request_id", ws.reqID)
 		ws.closed.Store(true)
 		ws.c.CloseNow()
 		return
