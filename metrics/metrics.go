@@ -19,15 +19,16 @@ const DefaultMaxTopics = 100
 // OtherTopic is the topic label value of every topic beyond MaxTopics.
 const OtherTopic = "_other"
 
-// Buckets of the latency histograms, in seconds: a delivery on one host takes
-// tens of microseconds, a store write on a network Valkey a millisecond or
-// more, a stalled one seconds.
 var (
-	latencyBuckets = []float64{
-		0.00005, 0.0001, 0.00025, 0.0005,
-		0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-		0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-	}
+	// Buckets of relay_storage_latency_seconds: those of the delivery
+	// latency, from 50 µs (memory store) to 10 s (a stalled Valkey).
+	latencyBuckets = func() []float64 {
+		b := make([]float64, len(latencyBounds))
+		for i, d := range latencyBounds {
+			b[i] = d.Seconds()
+		}
+		return b
+	}()
 	// Long polls wait up to 60 s.
 	httpBuckets = []float64{
 		0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -52,7 +53,7 @@ type Registry struct {
 	maxTopics int
 
 	sent            *prometheus.CounterVec
-	latency         *prometheus.HistogramVec
+	latency         *latencyHistogram
 	received        prometheus.Counter
 	delivered       *prometheus.CounterVec
 	connections     *prometheus.GaugeVec
@@ -75,8 +76,8 @@ type Registry struct {
 	droppedBy     map[string]prometheus.Counter
 
 	mu     sync.Mutex
-	topics map[string]*topicHandle // at most maxTopics entries
-	other  *topicHandle            // made on the first topic over the cap
+	topics map[string]*topicSeries // at most maxTopics entries
+	other  *topicSeries            // made on the first topic over the cap
 }
 
 var _ actors.Observer = (*Registry)(nil)
@@ -91,7 +92,7 @@ func New(maxTopics int) *Registry {
 	r := &Registry{
 		reg:       prometheus.NewRegistry(),
 		maxTopics: maxTopics,
-		topics:    make(map[string]*topicHandle),
+		topics:    make(map[string]*topicSeries),
 	}
 	r.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -100,9 +101,9 @@ func New(maxTopics int) *Registry {
 	f := factory{r.reg}
 	r.sent = f.counterVec("relay_messages_sent_total",
 		"Messages published and stored, by topic (beyond the topic cap under \"_other\").", "topic")
-	r.latency = f.histogramVec("relay_message_latency_seconds",
-		"Time from a publish's arrival until its frame was written to one subscriber's socket.",
-		latencyBuckets, "topic")
+	r.latency = newLatencyHistogram("relay_message_latency_seconds",
+		"Time from a publish's arrival until its frame was written to one subscriber's socket.", "topic")
+	r.reg.MustRegister(r.latency)
 	r.received = f.counter("relay_messages_received_total",
 		"Publish requests received and valid, before they are stored.")
 	r.delivered = f.counterVec("relay_messages_delivered_total",
@@ -154,10 +155,17 @@ func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
 // MaxTopics is the cap on distinct topic label values.
 func (r *Registry) MaxTopics() int { return r.maxTopics }
 
-// topicHandle is the per-topic handle: its series, resolved once.
+// topicSeries is one topic label value: its counter and latency shards,
+// with a handle per shard.
+type topicSeries struct {
+	handles []topicHandle
+	next    int // the handle Topic hands out next; under Registry.mu
+}
+
+// topicHandle is a per-topic handle: its series, resolved once.
 type topicHandle struct {
 	sent    prometheus.Counter
-	latency prometheus.Observer
+	latency *latencyShard
 }
 
 var _ actors.TopicObserver = (*topicHandle)(nil)
@@ -168,31 +176,41 @@ func (h *topicHandle) Stored(n int) {
 	}
 }
 
-func (h *topicHandle) DeliveryLatency(d time.Duration) { h.latency.Observe(d.Seconds()) }
+func (h *topicHandle) DeliveryLatency(d time.Duration) { h.latency.observe(d) }
 
-// Topic returns topic's handle. The first MaxTopics distinct topics get
-// their own label value, for the life of the process (a counter that
-// vanished would look like a reset); any later topic, and a topic literally
-// named "_other", shares the "_other" handle.
+// Topic returns a handle on topic's series. The first MaxTopics distinct
+// topics get their own label value, for the life of the process (a counter
+// that vanished would look like a reset); any later topic, and a topic
+// literally named "_other", counts under "_other". Successive calls for one
+// series hand out its latency shards in turn.
 func (r *Registry) Topic(topic string) actors.TopicObserver {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if h := r.topics[topic]; h != nil {
-		return h
-	}
-	if topic == OtherTopic || len(r.topics) >= r.maxTopics {
+	s := r.topics[topic]
+	switch {
+	case s != nil:
+	case topic == OtherTopic || len(r.topics) >= r.maxTopics:
 		if r.other == nil {
-			r.other = r.newHandle(OtherTopic)
+			r.other = r.newSeries(OtherTopic)
 		}
-		return r.other
+		s = r.other
+	default:
+		s = r.newSeries(topic)
+		r.topics[topic] = s
 	}
-	h := r.newHandle(topic)
-	r.topics[topic] = h
+	h := &s.handles[s.next]
+	s.next = (s.next + 1) % len(s.handles)
 	return h
 }
 
-func (r *Registry) newHandle(label string) *topicHandle {
-	return &topicHandle{sent: r.sent.WithLabelValues(label), latency: r.latency.WithLabelValues(label)}
+func (r *Registry) newSeries(label string) *topicSeries {
+	sent := r.sent.WithLabelValues(label)
+	lat := r.latency.newSeries(label)
+	s := &topicSeries{handles: make([]topicHandle, len(lat.shards))}
+	for i, sh := range lat.shards {
+		s.handles[i] = topicHandle{sent: sent, latency: sh}
+	}
+	return s
 }
 
 // TopicsActive moves relay_topics_active.

@@ -61,28 +61,18 @@ metric:
 
 func TestTopicCapFirstComeFirstServed(t *testing.T) {
 	r := New(3)
-	a := r.Topic("a")
-	if r.Topic("a") != a {
-		t.Fatal("a second Topic call for the same topic must return the same handle")
-	}
-	r.Topic("b")
-	r.Topic("c")
-	d, e := r.Topic("d"), r.Topic("e")
-	if d != e {
-		t.Fatal("topics beyond the cap must share the _other handle")
-	}
-	if r.Topic("_other") != d {
-		t.Fatal(`a topic named "_other" must count under "_other"`)
-	}
-	if r.Topic("a") != a {
-		t.Fatal("a topic within the cap keeps its handle after the cap is reached")
-	}
-	for _, tp := range []string{"a", "b", "c", "d", "e"} {
+	// Each call is one subscription (or topic actor) start; "a" comes
+	// back after the cap is reached and keeps its own series.
+	for _, tp := range []string{"a", "a", "b", "c", "d", "e", "_other", "a"} {
 		r.Topic(tp).Stored(1)
+		r.Topic(tp).DeliveryLatency(time.Millisecond)
 	}
-	for tp, want := range map[string]float64{"a": 1, "b": 1, "c": 1, "_other": 2, "d": -1} {
+	for tp, want := range map[string]float64{"a": 3, "b": 1, "c": 1, "_other": 3, "d": -1, "e": -1} {
 		if got := sample(t, r, "relay_messages_sent_total", "topic", tp); got != want {
 			t.Errorf("sent{topic=%q} = %v, want %v", tp, got, want)
+		}
+		if got := sample(t, r, "relay_message_latency_seconds", "topic", tp); got != want {
+			t.Errorf("latency{topic=%q} count = %v, want %v", tp, got, want)
 		}
 	}
 	if n := len(gathered(t, r)["relay_message_latency_seconds"].GetMetric()); n != 4 {
@@ -93,9 +83,43 @@ func TestTopicCapFirstComeFirstServed(t *testing.T) {
 func TestTopicCapZeroPutsAllUnderOther(t *testing.T) {
 	for _, max := range []int{0, -5} {
 		r := New(max)
-		if r.Topic("x") != r.Topic("y") {
-			t.Fatalf("New(%d): topics got their own handles", max)
+		r.Topic("x").Stored(1)
+		r.Topic("y").Stored(2)
+		if got := sample(t, r, "relay_messages_sent_total", "topic", OtherTopic); got != 3 {
+			t.Errorf("New(%d): sent{topic=_other} = %v, want 3", max, got)
 		}
+	}
+}
+
+// TestLatencyHistogram: the sharded histogram puts each observation in the
+// right bucket (upper bounds inclusive, as Prometheus's le), sums them, and
+// adds its shards up.
+func TestLatencyHistogram(t *testing.T) {
+	r := New(DefaultMaxTopics)
+	obs := []time.Duration{0, 50 * time.Microsecond, 51 * time.Microsecond, 3 * time.Millisecond, time.Minute}
+	for _, d := range obs {
+		r.Topic("t").DeliveryLatency(d) // a new handle, the next shard, each time
+	}
+	m := gathered(t, r)["relay_message_latency_seconds"].GetMetric()
+	if len(m) != 1 {
+		t.Fatalf("%d series, want 1", len(m))
+	}
+	h := m[0].GetHistogram()
+	if h.GetSampleCount() != uint64(len(obs)) {
+		t.Errorf("count %d, want %d", h.GetSampleCount(), len(obs))
+	}
+	wantSum := (50*time.Microsecond + 51*time.Microsecond + 3*time.Millisecond + time.Minute).Seconds()
+	if diff := h.GetSampleSum() - wantSum; diff > 1e-9 || diff < -1e-9 {
+		t.Errorf("sum %v, want %v", h.GetSampleSum(), wantSum)
+	}
+	want := map[float64]uint64{0.00005: 2, 0.0001: 3, 0.0025: 3, 0.005: 4, 10: 4}
+	for _, b := range h.GetBucket() {
+		if w, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != w {
+			t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
+		}
+	}
+	if len(h.GetBucket()) != len(latencyBounds) {
+		t.Errorf("%d buckets, want %d", len(h.GetBucket()), len(latencyBounds))
 	}
 }
 
