@@ -38,6 +38,7 @@ type Config struct {
 	Publishers  int           // concurrent HTTP publishers (default 4)
 	Messages    int           // messages to publish in total (default 1000; 0 = connect and hold only)
 	Rate        float64       // total publish rate in msgs/s; 0 = as fast as the publishers go
+	Bulk        int           // messages per bulk request (relay /api/v1/messages/bulk, Centrifugo /api/batch); 0 = one request per message
 	Duration    time.Duration // publishing stops at this bound even if Messages are not all sent (default 60s)
 	Grace       time.Duration // after publishing, wait at most this long for the last deliveries (default 5s)
 	ConnectTime time.Duration // bound on the whole connect phase (default 120s)
@@ -69,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config
 	fs.IntVar(&c.Publishers, "publishers", 4, "concurrent HTTP publishers")
 	fs.IntVar(&c.Messages, "messages", 1000, "messages to publish in total (0: connect and hold only)")
 	fs.Float64Var(&c.Rate, "rate", 0, "total publish rate, msgs/s (0: unlimited)")
+	fs.IntVar(&c.Bulk, "bulk", 0, "messages per bulk request, 1..100 (relay: /api/v1/messages/bulk, Centrifugo: /api/batch); 0: one request per message")
 	fs.DurationVar(&c.Duration, "duration", 60*time.Second, "upper bound on the publish phase")
 	fs.DurationVar(&c.Grace, "grace", 5*time.Second, "upper bound on the wait for deliveries after publishing")
 	fs.DurationVar(&c.ConnectTime, "connect-timeout", 120*time.Second, "upper bound on the connect phase")
@@ -117,6 +119,7 @@ func (c *Config) validate() error {
 	inRange("messages", c.Messages, 0, maxMessages)
 	inRange("connect-concurrency", c.DialConc, 1, 10_000)
 	inRange("payload-bytes", c.Pad, 0, maxPad)
+	inRange("bulk", c.Bulk, 0, maxBulk)
 	if c.Topics*c.Publishers > maxTopicsXPubs {
 		bad("--topics x --publishers must be at most %d", maxTopicsXPubs)
 	}

@@ -36,6 +36,7 @@ func TestParseFlagsRejects(t *testing.T) {
 		{[]string{"--rate", "-3"}, "--rate"},
 		{[]string{"--topic-prefix", "a:b"}, "--topic-prefix"},
 		{[]string{"--format", "xml"}, "--format"},
+		{[]string{"--bulk", "101"}, "--bulk"},
 		{[]string{"extra"}, "unexpected arguments"},
 	}
 	for _, tc := range tests {

@@ -26,6 +26,9 @@ type driver interface {
 	// publish sends one body made by appendPublishBody. It returns nil only
 	// when the server acknowledged the message; otherwise a *publishError.
 	publish(ctx context.Context, body []byte) error
+	// publishBatch sends the batch as one bulk request and sets b.ok per
+	// item. An error means the whole request failed (b.ok all false).
+	publishBatch(ctx context.Context, b *batch) error
 }
 
 // subConn is one subscriber connection.
@@ -99,6 +102,15 @@ func newHTTPClients(pubs int, reqTimeout time.Duration) (publish, ws *http.Clien
 // returns the status and at most 4 KB of the answer; the rest is discarded so
 // the connection can be reused.
 func postJSON(ctx context.Context, c *http.Client, url string, body []byte, name, value string) (int, []byte, error) {
+	return post(ctx, c, url, body, name, value, 4096)
+}
+
+// postJSONFull is postJSON for answers of up to 1 MB (bulk results).
+func postJSONFull(ctx context.Context, c *http.Client, url string, body []byte, name, value string) (int, []byte, error) {
+	return post(ctx, c, url, body, name, value, 1<<20)
+}
+
+func post(ctx context.Context, c *http.Client, url string, body []byte, name, value string, limit int64) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, &publishError{Kind: "request", Err: err}
@@ -117,7 +129,7 @@ func postJSON(ctx context.Context, c *http.Client, url string, body []byte, name
 		return 0, nil, &publishError{Kind: kind, Err: err}
 	}
 	defer resp.Body.Close()
-	ans, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	ans, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return resp.StatusCode, ans, &publishError{Kind: "read answer", Err: err}

@@ -15,22 +15,24 @@ import (
 // (POST /api/publish with X-API-Key). The server must let anonymous clients
 // connect and subscribe (client.insecure: true in the bench config).
 type centrifugoDriver struct {
-	apiURL string
-	wsURL  string
-	apiKey string
-	pub    *http.Client
-	dialer *http.Client
+	apiURL   string
+	batchURL string
+	wsURL    string
+	apiKey   string
+	pub      *http.Client
+	dialer   *http.Client
 }
 
 var _ driver = (*centrifugoDriver)(nil)
 
 func newCentrifugoDriver(addr, apiKey string, pub, ws *http.Client) *centrifugoDriver {
 	return &centrifugoDriver{
-		apiURL: "http://" + addr + "/api/publish",
-		wsURL:  "ws://" + addr + "/connection/websocket",
-		apiKey: apiKey,
-		pub:    pub,
-		dialer: ws,
+		apiURL:   "http://" + addr + "/api/publish",
+		batchURL: "http://" + addr + "/api/batch",
+		wsURL:    "ws://" + addr + "/connection/websocket",
+		apiKey:   apiKey,
+		pub:      pub,
+		dialer:   ws,
 	}
 }
 

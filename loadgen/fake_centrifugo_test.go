@@ -32,6 +32,7 @@ func newFakeCentrifugo(t *testing.T, f *fakeCentrifugo) string {
 	f.subs = map[string][]*websocket.Conn{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/publish", f.publish)
+	mux.HandleFunc("POST /api/batch", f.batch)
 	mux.HandleFunc("GET /connection/websocket", f.serveWS)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -51,17 +52,52 @@ func (f *fakeCentrifugo) publish(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"error":{"code":107,"message":"bad request"}}`)
 		return
 	}
+	fmt.Fprintf(w, `{"result":{"offset":%d,"epoch":"e"}}`, f.push(r.Context(), body.Channel, body.Data))
+}
+
+// batch answers /api/batch: channels with ':' are refused as unknown
+// namespaces, like Centrifugo does.
+func (f *fakeCentrifugo) batch(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-API-Key") != f.key {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var body struct {
+		Commands []struct {
+			Publish struct {
+				Channel string          `json:"channel"`
+				Data    json.RawMessage `json:"data"`
+			} `json:"publish"`
+		} `json:"commands"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		fmt.Fprint(w, `{"error":{"code":107,"message":"bad request"}}`)
+		return
+	}
+	var replies []string
+	for _, c := range body.Commands {
+		if strings.Contains(c.Publish.Channel, ":") {
+			replies = append(replies, `{"error":{"code":102,"message":"unknown channel"}}`)
+			continue
+		}
+		replies = append(replies, fmt.Sprintf(`{"publish":{"offset":%d,"epoch":"e"}}`, f.push(r.Context(), c.Publish.Channel, c.Publish.Data)))
+	}
+	fmt.Fprintf(w, `{"replies":[%s]}`, strings.Join(replies, ","))
+}
+
+// push delivers one publication and returns its offset.
+func (f *fakeCentrifugo) push(ctx context.Context, channel string, data json.RawMessage) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n++
-	frame := fmt.Appendf(nil, `{"push":{"channel":%q,"pub":{"data":%s,"offset":%d}}}`, body.Channel, body.Data, f.n)
+	frame := fmt.Appendf(nil, `{"push":{"channel":%q,"pub":{"data":%s,"offset":%d}}}`, channel, data, f.n)
 	if f.n%3 == 0 {
 		frame = append(frame, "\n{}"...)
 	}
-	for _, c := range f.subs[body.Channel] {
-		_ = c.Write(r.Context(), websocket.MessageText, frame)
+	for _, c := range f.subs[channel] {
+		_ = c.Write(ctx, websocket.MessageText, frame)
 	}
-	fmt.Fprintf(w, `{"result":{"offset":%d,"epoch":"e"}}`, f.n)
+	return f.n
 }
 
 func (f *fakeCentrifugo) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -132,5 +168,24 @@ func TestCentrifugoDriverWrongKey(t *testing.T) {
 	rep := runFake(t, cfg, newCentrifugoDriver(addr, "wrong", pub, ws))
 	if rep.Published != 0 || rep.PublishErrors != 5 || rep.Errors["publish status 401"] != 5 || rep.Clean {
 		t.Fatalf("report = %+v", rep)
+	}
+}
+
+func TestCentrifugoDriverBatch(t *testing.T) {
+	f := &fakeCentrifugo{key: "k"}
+	addr := newFakeCentrifugo(t, f)
+	cfg := testConfig(addr)
+	cfg.Target, cfg.APIKey = TargetCentrifugo, "k"
+	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages, cfg.Bulk = 4, 2, 3, 100, 7
+	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	rep := runFake(t, cfg, newCentrifugoDriver(addr, "k", pub, ws))
+	if !rep.Clean || rep.Published != 100 || rep.Delivered != 200 || rep.Bulk != 7 {
+		t.Fatalf("report = %+v", rep)
+	}
+	// A refused command is counted per item.
+	d := newCentrifugoDriver(addr, "k", pub, ws)
+	b := &batch{topics: []string{"ok-0", "bad:0"}, payloads: [][]byte{[]byte(`{}`), []byte(`{}`)}}
+	if err := d.publishBatch(t.Context(), b); err != nil || !b.ok[0] || b.ok[1] {
+		t.Fatalf("publishBatch = %v, ok %v; want [true false]", err, b.ok)
 	}
 }

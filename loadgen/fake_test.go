@@ -38,6 +38,7 @@ func newFakeRelay(t *testing.T, f *fakeRelay) string {
 	f.subs = map[string][]*websocket.Conn{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/messages", f.publish)
+	mux.HandleFunc("POST /api/v1/messages/bulk", f.publishBulk)
 	mux.HandleFunc("GET /ws", f.serveWS)
 	srv := httptest.NewServer(mux) // listens on 127.0.0.1
 	t.Cleanup(srv.Close)
@@ -53,32 +54,73 @@ func (f *fakeRelay) publish(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"INVALID_REQUEST"}`, http.StatusBadRequest)
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.n++
-	if f.failEvery > 0 && f.n%f.failEvery == 0 {
+	id, ok := f.accept(r.Context(), body.Topic, body.Payload)
+	if !ok {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, `{"error":"SERVICE_UNAVAILABLE","message":"fake"}`)
 		return
 	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	fmt.Fprintf(w, `{"message_id":%q,"topic":%q,"timestamp":"2026-01-01T00:00:00Z"}`, id, body.Topic)
+}
+
+// publishBulk answers 207 with one result per message, in order.
+func (f *fakeRelay) publishBulk(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Messages []struct {
+			Topic   string          `json:"topic"`
+			Payload json.RawMessage `json:"payload"`
+		} `json:"messages"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Messages) == 0 || len(body.Messages) > 100 {
+		http.Error(w, `{"error":"INVALID_REQUEST"}`, http.StatusBadRequest)
+		return
+	}
+	type result struct {
+		MessageID string `json:"message_id,omitempty"`
+		Topic     string `json:"topic"`
+		Status    string `json:"status"`
+		Error     string `json:"error,omitempty"`
+	}
+	var res []result
+	for _, m := range body.Messages {
+		if id, ok := f.accept(r.Context(), m.Topic, m.Payload); ok {
+			res = append(res, result{MessageID: id, Topic: m.Topic, Status: "accepted"})
+		} else {
+			res = append(res, result{Topic: m.Topic, Status: "rejected", Error: "SERVICE_UNAVAILABLE"})
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusMultiStatus)
+	_ = json.NewEncoder(w).Encode(map[string]any{"results": res, "summary": map[string]int{"total": len(res)}})
+}
+
+// accept applies the configured faults to one message and, unless it is
+// refused, delivers it to the topic's subscribers in publish order.
+func (f *fakeRelay) accept(ctx context.Context, topic string, payload json.RawMessage) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	if f.failEvery > 0 && f.n%f.failEvery == 0 {
+		return "", false
+	}
 	id := fmt.Sprintf("1700000000000-%d", f.n)
 	frame := fmt.Appendf(nil, `{"type":"message","message_id":%q,"topic":%q,"payload":%s,"timestamp":"2026-01-01T00:00:00Z","metadata":{}}`,
-		id, body.Topic, body.Payload)
-	for i, c := range f.subs[body.Topic] {
+		id, topic, payload)
+	for i, c := range f.subs[topic] {
 		if i == 0 && f.dropEvery > 0 && f.n%f.dropEvery == 0 {
 			f.drops++
 			continue
 		}
-		_ = c.Write(r.Context(), websocket.MessageText, frame)
+		_ = c.Write(ctx, websocket.MessageText, frame)
 		if f.dupEvery > 0 && f.n%f.dupEvery == 0 {
-			_ = c.Write(r.Context(), websocket.MessageText, frame)
+			_ = c.Write(ctx, websocket.MessageText, frame)
 			f.dups++
 		}
 	}
 	f.acks++
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusCreated)
-	fmt.Fprintf(w, `{"message_id":%q,"topic":%q,"timestamp":"2026-01-01T00:00:00Z"}`, id, body.Topic)
+	return id, true
 }
 
 func (f *fakeRelay) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -237,5 +279,22 @@ func TestMainUsage(t *testing.T) {
 	code := Main(context.Background(), []string{"--addr", "127.0.0.1:1", "--subscribers", "2", "--quiet", "--connect-timeout", "2s"}, &out, &errOut)
 	if code != exitFail {
 		t.Fatalf("unreachable server: code %d, want %d; stderr %s", code, exitFail, errOut.String())
+	}
+}
+
+func TestRelayDriverBulk(t *testing.T) {
+	f := &fakeRelay{failEvery: 9}
+	addr := newFakeRelay(t, f)
+	cfg := testConfig(addr)
+	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages, cfg.Bulk = 6, 3, 2, 250, 20
+	cfg.Grace = 500e6
+	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
+	// 250 messages, every 9th refused: 27 rejected items.
+	if rep.Published != 223 || rep.PublishErrors != 27 || rep.Errors["publish bulk item rejected"] != 27 {
+		t.Fatalf("published %d, errors %d %v; want 223 and 27", rep.Published, rep.PublishErrors, rep.Errors)
+	}
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected || rep.Expected == 0 {
+		t.Fatalf("report = %+v", rep)
 	}
 }

@@ -21,6 +21,7 @@ type Report struct {
 	Publishers   int     `json:"publishers"`
 	Messages     int     `json:"messages"`
 	Rate         float64 `json:"rate"`
+	Bulk         int     `json:"bulk,omitempty"`
 	PayloadBytes int     `json:"payload_bytes"`
 	Started      string  `json:"started"`
 
@@ -100,8 +101,8 @@ func (r *Report) writeTable(w io.Writer) error {
 		row("label", "%s", r.Label)
 	}
 	row("target", "%s at %s", r.Target, r.Addr)
-	row("workload", "%d subscribers, %d topics, %d publishers, %d messages, rate %s",
-		r.Subscribers, r.Topics, r.Publishers, r.Messages, rateText(r.Rate))
+	row("workload", "%d subscribers, %d topics, %d publishers, %d messages, rate %s%s",
+		r.Subscribers, r.Topics, r.Publishers, r.Messages, rateText(r.Rate), bulkText(r.Bulk))
 	row("connect", "%d ok, %d failed in %.2f s (p50 %.1f ms, p99 %.1f ms)", r.Connected, r.ConnectFailed, r.ConnectS, r.ConnectP50Ms, r.ConnectP99Ms)
 	if r.HoldS > 0 {
 		row("hold", "%.1f s", r.HoldS)
@@ -143,6 +144,13 @@ func (r *Report) writeTable(w io.Writer) error {
 		return fmt.Errorf("write table report: %w", err)
 	}
 	return nil
+}
+
+func bulkText(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d per bulk request", n)
 }
 
 func rateText(r float64) string {

@@ -142,13 +142,16 @@ type errorLog struct {
 
 const errorLogKeep = 5
 
-func (l *errorLog) note(kind string, err error) {
+func (l *errorLog) note(kind string, err error) { l.noteN(kind, err, 1) }
+
+// noteN counts n errors of kind, keeping err's message if there is room.
+func (l *errorLog) noteN(kind string, err error, n int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.counts == nil {
 		l.counts = make(map[string]int)
 	}
-	l.counts[kind]++
+	l.counts[kind] += n
 	if len(l.first) < errorLogKeep && err != nil {
 		l.first = append(l.first, kind+": "+err.Error())
 	}

@@ -217,7 +217,7 @@ func writeScenario(b *strings.Builder, s *scenario) (behind []string) {
 func workload(r *Report) string {
 	w := fmt.Sprintf("%d subscribers over %d topics", r.Subscribers, r.Topics)
 	if r.Messages > 0 {
-		w += fmt.Sprintf(", %d messages from %d publishers at %s", r.Messages, r.Publishers, rateText(r.Rate))
+		w += fmt.Sprintf(", %d messages from %d publishers at %s%s", r.Messages, r.Publishers, rateText(r.Rate), bulkText(r.Bulk))
 	}
 	if r.HoldS > 0 {
 		w += fmt.Sprintf(", held idle %.0f s", r.HoldS)
