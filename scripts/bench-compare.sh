@@ -350,14 +350,32 @@ FANOUT=(--subscribers 1000 --topics 1 --publishers 4 --rate 100 --messages 1000 
 MANY=(--subscribers 5000 --topics 1000 --publishers 8 --rate 2000 --messages 10000 --duration 10s --grace 5s)
 INGEST=(--subscribers 10 --topics 10 --publishers 32 --messages 200000 --duration 5s --grace 5s)
 IDLE=(--subscribers 10000 --topics 1 --messages 0 --hold 10s)
+INGEST_BULK=(--subscribers 10 --topics 10 --publishers 8 --bulk 50 --messages 300000 --duration 5s --grace 5s)
 
 command -v jq >/dev/null || note "jq is missing: the fan-out limit search ran every step"
+
+# relay_has_bulk: whether this relay build serves POST /api/v1/messages/bulk.
+relay_has_bulk() {
+	start_server relay memory probe-bulk || return 1
+	local code
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST -H 'Content-Type: application/json' \
+		-d '{"messages":[]}' "http://127.0.0.1:$SERVER_PORT/api/v1/messages/bulk" || true)
+	stop_pid "$SERVER_PID"
+	[[ $code != 404 && $code != 405 && $code != 000 ]]
+}
 
 log "memory engines"
 scenario fanout-memory memory "${FANOUT[@]}"
 scenario ingest-memory memory "${INGEST[@]}"
 scenario idle-10k memory "${IDLE[@]}"
 scenario many-topics-memory memory "${MANY[@]}"
+if ! wanted ingest-bulk-memory; then
+	:
+elif relay_has_bulk; then
+	scenario ingest-bulk-memory memory "${INGEST_BULK[@]}"
+else
+	note "the relay does not serve POST /api/v1/messages/bulk yet: ingest-bulk-memory was not run"
+fi
 limit_search fanout-limit-memory memory 100 150 200 300 450 700 1000 1500
 
 if [[ -n $VALKEY_BIN ]] && { wanted ingest-valkey || wanted fanout-valkey || wanted many-topics-valkey; } && start_valkey; then
