@@ -492,6 +492,10 @@ use does not count against the server.
   before connecting) / connections.
 - A run is clean when nothing was lost, duplicated or reordered and no publish,
   connect or subscriber failed.
+- The ingest scenarios saturate both cores (server, load generator and store
+  together; the load generator's HTTP client alone spends about 30 µs of CPU
+  per publish). Their publishes/s is then set by how much CPU each server
+  needs per publish, so read server CPU µs/publish first.
 
 ## Servers
 
