@@ -65,6 +65,8 @@ type (
 	unsubscribeCmd struct{ topics []string }
 	frameCmd       struct{ frame []byte }
 	flushCmd       struct{}
+	// overflowCmd: the outbox overflowed under PolicyDisconnect.
+	overflowCmd struct{}
 	// subscribeReply answers a subscribeRequest: replay these ring frames,
 	// or read the store (fromStore), before the live messages in the outbox.
 	subscribeReply struct {
@@ -76,7 +78,10 @@ type (
 	topicFailed struct{ sub *Subscription }
 )
 
-var theFlush = &flushCmd{}
+var (
+	theFlush    = &flushCmd{}
+	theOverflow = &overflowCmd{}
+)
 
 // Connect spawns a connection actor writing to sink. transport names the
 // connection kind for metrics ("ws", "poll").
@@ -98,7 +103,7 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 		func() {
 			m.cfg.Observer.SlowConsumerDisconnected()
 			c.log.Warn("slow consumer: outgoing queue full, disconnecting")
-			sink.Close(CloseSlowConsumer, "slow consumer")
+			root.Send(pid, theOverflow)
 		})
 	return &Connection{ID: id, pid: pid, m: m}, nil
 }
@@ -175,6 +180,13 @@ func (c *connActor) Receive(ctx actor.Context) {
 	case *subscribeReply:
 		c.m.cfg.Faults.maybePanicConnection(c.id)
 		c.onSubscribeReply(ctx, msg)
+		return
+	case *overflowCmd:
+		// Close from the actor, after the write that was stuck has returned:
+		// the writer lock is free, so the 4008 close frame goes out at once
+		// (a peer that reads nothing at all meets WriteTimeout instead).
+		c.failed = true
+		c.sink.Close(CloseSlowConsumer, "slow consumer")
 		return
 	case *topicFailed:
 		if c.subs[msg.sub.Topic] == msg.sub {
@@ -389,6 +401,9 @@ func (c *connActor) drain(ctx actor.Context) {
 		}
 		n := 0
 		for _, d := range c.batch {
+			if c.outbox.Closed() { // disconnecting: let the close frame through next
+				break
+			}
 			if c.writeDelivery(ctx, d) {
 				n++
 			}

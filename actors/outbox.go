@@ -2,6 +2,7 @@ package actors
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/pulsar-relay/relay/messages"
 )
@@ -33,7 +34,7 @@ type Outbox struct {
 	head, n    int
 	bytes      int
 	scheduled  bool // a drain is requested or running
-	overflowed bool
+	overflowed atomic.Bool // set under mu; read without it by the drainer
 	dropped    int // drop-oldest drops not yet reported
 }
 
@@ -48,13 +49,18 @@ func NewOutbox(maxMsgs, maxBytes int, policy SlowConsumerPolicy, wake, overflow 
 // Allocation-free except when the ring grows toward maxMsgs.
 func (o *Outbox) Push(d Delivery) bool {
 	o.mu.Lock()
-	if o.overflowed {
+	if o.overflowed.Load() {
 		o.mu.Unlock()
 		return false
 	}
 	for o.n > 0 && (o.n >= o.maxMsgs || o.bytes+len(d.Frame) > o.maxBytes) {
 		if o.policy != PolicyDropOldest {
-			o.overflowed = true
+			// The connection is being closed: what is queued will not be
+			// sent, so the close frame goes out right after the write in
+			// progress.
+			o.overflowed.Store(true)
+			clear(o.ring)
+			o.n, o.bytes = 0, 0
 			o.mu.Unlock()
 			o.overflow()
 			return false
@@ -116,10 +122,14 @@ func (o *Outbox) Drain(dst []Delivery, max int) ([]Delivery, int) {
 func (o *Outbox) Close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.overflowed = true
+	o.overflowed.Store(true)
 	clear(o.ring)
 	o.n, o.bytes = 0, 0
 }
+
+// Closed reports whether the queue overflowed under PolicyDisconnect or was
+// closed: nothing more should be written to the connection.
+func (o *Outbox) Closed() bool { return o.overflowed.Load() }
 
 // Len returns the number of queued deliveries.
 func (o *Outbox) Len() int {

@@ -47,7 +47,9 @@ func (w *wsConn) Close(code int, reason string) {
 	w.s.wg.Add(1)
 	go func() {
 		defer w.s.wg.Done()
-		_ = w.c.Close(websocket.StatusCode(code), reason)
+		if err := w.c.Close(websocket.StatusCode(code), reason); err != nil {
+			w.s.log.Debug("websocket close handshake incomplete", "code", code, "err", err)
+		}
 	}()
 }
 

@@ -18,8 +18,13 @@ type FaultyStore struct {
 	delay   atomic.Int64 // nanoseconds each Append waits first
 }
 
-// NewFaultyStore wraps s.
-func NewFaultyStore(s persistence.Store) *FaultyStore { return &FaultyStore{Store: s} }
+// NewFaultyStore wraps s (a fresh memory store when nil).
+func NewFaultyStore(s persistence.Store) *FaultyStore {
+	if s == nil {
+		s = persistence.NewMemoryStore(persistence.Limits{})
+	}
+	return &FaultyStore{Store: s}
+}
 
 // Fail makes every Append fail with ErrUnavailable until Fail(false).
 func (f *FaultyStore) Fail(on bool) { f.failing.Store(on) }

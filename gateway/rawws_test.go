@@ -1,0 +1,109 @@
+package gateway_test
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// rawWS is a minimal WebSocket client on a bare TCP socket, for tests that
+// need control of the socket (a tiny receive buffer, reading nothing) and an
+// exact view of the frames, close frames included.
+type rawWS struct {
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+// dialRaw upgrades a TCP connection with receive buffer rcvbuf bytes.
+func dialRaw(wsURL string, rcvbuf int) (*rawWS, error) {
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if rcvbuf > 0 {
+		_ = conn.(*net.TCPConn).SetReadBuffer(rcvbuf)
+	}
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", u.RequestURI(), u.Host, base64.StdEncoding.EncodeToString(key[:]))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		conn.Close()
+		return nil, fmt.Errorf("upgrade: %s", resp.Status)
+	}
+	return &rawWS{conn: conn, br: br}, nil
+}
+
+// writeText sends one masked text frame (clients must mask).
+func (w *rawWS) writeText(p []byte) error {
+	hdr := []byte{0x81}
+	switch {
+	case len(p) < 126:
+		hdr = append(hdr, 0x80|byte(len(p)))
+	default:
+		hdr = append(hdr, 0x80|126, byte(len(p)>>8), byte(len(p)))
+	}
+	var mask [4]byte
+	_, _ = rand.Read(mask[:])
+	hdr = append(hdr, mask[:]...)
+	out := make([]byte, len(p))
+	for i := range p {
+		out[i] = p[i] ^ mask[i%4]
+	}
+	_, err := w.conn.Write(append(hdr, out...))
+	return err
+}
+
+// readFrame reads one frame: its opcode and payload. Server frames are
+// unmasked and, from this relay, never fragmented.
+func (w *rawWS) readFrame() (byte, []byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(w.br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(w.br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(w.br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(w.br, p); err != nil {
+		return 0, nil, err
+	}
+	return h[0] & 0x0f, p, nil
+}
+
+// closeCode returns the status code of a close frame payload.
+func closeCode(p []byte) int {
+	if len(p) < 2 {
+		return 1005
+	}
+	return int(binary.BigEndian.Uint16(p))
+}
