@@ -33,9 +33,9 @@ type Outbox struct {
 	ring       []Delivery
 	head, n    int
 	bytes      int
-	scheduled  bool // a drain is requested or running
+	scheduled  bool        // a drain is requested or running
 	overflowed atomic.Bool // set under mu; read without it by the drainer
-	dropped    int // drop-oldest drops not yet reported
+	dropped    int         // drop-oldest drops not yet reported
 }
 
 // NewOutbox returns an empty queue bounded by maxMsgs and maxBytes.
