@@ -44,8 +44,11 @@ func frameCodeOf(err error) string {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := statusOf(err)
 	msg := err.Error()
-	if status == http.StatusInternalServerError {
-		msg = "internal error"
+	switch {
+	case errors.Is(err, messages.ErrOverloaded):
+		msg = "topic is overloaded; retry later"
+	case status >= 500: // details (addresses, causes) stay in the log
+		msg = http.StatusText(status) + "; retry later"
 	}
 	if status >= 500 {
 		s.log.Warn("request failed", "request_id", requestID(r.Context()), "route", routeOf(r), "status", status, "err", err)

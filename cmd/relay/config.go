@@ -84,6 +84,7 @@ func (c *config) settings() []setting {
 			c.Gateway.PublishTimeout = c.Actors.StoreTimeout
 			return nil
 		}},
+		{"RELAY_MAX_BATCH", "512", "most messages one group-commit write carries (1: one store write per message)", intIn(&c.Actors.MaxBatch, 1, 1<<16)},
 		{"RELAY_TOPIC_IDLE_TIMEOUT", "60s", "stop a topic actor without subscribers or traffic after this", duration(&c.Actors.TopicIdleTimeout)},
 		{"RELAY_SUBSCRIBE_IDLE_LIMIT", "60s", "close a WebSocket that has not subscribed within this", duration(&c.Gateway.SubscribeIdleLimit)},
 		{"RELAY_PING_INTERVAL", "30s", "WebSocket ping interval", duration(&c.Gateway.PingInterval)},

@@ -135,5 +135,16 @@ func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (persisten
 	if len(cfg.ValkeyAddrs) == 0 {
 		return persistence.NewMemoryStore(cfg.Store), nil
 	}
-	return nil, errors.New("valkey store: not built yet")
+	store, err := persistence.NewValkeyStore(ctx, persistence.ValkeyConfig{
+		Addrs:    cfg.ValkeyAddrs,
+		Username: cfg.ValkeyUsername,
+		Password: cfg.ValkeyPassword,
+		DB:       cfg.ValkeyDB,
+		Limits:   cfg.Store,
+		Timeout:  cfg.Actors.StoreTimeout,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("valkey store: %w", err)
+	}
+	return store, nil
 }
