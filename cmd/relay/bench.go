@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
+
+	"github.com/pulsar-relay/relay/loadgen"
 )
 
+// benchCmd runs the load generator (`relay bench -h` lists its flags).
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "relay bench: not built yet")
-	return 2
+	return loadgen.Main(ctx, args, stdout, stderr)
 }
