@@ -188,8 +188,44 @@ func (m *TopicManager) Publish(ctx context.Context, msg messages.Message) (messa
 	}
 }
 
-// History reads stored messages of topic (see persistence.Store.Range).
-func (m *TopicManager) Store() persistence.Store { return m.store }
+// PublishResult is the outcome of one message of PublishAll.
+type PublishResult struct {
+	Msg messages.Message // with its ID, when Err is nil
+	Err error
+}
+
+// PublishAll publishes msgs (to any topics) concurrently and returns one
+// result per message, in the order given. Messages of one topic are stored in
+// the order given. Each result means what Publish's would.
+func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) []PublishResult {
+	results := make([]PublishResult, len(msgs))
+	reply := make(chan publishResult, len(msgs))
+	pending := 0
+	now := monoNow()
+	for i, msg := range msgs {
+		p := &publish{msg: msg, received: now, reply: reply, idx: i}
+		if err := m.send(msg.Topic, int64(m.cfg.TopicMailboxSize), p); err != nil {
+			results[i].Err = err
+			continue
+		}
+		pending++
+	}
+	timedOut := fmt.Errorf("publish: %w: %w", messages.ErrUnavailable, context.DeadlineExceeded)
+	for ; pending > 0; pending-- {
+		select {
+		case r := <-reply:
+			results[r.idx] = PublishResult{Msg: r.msg, Err: r.err}
+		case <-ctx.Done():
+			for i := range results {
+				if results[i].Err == nil && results[i].Msg.ID.IsZero() {
+					results[i].Err = timedOut
+				}
+			}
+			return results
+		}
+	}
+	return results
+}
 
 // Shutdown stops every topic actor and waits for them, up to ctx.
 func (m *TopicManager) Shutdown(ctx context.Context) {

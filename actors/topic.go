@@ -20,9 +20,11 @@ type (
 		msg      messages.Message
 		received int64 // monoNow at arrival, for delivery latency
 		reply    chan publishResult
+		idx      int // position in a PublishAll batch
 		answered bool
 	}
 	publishResult struct {
+		idx int
 		msg messages.Message
 		err error
 	}
@@ -164,6 +166,7 @@ func (t *topicActor) answer(p *publish, r publishResult) {
 		return
 	}
 	p.answered = true
+	r.idx = p.idx
 	p.reply <- r
 	t.entry.release()
 }

@@ -20,20 +20,27 @@ var (
 	errMethod   = fmt.Errorf("%w: method not allowed on this route", messages.ErrNotFound)
 )
 
-// handlePublish stores one message: 201 only after the store took it.
-func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+// readJSONBody checks the content type and reads a body of at most limit
+// bytes.
+func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if !isJSON(r.Header.Get("Content-Type")) {
-		s.writeError(w, r, fmt.Errorf("%w: Content-Type must be application/json", messages.ErrUnsupportedMedia))
-		return
+		return nil, fmt.Errorf("%w: Content-Type must be application/json", messages.ErrUnsupportedMedia)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxMessageSize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			err = fmt.Errorf("%w: body over %d bytes", messages.ErrTooLarge, tooBig.Limit)
-		} else {
-			err = fmt.Errorf("%w: reading body: %v", messages.ErrInvalid, err)
+			return nil, fmt.Errorf("%w: body over %d bytes", messages.ErrTooLarge, tooBig.Limit)
 		}
+		return nil, fmt.Errorf("%w: reading body: %v", messages.ErrInvalid, err)
+	}
+	return body, nil
+}
+
+// handlePublish stores one message: 201 only after the store took it.
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+	body, err := readJSONBody(w, r, s.cfg.MaxMessageSize)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -51,6 +58,60 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, messages.NewPublishResponse(&stored))
+}
+
+// handleBulk publishes up to messages.MaxBulk messages in one request and
+// answers 207 with one result per message, in order: each "accepted" one is
+// stored, each "rejected" one is not (bad item, full topic, store failure).
+// The body may be MaxBulk times the single-message limit.
+func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
+	body, err := readJSONBody(w, r, s.cfg.MaxMessageSize*messages.MaxBulk)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := messages.DecodeBulk(body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp := messages.BulkResponse{Results: make([]messages.BulkResult, len(req.Messages))}
+	var msgs []messages.Message
+	var slots []int // msgs[k] answers resp.Results[slots[k]]
+	now := time.Now()
+	for i, raw := range req.Messages {
+		item, err := messages.DecodePublish(raw)
+		resp.Results[i].Topic = item.Topic
+		if err == nil && int64(len(raw)) > s.cfg.MaxMessageSize {
+			err = fmt.Errorf("%w: message over %d bytes", messages.ErrTooLarge, s.cfg.MaxMessageSize)
+		}
+		if err != nil {
+			resp.Results[i].Status, resp.Results[i].Error = "rejected", err.Error()
+			continue
+		}
+		msgs = append(msgs, item.Message(now))
+		slots = append(slots, i)
+	}
+	s.cfg.Observer.Received(len(msgs))
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
+	defer cancel()
+	for k, res := range s.mgr.PublishAll(ctx, msgs) {
+		out := &resp.Results[slots[k]]
+		if res.Err != nil {
+			_, code := statusOf(res.Err)
+			out.Status, out.Error = "rejected", code
+			continue
+		}
+		out.Status, out.MessageID = "accepted", res.Msg.ID.String()
+	}
+	resp.Summary.Total = len(resp.Results)
+	for _, res := range resp.Results {
+		if res.Status == "accepted" {
+			resp.Summary.Accepted++
+		}
+	}
+	resp.Summary.Rejected = resp.Summary.Total - resp.Summary.Accepted
+	writeJSON(w, http.StatusMultiStatus, resp)
 }
 
 // handleHistory pages through a topic's stored messages.

@@ -125,6 +125,7 @@ func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(withRequestID, s.accessLog)
 	r.Post("/api/v1/messages", s.handlePublish)
+	r.Post("/api/v1/messages/bulk", s.handleBulk)
 	r.Get("/api/v1/topics/{topic}/messages", s.handleHistory)
 	r.Get("/health", s.handleHealth)
 	r.Get("/ready", s.handleReady)

@@ -99,3 +99,46 @@ func describeJSONError(err error) string {
 	}
 	return "body is not valid JSON"
 }
+
+// MaxBulk is the most messages one bulk publish may carry.
+const MaxBulk = 100
+
+// BulkRequest is the body of POST /api/v1/messages/bulk. Items are decoded
+// raw so that one bad item is rejected alone.
+type BulkRequest struct {
+	Messages []json.RawMessage `json:"messages"`
+}
+
+// DecodeBulk parses a bulk body and checks its size (1..MaxBulk). Items are
+// validated one by one with DecodePublish.
+func DecodeBulk(body []byte) (BulkRequest, error) {
+	var req BulkRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return BulkRequest{}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
+	}
+	if n := len(req.Messages); n == 0 || n > MaxBulk {
+		return BulkRequest{}, fmt.Errorf("%w: \"messages\" must hold 1..%d messages, not %d", ErrInvalid, MaxBulk, n)
+	}
+	return req, nil
+}
+
+// BulkResult is one item of a bulk publish answer.
+type BulkResult struct {
+	MessageID string `json:"message_id,omitempty"`
+	Topic     string `json:"topic"`
+	Status    string `json:"status"` // "accepted" or "rejected"
+	Error     string `json:"error,omitempty"`
+}
+
+// BulkResponse is the 207 body of a bulk publish.
+type BulkResponse struct {
+	Results []BulkResult `json:"results"`
+	Summary BulkSummary  `json:"summary"`
+}
+
+// BulkSummary counts a bulk publish's results.
+type BulkSummary struct {
+	Total    int `json:"total"`
+	Accepted int `json:"accepted"`
+	Rejected int `json:"rejected"`
+}
