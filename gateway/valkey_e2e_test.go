@@ -178,13 +178,24 @@ func vkHistory(t *testing.T, r *relaytest.Relay, topic string) []string {
 	return nil
 }
 
+// vkRead reads one frame, giving up after 10 s: a missing message shows as
+// a read that never ends, and should fail long before the test's deadline.
+func vkRead(ctx context.Context, c *relaytest.Client) (relaytest.Frame, error) {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return c.Read(rctx)
+}
+
 // vkReadIDs reads n frames that must all be messages of topic, and returns
 // their ids.
 func vkReadIDs(t *testing.T, ctx context.Context, c *relaytest.Client, topic string, n int) []string {
 	t.Helper()
 	ids := make([]string, 0, n)
 	for len(ids) < n {
-		f := c.MustRead(ctx)
+		f, err := vkRead(ctx, c)
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", len(ids), n, err)
+		}
 		if f.Type != "message" || f.Topic != topic {
 			t.Fatalf("after %d messages: unexpected frame %+v", len(ids), f)
 		}
@@ -198,8 +209,8 @@ func vkReadIDs(t *testing.T, ctx context.Context, c *relaytest.Client, topic str
 func vkExpectNext(t *testing.T, ctx context.Context, r *relaytest.Relay, c *relaytest.Client, topic string) string {
 	t.Helper()
 	marker := r.MustPublish(topic, map[string]any{"marker": true})
-	if f := c.MustRead(ctx); f.Type != "message" || f.MessageID != marker {
-		t.Fatalf("want the marker %s next, got %+v", marker, f)
+	if f, err := vkRead(ctx, c); err != nil || f.Type != "message" || f.MessageID != marker {
+		t.Fatalf("want the marker %s next, got %+v (%v)", marker, f, err)
 	}
 	return marker
 }
