@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"time"
 
@@ -90,8 +89,7 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 		return nil, fmt.Errorf("relay shutting down: %w", messages.ErrUnavailable)
 	}
 	id := "s" + strconv.FormatUint(m.gen.Add(1), 36) + strconv.FormatInt(time.Now().UnixNano()&0xffffff, 36)
-	c := &connActor{m: m, id: id, sink: sink, transport: transport, subs: make(map[string]*Subscription),
-		log: m.log.With("conn", id)}
+	c := &connActor{m: m, id: id, sink: sink, transport: transport, subs: make(map[string]*Subscription)}
 	props := actor.PropsFromProducer(func() actor.Actor { return c })
 	pid, err := m.conns.SpawnNamed(props, "conn/"+id)
 	if err != nil {
@@ -102,7 +100,7 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 		func() { root.Send(pid, theFlush) },
 		func() {
 			m.cfg.Observer.SlowConsumerDisconnected()
-			c.log.Warn("slow consumer: outgoing queue full, disconnecting")
+			m.log.Warn("slow consumer: outgoing queue full, disconnecting", "conn", id)
 			root.Send(pid, theOverflow)
 		})
 	return &Connection{ID: id, pid: pid, m: m}, nil
@@ -146,7 +144,6 @@ type connActor struct {
 	id        string
 	sink      Sink
 	transport string
-	log       *slog.Logger
 	outbox    *Outbox
 
 	subs       map[string]*Subscription
@@ -256,7 +253,7 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 			st.replies[s] = &subscribeReply{sub: s} // answered with an error frame below
 			delete(c.subs, t)
 			s.active = false
-			c.log.Warn("subscribe failed", "topic", t, "err", err)
+			c.m.log.Warn("subscribe failed", "conn", c.id, "topic", t, "err", err)
 			continue
 		}
 		c.m.cfg.Observer.Subscriptions(1)
@@ -441,7 +438,7 @@ func (c *connActor) write(ctx actor.Context, frame []byte) bool {
 	}
 	if err := c.sink.Write(frame); err != nil {
 		c.failed = true
-		c.log.Debug("write failed, closing", "err", err)
+		c.m.log.Debug("write failed, closing", "conn", c.id, "err", err)
 		ctx.Stop(ctx.Self())
 		return false
 	}

@@ -40,8 +40,9 @@ type Outbox struct {
 
 // NewOutbox returns an empty queue bounded by maxMsgs and maxBytes.
 func NewOutbox(maxMsgs, maxBytes int, policy SlowConsumerPolicy, wake, overflow func()) *Outbox {
-	return &Outbox{maxMsgs: maxMsgs, maxBytes: maxBytes, policy: policy, wake: wake, overflow: overflow,
-		ring: make([]Delivery, min(maxMsgs, 64))}
+	// The ring is allocated on first use and grows by doubling: an idle
+	// connection (most of them, at 10k+) holds none.
+	return &Outbox{maxMsgs: maxMsgs, maxBytes: maxBytes, policy: policy, wake: wake, overflow: overflow}
 }
 
 // Push queues d. It reports false when the queue has overflowed under
@@ -87,7 +88,7 @@ func (o *Outbox) Push(d Delivery) bool {
 }
 
 func (o *Outbox) grow() {
-	next := make([]Delivery, min(max(2*len(o.ring), 64), o.maxMsgs))
+	next := make([]Delivery, min(max(2*len(o.ring), 8), o.maxMsgs))
 	for i := 0; i < o.n; i++ {
 		next[i] = o.ring[(o.head+i)%len(o.ring)]
 	}

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -10,7 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"testing"
 	"time"
+
+	"github.com/pulsar-relay/relay/internal/relaytest"
 )
 
 // rawWS is a minimal WebSocket client on a bare TCP socket, for tests that
@@ -107,3 +111,42 @@ func closeCode(p []byte) int {
 	}
 	return int(binary.BigEndian.Uint16(p))
 }
+
+// TestFrameSentWithTheUpgrade: a client that sends its first frame in the
+// same write as the upgrade request (bytes the HTTP server has already
+// buffered when the connection is hijacked) is understood.
+func TestFrameSentWithTheUpgrade(t *testing.T) {
+	r := relaytest.Start(t, relaytest.Options{})
+	u, _ := url.Parse(r.WSURL)
+	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	w := &rawWS{conn: conn, br: bufio.NewReader(conn)}
+	var frame bytes.Buffer
+	wbuf := &rawWS{conn: writerConn{conn, &frame}}
+	_ = wbuf.writeText([]byte(`{"type":"subscribe","topics":["early"]}`))
+	req := "GET /ws HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), frame.Bytes()...)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(w.br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	op, p, err := w.readFrame()
+	if err != nil || op != 1 || !bytes.Contains(p, []byte(`"subscribed"`)) {
+		t.Fatalf("got op %d %s %v, want the subscribed frame", op, p, err)
+	}
+}
+
+// writerConn is a net.Conn whose writes go to a buffer.
+type writerConn struct {
+	net.Conn
+	buf *bytes.Buffer
+}
+
+func (c writerConn) Write(p []byte) (int, error) { return c.buf.Write(p) }

@@ -106,9 +106,12 @@ type Server struct {
 	draining atomic.Bool
 	conns    sync.Map // *wsConn -> struct{}
 	nconns   atomic.Int64
-	wg       sync.WaitGroup // WebSocket handlers and their closers
 	stop     chan struct{}
 	stopOnce sync.Once
+
+	mu      sync.Mutex // orders track against Close
+	closing bool
+	wg      sync.WaitGroup // WebSocket goroutines, closers, pings, the sweeper
 }
 
 // New returns a gateway serving mgr's topics; it starts one background
@@ -142,6 +145,17 @@ func (s *Server) Handler() http.Handler {
 	return r
 }
 
+// track counts a new WebSocket goroutine in s.wg, unless Close has begun.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.draining.Load() {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
 // Drain marks the relay as shutting down: /ready answers 503 and new
 // WebSocket upgrades are refused.
 func (s *Server) Drain() { s.draining.Store(true) }
@@ -151,6 +165,9 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // ctx. Call it after http.Server.Shutdown has let in-flight requests finish.
 func (s *Server) Close(ctx context.Context) {
 	s.Drain()
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.conns.Range(func(k, _ any) bool {
 		k.(*wsConn).Close(actors.CloseGoingAway, "server shutting down")

@@ -1,9 +1,13 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -56,34 +60,48 @@ func (w *wsConn) Close(code int, reason string) {
 // handleWS upgrades to WebSocket, spawns the connection actor and runs the
 // read loop on this goroutine: the only long-lived goroutine per connection.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		s.writeError(w, r, fmt.Errorf("%w: relay shutting down", messages.ErrUnavailable))
-		return
-	}
 	if n := s.nconns.Add(1); n > int64(s.cfg.MaxConnections) {
 		s.nconns.Add(-1)
 		s.writeError(w, r, fmt.Errorf("%w: connection limit (%d) reached", messages.ErrUnavailable, s.cfg.MaxConnections))
 		return
 	}
-	defer s.nconns.Add(-1)
-	c, err := websocket.Accept(w, r, s.acceptOptions())
+	if !s.track() {
+		s.nconns.Add(-1)
+		s.writeError(w, r, fmt.Errorf("%w: relay shutting down", messages.ErrUnavailable))
+		return
+	}
+	c, err := websocket.Accept(smallBuffers{w}, r, s.acceptOptions())
 	if err != nil {
+		s.nconns.Add(-1)
+		s.wg.Done()
 		s.log.Debug("websocket upgrade refused", "request_id", requestID(r.Context()), "err", err)
 		return
 	}
 	c.SetReadLimit(s.cfg.MaxMessageSize)
 	ws := &wsConn{c: c, s: s, opened: time.Now(), reqID: requestID(r.Context())}
+	s.log.Debug("websocket connected", "request_id", ws.reqID, "remote", r.RemoteAddr)
+	// The connection is served on a fresh goroutine and this handler
+	// returns: the socket is hijacked, and a new goroutine starts with a
+	// small stack, where this one has grown through the middleware. At 10k
+	// idle connections that is most of the memory per connection.
+	go s.serveWS(ws)
+}
+
+// serveWS runs one WebSocket until it closes: the connection actor writes,
+// this goroutine reads. It owns one s.wg count and one s.nconns count.
+//
+// Log lines carry request_id and conn as attributes at the call; a logger
+// per connection (slog.With) would cost memory on every idle connection.
+func (s *Server) serveWS(ws *wsConn) {
+	defer s.wg.Done()
+	defer s.nconns.Add(-1)
 	conn, err := s.mgr.Connect(ws, "ws")
 	if err != nil {
-		c.Close(websocket.StatusTryAgainLater, "relay shutting down")
+		ws.c.Close(websocket.StatusTryAgainLater, "relay shutting down")
 		return
 	}
-	s.wg.Add(1)
-	defer s.wg.Done()
 	s.conns.Store(ws, struct{}{})
 	s.cfg.Observer.Connections("ws", 1)
-	log := s.log.With("conn", conn.ID, "request_id", requestID(r.Context()))
-	log.Debug("websocket connected", "remote", r.RemoteAddr)
 	defer func() {
 		s.conns.Delete(ws)
 		s.cfg.Observer.Connections("ws", -1)
@@ -91,13 +109,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		conn.Stop(stopCtx)
 		cancel()
-		c.CloseNow()
-		log.Debug("websocket closed")
+		ws.c.CloseNow()
+		s.log.Debug("websocket closed", "request_id", ws.reqID, "conn", conn.ID)
 	}()
 	if s.draining.Load() { // shutdown began while we were upgrading
 		ws.Close(actors.CloseGoingAway, "server shutting down")
 	}
-	s.readLoop(ws, conn, log)
+	s.readLoop(ws, conn)
 }
 
 func (s *Server) acceptOptions() *websocket.AcceptOptions {
@@ -115,14 +133,12 @@ func (s *Server) acceptOptions() *websocket.AcceptOptions {
 // readLoop decodes client frames until the socket closes. A bad frame gets an
 // error frame and the loop goes on; a frame over the limit makes
 // coder/websocket close with 1009.
-func (s *Server) readLoop(ws *wsConn, conn *actors.Connection, log interface {
-	Debug(string, ...any)
-}) {
+func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
 	for {
 		_, data, err := ws.c.Read(context.Background())
 		if err != nil {
 			if st := websocket.CloseStatus(err); st == -1 && !errors.Is(err, context.Canceled) {
-				log.Debug("websocket read ended", "err", err)
+				s.log.Debug("websocket read ended", "request_id", ws.reqID, "conn", conn.ID, "err", err)
 			}
 			return
 		}
@@ -202,3 +218,39 @@ func (s *Server) check(ws *wsConn, now time.Time, ping bool) {
 		}()
 	}
 }
+
+// smallBuffers makes a hijacked connection use small bufio buffers instead
+// of net/http's 4 KiB ones, which coder/websocket keeps for the life of the
+// connection: at 10k idle connections they are a third of the memory. A
+// frame of up to wsBufferSize bytes still goes out in one write.
+type smallBuffers struct{ http.ResponseWriter }
+
+const wsBufferSize = 1024
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("response writer cannot hijack")
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Bytes the server already read past the request (a frame the client
+	// sent at once) must come first. coder/websocket keeps only what the
+	// returned reader has buffered, so they are pulled into its buffer.
+	n := brw.Reader.Buffered()
+	if n == 0 {
+		return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, wsBufferSize), bufio.NewWriterSize(conn, wsBufferSize)), nil
+	}
+	early, _ := brw.Reader.Peek(n)
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(wsBufferSize, n))
+	if _, err := br.Peek(n); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, wsBufferSize)), nil
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
