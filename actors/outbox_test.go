@@ -1,0 +1,131 @@
+package actors
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+func deliveries(n int, size int) []Delivery {
+	out := make([]Delivery, n)
+	for i := range out {
+		out[i] = Delivery{Frame: make([]byte, size), ID: messages.ID{Ms: 1, Seq: uint64(i + 1)}}
+	}
+	return out
+}
+
+func TestOutboxWakesOncePerDrain(t *testing.T) {
+	wakes := 0
+	o := NewOutbox(100, 1<<20, PolicyDisconnect, func() { wakes++ }, func() { t.Fatal("overflow") })
+	for _, d := range deliveries(10, 10) {
+		if !o.Push(d) {
+			t.Fatal("push refused")
+		}
+	}
+	if wakes != 1 {
+		t.Fatalf("wakes = %d, want 1 for a burst into an idle queue", wakes)
+	}
+	got, _ := o.Drain(nil, 4)
+	if len(got) != 4 || got[0].ID.Seq != 1 || got[3].ID.Seq != 4 {
+		t.Fatalf("first drain %v", got)
+	}
+	o.Push(deliveries(11, 10)[10])
+	if wakes != 1 {
+		t.Fatal("a push while a drain is pending must not wake again")
+	}
+	got, _ = o.Drain(nil, 100)
+	if len(got) != 7 || got[6].ID.Seq != 11 {
+		t.Fatalf("second drain %d items", len(got))
+	}
+	if got, _ = o.Drain(nil, 100); len(got) != 0 {
+		t.Fatal("queue should be empty")
+	}
+	o.Push(deliveries(1, 10)[0])
+	if wakes != 2 {
+		t.Fatalf("a push into a drained queue must wake: wakes = %d", wakes)
+	}
+}
+
+func TestOutboxOverflowPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		maxMsgs, maxB   int
+		size, push      int
+		policy          SlowConsumerPolicy
+		wantQueued      int
+		wantDropped     int
+		wantOverflowed  bool
+		wantFirstSeqOut uint64
+	}{
+		{"disconnect on count", 4, 1 << 20, 10, 5, PolicyDisconnect, 0, 0, true, 0},
+		{"disconnect on bytes", 100, 35, 10, 4, PolicyDisconnect, 0, 0, true, 0},
+		{"drop-oldest on count", 4, 1 << 20, 10, 7, PolicyDropOldest, 4, 3, false, 4},
+		{"drop-oldest on bytes", 100, 35, 10, 7, PolicyDropOldest, 3, 4, false, 5},
+		{"within bounds", 4, 40, 10, 4, PolicyDisconnect, 4, 0, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			overflowed := false
+			o := NewOutbox(tc.maxMsgs, tc.maxB, tc.policy, func() {}, func() { overflowed = true })
+			for _, d := range deliveries(tc.push, tc.size) {
+				o.Push(d)
+			}
+			got, dropped := o.Drain(nil, 1000)
+			if len(got) != tc.wantQueued || dropped != tc.wantDropped || overflowed != tc.wantOverflowed || o.Closed() != tc.wantOverflowed {
+				t.Fatalf("queued %d dropped %d overflowed %v, want %d %d %v", len(got), dropped, overflowed, tc.wantQueued, tc.wantDropped, tc.wantOverflowed)
+			}
+			if len(got) > 0 && got[0].ID.Seq != tc.wantFirstSeqOut {
+				t.Fatalf("first queued seq %d, want %d", got[0].ID.Seq, tc.wantFirstSeqOut)
+			}
+			if tc.wantOverflowed && o.Push(deliveries(1, 1)[0]) {
+				t.Fatal("push after overflow must be refused")
+			}
+		})
+	}
+}
+
+func TestHotRingCoverage(t *testing.T) {
+	r := newHotRing(time.Hour, 3)
+	now := time.Now()
+	if r.covers(messages.ID{}) {
+		t.Fatal("an empty ring knows nothing of the store")
+	}
+	for i := uint64(1); i <= 5; i++ {
+		m := &messages.Message{ID: messages.ID{Ms: 10, Seq: i}}
+		r.add(m, []byte{byte(i)}, now)
+	}
+	// Holds 3, 4, 5: covers points at or after 2.
+	if r.covers(messages.ID{Ms: 10, Seq: 1}) || !r.covers(messages.ID{Ms: 10, Seq: 2}) || !r.covers(messages.ID{Ms: 10, Seq: 5}) {
+		t.Fatalf("coverage wrong, base %v", r.base)
+	}
+	got := r.since(messages.ID{Ms: 10, Seq: 3}, now, nil)
+	if len(got) != 2 || got[0].ID.Seq != 4 || got[1].ID.Seq != 5 {
+		t.Fatalf("since 3: %v", got)
+	}
+	expired := &messages.Message{ID: messages.ID{Ms: 10, Seq: 6}, ExpiresAt: now.Add(-time.Second)}
+	r.add(expired, []byte{6}, now)
+	if got := r.since(messages.ID{Ms: 10, Seq: 5}, now, nil); len(got) != 0 {
+		t.Fatalf("expired message replayed: %v", got)
+	}
+	old := newHotRing(time.Minute, 100)
+	old.add(&messages.Message{ID: messages.ID{Ms: 1, Seq: 1}}, nil, now.Add(-2*time.Minute))
+	old.add(&messages.Message{ID: messages.ID{Ms: 2, Seq: 1}}, nil, now)
+	if old.covers(messages.ID{Ms: 1}) || !old.covers(messages.ID{Ms: 1, Seq: 1}) {
+		t.Fatal("age eviction should move the base past the evicted message")
+	}
+}
+
+func TestConfigDefaultsFollowStoreLimits(t *testing.T) {
+	c := Config{StoreLimits: persistenceLimits(50, time.Minute)}.WithDefaults()
+	if c.HotTierMaxMessages != 50 || c.HotTierRetention != time.Minute {
+		t.Fatalf("ring %d/%v, want capped by the store's 50/1m", c.HotTierMaxMessages, c.HotTierRetention)
+	}
+	if _, err := ParseSlowConsumerPolicy("sometimes"); err == nil {
+		t.Fatal("bad policy accepted")
+	}
+}
+
+func persistenceLimits(n int, d time.Duration) persistence.Limits {
+	return persistence.Limits{MaxMessages: n, Retention: d}
+}
