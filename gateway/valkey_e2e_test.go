@@ -540,7 +540,20 @@ func TestValkeyRetention(t *testing.T) {
 		// Replayed from the store ("earliest" always reads it): nothing.
 		c := r.Dial(ctx)
 		c.Subscribe(ctx, map[string]any{"topics": []string{topic}, "offset": "earliest"})
-		vkExpectNext(t, ctx, r, c, topic)
+		fresh := vkExpectNext(t, ctx, r, c, topic)
+
+		// From an old point (the publish above moved the hot ring past it):
+		// the store skips what is past the retention, says the point is
+		// truncated, and starts at the oldest retained message.
+		since := r.Dial(ctx)
+		f := since.Subscribe(ctx, map[string]any{"topics": []string{topic}, "since": map[string]string{topic: old[0]}})
+		if !slices.Equal(f.Truncated, []string{topic}) {
+			t.Errorf("resume from %s, past the retention: truncated=%v, want [%s]", old[0], f.Truncated, topic)
+		}
+		if got := vkReadIDs(t, ctx, since, topic, 1); got[0] != fresh {
+			t.Fatalf("resume from %s replays %s first, want %s (the old ones are past the retention)", old[0], got[0], fresh)
+		}
+		vkExpectNext(t, ctx, r, since, topic)
 	})
 
 	t.Run("ttl", func(t *testing.T) {
@@ -772,4 +785,68 @@ func mustID(t *testing.T, s string) messages.ID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestValkeyTopicActorRestartCatchesUpFromStream: a topic actor that panics
+// while publishers run is restarted by its supervisor and re-reads the
+// stream from where it was, so a live subscriber gets every stored message
+// exactly once, in id order, and every stored message was acknowledged.
+func TestValkeyTopicActorRestartCatchesUpFromStream(t *testing.T) {
+	srv := valkeytest.Start(t)
+	const (
+		topic  = "restarting"
+		nPub   = 4
+		perPub = 200
+	)
+	faults, counters := &actors.Faults{}, &relaytest.Counters{}
+	r, _ := vkRelay(t, srv, persistence.Limits{}, 2*time.Second, actors.Config{Faults: faults, Observer: counters})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := r.Dial(ctx)
+	c.Subscribe(ctx, map[string]any{"topics": []string{topic}})
+
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var other []string
+	var wg sync.WaitGroup
+	for p := range nPub {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perPub {
+				if p == 0 && i == perPub/2 {
+					faults.PanicTopic(topic, 1)
+				}
+				body, _ := json.Marshal(map[string]any{"topic": topic, "payload": map[string]int{"p": p, "i": i}})
+				res := vkPost(r.URL, body)
+				mu.Lock()
+				switch {
+				case res.err == nil && res.status == http.StatusCreated:
+					acked[res.body["message_id"].(string)] = true
+				case res.err == nil && res.status == http.StatusServiceUnavailable:
+				default:
+					other = append(other, fmt.Sprintf("%d %v %v", res.status, res.body, res.err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(other) > 0 {
+		t.Fatalf("answers other than 201 and 503: %v", other)
+	}
+	relaytest.Eventually(t, 10*time.Second, "the restart to be counted", func() bool { return counters.Restarts.Load() >= 1 })
+	stored := vkIDsAfter(t, vkStream(t, vkRaw(t, srv), topic), "")
+	for _, id := range stored {
+		if !acked[id] {
+			t.Fatalf("message %s is in the stream but was not acknowledged", id)
+		}
+	}
+	if len(stored) != len(acked) {
+		t.Fatalf("stream holds %d, %d acknowledged", len(stored), len(acked))
+	}
+	if d := vkDiff(vkReadIDs(t, ctx, c, topic, len(stored)), stored); d != "" {
+		t.Fatalf("live subscriber across the restart: %s", d)
+	}
+	vkExpectNext(t, ctx, r, c, topic)
 }
