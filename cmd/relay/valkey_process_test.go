@@ -10,7 +10,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -296,4 +299,40 @@ func firstDiff(got, want []string) string {
 		}
 	}
 	return fmt.Sprintf("got %d, want %d", len(got), len(want))
+}
+
+// TestProcessValkeyBadCredentialsStopStartup: a password Valkey rejects (or
+// none when one is required) stops the relay at start-up with exit status 1
+// and a message that says why, instead of serving without a store; the right
+// password serves.
+func TestProcessValkeyBadCredentialsStopStartup(t *testing.T) {
+	srv := valkeytest.Start(t, valkeytest.WithPassword("s3cret"))
+	bin, err := buildRelay()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, password, want string }{
+		{"wrong password", "wrong", "WRONGPASS"},
+		{"no password", "", "NOAUTH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "serve")
+			cmd.Dir = t.TempDir()
+			cmd.Env = append(os.Environ(), "RELAY_HTTP_ADDR="+freeAddr(t), "RELAY_LOG_FORMAT=json",
+				"RELAY_VALKEY_ADDR="+srv.Addr(), "RELAY_VALKEY_PASSWORD="+tc.password)
+			out, err := cmd.CombinedOutput()
+			exit, ok := err.(*exec.ExitError)
+			if !ok || exit.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("got %v, output %q; want exit status 1 naming %s", err, out, tc.want)
+			}
+		})
+	}
+	p := startProcess(t, "RELAY_VALKEY_ADDR="+srv.Addr(), "RELAY_VALKEY_PASSWORD=s3cret")
+	client := vkClient(t)
+	if status, _, err := vkPublish(client, p.addr, "authed", map[string]any{}); err != nil || status != http.StatusCreated {
+		t.Fatalf("publish with the right password: %d %v", status, err)
+	}
+	vkStop(t, p)
 }
