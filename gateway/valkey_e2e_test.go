@@ -850,3 +850,55 @@ func TestValkeyTopicActorRestartCatchesUpFromStream(t *testing.T) {
 	}
 	vkExpectNext(t, ctx, r, c, topic)
 }
+
+// TestValkeyLongRunOfExpiredMessages: a long run of expired messages (more
+// than ten thousand, as a busy topic with a short ttl leaves behind) must not
+// end history or a replay early: what comes after the run is still served,
+// and a replay joins live delivery without a gap.
+//
+// The expired run is written straight through the store (already expired),
+// which is what such a stream holds once the ttls have passed.
+func TestValkeyLongRunOfExpiredMessages(t *testing.T) {
+	srv := valkeytest.Start(t)
+	const (
+		topic = "expired-run"
+		run   = 12_000
+	)
+	r, store := vkRelay(t, srv, persistence.Limits{}, 2*time.Second, actors.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := r.MustPublish(topic, map[string]any{"live": "before"})
+	past := time.Now().Add(-time.Minute)
+	for written := 0; written < run; {
+		batch := make([]messages.Message, min(1000, run-written))
+		for i := range batch {
+			batch[i] = messages.Message{Payload: []byte(`{"expired":true}`), Timestamp: past, ExpiresAt: past.Add(time.Second)}
+		}
+		n, err := store.Append(ctx, topic, batch)
+		if err != nil {
+			t.Fatalf("append the expired run: %v", err)
+		}
+		written += n
+	}
+	after := []string{r.MustPublish(topic, map[string]any{"live": "after", "n": 1}), r.MustPublish(topic, map[string]any{"live": "after", "n": 2})}
+	want := append([]string{before}, after...)
+
+	if got := vkHistory(t, r, topic); !slices.Equal(got, want) {
+		t.Fatalf("history across %d expired messages: %v, want %v", run, got, want)
+	}
+	status, body := vkGet(t, r, "/api/v1/topics/"+topic+"/messages?order=desc&limit=10")
+	var desc []string
+	list, _ := body["messages"].([]any)
+	for _, m := range list {
+		desc = append(desc, m.(map[string]any)["message_id"].(string))
+	}
+	if status != http.StatusOK || !slices.Equal(desc, []string{after[1], after[0], before}) {
+		t.Fatalf("history, newest first, across %d expired messages: %d %v, want %v", run, status, desc, []string{after[1], after[0], before})
+	}
+	c := r.Dial(ctx)
+	c.Subscribe(ctx, map[string]any{"topics": []string{topic}, "offset": "earliest"})
+	if d := vkDiff(vkReadIDs(t, ctx, c, topic, len(want)), want); d != "" {
+		t.Fatalf("earliest replay across %d expired messages: %s", run, d)
+	}
+	vkExpectNext(t, ctx, r, c, topic)
+}

@@ -49,13 +49,12 @@ const (
 	connectBackoffMax = 5 * time.Second
 )
 
-// maxScanRounds bounds how many reads Range and RevRange make to fill a page
-// that filtering (expired or out-of-retention entries) left short. A page may
-// therefore be short although more messages exist after a long run of
-// expired ones; the caller pages on from the last message it got.
-const maxScanRounds = 8
-
-// maxScanCount caps the COUNT of one follow-up read.
+// maxScanCount caps the COUNT of one follow-up read. Range and RevRange read
+// on until the page is full or the stream ends, however many expired or
+// out-of-retention entries filtering skips: their callers (history paging,
+// replay) take a short page for the end of the stream, so stopping early
+// would hide every message after a long run of expired ones. Timeout bounds
+// the whole scan.
 const maxScanCount = 1000
 
 // ValkeyStore keeps each topic in a Valkey stream (Valkey or Redis >= 7).
@@ -479,13 +478,13 @@ func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID
 	f := s.newFilter()
 	entries := reply[1]
 	count := limit
-	for round := 1; ; round++ {
+	for {
 		got, last, read, err := f.decode(topic, entries, limit-len(page.Messages), page.Messages)
 		if err != nil {
 			return Page{}, fmt.Errorf("valkey: range %q: %w", topic, err)
 		}
 		page.Messages = got
-		if len(page.Messages) >= limit || read < count || round >= maxScanRounds {
+		if len(page.Messages) >= limit || read < count {
 			break
 		}
 		// Filtering left the page short and the stream has more: read on.
@@ -519,7 +518,7 @@ func (s *ValkeyStore) RevRange(ctx context.Context, topic string, before message
 	f := s.newFilter()
 	var out []messages.Message
 	count := limit
-	for round := 1; ; round++ {
+	for {
 		res := c.Do(ctx, c.B().Xrevrange().Key(key).End(end).Start("-").Count(int64(count)).Build())
 		entries, err := res.ToMessage()
 		if err != nil {
@@ -532,7 +531,7 @@ func (s *ValkeyStore) RevRange(ctx context.Context, topic string, before message
 		}
 		// Entries past the retention are the oldest; older ones would be
 		// skipped too, so stop reading once one was seen.
-		if len(out) >= limit || read < count || round >= maxScanRounds || f.outOfRetention {
+		if len(out) >= limit || read < count || f.outOfRetention {
 			break
 		}
 		end = "(" + last
