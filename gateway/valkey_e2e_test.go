@@ -280,6 +280,11 @@ func TestValkeyOutageAnswers503AndRecovers(t *testing.T) {
 		testBudget = 60 * time.Second
 	)
 	r, _ := vkRelay(t, srv, persistence.Limits{}, timeout, actors.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), testBudget)
+	defer cancel()
+	// A live subscriber stays connected through the outage.
+	live := r.Dial(ctx)
+	live.Subscribe(ctx, map[string]any{"topics": []string{topic}})
 
 	var ok201, got503 atomic.Int64
 	stop := make(chan struct{})
@@ -403,12 +408,33 @@ func TestValkeyOutageAnswers503AndRecovers(t *testing.T) {
 	}
 	t.Logf("%d answers 201, %d answers 503, slowest %v; stream holds %d (a 503'd write may still have landed)",
 		n201, n503, slowest, len(stream))
+	for _, e := range stream {
+		if !acked[e.id] {
+			t.Logf("in the stream but answered 503: %s %s", e.id, e.payload)
+		}
+	}
 	if n503 == 0 {
 		t.Fatal("no publish got 503 while Valkey was down")
 	}
 	if len(stream) < n201 {
 		t.Fatalf("stream holds %d entries, fewer than the %d acknowledged", len(stream), n201)
 	}
+
+	// The live subscriber got every acknowledged message once, in id order
+	// (a 503'd write that landed anyway is in the stream but was never
+	// delivered live).
+	want := make([]messages.ID, 0, len(acked))
+	for id := range acked {
+		want = append(want, mustID(t, id))
+	}
+	slices.SortFunc(want, messages.ID.Compare)
+	got := vkReadIDs(t, ctx, live, topic, len(want))
+	for i := range want {
+		if got[i] != want[i].String() {
+			t.Fatalf("live subscriber, message %d: got %s, want %s", i, got[i], want[i])
+		}
+	}
+	vkExpectNext(t, ctx, r, live, topic)
 }
 
 // TestValkeyStallAnswers503WithinTimeout: a Valkey that stops answering
