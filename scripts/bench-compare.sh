@@ -386,44 +386,56 @@ if [[ -n $VALKEY_BIN ]] && { wanted ingest-valkey || wanted fanout-valkey || wan
 fi
 
 # ---------------------------------------------------------------- profiles
-# profile_fanout TARGET: one more fanout-memory run with `perf record` on the
-# server, so the report can say where its CPU goes (Go binaries carry their
-# symbols; perf needs no change to either server).
+# profile_run LABEL ENGINE SECONDS ARGS...: one more run of a scenario with
+# `perf record` on the server for SECONDS while it works, so the report can
+# say where each server's CPU goes (Go binaries carry their symbols; perf
+# needs no change to either server).
 PROFILED=()
-profile_fanout() {
-	local target=$1 tag="profile-fanout.$1"
-	if (($(elapsed) > BUDGET)); then
-		note "$tag skipped: time budget of ${BUDGET}s used up"
-		return 1
-	fi
-	start_server "$target" memory "$tag" || { note "$tag: the $target server did not start"; return 1; }
-	local extra=()
-	[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
-	log "$tag: perf record during fanout-memory"
-	"${BENCH[@]}" --target "$target" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --quiet \
-		--label "$tag" "${extra[@]}" "${FANOUT[@]}" >"$LOGS/$tag.out" 2>"$LOGS/$tag.err" &
-	local bench_pid=$!
-	sleep 2
-	timeout 30 perf record -F 499 -g -p "$SERVER_PID" -o "$WORK/$tag.perf" -- sleep 8 >"$LOGS/$tag.perf.log" 2>&1 || true
-	wait "$bench_pid" || true
-	stop_pid "$SERVER_PID"
-	[[ -s $WORK/$tag.perf ]] || { note "$tag: perf recorded nothing ($(tail -n 1 "$LOGS/$tag.perf.log"))"; return 1; }
-	perf report -i "$WORK/$tag.perf" --stdio --children --sort symbol -g none --percent-limit 4 2>/dev/null |
-		grep '%' | grep -v '\[k\]' |
-		awk '{c=$1; s=$2; $1=""; $2=""; $3=""; sub(/^ +/, ""); sub(/ +- +- *$/, ""); printf "| %s | %s | `%s` |\n", c, s, $0}' |
-		head -n 30 >"$WORK/$tag.top"
-	perf report -i "$WORK/$tag.perf" --stdio --no-children --sort dso -g none 2>/dev/null | grep '%' |
-		awk '{printf "%s %s; ", $2, $1}' >"$WORK/$tag.dso"
-	perf report -i "$WORK/$tag.perf" --stdio --children --sort symbol -g none 2>/dev/null |
-		awk '$0 ~ /\] syscall\.write +-/ {print $1; exit}' >"$WORK/$tag.write"
-	PROFILED+=("$target")
+profile_run() {
+	local label=$1 engine=$2 secs=$3 target
+	shift 3
+	for target in relay centrifugo; do
+		local tag="profile.$label.$target"
+		if (($(elapsed) > BUDGET)); then
+			note "$tag skipped: time budget of ${BUDGET}s used up"
+			continue
+		fi
+		flush_valkey
+		start_server "$target" "$engine" "$tag" || { note "$tag: the $target server did not start"; continue; }
+		local extra=()
+		[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
+		log "$tag: perf record for ${secs}s"
+		"${BENCH[@]}" --target "$target" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --quiet \
+			--label "$tag" "${extra[@]}" "$@" >"$LOGS/$tag.out" 2>"$LOGS/$tag.err" &
+		local bench_pid=$!
+		sleep 1
+		timeout $((secs + 20)) perf record -F 499 -g -p "$SERVER_PID" -o "$WORK/$tag.perf" -- sleep "$secs" >"$LOGS/$tag.perf.log" 2>&1 || true
+		wait "$bench_pid" || true
+		stop_pid "$SERVER_PID"
+		[[ -s $WORK/$tag.perf ]] || { note "$tag: perf recorded nothing ($(tail -n 1 "$LOGS/$tag.perf.log"))"; continue; }
+		# Each report reads whole files (no early-closing reader, so no
+		# SIGPIPE under pipefail); a failed report only loses that section.
+		perf report -i "$WORK/$tag.perf" --stdio --children --sort symbol -g none --percent-limit 4 \
+			>"$WORK/$tag.children" 2>/dev/null || true
+		perf report -i "$WORK/$tag.perf" --stdio --no-children --sort dso -g none \
+			>"$WORK/$tag.dsos" 2>/dev/null || true
+		perf report -i "$WORK/$tag.perf" --stdio --children --sort symbol -g none \
+			>"$WORK/$tag.all" 2>/dev/null || true
+		awk '/%/ && !/\[k\]/ && n < 30 {n++; c=$1; s=$2; $1=""; $2=""; $3=""; sub(/^ +/, ""); sub(/ +- +- *$/, "");
+			printf "| %s | %s | `%s` |\n", c, s, $0}' "$WORK/$tag.children" >"$WORK/$tag.top"
+		awk '/%/ && !/^#/ {printf "%s %s; ", $2, $1}' "$WORK/$tag.dsos" >"$WORK/$tag.dso"
+		awk '!found && $0 ~ /\] syscall\.write +-/ {print $1; found=1}' "$WORK/$tag.all" >"$WORK/$tag.write"
+		PROFILED+=("$label.$target")
+	done
 }
 
 if ! wanted profile; then
 	:
 elif command -v perf >/dev/null; then
-	profile_fanout relay || true
-	profile_fanout centrifugo || true
+	profile_run fanout-memory memory 8 "${FANOUT[@]}"
+	if [[ -n $VALKEY_PORT ]]; then
+		profile_run ingest-valkey valkey 4 "${INGEST[@]}"
+	fi
 else
 	note "perf is not installed: no CPU profiles (apt-get install linux-perf)"
 fi
@@ -537,22 +549,23 @@ EOF
 	if ((${#PROFILED[@]} > 0)); then
 		cat <<EOF
 
-## Where the server CPU goes in fanout-memory
+## Where the server CPU goes
 
-One extra fanout-memory run per server with \`perf record -F 499 -g -p PID -- sleep 8\`
-while it delivers (1000 subscribers, 100 msgs/s). Cumulative share of the
-sampled CPU (the function and everything it calls) and self share, user-space
-functions at 4% or more; the split by binary shows how much is kernel time
-(on loopback the kernel's send path also carries the receiver's TCP work).
+One extra run of a scenario per server with \`perf record -F 499 -g -p PID -- sleep N\`
+while it works (fanout-memory: 8 s of delivery; ingest-valkey: 4 s of
+publishing). Cumulative share of the sampled CPU (the function and everything
+it calls) and self share, user-space functions at 4% or more; the split by
+binary shows how much is kernel time (on loopback the kernel's send path also
+carries the receiver's TCP work).
 
 EOF
-		for target in "${PROFILED[@]}"; do
-			printf '### %s\n\nBy binary: %s\n' "$target" "$(cat "$WORK/profile-fanout.$target.dso")"
-			if [[ -s $WORK/profile-fanout.$target.write ]]; then
-				printf '\nUnder `syscall.write` (write(2) of WebSocket frames): %s of the sampled CPU.\n' "$(cat "$WORK/profile-fanout.$target.write")"
+		for p in "${PROFILED[@]}"; do
+			printf '### %s, %s\n\nBy binary: %s\n' "${p%.*}" "${p##*.}" "$(cat "$WORK/profile.$p.dso")"
+			if [[ -s $WORK/profile.$p.write ]]; then
+				printf '\nUnder `syscall.write` (write(2) on sockets): %s of the sampled CPU.\n' "$(cat "$WORK/profile.$p.write")"
 			fi
 			printf '\n| cumulative | self | function |\n|---:|---:|---|\n'
-			cat "$WORK/profile-fanout.$target.top"
+			cat "$WORK/profile.$p.top"
 			printf '\n'
 		done
 	fi
