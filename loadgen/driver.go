@@ -3,9 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"syscall"
@@ -71,23 +69,12 @@ func loopbackDialer(timeout time.Duration) *net.Dialer {
 	}
 }
 
-// newHTTPClients returns the publishers' client (keep-alive pool of 2*pubs
-// connections, no proxy, no compression) and the client that WebSocket dials
+// newClients returns the publishers' client for addr (see rawPoster; at most
+// 2*pubs idle keep-alive connections) and the client that WebSocket dials
 // use. Both dial loopback addresses only.
-func newHTTPClients(pubs int, reqTimeout time.Duration) (publish, ws *http.Client) {
+func newClients(addr string, pubs int, reqTimeout time.Duration) (*rawPoster, *http.Client) {
 	d := loopbackDialer(10 * time.Second)
-	publish = &http.Client{
-		Timeout: reqTimeout,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         d.DialContext,
-			MaxIdleConns:        2 * pubs,
-			MaxIdleConnsPerHost: 2 * pubs,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-	}
-	ws = &http.Client{
+	ws := &http.Client{
 		Transport: &http.Transport{
 			Proxy:              nil,
 			DialContext:        d.DialContext,
@@ -95,46 +82,19 @@ func newHTTPClients(pubs int, reqTimeout time.Duration) (publish, ws *http.Clien
 			DisableKeepAlives:  true,
 		},
 	}
-	return publish, ws
+	return newRawPoster(addr, d, reqTimeout, 2*pubs), ws
 }
 
 // postJSON posts body to url with the extra header (if name is not empty) and
 // returns the status and at most 4 KB of the answer; the rest is discarded so
 // the connection can be reused.
-func postJSON(ctx context.Context, c *http.Client, url string, body []byte, name, value string) (int, []byte, error) {
-	return post(ctx, c, url, body, name, value, 4096)
+func postJSON(ctx context.Context, p poster, url string, body []byte, name, value string) (int, []byte, error) {
+	return p.post(ctx, url, body, name, value, 4096)
 }
 
 // postJSONFull is postJSON for answers of up to 1 MB (bulk results).
-func postJSONFull(ctx context.Context, c *http.Client, url string, body []byte, name, value string) (int, []byte, error) {
-	return post(ctx, c, url, body, name, value, 1<<20)
-}
-
-func post(ctx context.Context, c *http.Client, url string, body []byte, name, value string, limit int64) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, &publishError{Kind: "request", Err: err}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if name != "" {
-		req.Header.Set(name, value)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		kind := "transport"
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
-			kind = "timeout"
-		}
-		return 0, nil, &publishError{Kind: kind, Err: err}
-	}
-	defer resp.Body.Close()
-	ans, err := io.ReadAll(io.LimitReader(resp.Body, limit))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return resp.StatusCode, ans, &publishError{Kind: "read answer", Err: err}
-	}
-	return resp.StatusCode, ans, nil
+func postJSONFull(ctx context.Context, p poster, url string, body []byte, name, value string) (int, []byte, error) {
+	return p.post(ctx, url, body, name, value, 1<<20)
 }
 
 // wsConn wraps a WebSocket connection with a reusable read buffer.

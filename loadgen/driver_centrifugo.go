@@ -19,13 +19,13 @@ type centrifugoDriver struct {
 	batchURL string
 	wsURL    string
 	apiKey   string
-	pub      *http.Client
+	pub      poster
 	dialer   *http.Client
 }
 
 var _ driver = (*centrifugoDriver)(nil)
 
-func newCentrifugoDriver(addr, apiKey string, pub, ws *http.Client) *centrifugoDriver {
+func newCentrifugoDriver(addr, apiKey string, pub poster, ws *http.Client) *centrifugoDriver {
 	return &centrifugoDriver{
 		apiURL:   "http://" + addr + "/api/publish",
 		batchURL: "http://" + addr + "/api/batch",

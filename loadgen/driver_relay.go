@@ -14,13 +14,13 @@ import (
 type relayDriver struct {
 	base   string // http://host:port
 	wsURL  string // ws://host:port/ws
-	pub    *http.Client
+	pub    poster
 	dialer *http.Client
 }
 
 var _ driver = (*relayDriver)(nil)
 
-func newRelayDriver(addr string, pub, ws *http.Client) *relayDriver {
+func newRelayDriver(addr string, pub poster, ws *http.Client) *relayDriver {
 	return &relayDriver{base: "http://" + addr, wsURL: "ws://" + addr + "/ws", pub: pub, dialer: ws}
 }
 

@@ -147,7 +147,7 @@ func TestCentrifugoDriverAgainstFake(t *testing.T) {
 	cfg := testConfig(addr)
 	cfg.Target, cfg.APIKey = TargetCentrifugo, "k"
 	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages = 8, 2, 2, 90
-	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	pub, ws := newClients(addr, cfg.Publishers, cfg.ReqTimeout)
 	rep := runFake(t, cfg, newCentrifugoDriver(addr, "k", pub, ws))
 	if !rep.Clean || rep.Published != 90 || rep.Expected != 360 || rep.Delivered != 360 {
 		t.Fatalf("report = %+v", rep)
@@ -164,7 +164,7 @@ func TestCentrifugoDriverWrongKey(t *testing.T) {
 	cfg := testConfig(addr)
 	cfg.Target, cfg.APIKey = TargetCentrifugo, "wrong"
 	cfg.Subscribers, cfg.Messages, cfg.Grace = 1, 5, 0
-	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	pub, ws := newClients(addr, cfg.Publishers, cfg.ReqTimeout)
 	rep := runFake(t, cfg, newCentrifugoDriver(addr, "wrong", pub, ws))
 	if rep.Published != 0 || rep.PublishErrors != 5 || rep.Errors["publish status 401"] != 5 || rep.Clean {
 		t.Fatalf("report = %+v", rep)
@@ -177,7 +177,7 @@ func TestCentrifugoDriverBatch(t *testing.T) {
 	cfg := testConfig(addr)
 	cfg.Target, cfg.APIKey = TargetCentrifugo, "k"
 	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages, cfg.Bulk = 4, 2, 3, 100, 7
-	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	pub, ws := newClients(addr, cfg.Publishers, cfg.ReqTimeout)
 	rep := runFake(t, cfg, newCentrifugoDriver(addr, "k", pub, ws))
 	if !rep.Clean || rep.Published != 100 || rep.Delivered != 200 || rep.Bulk != 7 {
 		t.Fatalf("report = %+v", rep)

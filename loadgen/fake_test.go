@@ -179,7 +179,7 @@ func TestRelayDriverAgainstFake(t *testing.T) {
 	addr := newFakeRelay(t, f)
 	cfg := testConfig(addr)
 	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages = 20, 3, 3, 300
-	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	pub, ws := newClients(addr, cfg.Publishers, cfg.ReqTimeout)
 	rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
 	// 100 messages per topic; 7, 7 and 6 subscribers.
 	if !rep.Clean || rep.Connected != 20 || rep.Published != 300 || rep.Expected != 2000 || rep.Delivered != 2000 {
@@ -196,7 +196,7 @@ func TestRelayDriverCountsFaults(t *testing.T) {
 	cfg := testConfig(addr)
 	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages = 6, 2, 4, 200
 	cfg.Grace = 500e6
-	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	pub, ws := newClients(addr, cfg.Publishers, cfg.ReqTimeout)
 	rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -220,7 +220,7 @@ func TestRelayDriverRateAndDurationBounds(t *testing.T) {
 	cfg := testConfig(addr)
 	cfg.Subscribers, cfg.Topics, cfg.Publishers = 2, 1, 2
 	cfg.Messages, cfg.Rate, cfg.Duration = 1_000_000, 100, 300e6 // far more than 0.3 s allows
-	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	pub, ws := newClients(addr, cfg.Publishers, cfg.ReqTimeout)
 	rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
 	if rep.Published < 20 || rep.Published > 40 {
 		t.Fatalf("published %d in a 0.3 s window at 100/s, want about 30", rep.Published)
@@ -288,7 +288,7 @@ func TestRelayDriverBulk(t *testing.T) {
 	cfg := testConfig(addr)
 	cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages, cfg.Bulk = 6, 3, 2, 250, 20
 	cfg.Grace = 500e6
-	pub, ws := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
+	pub, ws := newClients(addr, cfg.Publishers, cfg.ReqTimeout)
 	rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
 	// 250 messages, every 9th refused: 27 rejected items.
 	if rep.Published != 223 || rep.PublishErrors != 27 || rep.Errors["publish bulk item rejected"] != 27 {

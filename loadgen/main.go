@@ -39,8 +39,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if got, err := raiseNoFile(want); err != nil {
 		fmt.Fprintf(stderr, "bench: warning: %v; open files limited to %d\n", err, got)
 	}
-	pubClient, wsClient := newHTTPClients(cfg.Publishers, cfg.ReqTimeout)
-	defer pubClient.CloseIdleConnections()
+	pubClient, wsClient := newClients(cfg.Addr, cfg.Publishers, cfg.ReqTimeout)
+	defer pubClient.closeIdle()
 	var d driver
 	switch cfg.Target {
 	case TargetCentrifugo:
