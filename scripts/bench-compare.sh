@@ -505,7 +505,7 @@ use does not count against the server.
 - A run is clean when nothing was lost, duplicated or reordered and no publish,
   connect or subscriber failed.
 - The ingest scenarios saturate both cores (server, load generator and store
-  together; the load generator's HTTP client alone spends about 30 µs of CPU
+  together; the load generator alone spends about 16 µs of CPU
   per publish). Their publishes/s is then set by how much CPU each server
   needs per publish, so read server CPU µs/publish first.
 
