@@ -92,7 +92,7 @@ func TestHotRingCoverage(t *testing.T) {
 		t.Fatal("an empty ring knows nothing of the store")
 	}
 	for i := uint64(1); i <= 5; i++ {
-		m := &messages.Message{ID: messages.ID{Ms: 10, Seq: i}}
+		m := &messages.Message{ID: messages.ID{Ms: 10, Seq: i}, Timestamp: now}
 		r.add(m, []byte{byte(i)}, now)
 	}
 	// Holds 3, 4, 5: covers points at or after 2.
@@ -103,14 +103,14 @@ func TestHotRingCoverage(t *testing.T) {
 	if len(got) != 2 || got[0].ID.Seq != 4 || got[1].ID.Seq != 5 {
 		t.Fatalf("since 3: %v", got)
 	}
-	expired := &messages.Message{ID: messages.ID{Ms: 10, Seq: 6}, ExpiresAt: now.Add(-time.Second)}
+	expired := &messages.Message{ID: messages.ID{Ms: 10, Seq: 6}, Timestamp: now, ExpiresAt: now.Add(-time.Second)}
 	r.add(expired, []byte{6}, now)
 	if got := r.since(messages.ID{Ms: 10, Seq: 5}, now, nil); len(got) != 0 {
 		t.Fatalf("expired message replayed: %v", got)
 	}
 	old := newHotRing(time.Minute, 100)
-	old.add(&messages.Message{ID: messages.ID{Ms: 1, Seq: 1}}, nil, now.Add(-2*time.Minute))
-	old.add(&messages.Message{ID: messages.ID{Ms: 2, Seq: 1}}, nil, now)
+	old.add(&messages.Message{ID: messages.ID{Ms: 1, Seq: 1}, Timestamp: now.Add(-2 * time.Minute)}, nil, now)
+	old.add(&messages.Message{ID: messages.ID{Ms: 2, Seq: 1}, Timestamp: now}, nil, now)
 	if old.covers(messages.ID{Ms: 1}) || !old.covers(messages.ID{Ms: 1, Seq: 1}) {
 		t.Fatal("age eviction should move the base past the evicted message")
 	}

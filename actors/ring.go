@@ -25,7 +25,7 @@ type hotRing struct {
 type ringEntry struct {
 	id        messages.ID
 	frame     []byte
-	at        time.Time // when stored, for maxAge
+	at        time.Time // the message's timestamp, for maxAge
 	expiresAt time.Time
 }
 
@@ -42,7 +42,8 @@ func (r *hotRing) add(m *messages.Message, frame []byte, now time.Time) {
 		// m itself is kept too; base is exclusive, so a point equal to m.ID
 		// is covered and a point before it goes to the store.
 	}
-	r.entries = append(r.entries, ringEntry{id: m.ID, frame: frame, at: now, expiresAt: m.ExpiresAt})
+	// Aged by the message's timestamp, as the store ages it for retention.
+	r.entries = append(r.entries, ringEntry{id: m.ID, frame: frame, at: m.Timestamp, expiresAt: m.ExpiresAt})
 	r.evict(now)
 }
 

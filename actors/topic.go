@@ -240,6 +240,7 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 // connection drops duplicates by id, so the two join without gap or repeat.
 func (t *topicActor) subscribe(ctx actor.Context, req *subscribeRequest) {
 	reply := &subscribeReply{sub: req.sub}
+	t.ring.evict(time.Now()) // a quiet topic's ring may hold messages past the retention
 	switch {
 	case req.pos.Live:
 		reply.upTo = t.lastDelivered

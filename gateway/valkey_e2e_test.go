@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -624,14 +623,8 @@ func TestValkeyRetention(t *testing.T) {
 // serves. Nothing is published between the old messages and the resume, so
 // nothing evicted them from the ring.
 //
-// Known bug (reported with issue 3; actors/ is not this test's to change):
-// hotRing evicts by age only when a message is added, and hotRing.since does
-// not check the age, so the ring replays them. The test is skipped unless
-// RELAY_TEST_KNOWN_BUGS=1 until that is fixed; then remove the skip.
+// (The ring used to evict by age only when a message was added.)
 func TestValkeyHotRingHonoursRetention(t *testing.T) {
-	if os.Getenv("RELAY_TEST_KNOWN_BUGS") != "1" {
-		t.Skip("known bug: actors/ring.go hot ring replays messages past the retention until the next publish evicts them; set RELAY_TEST_KNOWN_BUGS=1 to run")
-	}
 	srv := valkeytest.Start(t)
 	const (
 		topic     = "aging-ring"
