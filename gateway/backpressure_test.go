@@ -81,6 +81,7 @@ const heapCeiling = 200 << 20
 func TestSlowConsumer(t *testing.T) {
 	for _, policy := range []actors.SlowConsumerPolicy{actors.PolicyDisconnect, actors.PolicyDropOldest} {
 		t.Run(string(policy), func(t *testing.T) {
+			relaytest.CheckLeaks(t)
 			counters := &relaytest.Counters{}
 			r := relaytest.Start(t, relaytest.Options{
 				Actors: actors.Config{SlowConsumerPolicy: policy, Observer: counters},
@@ -231,6 +232,7 @@ func isSubsequence(got, want []string) bool {
 // queue and a slow store can absorb: every publish is answered (201, or 503
 // instead of waiting), memory stays bounded, and nothing acknowledged is lost.
 func TestFloodIsRefusedQuickly(t *testing.T) {
+	relaytest.CheckLeaks(t)
 	store := relaytest.NewFaultyStore(nil)
 	r := relaytest.Start(t, relaytest.Options{Store: store, Actors: actors.Config{TopicMailboxSize: 16, MaxBatch: 8}})
 	store.Stall(2 * time.Millisecond) // at most ~8 messages per 2 ms get stored
@@ -294,6 +296,7 @@ func TestFloodIsRefusedQuickly(t *testing.T) {
 // TestConnectionLimit: with MaxConnections=100 the 101st upgrade is refused
 // with 503 and succeeds once a connection closes.
 func TestConnectionLimit(t *testing.T) {
+	relaytest.CheckLeaks(t)
 	r := relaytest.Start(t, relaytest.Options{Gateway: gateway.Config{MaxConnections: 100}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -13,10 +13,7 @@ import (
 // TestMain fails the package if any goroutine outlives the tests: every
 // relay a test starts is shut down in its cleanup.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// protoactor's dead-letter log throttle: a timer goroutine that
-		// ends by itself one throttle interval after a dead letter.
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
+	goleak.VerifyTestMain(m, relaytest.IgnoreLibraryTimers()...)
 }
 
 // TestNoLeakAfterConnectionsClose: goroutines of closed connections are gone

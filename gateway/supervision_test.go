@@ -16,6 +16,7 @@ import (
 // connected and every acknowledged message reaches each of them once, in
 // order.
 func TestTopicActorPanicRestarts(t *testing.T) {
+	relaytest.CheckLeaks(t)
 	faults, counters := &actors.Faults{}, &relaytest.Counters{}
 	r := relaytest.Start(t, relaytest.Options{Actors: actors.Config{Faults: faults, Observer: counters}})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -73,6 +74,7 @@ func TestTopicActorPanicRestarts(t *testing.T) {
 // connection actor closes that connection with 1011; the other subscribers
 // of the topic see no gap.
 func TestConnectionActorPanicClosesOnlyThatConnection(t *testing.T) {
+	relaytest.CheckLeaks(t)
 	faults := &actors.Faults{}
 	r := relaytest.Start(t, relaytest.Options{Actors: actors.Config{Faults: faults}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -110,6 +112,7 @@ func TestConnectionActorPanicClosesOnlyThatConnection(t *testing.T) {
 // its subscribers get an error frame naming the topic, the relay stays up,
 // and the next publish starts a fresh actor.
 func TestRestartBudgetExhausted(t *testing.T) {
+	relaytest.CheckLeaks(t)
 	faults, counters := &actors.Faults{}, &relaytest.Counters{}
 	r := relaytest.Start(t, relaytest.Options{Actors: actors.Config{Faults: faults, Observer: counters,
 		Supervisor: actors.SupervisorConfig{MaxRestarts: 2, Window: 10 * time.Second, Backoff: time.Millisecond}}})
