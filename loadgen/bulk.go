@@ -46,7 +46,7 @@ func (d *relayDriver) publishBatch(ctx context.Context, b *batch) error {
 		return err
 	}
 	if status != http.StatusMultiStatus {
-		return &publishError{Kind: "bulk status " + strconv.Itoa(status), Err: fmt.Errorf("POST /api/v1/messages/bulk: %.200s", ans)}
+		return &publishError{Kind: "bulk status " + strconv.Itoa(status), Status: status, Err: fmt.Errorf("POST /api/v1/messages/bulk: %.200s", ans)}
 	}
 	var res struct {
 		Results []struct {
@@ -85,7 +85,7 @@ func (d *centrifugoDriver) publishBatch(ctx context.Context, b *batch) error {
 		return err
 	}
 	if status != http.StatusOK {
-		return &publishError{Kind: "batch status " + strconv.Itoa(status), Err: fmt.Errorf("POST /api/batch: %.200s", ans)}
+		return &publishError{Kind: "batch status " + strconv.Itoa(status), Status: status, Err: fmt.Errorf("POST /api/batch: %.200s", ans)}
 	}
 	var res struct {
 		Replies []struct {

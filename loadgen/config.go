@@ -25,6 +25,7 @@ const (
 	maxTopicsXPubs = 10_000_000 // seq counters and acknowledgement sets are topics x publishers
 	maxPad         = 1 << 20
 	maxPhase       = time.Hour
+	maxSlowSubs    = 1_000
 )
 
 // Config is one run. The zero value of each field is not usable: parseFlags
@@ -54,6 +55,11 @@ type Config struct {
 	Progress    time.Duration // progress interval (default 1s)
 	ReqTimeout  time.Duration // per publish request (default 10s)
 	CPUProfile  string        // write the load generator's own CPU profile here
+
+	// Back-pressure (see slow.go and pubStats).
+	SlowSubs      int           // extra relay subscribers on topic 0 that never read (default 0)
+	SlowProbe     time.Duration // after the run, bound on reading each slow subscriber to learn how it ended (default 10s)
+	AllowRefusals bool          // publishes refused with 503/429 do not make the run unclean
 }
 
 // parseFlags reads a run's configuration from args (without the program or
@@ -86,6 +92,9 @@ func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config
 	fs.DurationVar(&c.Progress, "progress", time.Second, "progress interval on stderr")
 	fs.DurationVar(&c.ReqTimeout, "request-timeout", 10*time.Second, "timeout of one publish request")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
+	fs.IntVar(&c.SlowSubs, "slow-subscribers", 0, "extra subscribers to topic 0 that never read (64 KB socket receive buffer; relay target only); not in loss or latency figures, the report says how each ended")
+	fs.DurationVar(&c.SlowProbe, "slow-probe", 10*time.Second, "after the run, read each slow subscriber at most this long to see whether the server closed it (and with which code)")
+	fs.BoolVar(&c.AllowRefusals, "allow-refusals", false, "publishes answered 503 or 429 (counted as refused, with their own latency) do not make the run unclean")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -120,6 +129,10 @@ func (c *Config) validate() error {
 	inRange("connect-concurrency", c.DialConc, 1, 10_000)
 	inRange("payload-bytes", c.Pad, 0, maxPad)
 	inRange("bulk", c.Bulk, 0, maxBulk)
+	inRange("slow-subscribers", c.SlowSubs, 0, maxSlowSubs)
+	if c.SlowSubs > 0 && c.Target != TargetRelay {
+		bad("--slow-subscribers needs --target relay")
+	}
 	if c.Topics*c.Publishers > maxTopicsXPubs {
 		bad("--topics x --publishers must be at most %d", maxTopicsXPubs)
 	}
@@ -137,6 +150,7 @@ func (c *Config) validate() error {
 	dur("hold", c.Hold, 0)
 	dur("progress", c.Progress, 10*time.Millisecond)
 	dur("request-timeout", c.ReqTimeout, time.Millisecond)
+	dur("slow-probe", c.SlowProbe, 10*time.Millisecond)
 	if c.ServerPID < 0 {
 		bad("--server-pid must be positive")
 	}

@@ -9,6 +9,13 @@
 // delivery and its resident memory. A hold phase keeps the connections idle to
 // measure memory per connection.
 //
+// Back-pressure: publishes answered 503 or 429 are "refused", counted apart
+// from failures with their own answer-time percentiles (a run with refusals
+// is clean only with --allow-refusals). --slow-subscribers N adds relay
+// subscribers to topic 0 that never read, with a 64 KB socket receive buffer,
+// to drive the relay's slow-consumer policy; they are in no figure, and the
+// report says how each ended (open, or closed and with which close code).
+//
 // Two drivers speak the servers' own wire protocols: the relay's (POST
 // /api/v1/messages, WebSocket /ws) and Centrifugo v6's JSON protocol (POST
 // /api/publish with an API key, WebSocket /connection/websocket), so one

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -41,10 +42,20 @@ type subConn interface {
 }
 
 // publishError is a publish the server did not acknowledge. Kind groups
-// errors in the report ("status 503", "timeout", "api error 102").
+// errors in the report ("status 503", "timeout", "api error 102"). Status is
+// the HTTP status of the answer when there was one (0: no answer).
 type publishError struct {
-	Kind string
-	Err  error
+	Kind   string
+	Status int
+	Err    error
+}
+
+// isRefusal reports whether err is the server refusing the publish under load:
+// an answer with 503 Service Unavailable or 429 Too Many Requests. Such
+// publishes are counted apart from other failures (see pubStats.refused).
+func isRefusal(err error) bool {
+	var pe *publishError
+	return errors.As(err, &pe) && (pe.Status == http.StatusServiceUnavailable || pe.Status == http.StatusTooManyRequests)
 }
 
 func (e *publishError) Error() string { return e.Kind + ": " + e.Err.Error() }

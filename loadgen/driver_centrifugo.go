@@ -52,7 +52,7 @@ func (d *centrifugoDriver) publish(ctx context.Context, body []byte) error {
 		return err
 	}
 	if status != http.StatusOK {
-		return &publishError{Kind: "status " + strconv.Itoa(status), Err: fmt.Errorf("POST /api/publish: %.200s", ans)}
+		return &publishError{Kind: "status " + strconv.Itoa(status), Status: status, Err: fmt.Errorf("POST /api/publish: %.200s", ans)}
 	}
 	if code, ok := scanUint(ans, []byte(`"code":`)); ok && bytes.Contains(ans, []byte(`"error"`)) {
 		return &publishError{Kind: "api error " + strconv.FormatUint(code, 10), Err: fmt.Errorf("POST /api/publish: %.200s", ans)}

@@ -38,7 +38,7 @@ func (d *relayDriver) publish(ctx context.Context, body []byte) error {
 		return err
 	}
 	if status != http.StatusCreated {
-		return &publishError{Kind: "status " + strconv.Itoa(status), Err: fmt.Errorf("POST /api/v1/messages: %.200s", ans)}
+		return &publishError{Kind: "status " + strconv.Itoa(status), Status: status, Err: fmt.Errorf("POST /api/v1/messages: %.200s", ans)}
 	}
 	return nil
 }

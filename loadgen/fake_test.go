@@ -200,8 +200,9 @@ func TestRelayDriverCountsFaults(t *testing.T) {
 	rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if rep.PublishErrors != 20 || rep.Published != 180 || rep.Errors["publish status 503"] != 20 {
-		t.Errorf("publish errors = %d (%v), published %d; want 20 and 180", rep.PublishErrors, rep.Errors, rep.Published)
+	// The fake refuses with 503: refused, not failed.
+	if rep.Refused != 20 || rep.PublishErrors != 0 || rep.Published != 180 || rep.Errors["refused 503"] != 20 {
+		t.Errorf("refused %d, publish errors %d (%v), published %d; want 20, 0 and 180", rep.Refused, rep.PublishErrors, rep.Errors, rep.Published)
 	}
 	if rep.Duplicated != uint64(f.dups) || f.dups == 0 {
 		t.Errorf("duplicated = %d, fake sent %d", rep.Duplicated, f.dups)

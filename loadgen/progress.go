@@ -32,9 +32,9 @@ func startProgress(w io.Writer, every time.Duration, f *fleet, p *pubStats, cfg 
 				return
 			case <-tick.C:
 			}
-			fmt.Fprintf(w, "bench %6.1fs %-7s connected %d/%d (failed %d)  published %d/%d (failed %d)  delivered %d\n",
+			fmt.Fprintf(w, "bench %6.1fs %-7s connected %d/%d (failed %d)  published %d/%d (failed %d, refused %d)  delivered %d\n",
 				time.Since(start).Seconds(), *pr.cur.Load(), f.connected.Load(), cfg.Subscribers, f.failed.Load(),
-				p.ok.Load(), cfg.Messages, p.failed.Load(), f.delivered.Load())
+				p.ok.Load(), cfg.Messages, p.failed.Load(), p.refused.Load(), f.delivered.Load())
 		}
 	})
 	return pr

@@ -4,16 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// pubStats are the publishers' running counters.
+// pubStats are the publishers' running counters. A publish answered 503 or
+// 429 (isRefusal) is "refused": it counts in refused, not failed, and its
+// request's time (sent until answered) goes into refusedLat; okLat has the
+// same time for acknowledged requests. For bulk requests the counts are
+// messages and the histograms have one entry per request; items a 207
+// answer rejects one by one are failures, not refusals.
 type pubStats struct {
-	ok     atomic.Uint64
-	failed atomic.Uint64
-	errs   errorLog
+	ok         atomic.Uint64
+	failed     atomic.Uint64
+	refused    atomic.Uint64
+	okLat      histogram
+	refusedLat histogram
+	errs       errorLog
 }
 
 // publishAll sends up to cfg.Messages messages from cfg.Publishers goroutines.
@@ -86,10 +95,14 @@ func (p *publisher) one(ctx context.Context, j int64) {
 	p.seqs[t]++
 	p.pbuf = appendPayload(p.pbuf[:0], payload{Seq: seq, SentNs: p.clock.nowNs(), Pub: p.k}, p.cfg.Pad)
 	p.body = p.d.appendPublishBody(p.body[:0], p.topics[t], p.pbuf)
-	if err := p.d.publish(ctx, p.body); err != nil {
-		p.fail(err, 1)
+	t0 := time.Now()
+	err := p.d.publish(ctx, p.body)
+	took := time.Since(t0)
+	if err != nil {
+		p.fail(err, 1, took)
 		return
 	}
+	p.st.okLat.record(took)
 	p.acc[t].set(seq)
 	p.st.ok.Add(1)
 }
@@ -107,10 +120,14 @@ func (p *publisher) bulk(ctx context.Context, from, to int64) {
 		p.b.payloads = append(p.b.payloads, appendPayload(nil, payload{Seq: seq, SentNs: now, Pub: p.k}, p.cfg.Pad))
 		p.seqOf, p.topOf = append(p.seqOf, seq), append(p.topOf, t)
 	}
-	if err := p.d.publishBatch(ctx, &p.b); err != nil {
-		p.fail(err, len(p.b.topics))
+	t0 := time.Now()
+	err := p.d.publishBatch(ctx, &p.b)
+	took := time.Since(t0)
+	if err != nil {
+		p.fail(err, len(p.b.topics), took)
 		return
 	}
+	p.st.okLat.record(took)
 	rejected := 0
 	for i, ok := range p.b.ok {
 		if !ok {
@@ -121,12 +138,23 @@ func (p *publisher) bulk(ctx context.Context, from, to int64) {
 		p.st.ok.Add(1)
 	}
 	if rejected > 0 {
-		p.fail(&publishError{Kind: "bulk item rejected", Err: fmt.Errorf("%d of %d items rejected", rejected, len(p.b.ok))}, rejected)
+		p.st.failed.Add(uint64(rejected))
+		p.st.errs.noteN("publish bulk item rejected", fmt.Errorf("%d of %d items rejected", rejected, len(p.b.ok)), rejected)
 	}
 }
 
-// fail counts n messages as not acknowledged because of err.
-func (p *publisher) fail(err error, n int) {
+// fail counts n messages as not acknowledged because of err, in a request
+// that took took: as refused if the server answered 503 or 429, else as
+// failed.
+func (p *publisher) fail(err error, n int, took time.Duration) {
+	if isRefusal(err) {
+		p.st.refused.Add(uint64(n))
+		p.st.refusedLat.record(took)
+		var pe *publishError
+		errors.As(err, &pe)
+		p.st.errs.noteN("refused "+strconv.Itoa(pe.Status), nil, n) // counted by status; first errors keep real failures
+		return
+	}
 	p.st.failed.Add(uint64(n))
 	kind := "publish"
 	var pe *publishError

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -36,6 +37,16 @@ type Report struct {
 	PublishErrors uint64  `json:"publish_errors"`
 	PublishS      float64 `json:"publish_s"`
 	PublishesPerS float64 `json:"publishes_per_s"`
+	// Refused: messages whose publish was answered 503 or 429, not counted in
+	// PublishErrors. Publish* and Refused* latencies are per request, from
+	// sending it until its answer: acknowledged ones and refused ones.
+	Refused      uint64  `json:"refused"`
+	PublishP50Ms float64 `json:"publish_p50_ms"`
+	PublishP99Ms float64 `json:"publish_p99_ms"`
+	PublishMaxMs float64 `json:"publish_max_ms"`
+	RefusedP50Ms float64 `json:"refused_p50_ms"`
+	RefusedP99Ms float64 `json:"refused_p99_ms"`
+	RefusedMaxMs float64 `json:"refused_max_ms"`
 
 	Expected       uint64  `json:"expected"`
 	Delivered      uint64  `json:"delivered"`
@@ -53,6 +64,15 @@ type Report struct {
 	LatencyP90Ms float64 `json:"latency_p90_ms"`
 	LatencyP99Ms float64 `json:"latency_p99_ms"`
 	LatencyMaxMs float64 `json:"latency_max_ms"`
+
+	// Slow subscribers (--slow-subscribers): asked for, subscribed, how each
+	// ended ("open", "closed 4008", "closed without close frame", "connect
+	// failed") and the frames the end-of-run probe read from them. They are
+	// not in any figure above.
+	SlowSubscribers int            `json:"slow_subscribers,omitempty"`
+	SlowConnected   int            `json:"slow_connected,omitempty"`
+	SlowOutcomes    map[string]int `json:"slow_outcomes,omitempty"`
+	SlowFramesRead  uint64         `json:"slow_frames_read,omitempty"`
 
 	ServerPID         int     `json:"server_pid,omitempty"`
 	ServerCPUS        float64 `json:"server_cpu_s"`
@@ -74,8 +94,9 @@ type Report struct {
 	LoadAvg1 float64 `json:"loadavg_1m"`
 
 	// Clean: every acknowledged message reached every subscriber of its topic
-	// exactly once and in order, every publish and connect succeeded, and no
-	// subscriber was dropped.
+	// exactly once and in order, every publish and connect succeeded (refused
+	// publishes allowed with --allow-refusals), every slow subscriber
+	// subscribed, and no subscriber was dropped.
 	Clean       bool           `json:"clean"`
 	Errors      map[string]int `json:"errors,omitempty"`
 	FirstErrors []string       `json:"first_errors,omitempty"`
@@ -108,13 +129,20 @@ func (r *Report) writeTable(w io.Writer) error {
 		row("hold", "%.1f s", r.HoldS)
 	}
 	if r.Messages > 0 {
-		row("publishes", "%d ok, %d failed in %.2f s: %.0f/s", r.Published, r.PublishErrors, r.PublishS, r.PublishesPerS)
+		row("publishes", "%d ok, %d refused (503/429), %d failed in %.2f s: %.0f ok/s", r.Published, r.Refused, r.PublishErrors, r.PublishS, r.PublishesPerS)
+		row("publish ms p50 / p99 / max (acknowledged)", "%.2f / %.2f / %.2f", r.PublishP50Ms, r.PublishP99Ms, r.PublishMaxMs)
+		if r.Refused > 0 {
+			row("refusal ms p50 / p99 / max", "%.2f / %.2f / %.2f", r.RefusedP50Ms, r.RefusedP99Ms, r.RefusedMaxMs)
+		}
 		row("deliveries", "%d of %d owed in %.2f s: %.0f/s", r.Delivered, r.Expected, r.DeliverS, r.DeliveriesPerS)
 		row("lost / dup / out-of-order", "%d / %d / %d", r.Lost, r.Duplicated, r.OutOfOrder)
 		if r.Unexpected+r.Foreign+r.Malformed+r.Dropped > 0 {
 			row("unexpected / foreign / malformed / dropped subs", "%d / %d / %d / %d", r.Unexpected, r.Foreign, r.Malformed, r.Dropped)
 		}
 		row("latency ms p50 / p90 / p99 / max", "%.2f / %.2f / %.2f / %.2f", r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyP99Ms, r.LatencyMaxMs)
+	}
+	if r.SlowSubscribers > 0 {
+		row("slow subscribers (not in the figures above)", "%d, %d subscribed; ended: %s; %d frames read after the run", r.SlowSubscribers, r.SlowConnected, outcomesText(r.SlowOutcomes), r.SlowFramesRead)
 	}
 	if r.ServerPID > 0 {
 		row("server cpu", "%.2f s: %.2f µs/delivery, %.2f µs/publish", r.ServerCPUS, r.CPUUsPerDelivery, r.CPUUsPerPublish)
@@ -144,6 +172,23 @@ func (r *Report) writeTable(w io.Writer) error {
 		return fmt.Errorf("write table report: %w", err)
 	}
 	return nil
+}
+
+// outcomesText renders slow-subscriber outcomes as "closed 4008: 1, open: 2".
+func outcomesText(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s: %d", k, m[k])
+	}
+	return b.String()
 }
 
 func bulkText(n int) string {

@@ -66,6 +66,13 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 		_, first := f.errs.snapshot()
 		return nil, fmt.Errorf("no subscriber could connect to %s: %v", cfg.Addr, first)
 	}
+	slow := &slowSubs{}
+	if cfg.SlowSubs > 0 {
+		cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTime)
+		slow = connectSlow(cctx, cfg.Addr, cfg.SlowSubs, topics[0])
+		cancel()
+	}
+	defer slow.closeAll()
 
 	// Hold.
 	afterHold := connected
@@ -105,13 +112,22 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 	}
 	prog.stop()
 	end := probe.sample()
+	if cfg.SlowSubs > 0 {
+		slow.probe(cfg.SlowProbe)
+	}
 	if err := f.closeAll(15 * time.Second); err != nil {
 		return nil, err
 	}
 
 	// Tally.
 	t := tallyAll(f.subs, acc)
-	r.Published, r.PublishErrors = pubs.ok.Load(), pubs.failed.Load()
+	r.Published, r.PublishErrors, r.Refused = pubs.ok.Load(), pubs.failed.Load(), pubs.refused.Load()
+	r.PublishP50Ms, r.PublishP99Ms, r.PublishMaxMs = ms(pubs.okLat.quantile(0.5)), ms(pubs.okLat.quantile(0.99)), ms(pubs.okLat.max())
+	r.RefusedP50Ms, r.RefusedP99Ms, r.RefusedMaxMs = ms(pubs.refusedLat.quantile(0.5)), ms(pubs.refusedLat.quantile(0.99)), ms(pubs.refusedLat.max())
+	r.SlowSubscribers, r.SlowConnected, r.SlowFramesRead = cfg.SlowSubs, slow.connected(), slow.frames
+	if len(slow.outcomes) > 0 {
+		r.SlowOutcomes = slow.outcomes
+	}
 	if r.PublishS > 0 {
 		r.PublishesPerS = float64(r.Published) / r.PublishS
 	}
@@ -130,9 +146,10 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 	if probe.err != nil {
 		r.ServerStatsErrors = probe.err.Error()
 	}
-	r.Errors, r.FirstErrors = mergeErrors(&f.errs, &pubs.errs)
+	r.Errors, r.FirstErrors = mergeErrors(&f.errs, &pubs.errs, &slow.errs)
 	r.Clean = r.ConnectFailed == 0 && r.PublishErrors == 0 && r.Lost == 0 && r.Duplicated == 0 &&
-		r.OutOfOrder == 0 && r.Foreign == 0 && r.Malformed == 0 && r.Dropped == 0
+		r.OutOfOrder == 0 && r.Foreign == 0 && r.Malformed == 0 && r.Dropped == 0 &&
+		(r.Refused == 0 || cfg.AllowRefusals) && r.SlowConnected == r.SlowSubscribers
 	return r, nil
 }
 
