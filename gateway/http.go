@@ -57,7 +57,9 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, messages.NewPublishResponse(&stored))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(stored.AppendPublishResponse(make([]byte, 0, 128)))
 }
 
 // handleBulk publishes up to messages.MaxBulk messages in one request and

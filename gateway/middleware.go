@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -57,7 +58,9 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		route := routeOf(r)
 		d := time.Since(start)
 		s.cfg.Observer.HTTPRequest(route, ww.Status(), d)
-		s.log.Debug("http request", "request_id", requestID(r.Context()), "method", r.Method,
-			"route", route, "status", ww.Status(), "duration", d)
+		if s.log.Enabled(r.Context(), slog.LevelDebug) { // skip building the attributes per request
+			s.log.Debug("http request", "request_id", requestID(r.Context()), "method", r.Method,
+				"route", route, "status", ww.Status(), "duration", d)
+		}
 	})
 }

@@ -79,3 +79,14 @@ func BenchmarkAppendFrame(b *testing.B) {
 		buf = m.AppendFrame(buf[:0])
 	}
 }
+
+func TestPublishResponse(t *testing.T) {
+	m := Message{ID: ID{5, 1}, Topic: "a.b", Timestamp: timeZero}
+	var r map[string]string
+	if err := json.Unmarshal(m.AppendPublishResponse(nil), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r["message_id"] != "5-1" || r["topic"] != "a.b" || r["timestamp"] != "2026-11-27T01:17:27.656581Z" || len(r) != 3 {
+		t.Fatalf("publish response %v", r)
+	}
+}
