@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -41,9 +42,20 @@ type slowSubs struct {
 
 // newSlowWSClient returns the WebSocket client of slow subscribers: loopback
 // only, with every dialed TCP connection's receive buffer set to
-// slowReadBuffer.
+// slowReadBuffer. The buffer is set before connect (Control hook) as well as
+// after: set only after the handshake, the window scale was already chosen
+// for a large buffer, the kernel drops the segments that overflow the small
+// one, and the server backs off in retransmission timeouts of seconds, so a
+// probe that starts reading would wait seconds for data it could take.
 func newSlowWSClient() *http.Client {
 	d := loopbackDialer(10 * time.Second)
+	guard := d.Control
+	d.Control = func(network, address string, c syscall.RawConn) error {
+		if err := guard(network, address, c); err != nil {
+			return err
+		}
+		return setRcvBuf(c, slowReadBuffer)
+	}
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy: nil,
@@ -108,7 +120,7 @@ func (s *slowSubs) probe(bound time.Duration) {
 
 // slowIdle: a slow subscriber that delivers nothing for this long while it is
 // being drained counts as open.
-const slowIdle = 500 * time.Millisecond
+const slowIdle = time.Second
 
 // probeSlow reads w until the connection ends, no frame comes for idle, or
 // bound has passed, and returns the outcome and how many frames it read.
