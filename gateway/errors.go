@@ -50,8 +50,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500: // details (addresses, causes) stay in the log
 		msg = http.StatusText(status) + "; retry later"
 	}
-	if status >= 500 {
-		s.log.Warn("request failed", "request_id", requestID(r.Context()), "route", routeOf(r), "status", status, "err", err)
+	switch {
+	case status == http.StatusInternalServerError:
+		s.log.Error("request failed", "request_id", requestID(r.Context()), "route", routeOf(r), "status", status, "err", err)
+	case status >= 500:
+		// A 503 is a refusal (full topic, store down, shutdown): under a
+		// flood there is one per request, so it stays at debug; the store's
+		// own failures are logged once per write, and metrics count refusals.
+		s.log.Debug("request refused", "request_id", requestID(r.Context()), "route", routeOf(r), "status", status, "err", err)
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
