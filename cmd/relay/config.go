@@ -30,6 +30,7 @@ type config struct {
 	LogFormat        string
 	MetricsMaxTopics int
 	ShutdownTimeout  time.Duration
+	PprofAddr        string
 }
 
 // setting is one RELAY_* variable: its flag is the lower-case name with
@@ -96,6 +97,7 @@ func (c *config) settings() []setting {
 		}},
 		{"RELAY_METRICS_MAX_TOPICS", "100", "distinct topic label values in metrics", intIn(&c.MetricsMaxTopics, 0, 1<<20)},
 		{"RELAY_SHUTDOWN_TIMEOUT", "8s", "graceful shutdown budget", duration(&c.ShutdownTimeout)},
+		{"RELAY_PPROF_ADDR", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); empty: off", str(&c.PprofAddr)},
 		{"RELAY_LOG_LEVEL", "info", "debug, info, warn or error", oneOf(&c.LogLevel, "debug", "info", "warn", "error")},
 		{"RELAY_LOG_FORMAT", "text", "text (coloured on a terminal) or json", oneOf(&c.LogFormat, "text", "json")},
 	}

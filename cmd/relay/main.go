@@ -106,6 +106,14 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	relay := app.Start(app.Options{Store: store, Actors: actorCfg, Gateway: gwCfg, Logger: logger,
 		Metrics: metrics.New(cfg.MetricsMaxTopics)}, ln)
 	logger.Info("relay serving", "addr", relay.Addr().String(), "store", storeName(cfg), "version", version)
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, logger)
+		if err != nil {
+			logger.Warn("pprof not served", "err", err)
+		} else {
+			defer stopPprof()
+		}
+	}
 
 	select {
 	case err := <-relay.Done():
