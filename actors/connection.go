@@ -130,13 +130,6 @@ func (c *Connection) Stop(ctx context.Context) {
 	}
 }
 
-// InjectPanic arms a fault that makes this connection's actor panic on its
-// next message; Faults must be set in Config (tests only).
-func (c *Connection) InjectPanic() {
-	c.m.cfg.Faults.PanicConnection(c.ID)
-	c.Send(nil)
-}
-
 // connActor owns one subscriber connection: its subscriptions, its outbox and
 // the writes to its socket.
 type connActor struct {
@@ -210,9 +203,7 @@ func (c *connActor) handle(ctx actor.Context, msg any) {
 	case *flushCmd:
 		c.drain(ctx)
 	case *frameCmd:
-		if msg.frame != nil {
-			c.write(ctx, msg.frame)
-		}
+		c.write(ctx, msg.frame)
 	case *subscribeCmd:
 		c.startSubscribe(ctx, msg.frame)
 	case *unsubscribeCmd:

@@ -33,14 +33,12 @@ type TopicManager struct {
 	topics *actor.RootContext // spawns topic actors under their guardian
 	conns  *actor.RootContext // spawns connection actors under theirs
 
-	mu      sync.Mutex // serialises spawns
-	entries sync.Map   // topic name -> *topicEntry
-	gen     atomic.Uint64
-	closed  atomic.Bool
-	sub     *eventSubscription
+	mu         sync.Mutex // serialises spawns
+	entries    sync.Map   // topic name -> *topicEntry
+	gen        atomic.Uint64
+	closed     atomic.Bool
+	stopEvents func() // ends the supervision event subscription
 }
-
-type eventSubscription struct{ stop func() }
 
 // NewTopicManager starts the manager on system. It logs and counts every
 // supervision decision (restart, stop) it sees on the system's event stream.
@@ -63,7 +61,7 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 			m.onSupervisorEvent(se)
 		}
 	})
-	m.sub = &eventSubscription{stop: func() { system.EventStream.Unsubscribe(es) }}
+	m.stopEvents = func() { system.EventStream.Unsubscribe(es) }
 	return m
 }
 
@@ -230,7 +228,7 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 // Shutdown stops every topic actor and waits for them, up to ctx.
 func (m *TopicManager) Shutdown(ctx context.Context) {
 	m.closed.Store(true)
-	m.sub.stop()
+	m.stopEvents()
 	var futures []*actor.Future
 	m.entries.Range(func(key, value any) bool {
 		e := value.(*topicEntry)

@@ -131,10 +131,3 @@ func (o *Outbox) Close() {
 // Closed reports whether the queue overflowed under PolicyDisconnect or was
 // closed: nothing more should be written to the connection.
 func (o *Outbox) Closed() bool { return o.overflowed.Load() }
-
-// Len returns the number of queued deliveries.
-func (o *Outbox) Len() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.n
-}
