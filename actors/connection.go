@@ -152,6 +152,7 @@ type connActor struct {
 type subscribeState struct {
 	frame   messages.ClientFrame
 	topics  []string // newly subscribed, in frame order
+	failed  []string // topics whose actor could not be reached
 	replies map[*Subscription]*subscribeReply
 }
 
@@ -241,7 +242,8 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 		c.subs[t] = s
 		st.topics = append(st.topics, t)
 		if err := c.m.send(t, 0, &subscribeRequest{sub: s, pos: f.Position(t)}); err != nil {
-			st.replies[s] = &subscribeReply{sub: s} // answered with an error frame below
+			st.replies[s] = &subscribeReply{sub: s}
+			st.failed = append(st.failed, t) // answered with an error frame below
 			delete(c.subs, t)
 			s.active = false
 			c.m.log.Warn("subscribe failed", "conn", c.id, "topic", t, "err", err)
@@ -294,6 +296,10 @@ func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 		Type: messages.TypeSubscribed, Topics: st.frame.Topics, SessionID: c.id,
 		Timestamp: messages.FormatTime(time.Now()), Truncated: truncated,
 	}))
+	for _, t := range st.failed {
+		c.write(ctx, messages.NewErrorFrame(messages.CodeSubscriptionError,
+			fmt.Sprintf("subscribe to %q failed: the relay cannot serve it now; subscribe again", t)))
+	}
 	for _, t := range st.topics {
 		s := c.subs[t]
 		if s == nil {
