@@ -25,10 +25,18 @@ const (
 // Sink is a connection's socket as its connection actor sees it. The gateway
 // implements it for WebSocket (and later long-poll).
 type Sink interface {
-	// Write sends one frame and returns when it is written or has failed.
-	// The implementation bounds how long a write may take (a peer that does
-	// not read is dropped). Called only from the connection actor.
+	// Write sends one frame, or buffers it until Flush, and returns when it
+	// is written (or buffered) or has failed. The implementation bounds how
+	// long a write may take (a peer that does not read is dropped). Called
+	// only from the connection actor. A sink may keep frame only until Flush
+	// returns: the caller may reuse it afterwards.
 	Write(frame []byte) error
+	// Flush ends a burst of Writes (one message handled by the connection
+	// actor: a drain of its outbox, a subscribe with its replay, a control
+	// frame). A buffering sink writes what it holds; a long-poll sink may
+	// complete its response. Called only from the connection actor, after at
+	// least one Write since the last Flush.
+	Flush() error
 	// Close closes the connection with a close code and reason. Safe to call
 	// from any goroutine, more than once; it must not block the caller.
 	Close(code int, reason string)
@@ -146,6 +154,7 @@ type connActor struct {
 	batch      []Delivery
 	buf        []byte
 	failed     bool
+	dirty      bool // a Write since the last Flush
 }
 
 // subscribeState tracks a subscribe until every topic actor has replied.
@@ -158,8 +167,21 @@ type subscribeState struct {
 
 const maxTopicsPerConnection = 1000
 
-// Receive implements actor.Actor.
+// Receive implements actor.Actor. Every message that wrote frames ends with
+// one Sink.Flush.
 func (c *connActor) Receive(ctx actor.Context) {
+	c.receive(ctx)
+	if c.dirty && !c.failed {
+		c.dirty = false
+		if err := c.sink.Flush(); err != nil {
+			c.failed = true
+			c.m.log.Debug("flush failed, closing", "conn", c.id, "err", err)
+			ctx.Stop(ctx.Self())
+		}
+	}
+}
+
+func (c *connActor) receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started, *actor.Restarting, *actor.Stopping:
 		return
@@ -433,6 +455,7 @@ func (c *connActor) write(ctx actor.Context, frame []byte) bool {
 	if c.failed {
 		return false
 	}
+	c.dirty = true
 	if err := c.sink.Write(frame); err != nil {
 		c.failed = true
 		c.m.log.Debug("write failed, closing", "conn", c.id, "err", err)

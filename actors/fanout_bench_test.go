@@ -32,6 +32,7 @@ func (s *countingSink) Write(frame []byte) error {
 	}
 	return nil
 }
+func (s *countingSink) Flush() error      { return nil }
 func (s *countingSink) Close(int, string) {}
 
 type fanOut struct {

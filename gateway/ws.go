@@ -42,6 +42,9 @@ func (w *wsConn) Write(frame []byte) error {
 	return err
 }
 
+// Flush implements actors.Sink; every Write has gone out already.
+func (w *wsConn) Flush() error { return nil }
+
 // Close implements actors.Sink: the close handshake runs on its own
 // goroutine (it waits for the peer), tracked so shutdown waits for it.
 func (w *wsConn) Close(code int, reason string) {

@@ -20,6 +20,22 @@ var (
 	// ErrOverloaded marks a topic whose queue is full (503 with Retry-After):
 	// the publish was refused before it was queued.
 	ErrOverloaded = errors.New("topic overloaded")
+	// ErrUnauthorized marks a request without a valid credential (401).
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden marks a credential that may not do this (403). It never
+	// says whether the topic exists.
+	ErrForbidden = errors.New("forbidden")
+	// ErrConflict marks a resource that exists already (409).
+	ErrConflict = errors.New("conflict")
+	// ErrIdempotencyKeyReused marks an Idempotency-Key seen before with
+	// another request body (422).
+	ErrIdempotencyKeyReused = errors.New("idempotency key reused")
+	// ErrRateLimited marks a client over its rate or concurrency limit (429).
+	ErrRateLimited = errors.New("rate limit exceeded")
+	// ErrMethodNotAllowed marks a route that exists with another method (405).
+	ErrMethodNotAllowed = errors.New("method not allowed")
+	// ErrTooManyTopics marks a process or connection over its topic budget.
+	ErrTooManyTopics = errors.New("too many topics")
 	// ErrUnknownType marks a WebSocket frame with an unknown "type".
 	ErrUnknownType = errors.New("unknown message type")
 )

@@ -22,7 +22,22 @@ type Message struct {
 	Timestamp time.Time       // when the relay accepted it, UTC
 	Metadata  map[string]string
 	ExpiresAt time.Time // zero: never expires (no ttl)
+
+	// Idempotency (never on the wire). When IdempotencyKey is set, a Store
+	// appends the message at most once per (topic, key) within
+	// IdempotencyWindow: a repeat is not stored again; Append sets its ID and
+	// Timestamp to the first one's and Duplicate to true, or, when its
+	// RequestHash differs from the first one's, sets Conflict instead (the
+	// caller answers ErrIdempotencyKeyReused). A duplicate or conflicting
+	// message counts as handled in Append's n; it is never delivered.
+	IdempotencyKey string
+	RequestHash    string
+	Duplicate      bool
+	Conflict       bool
 }
+
+// IdempotencyWindow is how long a store remembers an Idempotency-Key.
+const IdempotencyWindow = 10 * time.Minute
 
 // Expired reports whether m's ttl has passed at now.
 func (m *Message) Expired(now time.Time) bool {

@@ -51,6 +51,14 @@ type Page struct {
 	// Truncated: the point asked for is older than the oldest retained
 	// message, so some messages after it are gone.
 	Truncated bool
+	// Epoch identifies the incarnation of the topic's stream (random, made
+	// with the stream; a memory store makes new ones at start). A resume id
+	// that predates the current incarnation sets Truncated.
+	Epoch string
+	// Next, when not zero, is where the next Range call should continue:
+	// the scan stopped early (it skips at most a bounded number of expired
+	// entries per call), so a short page does not mean the end.
+	Next messages.ID
 }
 
 // Limits bound what a Store retains per topic. The zero value keeps
