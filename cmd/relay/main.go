@@ -40,11 +40,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serveCmd(ctx, args, stderr)
 	case "bench":
 		return benchCmd(ctx, args, stdout, stderr)
+	case "publish":
+		return publishCmd(ctx, args, stdIO(stdout, stderr))
+	case "subscribe":
+		return subscribeCmd(ctx, args, stdIO(stdout, stderr))
+	case "topics":
+		return topicsCmd(ctx, args, stdIO(stdout, stderr))
+	case "policies":
+		return policiesCmd(ctx, args, stdIO(stdout, stderr))
+	case "config":
+		return configCmd(args, stdIO(stdout, stderr))
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return 0
 	}
-	fmt.Fprintf(stderr, "relay: unknown command %q (want serve, bench or version)\n", cmd)
+	fmt.Fprintf(stderr, "relay: unknown command %q (want serve, publish, subscribe, topics, policies, config, bench or version)\n", cmd)
 	return 2
 }
 
