@@ -164,14 +164,20 @@ func (s *subscriber) set(topic, id string) error {
 // newest is the id of topic's newest stored message, or 0-0 when it has
 // none (then everything it gets is new).
 func (s *subscriber) newest(ctx context.Context, topic string) (string, error) {
-	var page messages.HistoryResponse
+	var page struct {
+		Messages []storedMessage `json:"messages"`
+	}
 	if err := s.c.getJSON(ctx, "/api/v1/topics/"+url.PathEscape(topic)+"/messages?order=desc&limit=1", &page); err != nil {
 		return "", err
 	}
 	if len(page.Messages) == 0 {
 		return messages.ID{}.String(), nil
 	}
-	return page.Messages[0].ID.String(), nil
+	id, err := messages.ParseID(page.Messages[0].MessageID)
+	if err != nil {
+		return "", fmt.Errorf("history answered a bad id: %w", err)
+	}
+	return id.String(), nil
 }
 
 // saveCursor writes the points atomically: temp file, fsync, rename.
