@@ -16,7 +16,8 @@ import (
 // working directory, environment, flags) and the same validation
 // (parseConfig): one KEY=VALUE line per setting with its source, or a JSON
 // object with --json. Secrets are redacted: RELAY_VALKEY_PASSWORD, any
-// setting whose name holds SECRET, PASSWORD, TOKEN or KEY, and the password
+// setting whose name holds SECRET, PASSWORD, TOKEN or CREDENTIAL or has the
+// word KEY or KEYS (RELAY_API_KEYS, not RELAY_VALKEY_ADDR), and the password
 // of a URL-like value. A bad value exits 2 naming the setting, as serve
 // would.
 func configCmd(args []string, io cliIO) int {
@@ -125,8 +126,13 @@ func redact(name, value string) string {
 		return ""
 	}
 	upper := strings.ToUpper(name)
-	for _, word := range []string{"SECRET", "PASSWORD", "TOKEN", "KEY", "CREDENTIAL"} {
-		if strings.Contains(upper, word) {
+	for _, part := range []string{"SECRET", "PASSWORD", "TOKEN", "CREDENTIAL"} {
+		if strings.Contains(upper, part) {
+			return redacted
+		}
+	}
+	for _, word := range strings.Split(upper, "_") { // KEY as a word: not VALKEY
+		if word == "KEY" || word == "KEYS" {
 			return redacted
 		}
 	}
