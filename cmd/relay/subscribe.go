@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -29,11 +30,13 @@ import (
 // "since" from exactly the last printed message: no gap, no duplicate. A
 // message whose id is not after its topic's point is dropped (never printed
 // twice). With --cursor-file the points are written after each batch of
-// printed messages (temp file, fsync, rename), after stdout was flushed.
-// Interrupted (SIGINT/SIGTERM), the command stops between batches, so the
-// file always names the last printed message; killed with SIGKILL between
-// the flush and the rename, the last batch is printed again on restart (at
-// least once, never lost).
+// printed messages: the batch's lines are built in memory, the new cursor
+// is written to a synced temp file, the lines go to stdout in one write, and
+// the temp file is renamed over the cursor file. Interrupted (SIGINT,
+// SIGTERM), the command stops between batches, so the file always names the
+// last printed message. Killed with SIGKILL, only a kill in the instant
+// between that write and the rename prints the batch again on restart; a
+// message is never lost.
 //
 // It reconnects by itself with exponential backoff (reset after each
 // successful subscribe); it gives up only on an authentication or
@@ -50,7 +53,7 @@ type subscriber struct {
 	maxBackoff time.Duration
 	pos        map[string]string      // topic -> last printed (or start) id
 	ids        map[string]messages.ID // parsed pos
-	out        *bufio.Writer
+	out        bytes.Buffer           // one batch's lines, written to stdout in one write
 	prog       *progress
 }
 
@@ -95,10 +98,10 @@ func subscribe(ctx context.Context, args []string, io cliIO) error {
 		return usageError{err}
 	}
 	defer s.c.close()
+	s.removeStaleTemps()
 	if err := s.start(ctx, *from); err != nil {
 		return err
 	}
-	s.out = bufio.NewWriterSize(io.stdout, 64<<10)
 	s.prog = newProgress(io, "received")
 	defer s.prog.done()
 	return s.run(ctx)
@@ -182,13 +185,25 @@ func (s *subscriber) newest(ctx context.Context, topic string) (string, error) {
 
 // saveCursor writes the points atomically: temp file, fsync, rename.
 func (s *subscriber) saveCursor() error {
+	commit, err := s.prepareCursor()
+	if err != nil {
+		return err
+	}
+	return commit()
+}
+
+// prepareCursor writes the points to a synced temp file beside the cursor
+// file; commit renames it into place. Between the two the caller writes
+// stdout, so a kill at any point but the instant between that write and the
+// rename prints nothing twice and loses nothing.
+func (s *subscriber) prepareCursor() (commit func() error, err error) {
 	if s.cursorFile == "" {
-		return nil
+		return func() error { return nil }, nil
 	}
 	data, _ := json.Marshal(cursorDoc{Since: s.pos}) // pos holds the file's other topics too
-	tmp, err := os.CreateTemp(filepath.Dir(s.cursorFile), "."+filepath.Base(s.cursorFile)+".*")
+	tmp, err := os.CreateTemp(filepath.Dir(s.cursorFile), "."+filepath.Base(s.cursorFile)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("cursor file: %w", err)
+		return nil, fmt.Errorf("cursor file: %w", err)
 	}
 	_, err = tmp.Write(append(data, '\n'))
 	if err == nil {
@@ -197,14 +212,40 @@ func (s *subscriber) saveCursor() error {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), s.cursorFile)
-	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("cursor file: %w", err)
+		return nil, fmt.Errorf("cursor file: %w", err)
 	}
-	return nil
+	return func() error {
+		if err := os.Rename(tmp.Name(), s.cursorFile); err != nil {
+			os.Remove(tmp.Name())
+			return fmt.Errorf("cursor file: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// removeStaleTemps deletes temp files a killed run left beside the cursor
+// file.
+func (s *subscriber) removeStaleTemps() {
+	if s.cursorFile == "" {
+		return
+	}
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(s.cursorFile), "."+globEscape(filepath.Base(s.cursorFile))+".tmp*"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
+}
+
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // fatalError ends the command: the relay refused the subscription or the
@@ -398,11 +439,17 @@ func (s *subscriber) print(batch []readItem) error {
 	if n == 0 {
 		return nil
 	}
-	if err := s.out.Flush(); err != nil {
+	commit, err := s.prepareCursor()
+	if err != nil {
+		return err
+	}
+	_, err = s.io.stdout.Write(s.out.Bytes())
+	s.out.Reset()
+	if err != nil {
 		return fmt.Errorf("stdout: %w", err)
 	}
 	s.prog.add(n)
-	return s.saveCursor()
+	return commit()
 }
 
 func readFrame(ctx context.Context, conn *websocket.Conn) (frame, error) {
