@@ -35,10 +35,15 @@ func stdIO(stdout, stderr io.Writer) cliIO {
 }
 
 // progress reports whether progress lines belong on stderr: only when it is
-// a terminal, so piped output stays machine-readable.
+// a terminal and stdout is not (output piped or redirected while a person
+// watches), so machine-readable output never mixes with them.
 func (io cliIO) progress() bool {
-	f, ok := io.stderr.(*os.File)
-	return ok && isTerminal(f)
+	errF, ok := io.stderr.(*os.File)
+	if !ok || !isTerminal(errF) {
+		return false
+	}
+	outF, ok := io.stdout.(*os.File)
+	return !ok || !isTerminal(outF)
 }
 
 // clientFlags are the flags every client subcommand takes.
@@ -49,6 +54,9 @@ type clientFlags struct {
 // Client defaults. RELAY_URL and RELAY_TOKEN are the CLI's own variables,
 // read here (they are not server settings, so not in config.go's table).
 const defaultRelayURL = "http://127.0.0.1:8080"
+
+// requestTimeout bounds one HTTP request and its answer.
+const requestTimeout = 30 * time.Second
 
 func addClientFlags(fs *flag.FlagSet, io cliIO) *clientFlags {
 	cf := &clientFlags{}
@@ -179,7 +187,9 @@ func (c *client) do(ctx context.Context, req request) (int, []byte, error) {
 		hr.Header.Set("Content-Type", req.contentType)
 	}
 	hr.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(hr)
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := c.http.Do(hr.WithContext(ctx))
 	if err != nil {
 		return 0, nil, err
 	}

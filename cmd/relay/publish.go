@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pulsar-relay/relay/messages"
@@ -321,37 +322,69 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-// progress prints a rate line on a terminal stderr (nothing when piped).
+// progress prints a count and rate line on stderr, refreshed every 250 ms
+// while it changes, when cliIO.progress allows (nothing when piped).
 type progress struct {
-	io    cliIO
-	on    bool
-	verb  string
-	n     int
-	start time.Time
-	last  time.Time
+	io      cliIO
+	verb    string
+	start   time.Time
+	mu      sync.Mutex
+	n       int
+	printed int
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
 func newProgress(io cliIO, verb string) *progress {
-	return &progress{io: io, on: io.progress(), verb: verb, start: time.Now()}
+	p := &progress{io: io, verb: verb, start: time.Now()}
+	if !io.progress() {
+		return p
+	}
+	p.stop, p.stopped = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(p.stopped)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				p.print(false)
+			}
+		}
+	}()
+	return p
 }
 
 func (p *progress) add(n int) {
+	p.mu.Lock()
 	p.n += n
-	if !p.on || time.Since(p.last) < 200*time.Millisecond {
+	p.mu.Unlock()
+}
+
+func (p *progress) print(final bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == p.printed && !final {
 		return
 	}
-	p.last = time.Now()
-	p.print()
-}
-
-func (p *progress) print() {
+	p.printed = p.n
 	rate := float64(p.n) / max(time.Since(p.start).Seconds(), 1e-3)
 	fmt.Fprintf(p.io.stderr, "\r\033[K%s %d messages (%.0f/s)", p.verb, p.n, rate)
+	if final {
+		fmt.Fprintln(p.io.stderr)
+	}
 }
 
+// done stops the refreshes and leaves the final line.
 func (p *progress) done() {
-	if p.on && p.n > 0 {
-		p.print()
-		fmt.Fprintln(p.io.stderr)
+	if p.stop == nil {
+		return
+	}
+	close(p.stop)
+	<-p.stopped
+	if p.n > 0 {
+		p.print(true)
 	}
 }
