@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/pulsar-relay/relay/policy"
 )
 
 // configCmd is `relay config [--json] [serve flags]`: the configuration
@@ -155,4 +157,31 @@ func quoteIfNeeded(v string) string {
 		return `"` + strings.ReplaceAll(v, `"`, `'`) + `"`
 	}
 	return v
+}
+
+// basePolicy is the process-wide policy of cfg: what a topic gets for every
+// field no rule of the policy file sets (policy.Set.Resolve's base). Every
+// field is set. AnonymousRead is true: without auth every read is anonymous
+// (auth's own setting replaces it when auth is wired in).
+func basePolicy(cfg *config) policy.Policy {
+	a := cfg.Actors
+	a.StoreLimits = cfg.Store
+	a = a.WithDefaults()
+	retention, maxMessages := cfg.Store.Retention, cfg.Store.MaxMessages
+	slow := policy.SlowConsumer(a.SlowConsumerPolicy)
+	anonymous := true
+	return policy.Policy{
+		Retention:             &retention,
+		MaxMessages:           &maxMessages,
+		HotRetention:          &a.HotTierRetention,
+		MailboxSize:           &a.TopicMailboxSize,
+		MaxBatch:              &a.MaxBatch,
+		ConnectionQueueSize:   &a.ConnectionQueueSize,
+		ConnectionQueueBytes:  &a.ConnectionQueueBytes,
+		SlowConsumer:          &slow,
+		SupervisorMaxRestarts: &a.Supervisor.MaxRestarts,
+		SupervisorWindow:      &a.Supervisor.Window,
+		SupervisorBackoff:     &a.Supervisor.Backoff,
+		AnonymousRead:         &anonymous,
+	}
 }

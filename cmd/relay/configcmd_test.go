@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pulsar-relay/relay/policy"
 )
 
 // TestConfigShowsEffectiveRedacted: `relay config` reports each setting's
@@ -95,5 +99,43 @@ func TestCLIArgsAnywhere(t *testing.T) {
 	code := publishCmd(context.Background(), []string{"t", "--url", "ftp://x", "{}"}, cliIO{stdout: &syncBuffer{}, stderr: &syncBuffer{}, env: noEnv})
 	if code != 2 {
 		t.Fatalf("a bad --url after the topic: exit %d, want 2", code)
+	}
+}
+
+// TestBasePolicy: the process-wide policy sets every field from the serve
+// configuration, so a resolved policy is complete.
+func TestBasePolicy(t *testing.T) {
+	cfg, err := parseConfig([]string{"--topic-mailbox-size", "77", "--slow-consumer-policy", "drop-oldest", "--retention", "1h"}, envOf(nil), nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := basePolicy(cfg)
+	js, _ := b.MarshalJSON()
+	for _, name := range policy.FieldNames() {
+		if b.Value(name) == "" {
+			t.Errorf("base leaves %s unset: %s", name, js)
+		}
+	}
+	if *b.MailboxSize != 77 || *b.SlowConsumer != policy.DropOldest || *b.Retention != time.Hour ||
+		*b.HotRetention != 600*time.Second || *b.MaxBatch != 512 || *b.SupervisorBackoff != 100*time.Millisecond {
+		t.Fatalf("base %s", js)
+	}
+}
+
+// TestPoliciesCheckTopic: `relay policies --check FILE --topic T` shows T's
+// policy under the file over this machine's serve configuration.
+func TestPoliciesCheckTopic(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	_ = os.WriteFile(".env", []byte("RELAY_CONNECTION_QUEUE_SIZE=99\n"), 0o600)
+	_ = os.WriteFile("p.yaml", []byte("topics:\n  jobs.*:\n    mailbox_size: 5\n"), 0o600)
+	var out, errOut syncBuffer
+	code := policiesCmd(t.Context(), []string{"--check", "p.yaml", "--topic", "jobs.x"}, cliIO{stdout: &out, stderr: &errOut, env: noEnv})
+	var view policy.TopicPolicyView
+	if code != 0 || json.Unmarshal([]byte(out.String()), &view) != nil {
+		t.Fatalf("exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	if *view.Policy.MailboxSize != 5 || *view.Policy.ConnectionQueueSize != 99 || len(view.Matched) != 1 {
+		t.Fatalf("view %+v", view)
 	}
 }

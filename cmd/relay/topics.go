@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	goio "io"
 	"net/http"
 	"net/url"
 	"os"
@@ -114,7 +116,7 @@ func policies(ctx context.Context, args []string, io cliIO) error {
 	cf := addClientFlags(fs, io)
 	topic := fs.String("topic", "", "show this topic's effective policy")
 	apply := fs.String("apply", "", "replace the relay's policies with this YAML or JSON file")
-	check := fs.String("check", "", "only validate this file (no relay needed)")
+	check := fs.String("check", "", "only validate this file (no relay needed); with --topic, show what that topic would get under it and this machine's serve configuration")
 	if _, err := parseArgs(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -126,8 +128,27 @@ func policies(ctx context.Context, args []string, io cliIO) error {
 		if err != nil {
 			return usageError{err}
 		}
-		fmt.Fprintf(io.stdout, "%s: %d rules, valid\n", *check, set.Len())
-		return nil
+		if *topic == "" {
+			fmt.Fprintf(io.stdout, "%s: %d rules, valid\n", *check, set.Len())
+			return nil
+		}
+		// What the topic would run with: this file over the configuration
+		// `relay serve` would read here (.env, environment).
+		var dotenv goio.Reader
+		if data, err := os.ReadFile(".env"); err == nil {
+			dotenv = bytes.NewReader(data)
+		}
+		cfg, err := parseConfig(nil, io.env, dotenv, io.stderr)
+		if err != nil {
+			return usageError{err}
+		}
+		view := policy.TopicPolicyView{Topic: *topic, Matched: []string{}, Policy: set.Resolve(*topic, basePolicy(cfg))}
+		for _, r := range set.Match(*topic) {
+			view.Matched = append(view.Matched, r.Pattern)
+		}
+		enc := json.NewEncoder(io.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(view)
 	}
 	c, err := newClient(cf)
 	if err != nil {
