@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/pulsar-relay/relay/gateway"
+	"github.com/pulsar-relay/relay/internal/app"
 	"github.com/pulsar-relay/relay/internal/relaytest"
 	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
 )
 
 // cliRun is one in-process run of a client subcommand.
@@ -468,4 +470,37 @@ func newTestServer(t *testing.T, h http.Handler) string {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// TestCLISubscribeWaitsForRelay: started before the relay is up, subscribe
+// keeps trying, then prints what is published once it is.
+func TestCLISubscribeWaitsForRelay(t *testing.T) {
+	addr := freeAddr(t)
+	sub := startCLI(t, subscribeCmd, nil, "--url", "http://"+addr, "--max-backoff", "100ms", "late")
+	relaytest.Eventually(t, 10*time.Second, "a retry notice", func() bool { return strings.Contains(sub.stderr.String(), "retrying") })
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := app.Start(app.Options{Store: persistence.NewMemoryStore(persistence.Limits{}), Logger: relaytest.Logger()}, ln)
+	t.Cleanup(func() {
+		relaytest.HTTPClient.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = relay.Shutdown(ctx)
+	})
+	url := "http://" + addr
+	relaytest.Eventually(t, 10*time.Second, "the subscription", func() bool {
+		// Publish until the subscriber has one: it subscribes "after the
+		// newest message" whenever it gets through.
+		resp, err := http.Post(url+"/api/v1/messages", "application/json", strings.NewReader(`{"topic":"late","payload":{"k":1}}`))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return countLines(sub.stdout.String()) >= 1
+	})
+	sub.cancel()
+	if code := sub.wait(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, sub.stderr.String())
+	}
 }

@@ -209,7 +209,7 @@ func publishLines(ctx context.Context, c *client, o publishOpts, io cliIO) error
 }
 
 // nextBatch collects up to n lines: it waits for the first, then takes what
-// arrives within linger of the last one. more is false once stdin is done.
+// arrives within linger of it. more is false once stdin is done.
 func nextBatch(ctx context.Context, lines <-chan line, n int, linger time.Duration) (batch []line, more bool) {
 	select {
 	case l, ok := <-lines:

@@ -144,8 +144,19 @@ func (s *subscriber) start(ctx context.Context, from string) error {
 			id = messages.ID{}.String()
 		case messages.OffsetLast:
 			var err error
-			if id, err = s.newest(ctx, t); err != nil {
-				return fmt.Errorf("topic %s: finding its newest message: %w", t, err)
+			for attempt := 0; ; attempt++ {
+				if id, err = s.newest(ctx, t); err == nil {
+					break
+				}
+				var ae *apiError
+				if ctx.Err() != nil || (errors.As(err, &ae) && !ae.transient()) {
+					return fmt.Errorf("topic %s: finding its newest message: %w", t, err)
+				}
+				wait := backoff(100*time.Millisecond, s.maxBackoff, attempt)
+				fmt.Fprintf(s.io.stderr, "relay subscribe: topic %s: finding its newest message: %v; retrying in %v\n", t, err, wait.Round(time.Millisecond))
+				if sleepCtx(ctx, wait) != nil {
+					return ctx.Err()
+				}
 			}
 		}
 		if err := s.set(t, id); err != nil {
@@ -340,7 +351,11 @@ func (s *subscriber) session(ctx context.Context) (subscribed bool, err error) {
 			return false, classify(fmt.Errorf("subscribe: %w", err))
 		}
 		if f.Type == messages.TypeError {
-			return false, fatalError{fmt.Errorf("subscription refused: %s: %s", f.Code, f.Message)}
+			err := fmt.Errorf("subscription refused: %s: %s", f.Code, f.Message)
+			if f.Code == messages.CodeRateLimitExceeded {
+				return false, err // worth another try later
+			}
+			return false, fatalError{err}
 		}
 		if f.Type == messages.TypeSubscribed {
 			for _, t := range f.Truncated {
