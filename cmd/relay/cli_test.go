@@ -504,3 +504,32 @@ func TestCLISubscribeWaitsForRelay(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, sub.stderr.String())
 	}
 }
+
+// TestCLISendsToken: --token (or RELAY_TOKEN) goes out as a bearer token
+// on HTTP and on the WebSocket upgrade; a 401 ends the command with exit 1.
+func TestCLISendsToken(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{}
+	srv := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path] = r.Header.Get("Authorization")
+		mu.Unlock()
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"error":"UNAUTHORIZED","message":"bad token","request_id":"x"}`))
+	}))
+	code, _, errOut := runCLI(t, publishCmd, nil, "--url", srv, "--token", "tok-1", "t", "{}")
+	if code != 1 || !strings.Contains(errOut, "401 UNAUTHORIZED: bad token") {
+		t.Fatalf("publish: exit %d %q", code, errOut)
+	}
+	var out, errBuf syncBuffer
+	code = subscribeCmd(t.Context(), []string{"--url", srv, "--from", "earliest", "t"}, cliIO{stdout: &out, stderr: &errBuf,
+		env: func(k string) (string, bool) { return "tok-2", k == "RELAY_TOKEN" }})
+	if code != 1 || !strings.Contains(errBuf.String(), "refused with 401") {
+		t.Fatalf("subscribe: exit %d %q", code, errBuf.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["/api/v1/messages"] != "Bearer tok-1" || seen["/ws"] != "Bearer tok-2" {
+		t.Fatalf("authorization headers seen: %v", seen)
+	}
+}
