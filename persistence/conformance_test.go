@@ -48,6 +48,11 @@ func runConformance(t *testing.T, open openFunc) {
 		{"RoundTrip", testRoundTrip},
 		{"Ping", testPing},
 		{"ClosedStoreIsUnavailable", testClosedStoreIsUnavailable},
+		{"IdempotentRepeat", testIdempotentRepeat},
+		{"IdempotentRepeatInBatch", testIdempotentRepeatInBatch},
+		{"IdempotentConflict", testIdempotentConflict},
+		{"IdempotencyExpires", testIdempotencyExpires},
+		{"IdempotentConcurrent", testIdempotentConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

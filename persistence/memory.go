@@ -15,6 +15,8 @@ import (
 // strictly increasing per topic even when timestamps step back.
 type MemoryStore struct {
 	limits Limits
+	now    func() time.Time
+	idem   *idemTable
 
 	mu     sync.RWMutex
 	topics map[string]*memTopic
@@ -30,10 +32,48 @@ type memTopic struct {
 	trimmed messages.ID        // newest id removed by trimming
 }
 
-// NewMemoryStore returns an empty store that trims to limits on every append.
-func NewMemoryStore(limits Limits) *MemoryStore {
-	return &MemoryStore{limits: limits, topics: make(map[string]*memTopic)}
+// MemoryOption configures a MemoryStore.
+type MemoryOption func(*memoryOptions)
+
+type memoryOptions struct {
+	now     func() time.Time
+	idemCap int
 }
+
+// WithClock makes the store read the time from now instead of time.Now (for
+// tests: retention, ttl and idempotency expiry follow it).
+func WithClock(now func() time.Time) MemoryOption {
+	return func(o *memoryOptions) { o.now = now }
+}
+
+// WithIdempotencyCap bounds how many (topic, Idempotency-Key) records the
+// store keeps (default DefaultIdempotencyCap). Over the cap the oldest
+// record is forgotten before its window ends, so a repeat of that key would
+// be stored again: size the cap above the keys expected per window.
+func WithIdempotencyCap(n int) MemoryOption {
+	return func(o *memoryOptions) { o.idemCap = n }
+}
+
+// NewMemoryStore returns an empty store that trims to limits on every append.
+func NewMemoryStore(limits Limits, opts ...MemoryOption) *MemoryStore {
+	o := memoryOptions{now: time.Now, idemCap: DefaultIdempotencyCap}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.idemCap <= 0 {
+		o.idemCap = DefaultIdempotencyCap
+	}
+	return &MemoryStore{
+		limits: limits,
+		now:    o.now,
+		idem:   newIdemTable(limits.idempotencyWindow(), o.idemCap),
+		topics: make(map[string]*memTopic),
+	}
+}
+
+// IdempotencyKeys returns how many Idempotency-Key records the store holds
+// (bounded by WithIdempotencyCap), for a gauge.
+func (s *MemoryStore) IdempotencyKeys() int { return s.idem.len() }
 
 func (s *MemoryStore) topic(name string, create bool) (*memTopic, error) {
 	s.mu.RLock()
@@ -63,16 +103,27 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 	if err != nil {
 		return 0, err
 	}
+	now := s.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i := range batch {
 		m := &batch[i]
+		if m.IdempotencyKey != "" {
+			// Holding t.mu makes check-then-put atomic for this topic.
+			if rec := s.idem.get(topic, m.IdempotencyKey, now); rec != nil {
+				rec.settle(m, topic)
+				continue
+			}
+		}
 		m.ID = messages.NextAfter(t.last, uint64(m.Timestamp.UnixMilli()))
 		m.Topic = topic
 		t.last = m.ID
 		t.msgs = append(t.msgs, *m)
+		if m.IdempotencyKey != "" {
+			s.idem.put(topic, m, now)
+		}
 	}
-	t.trim(s.limits, time.Now())
+	t.trim(s.limits, now)
 	return len(batch), nil
 }
 
@@ -102,7 +153,7 @@ func (s *MemoryStore) Range(ctx context.Context, topic string, after messages.ID
 	if err != nil || t == nil {
 		return Page{}, err
 	}
-	now := time.Now()
+	now := s.now()
 	var cutoff time.Time
 	if s.limits.Retention > 0 {
 		cutoff = now.Add(-s.limits.Retention)
@@ -131,7 +182,7 @@ func (s *MemoryStore) RevRange(ctx context.Context, topic string, before message
 	if err != nil || t == nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.now()
 	var cutoff time.Time
 	if s.limits.Retention > 0 {
 		cutoff = now.Add(-s.limits.Retention)

@@ -2,6 +2,8 @@ package persistence
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,5 +66,67 @@ func BenchmarkMemoryAppend(b *testing.B) {
 		if _, err := s.Append(ctx, "bench", batch); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// fakeClock is a settable clock for WithClock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Now().UTC()} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// The default window is the SPEC's 10 minutes, on the store's clock.
+func TestMemoryStoreIdempotencyWindowFollowsClock(t *testing.T) {
+	clock := newFakeClock()
+	s := NewMemoryStore(Limits{}, WithClock(clock.Now))
+	defer s.Close()
+	at := func(i int) messages.Message {
+		m := keyed(i, "k", "h")
+		m.Timestamp = clock.Now()
+		return m
+	}
+	first := appendAll(t, s, "clocked", []messages.Message{at(0)})[0]
+	clock.Advance(messages.IdempotencyWindow - time.Millisecond)
+	if m := appendAll(t, s, "clocked", []messages.Message{at(1)})[0]; !m.Duplicate || m.ID != first.ID {
+		t.Fatalf("just inside the window: %+v; want a repeat of %s", m, first.ID)
+	}
+	clock.Advance(time.Millisecond)
+	if m := appendAll(t, s, "clocked", []messages.Message{at(2)})[0]; m.Duplicate || m.ID == first.ID {
+		t.Fatalf("at the end of the window: %+v; want stored anew", m)
+	}
+	if n := s.IdempotencyKeys(); n != 1 {
+		t.Errorf("IdempotencyKeys = %d after the first record expired, want 1", n)
+	}
+}
+
+// The record map is bounded: over the cap the oldest key is forgotten.
+func TestMemoryStoreIdempotencyCap(t *testing.T) {
+	s := NewMemoryStore(Limits{}, WithIdempotencyCap(3))
+	defer s.Close()
+	for i := range 5 {
+		appendAll(t, s, "capped", []messages.Message{keyed(i, fmt.Sprintf("k%d", i), "h")})
+	}
+	if n := s.IdempotencyKeys(); n != 3 {
+		t.Fatalf("IdempotencyKeys = %d with a cap of 3", n)
+	}
+	if m := appendAll(t, s, "capped", []messages.Message{keyed(9, "k4", "h")})[0]; !m.Duplicate {
+		t.Errorf("the newest key was forgotten")
+	}
+	if m := appendAll(t, s, "capped", []messages.Message{keyed(9, "k0", "h")})[0]; m.Duplicate {
+		t.Errorf("the oldest key over the cap is still remembered")
 	}
 }

@@ -20,6 +20,14 @@ type Store interface {
 	// not stored, and err says why. A message is never half-written.
 	// Timestamp, Payload, Metadata and ExpiresAt are kept as given.
 	// Errors wrap messages.ErrUnavailable when the store cannot take writes.
+	//
+	// Idempotency: a message whose IdempotencyKey was already appended to
+	// topic within Limits.IdempotencyWindow (also earlier in the same batch,
+	// or by another process sharing the store) is not stored again; Append
+	// sets its ID and Timestamp to the first one's and Duplicate, or
+	// Conflict when its RequestHash differs. It counts as handled in n.
+	// The check and the append are one atomic step: concurrent repeats
+	// store one message.
 	Append(ctx context.Context, topic string, batch []messages.Message) (n int, err error)
 
 	// Range returns up to limit messages of topic with ids after `after`
@@ -70,4 +78,15 @@ type Limits struct {
 	// Retention drops messages older than this (RELAY_RETENTION, default
 	// 24h); 0 means keep forever.
 	Retention time.Duration
+	// IdempotencyWindow is how long an Idempotency-Key is remembered per
+	// topic; 0 means messages.IdempotencyWindow (10 min, the SPEC's). Tests
+	// shorten it.
+	IdempotencyWindow time.Duration
+}
+
+func (l Limits) idempotencyWindow() time.Duration {
+	if l.IdempotencyWindow > 0 {
+		return l.IdempotencyWindow
+	}
+	return messages.IdempotencyWindow
 }

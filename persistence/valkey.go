@@ -251,8 +251,20 @@ func (s *ValkeyStore) conn() (valkey.Client, error) {
 // [A-Za-z0-9._-] before they reach a store, so no brace can break the hash tag.
 func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
 
+// idemKey is the key of the record of an Idempotency-Key sent to topic.
+func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + idemHash(key) }
+
 // appendScript adds a batch to one stream and trims it, atomically, in one
 // round trip (EVALSHA; EVAL when the server's script cache is empty).
+//
+// Idempotency: a message with an Idempotency-Key names its record's key in
+// KEYS (topic:{<t>}:idem:<sha256 hex of the key>, same hash tag as the
+// stream). If that key exists, the message is not added: the script returns
+// the first message's id and timestamp and whether the request hash
+// matches. Otherwise, right after its XADD, the script SETs the record
+// ("<id> <timestamp> <request hash>", NX, PX window). Both happen in the same
+// script, so no crash can store a message without remembering its key, and
+// a repeat later in the same batch sees the record.
 //
 // One XADD carries one trim strategy only, so the script runs plain XADDs
 // and then XTRIM MAXLEN ~ and XTRIM MINID ~ once per batch, which is cheaper
@@ -264,37 +276,22 @@ func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
 // Every call is a redis.pcall: a script that raises after an XADD has run
 // is not rolled back, and its error reply would hide the ids it stored.
 //
-// KEYS[1]: the stream. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]:
-// MINID threshold, "0" for none. Then four per message: payload, timestamp,
-// metadata ("" for none), expires_at ("" for none).
+// KEYS[1]: the stream; KEYS[2...]: idempotency records. ARGV[1]: MAXLEN
+// threshold, "0" for none. ARGV[2]: MINID threshold, "0" for none. ARGV[3]:
+// the idempotency window in ms. Then six per message: payload, timestamp,
+// metadata ("" for none), expires_at ("" for none), the index in KEYS of its
+// idempotency record ("0" for none), its request hash.
 //
-// Returns {err, trimErr, id1, id2, ...}: err is "" when every XADD
-// succeeded, else the error of the first XADD that failed, after which
-// nothing more was added; trimErr is "" unless trimming failed (the
-// messages are stored all the same).
+// Returns {err, warn, r1, r2, ...}: err is "" when every message was
+// handled, else the error of the first XADD that failed, after which nothing
+// more was added; warn is "" unless trimming or remembering a key failed
+// (the messages are stored all the same). ri is the new id of message i, or
+// {"d"|"c", first id, first timestamp} for a repeat ("c": request hash
+// differs).
 var appendScript = valkey.NewLuaScript(`
 local key = KEYS[1]
 local out = {'', ''}
 local last
-for i = 3, #ARGV, 4 do
-  local args = {'XADD', key, '*', 'payload', ARGV[i], 'timestamp', ARGV[i + 1]}
-  if ARGV[i + 2] ~= '' then
-    args[#args + 1] = 'metadata'
-    args[#args + 1] = ARGV[i + 2]
-  end
-  if ARGV[i + 3] ~= '' then
-    args[#args + 1] = 'expires_at'
-    args[#args + 1] = ARGV[i + 3]
-  end
-  local id = redis.pcall(unpack(args))
-  if type(id) == 'table' and id.err then
-    out[1] = id.err
-    break
-  end
-  out[#out + 1] = id
-  last = id
-end
-if not last then return out end
 local function try(...)
   local r = redis.pcall(...)
   if type(r) == 'table' and r.err then
@@ -303,6 +300,38 @@ local function try(...)
   end
   return r
 end
+for i = 4, #ARGV, 6 do
+  local ik = tonumber(ARGV[i + 4])
+  local prev = nil
+  if ik > 0 then prev = redis.pcall('GET', KEYS[ik]) end
+  if type(prev) == 'string' then
+    local pid, pts, phash = string.match(prev, '^(%S+) (%S+) (.*)$')
+    local kind = 'd'
+    if phash ~= ARGV[i + 5] then kind = 'c' end
+    out[#out + 1] = {kind, pid or '0-0', pts or ''}
+  else
+    local args = {'XADD', key, '*', 'payload', ARGV[i], 'timestamp', ARGV[i + 1]}
+    if ARGV[i + 2] ~= '' then
+      args[#args + 1] = 'metadata'
+      args[#args + 1] = ARGV[i + 2]
+    end
+    if ARGV[i + 3] ~= '' then
+      args[#args + 1] = 'expires_at'
+      args[#args + 1] = ARGV[i + 3]
+    end
+    local id = redis.pcall(unpack(args))
+    if type(id) == 'table' and id.err then
+      out[1] = id.err
+      break
+    end
+    if ik > 0 then
+      try('SET', KEYS[ik], id .. ' ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 5], 'NX', 'PX', ARGV[3])
+    end
+    out[#out + 1] = id
+    last = id
+  end
+end
+if not last then return out end
 local trimmed = 0
 if ARGV[1] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MAXLEN', '~', ARGV[1]) or 0) end
 if ARGV[2] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MINID', '~', ARGV[2]) or 0) end
@@ -371,8 +400,9 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
 	}
-	args := make([]string, 0, 2+4*len(batch))
-	args = append(args, "0", "0")
+	keys := []string{streamKey(topic)}
+	args := make([]string, 0, 3+6*len(batch))
+	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10))
 	if s.cfg.Limits.MaxMessages > 0 {
 		args[0] = strconv.Itoa(s.cfg.Limits.MaxMessages)
 	}
@@ -392,36 +422,34 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		if !m.ExpiresAt.IsZero() {
 			exp = messages.FormatTime(m.ExpiresAt)
 		}
+		ik := "0"
+		if m.IdempotencyKey != "" {
+			keys = append(keys, idemKey(topic, m.IdempotencyKey))
+			ik = strconv.Itoa(len(keys))
+		}
 		// The payload is immutable once handed to the store, so it is
 		// passed without a copy.
-		args = append(args, valkey.BinaryString(m.Payload), messages.FormatTime(m.Timestamp), md, exp)
+		args = append(args, valkey.BinaryString(m.Payload), messages.FormatTime(m.Timestamp), md, exp, ik, m.RequestHash)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	reply, err := appendScript.Exec(ctx, c, []string{streamKey(topic)}, args).ToArray()
+	reply, err := appendScript.Exec(ctx, c, keys, args).ToArray()
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}
 	if len(reply) < 2 || len(reply) > len(batch)+2 {
 		return 0, fmt.Errorf("valkey: append %q: %w: unexpected reply of %d elements", topic, messages.ErrUnavailable, len(reply))
 	}
-	if trimErr, _ := reply[1].ToString(); trimErr != "" && s.trimWarned.CompareAndSwap(false, true) {
-		s.log.Warn("valkey: trimming failed; messages are stored but limits are not enforced (logged once)",
-			"topic", topic, "err", trimErr)
+	if warn, _ := reply[1].ToString(); warn != "" && s.trimWarned.CompareAndSwap(false, true) {
+		s.log.Warn("valkey: trimming or remembering an idempotency key failed; messages are stored but limits are not enforced (logged once)",
+			"topic", topic, "err", warn)
 	}
 	n := 0
 	for _, r := range reply[2:] {
-		text, err := r.ToString()
-		if err != nil {
+		if !decodeAppended(&batch[n], topic, r) {
 			break
 		}
-		id, err := messages.ParseID(text)
-		if err != nil {
-			break
-		}
-		batch[n].ID = id
-		batch[n].Topic = topic
 		n++
 	}
 	if n != len(reply)-2 {
@@ -436,6 +464,42 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		return n, fmt.Errorf("valkey: append %q: %w: %d of %d stored", topic, messages.ErrUnavailable, n, len(batch))
 	}
 	return n, nil
+}
+
+// decodeAppended sets m from its element of the append script's reply: the
+// new id, or {"d"|"c", first id, first timestamp} for a repeat. It reports
+// false when the element cannot be read.
+func decodeAppended(m *messages.Message, topic string, r valkey.ValkeyMessage) bool {
+	if text, err := r.ToString(); err == nil {
+		id, err := messages.ParseID(text)
+		if err != nil {
+			return false
+		}
+		m.ID, m.Topic = id, topic
+		return true
+	}
+	parts, err := r.ToArray()
+	if err != nil || len(parts) != 3 {
+		return false
+	}
+	kind, _ := parts[0].ToString()
+	idText, _ := parts[1].ToString()
+	tsText, _ := parts[2].ToString()
+	id, err := messages.ParseID(idText)
+	if err != nil {
+		return false
+	}
+	ts, err := time.Parse(time.RFC3339Nano, tsText)
+	if err != nil {
+		return false
+	}
+	m.ID, m.Timestamp, m.Topic = id, ts, topic
+	if kind == "c" {
+		m.Conflict = true
+	} else {
+		m.Duplicate = true
+	}
+	return true
 }
 
 // Range implements Store.

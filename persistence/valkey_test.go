@@ -333,3 +333,26 @@ func BenchmarkValkeyAppend(b *testing.B) {
 		})
 	}
 }
+
+// The idempotency record lives in Valkey beside the stream, with the
+// window as its expiry, so a second store (another relay, or this one after
+// a restart) sees the key.
+func TestValkeyStoreIdempotencyAcrossStores(t *testing.T) {
+	srv := valkeytest.Start(t)
+	a := openValkey(t, srv, ValkeyConfig{})
+	b := openValkey(t, srv, ValkeyConfig{})
+	first := appendAll(t, a, "shared", []messages.Message{keyed(0, "retry-me", "h")})[0]
+	again := appendAll(t, b, "shared", []messages.Message{keyed(1, "retry-me", "h")})[0]
+	assertRepeat(t, "repeat through another store", again, first, false)
+
+	raw := rawClient(t, srv)
+	key := "topic:{shared}:idem:" + idemHash("retry-me")
+	pttl, err := raw.Do(testCtx(t), raw.B().Pttl().Key(key).Build()).AsInt64()
+	if err != nil || pttl <= 0 || pttl > messages.IdempotencyWindow.Milliseconds() {
+		t.Fatalf("PTTL %s = %d, %v; want within the 10 min window", key, pttl, err)
+	}
+	n, err := raw.Do(testCtx(t), raw.B().Xlen().Key("topic:{shared}:stream").Build()).AsInt64()
+	if err != nil || n != 1 {
+		t.Fatalf("XLEN = %d, %v; want 1", n, err)
+	}
+}
