@@ -26,8 +26,10 @@ type MemoryStore struct {
 var _ Store = (*MemoryStore)(nil)
 
 type memTopic struct {
+	epoch   string // this incarnation's random id; immutable
 	mu      sync.RWMutex
 	msgs    []messages.Message // ascending ids
+	origin  messages.ID        // first id ever assigned; zero until then
 	last    messages.ID        // newest id ever assigned
 	trimmed messages.ID        // newest id removed by trimming
 }
@@ -88,7 +90,7 @@ func (s *MemoryStore) topic(name string, create bool) (*memTopic, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t = s.topics[name]; t == nil {
-		t = &memTopic{}
+		t = &memTopic{epoch: newEpoch()}
 		s.topics[name] = t
 	}
 	return t, nil
@@ -117,6 +119,9 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 		}
 		m.ID = messages.NextAfter(t.last, uint64(m.Timestamp.UnixMilli()))
 		m.Topic = topic
+		if t.origin.IsZero() {
+			t.origin = m.ID
+		}
 		t.last = m.ID
 		t.msgs = append(t.msgs, *m)
 		if m.IdempotencyKey != "" {
@@ -147,22 +152,33 @@ func (t *memTopic) trim(l Limits, now time.Time) {
 	t.msgs = t.msgs[drop:]
 }
 
-// Range implements Store.
+// Range implements Store. A topic this store does not hold (never written
+// since the process started, or swept away) has no epoch; a non-zero after
+// on it is Truncated.
 func (s *MemoryStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (Page, error) {
 	t, err := s.topic(topic, false)
-	if err != nil || t == nil {
-		return Page{}, err
+	if err != nil {
+		return Page{}, fmt.Errorf("memory store: range %q: %w", topic, err)
+	}
+	if t == nil {
+		return Page{Truncated: !after.IsZero()}, nil
 	}
 	now := s.now()
-	var cutoff time.Time
-	if s.limits.Retention > 0 {
-		cutoff = now.Add(-s.limits.Retention)
-	}
+	cutoff := s.cutoff(now)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	page := Page{Truncated: after.Less(t.trimmed)}
+	page := Page{
+		Epoch:     t.epoch,
+		Truncated: after.Less(t.trimmed) || (!after.IsZero() && after.Less(t.origin)),
+	}
+	budget := scanBudget(limit)
 	i := sort.Search(len(t.msgs), func(i int) bool { return after.Less(t.msgs[i].ID) })
 	for ; i < len(t.msgs) && len(page.Messages) < limit; i++ {
+		if budget == 0 {
+			page.Next = t.msgs[i-1].ID
+			break
+		}
+		budget--
 		m := &t.msgs[i]
 		if m.Timestamp.Before(cutoff) {
 			page.Truncated = true
@@ -176,45 +192,67 @@ func (s *MemoryStore) Range(ctx context.Context, topic string, after messages.ID
 	return page, nil
 }
 
+// cutoff is the oldest timestamp retained at now; zero without retention.
+func (s *MemoryStore) cutoff(now time.Time) time.Time {
+	if s.limits.Retention > 0 {
+		return now.Add(-s.limits.Retention)
+	}
+	return time.Time{}
+}
+
 // RevRange implements Store.
-func (s *MemoryStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error) {
+func (s *MemoryStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) (Page, error) {
 	t, err := s.topic(topic, false)
-	if err != nil || t == nil {
-		return nil, err
+	if err != nil {
+		return Page{}, fmt.Errorf("memory store: revrange %q: %w", topic, err)
+	}
+	if t == nil {
+		return Page{}, nil
 	}
 	now := s.now()
-	var cutoff time.Time
-	if s.limits.Retention > 0 {
-		cutoff = now.Add(-s.limits.Retention)
-	}
+	cutoff := s.cutoff(now)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	page := Page{Epoch: t.epoch}
 	i := len(t.msgs)
 	if !before.IsZero() {
 		i = sort.Search(len(t.msgs), func(i int) bool { return !t.msgs[i].ID.Less(before) })
 	}
-	var out []messages.Message
-	for i--; i >= 0 && len(out) < limit; i-- {
+	budget := scanBudget(limit)
+	for i--; i >= 0 && len(page.Messages) < limit; i-- {
+		if budget == 0 {
+			page.Next = t.msgs[i+1].ID
+			break
+		}
+		budget--
 		m := &t.msgs[i]
 		if m.Timestamp.Before(cutoff) {
 			break
 		}
 		if !m.Expired(now) {
-			out = append(out, *m)
+			page.Messages = append(page.Messages, *m)
 		}
 	}
-	return out, nil
+	return page, nil
 }
 
-// Last implements Store.
-func (s *MemoryStore) Last(ctx context.Context, topic string) (messages.ID, error) {
-	t, err := s.topic(topic, false)
-	if err != nil || t == nil {
-		return messages.ID{}, err
+// Tips implements Store.
+func (s *MemoryStore) Tips(ctx context.Context, topics []string) (map[string]Tip, error) {
+	out := make(map[string]Tip, len(topics))
+	for _, name := range topics {
+		t, err := s.topic(name, false)
+		if err != nil {
+			return nil, fmt.Errorf("memory store: tips: %w", err)
+		}
+		if t == nil {
+			out[name] = Tip{}
+			continue
+		}
+		t.mu.RLock()
+		out[name] = Tip{Last: t.last, Epoch: t.epoch}
+		t.mu.RUnlock()
 	}
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.last, nil
+	return out, nil
 }
 
 // Ping implements Store.

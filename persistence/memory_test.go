@@ -130,3 +130,28 @@ func TestMemoryStoreIdempotencyCap(t *testing.T) {
 		t.Errorf("the oldest key over the cap is still remembered")
 	}
 }
+
+// A memory store is a new incarnation of every topic: a resume point from
+// before a restart is Truncated, and the epoch differs.
+func TestMemoryStoreRestartIsANewEpoch(t *testing.T) {
+	first := NewMemoryStore(Limits{})
+	old := appendAll(t, first, "restart", msgs(0, 2))
+	oldEpoch := mustTip(t, first, "restart").Epoch
+	first.Close()
+
+	clock := newFakeClock()
+	clock.Advance(time.Second) // the restart happens later
+	second := NewMemoryStore(Limits{}, WithClock(clock.Now))
+	defer second.Close()
+	if p := mustRange(t, second, "restart", old[0].ID, 10); !p.Truncated {
+		t.Errorf("Range after a pre-restart id, nothing published since: Truncated not set")
+	}
+	m := msg(5)
+	m.Timestamp = clock.Now()
+	fresh := appendAll(t, second, "restart", []messages.Message{m})
+	p := mustRange(t, second, "restart", old[0].ID, 10)
+	if !p.Truncated || p.Epoch == oldEpoch || p.Epoch == "" {
+		t.Errorf("Range after a pre-restart id = Truncated %v, epoch %q (old %q); want Truncated and a new epoch", p.Truncated, p.Epoch, oldEpoch)
+	}
+	assertIDs(t, "Range after a pre-restart id", p.Messages, idsOf(fresh))
+}

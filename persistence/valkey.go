@@ -50,11 +50,10 @@ const (
 )
 
 // maxScanCount caps the COUNT of one follow-up read. Range and RevRange read
-// on until the page is full or the stream ends, however many expired or
-// out-of-retention entries filtering skips: their callers (history paging,
-// replay) take a short page for the end of the stream, so stopping early
-// would hide every message after a long run of expired ones. Timeout bounds
-// the whole scan.
+// on until the page is full, the stream ends, or they have looked at
+// scanBudget(limit) entries; then they return the short page with Page.Next
+// set, so a long run of expired entries costs several bounded calls instead
+// of one unbounded one.
 const maxScanCount = 1000
 
 // ValkeyStore keeps each topic in a Valkey stream (Valkey or Redis >= 7).
@@ -251,6 +250,10 @@ func (s *ValkeyStore) conn() (valkey.Client, error) {
 // [A-Za-z0-9._-] before they reach a store, so no brace can break the hash tag.
 func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
 
+// metaKey is the key of the hash holding topic's stream incarnation (epoch,
+// origin, last).
+func metaKey(topic string) string { return "topic:{" + topic + "}:meta" }
+
 // idemKey is the key of the record of an Idempotency-Key sent to topic.
 func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + idemHash(key) }
 
@@ -276,9 +279,18 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // Every call is a redis.pcall: a script that raises after an XADD has run
 // is not rolled back, and its error reply would hide the ids it stored.
 //
-// KEYS[1]: the stream; KEYS[2...]: idempotency records. ARGV[1]: MAXLEN
-// threshold, "0" for none. ARGV[2]: MINID threshold, "0" for none. ARGV[3]:
-// the idempotency window in ms. Then six per message: payload, timestamp,
+// Epoch: the meta hash (KEYS[2]) holds the stream's incarnation: epoch (a
+// random id), origin (the first id of the incarnation) and last (the newest
+// id added). When the batch creates the stream (it did not exist, whatever
+// an old meta hash says), the script starts a new incarnation with ARGV[4]
+// as its epoch. A stream from before epochs existed gets one with origin
+// 0-0 (nothing is known to be lost).
+//
+// KEYS[1]: the stream; KEYS[2]: its meta hash; KEYS[3...]: idempotency
+// records. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]: MINID
+// threshold, "0" for none. ARGV[3]: the idempotency window in ms. ARGV[4]:
+// a fresh epoch, used if the batch starts an incarnation. Then six per
+// message: payload, timestamp,
 // metadata ("" for none), expires_at ("" for none), the index in KEYS of its
 // idempotency record ("0" for none), its request hash.
 //
@@ -289,9 +301,11 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // {"d"|"c", first id, first timestamp} for a repeat ("c": request hash
 // differs).
 var appendScript = valkey.NewLuaScript(`
-local key = KEYS[1]
+local key, meta = KEYS[1], KEYS[2]
 local out = {'', ''}
-local last
+local fresh = redis.call('EXISTS', key) == 0
+local epoch = redis.call('HGET', meta, 'epoch')
+local first, last
 local function try(...)
   local r = redis.pcall(...)
   if type(r) == 'table' and r.err then
@@ -300,7 +314,7 @@ local function try(...)
   end
   return r
 end
-for i = 4, #ARGV, 6 do
+for i = 5, #ARGV, 6 do
   local ik = tonumber(ARGV[i + 4])
   local prev = nil
   if ik > 0 then prev = redis.pcall('GET', KEYS[ik]) end
@@ -328,18 +342,27 @@ for i = 4, #ARGV, 6 do
       try('SET', KEYS[ik], id .. ' ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 5], 'NX', 'PX', ARGV[3])
     end
     out[#out + 1] = id
+    first = first or id
     last = id
   end
 end
 if not last then return out end
+if fresh or not epoch then
+  local origin = first
+  if not fresh then origin = '0-0' end
+  try('DEL', meta)
+  try('HSET', meta, 'epoch', ARGV[4], 'origin', origin, 'last', last)
+else
+  try('HSET', meta, 'last', last)
+end
 local trimmed = 0
 if ARGV[1] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MAXLEN', '~', ARGV[1]) or 0) end
 if ARGV[2] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MINID', '~', ARGV[2]) or 0) end
 if trimmed == 0 then return out end
 local md = last
-local first = try('XRANGE', key, '-', '+', 'COUNT', 1)
-if first and #first > 0 then
-  local ms, seq = string.match(first[1][1], '^(%d+)%-(%d+)$')
+local oldest = try('XRANGE', key, '-', '+', 'COUNT', 1)
+if oldest and #oldest > 0 then
+  local ms, seq = string.match(oldest[1][1], '^(%d+)%-(%d+)$')
   if seq ~= '0' then
     md = ms .. '-' .. string.format('%d', tonumber(seq) - 1)
   else
@@ -350,13 +373,14 @@ try('XSETID', key, last, 'MAXDELETEDID', md)
 return out
 `)
 
-// rangeScript reads the stream's max-deleted-entry-id and the first page of
-// an XRANGE atomically, so no trim can fall between the two.
+// rangeScript reads the stream's max-deleted-entry-id, its incarnation and
+// the first page of an XRANGE atomically, so no trim can fall between them.
 //
-// KEYS[1]: the stream. ARGV[1]: XRANGE start. ARGV[2]: COUNT.
-// Returns {max-deleted-entry-id, entries}; {"0-0", {}} when there is no stream.
+// KEYS[1]: the stream; KEYS[2]: its meta hash. ARGV[1]: XRANGE start.
+// ARGV[2]: COUNT. Returns {max-deleted-entry-id, entries, epoch, origin,
+// exists}; {"0-0", {}, "", "0-0", 0} when there is no stream.
 var rangeScript = valkey.NewLuaScriptReadOnly(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', {}} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', {}, '', '0-0', 0} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local md = '0-0'
 for i = 1, #info, 2 do
@@ -365,19 +389,8 @@ for i = 1, #info, 2 do
     break
   end
 end
-return {md, redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])}
-`)
-
-// lastScript returns the stream's last-generated-id: the newest id ever
-// assigned, even if trimming has removed that entry; "0-0" when there is no
-// stream.
-var lastScript = valkey.NewLuaScriptReadOnly(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return '0-0' end
-local info = redis.call('XINFO', 'STREAM', KEYS[1])
-for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then return info[i + 1] end
-end
-return '0-0'
+local em = redis.call('HMGET', KEYS[2], 'epoch', 'origin')
+return {md, redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2]), em[1] or '', em[2] or '0-0', 1}
 `)
 
 // Append implements Store. The batch goes to Valkey as one script call (one
@@ -400,9 +413,9 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
 	}
-	keys := []string{streamKey(topic)}
-	args := make([]string, 0, 3+6*len(batch))
-	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10))
+	keys := []string{streamKey(topic), metaKey(topic)}
+	args := make([]string, 0, 4+6*len(batch))
+	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch())
 	if s.cfg.Limits.MaxMessages > 0 {
 		args[0] = strconv.Itoa(s.cfg.Limits.MaxMessages)
 	}
@@ -506,10 +519,11 @@ func decodeAppended(m *messages.Message, topic string, r valkey.ValkeyMessage) b
 //
 // Truncated is true when after < the stream's max-deleted-entry-id (which
 // the append script sets to just below the oldest entry left after a trim),
-// or when an entry after `after` was skipped for being older than the
-// retention. A point at or after the oldest retained entry is therefore
-// never truncated; any point before it is (including the last trimmed id
-// itself, which the memory store does not count). Errors wrap
+// when an entry after `after` was skipped for being older than the
+// retention, and when a non-zero after predates the incarnation (before its
+// origin, or no stream). A point at or after the oldest retained entry is
+// therefore never truncated; any point before it is (including the last
+// trimmed id itself, which the memory store does not count). Errors wrap
 // messages.ErrUnavailable, except for entries that cannot be decoded.
 func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (Page, error) {
 	if limit <= 0 {
@@ -526,11 +540,11 @@ func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID
 	if !after.IsZero() {
 		start = "(" + after.String()
 	}
-	reply, err := rangeScript.Exec(ctx, c, []string{key}, []string{start, strconv.Itoa(limit)}).ToArray()
+	reply, err := rangeScript.Exec(ctx, c, []string{key, metaKey(topic)}, []string{start, strconv.Itoa(limit)}).ToArray()
 	if err != nil {
 		return Page{}, fmt.Errorf("valkey: range %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}
-	if len(reply) != 2 {
+	if len(reply) != 5 {
 		return Page{}, fmt.Errorf("valkey: range %q: unexpected reply of %d elements", topic, len(reply))
 	}
 	var page Page
@@ -539,20 +553,36 @@ func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID
 			page.Truncated = after.Less(md)
 		}
 	}
+	page.Epoch, _ = reply[2].ToString()
+	if exists, _ := reply[4].AsInt64(); exists == 0 {
+		page.Truncated = !after.IsZero()
+		return page, nil
+	}
+	if originText, err := reply[3].ToString(); err == nil && !after.IsZero() {
+		if origin, err := messages.ParseID(originText); err == nil && after.Less(origin) {
+			page.Truncated = true
+		}
+	}
 	f := s.newFilter()
 	entries := reply[1]
-	count := limit
+	count, budget := limit, scanBudget(limit)
 	for {
 		got, last, read, err := f.decode(topic, entries, limit-len(page.Messages), page.Messages)
 		if err != nil {
 			return Page{}, fmt.Errorf("valkey: range %q: %w", topic, err)
 		}
 		page.Messages = got
+		budget -= read
 		if len(page.Messages) >= limit || read < count {
 			break
 		}
+		if budget <= 0 {
+			// Filtering skipped a long run: hand back a cursor.
+			page.Next, _ = messages.ParseID(last)
+			break
+		}
 		// Filtering left the page short and the stream has more: read on.
-		count = min(count*2, maxScanCount)
+		count = min(count*2, maxScanCount, budget)
 		res := c.Do(ctx, c.B().Xrange().Key(key).Start("("+last).End("+").Count(int64(count)).Build())
 		if entries, err = res.ToMessage(); err != nil {
 			return Page{}, fmt.Errorf("valkey: range %q: %w: %w", topic, messages.ErrUnavailable, err)
@@ -564,13 +594,13 @@ func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID
 
 // RevRange implements Store. Errors wrap messages.ErrUnavailable, except for
 // entries that cannot be decoded.
-func (s *ValkeyStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error) {
+func (s *ValkeyStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) (Page, error) {
 	if limit <= 0 {
-		return nil, nil
+		return Page{}, nil
 	}
 	c, err := s.conn()
 	if err != nil {
-		return nil, fmt.Errorf("valkey: revrange %q: %w", topic, err)
+		return Page{}, fmt.Errorf("valkey: revrange %q: %w", topic, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -580,48 +610,85 @@ func (s *ValkeyStore) RevRange(ctx context.Context, topic string, before message
 		end = "(" + before.String()
 	}
 	f := s.newFilter()
-	var out []messages.Message
-	count := limit
-	for {
-		res := c.Do(ctx, c.B().Xrevrange().Key(key).End(end).Start("-").Count(int64(count)).Build())
+	var page Page
+	count, budget := limit, scanBudget(limit)
+	for first := true; ; first = false {
+		xrev := c.B().Xrevrange().Key(key).End(end).Start("-").Count(int64(count)).Build()
+		var res valkey.ValkeyResult
+		if first {
+			rs := c.DoMulti(ctx, c.B().Hget().Key(metaKey(topic)).Field("epoch").Build(), xrev)
+			if err := rs[0].Error(); err != nil && !valkey.IsValkeyNil(err) {
+				return Page{}, fmt.Errorf("valkey: revrange %q: %w: %w", topic, messages.ErrUnavailable, err)
+			}
+			page.Epoch, _ = rs[0].ToString()
+			res = rs[1]
+		} else {
+			res = c.Do(ctx, xrev)
+		}
 		entries, err := res.ToMessage()
 		if err != nil {
-			return nil, fmt.Errorf("valkey: revrange %q: %w: %w", topic, messages.ErrUnavailable, err)
+			return Page{}, fmt.Errorf("valkey: revrange %q: %w: %w", topic, messages.ErrUnavailable, err)
 		}
 		var last string
 		var read int
-		if out, last, read, err = f.decode(topic, entries, limit-len(out), out); err != nil {
-			return nil, fmt.Errorf("valkey: revrange %q: %w", topic, err)
+		if page.Messages, last, read, err = f.decode(topic, entries, limit-len(page.Messages), page.Messages); err != nil {
+			return Page{}, fmt.Errorf("valkey: revrange %q: %w", topic, err)
 		}
+		budget -= read
 		// Entries past the retention are the oldest; older ones would be
 		// skipped too, so stop reading once one was seen.
-		if len(out) >= limit || read < count || f.outOfRetention {
+		if len(page.Messages) >= limit || read < count || f.outOfRetention {
+			break
+		}
+		if budget <= 0 {
+			page.Next, _ = messages.ParseID(last)
 			break
 		}
 		end = "(" + last
-		count = min(count*2, maxScanCount)
+		count = min(count*2, maxScanCount, budget)
+	}
+	return page, nil
+}
+
+// Tips implements Store: one HMGET of each topic's meta hash (epoch, last),
+// pipelined in one round trip (split by slot in a cluster).
+func (s *ValkeyStore) Tips(ctx context.Context, topics []string) (map[string]Tip, error) {
+	out := make(map[string]Tip, len(topics))
+	if len(topics) == 0 {
+		return out, nil
+	}
+	c, err := s.conn()
+	if err != nil {
+		return nil, fmt.Errorf("valkey: tips: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	cmds := make(valkey.Commands, len(topics))
+	for i, t := range topics {
+		cmds[i] = c.B().Hmget().Key(metaKey(t)).Field("epoch", "last").Build()
+	}
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		vals, err := r.ToArray()
+		if err != nil || len(vals) != 2 {
+			return nil, fmt.Errorf("valkey: tips (%d topics) %q: %w: %w", len(topics), topics[i], messages.ErrUnavailable, errOr(err, "bad reply"))
+		}
+		var tip Tip
+		tip.Epoch, _ = vals[0].ToString()
+		if lastText, err := vals[1].ToString(); err == nil {
+			if tip.Last, err = messages.ParseID(lastText); err != nil {
+				return nil, fmt.Errorf("valkey: tips %q: %w", topics[i], err)
+			}
+		}
+		out[topics[i]] = tip
 	}
 	return out, nil
 }
 
-// Last implements Store: the stream's last-generated-id, which stays the
-// newest id assigned even after trimming removed that entry.
-func (s *ValkeyStore) Last(ctx context.Context, topic string) (messages.ID, error) {
-	c, err := s.conn()
+func errOr(err error, text string) error {
 	if err != nil {
-		return messages.ID{}, fmt.Errorf("valkey: last %q: %w", topic, err)
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	text, err := lastScript.Exec(ctx, c, []string{streamKey(topic)}, nil).ToString()
-	if err != nil {
-		return messages.ID{}, fmt.Errorf("valkey: last %q: %w: %w", topic, messages.ErrUnavailable, err)
-	}
-	id, err := messages.ParseID(text)
-	if err != nil {
-		return messages.ID{}, fmt.Errorf("valkey: last %q: %w", topic, err)
-	}
-	return id, nil
+	return errors.New(text)
 }
 
 // Ping implements Store: PING within Timeout. The error says why the store

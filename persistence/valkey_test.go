@@ -288,7 +288,7 @@ func TestValkeyStoreStalledValkeyTimesOut(t *testing.T) {
 	ops := map[string]func() error{
 		"Append": func() error { _, err := s.Append(context.Background(), "stall", msgs(1, 1)); return err },
 		"Range":  func() error { _, err := s.Range(context.Background(), "stall", messages.ID{}, 10); return err },
-		"Last":   func() error { _, err := s.Last(context.Background(), "stall"); return err },
+		"Tips":   func() error { _, err := s.Tips(context.Background(), []string{"stall"}); return err },
 		"Ping":   func() error { return s.Ping(context.Background()) },
 	}
 	for name, op := range ops {
@@ -354,5 +354,45 @@ func TestValkeyStoreIdempotencyAcrossStores(t *testing.T) {
 	n, err := raw.Do(testCtx(t), raw.B().Xlen().Key("topic:{shared}:stream").Build()).AsInt64()
 	if err != nil || n != 1 {
 		t.Fatalf("XLEN = %d, %v; want 1", n, err)
+	}
+}
+
+// Deleting a stream ends its incarnation: the next append starts a new
+// epoch, and a resume point from the old one is Truncated. A stream written
+// before epochs existed is adopted without reporting loss.
+func TestValkeyStoreEpochFollowsTheStream(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{})
+	raw := rawClient(t, srv)
+	ctx := testCtx(t)
+	old := appendAll(t, s, "reborn", msgs(0, 3))
+	before := mustTip(t, s, "reborn")
+	if err := raw.Do(ctx, raw.B().Del().Key("topic:{reborn}:stream").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if p := mustRange(t, s, "reborn", old[1].ID, 10); !p.Truncated || len(p.Messages) != 0 {
+		t.Errorf("Range after an old id with the stream deleted = %+v; want Truncated", p)
+	}
+	fresh := appendAll(t, s, "reborn", msgs(3, 2))
+	after := mustTip(t, s, "reborn")
+	if after.Epoch == before.Epoch || after.Last != fresh[1].ID {
+		t.Errorf("Tip after the stream was recreated = %+v (before %+v); want a new epoch and last %s", after, before, fresh[1].ID)
+	}
+	p := mustRange(t, s, "reborn", old[1].ID, 10)
+	if !p.Truncated || p.Epoch != after.Epoch {
+		t.Errorf("Range after an id of the old incarnation: Truncated=%v epoch %q; want true, %q", p.Truncated, p.Epoch, after.Epoch)
+	}
+	assertIDs(t, "Range after an old id", p.Messages, idsOf(fresh))
+
+	// A stream without a meta hash (written by an older relay).
+	id, err := raw.Do(ctx, raw.B().Xadd().Key("topic:{legacy}:stream").Id("*").FieldValue().
+		FieldValue("payload", "{}").FieldValue("timestamp", messages.FormatTime(time.Now())).Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacyID, _ := messages.ParseID(id)
+	appendAll(t, s, "legacy", msgs(0, 1))
+	if p := mustRange(t, s, "legacy", legacyID, 10); p.Truncated || len(p.Messages) != 1 || p.Epoch == "" {
+		t.Errorf("Range on an adopted stream = %+v; want 1 message, not Truncated, an epoch", p)
 	}
 }
