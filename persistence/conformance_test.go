@@ -49,6 +49,7 @@ func runConformance(t *testing.T, open openFunc) {
 		{"Ping", testPing},
 		{"ClosedStoreIsUnavailable", testClosedStoreIsUnavailable},
 		{"EpochTruncates", testEpochTruncates},
+		{"QuietTopicDisappears", testQuietTopicDisappears},
 		{"BoundedScan", testBoundedScan},
 		{"IdempotentRepeat", testIdempotentRepeat},
 		{"IdempotentRepeatInBatch", testIdempotentRepeatInBatch},
@@ -422,6 +423,26 @@ func testBoundedScan(t *testing.T, open openFunc) {
 		t.Errorf("RevRange scanned %d expired entries in one call", expired)
 	}
 	assertIDs(t, "RevRange following Next", messagesOf(got), []messages.ID{live.ID})
+}
+
+// Retention applies to a topic nobody writes to: once its messages are
+// past the retention the topic itself goes (memory: the sweeper; Valkey: the
+// stream's expiry), and a resume point on it reports Truncated.
+func testQuietTopicDisappears(t *testing.T, open openFunc) {
+	s := open(t, Limits{Retention: 300 * time.Millisecond})
+	ids := idsOf(appendAll(t, s, "quiet", msgs(0, 3)))
+	eventually(t, 10*time.Second, func() string {
+		if tip := mustTip(t, s, "quiet"); tip != (Tip{}) {
+			return fmt.Sprintf("the quiet topic is still there: %+v", tip)
+		}
+		return ""
+	})
+	if p := mustRange(t, s, "quiet", ids[0], 10); !p.Truncated || len(p.Messages) != 0 {
+		t.Errorf("Range after an id of a vanished topic = %+v; want empty, Truncated", p)
+	}
+	// A new append starts afresh.
+	again := appendAll(t, s, "quiet", msgs(3, 1))
+	assertIDs(t, "after the topic came back", mustRange(t, s, "quiet", messages.ID{}, 10).Messages, idsOf(again))
 }
 
 func messagesOf(ids []messages.ID) []messages.Message {

@@ -21,6 +21,9 @@ type MemoryStore struct {
 	mu     sync.RWMutex
 	topics map[string]*memTopic
 	closed bool
+
+	stop chan struct{} // closed by Close: ends the sweeper
+	wg   sync.WaitGroup
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -32,6 +35,7 @@ type memTopic struct {
 	origin  messages.ID        // first id ever assigned; zero until then
 	last    messages.ID        // newest id ever assigned
 	trimmed messages.ID        // newest id removed by trimming
+	dead    bool               // swept out of the map: writers look again
 }
 
 // MemoryOption configures a MemoryStore.
@@ -40,6 +44,14 @@ type MemoryOption func(*memoryOptions)
 type memoryOptions struct {
 	now     func() time.Time
 	idemCap int
+	sweep   time.Duration
+}
+
+// WithSweepInterval sets how often the sweeper drops expired and
+// out-of-retention messages, removes emptied topics and forgets expired
+// idempotency keys (default DefaultSweepInterval).
+func WithSweepInterval(d time.Duration) MemoryOption {
+	return func(o *memoryOptions) { o.sweep = d }
 }
 
 // WithClock makes the store read the time from now instead of time.Now (for
@@ -56,21 +68,29 @@ func WithIdempotencyCap(n int) MemoryOption {
 	return func(o *memoryOptions) { o.idemCap = n }
 }
 
-// NewMemoryStore returns an empty store that trims to limits on every append.
+// NewMemoryStore returns an empty store that trims to limits on every append
+// and runs a sweeper goroutine (see sweep) until Close.
 func NewMemoryStore(limits Limits, opts ...MemoryOption) *MemoryStore {
-	o := memoryOptions{now: time.Now, idemCap: DefaultIdempotencyCap}
+	o := memoryOptions{now: time.Now, idemCap: DefaultIdempotencyCap, sweep: DefaultSweepInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.idemCap <= 0 {
 		o.idemCap = DefaultIdempotencyCap
 	}
-	return &MemoryStore{
+	if o.sweep <= 0 {
+		o.sweep = DefaultSweepInterval
+	}
+	s := &MemoryStore{
 		limits: limits,
 		now:    o.now,
 		idem:   newIdemTable(limits.idempotencyWindow(), o.idemCap),
 		topics: make(map[string]*memTopic),
+		stop:   make(chan struct{}),
 	}
+	s.wg.Add(1)
+	go s.sweeper(o.sweep)
+	return s
 }
 
 // IdempotencyKeys returns how many Idempotency-Key records the store holds
@@ -89,6 +109,9 @@ func (s *MemoryStore) topic(name string, create bool) (*memTopic, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("memory store: %w: closed", messages.ErrUnavailable)
+	}
 	if t = s.topics[name]; t == nil {
 		t = &memTopic{epoch: newEpoch()}
 		s.topics[name] = t
@@ -101,13 +124,12 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("memory store: append %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}
-	t, err := s.topic(topic, true)
+	t, err := s.lockForAppend(topic)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("memory store: append %q: %w", topic, err)
 	}
-	now := s.now()
-	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := s.now()
 	for i := range batch {
 		m := &batch[i]
 		if m.IdempotencyKey != "" {
@@ -130,6 +152,22 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 	}
 	t.trim(s.limits, now)
 	return len(batch), nil
+}
+
+// lockForAppend returns topic's entry, created if need be, write-locked. An
+// entry the sweeper removed meanwhile is dead: look again.
+func (s *MemoryStore) lockForAppend(topic string) (*memTopic, error) {
+	for {
+		t, err := s.topic(topic, true)
+		if err != nil {
+			return nil, err
+		}
+		t.mu.Lock()
+		if !t.dead {
+			return t, nil
+		}
+		t.mu.Unlock()
+	}
 }
 
 // trim drops messages over the count cap or older than the retention.
@@ -261,11 +299,18 @@ func (s *MemoryStore) Ping(ctx context.Context) error {
 	return err
 }
 
-// Close implements Store.
+// Close implements Store: it stops the sweeper and drops every topic.
+// Close is idempotent.
 func (s *MemoryStore) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	s.topics = nil
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
 	return nil
 }

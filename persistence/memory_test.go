@@ -7,12 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/pulsar-relay/relay/messages"
 )
 
 func TestMemoryStoreConformance(t *testing.T) {
 	runConformance(t, func(t *testing.T, limits Limits) Store {
-		s := NewMemoryStore(limits)
+		s := NewMemoryStore(limits, WithSweepInterval(20*time.Millisecond))
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	})
@@ -154,4 +156,91 @@ func TestMemoryStoreRestartIsANewEpoch(t *testing.T) {
 		t.Errorf("Range after a pre-restart id = Truncated %v, epoch %q (old %q); want Truncated and a new epoch", p.Truncated, p.Epoch, oldEpoch)
 	}
 	assertIDs(t, "Range after a pre-restart id", p.Messages, idsOf(fresh))
+}
+
+// The sweeper trims quiet topics on the store's clock: expired and
+// out-of-retention messages go, emptied topics leave the map, and Close
+// stops the goroutine.
+func TestMemoryStoreSweeper(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	clock := newFakeClock()
+	s := NewMemoryStore(Limits{Retention: time.Hour}, WithClock(clock.Now), WithSweepInterval(5*time.Millisecond))
+	at := func(i int, ttl time.Duration) messages.Message {
+		m := msg(i)
+		m.Timestamp = clock.Now()
+		if ttl > 0 {
+			m.ExpiresAt = m.Timestamp.Add(ttl)
+		}
+		return m
+	}
+	appendAll(t, s, "old", []messages.Message{at(0, 0), at(1, 0)})
+	appendAll(t, s, "ttl", []messages.Message{at(2, time.Minute)})
+	mixed := appendAll(t, s, "mixed", []messages.Message{at(3, time.Minute), at(4, 0), at(5, time.Minute)})
+	if n := s.Topics(); n != 3 {
+		t.Fatalf("Topics = %d, want 3", n)
+	}
+
+	clock.Advance(2 * time.Minute) // past the ttls, within the retention
+	eventually(t, 5*time.Second, func() string {
+		if n := s.Topics(); n != 2 {
+			return fmt.Sprintf("Topics = %d; want 2 once the ttl-only topic is swept", n)
+		}
+		return ""
+	})
+	if n := heldMessages(s, "mixed"); n != 1 {
+		t.Errorf("the mixed topic holds %d messages after its ttls passed, want 1", n)
+	}
+	if p := mustRange(t, s, "mixed", mixed[0].ID, 10); p.Truncated {
+		t.Errorf("expiry reported as Truncated")
+	}
+
+	clock.Advance(time.Hour) // past the retention
+	eventually(t, 5*time.Second, func() string {
+		if n := s.Topics(); n != 0 {
+			return fmt.Sprintf("Topics = %d; want 0 once everything is past the retention", n)
+		}
+		return ""
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func heldMessages(s *MemoryStore, topic string) int {
+	t, _ := s.topic(topic, false)
+	if t == nil {
+		return 0
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.msgs)
+}
+
+// An append racing the sweeper's removal of its (empty) topic is never
+// lost to the removed entry.
+func TestMemoryStoreAppendRacesSweep(t *testing.T) {
+	s := NewMemoryStore(Limits{}, WithSweepInterval(time.Millisecond))
+	defer s.Close()
+	for i := range 300 {
+		gone := msg(i)
+		gone.ExpiresAt = time.Now().Add(-time.Second) // the sweeper empties the topic
+		appendAll(t, s, "racy", []messages.Message{gone})
+		if i%2 == 0 {
+			s.sweep() // and sometimes it runs right here
+		}
+		live := appendAll(t, s, "racy", []messages.Message{msg(i)})[0]
+		p := mustRange(t, s, "racy", messages.ID{}, 10)
+		if len(p.Messages) == 0 || p.Messages[len(p.Messages)-1].ID != live.ID {
+			t.Fatalf("round %d: message %s was acknowledged but Range returns %v", i, live.ID, idsOf(p.Messages))
+		}
+		// Expire it, so the topic empties again.
+		s.mu.RLock()
+		tp := s.topics["racy"]
+		s.mu.RUnlock()
+		tp.mu.Lock()
+		for j := range tp.msgs {
+			tp.msgs[j].ExpiresAt = time.Now().Add(-time.Second)
+		}
+		tp.mu.Unlock()
+	}
 }

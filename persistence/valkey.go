@@ -70,6 +70,10 @@ const maxScanCount = 1000
 //	metadata    JSON object of strings; absent when empty
 //	expires_at  same format as timestamp; absent when the message has no ttl
 //
+// Expiry: with a retention, every append sets the stream's and its meta
+// hash's expiry to streamExpiry(Retention), so a topic nobody writes to
+// disappears (no stream: a resume point on it reports Truncated).
+//
 // Trimming happens on every append, in the same script as the XADDs:
 // "XTRIM MAXLEN ~ Limits.MaxMessages" and "XTRIM MINID ~ <now-Retention ms>".
 // The trims are approximate (whole radix-tree nodes), so a topic may hold up
@@ -250,6 +254,15 @@ func (s *ValkeyStore) conn() (valkey.Client, error) {
 // [A-Za-z0-9._-] before they reach a store, so no brace can break the hash tag.
 func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
 
+// streamExpiry is how long a stream (and its meta hash) lives after its last
+// append: the retention, after which every message in it is out of
+// retention anyway, plus a margin of the retention again but at most a
+// minute, for the clock difference between the relay (timestamps) and
+// Valkey (expiry).
+func streamExpiry(retention time.Duration) time.Duration {
+	return retention + min(retention, time.Minute)
+}
+
 // metaKey is the key of the hash holding topic's stream incarnation (epoch,
 // origin, last).
 func metaKey(topic string) string { return "topic:{" + topic + "}:meta" }
@@ -289,7 +302,9 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // KEYS[1]: the stream; KEYS[2]: its meta hash; KEYS[3...]: idempotency
 // records. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]: MINID
 // threshold, "0" for none. ARGV[3]: the idempotency window in ms. ARGV[4]:
-// a fresh epoch, used if the batch starts an incarnation. Then six per
+// a fresh epoch, used if the batch starts an incarnation. ARGV[5]: the
+// expiry of the stream and its meta hash in ms ("0" for none), set again on
+// every append so that a topic nobody writes to disappears. Then six per
 // message: payload, timestamp,
 // metadata ("" for none), expires_at ("" for none), the index in KEYS of its
 // idempotency record ("0" for none), its request hash.
@@ -314,7 +329,7 @@ local function try(...)
   end
   return r
 end
-for i = 5, #ARGV, 6 do
+for i = 6, #ARGV, 6 do
   local ik = tonumber(ARGV[i + 4])
   local prev = nil
   if ik > 0 then prev = redis.pcall('GET', KEYS[ik]) end
@@ -354,6 +369,10 @@ if fresh or not epoch then
   try('HSET', meta, 'epoch', ARGV[4], 'origin', origin, 'last', last)
 else
   try('HSET', meta, 'last', last)
+end
+if ARGV[5] ~= '0' then
+  try('PEXPIRE', key, ARGV[5])
+  try('PEXPIRE', meta, ARGV[5])
 end
 local trimmed = 0
 if ARGV[1] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MAXLEN', '~', ARGV[1]) or 0) end
@@ -414,13 +433,14 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
 	}
 	keys := []string{streamKey(topic), metaKey(topic)}
-	args := make([]string, 0, 4+6*len(batch))
-	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch())
+	args := make([]string, 0, 5+6*len(batch))
+	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0")
 	if s.cfg.Limits.MaxMessages > 0 {
 		args[0] = strconv.Itoa(s.cfg.Limits.MaxMessages)
 	}
-	if s.cfg.Limits.Retention > 0 {
-		args[1] = strconv.FormatInt(time.Now().Add(-s.cfg.Limits.Retention).UnixMilli(), 10)
+	if r := s.cfg.Limits.Retention; r > 0 {
+		args[1] = strconv.FormatInt(time.Now().Add(-r).UnixMilli(), 10)
+		args[4] = strconv.FormatInt(streamExpiry(r).Milliseconds(), 10)
 	}
 	for i := range batch {
 		m := &batch[i]

@@ -396,3 +396,34 @@ func TestValkeyStoreEpochFollowsTheStream(t *testing.T) {
 		t.Errorf("Range on an adopted stream = %+v; want 1 message, not Truncated, an epoch", p)
 	}
 }
+
+// Every append sets the stream's and the meta hash's expiry to the
+// retention plus margin; without a retention nothing expires.
+func TestValkeyStoreStreamExpiry(t *testing.T) {
+	srv := valkeytest.Start(t)
+	raw := rawClient(t, srv)
+	ctx := testCtx(t)
+	pttl := func(key string) int64 {
+		t.Helper()
+		n, err := raw.Do(ctx, raw.B().Pttl().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatalf("PTTL %s: %v", key, err)
+		}
+		return n
+	}
+	s := openValkey(t, srv, ValkeyConfig{Limits: Limits{Retention: time.Hour}})
+	appendAll(t, s, "expiring", msgs(0, 1))
+	want := streamExpiry(time.Hour).Milliseconds()
+	for _, key := range []string{"topic:{expiring}:stream", "topic:{expiring}:meta"} {
+		if got := pttl(key); got <= want-60_000 || got > want {
+			t.Errorf("PTTL %s = %d ms, want about %d", key, got, want)
+		}
+	}
+	forever := openValkey(t, srv, ValkeyConfig{})
+	appendAll(t, forever, "forever", msgs(0, 1))
+	for _, key := range []string{"topic:{forever}:stream", "topic:{forever}:meta"} {
+		if got := pttl(key); got != -1 {
+			t.Errorf("PTTL %s = %d without a retention, want -1 (no expiry)", key, got)
+		}
+	}
+}
