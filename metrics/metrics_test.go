@@ -222,14 +222,15 @@ func (failingStore) RevRange(context.Context, string, messages.ID, int) (persist
 func (failingStore) Tips(context.Context, []string) (map[string]persistence.Tip, error) {
 	return nil, errDown
 }
-func (failingStore) Ping(context.Context) error                        { return errDown }
-func (failingStore) Close() error                                      { return nil }
+func (failingStore) Ping(context.Context) error { return errDown }
+func (failingStore) Close() error               { return nil }
 
 func TestInstrumentStore(t *testing.T) {
 	ctx := context.Background()
 	r := New(DefaultMaxTopics)
 	mem := persistence.NewMemoryStore(persistence.Limits{})
 	s := InstrumentStore(mem, r)
+	defer s.Close() // stops the memory store's sweeper
 	if s.(interface{ Unwrap() persistence.Store }).Unwrap() != mem {
 		t.Fatal("Unwrap must return the measured store")
 	}

@@ -97,4 +97,9 @@ func (s *instrumentedStore) Ping(ctx context.Context) error {
 	return err
 }
 
+// NewFeed is forwarded unmeasured: the feed is a subscription, not a call.
+func (s *instrumentedStore) NewFeed(h persistence.FeedHandler) (persistence.Feed, error) {
+	return s.s.NewFeed(h)
+}
+
 func (s *instrumentedStore) Close() error { return s.s.Close() }

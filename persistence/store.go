@@ -58,6 +58,12 @@ type Store interface {
 	// check compares it with what was delivered.
 	Tips(ctx context.Context, topics []string) (map[string]Tip, error)
 
+	// NewFeed returns a Feed that calls h with the notices of other
+	// appends to the topics it is subscribed to (see Feed; a store that
+	// lives in one process returns one that never calls h). The caller
+	// closes it before the store.
+	NewFeed(h FeedHandler) (Feed, error)
+
 	// Ping reports whether the store can serve requests now; the error
 	// is the reason for /ready.
 	Ping(ctx context.Context) error

@@ -292,6 +292,12 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // Every call is a redis.pcall: a script that raises after an XADD has run
 // is not rolled back, and its error reply would hide the ids it stored.
 //
+// Announce: when the batch stored anything, the script SPUBLISHes a notice
+// (see Notice; JSON built here: ids, timestamps, the epoch and the topic
+// never need escaping, payload and metadata are JSON already) on the topic's
+// live channel topic:{<topic>}:live. It goes out in the same call as the
+// XADDs, so every stored batch is announced exactly once, in stream order.
+//
 // Epoch: the meta hash (KEYS[2]) holds the stream's incarnation: epoch (a
 // random id), origin (the first id of the incarnation) and last (the newest
 // id added). When the batch creates the stream (it did not exist, whatever
@@ -304,7 +310,8 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // threshold, "0" for none. ARGV[3]: the idempotency window in ms. ARGV[4]:
 // a fresh epoch, used if the batch starts an incarnation. ARGV[5]: the
 // expiry of the stream and its meta hash in ms ("0" for none), set again on
-// every append so that a topic nobody writes to disappears. Then six per
+// every append so that a topic nobody writes to disappears. ARGV[6]: the
+// topic. ARGV[7]: "1" to put the messages in the notice. Then six per
 // message: payload, timestamp,
 // metadata ("" for none), expires_at ("" for none), the index in KEYS of its
 // idempotency record ("0" for none), its request hash.
@@ -320,6 +327,10 @@ local key, meta = KEYS[1], KEYS[2]
 local out = {'', ''}
 local fresh = redis.call('EXISTS', key) == 0
 local epoch = redis.call('HGET', meta, 'epoch')
+local prev = '0-0'
+if not fresh and epoch then prev = redis.call('HGET', meta, 'last') or '0-0' end
+local inline = ARGV[7] == '1'
+local parts = {}
 local first, last
 local function try(...)
   local r = redis.pcall(...)
@@ -329,7 +340,7 @@ local function try(...)
   end
   return r
 end
-for i = 6, #ARGV, 6 do
+for i = 8, #ARGV, 6 do
   local ik = tonumber(ARGV[i + 4])
   local prev = nil
   if ik > 0 then prev = redis.pcall('GET', KEYS[ik]) end
@@ -359,14 +370,21 @@ for i = 6, #ARGV, 6 do
     out[#out + 1] = id
     first = first or id
     last = id
+    if inline then
+      local m = '{"id":"' .. id .. '","timestamp":"' .. ARGV[i + 1] .. '","payload":' .. ARGV[i]
+      if ARGV[i + 2] ~= '' then m = m .. ',"metadata":' .. ARGV[i + 2] end
+      if ARGV[i + 3] ~= '' then m = m .. ',"expires_at":"' .. ARGV[i + 3] .. '"' end
+      parts[#parts + 1] = m .. '}'
+    end
   end
 end
 if not last then return out end
 if fresh or not epoch then
   local origin = first
   if not fresh then origin = '0-0' end
+  epoch = ARGV[4]
   try('DEL', meta)
-  try('HSET', meta, 'epoch', ARGV[4], 'origin', origin, 'last', last)
+  try('HSET', meta, 'epoch', epoch, 'origin', origin, 'last', last)
 else
   try('HSET', meta, 'last', last)
 end
@@ -374,6 +392,9 @@ if ARGV[5] ~= '0' then
   try('PEXPIRE', key, ARGV[5])
   try('PEXPIRE', meta, ARGV[5])
 end
+local notice = '{"topic":"' .. ARGV[6] .. '","epoch":"' .. epoch .. '","prev":"' .. prev .. '","last":"' .. last .. '"'
+if inline then notice = notice .. ',"messages":[' .. table.concat(parts, ',') .. ']' end
+try('SPUBLISH', 'topic:{' .. ARGV[6] .. '}:live', notice .. '}')
 local trimmed = 0
 if ARGV[1] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MAXLEN', '~', ARGV[1]) or 0) end
 if ARGV[2] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MINID', '~', ARGV[2]) or 0) end
@@ -433,14 +454,18 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
 	}
 	keys := []string{streamKey(topic), metaKey(topic)}
-	args := make([]string, 0, 5+6*len(batch))
-	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0")
+	args := make([]string, 0, 7+6*len(batch))
+	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0")
 	if s.cfg.Limits.MaxMessages > 0 {
 		args[0] = strconv.Itoa(s.cfg.Limits.MaxMessages)
 	}
 	if r := s.cfg.Limits.Retention; r > 0 {
 		args[1] = strconv.FormatInt(time.Now().Add(-r).UnixMilli(), 10)
 		args[4] = strconv.FormatInt(streamExpiry(r).Milliseconds(), 10)
+	}
+	inline := 0
+	for i := range batch {
+		inline += len(batch[i].Payload)
 	}
 	for i := range batch {
 		m := &batch[i]
@@ -462,7 +487,11 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		}
 		// The payload is immutable once handed to the store, so it is
 		// passed without a copy.
+		inline += len(md)
 		args = append(args, valkey.BinaryString(m.Payload), messages.FormatTime(m.Timestamp), md, exp, ik, m.RequestHash)
+	}
+	if inline <= NoticeInlineMax {
+		args[6] = "1"
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
