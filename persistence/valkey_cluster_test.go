@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/valkey-io/valkey-go"
 
 	"github.com/pulsar-relay/relay/internal/valkeytest"
+	"github.com/pulsar-relay/relay/messages"
 )
 
 // openCluster opens a store on the package's shared cluster, emptied first.
@@ -62,6 +64,120 @@ func TestValkeyClusterSpreadsTopics(t *testing.T) {
 		raw.Close()
 		if err != nil || n == 0 {
 			t.Errorf("master %s holds %d keys (%v); want some of the 30 topics", m.Addr(), n, err)
+		}
+	}
+}
+
+// noticesOf collects notices from h until every topic of want has one,
+// skipping link events.
+func noticesOf(t *testing.T, h *chanHandler, want map[string]bool) map[string]Notice {
+	t.Helper()
+	got := make(map[string]Notice)
+	for len(got) < len(want) {
+		e := h.next(fmt.Sprintf("notices (%d of %d)", len(got), len(want)))
+		if e.notice == nil {
+			continue
+		}
+		if !want[e.notice.Topic] {
+			t.Fatalf("notice for %q, not subscribed", e.notice.Topic)
+		}
+		got[e.notice.Topic] = *e.notice
+	}
+	return got
+}
+
+// The feed on a cluster: notices of topics on every shard arrive (one
+// pub/sub link per slot in use), and come back after the links are killed.
+func TestValkeyClusterFeed(t *testing.T) {
+	a, c := openCluster(t, ValkeyConfig{})
+	b, err := NewValkeyStore(context.Background(), ValkeyConfig{Addrs: c.Addrs()}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	h := newChanHandler(t)
+	feed, err := b.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	want := make(map[string]bool)
+	eventually(t, 10*time.Second, func() string {
+		if !feed.Up() {
+			return "feed not up"
+		}
+		return ""
+	})
+	for i := range 12 {
+		topic := fmt.Sprintf("feed-%d", i)
+		want[topic] = true
+		if err := feed.Subscribe(topic); err != nil {
+			t.Fatalf("Subscribe(%s): %v", topic, err)
+		}
+	}
+	// New links connect in the background; OnLink(true) says when.
+	eventually(t, 10*time.Second, func() string {
+		if !feed.Up() {
+			return "the feed's links are not all up"
+		}
+		return ""
+	})
+	send := func(round int) map[string]messages.ID {
+		t.Helper()
+		last := make(map[string]messages.ID)
+		for topic := range want {
+			last[topic] = appendAll(t, a, topic, msgs(round, 1))[0].ID
+		}
+		return last
+	}
+	check := func(what string, last map[string]messages.ID) {
+		t.Helper()
+		for topic, n := range noticesOf(t, h, want) {
+			if n.Last != last[topic] || len(n.Messages) != 1 {
+				t.Errorf("%s: notice of %s = %+v; want last %s with its message", what, topic, n, last[topic])
+			}
+		}
+	}
+	check("first round", send(0))
+
+	raw, err := valkey.NewClient(valkey.ClientOption{InitAddress: c.Addrs(), DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for _, m := range c.Masters() {
+		node := raw.Nodes()[m.Addr()]
+		if node == nil {
+			t.Fatalf("no client for master %s", m.Addr())
+		}
+		if err := node.Do(testCtx(t), node.B().ClientKill().TypePubsub().Build()).Error(); err != nil {
+			t.Fatalf("CLIENT KILL TYPE pubsub on %s: %v", m.Addr(), err)
+		}
+	}
+	// Every killed link (one per slot in use) reports down, then up again.
+	slots := make(map[uint16]bool)
+	for topic := range want {
+		slots[hashSlot(topic)] = true
+	}
+	downs, ups := 0, 0
+	for downs < len(slots) || ups < len(slots) {
+		e := h.next(fmt.Sprintf("links back after the kill (%d down, %d up of %d)", downs, ups, len(slots)))
+		switch {
+		case e.up == nil:
+		case *e.up:
+			ups++
+		default:
+			downs++
+		}
+	}
+	check("after the links were killed", send(1))
+}
+
+func TestHashSlot(t *testing.T) {
+	// CLUSTER KEYSLOT of the hash tag: the topic.
+	for topic, want := range map[string]uint16{"foo": 12182, "hello": 866, "a": 15495} {
+		if got := hashSlot(topic); got != want {
+			t.Errorf("hashSlot(%q) = %d, want %d", topic, got, want)
 		}
 	}
 }
