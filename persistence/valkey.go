@@ -2,6 +2,8 @@ package persistence
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +36,16 @@ type ValkeyConfig struct {
 	// Limits bound what is retained per topic; the zero value keeps
 	// everything.
 	Limits Limits
+	// WaitReplicas (RELAY_VALKEY_WAIT_REPLICAS), when > 0, makes Append
+	// acknowledge a batch only after WAIT saw that many replicas take it,
+	// so an acknowledged message survives a master failover; default 0
+	// (acknowledge once the master has it). It costs a replication round
+	// trip per batch and a dedicated connection per append in flight; a
+	// batch the replicas did not confirm within 3/4 of Timeout fails with
+	// messages.ErrUnavailable although the master stored it (a retry with
+	// the same Idempotency-Key stores nothing new and is acknowledged, with
+	// the first id, once the replicas confirm).
+	WaitReplicas int
 	// Timeout bounds every operation, connecting included; default 2s. A
 	// stalled Valkey makes an operation fail with messages.ErrUnavailable
 	// after at most Timeout.
@@ -322,7 +334,9 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // (the messages are stored all the same). ri is the new id of message i, or
 // {"d"|"c", first id, first timestamp} for a repeat ("c": request hash
 // differs).
-var appendScript = valkey.NewLuaScript(`
+var appendScript = valkey.NewLuaScript(appendLua)
+
+const appendLua = `
 local key, meta = KEYS[1], KEYS[2]
 local out = {'', ''}
 local fresh = redis.call('EXISTS', key) == 0
@@ -411,7 +425,7 @@ if oldest and #oldest > 0 then
 end
 try('XSETID', key, last, 'MAXDELETEDID', md)
 return out
-`)
+`
 
 // rangeScript reads the stream's max-deleted-entry-id, its incarnation and
 // the first page of an XRANGE atomically, so no trim can fall between them.
@@ -496,9 +510,21 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	reply, err := appendScript.Exec(ctx, c, keys, args).ToArray()
+	var res valkey.ValkeyResult
+	var waitErr error
+	if s.cfg.WaitReplicas > 0 {
+		res, waitErr = s.appendAndWait(ctx, c, keys, args)
+	} else {
+		res = appendScript.Exec(ctx, c, keys, args)
+	}
+	reply, err := res.ToArray()
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, err)
+	}
+	if waitErr != nil {
+		// Stored on the master, not confirmed by enough replicas: not
+		// acknowledged.
+		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, waitErr)
 	}
 	if len(reply) < 2 || len(reply) > len(batch)+2 {
 		return 0, fmt.Errorf("valkey: append %q: %w: unexpected reply of %d elements", topic, messages.ErrUnavailable, len(reply))
@@ -526,6 +552,39 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		return n, fmt.Errorf("valkey: append %q: %w: %d of %d stored", topic, messages.ErrUnavailable, n, len(batch))
 	}
 	return n, nil
+}
+
+// appendSHA is the SHA-1 of appendLua, for EVALSHA on a dedicated
+// connection.
+var appendSHA = func() string {
+	sum := sha1.Sum([]byte(appendLua))
+	return hex.EncodeToString(sum[:])
+}()
+
+// appendAndWait runs the append script, then WAIT WaitReplicas, on one
+// dedicated connection (WAIT counts the writes of its own connection; in a
+// cluster the script's keys bind the connection to the topic's master). It
+// returns the script's result and, when the script ran, an error if fewer
+// replicas than WaitReplicas acknowledged within the timeout.
+func (s *ValkeyStore) appendAndWait(ctx context.Context, c valkey.Client, keys, args []string) (valkey.ValkeyResult, error) {
+	dc, release := c.Dedicate()
+	defer release()
+	res := dc.Do(ctx, dc.B().Evalsha().Sha1(appendSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+	if verr, ok := valkey.IsValkeyErr(res.Error()); ok && verr.IsNoScript() {
+		res = dc.Do(ctx, dc.B().Eval().Script(appendLua).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+	}
+	if res.Error() != nil {
+		return res, nil
+	}
+	waitMs := max(s.timeout.Milliseconds()*3/4, 1) // leave time for the reply
+	acked, err := dc.Do(ctx, dc.B().Wait().Numreplicas(int64(s.cfg.WaitReplicas)).Timeout(waitMs).Build()).AsInt64()
+	if err != nil {
+		return res, fmt.Errorf("WAIT %d: %w", s.cfg.WaitReplicas, err)
+	}
+	if acked < int64(s.cfg.WaitReplicas) {
+		return res, fmt.Errorf("WAIT %d: only %d replicas acknowledged within %d ms", s.cfg.WaitReplicas, acked, waitMs)
+	}
+	return res, nil
 }
 
 // decodeAppended sets m from its element of the append script's reply: the

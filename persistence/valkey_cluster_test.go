@@ -181,3 +181,18 @@ func TestHashSlot(t *testing.T) {
 		}
 	}
 }
+
+// WaitReplicas on a cluster: WAIT runs on the connection that wrote, at the
+// topic's master, whose replica confirms.
+func TestValkeyClusterWaitReplicas(t *testing.T) {
+	s, _ := openCluster(t, ValkeyConfig{WaitReplicas: 1, Timeout: 2 * time.Second})
+	for i := range 12 {
+		topic := fmt.Sprintf("wait-%d", i)
+		eventually(t, 10*time.Second, func() string {
+			if _, err := s.Append(testCtx(t), topic, msgs(i, 2)); err != nil {
+				return err.Error()
+			}
+			return ""
+		})
+	}
+}
