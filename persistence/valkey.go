@@ -82,6 +82,18 @@ const maxScanCount = 1000
 //	metadata    JSON object of strings; absent when empty
 //	expires_at  same format as timestamp; absent when the message has no ttl
 //
+// Beside it, under the same hash tag (so a cluster keeps a topic on one
+// shard and one script call touches only that shard):
+//
+//	topic:{<topic>}:meta         hash: epoch, origin, last (the incarnation)
+//	topic:{<topic>}:idem:<sha>   an Idempotency-Key's record, PX the window
+//	topic:{<topic>}:live         the pub/sub channel of append notices
+//
+// Cluster: one address of a cluster node, or several seeds, give valkey-go's
+// cluster client (it detects the mode). Scripts touch one topic's keys only;
+// Tips pipelines across slots; notices use sharded pub/sub (SPUBLISH,
+// SSUBSCRIBE) in every mode.
+//
 // Expiry: with a retention, every append sets the stream's and its meta
 // hash's expiry to streamExpiry(Retention), so a topic nobody writes to
 // disappears (no stream: a resume point on it reports Truncated).
