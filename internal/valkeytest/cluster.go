@@ -78,8 +78,8 @@ func (c *Cluster) Stop() {
 // SharedCluster for tests that can share one.
 func StartCluster(tb testing.TB) *Cluster {
 	tb.Helper()
-	bin := requireBinary(tb)
-	c, err := startCluster(tb, bin, tb.TempDir())
+	bin, cli := requireBinary(tb), requireCLI(tb)
+	c, err := startCluster(tb, bin, cli, tb.TempDir())
 	if c != nil {
 		tb.Cleanup(c.Stop)
 	}
@@ -100,14 +100,14 @@ var shared struct {
 // start clean); TestMain stops it with StopSharedCluster after m.Run.
 func SharedCluster(tb testing.TB) *Cluster {
 	tb.Helper()
-	bin := requireBinary(tb)
+	bin, cli := requireBinary(tb), requireCLI(tb)
 	shared.once.Do(func() {
 		dir, err := os.MkdirTemp("", "valkeytest-cluster-")
 		if err != nil {
 			shared.err = err
 			return
 		}
-		shared.c, shared.err = startCluster(nil, bin, dir)
+		shared.c, shared.err = startCluster(nil, bin, cli, dir)
 		if shared.c != nil {
 			shared.c.dir = dir
 		} else {
@@ -127,17 +127,32 @@ func StopSharedCluster() {
 	}
 }
 
-func startCluster(tb testing.TB, bin, dir string) (*Cluster, error) {
-	cli := ""
+// CLIBinary returns the path of valkey-cli or redis-cli, whichever is found
+// first on PATH, or "" when neither is.
+func CLIBinary() string {
 	for _, name := range []string{"valkey-cli", "redis-cli"} {
 		if p, err := exec.LookPath(name); err == nil {
-			cli = p
-			break
+			return p
 		}
 	}
+	return ""
+}
+
+// requireCLI returns CLIBinary(), or skips tb (fails it when
+// RELAY_REQUIRE_VALKEY=1) when there is none.
+func requireCLI(tb testing.TB) string {
+	tb.Helper()
+	cli := CLIBinary()
 	if cli == "" {
-		return nil, fmt.Errorf("neither valkey-cli nor redis-cli is on PATH")
+		if os.Getenv(RequireEnv) == "1" {
+			tb.Fatalf("valkeytest: neither valkey-cli nor redis-cli is on PATH and %s=1", RequireEnv)
+		}
+		tb.Skip("valkeytest: neither valkey-cli nor redis-cli is on PATH (needed to form a cluster)")
 	}
+	return cli
+}
+
+func startCluster(tb testing.TB, bin, cli, dir string) (*Cluster, error) {
 	c := &Cluster{}
 	for i := range ClusterSize {
 		nodeDir := filepath.Join(dir, "node"+strconv.Itoa(i))

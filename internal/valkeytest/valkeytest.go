@@ -7,6 +7,11 @@
 // everysec, no RDB snapshots) in a temporary directory of the test, and is
 // stopped by t.Cleanup.
 //
+// StartCluster and SharedCluster start a Valkey/Redis Cluster of six such
+// servers (three masters, three replicas) formed with valkey-cli or
+// redis-cli; SharedCluster starts one per test binary, which TestMain stops
+// with StopSharedCluster.
+//
 // The package is for tests only; it imports nothing from this repository.
 package valkeytest
 
