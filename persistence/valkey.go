@@ -94,9 +94,9 @@ const maxScanCount = 1000
 // Tips pipelines across slots; notices use sharded pub/sub (SPUBLISH,
 // SSUBSCRIBE) in every mode.
 //
-// Expiry: with a retention, every append sets the stream's and its meta
-// hash's expiry to streamExpiry(Retention), so a topic nobody writes to
-// disappears (no stream: a resume point on it reports Truncated).
+// Expiry: with a retention, appends keep the stream's and its meta hash's
+// expiry at least the retention ahead (see streamExpiry), so a topic nobody
+// writes to disappears (no stream: a resume point on it reports Truncated).
 //
 // Trimming happens on every append, in the same script as the XADDs:
 // "XTRIM MAXLEN ~ Limits.MaxMessages" and "XTRIM MINID ~ <now-Retention ms>".
@@ -278,13 +278,17 @@ func (s *ValkeyStore) conn() (valkey.Client, error) {
 // [A-Za-z0-9._-] before they reach a store, so no brace can break the hash tag.
 func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
 
-// streamExpiry is how long a stream (and its meta hash) lives after its last
-// append: the retention, after which every message in it is out of
-// retention anyway, plus a margin of the retention again but at most a
-// minute, for the clock difference between the relay (timestamps) and
-// Valkey (expiry).
-func streamExpiry(retention time.Duration) time.Duration {
-	return retention + min(retention, time.Minute)
+// streamExpiry returns how long a stream (and its meta hash) lives after an
+// append that sets its expiry, and the remaining time under which an append
+// sets it again. The expiry is the retention, after which every message in
+// the stream is out of retention anyway, plus a margin (the retention again,
+// at most a minute) for the clock difference between the relay (timestamps)
+// and Valkey; it is refreshed once half the margin has passed, so after any
+// append the stream lives at least retention + margin/2 (an append costs
+// one PTTL instead of two PEXPIREs most of the time).
+func streamExpiry(retention time.Duration) (expiry, refreshBelow time.Duration) {
+	margin := min(retention, time.Minute)
+	return retention + margin, retention + margin/2
 }
 
 // metaKey is the key of the hash holding topic's stream incarnation (epoch,
@@ -333,10 +337,10 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // records. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]: MINID
 // threshold, "0" for none. ARGV[3]: the idempotency window in ms. ARGV[4]:
 // a fresh epoch, used if the batch starts an incarnation. ARGV[5]: the
-// expiry of the stream and its meta hash in ms ("0" for none), set again on
-// every append so that a topic nobody writes to disappears. ARGV[6]: the
-// topic. ARGV[7]: "1" to put the messages in the notice. Then six per
-// message: payload, timestamp,
+// expiry of the stream and its meta hash in ms ("0" for none), set again
+// by an append when less than ARGV[8] ms of it is left, so that a topic
+// nobody writes to disappears. ARGV[6]: the topic. ARGV[7]: "1" to put the
+// messages in the notice. Then six per message: payload, timestamp,
 // metadata ("" for none), expires_at ("" for none), the index in KEYS of its
 // idempotency record ("0" for none), its request hash.
 //
@@ -352,9 +356,10 @@ const appendLua = `
 local key, meta = KEYS[1], KEYS[2]
 local out = {'', ''}
 local fresh = redis.call('EXISTS', key) == 0
-local epoch = redis.call('HGET', meta, 'epoch')
+local em = redis.call('HMGET', meta, 'epoch', 'last')
+local epoch = em[1]
 local prev = '0-0'
-if not fresh and epoch then prev = redis.call('HGET', meta, 'last') or '0-0' end
+if not fresh and epoch then prev = em[2] or '0-0' end
 local inline = ARGV[7] == '1'
 local parts = {}
 local first, last
@@ -366,7 +371,7 @@ local function try(...)
   end
   return r
 end
-for i = 8, #ARGV, 6 do
+for i = 9, #ARGV, 6 do
   local ik = tonumber(ARGV[i + 4])
   local prev = nil
   if ik > 0 then prev = redis.pcall('GET', KEYS[ik]) end
@@ -415,8 +420,13 @@ else
   try('HSET', meta, 'last', last)
 end
 if ARGV[5] ~= '0' then
-  try('PEXPIRE', key, ARGV[5])
-  try('PEXPIRE', meta, ARGV[5])
+  -- Refresh only when less than ARGV[8] is left: one PTTL instead of two
+  -- PEXPIREs on most appends.
+  local ttl = tonumber(redis.call('PTTL', meta))
+  if fresh or ttl < tonumber(ARGV[8]) then
+    try('PEXPIRE', key, ARGV[5])
+    try('PEXPIRE', meta, ARGV[5])
+  end
 end
 local notice = '{"topic":"' .. ARGV[6] .. '","epoch":"' .. epoch .. '","prev":"' .. prev .. '","last":"' .. last .. '"'
 if inline then notice = notice .. ',"messages":[' .. table.concat(parts, ',') .. ']' end
@@ -480,14 +490,16 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
 	}
 	keys := []string{streamKey(topic), metaKey(topic)}
-	args := make([]string, 0, 7+6*len(batch))
-	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0")
+	args := make([]string, 0, 8+6*len(batch))
+	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0", "0")
 	if s.cfg.Limits.MaxMessages > 0 {
 		args[0] = strconv.Itoa(s.cfg.Limits.MaxMessages)
 	}
 	if r := s.cfg.Limits.Retention; r > 0 {
 		args[1] = strconv.FormatInt(time.Now().Add(-r).UnixMilli(), 10)
-		args[4] = strconv.FormatInt(streamExpiry(r).Milliseconds(), 10)
+		expiry, refresh := streamExpiry(r)
+		args[4] = strconv.FormatInt(expiry.Milliseconds(), 10)
+		args[7] = strconv.FormatInt(refresh.Milliseconds(), 10)
 	}
 	inline := 0
 	for i := range batch {

@@ -413,7 +413,8 @@ func TestValkeyStoreStreamExpiry(t *testing.T) {
 	}
 	s := openValkey(t, srv, ValkeyConfig{Limits: Limits{Retention: time.Hour}})
 	appendAll(t, s, "expiring", msgs(0, 1))
-	want := streamExpiry(time.Hour).Milliseconds()
+	expiry, _ := streamExpiry(time.Hour)
+	want := expiry.Milliseconds()
 	for _, key := range []string{"topic:{expiring}:stream", "topic:{expiring}:meta"} {
 		if got := pttl(key); got <= want-60_000 || got > want {
 			t.Errorf("PTTL %s = %d ms, want about %d", key, got, want)
