@@ -55,6 +55,11 @@ type feedLink struct {
 	dc     valkey.DedicatedClient // nil while down
 	down   bool                   // OnLink(false) was reported for this outage
 	stop   chan struct{}          // closed when the link is no longer wanted
+
+	// want mirrors topics for the subscription hook, which runs while a
+	// SUNSUBSCRIBE of ours may hold f.mu and so must not take it.
+	wmu  sync.Mutex
+	want map[string]bool
 }
 
 // NewFeed implements Store: a feed on its own connections to Valkey, which
@@ -65,9 +70,28 @@ func (s *ValkeyStore) NewFeed(h FeedHandler) (Feed, error) {
 		return nil, errors.New("valkey: feed: nil handler")
 	}
 	f := &valkeyFeed{s: s, h: h, refs: make(map[string]int), links: make(map[uint16]*feedLink), stop: make(chan struct{})}
+	if c, err := s.conn(); err == nil {
+		f.mu.Lock()
+		f.startLocked(c)
+		f.mu.Unlock()
+		return f, nil
+	}
 	f.wg.Add(1)
 	go f.setup()
 	return f, nil
+}
+
+// startLocked learns the mode from the connected client and makes the
+// links.
+func (f *valkeyFeed) startLocked(c valkey.Client) {
+	f.cluster = c.Mode() == valkey.ClientModeCluster
+	f.ready = true
+	if !f.cluster {
+		f.linkLocked(0) // the one link, also with no topic yet
+	}
+	for topic := range f.refs {
+		f.addLocked(topic)
+	}
 }
 
 // setup waits for the store's client, then makes the links.
@@ -80,16 +104,8 @@ func (f *valkeyFeed) setup() {
 		if err == nil {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			if f.closed {
-				return
-			}
-			f.cluster = c.Mode() == valkey.ClientModeCluster
-			f.ready = true
-			if !f.cluster {
-				f.linkLocked(0) // the one link, also with no topic yet
-			}
-			for topic := range f.refs {
-				f.addLocked(topic)
+			if !f.closed {
+				f.startLocked(c)
 			}
 			return
 		}
@@ -121,7 +137,7 @@ func (f *valkeyFeed) slotOf(topic string) uint16 {
 func (f *valkeyFeed) linkLocked(slot uint16) *feedLink {
 	l := f.links[slot]
 	if l == nil {
-		l = &feedLink{f: f, slot: slot, topics: make(map[string]bool), stop: make(chan struct{})}
+		l = &feedLink{f: f, slot: slot, topics: make(map[string]bool), want: make(map[string]bool), stop: make(chan struct{})}
 		f.links[slot] = l
 		f.wg.Add(1)
 		go l.run()
@@ -133,6 +149,7 @@ func (f *valkeyFeed) linkLocked(slot uint16) *feedLink {
 func (f *valkeyFeed) addLocked(topic string) error {
 	l := f.linkLocked(f.slotOf(topic))
 	l.topics[topic] = true
+	l.setWant(topic, true)
 	if l.dc == nil {
 		if l.down {
 			return fmt.Errorf("%w: link down", messages.ErrUnavailable)
@@ -194,7 +211,10 @@ func (l *feedLink) connect() (<-chan error, error) {
 		return nil, err
 	}
 	dc, cancel := c.Dedicate()
-	errc := dc.SetPubSubHooks(valkey.PubSubHooks{OnMessage: f.onMessage})
+	errc := dc.SetPubSubHooks(valkey.PubSubHooks{
+		OnMessage:      f.onMessage,
+		OnSubscription: func(s valkey.PubSubSubscription) { l.onSubscription(dc, s) },
+	})
 	f.mu.Lock()
 	select {
 	case <-l.stop:
@@ -242,6 +262,35 @@ func (f *valkeyFeed) ping(dc valkey.DedicatedClient) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.s.timeout)
 	defer cancel()
 	return dc.Do(ctx, dc.B().Ping().Build()).Error()
+}
+
+func (l *feedLink) setWant(topic string, on bool) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if on {
+		l.want[topic] = true
+	} else {
+		delete(l.want, topic)
+	}
+}
+
+// onSubscription watches for a subscription the server ends by itself: a
+// cluster node that loses a hash slot (resharding, failover) sends
+// SUNSUBSCRIBE for its channels, and the link would stay up while hearing
+// nothing. The link starts over instead (OnLink false, then true once it has
+// subscribed again at the slot's new owner).
+func (l *feedLink) onSubscription(dc valkey.DedicatedClient, s valkey.PubSubSubscription) {
+	if s.Kind != "sunsubscribe" {
+		return
+	}
+	topic := channelTopic(s.Channel)
+	l.wmu.Lock()
+	wanted := l.want[topic]
+	l.wmu.Unlock()
+	if wanted {
+		l.f.s.log.Warn("valkey: feed: the server ended a subscription (slot moved?); reconnecting", "topic", topic, "slot", l.slot)
+		go dc.Close() // not from the connection's own reader
+	}
 }
 
 // drop closes the link's connection, if any.
@@ -330,6 +379,7 @@ func (f *valkeyFeed) Unsubscribe(topic string) error {
 		return nil
 	}
 	delete(l.topics, topic)
+	l.setWant(topic, false)
 	if f.cluster && len(l.topics) == 0 {
 		delete(f.links, l.slot)
 		close(l.stop) // its goroutine closes the connection

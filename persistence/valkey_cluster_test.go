@@ -196,3 +196,101 @@ func TestValkeyClusterWaitReplicas(t *testing.T) {
 		})
 	}
 }
+
+// nodeClient is a plain client of one cluster node.
+func nodeClient(t *testing.T, addr string) valkey.Client {
+	t.Helper()
+	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{addr}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatalf("client of %s: %v", addr, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// slotOwner returns the address of the master serving slot, per addr's
+// CLUSTER SLOTS.
+func slotOwner(t *testing.T, c valkey.Client, slot uint16) string {
+	t.Helper()
+	ranges, err := c.Do(testCtx(t), c.B().ClusterSlots().Build()).ToArray()
+	if err != nil {
+		t.Fatalf("CLUSTER SLOTS: %v", err)
+	}
+	for _, r := range ranges {
+		v, _ := r.ToArray()
+		lo, _ := v[0].AsInt64()
+		hi, _ := v[1].AsInt64()
+		if int64(slot) < lo || int64(slot) > hi {
+			continue
+		}
+		node, _ := v[2].ToArray()
+		host, _ := node[0].ToString()
+		port, _ := node[1].AsInt64()
+		return fmt.Sprintf("%s:%d", host, port)
+	}
+	t.Fatalf("slot %d is not served", slot)
+	return ""
+}
+
+// A slot that moves to another master ends its subscriptions there (the
+// server sends SUNSUBSCRIBE); the feed notices, makes the link again at the
+// new owner, reports it, and hears the topic's notices again: no silent
+// wedge.
+func TestValkeyClusterFeedFollowsAMovedSlot(t *testing.T) {
+	s, c := openCluster(t, ValkeyConfig{})
+	const topic = "moving"
+	slot := hashSlot(topic)
+	h := newChanHandler(t)
+	feed, err := s.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	if err := feed.Subscribe(topic); err != nil {
+		t.Fatal(err)
+	}
+	h.link(true)
+
+	from := slotOwner(t, nodeClient(t, c.Nodes[0].Addr()), slot)
+	var to string
+	for _, m := range c.Masters() {
+		if m.Addr() != from {
+			to = m.Addr()
+			break
+		}
+	}
+	src, dst := nodeClient(t, from), nodeClient(t, to)
+	ctx := testCtx(t)
+	srcID, err := src.Do(ctx, src.B().ClusterMyid().Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dstID, err := dst.Do(ctx, dst.B().ClusterMyid().Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The slot holds no key (the topic was never written), so moving it is
+	// IMPORTING/MIGRATING and then NODE on both sides.
+	for _, step := range []struct {
+		c   valkey.Client
+		cmd valkey.Completed
+	}{
+		{dst, dst.B().ClusterSetslot().Slot(int64(slot)).Importing().NodeId(srcID).Build()},
+		{src, src.B().ClusterSetslot().Slot(int64(slot)).Migrating().NodeId(dstID).Build()},
+		{src, src.B().ClusterSetslot().Slot(int64(slot)).Node().NodeId(dstID).Build()},
+		{dst, dst.B().ClusterSetslot().Slot(int64(slot)).Node().NodeId(dstID).Build()},
+	} {
+		if err := step.c.Do(ctx, step.cmd).Error(); err != nil {
+			t.Fatalf("moving slot %d from %s to %s: %v", slot, from, to, err)
+		}
+	}
+	h.link(false)
+	h.link(true)
+	stored := appendAll(t, s, topic, msgs(0, 1))[0]
+	if n := h.notice("after the slot moved"); n.Last != stored.ID {
+		t.Fatalf("notice %+v, want last %s", n, stored.ID)
+	}
+	if owner := slotOwner(t, dst, slot); owner != to {
+		t.Errorf("slot %d is served by %s, want %s", slot, owner, to)
+	}
+}
