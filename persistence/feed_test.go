@@ -3,6 +3,7 @@ package persistence
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,4 +233,54 @@ func FuzzDecodeNotice(f *testing.F) {
 			t.Fatalf("DecodeNotice accepted %q as %+v", b, n)
 		}
 	})
+}
+
+// Appends racing from two stores (two relays) are announced once each, in
+// stream order: every notice continues the one before it (Prev is the last
+// Last), and their messages, end to end, are the stream.
+func TestValkeyFeedNoticesChainInStreamOrder(t *testing.T) {
+	srv := valkeytest.Start(t)
+	a := openValkey(t, srv, ValkeyConfig{})
+	b := openValkey(t, srv, ValkeyConfig{})
+	h := newChanHandler(t)
+	feed, err := b.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	h.link(true)
+	if err := feed.Subscribe("chain"); err != nil {
+		t.Fatal(err)
+	}
+	const writers, batches, per = 4, 40, 3
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := Store(a)
+			if w%2 == 1 {
+				s = b
+			}
+			for i := range batches {
+				if n, err := s.Append(testCtx(t), "chain", msgs(w*1000+i*per, per)); n != per || err != nil {
+					t.Errorf("writer %d: Append = %d, %v", w, n, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var got []messages.Message
+	prev := messages.ID{}
+	for range writers * batches {
+		n := h.notice(fmt.Sprintf("notice after %d messages", len(got)))
+		if n.Prev != prev {
+			t.Fatalf("notice %s..%s does not continue %s", n.Prev, n.Last, prev)
+		}
+		got = append(got, n.Messages...)
+		prev = n.Last
+	}
+	stream := mustRange(t, a, "chain", messages.ID{}, 1000).Messages
+	assertIDs(t, "notices end to end", got, idsOf(stream))
 }
