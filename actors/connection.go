@@ -355,7 +355,14 @@ func (c *connActor) readStore(topic string, after messages.ID) ([]messages.Messa
 	rctx, cancel := context.WithTimeout(context.Background(), c.m.cfg.StoreTimeout)
 	defer cancel()
 	page, err := c.m.store.Range(rctx, topic, after, replayPage)
-	return page.Messages, page.Truncated, err
+	msgs, trunc := page.Messages, page.Truncated
+	// A short page with Next: the store's scan stopped early (a run of
+	// expired entries); read on, so a short page still means the end.
+	for err == nil && !page.Next.IsZero() && len(msgs) < replayPage {
+		page, err = c.m.store.Range(rctx, topic, page.Next, replayPage-len(msgs))
+		msgs = append(msgs, page.Messages...)
+	}
+	return msgs, trunc, err
 }
 
 const replayPage = 1000

@@ -272,8 +272,13 @@ func (t *topicActor) readAfter(ctx actor.Context, after messages.ID) {
 	go func() {
 		rctx, cancel := context.WithTimeout(context.Background(), timeout)
 		page, err := store.Range(rctx, t.name, after, pageSize)
+		msgs := page.Messages
+		for err == nil && !page.Next.IsZero() && len(msgs) < pageSize { // the scan stopped early
+			page, err = store.Range(rctx, t.name, page.Next, pageSize-len(msgs))
+			msgs = append(msgs, page.Messages...)
+		}
 		cancel()
-		root.Send(self, &catchUpDone{msgs: page.Messages, err: err, full: len(page.Messages) == pageSize})
+		root.Send(self, &catchUpDone{msgs: msgs, err: err, full: len(msgs) == pageSize})
 	}()
 }
 
