@@ -32,30 +32,23 @@ func TestTopicActorPanicRestarts(t *testing.T) {
 	var mu sync.Mutex
 	acked := map[string]bool{}
 	refused := 0
-	var wg sync.WaitGroup
-	for p := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 250 {
-				if p == 0 && i == 100 {
-					faults.PanicTopic(topic, 1) // the next message the actor takes panics
-				}
-				status, body := r.Publish(topic, map[string]any{"p": p, "i": i})
-				mu.Lock()
-				switch status {
-				case http.StatusCreated:
-					acked[body["message_id"].(string)] = true
-				case http.StatusServiceUnavailable:
-					refused++
-				default:
-					t.Errorf("publish: %d %v", status, body)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	relaytest.Publishers(4, 250, nil, func(p, i int) bool {
+		if p == 0 && i == 100 {
+			faults.PanicTopic(topic, 1) // the next message the actor takes panics
+		}
+		status, body := r.Publish(topic, map[string]any{"p": p, "i": i})
+		mu.Lock()
+		defer mu.Unlock()
+		switch status {
+		case http.StatusCreated:
+			acked[body["message_id"].(string)] = true
+		case http.StatusServiceUnavailable:
+			refused++
+		default:
+			t.Errorf("publish: %d %v", status, body)
+		}
+		return true
+	})()
 	relaytest.Eventually(t, 10*time.Second, "the restart to be counted", func() bool { return counters.Restarts.Load() >= 1 })
 	stored := storedAfter(t, r.Store, topic, "")
 	for _, id := range stored {
