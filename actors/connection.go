@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -144,6 +145,10 @@ func (c *connActor) receive(ctx actor.Context) {
 			c.write(ctx, messages.NewErrorFrame(messages.CodeSubscriptionError,
 				fmt.Sprintf("topic %q stopped after repeated failures; subscribe again", msg.sub.topic)))
 		}
+		if st := c.inProgress; st != nil && st.replies[msg.sub] == nil && slices.Contains(st.topics, msg.sub.topic) {
+			st.replies[msg.sub] = &subscribeReply{sub: msg.sub, live: true} // dropped: skipped when finishing
+			c.maybeFinishSubscribe(ctx)
+		}
 		return
 	}
 	c.faults.maybePanicConnection(c.id)
@@ -223,7 +228,7 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 }
 
 func (c *connActor) onSubscribeReply(ctx actor.Context, r *subscribeReply) {
-	if c.inProgress == nil || !r.sub.active {
+	if c.inProgress == nil {
 		return
 	}
 	c.inProgress.replies[r.sub] = r
@@ -293,6 +298,7 @@ func (c *connActor) drop(s *subscription) {
 	s.active = false
 	s.replaying = false
 	c.releaseReplay(s)
+	c.early = slices.DeleteFunc(c.early, func(d delivery) bool { return d.sub == s })
 	delete(c.subs, s.topic)
 	c.obs.Subscriptions(-1)
 	c.topics.routeExisting(s.topic, &unsubscribeRequest{sub: s})
