@@ -86,11 +86,11 @@ func TestReplayStormIsBounded(t *testing.T) {
 // RELAY_MAX_TOPICS a publish to a new topic answers 503 and a subscribe gets
 // SUBSCRIPTION_ERROR.
 func TestTopicChurnIsBounded(t *testing.T) {
-	r := relaytest.Start(t, relaytest.Options{Actors: actors.Config{MaxTopics: 50, SubscribeRate: 100, SubscribeBurst: 300}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := r.Dial(ctx)
-	limited := 0
+	churn := relaytest.Start(t, relaytest.Options{Actors: actors.Config{SubscribeRate: 100, SubscribeBurst: 300}})
+	c := churn.Dial(ctx)
+	limited, peak := 0, 0
 	for round := range 10 {
 		names := make([]string, 50)
 		for i := range names {
@@ -100,6 +100,7 @@ func TestTopicChurnIsBounded(t *testing.T) {
 		f := c.MustRead(ctx)
 		switch {
 		case f.Type == "subscribed":
+			peak = max(peak, churn.App.Manager.ActiveTopics())
 			c.Send(ctx, map[string]any{"type": "unsubscribe", "topics": names})
 			if f := c.MustRead(ctx); f.Type != "unsubscribed" {
 				t.Fatalf("got %+v", f)
@@ -113,7 +114,12 @@ func TestTopicChurnIsBounded(t *testing.T) {
 	if limited == 0 {
 		t.Fatal("500 new subscriptions in a burst of 300 were never rate limited")
 	}
-	relaytest.Eventually(t, 5*time.Second, "the churned topic actors to stop", func() bool { return r.App.Manager.ActiveTopics() == 0 })
+	relaytest.Eventually(t, 5*time.Second, "the churned topic actors to stop", func() bool { return churn.App.Manager.ActiveTopics() == 0 })
+	if peak == 0 || peak > 150 {
+		t.Fatalf("%d topic actors alive at a subscribe of 50; want them to stop as their subscribers leave", peak)
+	}
+
+	r := relaytest.Start(t, relaytest.Options{Actors: actors.Config{MaxTopics: 50}})
 
 	refused := 0
 	for i := range 60 {
