@@ -301,3 +301,31 @@ func mustParse(t testing.TB, s string) messages.ID {
 	}
 	return id
 }
+
+// shortPageStore returns at most 2 messages per Range and sets Page.Next,
+// as a store does when its scan stops early over expired entries: a short
+// page that is not the end.
+type shortPageStore struct{ persistence.Store }
+
+func (s shortPageStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (persistence.Page, error) {
+	page, err := s.Store.Range(ctx, topic, after, limit)
+	if err != nil || len(page.Messages) <= 2 {
+		return page, err
+	}
+	page.Messages = page.Messages[:2]
+	page.Next = page.Messages[1].ID
+	return page, nil
+}
+
+// TestReplayFollowsPageNext: a replay continues from Page.Next after a
+// short page instead of taking it for the end of the stream.
+func TestReplayFollowsPageNext(t *testing.T) {
+	inner := persistence.NewMemoryStore(persistence.Limits{})
+	fill(t, inner, "sparse", 25)
+	m := newManager(t, shortPageStore{inner}, actors.Config{SharedStore: true})
+	s := newSink()
+	subscribe(t, connect(t, m, s), s, `{"type":"subscribe","topics":["sparse"],"offset":"earliest"}`)
+	want := append(storedIDs(t, inner, "sparse", messages.ID{}), "")
+	want[len(want)-1] = publish(t, m, "sparse", 99)
+	sameIDs(t, "replay then live", waitIDs(t, s, "sparse", len(want), 5*time.Second), want)
+}
