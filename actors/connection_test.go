@@ -108,8 +108,8 @@ func TestCommandsAreBounded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return n == len(sent) && n > 0
 	})
-	if n := len(sent); n >= 100 {
-		t.Fatalf("all %d commands queued while the connection was stuck", n)
+	if n := len(sent); n > 20 {
+		t.Fatalf("%d commands queued while the connection was stuck", n)
 	}
 	s.unblock()
 	relaytest.Eventually(t, 5*time.Second, "all subscribes", func() bool { return len(s.ofType("subscribed")) == 100 })
@@ -158,7 +158,7 @@ func TestSubscribeRateLimit(t *testing.T) {
 }
 
 // TestReplayIsNotALiveQueue: a replay far larger than the live queue
-// (10,000 messages through an 8-frame outbox) while the topic is published
+// (10,000 messages through a 32-frame outbox) while the topic is published
 // to arrives whole, once, in order, without a slow-consumer close: it is
 // pulled page by page as the sink takes it, and live frames wait in the
 // store until it has caught up.
@@ -171,7 +171,7 @@ func TestReplayIsNotALiveQueue(t *testing.T) {
 			store := persistence.NewMemoryStore(persistence.Limits{})
 			fill(t, store, "big", 10_000)
 			counters := &relaytest.Counters{}
-			m := newManager(t, store, actors.Config{ConnectionQueueSize: 8, ReplayPageBytes: 8 << 10,
+			m := newManager(t, store, actors.Config{ConnectionQueueSize: 32, ReplayPageBytes: 8 << 10,
 				SharedStore: tc.shared, Observer: counters})
 			stop := make(chan struct{})
 			wait := relaytest.Publishers(2, 1000, stop, func(p, i int) bool {
@@ -182,9 +182,12 @@ func TestReplayIsNotALiveQueue(t *testing.T) {
 			s := newSink()
 			c := connect(t, m, s)
 			subscribe(t, c, s, `{"type":"subscribe","topics":["big"],"offset":"earliest"}`)
-			relaytest.Eventually(t, 10*time.Second, "the replay", func() bool { return len(s.ids("big")) >= 10_000 })
+			relaytest.Eventually(t, 10*time.Second, "the replay", func() bool { return len(s.ids("big")) >= 10_000 || s.code() != 0 })
 			close(stop)
 			wait()
+			if s.code() != 0 {
+				t.Fatalf("closed with %d after %d messages", s.code(), len(s.ids("big")))
+			}
 			all := storedIDs(t, store, "big", messages.ID{})
 			sameIDs(t, "replay then live", waitIDs(t, s, "big", len(all), 10*time.Second), all)
 			if s.code() != 0 || counters.SlowDisconnects.Load() != 0 {
