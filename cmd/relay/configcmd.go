@@ -164,9 +164,7 @@ func quoteIfNeeded(v string) string {
 // field is set. AnonymousRead is true: without auth every read is anonymous
 // (auth's own setting replaces it when auth is wired in).
 func basePolicy(cfg *config) policy.Policy {
-	a := cfg.Actors
-	a.StoreLimits = cfg.Store
-	a = a.WithDefaults()
+	a := cfg.Actors // parseConfig set every field from the settings table
 	retention, maxMessages := cfg.Store.Retention, cfg.Store.MaxMessages
 	slow := policy.SlowConsumer(a.SlowConsumerPolicy)
 	anonymous := true
