@@ -126,6 +126,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		var item messages.PublishRequest
 		if int64(len(raw)) > s.cfg.MaxMessageSize {
 			err = fmt.Errorf("%w: message over %d bytes", messages.ErrTooLarge, s.cfg.MaxMessageSize)
+			item.Topic = messages.TopicOf(raw)
 		} else {
 			item, err = messages.DecodePublishWith(raw, s.publishLimits())
 		}

@@ -73,11 +73,11 @@ func DecodePublishWith(body []byte, lim PublishLimits) (PublishRequest, error) {
 	// The body object is level 1, so its payload's own levels get
 	// MaxJSONDepth.
 	if err := CheckJSON(body, MaxJSONDepth+1); err != nil {
-		return PublishRequest{Topic: topicOf(body)}, err
+		return PublishRequest{Topic: TopicOf(body)}, err
 	}
 	var req PublishRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return PublishRequest{Topic: topicOf(body)}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
+		return PublishRequest{Topic: TopicOf(body)}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
 	}
 	if err := req.validate(lim); err != nil {
 		return PublishRequest{Topic: req.Topic}, err
@@ -85,9 +85,9 @@ func DecodePublishWith(body []byte, lim PublishLimits) (PublishRequest, error) {
 	return req, nil
 }
 
-// topicOf reads the "topic" of a body that did not decode as a whole, for
+// TopicOf reads the "topic" of a publish body that did not decode as a whole, for
 // error reports: empty when it cannot be read.
-func topicOf(body []byte) string {
+func TopicOf(body []byte) string {
 	var t struct {
 		Topic string `json:"topic"`
 	}
