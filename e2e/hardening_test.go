@@ -361,6 +361,48 @@ func TestHardeningHTTPConnectionCap(t *testing.T) {
 	resp.Body.Close()
 }
 
+// Item 5: one client IP address holds at most
+// RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT of them: another client still gets
+// in.
+func TestHardeningHTTPConnectionCapPerClient(t *testing.T) {
+	r, reg := startHardened(t, gateway.Config{MaxHTTPConnections: 10, MaxHTTPConnectionsPerClient: 2})
+	addr := strings.TrimPrefix(r.URL, "http://")
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	relaytest.Eventually(t, 10*time.Second, "2 connections held", func() bool {
+		return metricValue(t, reg, "relay_http_connections", nil) == 2
+	})
+	get := func(from string) (*http.Response, error) {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+		return c.Get(r.URL + "/health")
+	}
+	resp, err := get("127.0.0.1")
+	if err != nil {
+		t.Fatalf("third connection from the same client: %v, want a 503", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third connection from the same client: %d, want 503", resp.StatusCode)
+	}
+	resp, err = get("127.0.0.2")
+	if err != nil {
+		t.Fatalf("another client: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("another client: %d, want 200", resp.StatusCode)
+	}
+	if n := metricValue(t, reg, "relay_http_connections_refused_total", nil); n != 1 {
+		t.Fatalf("relay_http_connections_refused_total = %v", n)
+	}
+}
+
 // Item 5: request bodies in flight share one budget: over it a publish is
 // refused with 503 at once.
 func TestHardeningBodyBudget(t *testing.T) {

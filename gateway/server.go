@@ -73,6 +73,12 @@ type Config struct {
 	// any goroutine or buffer is spent on it. WebSockets count against
 	// MaxConnections instead, from their upgrade.
 	MaxHTTPConnections int
+	// MaxHTTPConnectionsPerClient bounds those connections per client IP
+	// address (RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT, default 1024, at most
+	// MaxHTTPConnections), so that one client cannot keep the others out.
+	// Behind a proxy every client has the proxy's address: raise it to
+	// MaxHTTPConnections there.
+	MaxHTTPConnectionsPerClient int
 	// MaxBodyBytesInFlight bounds the request body bytes being read or
 	// handled at once, over all requests (RELAY_MAX_BODY_BYTES_IN_FLIGHT,
 	// default 64 MiB); a request whose body does not fit gets 503 at once.
@@ -141,6 +147,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxHTTPConnections <= 0 {
 		c.MaxHTTPConnections = 4096
 	}
+	if c.MaxHTTPConnectionsPerClient <= 0 {
+		c.MaxHTTPConnectionsPerClient = 1024
+	}
+	c.MaxHTTPConnectionsPerClient = min(c.MaxHTTPConnectionsPerClient, c.MaxHTTPConnections)
 	dur := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
 			*v = d
