@@ -140,19 +140,16 @@ func (s *Server) writeHistory(w http.ResponseWriter, msgs []messages.Message, ne
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, historyWriteBuffer)
-	scratch := make([]byte, 0, 1024)
+	scratch := make([]byte, 0, 512)
 	_, _ = bw.WriteString(`{"messages":[`)
 	for i := range msgs {
-		scratch = scratch[:0]
 		if i > 0 {
-			scratch = append(scratch, ',')
+			_ = bw.WriteByte(',')
 		}
-		scratch = msgs[i].AppendJSON(scratch)
-		if _, err := bw.Write(scratch); err != nil {
+		var err error
+		// The payload goes to the socket as stored: no copy per message.
+		if scratch, err = msgs[i].WriteJSON(bw, scratch); err != nil {
 			return // the client went away or the write deadline passed
-		}
-		if cap(scratch) > 64<<10 {
-			scratch = make([]byte, 0, 1024) // do not keep one large message's buffer
 		}
 	}
 	_, _ = bw.WriteString(`],"next_cursor":`)

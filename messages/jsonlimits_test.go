@@ -115,3 +115,16 @@ func TestClientText(t *testing.T) {
 		t.Errorf("client error shown as %q", got)
 	}
 }
+
+func TestWriteJSONMatchesAppendJSON(t *testing.T) {
+	for _, m := range []Message{
+		{ID: ID{5, 1}, Topic: "a.b", Payload: []byte(`{"x":"\u00e9"}`), Timestamp: timeZero, Metadata: map[string]string{"k": "v\""}},
+		{ID: ID{7, 0}, Topic: "t", Timestamp: timeZero},
+	} {
+		var b strings.Builder
+		scratch, err := m.WriteJSON(&b, nil)
+		if err != nil || b.String() != string(m.AppendJSON(nil)) || scratch == nil {
+			t.Errorf("WriteJSON = %q, %v; AppendJSON = %q", b.String(), err, m.AppendJSON(nil))
+		}
+	}
+}
