@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/pulsar-relay/relay/messages"
@@ -70,6 +71,34 @@ func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
 	}
 }
 
+// largeBody is the body size from which decoding takes a decode slot.
+const largeBody = 64 << 10
+
+// decodeSlot waits for one of the slots that bound how many large bodies
+// (over largeBody bytes) are decoded at once: half the CPUs, at least one. A
+// flood of large publishes then cannot starve small requests, /health among
+// them, of CPU. Small bodies take no slot. done releases the slot; it may be
+// called more than once. Waiting longer than the publish timeout (or past
+// ctx) is ErrUnavailable (503).
+func (s *Server) decodeSlot(ctx context.Context, size int) (done func(), err error) {
+	if size <= largeBody {
+		return func() {}, nil
+	}
+	wait := time.NewTimer(s.cfg.PublishTimeout)
+	defer wait.Stop()
+	select {
+	case s.decoding <- struct{}{}:
+	case <-wait.C:
+		s.lim.LimitHit("decode_slots")
+		return func() {}, fmt.Errorf("%w: too many large requests being decoded", messages.ErrUnavailable)
+	case <-ctx.Done():
+		s.lim.LimitHit("decode_slots")
+		return func() {}, fmt.Errorf("%w: too many large requests being decoded", messages.ErrUnavailable)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-s.decoding }) }, nil
+}
+
 func (s *Server) publishLimits() messages.PublishLimits {
 	return messages.PublishLimits{MaxTTL: s.cfg.MaxTTL}
 }
@@ -82,7 +111,13 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	done, err := s.decodeSlot(r.Context(), len(body))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	req, err := messages.DecodePublishWith(body, s.publishLimits())
+	done()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -113,6 +148,12 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	done, err := s.decodeSlot(r.Context(), len(body))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer done()
 	req, err := messages.DecodeBulk(body)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -138,6 +179,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		msgs = append(msgs, item.Message(now))
 		slots = append(slots, i)
 	}
+	done() // decoding is over
 	s.cfg.Observer.Received(len(msgs))
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()

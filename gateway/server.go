@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,8 +113,9 @@ type LimitObserver interface {
 	// BodyBytesInFlight moves the count of request body bytes reserved.
 	BodyBytesInFlight(delta int64)
 	// LimitHit counts a request cut or refused by a budget: "body_budget"
-	// (503), "history_bytes" (a history page ended early by
-	// HistoryMaxBytes).
+	// (503), "decode_slots" (503: a large body waited for a decode slot
+	// past the publish timeout), "history_bytes" (a history page ended
+	// early by HistoryMaxBytes).
 	LimitHit(reason string)
 }
 
@@ -195,8 +197,9 @@ type Server struct {
 	log   *slog.Logger
 
 	draining atomic.Bool
-	inflight atomic.Int64 // request body bytes reserved (MaxBodyBytesInFlight)
-	conns    sync.Map     // *wsConn -> struct{}
+	inflight atomic.Int64  // request body bytes reserved (MaxBodyBytesInFlight)
+	decoding chan struct{} // decode slots of large bodies (decodeSlot)
+	conns    sync.Map      // *wsConn -> struct{}
 	nconns   atomic.Int64
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -211,6 +214,7 @@ type Server struct {
 func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *slog.Logger) *Server {
 	s := &Server{cfg: cfg.withDefaults(), mgr: mgr, store: store, log: logger, stop: make(chan struct{})}
 	s.lim = s.cfg.limitObserver()
+	s.decoding = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 	s.wg.Add(1)
 	go s.sweep()
 	return s

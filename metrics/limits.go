@@ -16,7 +16,7 @@ type limitMetrics struct {
 }
 
 // knownLimitReasons are the reason label values of relay_limit_hits_total.
-var knownLimitReasons = []string{"body_budget", "history_bytes"}
+var knownLimitReasons = []string{"body_budget", "decode_slots", "history_bytes"}
 
 func newLimitMetrics(f factory) *limitMetrics {
 	l := &limitMetrics{
@@ -27,7 +27,7 @@ func newLimitMetrics(f factory) *limitMetrics {
 		bodyBytes: f.gauge("relay_http_body_bytes_in_flight",
 			"Request body bytes reserved by requests being read or handled (bounded by RELAY_MAX_BODY_BYTES_IN_FLIGHT)."),
 		hits: f.counterVec("relay_limit_hits_total",
-			"Requests refused or cut by a budget, by reason (body_budget: 503, body bytes in flight over budget; history_bytes: a history page ended early by RELAY_HISTORY_MAX_BYTES).",
+			"Requests refused or cut by a budget, by reason (body_budget: 503, body bytes in flight over budget; decode_slots: 503, a large body waited past the publish timeout for one of the GOMAXPROCS/2 decode slots; history_bytes: a history page ended early by RELAY_HISTORY_MAX_BYTES).",
 			"reason"),
 	}
 	l.hitsBy = counters(l.hits, knownLimitReasons)

@@ -50,6 +50,7 @@ type options struct {
 	msgSize  int
 	bodyLen  int
 	probeIP  string
+	store    bool
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&o.msgSize, "msg-size", 1000<<10, "message size for history and bulk, bytes")
 	flag.IntVar(&o.bodyLen, "body-len", 1000, "slowbody: the Content-Length each trickled request announces")
 	flag.StringVar(&o.probeIP, "probe-from", "127.0.0.2", "source address of the /health probes: another client than the attacker (127.0.0.1); empty: the system's choice")
+	flag.BoolVar(&o.store, "store", false, "bulk: send items the relay stores (measures storage growth too); default: items it decodes in full and then rejects (bad topic), so only the request path is measured")
 	flag.Parse()
 	o.duration = min(o.duration, 5*time.Minute)
 	attacks := map[string]func(context.Context, options, *stats){
@@ -193,7 +195,11 @@ func isTimeout(err error) bool {
 func attackBulk(ctx context.Context, o options, st *stats) {
 	n := cmp(o.conns, 16)
 	pad := strings.Repeat("x", o.msgSize-64)
-	item := `{"topic":"attack.bulk","payload":{"pad":"` + pad + `"}}`
+	topic := "attack.bulk"
+	if !o.store {
+		topic = "attack bulk" // decoded in full, then rejected: nothing stored
+	}
+	item := `{"payload":{"pad":"` + pad + `"},"topic":"` + topic + `"}`
 	bodies := map[bool]string{}
 	for _, over := range []bool{false, true} {
 		k := 4 // 4 x ~1 MiB: at the 4 MiB cap
