@@ -51,6 +51,7 @@ type options struct {
 	bodyLen  int
 	probeIP  string
 	store    bool
+	maxRSS   int64 // MiB
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 	flag.IntVar(&o.bodyLen, "body-len", 1000, "slowbody: the Content-Length each trickled request announces")
 	flag.StringVar(&o.probeIP, "probe-from", "127.0.0.2", "source address of the /health probes: another client than the attacker (127.0.0.1); empty: the system's choice")
 	flag.BoolVar(&o.store, "store", false, "bulk: send items the relay stores (measures storage growth too); default: items it decodes in full and then rejects (bad topic), so only the request path is measured")
+	flag.Int64Var(&o.maxRSS, "max-rss", 2048, "stop the attack early when the relay's RSS passes this many MiB (a safety net for shared machines)")
 	flag.Parse()
 	o.duration = min(o.duration, 5*time.Minute)
 	attacks := map[string]func(context.Context, options, *stats){
@@ -82,7 +84,7 @@ func main() {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); probe.run(ctx) }()
+	go func() { defer wg.Done(); probe.run(ctx, cancel) }()
 	run(ctx, o, st)
 	wg.Wait()
 	report(o, st, probe)
@@ -389,17 +391,17 @@ func cmp(v, def int) int {
 
 // prober samples RSS and /health.
 type prober struct {
-	o              options
-	client         *http.Client
-	mu             sync.Mutex
-	lat            []time.Duration // keep-alive probes that answered 200
-	fails          int             // keep-alive probes that did not
-	freshOK        int
-	freshFail      map[string]int
-	rss            []int64 // kB
-	rssStart       int64
-	rssEnd         int64
-	overBudgetLate int
+	o         options
+	client    *http.Client
+	mu        sync.Mutex
+	lat       []time.Duration // keep-alive probes that answered 200
+	fails     int             // keep-alive probes that did not
+	freshOK   int
+	freshFail map[string]int
+	rss       []int64 // kB
+	rssStart  int64
+	rssEnd    int64
+	aborted   time.Duration // when -max-rss stopped the attack; 0: it did not
 }
 
 func newProber(o options) *prober {
@@ -433,7 +435,7 @@ func (p *prober) health(c *http.Client) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-func (p *prober) run(ctx context.Context) {
+func (p *prober) run(ctx context.Context, abort context.CancelFunc) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for n := 0; ; n++ {
@@ -448,6 +450,10 @@ func (p *prober) run(ctx context.Context) {
 			p.mu.Lock()
 			p.rss = append(p.rss, kb)
 			p.mu.Unlock()
+			if kb > p.o.maxRSS<<10 && p.aborted == 0 {
+				p.aborted = time.Duration(n) * 100 * time.Millisecond
+				abort()
+			}
 		}
 		d, err := p.health(p.client)
 		p.mu.Lock()
@@ -519,6 +525,9 @@ func report(o options, st *stats, p *prober) {
 		}
 	}
 	fmt.Printf("attack=%s duration=%s attacker_ops=%d\n", o.attack, o.duration, st.sent.Load())
+	if p.aborted > 0 {
+		fmt.Printf("STOPPED EARLY after %s: RSS passed -max-rss %d MiB\n", p.aborted, o.maxRSS)
+	}
 	fmt.Printf("rss_mib start=%.0f max=%.0f end=%.0f (2 s after)\n", float64(p.rssStart)/1024, float64(maxRSS)/1024, float64(p.rssEnd)/1024)
 	fmt.Printf("health keep-alive: probes=%d ok=%d failed=%d p50=%s p99=%s max=%s over_100ms=%d\n",
 		len(p.lat)+p.fails, len(p.lat), p.fails, q(0.5).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond),
