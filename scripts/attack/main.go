@@ -25,6 +25,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -190,8 +191,8 @@ func attackHistory(ctx context.Context, o options, st *stats) {
 }
 
 func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func attackBulk(ctx context.Context, o options, st *stats) {
@@ -270,13 +271,25 @@ func attackSlowBody(ctx context.Context, o options, st *stats) {
 		mu.Unlock()
 		go func() { // one byte a second until the relay answers or closes
 			defer conn.Close()
-			br := bufio.NewReader(conn)
+			buf := make([]byte, 512)
 			for ctx.Err() == nil {
 				_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-				if resp, err := http.ReadResponse(br, nil); err == nil {
-					st.count("answered " + strconv.Itoa(resp.StatusCode))
+				n, err := conn.Read(buf)
+				if ctx.Err() != nil {
+					break
+				}
+				if n > 0 {
+					status := "?"
+					if f := strings.Fields(string(buf[:n])); len(f) > 1 {
+						status = f[1]
+					}
+					st.count("answered " + status)
 					return
-				} else if !isTimeout(err) {
+				}
+				if ctx.Err() != nil {
+					break
+				}
+				if err != nil && !isTimeout(err) {
 					st.count("closed by the relay")
 					return
 				}
@@ -285,6 +298,7 @@ func attackSlowBody(ctx context.Context, o options, st *stats) {
 					return
 				}
 			}
+			st.count("still held at the end")
 		}()
 	})
 }
