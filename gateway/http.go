@@ -16,11 +16,29 @@ var (
 	errNotFound = fmt.Errorf("%w: no such route", messages.ErrNotFound)
 )
 
-// readJSONBody checks the content type, reserves the body's bytes in the
+// readJSONBody checks the content type and reads a body of at most limit
+// bytes, outside the MaxBodyBytesInFlight budget: for small bodies (poll,
+// auth). Publish paths use Server.readBody.
+func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if !isJSON(r.Header.Get("Content-Type")) {
+		return nil, fmt.Errorf("%w: Content-Type must be application/json", messages.ErrUnsupportedMedia)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, fmt.Errorf("%w: body over %d bytes", messages.ErrTooLarge, tooBig.Limit)
+		}
+		return nil, fmt.Errorf("%w: reading body: %v", messages.ErrInvalid, err)
+	}
+	return body, nil
+}
+
+// readBody checks the content type, reserves the body's bytes in the
 // process-wide MaxBodyBytesInFlight budget and reads a body of at most limit
 // bytes. The caller must call release when it no longer holds the body (also
 // after an error).
-func (s *Server) readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, release func(), err error) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, release func(), err error) {
 	release = func() {}
 	if !isJSON(r.Header.Get("Content-Type")) {
 		return nil, release, fmt.Errorf("%w: Content-Type must be application/json", messages.ErrUnsupportedMedia)
@@ -105,7 +123,7 @@ func (s *Server) publishLimits() messages.PublishLimits {
 
 // handlePublish stores one message: 201 only after the store took it.
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	body, release, err := s.readJSONBody(w, r, s.cfg.MaxMessageSize)
+	body, release, err := s.readBody(w, r, s.cfg.MaxMessageSize)
 	defer release()
 	if err != nil {
 		s.writeError(w, r, err)
@@ -142,7 +160,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 // MaxMessageSize (that item is rejected). A rejected item carries its topic
 // when it could be read.
 func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
-	body, release, err := s.readJSONBody(w, r, s.cfg.MaxBulkSize)
+	body, release, err := s.readBody(w, r, s.cfg.MaxBulkSize)
 	defer release()
 	if err != nil {
 		s.writeError(w, r, err)
