@@ -31,10 +31,12 @@ bench:
 bench-compare:
 	bash scripts/bench-compare.sh
 
-## fuzz: a short run of each fuzz target
+## fuzz: a short run of each fuzz target (FUZZTIME=30s each)
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodePublish -fuzztime 30s ./messages/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeClientFrame -fuzztime 30s ./messages/
+	$(GO) test -run '^$$' -fuzz FuzzDecodePublish -fuzztime $(FUZZTIME) ./messages/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeClientFrame -fuzztime $(FUZZTIME) ./messages/
+	$(GO) test -run '^$$' -fuzz FuzzPublishHandler -fuzztime $(FUZZTIME) ./gateway/
 
 clean:
 	rm -rf bin

@@ -1,10 +1,16 @@
 package gateway
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/pulsar-relay/relay/messages"
 )
@@ -20,9 +26,26 @@ func statusOf(err error) (int, string) {
 		return http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"
 	case errors.Is(err, messages.ErrInvalid), errors.Is(err, messages.ErrSubscription):
 		return http.StatusBadRequest, "INVALID_REQUEST"
+	case errors.Is(err, messages.ErrUnauthorized):
+		return http.StatusUnauthorized, "UNAUTHORIZED"
+	case errors.Is(err, messages.ErrForbidden):
+		return http.StatusForbidden, "FORBIDDEN"
 	case errors.Is(err, messages.ErrNotFound):
 		return http.StatusNotFound, "NOT_FOUND"
-	case errors.Is(err, messages.ErrOverloaded), errors.Is(err, messages.ErrUnavailable):
+	case errors.Is(err, messages.ErrMethodNotAllowed):
+		return http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED"
+	case errors.Is(err, messages.ErrConflict):
+		return http.StatusConflict, "CONFLICT"
+	case errors.Is(err, messages.ErrUpgradeRequired):
+		// The SPEC has no code of its own for 426: the request is not a
+		// WebSocket handshake.
+		return http.StatusUpgradeRequired, "INVALID_REQUEST"
+	case errors.Is(err, messages.ErrIdempotencyKeyReused):
+		return http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED"
+	case errors.Is(err, messages.ErrRateLimited):
+		return http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED"
+	case errors.Is(err, messages.ErrOverloaded), errors.Is(err, messages.ErrUnavailable),
+		errors.Is(err, messages.ErrTooManyTopics):
 		return http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE"
 	}
 	return http.StatusInternalServerError, "INTERNAL_ERROR"
@@ -63,6 +86,79 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, messages.ErrorBody{Error: code, Message: msg, RequestID: requestID(r.Context())})
+}
+
+// acceptWebSocket is websocket.Accept with the relay's refusals: when the
+// request is not a WebSocket handshake (426, 400, 405) or its Origin is not
+// allowed (403), the client gets the SPEC error body instead of
+// coder/websocket's text. On success the connection stops counting against
+// MaxHTTPConnections, and the deadlines the request had are lifted from the
+// hijacked socket (the WebSocket's own timeouts take over). w must be able to
+// hijack.
+func (s *Server) acceptWebSocket(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+	rec := &acceptRecorder{ResponseWriter: w}
+	c, err := websocket.Accept(rec, r, s.acceptOptions())
+	if err == nil {
+		return c, nil
+	}
+	if rec.status == 0 || rec.status == http.StatusSwitchingProtocols { // failed after the hijack: nothing to answer
+		return nil, err
+	}
+	var sentinel error
+	switch rec.status {
+	case http.StatusForbidden:
+		sentinel = fmt.Errorf("%w: origin %s is not allowed on /ws", messages.ErrForbidden, messages.QuotePrefix(r.Header.Get("Origin")))
+	case http.StatusUpgradeRequired:
+		sentinel = fmt.Errorf("%w: /ws takes a WebSocket handshake (Connection: Upgrade, Upgrade: websocket)", messages.ErrUpgradeRequired)
+	case http.StatusMethodNotAllowed:
+		sentinel = fmt.Errorf("%w: a WebSocket handshake is a GET", messages.ErrMethodNotAllowed)
+	case http.StatusBadRequest:
+		sentinel = fmt.Errorf("%w: not a valid WebSocket handshake", messages.ErrInvalid)
+	default:
+		sentinel = fmt.Errorf("websocket accept (%d): %w", rec.status, err)
+	}
+	if rec.status == http.StatusMethodNotAllowed {
+		rec.ResponseWriter.Header().Set("Allow", http.MethodGet)
+	}
+	s.writeError(rec.ResponseWriter, r, sentinel)
+	return nil, err
+}
+
+// acceptRecorder holds back the error answer websocket.Accept writes, so
+// acceptWebSocket can write the SPEC body instead; a 101 goes through.
+type acceptRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (a *acceptRecorder) WriteHeader(code int) {
+	a.status = code
+	if code == http.StatusSwitchingProtocols {
+		a.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (a *acceptRecorder) Write(b []byte) (int, error) {
+	if a.status == http.StatusSwitchingProtocols {
+		return a.ResponseWriter.Write(b)
+	}
+	return len(b), nil // the refusal's text body, replaced
+}
+
+// Hijack hands the socket over, marking it a WebSocket for the connection
+// limits and clearing the request's deadlines.
+func (a *acceptRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := a.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("response writer cannot hijack")
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	markUpgraded(conn)
+	return conn, brw, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -6,22 +6,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
+	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/pulsar-relay/relay/messages"
-	"github.com/pulsar-relay/relay/persistence"
 )
 
 var (
 	errNotFound = fmt.Errorf("%w: no such route", messages.ErrNotFound)
-	errMethod   = fmt.Errorf("%w: method not allowed on this route", messages.ErrNotFound)
 )
 
 // readJSONBody checks the content type and reads a body of at most limit
-// bytes.
+// bytes, outside the MaxBodyBytesInFlight budget: for small bodies (poll,
+// auth). Publish paths use Server.readBody.
 func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if !isJSON(r.Header.Get("Content-Type")) {
 		return nil, fmt.Errorf("%w: Content-Type must be application/json", messages.ErrUnsupportedMedia)
@@ -37,14 +34,108 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, 
 	return body, nil
 }
 
+// readBody checks the content type, reserves the body's bytes in the
+// process-wide MaxBodyBytesInFlight budget and reads a body of at most limit
+// bytes. The caller must call release when it no longer holds the body (also
+// after an error).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, release func(), err error) {
+	release = func() {}
+	if !isJSON(r.Header.Get("Content-Type")) {
+		return nil, release, fmt.Errorf("%w: Content-Type must be application/json", messages.ErrUnsupportedMedia)
+	}
+	if r.ContentLength > limit {
+		return nil, release, fmt.Errorf("%w: body of %d bytes, the limit is %d", messages.ErrTooLarge, r.ContentLength, limit)
+	}
+	reserve := limit
+	if r.ContentLength >= 0 {
+		reserve = r.ContentLength
+	}
+	if s.inflight.Add(reserve) > s.cfg.MaxBodyBytesInFlight && reserve > 0 {
+		s.inflight.Add(-reserve)
+		s.lim.LimitHit("body_budget")
+		return nil, release, fmt.Errorf("%w: too many request bodies in flight", messages.ErrUnavailable)
+	}
+	s.lim.BodyBytesInFlight(reserve)
+	release = func() {
+		s.inflight.Add(-reserve)
+		s.lim.BodyBytesInFlight(-reserve)
+	}
+	buf := make([]byte, 0, min(reserve, 64<<10)+1)
+	body, err = readAllInto(buf, http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, release, fmt.Errorf("%w: body over %d bytes", messages.ErrTooLarge, tooBig.Limit)
+		}
+		return nil, release, fmt.Errorf("%w: reading body: %v", messages.ErrInvalid, err)
+	}
+	return body, release, nil
+}
+
+// readAllInto is io.ReadAll into buf.
+func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// largeBody is the body size from which decoding takes a decode slot.
+const largeBody = 64 << 10
+
+// decodeSlot waits for one of the slots that bound how many large bodies
+// (over largeBody bytes) are decoded at once: half the CPUs, at least one. A
+// flood of large publishes then cannot starve small requests, /health among
+// them, of CPU. Small bodies take no slot. done releases the slot; it may be
+// called more than once. Waiting longer than the publish timeout (or past
+// ctx) is ErrUnavailable (503).
+func (s *Server) decodeSlot(ctx context.Context, size int) (done func(), err error) {
+	if size <= largeBody {
+		return func() {}, nil
+	}
+	wait := time.NewTimer(s.cfg.PublishTimeout)
+	defer wait.Stop()
+	select {
+	case s.decoding <- struct{}{}:
+	case <-wait.C:
+		s.lim.LimitHit("decode_slots")
+		return func() {}, fmt.Errorf("%w: too many large requests being decoded", messages.ErrUnavailable)
+	case <-ctx.Done():
+		s.lim.LimitHit("decode_slots")
+		return func() {}, fmt.Errorf("%w: too many large requests being decoded", messages.ErrUnavailable)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-s.decoding }) }, nil
+}
+
+func (s *Server) publishLimits() messages.PublishLimits {
+	return messages.PublishLimits{MaxTTL: s.cfg.MaxTTL}
+}
+
 // handlePublish stores one message: 201 only after the store took it.
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	body, err := readJSONBody(w, r, s.cfg.MaxMessageSize)
+	body, release, err := s.readBody(w, r, s.cfg.MaxMessageSize)
+	defer release()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	req, err := messages.DecodePublish(body)
+	done, err := s.decodeSlot(r.Context(), len(body))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := messages.DecodePublishWith(body, s.publishLimits())
+	done()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -65,13 +156,22 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 // handleBulk publishes up to messages.MaxBulk messages in one request and
 // answers 207 with one result per message, in order: each "accepted" one is
 // stored, each "rejected" one is not (bad item, full topic, store failure).
-// The body may be MaxBulk times the single-message limit.
+// The body is bounded by MaxBulkSize (413 over it), each item by
+// MaxMessageSize (that item is rejected). A rejected item carries its topic
+// when it could be read.
 func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
-	body, err := readJSONBody(w, r, s.cfg.MaxMessageSize*messages.MaxBulk)
+	body, release, err := s.readBody(w, r, s.cfg.MaxBulkSize)
+	defer release()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	done, err := s.decodeSlot(r.Context(), len(body))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer done()
 	req, err := messages.DecodeBulk(body)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -82,11 +182,14 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 	var slots []int // msgs[k] answers resp.Results[slots[k]]
 	now := time.Now()
 	for i, raw := range req.Messages {
-		item, err := messages.DecodePublish(raw)
-		resp.Results[i].Topic = item.Topic
-		if err == nil && int64(len(raw)) > s.cfg.MaxMessageSize {
+		var item messages.PublishRequest
+		if int64(len(raw)) > s.cfg.MaxMessageSize {
 			err = fmt.Errorf("%w: message over %d bytes", messages.ErrTooLarge, s.cfg.MaxMessageSize)
+			item.Topic = messages.TopicOf(raw)
+		} else {
+			item, err = messages.DecodePublishWith(raw, s.publishLimits())
 		}
+		resp.Results[i].Topic = item.Topic
 		if err != nil {
 			resp.Results[i].Status, resp.Results[i].Error = "rejected", err.Error()
 			continue
@@ -94,6 +197,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		msgs = append(msgs, item.Message(now))
 		slots = append(slots, i)
 	}
+	done() // decoding is over
 	s.cfg.Observer.Received(len(msgs))
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
@@ -116,63 +220,6 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusMultiStatus, resp)
 }
 
-// handleHistory pages through a topic's stored messages.
-func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
-	topic := chi.URLParam(r, "topic")
-	if err := messages.ValidateTopic(topic); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	q := r.URL.Query()
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			s.writeError(w, r, fmt.Errorf("%w: limit must be 1..1000", messages.ErrInvalid))
-			return
-		}
-		limit = n
-	}
-	var cursor messages.ID
-	if v := q.Get("after"); v != "" {
-		id, err := messages.ParseID(v)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		cursor = id
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
-	defer cancel()
-	var page persistence.Page
-	var err error
-	switch q.Get("order") {
-	case "", "asc":
-		page, err = s.store.Range(ctx, topic, cursor, limit)
-	case "desc": // the cursor is then the oldest id of the previous page
-		page, err = s.store.RevRange(ctx, topic, cursor, limit)
-	default:
-		err = fmt.Errorf("%w: order must be asc or desc", messages.ErrInvalid)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	msgs := page.Messages
-	resp := messages.HistoryResponse{Messages: msgs}
-	if resp.Messages == nil {
-		resp.Messages = []messages.Message{}
-	}
-	if len(msgs) == limit {
-		next := msgs[len(msgs)-1].ID.String()
-		resp.NextCursor = &next
-	} else if !page.Next.IsZero() { // the store's scan stopped early
-		next := page.Next.String()
-		resp.NextCursor = &next
-	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{
 		"status": "healthy", "timestamp": messages.FormatTime(time.Now()), "version": s.cfg.Version,
@@ -187,8 +234,11 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		checks["storage"] = err.Error()
+		// The cause (an address, a dial error) is for the operator's log,
+		// not for whoever can reach /ready.
+		checks["storage"] = "unavailable"
 		ready = false
+		s.log.Debug("not ready: store", "err", err)
 	}
 	if s.draining.Load() {
 		checks["server"] = "shutting down"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -63,4 +64,39 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 				"route", route, "status", ww.Status(), "duration", d)
 		}
 	})
+}
+
+// deadlines bounds a request in time (see Handler): the response must be
+// written within HTTPWriteTimeout, and a body must arrive within
+// HTTPReadTimeout. The read deadline is lifted when the body has been read
+// to its end: net/http then reads the connection in the background to see a
+// client go away, and an expired deadline there would cancel the request's
+// context.
+func (s *Server) deadlines(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetWriteDeadline(now.Add(s.cfg.HTTPWriteTimeout))
+		if r.Body != nil && r.Body != http.NoBody {
+			_ = rc.SetReadDeadline(now.Add(s.cfg.HTTPReadTimeout))
+			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the connection's read deadline at the body's end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }

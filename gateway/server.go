@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"log"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
 )
 
@@ -43,6 +48,43 @@ type Config struct {
 	// (RELAY_ALLOWED_ORIGINS): host patterns, or "*" for any; empty allows
 	// only the relay's own origin.
 	AllowedOrigins []string
+	// MaxBulkSize bounds a bulk publish body (RELAY_MAX_BULK_SIZE, default
+	// 4 MiB); over it the answer is 413. Each item is still bounded by
+	// MaxMessageSize.
+	MaxBulkSize int64
+	// MaxTTL is the longest ttl a publish may ask for (default
+	// messages.DefaultMaxTTL); the relay sets it to RELAY_RETENTION.
+	MaxTTL time.Duration
+	// HistoryMaxBytes caps the encoded messages of one history page
+	// (RELAY_HISTORY_MAX_BYTES, default 4 MiB): a page that would exceed it
+	// ends early with a next_cursor (it always holds at least one message).
+	HistoryMaxBytes int64
+	// HTTPReadTimeout is how long a request body may take to arrive
+	// (RELAY_HTTP_READ_TIMEOUT, default 30s), counted from the end of the
+	// headers (which have 10s of their own).
+	HTTPReadTimeout time.Duration
+	// HTTPWriteTimeout is how long a non-WebSocket response may take, from
+	// the end of the request headers to its last byte
+	// (RELAY_HTTP_WRITE_TIMEOUT, default 30s). See Handler for the routes
+	// that lift it.
+	HTTPWriteTimeout time.Duration
+	// MaxHTTPConnections bounds the TCP connections the listener holds that
+	// are not WebSockets (RELAY_MAX_HTTP_CONNECTIONS, default 4096); over
+	// it a new connection gets a canned 503 and is closed at once, before
+	// any goroutine or buffer is spent on it. WebSockets count against
+	// MaxConnections instead, from their upgrade.
+	MaxHTTPConnections int
+	// MaxHTTPConnectionsPerClient bounds those connections per client IP
+	// address (RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT, default 1024, at most
+	// MaxHTTPConnections), so that one client cannot keep the others out.
+	// Behind a proxy every client has the proxy's address: raise it to
+	// MaxHTTPConnections there.
+	MaxHTTPConnectionsPerClient int
+	// MaxBodyBytesInFlight bounds the request body bytes being read or
+	// handled at once, over all requests (RELAY_MAX_BODY_BYTES_IN_FLIGHT,
+	// default 64 MiB); a request whose body does not fit gets 503 at once.
+	// A body counts its Content-Length, or its limit when it has none.
+	MaxBodyBytesInFlight int64
 	// Version is reported by /health.
 	Version string
 	// Observer receives request counts (default: none).
@@ -59,11 +101,33 @@ type Observer interface {
 	Received(n int)
 }
 
+// LimitObserver receives the counts of the gateway's budgets. Config.Observer
+// may implement it (metrics.Registry does); methods must be cheap and safe
+// for concurrent use.
+type LimitObserver interface {
+	// HTTPConnections moves the count of non-WebSocket connections held.
+	HTTPConnections(delta int)
+	// HTTPConnectionRefused counts a connection refused over
+	// MaxHTTPConnections.
+	HTTPConnectionRefused()
+	// BodyBytesInFlight moves the count of request body bytes reserved.
+	BodyBytesInFlight(delta int64)
+	// LimitHit counts a request cut or refused by a budget: "body_budget"
+	// (503), "decode_slots" (503: a large body waited for a decode slot
+	// past the publish timeout), "history_bytes" (a history page ended
+	// early by HistoryMaxBytes).
+	LimitHit(reason string)
+}
+
 type nopObserver struct{}
 
 func (nopObserver) HTTPRequest(string, int, time.Duration) {}
 func (nopObserver) Connections(string, int)                {}
 func (nopObserver) Received(int)                           {}
+func (nopObserver) HTTPConnections(int)                    {}
+func (nopObserver) HTTPConnectionRefused()                 {}
+func (nopObserver) BodyBytesInFlight(int64)                {}
+func (nopObserver) LimitHit(string)                        {}
 
 func (c Config) withDefaults() Config {
 	if c.MaxMessageSize <= 0 {
@@ -72,6 +136,23 @@ func (c Config) withDefaults() Config {
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = 10_000
 	}
+	size := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	size(&c.MaxBulkSize, 4<<20)
+	size(&c.HistoryMaxBytes, 4<<20)
+	size(&c.MaxBodyBytesInFlight, 64<<20)
+	// One body of either kind must always fit the budget.
+	c.MaxBodyBytesInFlight = max(c.MaxBodyBytesInFlight, c.MaxBulkSize, c.MaxMessageSize)
+	if c.MaxHTTPConnections <= 0 {
+		c.MaxHTTPConnections = 4096
+	}
+	if c.MaxHTTPConnectionsPerClient <= 0 {
+		c.MaxHTTPConnectionsPerClient = 1024
+	}
+	c.MaxHTTPConnectionsPerClient = min(c.MaxHTTPConnectionsPerClient, c.MaxHTTPConnections)
 	dur := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
 			*v = d
@@ -82,6 +163,8 @@ func (c Config) withDefaults() Config {
 	dur(&c.PingInterval, 30*time.Second)
 	dur(&c.PongTimeout, 10*time.Second)
 	dur(&c.WriteTimeout, 10*time.Second)
+	dur(&c.HTTPReadTimeout, 30*time.Second)
+	dur(&c.HTTPWriteTimeout, 30*time.Second)
 	if c.MaxTopicsPerSubscribe <= 0 {
 		c.MaxTopicsPerSubscribe = 100
 	}
@@ -94,17 +177,29 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// limitObserver is the observer's LimitObserver side, or one that does
+// nothing.
+func (c Config) limitObserver() LimitObserver {
+	if lo, ok := c.Observer.(LimitObserver); ok {
+		return lo
+	}
+	return nopObserver{}
+}
+
 // Server is the HTTP and WebSocket front of the relay.
 //
 // Concurrency: safe for concurrent use; Close is called once, at shutdown.
 type Server struct {
 	cfg   Config
+	lim   LimitObserver
 	mgr   *actors.TopicManager
 	store persistence.Store
 	log   *slog.Logger
 
 	draining atomic.Bool
-	conns    sync.Map // *wsConn -> struct{}
+	inflight atomic.Int64  // request body bytes reserved (MaxBodyBytesInFlight)
+	decoding chan struct{} // decode slots of large bodies (decodeSlot)
+	conns    sync.Map      // *wsConn -> struct{}
 	nconns   atomic.Int64
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -118,31 +213,73 @@ type Server struct {
 // goroutine (pings, idle and write-timeout checks) that Close stops.
 func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *slog.Logger) *Server {
 	s := &Server{cfg: cfg.withDefaults(), mgr: mgr, store: store, log: logger, stop: make(chan struct{})}
+	s.lim = s.cfg.limitObserver()
+	s.decoding = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 	s.wg.Add(1)
 	go s.sweep()
 	return s
 }
 
 // Handler returns the relay's routes.
+//
+// Deadlines: every request gets a write deadline of HTTPWriteTimeout for its
+// whole response, and a request with a body a read deadline of
+// HTTPReadTimeout until the body's end (it is lifted there, so an expired
+// read deadline never cancels a handler's context afterwards). A WebSocket
+// upgrade clears both on the hijacked connection. A handler that holds its
+// response open on purpose (long-poll, SSE) must lift or extend the write
+// deadline itself:
+//
+//	rc := http.NewResponseController(w)
+//	_ = rc.SetWriteDeadline(time.Time{})              // SSE: none
+//	_ = rc.SetWriteDeadline(time.Now().Add(wait + s.cfg.HTTPWriteTimeout)) // long-poll
+//
+// A route that exists with another method answers 405 with Allow; HEAD is
+// served on /health and /ready.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(withRequestID, s.accessLog)
+	r.Use(s.deadlines, withRequestID, s.accessLog)
 	r.Post("/api/v1/messages", s.handlePublish)
 	r.Post("/api/v1/messages/bulk", s.handleBulk)
 	r.Get("/api/v1/topics/{topic}/messages", s.handleHistory)
 	r.Get("/health", s.handleHealth)
+	r.Head("/health", s.handleHealth)
 	r.Get("/ready", s.handleReady)
+	r.Head("/ready", s.handleReady)
 	r.Get("/ws", s.handleWS)
 	if s.cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.cfg.Metrics)
 	}
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, errNotFound)
+	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
+		s.writeError(w, req, errNotFound)
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, errMethod)
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		allowed := allowedMethods(r, req.URL.Path)
+		if len(allowed) == 0 { // a method chi does not know, on a path that does not exist
+			s.writeError(w, req, errNotFound)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		s.writeError(w, req, fmt.Errorf("%w: %s on %s; allowed: %s", messages.ErrMethodNotAllowed,
+			messages.QuotePrefix(req.Method), messages.QuotePrefix(req.URL.Path), strings.Join(allowed, ", ")))
 	})
 	return r
+}
+
+// routeMethods are the methods a 405's Allow header may list.
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions}
+
+// allowedMethods lists the methods router serves at path, asking the router
+// itself, so the answer follows whatever routes are registered.
+func allowedMethods(router *chi.Mux, path string) []string {
+	var allowed []string
+	for _, m := range routeMethods {
+		if router.Match(chi.NewRouteContext(), m, path) {
+			allowed = append(allowed, m)
+		}
+	}
+	return allowed
 }
 
 // track counts a new WebSocket goroutine in s.wg, unless Close has begun.
@@ -179,5 +316,19 @@ func (s *Server) Close(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		s.log.Warn("shutdown: WebSocket handlers still running", "err", ctx.Err())
+	}
+}
+
+// HTTPServer returns the http.Server that serves Handler: a 10 s limit on
+// request headers and 120 s on idle keep-alive connections. It has no
+// whole-request ReadTimeout or WriteTimeout, which would cut WebSockets:
+// Handler sets the deadlines per request instead. Serve it on Listener(ln).
+func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errorLog,
 	}
 }

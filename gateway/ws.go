@@ -73,7 +73,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: relay shutting down", messages.ErrUnavailable))
 		return
 	}
-	c, err := websocket.Accept(smallBuffers{w}, r, s.acceptOptions())
+	c, err := s.acceptWebSocket(smallBuffers{w}, r)
 	if err != nil {
 		s.nconns.Add(-1)
 		s.wg.Done()

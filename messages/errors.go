@@ -39,3 +39,26 @@ var (
 	// ErrUnknownType marks a WebSocket frame with an unknown "type".
 	ErrUnknownType = errors.New("unknown message type")
 )
+
+// ErrUpgradeRequired marks a plain HTTP request on the WebSocket endpoint
+// (426).
+var ErrUpgradeRequired = errors.New("upgrade required")
+
+// ClientText is what a client may be told about err: its full text when err
+// is the client's own fault (ErrInvalid, ErrSubscription, ErrUnknownType,
+// ErrTooLarge), else only the sentinel's text, so that a store's address or
+// a dial error stays in the log.
+func ClientText(err error) string {
+	for _, own := range []error{ErrInvalid, ErrSubscription, ErrUnknownType, ErrTooLarge, ErrUnsupportedMedia} {
+		if errors.Is(err, own) {
+			return err.Error()
+		}
+	}
+	for _, s := range []error{ErrUnavailable, ErrOverloaded, ErrNotFound, ErrUnauthorized, ErrForbidden,
+		ErrConflict, ErrRateLimited, ErrTooManyTopics, ErrMethodNotAllowed, ErrIdempotencyKeyReused} {
+		if errors.Is(err, s) {
+			return s.Error()
+		}
+	}
+	return "internal error"
+}

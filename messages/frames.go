@@ -74,7 +74,7 @@ func DecodeClientFrame(data []byte) (ClientFrame, error) {
 					return f, fmt.Errorf("%w: since: %w", ErrSubscription, err)
 				}
 				if _, err := ParseID(id); err != nil {
-					return f, fmt.Errorf("%w: since %q: %w", ErrSubscription, t, err)
+					return f, fmt.Errorf("%w: since %s: %w", ErrSubscription, QuotePrefix(t), err)
 				}
 			}
 		}
@@ -82,7 +82,7 @@ func DecodeClientFrame(data []byte) (ClientFrame, error) {
 	case "":
 		return f, fmt.Errorf("%w: frame needs a \"type\"", ErrInvalid)
 	default:
-		return f, fmt.Errorf("%w: %q", ErrUnknownType, f.Type)
+		return f, fmt.Errorf("%w: %s", ErrUnknownType, QuotePrefix(f.Type))
 	}
 	return f, nil
 }
@@ -98,7 +98,7 @@ func (f *ClientFrame) positionOf(topic string) (Position, error) {
 	if s, ok := f.Since[topic]; ok {
 		id, err := ParseID(s)
 		if err != nil {
-			return Position{}, fmt.Errorf("%w: since %q: %w", ErrSubscription, topic, err)
+			return Position{}, fmt.Errorf("%w: since %s: %w", ErrSubscription, QuotePrefix(topic), err)
 		}
 		return Position{After: id, Explicit: true}, nil
 	}

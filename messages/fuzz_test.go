@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
+	"unicode/utf8"
 )
 
 func FuzzDecodePublish(f *testing.F) {
@@ -11,6 +13,9 @@ func FuzzDecodePublish(f *testing.F) {
 		`{"topic":"notifications","payload":{"user_id":123}}`,
 		`{"topic":"t","payload":{},"ttl":5,"metadata":{"a":"b"}}`,
 		`{"topic":"t","payload":[1]}`, `{`, `null`, `{"topic":"","payload":{}}`,
+		`{"topic":"t","payload":{"a":{"b":[[[1e99999]]]}},"ttl":9223372037}`,
+		"{\"topic\":\"t\",\"payload\":{\"s\":\"\xff\"},\"metadata\":{\"k\":\"\xc3\"}}",
+		`{"topic":"t","payload":` + nested(70) + `}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -25,12 +30,23 @@ func FuzzDecodePublish(f *testing.F) {
 		if ValidateTopic(req.Topic) != nil || len(req.Payload) == 0 || req.Payload[0] != '{' || !json.Valid(req.Payload) {
 			t.Fatalf("accepted an invalid request: %+v", req)
 		}
-		if req.TTL != nil && *req.TTL <= 0 {
+		if req.TTL != nil && (*req.TTL <= 0 || *req.TTL > int64(DefaultMaxTTL/time.Second)) {
 			t.Fatalf("accepted ttl %d", *req.TTL)
 		}
+		// The limits hold for what is stored: UTF-8, nesting, numbers.
+		if !utf8.Valid(body) {
+			t.Fatalf("accepted a body that is not UTF-8: %q", body)
+		}
+		if err := CheckJSON(req.Payload, MaxJSONDepth); err != nil {
+			t.Fatalf("accepted a payload over the limits: %v", err)
+		}
 		m := req.Message(timeZero)
-		if !json.Valid(m.AppendFrame(nil)) {
-			t.Fatalf("frame of an accepted message is not JSON: %s", m.AppendFrame(nil))
+		if req.TTL != nil && !m.ExpiresAt.After(m.Timestamp) {
+			t.Fatalf("ttl %d stored already expired", *req.TTL)
+		}
+		frame := m.AppendFrame(nil)
+		if !json.Valid(frame) || !utf8.Valid(frame) {
+			t.Fatalf("frame of an accepted message is not UTF-8 JSON: %q", frame)
 		}
 	})
 }

@@ -19,12 +19,12 @@ func ParseID(s string) (ID, error) {
 	msPart, seqPart, hasSeq := strings.Cut(s, "-")
 	ms, err := strconv.ParseUint(msPart, 10, 64)
 	if err != nil {
-		return ID{}, fmt.Errorf("%w: message id %q is not <unix_ms>-<seq>", ErrInvalid, s)
+		return ID{}, fmt.Errorf("%w: message id %s is not <unix_ms>-<seq>", ErrInvalid, QuotePrefix(s))
 	}
 	var seq uint64
 	if hasSeq {
 		if seq, err = strconv.ParseUint(seqPart, 10, 64); err != nil {
-			return ID{}, fmt.Errorf("%w: message id %q is not <unix_ms>-<seq>", ErrInvalid, s)
+			return ID{}, fmt.Errorf("%w: message id %s is not <unix_ms>-<seq>", ErrInvalid, QuotePrefix(s))
 		}
 	}
 	return ID{Ms: ms, Seq: seq}, nil

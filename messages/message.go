@@ -2,6 +2,7 @@ package messages
 
 import (
 	"encoding/json"
+	"io"
 	"time"
 )
 
@@ -59,17 +60,47 @@ func (m *Message) AppendFrame(b []byte) []byte {
 }
 
 func (m *Message) appendFields(b []byte) []byte {
-	b = append(b, `"message_id":"`...)
-	b = m.ID.AppendTo(b)
-	// Topic names are validated to [A-Za-z0-9._-], which JSON never escapes.
-	b = append(b, `","topic":"`...)
-	b = append(b, m.Topic...)
-	b = append(b, `","payload":`...)
+	b = m.appendHead(b)
 	if len(m.Payload) == 0 {
 		b = append(b, "{}"...)
 	} else {
 		b = append(b, m.Payload...)
 	}
+	return m.appendTail(b)
+}
+
+// WriteJSON writes m as AppendJSON would, with the payload passed to w as
+// it is stored (no copy of it is made), and returns scratch, grown if
+// needed, for the next call. Only the small fields go through scratch.
+func (m *Message) WriteJSON(w io.Writer, scratch []byte) ([]byte, error) {
+	scratch = m.appendHead(append(scratch[:0], '{'))
+	payload := m.Payload
+	if len(payload) == 0 {
+		payload = []byte("{}")
+	}
+	if _, err := w.Write(scratch); err != nil {
+		return scratch, err
+	}
+	if _, err := w.Write(payload); err != nil {
+		return scratch, err
+	}
+	scratch = m.appendTail(scratch[:0])
+	_, err := w.Write(scratch)
+	return scratch, err
+}
+
+// appendHead appends the fields before the payload's value.
+func (m *Message) appendHead(b []byte) []byte {
+	b = append(b, `"message_id":"`...)
+	b = m.ID.AppendTo(b)
+	// Topic names are validated to [A-Za-z0-9._-], which JSON never escapes.
+	b = append(b, `","topic":"`...)
+	b = append(b, m.Topic...)
+	return append(b, `","payload":`...)
+}
+
+// appendTail appends the fields after the payload, and the closing brace.
+func (m *Message) appendTail(b []byte) []byte {
 	b = append(b, `,"timestamp":"`...)
 	b = m.Timestamp.UTC().AppendFormat(b, TimestampLayout)
 	b = append(b, `","metadata":`...)

@@ -22,7 +22,7 @@ func ValidateTopic(topic string) error {
 	for i := 0; i < len(topic); i++ {
 		c := topic[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: topic %q has a character outside [A-Za-z0-9._-]", ErrInvalid, topic)
+			return fmt.Errorf("%w: topic %s has a character outside [A-Za-z0-9._-]", ErrInvalid, QuotePrefix(topic))
 		}
 	}
 	return nil
@@ -37,22 +37,72 @@ type PublishRequest struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
-// DecodePublish parses and validates a publish body. Every failure wraps
-// ErrInvalid with a message fit for the client.
+// DefaultMaxTTL is the longest ttl a publish may ask for when the store
+// keeps messages forever (RELAY_RETENTION 0); otherwise it is the retention.
+const DefaultMaxTTL = 365 * 24 * time.Hour
+
+// PublishLimits bound a publish beyond the wire contract's shape. The zero
+// value means the defaults.
+type PublishLimits struct {
+	// MaxTTL is the longest ttl accepted (default DefaultMaxTTL); the relay
+	// sets it to the retention, since a message cannot outlive its topic's
+	// retention anyway.
+	MaxTTL time.Duration
+}
+
+func (l PublishLimits) maxTTLSeconds() int64 {
+	if l.MaxTTL <= 0 {
+		return int64(DefaultMaxTTL / time.Second)
+	}
+	return max(1, int64(l.MaxTTL/time.Second))
+}
+
+// DecodePublish is DecodePublishWith under the default limits.
 func DecodePublish(body []byte) (PublishRequest, error) {
+	return DecodePublishWith(body, PublishLimits{})
+}
+
+// DecodePublishWith parses and validates a publish body. Every failure wraps
+// ErrInvalid with a message fit for the client. The body must be UTF-8, its
+// payload nested at most MaxJSONDepth levels, its numbers at most
+// MaxNumberLen characters (CheckJSON), and its ttl within lim.
+//
+// On failure the returned request carries the topic when it could be read
+// (a bulk publish echoes it), and nothing else.
+func DecodePublishWith(body []byte, lim PublishLimits) (PublishRequest, error) {
+	// The body object is level 1, so its payload's own levels get
+	// MaxJSONDepth.
+	if err := CheckJSON(body, MaxJSONDepth+1); err != nil {
+		return PublishRequest{Topic: TopicOf(body)}, err
+	}
 	var req PublishRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return PublishRequest{}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
+		return PublishRequest{Topic: TopicOf(body)}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
 	}
-	if err := req.Validate(); err != nil {
-		return PublishRequest{}, err
+	if err := req.validate(lim); err != nil {
+		return PublishRequest{Topic: req.Topic}, err
 	}
 	return req, nil
 }
 
-// Validate checks the request against the wire contract and compacts the
-// payload in place.
-func (r *PublishRequest) Validate() error {
+// TopicOf reads the "topic" of a publish body that did not decode as a whole, for
+// error reports: empty when it cannot be read.
+func TopicOf(body []byte) string {
+	var t struct {
+		Topic string `json:"topic"`
+	}
+	if json.Unmarshal(body, &t) != nil || ValidateTopic(t.Topic) != nil {
+		return ""
+	}
+	return t.Topic
+}
+
+// Validate checks the request against the wire contract under the default
+// limits and compacts the payload in place. It does not run CheckJSON:
+// DecodePublish does, on the raw body.
+func (r *PublishRequest) Validate() error { return r.validate(PublishLimits{}) }
+
+func (r *PublishRequest) validate(lim PublishLimits) error {
 	if err := ValidateTopic(r.Topic); err != nil {
 		return err
 	}
@@ -69,8 +119,13 @@ func (r *PublishRequest) Validate() error {
 		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
 	}
 	r.Payload = compact.Bytes()
-	if r.TTL != nil && *r.TTL <= 0 {
-		return fmt.Errorf("%w: ttl must be a positive number of seconds", ErrInvalid)
+	if r.TTL != nil {
+		if *r.TTL <= 0 {
+			return fmt.Errorf("%w: ttl must be a positive number of seconds", ErrInvalid)
+		}
+		if maxTTL := lim.maxTTLSeconds(); *r.TTL > maxTTL {
+			return fmt.Errorf("%w: ttl must be at most %d seconds (the retention)", ErrInvalid, maxTTL)
+		}
 	}
 	return nil
 }
@@ -91,7 +146,7 @@ func describeJSONError(err error) string {
 	switch {
 	case asError(err, &typeErr):
 		if typeErr.Field != "" {
-			return fmt.Sprintf("field %q must not be a JSON %s", typeErr.Field, typeErr.Value)
+			return fmt.Sprintf("field %s must not be a JSON %s", QuotePrefix(typeErr.Field), typeErr.Value)
 		}
 		return fmt.Sprintf("body must be a JSON object, not a %s", typeErr.Value)
 	case asError(err, &syntaxErr):

@@ -69,6 +69,7 @@ type Registry struct {
 	storageLatency  *prometheus.HistogramVec
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
+	limits          *limitMetrics // limits.go
 
 	// Children of the known label values; read-only after New.
 	deliveredBy   map[string]prometheus.Counter
@@ -138,6 +139,8 @@ func New(maxTopics int) *Registry {
 	r.httpDuration = f.histogramVec("relay_http_request_duration_seconds",
 		"Duration of HTTP requests, by chi route pattern; WebSocket upgrades (101) are not observed.",
 		httpBuckets, "route")
+
+	r.limits = newLimitMetrics(f)
 
 	r.deliveredBy = counters(r.delivered, knownTransports)
 	r.restartsBy = counters(r.restarts, knownKinds)

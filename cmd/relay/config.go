@@ -31,6 +31,9 @@ type config struct {
 	MetricsMaxTopics int
 	ShutdownTimeout  time.Duration
 	PprofAddr        string
+	// MemoryLimit is the Go runtime's soft memory limit in bytes
+	// (RELAY_MEMORY_LIMIT); 0 leaves it alone (GOMEMLIMIT, if set, applies).
+	MemoryLimit int64
 }
 
 // setting is one RELAY_* variable: its flag is the lower-case name with
@@ -66,6 +69,20 @@ func (c *config) settings() []setting {
 			}
 			c.Gateway.MaxMessageSize = int64(n)
 			return nil
+		}},
+		{"RELAY_MAX_BULK_SIZE", "4194304", "largest bulk publish body, bytes (413 over it)", byteSize(&c.Gateway.MaxBulkSize, 1024)},
+		{"RELAY_MAX_HTTP_CONNECTIONS", "4096", "open connections that are not WebSockets; over it a new one gets a canned 503", intIn(&c.Gateway.MaxHTTPConnections, 1, 1<<30)},
+		{"RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT", "1024", "of those, from one client IP address (behind a proxy: set it to RELAY_MAX_HTTP_CONNECTIONS)", intIn(&c.Gateway.MaxHTTPConnectionsPerClient, 1, 1<<30)},
+		{"RELAY_MAX_BODY_BYTES_IN_FLIGHT", "67108864", "request body bytes being read or handled at once, over all requests (503 over it)", byteSize(&c.Gateway.MaxBodyBytesInFlight, 1024)},
+		{"RELAY_HTTP_READ_TIMEOUT", "30s", "longest a request body may take to arrive", duration(&c.Gateway.HTTPReadTimeout)},
+		{"RELAY_HTTP_WRITE_TIMEOUT", "30s", "longest a non-WebSocket response may take (long-poll and SSE extend it)", duration(&c.Gateway.HTTPWriteTimeout)},
+		{"RELAY_HISTORY_MAX_BYTES", "4194304", "encoded messages per history page, bytes; a fuller page ends early with next_cursor", byteSize(&c.Gateway.HistoryMaxBytes, 1024)},
+		{"RELAY_MEMORY_LIMIT", "", "Go soft memory limit (e.g. 512MiB, 2GiB or bytes); empty: GOMEMLIMIT if set, else none", func(v string) error {
+			if v == "" {
+				c.MemoryLimit = 0
+				return nil
+			}
+			return byteSize(&c.MemoryLimit, 16<<20)(v)
 		}},
 		{"RELAY_TOPIC_MAILBOX_SIZE", itoa(actors.DefaultTopicMailboxSize), "publishes queued per topic before 503", intIn(&c.Actors.TopicMailboxSize, 1, 1<<30)},
 		{"RELAY_CONNECTION_QUEUE_SIZE", itoa(actors.DefaultConnectionQueueSize), "live and control frames queued per connection before the slow-consumer policy", intIn(&c.Actors.ConnectionQueueSize, 1, 1<<30)},
@@ -214,6 +231,35 @@ func duration(p *time.Duration) func(string) error {
 	}
 }
 
+// byteSize accepts a number of bytes with an optional binary suffix (B,
+// KiB, MiB, GiB, TiB, as GOMEMLIMIT takes), at least lo.
+func byteSize(p *int64, lo int64) func(string) error {
+	return func(v string) error {
+		num, mult := v, int64(1)
+		for _, u := range []struct {
+			suffix string
+			mult   int64
+		}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+			if strings.HasSuffix(v, u.suffix) {
+				num, mult = strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), u.mult
+				break
+			}
+		}
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			return errors.New("want a number of bytes, optionally with KiB, MiB, GiB or TiB")
+		}
+		if n < lo/mult || n > (1<<50)/mult {
+			return fmt.Errorf("want %d bytes to 1 PiB", lo)
+		}
+		if n*mult < lo {
+			return fmt.Errorf("want at least %d bytes", lo)
+		}
+		*p = n * mult
+		return nil
+	}
+}
+
 func intIn(p *int, lo, hi int) func(string) error {
 	return func(v string) error {
 		n, err := strconv.Atoi(v)
@@ -242,3 +288,11 @@ func oneOf(p *string, allowed ...string) func(string) error {
 
 // osEnviron adapts os.LookupEnv.
 func osEnviron(k string) (string, bool) { return os.LookupEnv(k) }
+
+// descriptorsNeeded is the open files the relay may hold at its connection
+// limits: every WebSocket, every other HTTP connection, the listener, the
+// store's connections and the process's own files (a margin of 64).
+func descriptorsNeeded(cfg *config) int {
+	ws, httpConns := cfg.Gateway.MaxConnections, cfg.Gateway.MaxHTTPConnections
+	return ws + httpConns + 64
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -100,6 +101,8 @@ func isTerminal(f *os.File) bool {
 // serve runs the relay until ctx ends, then shuts down gracefully (see
 // app.Relay.Shutdown).
 func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
+	applyMemoryLimit(cfg, logger)
+	logDescriptors(cfg, logger)
 	store, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -113,6 +116,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	actorCfg.StoreLimits = cfg.Store
 	gwCfg := cfg.Gateway
 	gwCfg.Version = version
+	gwCfg.MaxTTL = cfg.Store.Retention // a ttl past the retention is refused (0: messages.DefaultMaxTTL)
 	relay := app.Start(app.Options{Store: store, Actors: actorCfg, Gateway: gwCfg, Logger: logger,
 		Metrics: metrics.New(cfg.MetricsMaxTopics)}, ln)
 	logger.Info("relay serving", "addr", relay.Addr().String(), "store", storeName(cfg), "version", version)
@@ -138,6 +142,21 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	}
 	logger.Info("relay stopped")
 	return nil
+}
+
+// applyMemoryLimit sets the Go runtime's soft memory limit from
+// RELAY_MEMORY_LIMIT; without it GOMEMLIMIT (read by the runtime itself)
+// applies. Near the limit the GC runs more often and returns memory to the
+// OS sooner, so RSS falls back after a burst.
+func applyMemoryLimit(cfg *config, logger *slog.Logger) {
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+		logger.Info("memory limit", "bytes", cfg.MemoryLimit, "source", "RELAY_MEMORY_LIMIT")
+		return
+	}
+	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok && v != "off" {
+		logger.Info("memory limit", "bytes", debug.SetMemoryLimit(-1), "source", "GOMEMLIMIT")
+	}
 }
 
 func storeName(cfg *config) string {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -62,15 +61,11 @@ func Start(opts Options, ln net.Listener) *Relay {
 	r.system = actors.NewActorSystem(log)
 	r.Manager = actors.NewTopicManager(r.system, store, opts.Actors, log)
 	r.Gateway = gateway.New(opts.Gateway, r.Manager, store, log)
-	r.srv = &http.Server{
-		Handler: r.Gateway.Handler(),
-		// Header and idle limits only: a whole-request read or write timeout
-		// would cut WebSocket and long-poll requests.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	go func() { r.served <- r.srv.Serve(ln) }()
+	// Deadlines are set per request by the gateway (WebSockets, long-polls
+	// and SSE lift them); the listener caps connections that are not
+	// WebSockets.
+	r.srv = r.Gateway.HTTPServer(slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	go func() { r.served <- r.srv.Serve(r.Gateway.Listener(ln)) }()
 	return r
 }
 

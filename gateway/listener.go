@@ -1,0 +1,169 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Listener wraps ln so that at most MaxHTTPConnections connections that are
+// not WebSockets are open at once, and at most MaxHTTPConnectionsPerClient
+// from one client IP address. A connection over either limit is refused on
+// the accepting goroutine's watch, before net/http spends a goroutine or a
+// buffer on it: it gets a canned 503 with the SPEC error body once its
+// request head has arrived (within refusalTimeout; at most maxRefusing
+// refusals are in progress, beyond that it is closed at once). A client
+// holding many slow connections therefore cannot take the relay's
+// descriptors, nor keep other clients out. A connection stops counting when
+// it closes or when it is upgraded to a WebSocket (it then counts against
+// MaxConnections).
+//
+// Concurrency: the returned listener is used by one http.Server.
+func (s *Server) Listener(ln net.Listener) net.Listener {
+	return &limitListener{Listener: ln, s: s, max: int64(s.cfg.MaxHTTPConnections),
+		perClient: s.cfg.MaxHTTPConnectionsPerClient, byClient: map[string]int{},
+		refusing: make(chan struct{}, maxRefusing)}
+}
+
+type limitListener struct {
+	net.Listener
+	s         *Server
+	max       int64
+	perClient int
+	open      atomic.Int64
+
+	mu       sync.Mutex
+	byClient map[string]int // open connections per client IP; entries at 0 are deleted
+
+	refusing chan struct{} // a slot per refusal in progress
+}
+
+const (
+	// refusalTimeout bounds a refusal: reading the request head and
+	// writing the canned 503.
+	refusalTimeout = 200 * time.Millisecond
+	// maxRefusing bounds the refusals in progress (one goroutine each).
+	maxRefusing = 64
+)
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		client := clientIP(c.RemoteAddr())
+		if !l.take(client) {
+			l.s.lim.HTTPConnectionRefused()
+			l.refuse(c)
+			continue
+		}
+		l.s.lim.HTTPConnections(1)
+		return &limitedConn{Conn: c, l: l, client: client}, nil
+	}
+}
+
+// take counts a new connection from client, unless a limit is reached.
+func (l *limitListener) take(client string) bool {
+	if l.open.Add(1) > l.max {
+		l.open.Add(-1)
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byClient[client] >= l.perClient {
+		l.open.Add(-1)
+		return false
+	}
+	l.byClient[client]++
+	return true
+}
+
+func (l *limitListener) give(client string) {
+	l.open.Add(-1)
+	l.mu.Lock()
+	if n := l.byClient[client] - 1; n > 0 {
+		l.byClient[client] = n
+	} else {
+		delete(l.byClient, client)
+	}
+	l.mu.Unlock()
+	l.s.lim.HTTPConnections(-1)
+}
+
+func clientIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return string(ta.IP.To16())
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// refuse answers c with the canned 503 after its request head (so an HTTP
+// client reads it as the answer to its request) and closes it; when
+// maxRefusing refusals are already in progress it closes c at once.
+func (l *limitListener) refuse(c net.Conn) {
+	select {
+	case l.refusing <- struct{}{}:
+	default:
+		_ = c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.refusing }()
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(refusalTimeout))
+		var buf [4096]byte
+		for n := 0; n < len(buf); {
+			m, err := c.Read(buf[n:])
+			n += m
+			if err != nil || bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
+				break
+			}
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(refusalTimeout))
+		_, _ = c.Write(cannedRefusal())
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}()
+}
+
+func cannedRefusal() []byte {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	body := `{"error":"SERVICE_UNAVAILABLE","message":"too many connections; retry later","request_id":"` + id + `"}` + "\n"
+	return []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\n" +
+		"X-Request-ID: " + id + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}
+
+// limitedConn releases its slot once: on Close, or on upgrade.
+type limitedConn struct {
+	net.Conn
+	l      *limitListener
+	client string
+	once   sync.Once
+}
+
+func (c *limitedConn) release() { c.once.Do(func() { c.l.give(c.client) }) }
+
+func (c *limitedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// markUpgraded releases a hijacked connection's slot: it is a WebSocket now.
+func markUpgraded(c net.Conn) {
+	if lc, ok := c.(*limitedConn); ok {
+		lc.release()
+	}
+}
