@@ -22,6 +22,12 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, "INVALID_REQUEST"
 	case errors.Is(err, messages.ErrNotFound):
 		return http.StatusNotFound, "NOT_FOUND"
+	case errors.Is(err, messages.ErrForbidden):
+		return http.StatusForbidden, "FORBIDDEN"
+	case errors.Is(err, messages.ErrIdempotencyKeyReused):
+		return http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED"
+	case errors.Is(err, messages.ErrRateLimited):
+		return http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED"
 	case errors.Is(err, messages.ErrOverloaded), errors.Is(err, messages.ErrUnavailable):
 		return http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE"
 	}
@@ -59,7 +65,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// own failures are logged once per write, and metrics count refusals.
 		s.log.Debug("request refused", "request_id", requestID(r.Context()), "route", routeOf(r), "status", status, "err", err)
 	}
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, messages.ErrorBody{Error: code, Message: msg, RequestID: requestID(r.Context())})
