@@ -262,7 +262,7 @@ func validateResponse(t *testing.T, router routers.Router, req *http.Request, _ 
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
 	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: h,
-		Body: io.NopCloser(bytes.NewReader(body)),
+		Body:    io.NopCloser(bytes.NewReader(body)),
 		Options: &openapi3filter.Options{IncludeResponseStatus: true, ExcludeResponseBody: skipBody}}
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
 		t.Fatalf("response %d of %s %s does not match the document: %v\nbody: %.500s", status, req.Method, req.URL.RequestURI(), err, body)
