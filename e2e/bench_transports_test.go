@@ -17,7 +17,7 @@ import (
 func TestBenchTransports(t *testing.T) {
 	for _, transport := range []string{"poll", "sse"} {
 		t.Run(transport, func(t *testing.T) {
-			r := startRelay(t, relaytest.Options{})
+			r := startConsumerRelay(t, relaytest.Options{})
 			var out, errb bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()

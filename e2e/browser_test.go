@@ -129,7 +129,7 @@ es.onerror = () => { window.errors++; };
 // and ends with every message once, in order (issue 10, acceptance 4).
 func TestSSEInBrowser(t *testing.T) {
 	b := browsertest.Shared(t)
-	r := startRelay(t, relaytest.Options{Gateway: gateway.Config{AllowedOrigins: []string{"localhost:*"}}})
+	r := startConsumerRelay(t, relaytest.Options{Gateway: gateway.Config{AllowedOrigins: []string{"localhost:*"}}})
 	proxy := newCutProxy(t, strings.TrimPrefix(r.URL, "http://"))
 	// The page comes from http://localhost:<port>; the relay is reached as
 	// http://127.0.0.1:<proxy port>: another origin.
@@ -210,7 +210,7 @@ func TestSSEInBrowser(t *testing.T) {
 // written to the test's temp dir (issue 10, acceptance 6).
 func TestDocsRenderInBrowser(t *testing.T) {
 	b := browsertest.Shared(t)
-	r := startRelay(t, relaytest.Options{})
+	r := startConsumerRelay(t, relaytest.Options{})
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
 	}

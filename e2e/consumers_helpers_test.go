@@ -21,9 +21,9 @@ import (
 // client is the HTTP client of these tests; long-polls wait up to 60 s.
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 90 * time.Second}
 
-// startRelay starts a relay with metrics on a memory store (unless opts
+// startConsumerRelay starts a relay with metrics on a memory store (unless opts
 // says otherwise).
-func startRelay(t *testing.T, opts relaytest.Options) *relaytest.Relay {
+func startConsumerRelay(t *testing.T, opts relaytest.Options) *relaytest.Relay {
 	t.Helper()
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New(100)

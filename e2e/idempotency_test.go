@@ -21,7 +21,7 @@ import (
 // TestIdempotencyKeyValidation: a malformed key is refused with 400 before
 // anything is stored.
 func TestIdempotencyKeyValidation(t *testing.T) {
-	r := startRelay(t, relaytest.Options{})
+	r := startConsumerRelay(t, relaytest.Options{})
 	for _, key := range []string{"", strings.Repeat("k", 256), "tab\there", "é"} {
 		status, out := publish(t, r.URL, "idem-bad", map[string]any{"x": 1}, "Idempotency-Key", key)
 		if status != http.StatusBadRequest || out["error"] != "INVALID_REQUEST" {
@@ -85,7 +85,7 @@ func idemCheck(t *testing.T, urls []string, topic, key string) string {
 // TestIdempotentPublishMemory: the contract on the memory store, including
 // bulk: a retried bulk returns the same results and stores nothing new.
 func TestIdempotentPublishMemory(t *testing.T) {
-	r := startRelay(t, relaytest.Options{})
+	r := startConsumerRelay(t, relaytest.Options{})
 	idemCheck(t, []string{r.URL}, "idem-mem", "key-1")
 	page, _ := r.Store.Range(context.Background(), "idem-mem", messages.ID{}, 100)
 	if len(page.Messages) != 2 {
@@ -112,8 +112,8 @@ func TestIdempotentPublishMemory(t *testing.T) {
 	}
 }
 
-// valkeyRelay starts a relay on srv (its own store and actor system).
-func valkeyRelay(t *testing.T, srv *valkeytest.Server) *relaytest.Relay {
+// idemValkeyRelay starts a relay on srv (its own store and actor system).
+func idemValkeyRelay(t *testing.T, srv *valkeytest.Server) *relaytest.Relay {
 	t.Helper()
 	store, err := persistence.NewValkeyStore(context.Background(), persistence.ValkeyConfig{
 		Addrs: []string{srv.Addr()}, Password: srv.Password(), Timeout: 2 * time.Second,
@@ -121,7 +121,7 @@ func valkeyRelay(t *testing.T, srv *valkeytest.Server) *relaytest.Relay {
 	if err != nil {
 		t.Fatalf("NewValkeyStore: %v", err)
 	}
-	return startRelay(t, relaytest.Options{Store: store, Actors: actors.Config{StoreTimeout: 2 * time.Second}})
+	return startConsumerRelay(t, relaytest.Options{Store: store, Actors: actors.Config{StoreTimeout: 2 * time.Second}})
 }
 
 // TestIdempotentPublishValkey: one message per key in the Valkey stream,
@@ -142,13 +142,13 @@ func TestIdempotentPublishValkey(t *testing.T) {
 		return n
 	}
 
-	a := valkeyRelay(t, srv)
+	a := idemValkeyRelay(t, srv)
 	idemCheck(t, []string{a.URL}, "idem-one", "k1")
 	if n := xlen("idem-one"); n != 2 {
 		t.Fatalf("one relay: stream holds %d entries, want 2", n)
 	}
 
-	b := valkeyRelay(t, srv)
+	b := idemValkeyRelay(t, srv)
 	idemCheck(t, []string{a.URL, b.URL}, "idem-two", "k2")
 	if n := xlen("idem-two"); n != 2 {
 		t.Fatalf("two relays: stream holds %d entries, want 2", n)
@@ -162,7 +162,7 @@ func TestIdempotentPublishValkey(t *testing.T) {
 	}
 	a.Close()
 	b.Close()
-	c := valkeyRelay(t, srv)
+	c := idemValkeyRelay(t, srv)
 	status, again := publish(t, c.URL, "idem-restart", payload, "Idempotency-Key", "k3")
 	if status != http.StatusCreated || again["message_id"] != first["message_id"] {
 		t.Fatalf("after restart: %d %v, first %v", status, again, first)

@@ -74,7 +74,7 @@ func TestOpenAPIValidatesEveryRoute(t *testing.T) {
 		openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 	})
 	_, router := loadOpenAPI(t)
-	r := startRelay(t, relaytest.Options{Gateway: gateway.Config{
+	r := startConsumerRelay(t, relaytest.Options{Gateway: gateway.Config{
 		MaxMessageSize: 4096, AllowedOrigins: []string{"allowed.example"},
 		Consumers: gateway.ConsumersConfig{PollMaxWaitersPerClient: 1},
 	}})

@@ -17,7 +17,7 @@ import (
 // TestPulsarRelayClientExchange drives what pulsar-relay-client 0.2.x does,
 // over real HTTP (issue 10, acceptance 1).
 func TestPulsarRelayClientExchange(t *testing.T) {
-	r := startRelay(t, relaytest.Options{})
+	r := startConsumerRelay(t, relaytest.Options{})
 	ctx := context.Background()
 	const topic = "job-42.status"
 
@@ -97,7 +97,7 @@ func TestPulsarRelayClientExchange(t *testing.T) {
 // TestPollCatchUpAndHasMore: since returns at once, at most 100 per topic
 // with has_more, across topics.
 func TestPollCatchUpAndHasMore(t *testing.T) {
-	r := startRelay(t, relaytest.Options{})
+	r := startConsumerRelay(t, relaytest.Options{})
 	ctx := context.Background()
 	var items []map[string]any
 	for i := range 100 {
@@ -136,7 +136,7 @@ func TestPollCatchUpAndHasMore(t *testing.T) {
 // registration, 1,000 times: every poll returns the message, exactly once
 // (issue 10, acceptance 2).
 func TestPollRaceNoGapNoDuplicate(t *testing.T) {
-	r := startRelay(t, relaytest.Options{})
+	r := startConsumerRelay(t, relaytest.Options{})
 	ctx := context.Background()
 	const topic = "race"
 	last := mustPublish(t, r.URL, topic, map[string]any{"i": -1})
@@ -171,7 +171,7 @@ func TestPollRaceNoGapNoDuplicate(t *testing.T) {
 // waiter at once: the poll connection gauge and the goroutine count come
 // back to where they were (issue 10, acceptance 2).
 func TestPollDisconnectFreesWaiter(t *testing.T) {
-	r := startRelay(t, relaytest.Options{})
+	r := startConsumerRelay(t, relaytest.Options{})
 	const series = `relay_connections{transport="poll"}`
 	// Warm up: one poll that times out, so lazily started goroutines exist.
 	poll(t, context.Background(), r.URL+"/api/v1/poll", map[string]any{"topics": []string{"gone"}, "timeout": 1})
@@ -206,7 +206,7 @@ func TestPollDisconnectFreesWaiter(t *testing.T) {
 // TestPollWaiterCap: the per-client cap of concurrent waiters answers 429
 // with Retry-After (issue 10, acceptance 2).
 func TestPollWaiterCap(t *testing.T) {
-	r := startRelay(t, relaytest.Options{Gateway: gateway.Config{Consumers: gateway.ConsumersConfig{PollMaxWaitersPerClient: 3}}})
+	r := startConsumerRelay(t, relaytest.Options{Gateway: gateway.Config{Consumers: gateway.ConsumersConfig{PollMaxWaitersPerClient: 3}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup

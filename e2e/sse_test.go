@@ -19,7 +19,7 @@ import (
 // resumes every topic of the stream; Last-Event-ID resumes with no gap and
 // no duplicate.
 func TestSSEStreamAndResume(t *testing.T) {
-	r := startRelay(t, relaytest.Options{})
+	r := startConsumerRelay(t, relaytest.Options{})
 	url := r.URL + "/api/v1/sse?topics=alpha,beta"
 	s := openSSE(t, url)
 	if s.Resp.StatusCode != http.StatusOK || !strings.HasPrefix(s.Resp.Header.Get("Content-Type"), "text/event-stream") {
@@ -91,7 +91,7 @@ func TestSSEStreamAndResume(t *testing.T) {
 // is reported in a "truncated" event; idle streams get keepalive comments;
 // origins follow RELAY_ALLOWED_ORIGINS with CORS headers.
 func TestSSETruncatedKeepaliveCORS(t *testing.T) {
-	r := startRelay(t, relaytest.Options{
+	r := startConsumerRelay(t, relaytest.Options{
 		Store:   persistence.NewMemoryStore(persistence.Limits{MaxMessages: 5}),
 		Actors:  actors.Config{StoreLimits: persistence.Limits{MaxMessages: 5}},
 		Gateway: gateway.Config{AllowedOrigins: []string{"app.example.com"}, Consumers: gateway.ConsumersConfig{SSEKeepalive: 50 * time.Millisecond}},
@@ -136,7 +136,7 @@ func TestSSETruncatedKeepaliveCORS(t *testing.T) {
 // topic's stream (a memory store's history is gone after a restart) resumes
 // from the oldest retained message and reports the topic truncated.
 func TestSSEEpochChangeIsTruncated(t *testing.T) {
-	r := startRelay(t, relaytest.Options{})
+	r := startConsumerRelay(t, relaytest.Options{})
 	id := mustPublish(t, r.URL, "epochs", map[string]any{"i": 0})
 	// An id minted by another stream incarnation: its epoch tag cannot match.
 	s := openSSE(t, r.URL+"/api/v1/sse?topics=epochs", "Last-Event-ID", "v1;epochs="+id+".deadbeef")
