@@ -186,15 +186,13 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
-	var msgs []messages.Message
+	var page persistence.Page
 	var err error
 	switch q.Get("order") {
 	case "", "asc":
-		var page persistence.Page
 		page, err = s.store.Range(ctx, topic, cursor, limit)
-		msgs = page.Messages
 	case "desc": // the cursor is then the oldest id of the previous page
-		msgs, err = s.store.RevRange(ctx, topic, cursor, limit)
+		page, err = s.store.RevRange(ctx, topic, cursor, limit)
 	default:
 		err = fmt.Errorf("%w: order must be asc or desc", messages.ErrInvalid)
 	}
@@ -202,12 +200,16 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	msgs := page.Messages
 	resp := messages.HistoryResponse{Messages: msgs}
 	if resp.Messages == nil {
 		resp.Messages = []messages.Message{}
 	}
 	if len(msgs) == limit {
 		next := msgs[len(msgs)-1].ID.String()
+		resp.NextCursor = &next
+	} else if !page.Next.IsZero() { // the store's scan stopped early
+		next := page.Next.String()
 		resp.NextCursor = &next
 	}
 	writeJSON(w, http.StatusOK, resp)

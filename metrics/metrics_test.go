@@ -216,18 +216,21 @@ func (failingStore) Append(context.Context, string, []messages.Message) (int, er
 func (failingStore) Range(context.Context, string, messages.ID, int) (persistence.Page, error) {
 	return persistence.Page{}, errDown
 }
-func (failingStore) RevRange(context.Context, string, messages.ID, int) ([]messages.Message, error) {
+func (failingStore) RevRange(context.Context, string, messages.ID, int) (persistence.Page, error) {
+	return persistence.Page{}, errDown
+}
+func (failingStore) Tips(context.Context, []string) (map[string]persistence.Tip, error) {
 	return nil, errDown
 }
-func (failingStore) Last(context.Context, string) (messages.ID, error) { return messages.ID{}, errDown }
-func (failingStore) Ping(context.Context) error                        { return errDown }
-func (failingStore) Close() error                                      { return nil }
+func (failingStore) Ping(context.Context) error { return errDown }
+func (failingStore) Close() error               { return nil }
 
 func TestInstrumentStore(t *testing.T) {
 	ctx := context.Background()
 	r := New(DefaultMaxTopics)
 	mem := persistence.NewMemoryStore(persistence.Limits{})
 	s := InstrumentStore(mem, r)
+	defer s.Close() // stops the memory store's sweeper
 	if s.(interface{ Unwrap() persistence.Store }).Unwrap() != mem {
 		t.Fatal("Unwrap must return the measured store")
 	}
@@ -238,11 +241,11 @@ func TestInstrumentStore(t *testing.T) {
 	if p, err := s.Range(ctx, "t", messages.ID{}, 10); err != nil || len(p.Messages) != 2 {
 		t.Fatalf("range: %v %v", p, err)
 	}
-	if m, err := s.RevRange(ctx, "t", messages.ID{}, 10); err != nil || len(m) != 2 {
-		t.Fatalf("rev range: %v %v", m, err)
+	if p, err := s.RevRange(ctx, "t", messages.ID{}, 10); err != nil || len(p.Messages) != 2 {
+		t.Fatalf("rev range: %v %v", p, err)
 	}
-	if id, err := s.Last(ctx, "t"); err != nil || id != batch[1].ID {
-		t.Fatalf("last: %v %v", id, err)
+	if tips, err := s.Tips(ctx, []string{"t"}); err != nil || tips["t"].Last != batch[1].ID {
+		t.Fatalf("tips: %v %v", tips, err)
 	}
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
@@ -255,11 +258,11 @@ func TestInstrumentStore(t *testing.T) {
 	}
 	_, _ = f.Range(ctx, "t", messages.ID{}, 1)
 	_, _ = f.RevRange(ctx, "t", messages.ID{}, 1)
-	_, _ = f.Last(ctx, "t")
+	_, _ = f.Tips(ctx, []string{"t"})
 	_ = f.Ping(ctx)
 	_ = f.Ping(ctx)
 
-	for _, op := range []string{"append", "range", "rev_range", "last", "ping"} {
+	for _, op := range []string{"append", "range", "rev_range", "tips", "ping"} {
 		wantErr := 1.0
 		if op == "ping" {
 			wantErr = 2

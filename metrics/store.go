@@ -15,12 +15,12 @@ const (
 	opAppend = iota
 	opRange
 	opRevRange
-	opLast
+	opTips
 	opPing
 	numOps
 )
 
-var opNames = [numOps]string{"append", "range", "rev_range", "last", "ping"}
+var opNames = [numOps]string{"append", "range", "rev_range", "tips", "ping"}
 
 // InstrumentStore returns s measured into r: relay_storage_operations_total
 // {op, result="ok"|"error"} and relay_storage_latency_seconds{op} for every
@@ -76,18 +76,18 @@ func (s *instrumentedStore) Range(ctx context.Context, topic string, after messa
 	return p, err
 }
 
-func (s *instrumentedStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error) {
+func (s *instrumentedStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) (persistence.Page, error) {
 	start := time.Now()
-	m, err := s.s.RevRange(ctx, topic, before, limit)
+	p, err := s.s.RevRange(ctx, topic, before, limit)
 	s.done(opRevRange, start, err)
-	return m, err
+	return p, err
 }
 
-func (s *instrumentedStore) Last(ctx context.Context, topic string) (messages.ID, error) {
+func (s *instrumentedStore) Tips(ctx context.Context, topics []string) (map[string]persistence.Tip, error) {
 	start := time.Now()
-	id, err := s.s.Last(ctx, topic)
-	s.done(opLast, start, err)
-	return id, err
+	tips, err := s.s.Tips(ctx, topics)
+	s.done(opTips, start, err)
+	return tips, err
 }
 
 func (s *instrumentedStore) Ping(ctx context.Context) error {
@@ -95,6 +95,11 @@ func (s *instrumentedStore) Ping(ctx context.Context) error {
 	err := s.s.Ping(ctx)
 	s.done(opPing, start, err)
 	return err
+}
+
+// NewFeed is forwarded unmeasured: the feed is a subscription, not a call.
+func (s *instrumentedStore) NewFeed(h persistence.FeedHandler) (persistence.Feed, error) {
+	return s.s.NewFeed(h)
 }
 
 func (s *instrumentedStore) Close() error { return s.s.Close() }

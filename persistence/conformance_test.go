@@ -38,7 +38,7 @@ func runConformance(t *testing.T, open openFunc) {
 		{"RangePaging", testRangePaging},
 		{"RangeMissingTopic", testRangeMissingTopic},
 		{"RevRange", testRevRange},
-		{"Last", testLast},
+		{"Tips", testTips},
 		{"TTLHidesExpired", testTTLHidesExpired},
 		{"TrimByCount", testTrimByCount},
 		{"TrimByAge", testTrimByAge},
@@ -48,6 +48,14 @@ func runConformance(t *testing.T, open openFunc) {
 		{"RoundTrip", testRoundTrip},
 		{"Ping", testPing},
 		{"ClosedStoreIsUnavailable", testClosedStoreIsUnavailable},
+		{"EpochTruncates", testEpochTruncates},
+		{"QuietTopicDisappears", testQuietTopicDisappears},
+		{"BoundedScan", testBoundedScan},
+		{"IdempotentRepeat", testIdempotentRepeat},
+		{"IdempotentRepeatInBatch", testIdempotentRepeatInBatch},
+		{"IdempotentConflict", testIdempotentConflict},
+		{"IdempotencyExpires", testIdempotencyExpires},
+		{"IdempotentConcurrent", testIdempotentConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -132,11 +140,11 @@ func mustRange(t *testing.T, s Store, topic string, after messages.ID, limit int
 
 func mustRevRange(t *testing.T, s Store, topic string, before messages.ID, limit int) []messages.Message {
 	t.Helper()
-	ms, err := s.RevRange(testCtx(t), topic, before, limit)
+	p, err := s.RevRange(testCtx(t), topic, before, limit)
 	if err != nil {
 		t.Fatalf("RevRange(%q, %s, %d): %v", topic, before, limit, err)
 	}
-	return ms
+	return p.Messages
 }
 
 func assertIDs(t *testing.T, what string, got []messages.Message, want []messages.ID) {
@@ -298,20 +306,151 @@ func testRevRange(t *testing.T, open openFunc) {
 	assertIDs(t, "before oldest", mustRevRange(t, s, "rev", ids[0], 100), nil)
 }
 
-func testLast(t *testing.T, open openFunc) {
+func mustTip(t *testing.T, s Store, topic string) Tip {
+	t.Helper()
+	tips, err := s.Tips(testCtx(t), []string{topic})
+	if err != nil {
+		t.Fatalf("Tips(%q): %v", topic, err)
+	}
+	return tips[topic]
+}
+
+func testTips(t *testing.T, open openFunc) {
 	s := open(t, Limits{})
 	ctx := testCtx(t)
-	if id, err := s.Last(ctx, "last"); err != nil || !id.IsZero() {
-		t.Fatalf("Last of an empty topic = %s, %v; want zero, nil", id, err)
+	if tip := mustTip(t, s, "last"); tip != (Tip{}) {
+		t.Fatalf("Tip of an empty topic = %+v; want zero", tip)
 	}
 	ids := idsOf(appendAll(t, s, "last", msgs(0, 3)))
-	if id, err := s.Last(ctx, "last"); err != nil || id != ids[2] {
-		t.Fatalf("Last = %s, %v; want %s", id, err, ids[2])
+	tip := mustTip(t, s, "last")
+	if tip.Last != ids[2] || tip.Epoch == "" {
+		t.Fatalf("Tip = %+v; want last %s and an epoch", tip, ids[2])
+	}
+	if p := mustRange(t, s, "last", messages.ID{}, 10); p.Epoch != tip.Epoch {
+		t.Errorf("Range epoch %q, Tips epoch %q: one stream, one epoch", p.Epoch, tip.Epoch)
 	}
 	more := appendAll(t, s, "last", msgs(3, 1))
-	if id, err := s.Last(ctx, "last"); err != nil || id != more[0].ID {
-		t.Fatalf("Last after another append = %s, %v; want %s", id, err, more[0].ID)
+	other := appendAll(t, s, "other", msgs(4, 1))
+	tips, err := s.Tips(ctx, []string{"last", "other", "none"})
+	if err != nil {
+		t.Fatalf("Tips: %v", err)
 	}
+	if tips["last"] != (Tip{Last: more[0].ID, Epoch: tip.Epoch}) {
+		t.Errorf("Tip after another append = %+v; want %s in epoch %s", tips["last"], more[0].ID, tip.Epoch)
+	}
+	if tips["other"].Last != other[0].ID || tips["other"].Epoch == "" || tips["other"].Epoch == tip.Epoch {
+		t.Errorf("Tip(other) = %+v; want %s with its own epoch", tips["other"], other[0].ID)
+	}
+	if tips["none"] != (Tip{}) {
+		t.Errorf("Tip of a topic never written = %+v; want zero", tips["none"])
+	}
+}
+
+// A resume point older than the stream's first id refers to history that
+// is gone (another incarnation): Truncated. The zero id is "from the start".
+func testEpochTruncates(t *testing.T, open openFunc) {
+	s := open(t, Limits{})
+	ids := idsOf(appendAll(t, s, "epoch", msgs(0, 3)))
+	old := messages.ID{Ms: 1}
+	p := mustRange(t, s, "epoch", old, 10)
+	if !p.Truncated {
+		t.Errorf("Range after an id before the stream began: Truncated not set")
+	}
+	assertIDs(t, "Range after an id before the stream began", p.Messages, ids)
+	if p := mustRange(t, s, "epoch", messages.ID{}, 10); p.Truncated || p.Epoch == "" {
+		t.Errorf("Range after zero: Truncated=%v epoch %q; want false and an epoch", p.Truncated, p.Epoch)
+	}
+	if p := mustRange(t, s, "epoch", ids[0], 10); p.Truncated {
+		t.Errorf("Range after the first id reports Truncated")
+	}
+	// No stream at all: the history a non-zero point referred to is gone.
+	if p := mustRange(t, s, "no-stream", old, 10); !p.Truncated || len(p.Messages) != 0 || p.Epoch != "" {
+		t.Errorf("Range of a missing topic after %s = %+v; want empty, Truncated, no epoch", old, p)
+	}
+}
+
+// One call looks at a bounded number of entries: behind a long run of
+// expired messages, Range and RevRange return a short page with Next, and
+// following Next reaches the live messages.
+func testBoundedScan(t *testing.T, open openFunc) {
+	s := open(t, Limits{})
+	const expired = 2*MinScan + 500
+	live := appendAll(t, s, "scan", msgs(0, 1))[0]
+	for i := 0; i < expired; i += 500 {
+		batch := msgs(i, 500)
+		for j := range batch {
+			batch[j].ExpiresAt = time.Now().Add(-time.Second)
+		}
+		appendAll(t, s, "scan", batch)
+	}
+	newest := appendAll(t, s, "scan", msgs(0, 1))[0]
+
+	var got []messages.ID
+	after, calls := live.ID, 0
+	for ; calls < 10; calls++ {
+		p := mustRange(t, s, "scan", after, 10)
+		got = append(got, idsOf(p.Messages)...)
+		if p.Next.IsZero() {
+			break
+		}
+		if len(p.Messages) >= 10 {
+			t.Fatalf("a full page carries Next %s", p.Next)
+		}
+		if !after.Less(p.Next) {
+			t.Fatalf("Next %s does not move past %s", p.Next, after)
+		}
+		after = p.Next
+	}
+	if calls < 2 {
+		t.Errorf("Range scanned %d expired entries in one call; want at most %d per call", expired, scanBudget(10))
+	}
+	assertIDs(t, "Range following Next", messagesOf(got), []messages.ID{newest.ID})
+
+	got, calls = nil, 0
+	before := newest.ID
+	for ; calls < 10; calls++ {
+		p, err := s.RevRange(testCtx(t), "scan", before, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, idsOf(p.Messages)...)
+		if p.Next.IsZero() {
+			break
+		}
+		before = p.Next
+	}
+	if calls < 2 {
+		t.Errorf("RevRange scanned %d expired entries in one call", expired)
+	}
+	assertIDs(t, "RevRange following Next", messagesOf(got), []messages.ID{live.ID})
+}
+
+// Retention applies to a topic nobody writes to: once its messages are
+// past the retention the topic itself goes (memory: the sweeper; Valkey: the
+// stream's expiry), and a resume point on it reports Truncated.
+func testQuietTopicDisappears(t *testing.T, open openFunc) {
+	s := open(t, Limits{Retention: 300 * time.Millisecond})
+	ids := idsOf(appendAll(t, s, "quiet", msgs(0, 3)))
+	eventually(t, 10*time.Second, func() string {
+		if tip := mustTip(t, s, "quiet"); tip != (Tip{}) {
+			return fmt.Sprintf("the quiet topic is still there: %+v", tip)
+		}
+		return ""
+	})
+	if p := mustRange(t, s, "quiet", ids[0], 10); !p.Truncated || len(p.Messages) != 0 {
+		t.Errorf("Range after an id of a vanished topic = %+v; want empty, Truncated", p)
+	}
+	// A new append starts afresh.
+	again := appendAll(t, s, "quiet", msgs(3, 1))
+	assertIDs(t, "after the topic came back", mustRange(t, s, "quiet", messages.ID{}, 10).Messages, idsOf(again))
+}
+
+func messagesOf(ids []messages.ID) []messages.Message {
+	out := make([]messages.Message, len(ids))
+	for i := range ids {
+		out[i].ID = ids[i]
+	}
+	return out
 }
 
 func testTTLHidesExpired(t *testing.T, open openFunc) {
@@ -372,8 +511,8 @@ func testTrimByCount(t *testing.T, open openFunc) {
 	if p := mustRange(t, s, "trim", ids[len(ids)-5], 1000); p.Truncated {
 		t.Errorf("Range after a recent id reports Truncated although nothing after it was trimmed")
 	}
-	if id, err := s.Last(testCtx(t), "trim"); err != nil || id != ids[len(ids)-1] {
-		t.Errorf("Last after trimming = %s, %v; want %s", id, err, ids[len(ids)-1])
+	if tip := mustTip(t, s, "trim"); tip.Last != ids[len(ids)-1] {
+		t.Errorf("Tip after trimming = %+v; want last %s", tip, ids[len(ids)-1])
 	}
 	assertIDs(t, "RevRange newest 3", mustRevRange(t, s, "trim", messages.ID{}, 3), reverse(ids[len(ids)-3:]))
 }
@@ -436,12 +575,11 @@ func testTopicsAreIndependent(t *testing.T, open openFunc) {
 			t.Errorf("Range(topic-a) returned a message of topic %q", m.Topic)
 		}
 	}
-	ctx := testCtx(t)
-	if id, err := s.Last(ctx, "topic-a"); err != nil || id != a[2] {
-		t.Errorf("Last(topic-a) = %s, %v; want %s", id, err, a[2])
+	if tip := mustTip(t, s, "topic-a"); tip.Last != a[2] {
+		t.Errorf("Tip(topic-a) = %+v; want %s", tip, a[2])
 	}
-	if id, err := s.Last(ctx, "topic-b"); err != nil || id != b[len(b)-1] {
-		t.Errorf("Last(topic-b) = %s, %v; want %s", id, err, b[len(b)-1])
+	if tip := mustTip(t, s, "topic-b"); tip.Last != b[len(b)-1] {
+		t.Errorf("Tip(topic-b) = %+v; want %s", tip, b[len(b)-1])
 	}
 	if ms := mustRevRange(t, s, "topic-b", messages.ID{}, 1); len(ms) != 1 || ms[0].ID != b[len(b)-1] || ms[0].Topic != "topic-b" {
 		t.Errorf("RevRange(topic-b, 1) = %v, want %s", idsOf(ms), b[len(b)-1])

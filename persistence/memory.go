@@ -15,25 +15,87 @@ import (
 // strictly increasing per topic even when timestamps step back.
 type MemoryStore struct {
 	limits Limits
+	now    func() time.Time
+	idem   *idemTable
 
 	mu     sync.RWMutex
 	topics map[string]*memTopic
 	closed bool
+
+	stop chan struct{} // closed by Close: ends the sweeper
+	wg   sync.WaitGroup
 }
 
 var _ Store = (*MemoryStore)(nil)
 
 type memTopic struct {
+	epoch   string // this incarnation's random id; immutable
 	mu      sync.RWMutex
 	msgs    []messages.Message // ascending ids
+	origin  messages.ID        // first id ever assigned; zero until then
 	last    messages.ID        // newest id ever assigned
 	trimmed messages.ID        // newest id removed by trimming
+	dead    bool               // swept out of the map: writers look again
 }
 
-// NewMemoryStore returns an empty store that trims to limits on every append.
-func NewMemoryStore(limits Limits) *MemoryStore {
-	return &MemoryStore{limits: limits, topics: make(map[string]*memTopic)}
+// MemoryOption configures a MemoryStore.
+type MemoryOption func(*memoryOptions)
+
+type memoryOptions struct {
+	now     func() time.Time
+	idemCap int
+	sweep   time.Duration
 }
+
+// WithSweepInterval sets how often the sweeper drops expired and
+// out-of-retention messages, removes emptied topics and forgets expired
+// idempotency keys (default DefaultSweepInterval).
+func WithSweepInterval(d time.Duration) MemoryOption {
+	return func(o *memoryOptions) { o.sweep = d }
+}
+
+// WithClock makes the store read the time from now instead of time.Now (for
+// tests: retention, ttl and idempotency expiry follow it).
+func WithClock(now func() time.Time) MemoryOption {
+	return func(o *memoryOptions) { o.now = now }
+}
+
+// WithIdempotencyCap bounds how many (topic, Idempotency-Key) records the
+// store keeps (default DefaultIdempotencyCap). Over the cap the oldest
+// record is forgotten before its window ends, so a repeat of that key would
+// be stored again: size the cap above the keys expected per window.
+func WithIdempotencyCap(n int) MemoryOption {
+	return func(o *memoryOptions) { o.idemCap = n }
+}
+
+// NewMemoryStore returns an empty store that trims to limits on every append
+// and runs a sweeper goroutine (see sweep) until Close.
+func NewMemoryStore(limits Limits, opts ...MemoryOption) *MemoryStore {
+	o := memoryOptions{now: time.Now, idemCap: DefaultIdempotencyCap, sweep: DefaultSweepInterval}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.idemCap <= 0 {
+		o.idemCap = DefaultIdempotencyCap
+	}
+	if o.sweep <= 0 {
+		o.sweep = DefaultSweepInterval
+	}
+	s := &MemoryStore{
+		limits: limits,
+		now:    o.now,
+		idem:   newIdemTable(limits.idempotencyWindow(), o.idemCap),
+		topics: make(map[string]*memTopic),
+		stop:   make(chan struct{}),
+	}
+	s.wg.Add(1)
+	go s.sweeper(o.sweep)
+	return s
+}
+
+// IdempotencyKeys returns how many Idempotency-Key records the store holds
+// (bounded by WithIdempotencyCap), for a gauge.
+func (s *MemoryStore) IdempotencyKeys() int { return s.idem.len() }
 
 func (s *MemoryStore) topic(name string, create bool) (*memTopic, error) {
 	s.mu.RLock()
@@ -47,8 +109,11 @@ func (s *MemoryStore) topic(name string, create bool) (*memTopic, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("memory store: %w: closed", messages.ErrUnavailable)
+	}
 	if t = s.topics[name]; t == nil {
-		t = &memTopic{}
+		t = &memTopic{epoch: newEpoch()}
 		s.topics[name] = t
 	}
 	return t, nil
@@ -59,21 +124,50 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("memory store: append %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}
-	t, err := s.topic(topic, true)
+	t, err := s.lockForAppend(topic)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("memory store: append %q: %w", topic, err)
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := s.now()
 	for i := range batch {
 		m := &batch[i]
+		if m.IdempotencyKey != "" {
+			// Holding t.mu makes check-then-put atomic for this topic.
+			if rec := s.idem.get(topic, m.IdempotencyKey, now); rec != nil {
+				rec.settle(m, topic)
+				continue
+			}
+		}
 		m.ID = messages.NextAfter(t.last, uint64(m.Timestamp.UnixMilli()))
 		m.Topic = topic
+		if t.origin.IsZero() {
+			t.origin = m.ID
+		}
 		t.last = m.ID
 		t.msgs = append(t.msgs, *m)
+		if m.IdempotencyKey != "" {
+			s.idem.put(topic, m, now)
+		}
 	}
-	t.trim(s.limits, time.Now())
+	t.trim(s.limits, now)
 	return len(batch), nil
+}
+
+// lockForAppend returns topic's entry, created if need be, write-locked. An
+// entry the sweeper removed meanwhile is dead: look again.
+func (s *MemoryStore) lockForAppend(topic string) (*memTopic, error) {
+	for {
+		t, err := s.topic(topic, true)
+		if err != nil {
+			return nil, err
+		}
+		t.mu.Lock()
+		if !t.dead {
+			return t, nil
+		}
+		t.mu.Unlock()
+	}
 }
 
 // trim drops messages over the count cap or older than the retention.
@@ -96,22 +190,33 @@ func (t *memTopic) trim(l Limits, now time.Time) {
 	t.msgs = t.msgs[drop:]
 }
 
-// Range implements Store.
+// Range implements Store. A topic this store does not hold (never written
+// since the process started, or swept away) has no epoch; a non-zero after
+// on it is Truncated.
 func (s *MemoryStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (Page, error) {
 	t, err := s.topic(topic, false)
-	if err != nil || t == nil {
-		return Page{}, err
+	if err != nil {
+		return Page{}, fmt.Errorf("memory store: range %q: %w", topic, err)
 	}
-	now := time.Now()
-	var cutoff time.Time
-	if s.limits.Retention > 0 {
-		cutoff = now.Add(-s.limits.Retention)
+	if t == nil {
+		return Page{Truncated: !after.IsZero()}, nil
 	}
+	now := s.now()
+	cutoff := s.cutoff(now)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	page := Page{Truncated: after.Less(t.trimmed)}
+	page := Page{
+		Epoch:     t.epoch,
+		Truncated: after.Less(t.trimmed) || (!after.IsZero() && after.Less(t.origin)),
+	}
+	budget := scanBudget(limit)
 	i := sort.Search(len(t.msgs), func(i int) bool { return after.Less(t.msgs[i].ID) })
 	for ; i < len(t.msgs) && len(page.Messages) < limit; i++ {
+		if budget == 0 {
+			page.Next = t.msgs[i-1].ID
+			break
+		}
+		budget--
 		m := &t.msgs[i]
 		if m.Timestamp.Before(cutoff) {
 			page.Truncated = true
@@ -125,45 +230,67 @@ func (s *MemoryStore) Range(ctx context.Context, topic string, after messages.ID
 	return page, nil
 }
 
-// RevRange implements Store.
-func (s *MemoryStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error) {
-	t, err := s.topic(topic, false)
-	if err != nil || t == nil {
-		return nil, err
-	}
-	now := time.Now()
-	var cutoff time.Time
+// cutoff is the oldest timestamp retained at now; zero without retention.
+func (s *MemoryStore) cutoff(now time.Time) time.Time {
 	if s.limits.Retention > 0 {
-		cutoff = now.Add(-s.limits.Retention)
+		return now.Add(-s.limits.Retention)
 	}
+	return time.Time{}
+}
+
+// RevRange implements Store.
+func (s *MemoryStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) (Page, error) {
+	t, err := s.topic(topic, false)
+	if err != nil {
+		return Page{}, fmt.Errorf("memory store: revrange %q: %w", topic, err)
+	}
+	if t == nil {
+		return Page{}, nil
+	}
+	now := s.now()
+	cutoff := s.cutoff(now)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	page := Page{Epoch: t.epoch}
 	i := len(t.msgs)
 	if !before.IsZero() {
 		i = sort.Search(len(t.msgs), func(i int) bool { return !t.msgs[i].ID.Less(before) })
 	}
-	var out []messages.Message
-	for i--; i >= 0 && len(out) < limit; i-- {
+	budget := scanBudget(limit)
+	for i--; i >= 0 && len(page.Messages) < limit; i-- {
+		if budget == 0 {
+			page.Next = t.msgs[i+1].ID
+			break
+		}
+		budget--
 		m := &t.msgs[i]
 		if m.Timestamp.Before(cutoff) {
 			break
 		}
 		if !m.Expired(now) {
-			out = append(out, *m)
+			page.Messages = append(page.Messages, *m)
 		}
 	}
-	return out, nil
+	return page, nil
 }
 
-// Last implements Store.
-func (s *MemoryStore) Last(ctx context.Context, topic string) (messages.ID, error) {
-	t, err := s.topic(topic, false)
-	if err != nil || t == nil {
-		return messages.ID{}, err
+// Tips implements Store.
+func (s *MemoryStore) Tips(ctx context.Context, topics []string) (map[string]Tip, error) {
+	out := make(map[string]Tip, len(topics))
+	for _, name := range topics {
+		t, err := s.topic(name, false)
+		if err != nil {
+			return nil, fmt.Errorf("memory store: tips: %w", err)
+		}
+		if t == nil {
+			out[name] = Tip{}
+			continue
+		}
+		t.mu.RLock()
+		out[name] = Tip{Last: t.last, Epoch: t.epoch}
+		t.mu.RUnlock()
 	}
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.last, nil
+	return out, nil
 }
 
 // Ping implements Store.
@@ -172,11 +299,18 @@ func (s *MemoryStore) Ping(ctx context.Context) error {
 	return err
 }
 
-// Close implements Store.
+// Close implements Store: it stops the sweeper and drops every topic.
+// Close is idempotent.
 func (s *MemoryStore) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	s.topics = nil
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
 	return nil
 }

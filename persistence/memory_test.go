@@ -2,15 +2,19 @@ package persistence
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/pulsar-relay/relay/messages"
 )
 
 func TestMemoryStoreConformance(t *testing.T) {
 	runConformance(t, func(t *testing.T, limits Limits) Store {
-		s := NewMemoryStore(limits)
+		s := NewMemoryStore(limits, WithSweepInterval(20*time.Millisecond))
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	})
@@ -64,5 +68,179 @@ func BenchmarkMemoryAppend(b *testing.B) {
 		if _, err := s.Append(ctx, "bench", batch); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// fakeClock is a settable clock for WithClock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Now().UTC()} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// The default window is the SPEC's 10 minutes, on the store's clock.
+func TestMemoryStoreIdempotencyWindowFollowsClock(t *testing.T) {
+	clock := newFakeClock()
+	s := NewMemoryStore(Limits{}, WithClock(clock.Now))
+	defer s.Close()
+	at := func(i int) messages.Message {
+		m := keyed(i, "k", "h")
+		m.Timestamp = clock.Now()
+		return m
+	}
+	first := appendAll(t, s, "clocked", []messages.Message{at(0)})[0]
+	clock.Advance(messages.IdempotencyWindow - time.Millisecond)
+	if m := appendAll(t, s, "clocked", []messages.Message{at(1)})[0]; !m.Duplicate || m.ID != first.ID {
+		t.Fatalf("just inside the window: %+v; want a repeat of %s", m, first.ID)
+	}
+	clock.Advance(time.Millisecond)
+	if m := appendAll(t, s, "clocked", []messages.Message{at(2)})[0]; m.Duplicate || m.ID == first.ID {
+		t.Fatalf("at the end of the window: %+v; want stored anew", m)
+	}
+	if n := s.IdempotencyKeys(); n != 1 {
+		t.Errorf("IdempotencyKeys = %d after the first record expired, want 1", n)
+	}
+}
+
+// The record map is bounded: over the cap the oldest key is forgotten.
+func TestMemoryStoreIdempotencyCap(t *testing.T) {
+	s := NewMemoryStore(Limits{}, WithIdempotencyCap(3))
+	defer s.Close()
+	for i := range 5 {
+		appendAll(t, s, "capped", []messages.Message{keyed(i, fmt.Sprintf("k%d", i), "h")})
+	}
+	if n := s.IdempotencyKeys(); n != 3 {
+		t.Fatalf("IdempotencyKeys = %d with a cap of 3", n)
+	}
+	if m := appendAll(t, s, "capped", []messages.Message{keyed(9, "k4", "h")})[0]; !m.Duplicate {
+		t.Errorf("the newest key was forgotten")
+	}
+	if m := appendAll(t, s, "capped", []messages.Message{keyed(9, "k0", "h")})[0]; m.Duplicate {
+		t.Errorf("the oldest key over the cap is still remembered")
+	}
+}
+
+// A memory store is a new incarnation of every topic: a resume point from
+// before a restart is Truncated, and the epoch differs.
+func TestMemoryStoreRestartIsANewEpoch(t *testing.T) {
+	first := NewMemoryStore(Limits{})
+	old := appendAll(t, first, "restart", msgs(0, 2))
+	oldEpoch := mustTip(t, first, "restart").Epoch
+	first.Close()
+
+	clock := newFakeClock()
+	clock.Advance(time.Second) // the restart happens later
+	second := NewMemoryStore(Limits{}, WithClock(clock.Now))
+	defer second.Close()
+	if p := mustRange(t, second, "restart", old[0].ID, 10); !p.Truncated {
+		t.Errorf("Range after a pre-restart id, nothing published since: Truncated not set")
+	}
+	m := msg(5)
+	m.Timestamp = clock.Now()
+	fresh := appendAll(t, second, "restart", []messages.Message{m})
+	p := mustRange(t, second, "restart", old[0].ID, 10)
+	if !p.Truncated || p.Epoch == oldEpoch || p.Epoch == "" {
+		t.Errorf("Range after a pre-restart id = Truncated %v, epoch %q (old %q); want Truncated and a new epoch", p.Truncated, p.Epoch, oldEpoch)
+	}
+	assertIDs(t, "Range after a pre-restart id", p.Messages, idsOf(fresh))
+}
+
+// The sweeper trims quiet topics on the store's clock: expired and
+// out-of-retention messages go, emptied topics leave the map, and Close
+// stops the goroutine.
+func TestMemoryStoreSweeper(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	clock := newFakeClock()
+	s := NewMemoryStore(Limits{Retention: time.Hour}, WithClock(clock.Now), WithSweepInterval(5*time.Millisecond))
+	at := func(i int, ttl time.Duration) messages.Message {
+		m := msg(i)
+		m.Timestamp = clock.Now()
+		if ttl > 0 {
+			m.ExpiresAt = m.Timestamp.Add(ttl)
+		}
+		return m
+	}
+	appendAll(t, s, "old", []messages.Message{at(0, 0), at(1, 0)})
+	appendAll(t, s, "ttl", []messages.Message{at(2, time.Minute)})
+	mixed := appendAll(t, s, "mixed", []messages.Message{at(3, time.Minute), at(4, 0), at(5, time.Minute)})
+	if n := s.Topics(); n != 3 {
+		t.Fatalf("Topics = %d, want 3", n)
+	}
+
+	clock.Advance(2 * time.Minute) // past the ttls, within the retention
+	eventually(t, 5*time.Second, func() string {
+		if n := s.Topics(); n != 2 {
+			return fmt.Sprintf("Topics = %d; want 2 once the ttl-only topic is swept", n)
+		}
+		return ""
+	})
+	if n := heldMessages(s, "mixed"); n != 1 {
+		t.Errorf("the mixed topic holds %d messages after its ttls passed, want 1", n)
+	}
+	if p := mustRange(t, s, "mixed", mixed[0].ID, 10); p.Truncated {
+		t.Errorf("expiry reported as Truncated")
+	}
+
+	clock.Advance(time.Hour) // past the retention
+	eventually(t, 5*time.Second, func() string {
+		if n := s.Topics(); n != 0 {
+			return fmt.Sprintf("Topics = %d; want 0 once everything is past the retention", n)
+		}
+		return ""
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func heldMessages(s *MemoryStore, topic string) int {
+	t, _ := s.topic(topic, false)
+	if t == nil {
+		return 0
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.msgs)
+}
+
+// An append racing the sweeper's removal of its (empty) topic is never
+// lost to the removed entry.
+func TestMemoryStoreAppendRacesSweep(t *testing.T) {
+	s := NewMemoryStore(Limits{}, WithSweepInterval(time.Millisecond))
+	defer s.Close()
+	for i := range 300 {
+		gone := msg(i)
+		gone.ExpiresAt = time.Now().Add(-time.Second) // the sweeper empties the topic
+		appendAll(t, s, "racy", []messages.Message{gone})
+		if i%2 == 0 {
+			s.sweep() // and sometimes it runs right here
+		}
+		live := appendAll(t, s, "racy", []messages.Message{msg(i)})[0]
+		p := mustRange(t, s, "racy", messages.ID{}, 10)
+		if len(p.Messages) == 0 || p.Messages[len(p.Messages)-1].ID != live.ID {
+			t.Fatalf("round %d: message %s was acknowledged but Range returns %v", i, live.ID, idsOf(p.Messages))
+		}
+		// Expire it, so the topic empties again.
+		s.mu.RLock()
+		tp := s.topics["racy"]
+		s.mu.RUnlock()
+		tp.mu.Lock()
+		for j := range tp.msgs {
+			tp.msgs[j].ExpiresAt = time.Now().Add(-time.Second)
+		}
+		tp.mu.Unlock()
 	}
 }

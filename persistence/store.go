@@ -2,6 +2,8 @@ package persistence
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"time"
 
 	"github.com/pulsar-relay/relay/messages"
@@ -20,22 +22,47 @@ type Store interface {
 	// not stored, and err says why. A message is never half-written.
 	// Timestamp, Payload, Metadata and ExpiresAt are kept as given.
 	// Errors wrap messages.ErrUnavailable when the store cannot take writes.
+	//
+	// Idempotency: a message whose IdempotencyKey was already appended to
+	// topic within Limits.IdempotencyWindow (also earlier in the same batch,
+	// or by another process sharing the store) is not stored again; Append
+	// sets its ID and Timestamp to the first one's and Duplicate, or
+	// Conflict when its RequestHash differs. It counts as handled in n.
+	// The check and the append are one atomic step: concurrent repeats
+	// store one message.
 	Append(ctx context.Context, topic string, batch []messages.Message) (n int, err error)
 
 	// Range returns up to limit messages of topic with ids after `after`
 	// (exclusive), in ascending id order, skipping expired ones and ones older
 	// than the retention. Page.Truncated is set when messages after `after`
-	// were trimmed away before they could be read.
+	// were trimmed away before they could be read, and when a non-zero
+	// `after` predates the stream's current incarnation (older than its
+	// first id, or the topic has no stream now: the history it referred to
+	// is gone). Page.Epoch is the incarnation ("" when there is no stream).
+	//
+	// A call looks at no more than scanBudget(limit) entries (expired ones
+	// included); when it stops early the page is short and Page.Next is
+	// where to continue. An empty page with a zero Next is the end.
 	Range(ctx context.Context, topic string, after messages.ID, limit int) (Page, error)
 
 	// RevRange returns up to limit messages of topic with ids before
 	// `before` (exclusive; the zero ID means "from the newest"), in
-	// descending id order, skipping expired and out-of-retention ones.
-	RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error)
+	// descending id order, skipping expired and out-of-retention ones, in
+	// Page.Messages. It bounds its scan as Range does: a short page with a
+	// non-zero Page.Next continues with before = Next. Truncated is not set.
+	RevRange(ctx context.Context, topic string, before messages.ID, limit int) (Page, error)
 
-	// Last returns the id of the newest message of topic, or the zero ID
-	// when the topic holds none.
-	Last(ctx context.Context, topic string) (messages.ID, error)
+	// Tips returns, for each of topics, the newest id ever assigned in its
+	// stream (even if trimmed since) and its epoch, in one round trip; a
+	// topic without a stream maps to the zero Tip. The scale-out position
+	// check compares it with what was delivered.
+	Tips(ctx context.Context, topics []string) (map[string]Tip, error)
+
+	// NewFeed returns a Feed that calls h with the notices of other
+	// appends to the topics it is subscribed to (see Feed; a store that
+	// lives in one process returns one that never calls h). The caller
+	// closes it before the store.
+	NewFeed(h FeedHandler) (Feed, error)
 
 	// Ping reports whether the store can serve requests now; the error
 	// is the reason for /ready.
@@ -61,6 +88,28 @@ type Page struct {
 	Next messages.ID
 }
 
+// Tip is where a topic's stream ends: the newest id it assigned and its
+// epoch (both zero when there is no stream).
+type Tip struct {
+	Last  messages.ID
+	Epoch string
+}
+
+// MinScan is the least number of entries one Range or RevRange call looks at
+// before it may return a short page with Page.Next set.
+const MinScan = 1000
+
+// scanBudget is how many entries one Range/RevRange call of limit looks at
+// at most: 4 x limit, at least MinScan.
+func scanBudget(limit int) int { return max(4*limit, MinScan) }
+
+// newEpoch returns a random epoch id: 16 hex digits.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
 // Limits bound what a Store retains per topic. The zero value keeps
 // everything forever.
 type Limits struct {
@@ -70,4 +119,15 @@ type Limits struct {
 	// Retention drops messages older than this (RELAY_RETENTION, default
 	// 24h); 0 means keep forever.
 	Retention time.Duration
+	// IdempotencyWindow is how long an Idempotency-Key is remembered per
+	// topic; 0 means messages.IdempotencyWindow (10 min, the SPEC's). Tests
+	// shorten it.
+	IdempotencyWindow time.Duration
+}
+
+func (l Limits) idempotencyWindow() time.Duration {
+	if l.IdempotencyWindow > 0 {
+		return l.IdempotencyWindow
+	}
+	return messages.IdempotencyWindow
 }

@@ -50,11 +50,10 @@ const (
 )
 
 // maxScanCount caps the COUNT of one follow-up read. Range and RevRange read
-// on until the page is full or the stream ends, however many expired or
-// out-of-retention entries filtering skips: their callers (history paging,
-// replay) take a short page for the end of the stream, so stopping early
-// would hide every message after a long run of expired ones. Timeout bounds
-// the whole scan.
+// on until the page is full, the stream ends, or they have looked at
+// scanBudget(limit) entries; then they return the short page with Page.Next
+// set, so a long run of expired entries costs several bounded calls instead
+// of one unbounded one.
 const maxScanCount = 1000
 
 // ValkeyStore keeps each topic in a Valkey stream (Valkey or Redis >= 7).
@@ -70,6 +69,10 @@ const maxScanCount = 1000
 //	            finer precision is dropped
 //	metadata    JSON object of strings; absent when empty
 //	expires_at  same format as timestamp; absent when the message has no ttl
+//
+// Expiry: with a retention, every append sets the stream's and its meta
+// hash's expiry to streamExpiry(Retention), so a topic nobody writes to
+// disappears (no stream: a resume point on it reports Truncated).
 //
 // Trimming happens on every append, in the same script as the XADDs:
 // "XTRIM MAXLEN ~ Limits.MaxMessages" and "XTRIM MINID ~ <now-Retention ms>".
@@ -251,8 +254,33 @@ func (s *ValkeyStore) conn() (valkey.Client, error) {
 // [A-Za-z0-9._-] before they reach a store, so no brace can break the hash tag.
 func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
 
+// streamExpiry is how long a stream (and its meta hash) lives after its last
+// append: the retention, after which every message in it is out of
+// retention anyway, plus a margin of the retention again but at most a
+// minute, for the clock difference between the relay (timestamps) and
+// Valkey (expiry).
+func streamExpiry(retention time.Duration) time.Duration {
+	return retention + min(retention, time.Minute)
+}
+
+// metaKey is the key of the hash holding topic's stream incarnation (epoch,
+// origin, last).
+func metaKey(topic string) string { return "topic:{" + topic + "}:meta" }
+
+// idemKey is the key of the record of an Idempotency-Key sent to topic.
+func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + idemHash(key) }
+
 // appendScript adds a batch to one stream and trims it, atomically, in one
 // round trip (EVALSHA; EVAL when the server's script cache is empty).
+//
+// Idempotency: a message with an Idempotency-Key names its record's key in
+// KEYS (topic:{<t>}:idem:<sha256 hex of the key>, same hash tag as the
+// stream). If that key exists, the message is not added: the script returns
+// the first message's id and timestamp and whether the request hash
+// matches. Otherwise, right after its XADD, the script SETs the record
+// ("<id> <timestamp> <request hash>", NX, PX window). Both happen in the same
+// script, so no crash can store a message without remembering its key, and
+// a repeat later in the same batch sees the record.
 //
 // One XADD carries one trim strategy only, so the script runs plain XADDs
 // and then XTRIM MAXLEN ~ and XTRIM MINID ~ once per batch, which is cheaper
@@ -264,37 +292,46 @@ func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
 // Every call is a redis.pcall: a script that raises after an XADD has run
 // is not rolled back, and its error reply would hide the ids it stored.
 //
-// KEYS[1]: the stream. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]:
-// MINID threshold, "0" for none. Then four per message: payload, timestamp,
-// metadata ("" for none), expires_at ("" for none).
+// Announce: when the batch stored anything, the script SPUBLISHes a notice
+// (see Notice; JSON built here: ids, timestamps, the epoch and the topic
+// never need escaping, payload and metadata are JSON already) on the topic's
+// live channel topic:{<topic>}:live. It goes out in the same call as the
+// XADDs, so every stored batch is announced exactly once, in stream order.
 //
-// Returns {err, trimErr, id1, id2, ...}: err is "" when every XADD
-// succeeded, else the error of the first XADD that failed, after which
-// nothing more was added; trimErr is "" unless trimming failed (the
-// messages are stored all the same).
+// Epoch: the meta hash (KEYS[2]) holds the stream's incarnation: epoch (a
+// random id), origin (the first id of the incarnation) and last (the newest
+// id added). When the batch creates the stream (it did not exist, whatever
+// an old meta hash says), the script starts a new incarnation with ARGV[4]
+// as its epoch. A stream from before epochs existed gets one with origin
+// 0-0 (nothing is known to be lost).
+//
+// KEYS[1]: the stream; KEYS[2]: its meta hash; KEYS[3...]: idempotency
+// records. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]: MINID
+// threshold, "0" for none. ARGV[3]: the idempotency window in ms. ARGV[4]:
+// a fresh epoch, used if the batch starts an incarnation. ARGV[5]: the
+// expiry of the stream and its meta hash in ms ("0" for none), set again on
+// every append so that a topic nobody writes to disappears. ARGV[6]: the
+// topic. ARGV[7]: "1" to put the messages in the notice. Then six per
+// message: payload, timestamp,
+// metadata ("" for none), expires_at ("" for none), the index in KEYS of its
+// idempotency record ("0" for none), its request hash.
+//
+// Returns {err, warn, r1, r2, ...}: err is "" when every message was
+// handled, else the error of the first XADD that failed, after which nothing
+// more was added; warn is "" unless trimming or remembering a key failed
+// (the messages are stored all the same). ri is the new id of message i, or
+// {"d"|"c", first id, first timestamp} for a repeat ("c": request hash
+// differs).
 var appendScript = valkey.NewLuaScript(`
-local key = KEYS[1]
+local key, meta = KEYS[1], KEYS[2]
 local out = {'', ''}
-local last
-for i = 3, #ARGV, 4 do
-  local args = {'XADD', key, '*', 'payload', ARGV[i], 'timestamp', ARGV[i + 1]}
-  if ARGV[i + 2] ~= '' then
-    args[#args + 1] = 'metadata'
-    args[#args + 1] = ARGV[i + 2]
-  end
-  if ARGV[i + 3] ~= '' then
-    args[#args + 1] = 'expires_at'
-    args[#args + 1] = ARGV[i + 3]
-  end
-  local id = redis.pcall(unpack(args))
-  if type(id) == 'table' and id.err then
-    out[1] = id.err
-    break
-  end
-  out[#out + 1] = id
-  last = id
-end
-if not last then return out end
+local fresh = redis.call('EXISTS', key) == 0
+local epoch = redis.call('HGET', meta, 'epoch')
+local prev = '0-0'
+if not fresh and epoch then prev = redis.call('HGET', meta, 'last') or '0-0' end
+local inline = ARGV[7] == '1'
+local parts = {}
+local first, last
 local function try(...)
   local r = redis.pcall(...)
   if type(r) == 'table' and r.err then
@@ -303,14 +340,69 @@ local function try(...)
   end
   return r
 end
+for i = 8, #ARGV, 6 do
+  local ik = tonumber(ARGV[i + 4])
+  local prev = nil
+  if ik > 0 then prev = redis.pcall('GET', KEYS[ik]) end
+  if type(prev) == 'string' then
+    local pid, pts, phash = string.match(prev, '^(%S+) (%S+) (.*)$')
+    local kind = 'd'
+    if phash ~= ARGV[i + 5] then kind = 'c' end
+    out[#out + 1] = {kind, pid or '0-0', pts or ''}
+  else
+    local args = {'XADD', key, '*', 'payload', ARGV[i], 'timestamp', ARGV[i + 1]}
+    if ARGV[i + 2] ~= '' then
+      args[#args + 1] = 'metadata'
+      args[#args + 1] = ARGV[i + 2]
+    end
+    if ARGV[i + 3] ~= '' then
+      args[#args + 1] = 'expires_at'
+      args[#args + 1] = ARGV[i + 3]
+    end
+    local id = redis.pcall(unpack(args))
+    if type(id) == 'table' and id.err then
+      out[1] = id.err
+      break
+    end
+    if ik > 0 then
+      try('SET', KEYS[ik], id .. ' ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 5], 'NX', 'PX', ARGV[3])
+    end
+    out[#out + 1] = id
+    first = first or id
+    last = id
+    if inline then
+      local m = '{"id":"' .. id .. '","timestamp":"' .. ARGV[i + 1] .. '","payload":' .. ARGV[i]
+      if ARGV[i + 2] ~= '' then m = m .. ',"metadata":' .. ARGV[i + 2] end
+      if ARGV[i + 3] ~= '' then m = m .. ',"expires_at":"' .. ARGV[i + 3] .. '"' end
+      parts[#parts + 1] = m .. '}'
+    end
+  end
+end
+if not last then return out end
+if fresh or not epoch then
+  local origin = first
+  if not fresh then origin = '0-0' end
+  epoch = ARGV[4]
+  try('DEL', meta)
+  try('HSET', meta, 'epoch', epoch, 'origin', origin, 'last', last)
+else
+  try('HSET', meta, 'last', last)
+end
+if ARGV[5] ~= '0' then
+  try('PEXPIRE', key, ARGV[5])
+  try('PEXPIRE', meta, ARGV[5])
+end
+local notice = '{"topic":"' .. ARGV[6] .. '","epoch":"' .. epoch .. '","prev":"' .. prev .. '","last":"' .. last .. '"'
+if inline then notice = notice .. ',"messages":[' .. table.concat(parts, ',') .. ']' end
+try('SPUBLISH', 'topic:{' .. ARGV[6] .. '}:live', notice .. '}')
 local trimmed = 0
 if ARGV[1] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MAXLEN', '~', ARGV[1]) or 0) end
 if ARGV[2] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MINID', '~', ARGV[2]) or 0) end
 if trimmed == 0 then return out end
 local md = last
-local first = try('XRANGE', key, '-', '+', 'COUNT', 1)
-if first and #first > 0 then
-  local ms, seq = string.match(first[1][1], '^(%d+)%-(%d+)$')
+local oldest = try('XRANGE', key, '-', '+', 'COUNT', 1)
+if oldest and #oldest > 0 then
+  local ms, seq = string.match(oldest[1][1], '^(%d+)%-(%d+)$')
   if seq ~= '0' then
     md = ms .. '-' .. string.format('%d', tonumber(seq) - 1)
   else
@@ -321,13 +413,14 @@ try('XSETID', key, last, 'MAXDELETEDID', md)
 return out
 `)
 
-// rangeScript reads the stream's max-deleted-entry-id and the first page of
-// an XRANGE atomically, so no trim can fall between the two.
+// rangeScript reads the stream's max-deleted-entry-id, its incarnation and
+// the first page of an XRANGE atomically, so no trim can fall between them.
 //
-// KEYS[1]: the stream. ARGV[1]: XRANGE start. ARGV[2]: COUNT.
-// Returns {max-deleted-entry-id, entries}; {"0-0", {}} when there is no stream.
+// KEYS[1]: the stream; KEYS[2]: its meta hash. ARGV[1]: XRANGE start.
+// ARGV[2]: COUNT. Returns {max-deleted-entry-id, entries, epoch, origin,
+// exists}; {"0-0", {}, "", "0-0", 0} when there is no stream.
 var rangeScript = valkey.NewLuaScriptReadOnly(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', {}} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', {}, '', '0-0', 0} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local md = '0-0'
 for i = 1, #info, 2 do
@@ -336,19 +429,8 @@ for i = 1, #info, 2 do
     break
   end
 end
-return {md, redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])}
-`)
-
-// lastScript returns the stream's last-generated-id: the newest id ever
-// assigned, even if trimming has removed that entry; "0-0" when there is no
-// stream.
-var lastScript = valkey.NewLuaScriptReadOnly(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return '0-0' end
-local info = redis.call('XINFO', 'STREAM', KEYS[1])
-for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then return info[i + 1] end
-end
-return '0-0'
+local em = redis.call('HMGET', KEYS[2], 'epoch', 'origin')
+return {md, redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2]), em[1] or '', em[2] or '0-0', 1}
 `)
 
 // Append implements Store. The batch goes to Valkey as one script call (one
@@ -371,13 +453,19 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
 	}
-	args := make([]string, 0, 2+4*len(batch))
-	args = append(args, "0", "0")
+	keys := []string{streamKey(topic), metaKey(topic)}
+	args := make([]string, 0, 7+6*len(batch))
+	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0")
 	if s.cfg.Limits.MaxMessages > 0 {
 		args[0] = strconv.Itoa(s.cfg.Limits.MaxMessages)
 	}
-	if s.cfg.Limits.Retention > 0 {
-		args[1] = strconv.FormatInt(time.Now().Add(-s.cfg.Limits.Retention).UnixMilli(), 10)
+	if r := s.cfg.Limits.Retention; r > 0 {
+		args[1] = strconv.FormatInt(time.Now().Add(-r).UnixMilli(), 10)
+		args[4] = strconv.FormatInt(streamExpiry(r).Milliseconds(), 10)
+	}
+	inline := 0
+	for i := range batch {
+		inline += len(batch[i].Payload)
 	}
 	for i := range batch {
 		m := &batch[i]
@@ -392,36 +480,38 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		if !m.ExpiresAt.IsZero() {
 			exp = messages.FormatTime(m.ExpiresAt)
 		}
+		ik := "0"
+		if m.IdempotencyKey != "" {
+			keys = append(keys, idemKey(topic, m.IdempotencyKey))
+			ik = strconv.Itoa(len(keys))
+		}
 		// The payload is immutable once handed to the store, so it is
 		// passed without a copy.
-		args = append(args, valkey.BinaryString(m.Payload), messages.FormatTime(m.Timestamp), md, exp)
+		inline += len(md)
+		args = append(args, valkey.BinaryString(m.Payload), messages.FormatTime(m.Timestamp), md, exp, ik, m.RequestHash)
+	}
+	if inline <= NoticeInlineMax {
+		args[6] = "1"
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	reply, err := appendScript.Exec(ctx, c, []string{streamKey(topic)}, args).ToArray()
+	reply, err := appendScript.Exec(ctx, c, keys, args).ToArray()
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}
 	if len(reply) < 2 || len(reply) > len(batch)+2 {
 		return 0, fmt.Errorf("valkey: append %q: %w: unexpected reply of %d elements", topic, messages.ErrUnavailable, len(reply))
 	}
-	if trimErr, _ := reply[1].ToString(); trimErr != "" && s.trimWarned.CompareAndSwap(false, true) {
-		s.log.Warn("valkey: trimming failed; messages are stored but limits are not enforced (logged once)",
-			"topic", topic, "err", trimErr)
+	if warn, _ := reply[1].ToString(); warn != "" && s.trimWarned.CompareAndSwap(false, true) {
+		s.log.Warn("valkey: trimming or remembering an idempotency key failed; messages are stored but limits are not enforced (logged once)",
+			"topic", topic, "err", warn)
 	}
 	n := 0
 	for _, r := range reply[2:] {
-		text, err := r.ToString()
-		if err != nil {
+		if !decodeAppended(&batch[n], topic, r) {
 			break
 		}
-		id, err := messages.ParseID(text)
-		if err != nil {
-			break
-		}
-		batch[n].ID = id
-		batch[n].Topic = topic
 		n++
 	}
 	if n != len(reply)-2 {
@@ -438,14 +528,51 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	return n, nil
 }
 
+// decodeAppended sets m from its element of the append script's reply: the
+// new id, or {"d"|"c", first id, first timestamp} for a repeat. It reports
+// false when the element cannot be read.
+func decodeAppended(m *messages.Message, topic string, r valkey.ValkeyMessage) bool {
+	if text, err := r.ToString(); err == nil {
+		id, err := messages.ParseID(text)
+		if err != nil {
+			return false
+		}
+		m.ID, m.Topic = id, topic
+		return true
+	}
+	parts, err := r.ToArray()
+	if err != nil || len(parts) != 3 {
+		return false
+	}
+	kind, _ := parts[0].ToString()
+	idText, _ := parts[1].ToString()
+	tsText, _ := parts[2].ToString()
+	id, err := messages.ParseID(idText)
+	if err != nil {
+		return false
+	}
+	ts, err := time.Parse(time.RFC3339Nano, tsText)
+	if err != nil {
+		return false
+	}
+	m.ID, m.Timestamp, m.Topic = id, ts, topic
+	if kind == "c" {
+		m.Conflict = true
+	} else {
+		m.Duplicate = true
+	}
+	return true
+}
+
 // Range implements Store.
 //
 // Truncated is true when after < the stream's max-deleted-entry-id (which
 // the append script sets to just below the oldest entry left after a trim),
-// or when an entry after `after` was skipped for being older than the
-// retention. A point at or after the oldest retained entry is therefore
-// never truncated; any point before it is (including the last trimmed id
-// itself, which the memory store does not count). Errors wrap
+// when an entry after `after` was skipped for being older than the
+// retention, and when a non-zero after predates the incarnation (before its
+// origin, or no stream). A point at or after the oldest retained entry is
+// therefore never truncated; any point before it is (including the last
+// trimmed id itself, which the memory store does not count). Errors wrap
 // messages.ErrUnavailable, except for entries that cannot be decoded.
 func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (Page, error) {
 	if limit <= 0 {
@@ -462,11 +589,11 @@ func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID
 	if !after.IsZero() {
 		start = "(" + after.String()
 	}
-	reply, err := rangeScript.Exec(ctx, c, []string{key}, []string{start, strconv.Itoa(limit)}).ToArray()
+	reply, err := rangeScript.Exec(ctx, c, []string{key, metaKey(topic)}, []string{start, strconv.Itoa(limit)}).ToArray()
 	if err != nil {
 		return Page{}, fmt.Errorf("valkey: range %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}
-	if len(reply) != 2 {
+	if len(reply) != 5 {
 		return Page{}, fmt.Errorf("valkey: range %q: unexpected reply of %d elements", topic, len(reply))
 	}
 	var page Page
@@ -475,20 +602,36 @@ func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID
 			page.Truncated = after.Less(md)
 		}
 	}
+	page.Epoch, _ = reply[2].ToString()
+	if exists, _ := reply[4].AsInt64(); exists == 0 {
+		page.Truncated = !after.IsZero()
+		return page, nil
+	}
+	if originText, err := reply[3].ToString(); err == nil && !after.IsZero() {
+		if origin, err := messages.ParseID(originText); err == nil && after.Less(origin) {
+			page.Truncated = true
+		}
+	}
 	f := s.newFilter()
 	entries := reply[1]
-	count := limit
+	count, budget := limit, scanBudget(limit)
 	for {
 		got, last, read, err := f.decode(topic, entries, limit-len(page.Messages), page.Messages)
 		if err != nil {
 			return Page{}, fmt.Errorf("valkey: range %q: %w", topic, err)
 		}
 		page.Messages = got
+		budget -= read
 		if len(page.Messages) >= limit || read < count {
 			break
 		}
+		if budget <= 0 {
+			// Filtering skipped a long run: hand back a cursor.
+			page.Next, _ = messages.ParseID(last)
+			break
+		}
 		// Filtering left the page short and the stream has more: read on.
-		count = min(count*2, maxScanCount)
+		count = min(count*2, maxScanCount, budget)
 		res := c.Do(ctx, c.B().Xrange().Key(key).Start("("+last).End("+").Count(int64(count)).Build())
 		if entries, err = res.ToMessage(); err != nil {
 			return Page{}, fmt.Errorf("valkey: range %q: %w: %w", topic, messages.ErrUnavailable, err)
@@ -500,13 +643,13 @@ func (s *ValkeyStore) Range(ctx context.Context, topic string, after messages.ID
 
 // RevRange implements Store. Errors wrap messages.ErrUnavailable, except for
 // entries that cannot be decoded.
-func (s *ValkeyStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) ([]messages.Message, error) {
+func (s *ValkeyStore) RevRange(ctx context.Context, topic string, before messages.ID, limit int) (Page, error) {
 	if limit <= 0 {
-		return nil, nil
+		return Page{}, nil
 	}
 	c, err := s.conn()
 	if err != nil {
-		return nil, fmt.Errorf("valkey: revrange %q: %w", topic, err)
+		return Page{}, fmt.Errorf("valkey: revrange %q: %w", topic, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -516,48 +659,85 @@ func (s *ValkeyStore) RevRange(ctx context.Context, topic string, before message
 		end = "(" + before.String()
 	}
 	f := s.newFilter()
-	var out []messages.Message
-	count := limit
-	for {
-		res := c.Do(ctx, c.B().Xrevrange().Key(key).End(end).Start("-").Count(int64(count)).Build())
+	var page Page
+	count, budget := limit, scanBudget(limit)
+	for first := true; ; first = false {
+		xrev := c.B().Xrevrange().Key(key).End(end).Start("-").Count(int64(count)).Build()
+		var res valkey.ValkeyResult
+		if first {
+			rs := c.DoMulti(ctx, c.B().Hget().Key(metaKey(topic)).Field("epoch").Build(), xrev)
+			if err := rs[0].Error(); err != nil && !valkey.IsValkeyNil(err) {
+				return Page{}, fmt.Errorf("valkey: revrange %q: %w: %w", topic, messages.ErrUnavailable, err)
+			}
+			page.Epoch, _ = rs[0].ToString()
+			res = rs[1]
+		} else {
+			res = c.Do(ctx, xrev)
+		}
 		entries, err := res.ToMessage()
 		if err != nil {
-			return nil, fmt.Errorf("valkey: revrange %q: %w: %w", topic, messages.ErrUnavailable, err)
+			return Page{}, fmt.Errorf("valkey: revrange %q: %w: %w", topic, messages.ErrUnavailable, err)
 		}
 		var last string
 		var read int
-		if out, last, read, err = f.decode(topic, entries, limit-len(out), out); err != nil {
-			return nil, fmt.Errorf("valkey: revrange %q: %w", topic, err)
+		if page.Messages, last, read, err = f.decode(topic, entries, limit-len(page.Messages), page.Messages); err != nil {
+			return Page{}, fmt.Errorf("valkey: revrange %q: %w", topic, err)
 		}
+		budget -= read
 		// Entries past the retention are the oldest; older ones would be
 		// skipped too, so stop reading once one was seen.
-		if len(out) >= limit || read < count || f.outOfRetention {
+		if len(page.Messages) >= limit || read < count || f.outOfRetention {
+			break
+		}
+		if budget <= 0 {
+			page.Next, _ = messages.ParseID(last)
 			break
 		}
 		end = "(" + last
-		count = min(count*2, maxScanCount)
+		count = min(count*2, maxScanCount, budget)
+	}
+	return page, nil
+}
+
+// Tips implements Store: one HMGET of each topic's meta hash (epoch, last),
+// pipelined in one round trip (split by slot in a cluster).
+func (s *ValkeyStore) Tips(ctx context.Context, topics []string) (map[string]Tip, error) {
+	out := make(map[string]Tip, len(topics))
+	if len(topics) == 0 {
+		return out, nil
+	}
+	c, err := s.conn()
+	if err != nil {
+		return nil, fmt.Errorf("valkey: tips: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	cmds := make(valkey.Commands, len(topics))
+	for i, t := range topics {
+		cmds[i] = c.B().Hmget().Key(metaKey(t)).Field("epoch", "last").Build()
+	}
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		vals, err := r.ToArray()
+		if err != nil || len(vals) != 2 {
+			return nil, fmt.Errorf("valkey: tips (%d topics) %q: %w: %w", len(topics), topics[i], messages.ErrUnavailable, errOr(err, "bad reply"))
+		}
+		var tip Tip
+		tip.Epoch, _ = vals[0].ToString()
+		if lastText, err := vals[1].ToString(); err == nil {
+			if tip.Last, err = messages.ParseID(lastText); err != nil {
+				return nil, fmt.Errorf("valkey: tips %q: %w", topics[i], err)
+			}
+		}
+		out[topics[i]] = tip
 	}
 	return out, nil
 }
 
-// Last implements Store: the stream's last-generated-id, which stays the
-// newest id assigned even after trimming removed that entry.
-func (s *ValkeyStore) Last(ctx context.Context, topic string) (messages.ID, error) {
-	c, err := s.conn()
+func errOr(err error, text string) error {
 	if err != nil {
-		return messages.ID{}, fmt.Errorf("valkey: last %q: %w", topic, err)
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	text, err := lastScript.Exec(ctx, c, []string{streamKey(topic)}, nil).ToString()
-	if err != nil {
-		return messages.ID{}, fmt.Errorf("valkey: last %q: %w: %w", topic, messages.ErrUnavailable, err)
-	}
-	id, err := messages.ParseID(text)
-	if err != nil {
-		return messages.ID{}, fmt.Errorf("valkey: last %q: %w", topic, err)
-	}
-	return id, nil
+	return errors.New(text)
 }
 
 // Ping implements Store: PING within Timeout. The error says why the store

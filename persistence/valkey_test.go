@@ -288,7 +288,7 @@ func TestValkeyStoreStalledValkeyTimesOut(t *testing.T) {
 	ops := map[string]func() error{
 		"Append": func() error { _, err := s.Append(context.Background(), "stall", msgs(1, 1)); return err },
 		"Range":  func() error { _, err := s.Range(context.Background(), "stall", messages.ID{}, 10); return err },
-		"Last":   func() error { _, err := s.Last(context.Background(), "stall"); return err },
+		"Tips":   func() error { _, err := s.Tips(context.Background(), []string{"stall"}); return err },
 		"Ping":   func() error { return s.Ping(context.Background()) },
 	}
 	for name, op := range ops {
@@ -331,5 +331,99 @@ func BenchmarkValkeyAppend(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "msgs/s")
 		})
+	}
+}
+
+// The idempotency record lives in Valkey beside the stream, with the
+// window as its expiry, so a second store (another relay, or this one after
+// a restart) sees the key.
+func TestValkeyStoreIdempotencyAcrossStores(t *testing.T) {
+	srv := valkeytest.Start(t)
+	a := openValkey(t, srv, ValkeyConfig{})
+	b := openValkey(t, srv, ValkeyConfig{})
+	first := appendAll(t, a, "shared", []messages.Message{keyed(0, "retry-me", "h")})[0]
+	again := appendAll(t, b, "shared", []messages.Message{keyed(1, "retry-me", "h")})[0]
+	assertRepeat(t, "repeat through another store", again, first, false)
+
+	raw := rawClient(t, srv)
+	key := "topic:{shared}:idem:" + idemHash("retry-me")
+	pttl, err := raw.Do(testCtx(t), raw.B().Pttl().Key(key).Build()).AsInt64()
+	if err != nil || pttl <= 0 || pttl > messages.IdempotencyWindow.Milliseconds() {
+		t.Fatalf("PTTL %s = %d, %v; want within the 10 min window", key, pttl, err)
+	}
+	n, err := raw.Do(testCtx(t), raw.B().Xlen().Key("topic:{shared}:stream").Build()).AsInt64()
+	if err != nil || n != 1 {
+		t.Fatalf("XLEN = %d, %v; want 1", n, err)
+	}
+}
+
+// Deleting a stream ends its incarnation: the next append starts a new
+// epoch, and a resume point from the old one is Truncated. A stream written
+// before epochs existed is adopted without reporting loss.
+func TestValkeyStoreEpochFollowsTheStream(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{})
+	raw := rawClient(t, srv)
+	ctx := testCtx(t)
+	old := appendAll(t, s, "reborn", msgs(0, 3))
+	before := mustTip(t, s, "reborn")
+	if err := raw.Do(ctx, raw.B().Del().Key("topic:{reborn}:stream").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if p := mustRange(t, s, "reborn", old[1].ID, 10); !p.Truncated || len(p.Messages) != 0 {
+		t.Errorf("Range after an old id with the stream deleted = %+v; want Truncated", p)
+	}
+	fresh := appendAll(t, s, "reborn", msgs(3, 2))
+	after := mustTip(t, s, "reborn")
+	if after.Epoch == before.Epoch || after.Last != fresh[1].ID {
+		t.Errorf("Tip after the stream was recreated = %+v (before %+v); want a new epoch and last %s", after, before, fresh[1].ID)
+	}
+	p := mustRange(t, s, "reborn", old[1].ID, 10)
+	if !p.Truncated || p.Epoch != after.Epoch {
+		t.Errorf("Range after an id of the old incarnation: Truncated=%v epoch %q; want true, %q", p.Truncated, p.Epoch, after.Epoch)
+	}
+	assertIDs(t, "Range after an old id", p.Messages, idsOf(fresh))
+
+	// A stream without a meta hash (written by an older relay).
+	id, err := raw.Do(ctx, raw.B().Xadd().Key("topic:{legacy}:stream").Id("*").FieldValue().
+		FieldValue("payload", "{}").FieldValue("timestamp", messages.FormatTime(time.Now())).Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacyID, _ := messages.ParseID(id)
+	appendAll(t, s, "legacy", msgs(0, 1))
+	if p := mustRange(t, s, "legacy", legacyID, 10); p.Truncated || len(p.Messages) != 1 || p.Epoch == "" {
+		t.Errorf("Range on an adopted stream = %+v; want 1 message, not Truncated, an epoch", p)
+	}
+}
+
+// Every append sets the stream's and the meta hash's expiry to the
+// retention plus margin; without a retention nothing expires.
+func TestValkeyStoreStreamExpiry(t *testing.T) {
+	srv := valkeytest.Start(t)
+	raw := rawClient(t, srv)
+	ctx := testCtx(t)
+	pttl := func(key string) int64 {
+		t.Helper()
+		n, err := raw.Do(ctx, raw.B().Pttl().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatalf("PTTL %s: %v", key, err)
+		}
+		return n
+	}
+	s := openValkey(t, srv, ValkeyConfig{Limits: Limits{Retention: time.Hour}})
+	appendAll(t, s, "expiring", msgs(0, 1))
+	want := streamExpiry(time.Hour).Milliseconds()
+	for _, key := range []string{"topic:{expiring}:stream", "topic:{expiring}:meta"} {
+		if got := pttl(key); got <= want-60_000 || got > want {
+			t.Errorf("PTTL %s = %d ms, want about %d", key, got, want)
+		}
+	}
+	forever := openValkey(t, srv, ValkeyConfig{})
+	appendAll(t, forever, "forever", msgs(0, 1))
+	for _, key := range []string{"topic:{forever}:stream", "topic:{forever}:meta"} {
+		if got := pttl(key); got != -1 {
+			t.Errorf("PTTL %s = %d without a retention, want -1 (no expiry)", key, got)
+		}
 	}
 }

@@ -1,0 +1,235 @@
+package persistence
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulsar-relay/relay/internal/valkeytest"
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// feedEvent is one handler call.
+type feedEvent struct {
+	notice *Notice
+	up     *bool
+	err    error
+}
+
+// chanHandler records handler calls; it never blocks the feed (a full
+// buffer fails the test).
+type chanHandler struct {
+	t  *testing.T
+	ch chan feedEvent
+}
+
+func newChanHandler(t *testing.T) *chanHandler {
+	return &chanHandler{t: t, ch: make(chan feedEvent, 1024)}
+}
+
+func (h *chanHandler) OnNotice(n Notice) {
+	select {
+	case h.ch <- feedEvent{notice: &n}:
+	default:
+		h.t.Error("feed handler: buffer full")
+	}
+}
+
+func (h *chanHandler) OnLink(up bool, err error) {
+	select {
+	case h.ch <- feedEvent{up: &up, err: err}:
+	default:
+		h.t.Error("feed handler: buffer full")
+	}
+}
+
+func (h *chanHandler) next(what string) feedEvent {
+	h.t.Helper()
+	select {
+	case e := <-h.ch:
+		return e
+	case <-time.After(10 * time.Second):
+		h.t.Fatalf("%s: nothing from the feed within 10 s", what)
+		return feedEvent{}
+	}
+}
+
+func (h *chanHandler) link(want bool) {
+	h.t.Helper()
+	e := h.next(fmt.Sprintf("OnLink(%v)", want))
+	if e.up == nil || *e.up != want {
+		h.t.Fatalf("got %+v, want OnLink(%v)", e, want)
+	}
+}
+
+func (h *chanHandler) notice(what string) Notice {
+	h.t.Helper()
+	e := h.next(what)
+	if e.notice == nil {
+		h.t.Fatalf("%s: got OnLink(%v, %v), want a notice", what, *e.up, e.err)
+	}
+	return *e.notice
+}
+
+func TestValkeyFeedAnnouncesAppends(t *testing.T) {
+	srv := valkeytest.Start(t)
+	a := openValkey(t, srv, ValkeyConfig{})
+	b := openValkey(t, srv, ValkeyConfig{})
+	h := newChanHandler(t)
+	feed, err := b.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	h.link(true)
+	if !feed.Up() {
+		t.Fatal("Up() is false after OnLink(true)")
+	}
+	if err := feed.Subscribe("news"); err != nil {
+		t.Fatal(err)
+	}
+
+	batch := msgs(0, 3)
+	batch[1].Metadata = map[string]string{"k": "v \"q\""}
+	batch[2].ExpiresAt = time.Now().Add(time.Hour).UTC()
+	stored := appendAll(t, a, "news", batch)
+	n := h.notice("first append")
+	tip := mustTip(t, a, "news")
+	if n.Topic != "news" || n.Epoch != tip.Epoch || !n.Prev.IsZero() || n.Last != stored[2].ID {
+		t.Fatalf("notice %+v; want topic news, epoch %s, no prev, last %s", n, tip.Epoch, stored[2].ID)
+	}
+	assertIDs(t, "notice messages", n.Messages, idsOf(stored))
+	for i, m := range n.Messages {
+		w := stored[i]
+		if string(m.Payload) != string(w.Payload) || m.Topic != "news" || len(m.Metadata) != len(w.Metadata) ||
+			m.Metadata["k"] != w.Metadata["k"] || !m.Timestamp.Equal(w.Timestamp.Truncate(time.Microsecond)) ||
+			!m.ExpiresAt.Equal(w.ExpiresAt.Truncate(time.Microsecond)) {
+			t.Errorf("notice message %d = %+v, want %+v", i, m, w)
+		}
+	}
+
+	// The next notice continues the first; a repeat stores and announces
+	// nothing; a large batch is announced without its messages.
+	keyedMsg := appendAll(t, a, "news", []messages.Message{keyed(3, "k", "h")})[0]
+	n = h.notice("second append")
+	if n.Prev != stored[2].ID || n.Last != keyedMsg.ID || len(n.Messages) != 1 {
+		t.Fatalf("second notice %+v; want prev %s, last %s, 1 message", n, stored[2].ID, keyedMsg.ID)
+	}
+	appendAll(t, a, "news", []messages.Message{keyed(4, "k", "h")}) // a repeat
+	big := msgs(5, 2)
+	big[0].Payload = []byte(`{"x":"` + strings.Repeat("a", NoticeInlineMax) + `"}`)
+	bigStored := appendAll(t, a, "news", big)
+	n = h.notice("large append")
+	if n.Prev != keyedMsg.ID || n.Last != bigStored[1].ID || n.Messages != nil {
+		t.Fatalf("notice of a large batch %+v; want prev %s, last %s, no messages", n, keyedMsg.ID, bigStored[1].ID)
+	}
+}
+
+// Subscriptions are counted: the channel is left on the last Unsubscribe.
+// Notices of one connection arrive in order, so a notice of another topic
+// published later shows that nothing came for the left one.
+func TestValkeyFeedReferenceCounts(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{})
+	h := newChanHandler(t)
+	feed, err := s.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	h.link(true)
+	for _, topic := range []string{"counted", "counted", "marker"} {
+		if err := feed.Subscribe(topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := feed.Unsubscribe("counted"); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, s, "counted", msgs(0, 1))
+	if n := h.notice("one interest left"); n.Topic != "counted" {
+		t.Fatalf("notice for %q, want counted", n.Topic)
+	}
+	if err := feed.Unsubscribe("counted"); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, s, "counted", msgs(1, 1))
+	appendAll(t, s, "marker", msgs(2, 1))
+	if n := h.notice("after the last Unsubscribe"); n.Topic != "marker" {
+		t.Fatalf("notice for %q after its last Unsubscribe", n.Topic)
+	}
+}
+
+// A pub/sub connection killed from the server's side: OnLink(false), then
+// OnLink(true) once the feed has made a new one and subscribed again, and
+// notices flow again.
+func TestValkeyFeedLinkLossAndBack(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{Timeout: time.Second})
+	raw := rawClient(t, srv)
+	h := newChanHandler(t)
+	feed, err := s.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	h.link(true)
+	if err := feed.Subscribe("wedge"); err != nil {
+		t.Fatal(err)
+	}
+	killed, err := raw.Do(testCtx(t), raw.B().ClientKill().TypePubsub().Build()).AsInt64()
+	if err != nil || killed != 1 {
+		t.Fatalf("CLIENT KILL TYPE pubsub = %d, %v; want 1 connection killed", killed, err)
+	}
+	h.link(false)
+	h.link(true)
+	stored := appendAll(t, s, "wedge", msgs(0, 1))
+	if n := h.notice("after the link came back"); n.Last != stored[0].ID {
+		t.Fatalf("notice %+v, want last %s", n, stored[0].ID)
+	}
+
+	// Valkey itself goes away and comes back.
+	srv.Stop()
+	h.link(false)
+	srv.Restart()
+	h.link(true)
+	stored = appendAll(t, s, "wedge", msgs(1, 1))
+	if n := h.notice("after a restart"); n.Last != stored[0].ID {
+		t.Fatalf("notice %+v, want last %s", n, stored[0].ID)
+	}
+	if err := feed.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDecodeNotice(t *testing.T) {
+	good := `{"topic":"t","epoch":"e","prev":"1-0","last":"2-1","messages":[{"id":"2-0","timestamp":"2026-11-27T01:17:27.656581Z","payload":{"a":1}},{"id":"2-1","timestamp":"2026-11-27T01:17:27.656581Z","payload":{},"metadata":{"k":"v"},"expires_at":"2026-11-27T02:17:27.656581Z"}]}`
+	n, err := DecodeNotice([]byte(good))
+	if err != nil || n.Topic != "t" || n.Epoch != "e" || n.Prev != (messages.ID{Ms: 1}) || n.Last != (messages.ID{Ms: 2, Seq: 1}) ||
+		len(n.Messages) != 2 || n.Messages[1].Metadata["k"] != "v" || n.Messages[1].ExpiresAt.IsZero() || string(n.Messages[0].Payload) != `{"a":1}` {
+		t.Fatalf("DecodeNotice(good) = %+v, %v", n, err)
+	}
+	if n, err := DecodeNotice([]byte(`{"topic":"t","epoch":"e","prev":"0-0","last":"2-1"}`)); err != nil || n.Messages != nil {
+		t.Fatalf("a notice without messages = %+v, %v; want nil Messages", n, err)
+	}
+	for _, bad := range []string{
+		``, `[]`, `{"epoch":"e","prev":"0-0","last":"1-0"}`, `{"topic":"t","prev":"x","last":"1-0"}`,
+		`{"topic":"t","prev":"0-0","last":"1-0","messages":[{"id":"2-0","timestamp":"2026-11-27T01:17:27Z","payload":{}}]}`,
+		`{"topic":"t","prev":"0-0","last":"1-0","messages":[{"id":"1-0","timestamp":"yesterday","payload":{}}]}`,
+	} {
+		if _, err := DecodeNotice([]byte(bad)); err == nil {
+			t.Errorf("DecodeNotice(%q) succeeded", bad)
+		}
+	}
+}
+
+func FuzzDecodeNotice(f *testing.F) {
+	f.Add([]byte(`{"topic":"t","epoch":"e","prev":"1-0","last":"2-0","messages":[{"id":"2-0","timestamp":"2026-11-27T01:17:27.656581Z","payload":{}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := DecodeNotice(b)
+		if err == nil && (n.Topic == "" || (len(n.Messages) > 0 && n.Messages[len(n.Messages)-1].ID != n.Last)) {
+			t.Fatalf("DecodeNotice accepted %q as %+v", b, n)
+		}
+	})
+}
