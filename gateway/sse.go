@@ -272,28 +272,25 @@ func (s *Server) sseStart(ctx context.Context, topics []string, given map[string
 	frame := messages.ClientFrame{Type: messages.TypeSubscribe, Topics: topics, Since: make(map[string]string, len(topics))}
 	pos := make([]ssePos, len(topics))
 	var truncated []string
+	tips, err := s.store.Tips(ctx, topics)
+	if err != nil {
+		return nil, frame, nil, err
+	}
 	all, hasAll := given[""]
 	for i, t := range topics {
 		g, ok := given[t]
 		if !ok && hasAll {
 			g, ok = all, true
 		}
-		at := g.id
-		if !ok {
-			last, err := s.store.Last(ctx, t)
-			if err != nil {
-				return nil, frame, nil, err
+		tip := tips[t]
+		tag := epochTag(tip.Epoch)
+		at := tip.Last
+		if ok {
+			at = g.id
+			if g.epoch != "" && tag != "" && g.epoch != tag {
+				at = messages.ID{} // another incarnation of the stream: its ids mean nothing now
+				truncated = append(truncated, t)
 			}
-			at = last
-		}
-		page, err := s.store.Range(ctx, t, at, 1)
-		if err != nil {
-			return nil, frame, nil, err
-		}
-		tag := epochTag(page.Epoch)
-		if ok && g.epoch != "" && tag != "" && g.epoch != tag {
-			at = messages.ID{} // another incarnation of the stream: its ids mean nothing now
-			truncated = append(truncated, t)
 		}
 		pos[i] = ssePos{topic: t, id: at, epoch: tag}
 		frame.Since[t] = at.String()
