@@ -7,43 +7,89 @@ import (
 	"github.com/pulsar-relay/relay/persistence"
 )
 
+// Defaults of Config. cmd/relay's settings table writes its defaults from
+// these constants, so each default is written once.
+const (
+	DefaultHotTierRetention      = 600 * time.Second
+	DefaultHotTierMaxMessages    = 10_000
+	DefaultTopicMailboxSize      = 10_000
+	DefaultMaxBatch              = 512
+	DefaultStoreTimeout          = 2 * time.Second
+	DefaultTopicIdleTimeout      = 60 * time.Second
+	DefaultMaxTopics             = 100_000
+	DefaultConnectionQueueSize   = 4096
+	DefaultConnectionQueueBytes  = 16 << 20
+	DefaultSlowConsumerPolicy    = PolicyDisconnect
+	DefaultReplayPageBytes       = 1 << 20
+	DefaultConnectionReplayBytes = 4 << 20
+	DefaultReplayBytes           = 256 << 20
+	DefaultSubscribeRate         = 100
+	DefaultSubscribeBurst        = 1000
+	DefaultSupervisorMaxRestarts = 10
+	DefaultSupervisorWindow      = 10 * time.Second
+	DefaultSupervisorBackoff     = 100 * time.Millisecond
+)
+
 // Config tunes the actor system. The zero value of every field means its
-// default, named in the field's comment; WithDefaults fills them in.
+// default (the Default* constant of the same name).
 type Config struct {
 	// HotTierRetention keeps recent messages in each topic actor's memory
-	// ring for cheap replays (RELAY_HOT_TIER_RETENTION, default 600s).
+	// ring for cheap replays (RELAY_HOT_TIER_RETENTION).
 	HotTierRetention time.Duration
-	// HotTierMaxMessages caps the ring per topic (default 10,000), so a busy
-	// topic's ring stays bounded in memory whatever the retention.
+	// HotTierMaxMessages caps the ring per topic, so a busy topic's ring
+	// stays bounded in memory whatever the retention.
 	HotTierMaxMessages int
 	// StoreLimits are the store's retention limits: the hot ring never
 	// holds more than the store keeps, so a replay from the ring and one from
 	// the store agree on what is retained.
 	StoreLimits persistence.Limits
+	// SharedStore: other relay instances may append to the same streams
+	// (Valkey). The hot ring then holds only this instance's messages, so it
+	// never serves a replay: replays read the store. (The memory store is
+	// never shared.)
+	SharedStore bool
 	// TopicMailboxSize bounds the publishes queued or in flight per topic
-	// (RELAY_TOPIC_MAILBOX_SIZE, default 10,000). A publish over it is
-	// refused at once with ErrOverloaded instead of waiting.
+	// (RELAY_TOPIC_MAILBOX_SIZE). A publish over it is refused at once with
+	// ErrOverloaded instead of waiting.
 	TopicMailboxSize int
-	// MaxBatch caps one group-commit write (default 512 messages).
+	// MaxBatch caps one group-commit write (RELAY_MAX_BATCH).
 	MaxBatch int
-	// StoreTimeout bounds every store call (default 2s); a publish whose
-	// write does not finish in time answers ErrUnavailable.
+	// StoreTimeout bounds every store call the actors make
+	// (RELAY_STORE_TIMEOUT); a write that does not finish in time answers
+	// its publishes with ErrUnavailable.
 	StoreTimeout time.Duration
 	// TopicIdleTimeout stops a topic actor with no subscribers and no traffic
-	// for this long (default 60s); the next publish or subscribe revives it.
+	// for this long (RELAY_TOPIC_IDLE_TIMEOUT); the next publish or subscribe
+	// revives it. A topic actor never published to stops as soon as its last
+	// subscriber leaves.
 	TopicIdleTimeout time.Duration
+	// MaxTopics caps live topic actors in the process (RELAY_MAX_TOPICS).
+	// Over it a publish to a new topic fails with ErrUnavailable and a
+	// subscribe to one gets a SUBSCRIPTION_ERROR frame.
+	MaxTopics int
 
-	// ConnectionQueueSize bounds each connection's outgoing queue in
-	// messages (RELAY_CONNECTION_QUEUE_SIZE, default 4,096).
+	// ConnectionQueueSize bounds each connection's outgoing queue of live
+	// and control frames in messages (RELAY_CONNECTION_QUEUE_SIZE).
 	ConnectionQueueSize int
-	// ConnectionQueueBytes bounds it in bytes (default 16 MiB).
+	// ConnectionQueueBytes bounds it in bytes (RELAY_CONNECTION_QUEUE_BYTES).
 	ConnectionQueueBytes int
 	// SlowConsumerPolicy applies when a connection's queue is full
-	// (RELAY_SLOW_CONSUMER_POLICY, default PolicyDisconnect).
+	// (RELAY_SLOW_CONSUMER_POLICY).
 	SlowConsumerPolicy SlowConsumerPolicy
-	// WriteTimeout bounds one socket write (default 10s); a peer that does not
-	// take a frame in time is dropped.
-	WriteTimeout time.Duration
+	// ReplayPageBytes bounds one replay page (its frames' bytes; at most
+	// 1,000 messages, at least one message).
+	ReplayPageBytes int
+	// ConnectionReplayBytes bounds the replay pages one connection has in
+	// memory at once (at least one page).
+	ConnectionReplayBytes int
+	// ReplayBytes bounds the replay pages of all connections in memory at
+	// once; a page over it waits.
+	ReplayBytes int
+	// SubscribeRate and SubscribeBurst limit how many new topic
+	// subscriptions one connection may make per second, and at once; over
+	// it a subscribe gets a RATE_LIMIT_EXCEEDED frame.
+	SubscribeRate  int
+	SubscribeBurst int
 
 	// Supervisor is the restart budget of topic actors.
 	Supervisor SupervisorConfig
@@ -57,9 +103,9 @@ type Config struct {
 // SupervisorConfig is a restart budget: at most MaxRestarts within Window,
 // waiting Backoff before each restart.
 type SupervisorConfig struct {
-	MaxRestarts int           // RELAY_SUPERVISOR_MAX_RESTARTS, default 10
-	Window      time.Duration // RELAY_SUPERVISOR_WINDOW, default 10s
-	Backoff     time.Duration // RELAY_SUPERVISOR_BACKOFF, default 100ms
+	MaxRestarts int           // RELAY_SUPERVISOR_MAX_RESTARTS
+	Window      time.Duration // RELAY_SUPERVISOR_WINDOW
+	Backoff     time.Duration // RELAY_SUPERVISOR_BACKOFF
 }
 
 // SlowConsumerPolicy says what happens when a connection's queue overflows.
@@ -68,7 +114,7 @@ type SlowConsumerPolicy string
 const (
 	// PolicyDisconnect closes the connection with code 4008.
 	PolicyDisconnect SlowConsumerPolicy = "disconnect"
-	// PolicyDropOldest drops the oldest queued message, counted.
+	// PolicyDropOldest drops the oldest queued frame, counted.
 	PolicyDropOldest SlowConsumerPolicy = "drop-oldest"
 )
 
@@ -81,8 +127,8 @@ func ParseSlowConsumerPolicy(s string) (SlowConsumerPolicy, error) {
 	return "", fmt.Errorf("slow consumer policy %q: want %q or %q", s, PolicyDisconnect, PolicyDropOldest)
 }
 
-// WithDefaults returns c with every zero field set to its default.
-func (c Config) WithDefaults() Config {
+// withDefaults returns c with every zero field set to its Default*.
+func (c Config) withDefaults() Config {
 	def := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d
@@ -93,27 +139,32 @@ func (c Config) WithDefaults() Config {
 			*v = d
 		}
 	}
-	defDur(&c.HotTierRetention, 600*time.Second)
-	def(&c.HotTierMaxMessages, 10_000)
+	defDur(&c.HotTierRetention, DefaultHotTierRetention)
+	def(&c.HotTierMaxMessages, DefaultHotTierMaxMessages)
 	if m := c.StoreLimits.MaxMessages; m > 0 && m < c.HotTierMaxMessages {
 		c.HotTierMaxMessages = m
 	}
 	if r := c.StoreLimits.Retention; r > 0 && r < c.HotTierRetention {
 		c.HotTierRetention = r
 	}
-	def(&c.TopicMailboxSize, 10_000)
-	def(&c.MaxBatch, 512)
-	defDur(&c.StoreTimeout, 2*time.Second)
-	defDur(&c.TopicIdleTimeout, 60*time.Second)
-	def(&c.ConnectionQueueSize, 4096)
-	def(&c.ConnectionQueueBytes, 16<<20)
+	def(&c.TopicMailboxSize, DefaultTopicMailboxSize)
+	def(&c.MaxBatch, DefaultMaxBatch)
+	defDur(&c.StoreTimeout, DefaultStoreTimeout)
+	defDur(&c.TopicIdleTimeout, DefaultTopicIdleTimeout)
+	def(&c.MaxTopics, DefaultMaxTopics)
+	def(&c.ConnectionQueueSize, DefaultConnectionQueueSize)
+	def(&c.ConnectionQueueBytes, DefaultConnectionQueueBytes)
 	if c.SlowConsumerPolicy == "" {
-		c.SlowConsumerPolicy = PolicyDisconnect
+		c.SlowConsumerPolicy = DefaultSlowConsumerPolicy
 	}
-	defDur(&c.WriteTimeout, 10*time.Second)
-	def(&c.Supervisor.MaxRestarts, 10)
-	defDur(&c.Supervisor.Window, 10*time.Second)
-	defDur(&c.Supervisor.Backoff, 100*time.Millisecond)
+	def(&c.ReplayPageBytes, DefaultReplayPageBytes)
+	def(&c.ConnectionReplayBytes, DefaultConnectionReplayBytes)
+	def(&c.ReplayBytes, DefaultReplayBytes)
+	def(&c.SubscribeRate, DefaultSubscribeRate)
+	def(&c.SubscribeBurst, DefaultSubscribeBurst)
+	def(&c.Supervisor.MaxRestarts, DefaultSupervisorMaxRestarts)
+	defDur(&c.Supervisor.Window, DefaultSupervisorWindow)
+	defDur(&c.Supervisor.Backoff, DefaultSupervisorBackoff)
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}

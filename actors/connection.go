@@ -1,160 +1,92 @@
 package actors
 
 import (
-	"context"
 	"fmt"
-	"strconv"
+	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
 
 	"github.com/pulsar-relay/relay/messages"
 )
 
-// Close codes the actors ask a Sink to close with.
-const (
-	CloseNormal        = 1000
-	CloseGoingAway     = 1001
-	ClosePolicy        = 1008
-	CloseTooBig        = 1009
-	CloseInternalError = 1011
-	CloseTryAgainLater = 1013
-	CloseSlowConsumer  = 4008
-)
-
-// Sink is a connection's socket as its connection actor sees it. The gateway
-// implements it for WebSocket (and later long-poll).
-type Sink interface {
-	// Write sends one frame, or buffers it until Flush, and returns when it
-	// is written (or buffered) or has failed. The implementation bounds how
-	// long a write may take (a peer that does not read is dropped). Called
-	// only from the connection actor. A sink may keep frame only until Flush
-	// returns: the caller may reuse it afterwards.
-	Write(frame []byte) error
-	// Flush ends a burst of Writes (one message handled by the connection
-	// actor: a drain of its outbox, a subscribe with its replay, a control
-	// frame). A buffering sink writes what it holds; a long-poll sink may
-	// complete its response. Called only from the connection actor, after at
-	// least one Write since the last Flush.
-	Flush() error
-	// Close closes the connection with a close code and reason. Safe to call
-	// from any goroutine, more than once; it must not block the caller.
-	Close(code int, reason string)
+// connConfig is a connection actor's slice of Config.
+type connConfig struct {
+	replayPageBytes int
+	replayBytes     int // per connection
+	subscribeRate   rate.Limit
+	subscribeBurst  int
 }
 
-// Subscription is one connection's subscription to one topic. The topic
-// actor holds it to push deliveries; its mutable fields belong to the
-// connection actor alone.
-type Subscription struct {
-	Topic  string
-	conn   *actor.PID
-	outbox *Outbox
-	obs    TopicObserver
-
-	// Owned by the connection actor.
-	lastSent messages.ID // newest id written; older or equal ids are dropped
-	active   bool
+func connConfigOf(c *Config) connConfig {
+	return connConfig{
+		replayPageBytes: c.ReplayPageBytes, replayBytes: c.ConnectionReplayBytes,
+		subscribeRate: rate.Limit(float64(c.SubscribeRate)), subscribeBurst: c.SubscribeBurst,
+	}
 }
 
-// Connection is the gateway's handle on a connection actor. Its methods
-// enqueue commands and return at once; the actor writes every reply and
-// message frame to the Sink in order.
-type Connection struct {
-	// ID is the session id sent in "subscribed" frames.
-	ID  string
-	pid *actor.PID
-	m   *TopicManager
+// connDeps are a connection actor's collaborators.
+type connDeps struct {
+	topics topicRouter
+	post   poster
+	budget *byteBudget // the process's replay pages
+	cfg    connConfig
+	obs    Observer
+	robs   ReplayObserver
+	log    *slog.Logger
+	faults *Faults
 }
 
-// Commands a connection actor receives.
+// Commands a connection actor receives from its Connection, and from itself.
 type (
 	subscribeCmd   struct{ frame messages.ClientFrame }
 	unsubscribeCmd struct{ topics []string }
-	frameCmd       struct{ frame []byte }
-	flushCmd       struct{}
+	// flushCmd: the outbox has frames (sent by the outbox's wake-up).
+	flushCmd struct{}
 	// overflowCmd: the outbox overflowed under PolicyDisconnect.
 	overflowCmd struct{}
-	// subscribeReply answers a subscribeRequest: replay these ring frames,
-	// or read the store (fromStore), before the live messages in the outbox.
-	subscribeReply struct {
-		sub       *Subscription
-		replay    []Delivery
-		fromStore bool
-		upTo      messages.ID
-	}
-	topicFailed struct{ sub *Subscription }
+	// replayKick: retry replay requests that waited for the process budget.
+	replayKick struct{}
 )
 
 var (
-	theFlush    = &flushCmd{}
-	theOverflow = &overflowCmd{}
+	theFlush      = &flushCmd{}
+	theOverflow   = &overflowCmd{}
+	theReplayKick = &replayKick{}
 )
 
-// Connect spawns a connection actor writing to sink. transport names the
-// connection kind for metrics ("ws", "poll").
-func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error) {
-	if m.closed.Load() {
-		return nil, fmt.Errorf("relay shutting down: %w", messages.ErrUnavailable)
-	}
-	id := "s" + strconv.FormatUint(m.gen.Add(1), 36) + strconv.FormatInt(time.Now().UnixNano()&0xffffff, 36)
-	c := &connActor{m: m, id: id, sink: sink, transport: transport, subs: make(map[string]*Subscription)}
-	props := actor.PropsFromProducer(func() actor.Actor { return c })
-	pid, err := m.conns.SpawnNamed(props, "conn/"+id)
-	if err != nil {
-		return nil, fmt.Errorf("spawn connection: %w", err)
-	}
-	root := m.system.Root
-	c.outbox = NewOutbox(m.cfg.ConnectionQueueSize, m.cfg.ConnectionQueueBytes, m.cfg.SlowConsumerPolicy,
-		func() { root.Send(pid, theFlush) },
-		func() {
-			m.cfg.Observer.SlowConsumerDisconnected()
-			m.log.Warn("slow consumer: outgoing queue full, disconnecting", "conn", id)
-			root.Send(pid, theOverflow)
-		})
-	return &Connection{ID: id, pid: pid, m: m}, nil
-}
+const (
+	maxTopicsPerConnection = 1000
+	// replayRetryDelay is how long a connection whose replay waits for the
+	// process budget waits before it asks again.
+	replayRetryDelay = 20 * time.Millisecond
+)
 
-// Subscribe asks the actor to subscribe per a validated subscribe frame.
-func (c *Connection) Subscribe(f messages.ClientFrame) { c.m.system.Root.Send(c.pid, &subscribeCmd{f}) }
-
-// Unsubscribe asks the actor to drop topics.
-func (c *Connection) Unsubscribe(topics []string) {
-	c.m.system.Root.Send(c.pid, &unsubscribeCmd{topics})
-}
-
-// Send writes a control frame (pong, error) in order with the actor's other
-// frames.
-func (c *Connection) Send(frame []byte) { c.m.system.Root.Send(c.pid, &frameCmd{frame}) }
-
-// Stop stops the actor, unsubscribing it everywhere, and waits until it has
-// stopped or ctx ends.
-func (c *Connection) Stop(ctx context.Context) {
-	f := c.m.system.Root.StopFuture(c.pid)
-	done := make(chan struct{})
-	go func() { _, _ = f.Result(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
-
-// connActor owns one subscriber connection: its subscriptions, its outbox and
-// the writes to its socket.
+// connActor owns one subscriber connection: its subscriptions, its outbox,
+// the replays it pulls, and the writes to its socket.
 type connActor struct {
-	m         *TopicManager
+	connDeps
 	id        string
 	sink      Sink
 	transport string
-	outbox    *Outbox
+	outbox    *outbox
+	slots     chan struct{} // see Connection.slots; released as commands are handled
+	done      chan struct{}
 
-	subs       map[string]*Subscription
+	subs       map[string]*subscription
 	inProgress *subscribeState // a subscribe waiting for its topic actors
-	deferred   []any           // commands that arrived meanwhile, in order
+	deferred   []any           // commands that arrived meanwhile, in order (at most maxPendingCommands)
 	flushDue   bool
-	batch      []Delivery
-	buf        []byte
+	batch      []delivery
+	early      []delivery // live frames of subscriptions whose last replay page is still in the mailbox
 	failed     bool
 	dirty      bool // a Write since the last Flush
+	limiter    *rate.Limiter
+
+	replayQueue    []*subscription // waiting to request their next replay page
+	replayInFlight int             // bytes reserved for pages requested and not yet written
+	replayRetry    bool            // a replayKick is scheduled
 }
 
 // subscribeState tracks a subscribe until every topic actor has replied.
@@ -162,10 +94,8 @@ type subscribeState struct {
 	frame   messages.ClientFrame
 	topics  []string // newly subscribed, in frame order
 	failed  []string // topics whose actor could not be reached
-	replies map[*Subscription]*subscribeReply
+	replies map[*subscription]*subscribeReply
 }
-
-const maxTopicsPerConnection = 1000
 
 // Receive implements actor.Actor. Every message that wrote frames ends with
 // one Sink.Flush.
@@ -175,7 +105,7 @@ func (c *connActor) Receive(ctx actor.Context) {
 		c.dirty = false
 		if err := c.sink.Flush(); err != nil {
 			c.failed = true
-			c.m.log.Debug("flush failed, closing", "conn", c.id, "err", err)
+			c.log.Debug("flush failed, closing", "conn", c.id, "err", err)
 			ctx.Stop(ctx.Self())
 		}
 	}
@@ -191,25 +121,32 @@ func (c *connActor) receive(ctx actor.Context) {
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 		return
 	case *subscribeReply:
-		c.m.cfg.Faults.maybePanicConnection(c.id)
+		c.faults.maybePanicConnection(c.id)
 		c.onSubscribeReply(ctx, msg)
+		return
+	case *replayPage:
+		c.onReplayPage(ctx, msg)
+		return
+	case *replayKick:
+		c.replayRetry = false
+		c.pumpReplays(ctx)
 		return
 	case *overflowCmd:
 		// Close from the actor, after the write that was stuck has returned:
 		// the writer lock is free, so the 4008 close frame goes out at once
-		// (a peer that reads nothing at all meets WriteTimeout instead).
+		// (a peer that reads nothing at all meets the write timeout instead).
 		c.failed = true
 		c.sink.Close(CloseSlowConsumer, "slow consumer")
 		return
 	case *topicFailed:
-		if c.subs[msg.sub.Topic] == msg.sub {
+		if c.subs[msg.sub.topic] == msg.sub {
 			c.drop(msg.sub)
 			c.write(ctx, messages.NewErrorFrame(messages.CodeSubscriptionError,
-				fmt.Sprintf("topic %q stopped after repeated failures; subscribe again", msg.sub.Topic)))
+				fmt.Sprintf("topic %q stopped after repeated failures; subscribe again", msg.sub.topic)))
 		}
 		return
 	}
-	c.m.cfg.Faults.maybePanicConnection(c.id)
+	c.faults.maybePanicConnection(c.id)
 	if c.inProgress != nil {
 		if _, ok := ctx.Message().(*flushCmd); ok {
 			c.flushDue = true
@@ -225,11 +162,11 @@ func (c *connActor) handle(ctx actor.Context, msg any) {
 	switch msg := msg.(type) {
 	case *flushCmd:
 		c.drain(ctx)
-	case *frameCmd:
-		c.write(ctx, msg.frame)
 	case *subscribeCmd:
+		<-c.slots
 		c.startSubscribe(ctx, msg.frame)
 	case *unsubscribeCmd:
+		<-c.slots
 		for _, t := range msg.topics {
 			if s := c.subs[t]; s != nil {
 				c.drop(s)
@@ -240,10 +177,10 @@ func (c *connActor) handle(ctx actor.Context, msg any) {
 }
 
 // startSubscribe registers new subscriptions with their topic actors; the
-// "subscribed" frame and replays follow once every actor replied. Topics
-// already subscribed keep their place and are only acknowledged again.
+// "subscribed" frame follows once every actor replied, and replays after
+// it. Topics already subscribed keep their place and are only acknowledged
+// again.
 func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
-	st := &subscribeState{frame: f, replies: make(map[*Subscription]*subscribeReply)}
 	newCount := 0
 	for _, t := range f.Topics {
 		if c.subs[t] == nil {
@@ -255,29 +192,38 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 			fmt.Sprintf("a connection may subscribe to at most %d topics", maxTopicsPerConnection)))
 		return
 	}
+	if c.limiter == nil {
+		c.limiter = rate.NewLimiter(c.cfg.subscribeRate, c.cfg.subscribeBurst)
+	}
+	if newCount > 0 && !c.limiter.AllowN(time.Now(), newCount) {
+		c.write(ctx, messages.NewErrorFrame(messages.CodeRateLimitExceeded,
+			fmt.Sprintf("subscribe rate limit: at most %g new topics per second per connection; nothing was subscribed", float64(c.cfg.subscribeRate))))
+		return
+	}
+	st := &subscribeState{frame: f, replies: make(map[*subscription]*subscribeReply)}
 	c.inProgress = st
 	for _, t := range f.Topics {
 		if c.subs[t] != nil {
 			continue
 		}
-		s := &Subscription{Topic: t, conn: ctx.Self(), outbox: c.outbox, obs: c.m.cfg.Observer.Topic(t), active: true}
+		s := &subscription{topic: t, conn: ctx.Self(), outbox: c.outbox, obs: c.obs.Topic(t), active: true}
 		c.subs[t] = s
 		st.topics = append(st.topics, t)
-		if err := c.m.send(t, 0, &subscribeRequest{sub: s, pos: f.Position(t)}); err != nil {
+		if err := c.topics.route(t, 0, &subscribeRequest{sub: s, pos: f.Position(t)}); err != nil {
 			st.replies[s] = &subscribeReply{sub: s}
 			st.failed = append(st.failed, t) // answered with an error frame below
 			delete(c.subs, t)
 			s.active = false
-			c.m.log.Warn("subscribe failed", "conn", c.id, "topic", t, "err", err)
+			c.log.Warn("subscribe failed", "conn", c.id, "topic", t, "err", err)
 			continue
 		}
-		c.m.cfg.Observer.Subscriptions(1)
+		c.obs.Subscriptions(1)
 	}
 	c.maybeFinishSubscribe(ctx)
 }
 
 func (c *connActor) onSubscribeReply(ctx actor.Context, r *subscribeReply) {
-	if c.inProgress == nil {
+	if c.inProgress == nil || !r.sub.active {
 		return
 	}
 	c.inProgress.replies[r.sub] = r
@@ -285,8 +231,8 @@ func (c *connActor) onSubscribeReply(ctx actor.Context, r *subscribeReply) {
 }
 
 // maybeFinishSubscribe completes the subscribe once all replies are in:
-// "subscribed" (with truncated topics), each topic's replay, then the
-// commands and live messages that waited.
+// "subscribed" (with truncated topics), error frames, then the commands and
+// live frames that waited; replays start after it, page by page.
 func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 	st := c.inProgress
 	if len(st.replies) < len(st.topics) {
@@ -294,24 +240,9 @@ func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 	}
 	c.inProgress = nil
 	var truncated []string
-	pages := make(map[string][]messages.Message)
 	for _, t := range st.topics {
-		s := c.subs[t]
-		if s == nil {
-			continue
-		}
-		r := st.replies[s]
-		if r.fromStore {
-			pos := st.frame.Position(t)
-			msgs, trunc, err := c.readStore(t, pos.After)
-			if err != nil {
-				c.write(ctx, messages.NewErrorFrame(messages.CodeSubscriptionError,
-					fmt.Sprintf("replay of %q failed: %v; live delivery continues", t, err)))
-			}
-			if trunc && pos.Explicit {
-				truncated = append(truncated, t)
-			}
-			pages[t] = msgs
+		if s := c.subs[t]; s != nil && st.replies[s].truncated {
+			truncated = append(truncated, t)
 		}
 	}
 	c.write(ctx, messages.EncodeFrame(messages.SubscribedFrame{
@@ -328,11 +259,16 @@ func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 			continue
 		}
 		r := st.replies[s]
-		for _, d := range r.replay {
-			c.writeDelivery(ctx, d)
+		s.topicPID = r.topic
+		if r.err != nil {
+			// Details stay in the topic actor's log.
+			c.write(ctx, messages.NewErrorFrame(messages.CodeSubscriptionError,
+				fmt.Sprintf("replay of %q failed; live delivery continues", t)))
 		}
-		if r.fromStore {
-			c.replayStore(ctx, s, pages[t])
+		if !r.live {
+			s.replaying = true
+			s.replayAfter = st.frame.Position(t).After
+			c.enqueueReplay(s)
 		}
 	}
 	deferred := c.deferred
@@ -348,84 +284,50 @@ func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 		c.flushDue = false
 		c.drain(ctx)
 	}
+	c.pumpReplays(ctx)
 }
 
-// readStore reads the first replay page of topic after `after`.
-func (c *connActor) readStore(topic string, after messages.ID) ([]messages.Message, bool, error) {
-	rctx, cancel := context.WithTimeout(context.Background(), c.m.cfg.StoreTimeout)
-	defer cancel()
-	page, err := c.m.store.Range(rctx, topic, after, replayPage)
-	return page.Messages, page.Truncated, err
-}
-
-const replayPage = 1000
-
-// replayStore writes a stored replay, page after page, until the store has
-// nothing newer than what the live queue will bring. It reads on the
-// connection actor: a long replay delays only this connection.
-func (c *connActor) replayStore(ctx actor.Context, s *Subscription, page []messages.Message) {
-	for {
-		for i := range page {
-			m := &page[i]
-			if !s.lastSent.Less(m.ID) {
-				continue
-			}
-			c.buf = m.AppendFrame(c.buf[:0])
-			if !c.write(ctx, c.buf) {
-				return
-			}
-			s.lastSent = m.ID
-		}
-		if len(page) < replayPage {
-			return
-		}
-		next, _, err := c.readStore(s.Topic, s.lastSent)
-		if err != nil {
-			c.write(ctx, messages.NewErrorFrame(messages.CodeSubscriptionError,
-				fmt.Sprintf("replay of %q failed: %v; live delivery continues", s.Topic, err)))
-			return
-		}
-		page = next
-	}
-}
-
-// drop ends a subscription: the topic actor forgets it and queued frames
-// for it are skipped.
-func (c *connActor) drop(s *Subscription) {
+// drop ends a subscription: the topic actor forgets it, its replay budget
+// is returned, and queued frames for it are skipped.
+func (c *connActor) drop(s *subscription) {
 	s.active = false
-	delete(c.subs, s.Topic)
-	c.m.cfg.Observer.Subscriptions(-1)
-	if e, ok := c.m.entries.Load(s.Topic); ok {
-		e := e.(*topicEntry)
-		if e.acquire(0) == nil {
-			c.m.system.Root.Send(e.pid, &unsubscribeRequest{sub: s})
-		}
-	}
+	s.replaying = false
+	c.releaseReplay(s)
+	delete(c.subs, s.topic)
+	c.obs.Subscriptions(-1)
+	c.topics.routeExisting(s.topic, &unsubscribeRequest{sub: s})
 }
 
-// drain writes queued deliveries. It yields after a few rounds so commands
-// are not starved by a busy topic; a flush it sends itself continues later.
+// drain writes queued frames. It yields after a few rounds so commands are
+// not starved by a busy topic; a flush it sends itself continues later.
 func (c *connActor) drain(ctx actor.Context) {
 	for range 8 {
 		var dropped int
-		c.batch, dropped = c.outbox.Drain(c.batch[:0], 256)
+		c.batch, dropped = c.outbox.drain(c.batch[:0], 256)
 		if dropped > 0 {
-			c.m.cfg.Observer.Dropped("slow_consumer", dropped)
+			c.obs.Dropped("slow_consumer", dropped)
 		}
 		if len(c.batch) == 0 {
 			return
 		}
 		n := 0
 		for _, d := range c.batch {
-			if c.outbox.Closed() { // disconnecting: let the close frame through next
+			if c.outbox.closed() { // disconnecting: let the close frame through next
 				break
 			}
-			if c.writeDelivery(ctx, d) {
+			switch {
+			case d.sub == nil: // a control frame
+				c.write(ctx, d.frame)
+			case d.sub.replaying:
+				// Its topic actor made it live and sent the last replay page
+				// before this frame: the page is next in the mailbox.
+				c.early = append(c.early, d)
+			case c.writeDelivery(ctx, d):
 				n++
 			}
 		}
 		clear(c.batch)
-		c.m.cfg.Observer.Delivered(c.transport, n)
+		c.obs.Delivered(c.transport, n)
 		if c.failed {
 			return
 		}
@@ -434,17 +336,17 @@ func (c *connActor) drain(ctx actor.Context) {
 }
 
 // writeDelivery writes d unless its subscription ended or already has it.
-func (c *connActor) writeDelivery(ctx actor.Context, d Delivery) bool {
-	s := d.Sub
-	if !s.active || !s.lastSent.Less(d.ID) {
+func (c *connActor) writeDelivery(ctx actor.Context, d delivery) bool {
+	s := d.sub
+	if !s.active || !s.lastSent.Less(d.id) {
 		return false
 	}
-	if !c.write(ctx, d.Frame) {
+	if !c.write(ctx, d.frame) {
 		return false
 	}
-	s.lastSent = d.ID
-	if d.Received != 0 {
-		s.obs.DeliveryLatency(monoSince(d.Received))
+	s.lastSent = d.id
+	if d.received != 0 {
+		s.obs.DeliveryLatency(monoSince(d.received))
 	}
 	return true
 }
@@ -458,7 +360,7 @@ func (c *connActor) write(ctx actor.Context, frame []byte) bool {
 	c.dirty = true
 	if err := c.sink.Write(frame); err != nil {
 		c.failed = true
-		c.m.log.Debug("write failed, closing", "conn", c.id, "err", err)
+		c.log.Debug("write failed, closing", "conn", c.id, "err", err)
 		ctx.Stop(ctx.Self())
 		return false
 	}
@@ -468,9 +370,10 @@ func (c *connActor) write(ctx actor.Context, frame []byte) bool {
 // stopped unsubscribes everywhere and closes the socket (a no-op when the
 // gateway closed it already).
 func (c *connActor) stopped() {
-	c.outbox.Close()
+	c.outbox.close()
 	for _, s := range c.subs {
 		c.drop(s)
 	}
+	close(c.done)
 	c.sink.Close(CloseInternalError, "connection closed by server")
 }

@@ -46,3 +46,24 @@ func (nopObserver) Dropped(string, int)             {}
 func (nopObserver) SlowConsumerDisconnected()       {}
 func (nopObserver) Stored(int)                      {}
 func (nopObserver) DeliveryLatency(d time.Duration) {}
+
+// ReplayObserver is implemented by an Observer that also counts replay
+// memory; the actors use it when their Observer has it.
+type ReplayObserver interface {
+	// ReplayBytes moves the gauge of replay-page bytes reserved in the
+	// process (bounded by Config.ReplayBytes).
+	ReplayBytes(delta int)
+	// ReplayWaited counts a replay page that waited because the process's
+	// replay budget was spent.
+	ReplayWaited()
+}
+
+func replayObserver(o Observer) ReplayObserver {
+	if r, ok := o.(ReplayObserver); ok {
+		return r
+	}
+	return nopObserver{}
+}
+
+func (nopObserver) ReplayBytes(int) {}
+func (nopObserver) ReplayWaited()   {}

@@ -4,33 +4,38 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/pulsar-relay/relay/messages"
 )
 
-// Delivery is one queued frame for one subscription. Frame is shared by every
-// subscriber of the message and must not be modified.
-type Delivery struct {
-	Frame    []byte
-	ID       messages.ID
-	Sub      *Subscription
-	Received int64 // monotonic nanoseconds (see monoNow) when the publish arrived
+// delivery is one queued frame: a message for one subscription, or a
+// control frame (pong, error; sub nil). frame is shared by every subscriber
+// of the message and must not be modified.
+type delivery struct {
+	frame    []byte
+	id       messages.ID
+	sub      *subscription
+	received int64 // monotonic nanoseconds (see monoNow) when the publish arrived
 }
 
-// Outbox is a connection's bounded outgoing queue: topic actors Push into it,
-// the connection actor Drains it and writes to the socket. Push never blocks
-// on the socket, so a slow subscriber never slows its topic actor or the other
-// subscribers; on overflow the connection's SlowConsumerPolicy applies.
+// outbox is a connection's bounded outgoing queue of live and control
+// frames: topic actors and the gateway's reader push into it, the connection
+// actor drains it and writes to the socket. push never blocks on the socket,
+// so a slow subscriber never slows its topic actor or the other subscribers;
+// on overflow the connection's SlowConsumerPolicy applies. Replays do not
+// pass through it (they are pulled page by page; see protocol.go).
 //
-// Concurrency: Push is safe from many goroutines; Drain is called only by the
+// Concurrency: push is safe from many goroutines; drain is called only by the
 // owning connection actor.
-type Outbox struct {
+type outbox struct {
 	maxMsgs, maxBytes int
 	policy            SlowConsumerPolicy
 	wake              func() // asks the connection actor to drain; never blocks
 	overflow          func() // called once, outside the lock, on overflow under PolicyDisconnect
 
 	mu         sync.Mutex
-	ring       []Delivery
+	ring       []delivery
 	head, n    int
 	bytes      int
 	scheduled  bool        // a drain is requested or running
@@ -38,23 +43,36 @@ type Outbox struct {
 	dropped    int         // drop-oldest drops not yet reported
 }
 
-// NewOutbox returns an empty queue bounded by maxMsgs and maxBytes.
-func NewOutbox(maxMsgs, maxBytes int, policy SlowConsumerPolicy, wake, overflow func()) *Outbox {
+// newOutbox returns an empty queue bounded by maxMsgs and maxBytes.
+func newOutbox(maxMsgs, maxBytes int, policy SlowConsumerPolicy, wake, overflow func()) *outbox {
 	// The ring is allocated on first use and grows by doubling: an idle
 	// connection (most of them, at 10k+) holds none.
-	return &Outbox{maxMsgs: maxMsgs, maxBytes: maxBytes, policy: policy, wake: wake, overflow: overflow}
+	return &outbox{maxMsgs: maxMsgs, maxBytes: maxBytes, policy: policy, wake: wake, overflow: overflow}
 }
 
-// Push queues d. It reports false when the queue has overflowed under
+// newConnOutbox returns the outbox of connection actor pid. The first push
+// into an empty outbox wakes the actor with one flushCmd (the hop from a
+// topic actor to a connection actor); an overflow under PolicyDisconnect
+// calls onOverflow once and sends the actor overflowCmd.
+func newConnOutbox(cfg *Config, post poster, pid *actor.PID, onOverflow func()) *outbox {
+	return newOutbox(cfg.ConnectionQueueSize, cfg.ConnectionQueueBytes, cfg.SlowConsumerPolicy,
+		func() { post.Send(pid, theFlush) },
+		func() {
+			onOverflow()
+			post.Send(pid, theOverflow)
+		})
+}
+
+// push queues d. It reports false when the queue has overflowed under
 // PolicyDisconnect (d is not queued, and the connection is being closed).
 // Allocation-free except when the ring grows toward maxMsgs.
-func (o *Outbox) Push(d Delivery) bool {
+func (o *outbox) push(d delivery) bool {
 	o.mu.Lock()
 	if o.overflowed.Load() {
 		o.mu.Unlock()
 		return false
 	}
-	for o.n > 0 && (o.n >= o.maxMsgs || o.bytes+len(d.Frame) > o.maxBytes) {
+	for o.n > 0 && (o.n >= o.maxMsgs || o.bytes+len(d.frame) > o.maxBytes) {
 		if o.policy != PolicyDropOldest {
 			// The connection is being closed: what is queued will not be
 			// sent, so the close frame goes out right after the write in
@@ -66,8 +84,8 @@ func (o *Outbox) Push(d Delivery) bool {
 			o.overflow()
 			return false
 		}
-		o.bytes -= len(o.ring[o.head].Frame)
-		o.ring[o.head] = Delivery{}
+		o.bytes -= len(o.ring[o.head].frame)
+		o.ring[o.head] = delivery{}
 		o.head = (o.head + 1) % len(o.ring)
 		o.n--
 		o.dropped++
@@ -77,7 +95,7 @@ func (o *Outbox) Push(d Delivery) bool {
 	}
 	o.ring[(o.head+o.n)%len(o.ring)] = d
 	o.n++
-	o.bytes += len(d.Frame)
+	o.bytes += len(d.frame)
 	wake := !o.scheduled
 	o.scheduled = true
 	o.mu.Unlock()
@@ -87,25 +105,25 @@ func (o *Outbox) Push(d Delivery) bool {
 	return true
 }
 
-func (o *Outbox) grow() {
-	next := make([]Delivery, min(max(2*len(o.ring), 8), o.maxMsgs))
+func (o *outbox) grow() {
+	next := make([]delivery, min(max(2*len(o.ring), 8), o.maxMsgs))
 	for i := 0; i < o.n; i++ {
 		next[i] = o.ring[(o.head+i)%len(o.ring)]
 	}
 	o.ring, o.head = next, 0
 }
 
-// Drain moves up to max queued deliveries into dst and returns it, with the
+// drain moves up to max queued deliveries into dst and returns it, with the
 // number of drop-oldest drops since the last Drain. When the queue is empty it
 // clears the drain request, so the next Push wakes the connection again.
-func (o *Outbox) Drain(dst []Delivery, max int) ([]Delivery, int) {
+func (o *outbox) drain(dst []delivery, max int) ([]delivery, int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for o.n > 0 && max > 0 {
 		d := &o.ring[o.head]
 		dst = append(dst, *d)
-		o.bytes -= len(d.Frame)
-		*d = Delivery{}
+		o.bytes -= len(d.frame)
+		*d = delivery{}
 		o.head = (o.head + 1) % len(o.ring)
 		o.n--
 		max--
@@ -118,9 +136,9 @@ func (o *Outbox) Drain(dst []Delivery, max int) ([]Delivery, int) {
 	return dst, dropped
 }
 
-// Close discards what is queued and makes every later Push a no-op that
+// close discards what is queued and makes every later Push a no-op that
 // reports false; the connection is gone.
-func (o *Outbox) Close() {
+func (o *outbox) close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.overflowed.Store(true)
@@ -128,6 +146,6 @@ func (o *Outbox) Close() {
 	o.n, o.bytes = 0, 0
 }
 
-// Closed reports whether the queue overflowed under PolicyDisconnect or was
+// closed reports whether the queue overflowed under PolicyDisconnect or was
 // closed: nothing more should be written to the connection.
-func (o *Outbox) Closed() bool { return o.overflowed.Load() }
+func (o *outbox) closed() bool { return o.overflowed.Load() }

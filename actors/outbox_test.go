@@ -8,41 +8,41 @@ import (
 	"github.com/pulsar-relay/relay/persistence"
 )
 
-func deliveries(n int, size int) []Delivery {
-	out := make([]Delivery, n)
+func deliveries(n int, size int) []delivery {
+	out := make([]delivery, n)
 	for i := range out {
-		out[i] = Delivery{Frame: make([]byte, size), ID: messages.ID{Ms: 1, Seq: uint64(i + 1)}}
+		out[i] = delivery{frame: make([]byte, size), id: messages.ID{Ms: 1, Seq: uint64(i + 1)}}
 	}
 	return out
 }
 
 func TestOutboxWakesOncePerDrain(t *testing.T) {
 	wakes := 0
-	o := NewOutbox(100, 1<<20, PolicyDisconnect, func() { wakes++ }, func() { t.Fatal("overflow") })
+	o := newOutbox(100, 1<<20, PolicyDisconnect, func() { wakes++ }, func() { t.Fatal("overflow") })
 	for _, d := range deliveries(10, 10) {
-		if !o.Push(d) {
+		if !o.push(d) {
 			t.Fatal("push refused")
 		}
 	}
 	if wakes != 1 {
 		t.Fatalf("wakes = %d, want 1 for a burst into an idle queue", wakes)
 	}
-	got, _ := o.Drain(nil, 4)
-	if len(got) != 4 || got[0].ID.Seq != 1 || got[3].ID.Seq != 4 {
+	got, _ := o.drain(nil, 4)
+	if len(got) != 4 || got[0].id.Seq != 1 || got[3].id.Seq != 4 {
 		t.Fatalf("first drain %v", got)
 	}
-	o.Push(deliveries(11, 10)[10])
+	o.push(deliveries(11, 10)[10])
 	if wakes != 1 {
 		t.Fatal("a push while a drain is pending must not wake again")
 	}
-	got, _ = o.Drain(nil, 100)
-	if len(got) != 7 || got[6].ID.Seq != 11 {
+	got, _ = o.drain(nil, 100)
+	if len(got) != 7 || got[6].id.Seq != 11 {
 		t.Fatalf("second drain %d items", len(got))
 	}
-	if got, _ = o.Drain(nil, 100); len(got) != 0 {
+	if got, _ = o.drain(nil, 100); len(got) != 0 {
 		t.Fatal("queue should be empty")
 	}
-	o.Push(deliveries(1, 10)[0])
+	o.push(deliveries(1, 10)[0])
 	if wakes != 2 {
 		t.Fatalf("a push into a drained queue must wake: wakes = %d", wakes)
 	}
@@ -67,18 +67,18 @@ func TestOutboxOverflowPolicies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			overflowed := false
-			o := NewOutbox(tc.maxMsgs, tc.maxB, tc.policy, func() {}, func() { overflowed = true })
+			o := newOutbox(tc.maxMsgs, tc.maxB, tc.policy, func() {}, func() { overflowed = true })
 			for _, d := range deliveries(tc.push, tc.size) {
-				o.Push(d)
+				o.push(d)
 			}
-			got, dropped := o.Drain(nil, 1000)
-			if len(got) != tc.wantQueued || dropped != tc.wantDropped || overflowed != tc.wantOverflowed || o.Closed() != tc.wantOverflowed {
+			got, dropped := o.drain(nil, 1000)
+			if len(got) != tc.wantQueued || dropped != tc.wantDropped || overflowed != tc.wantOverflowed || o.closed() != tc.wantOverflowed {
 				t.Fatalf("queued %d dropped %d overflowed %v, want %d %d %v", len(got), dropped, overflowed, tc.wantQueued, tc.wantDropped, tc.wantOverflowed)
 			}
-			if len(got) > 0 && got[0].ID.Seq != tc.wantFirstSeqOut {
-				t.Fatalf("first queued seq %d, want %d", got[0].ID.Seq, tc.wantFirstSeqOut)
+			if len(got) > 0 && got[0].id.Seq != tc.wantFirstSeqOut {
+				t.Fatalf("first queued seq %d, want %d", got[0].id.Seq, tc.wantFirstSeqOut)
 			}
-			if tc.wantOverflowed && o.Push(deliveries(1, 1)[0]) {
+			if tc.wantOverflowed && o.push(deliveries(1, 1)[0]) {
 				t.Fatal("push after overflow must be refused")
 			}
 		})
@@ -99,14 +99,18 @@ func TestHotRingCoverage(t *testing.T) {
 	if r.covers(messages.ID{Ms: 10, Seq: 1}) || !r.covers(messages.ID{Ms: 10, Seq: 2}) || !r.covers(messages.ID{Ms: 10, Seq: 5}) {
 		t.Fatalf("coverage wrong, base %v", r.base)
 	}
-	got := r.since(messages.ID{Ms: 10, Seq: 3}, now, nil)
-	if len(got) != 2 || got[0].ID.Seq != 4 || got[1].ID.Seq != 5 {
-		t.Fatalf("since 3: %v", got)
+	got, next, end := r.page(messages.ID{Ms: 10, Seq: 3}, 1<<20, now, nil)
+	if len(got) != 2 || got[0].id.Seq != 4 || got[1].id.Seq != 5 || next.Seq != 5 || !end {
+		t.Fatalf("page after 3: %v next %v end %v", got, next, end)
+	}
+	got, next, end = r.page(messages.ID{Ms: 10, Seq: 2}, 1, now, nil)
+	if len(got) != 1 || got[0].id.Seq != 3 || next.Seq != 3 || end {
+		t.Fatalf("a 1-byte page holds one frame and is not the end: %v next %v end %v", got, next, end)
 	}
 	expired := &messages.Message{ID: messages.ID{Ms: 10, Seq: 6}, Timestamp: now, ExpiresAt: now.Add(-time.Second)}
 	r.add(expired, []byte{6}, now)
-	if got := r.since(messages.ID{Ms: 10, Seq: 5}, now, nil); len(got) != 0 {
-		t.Fatalf("expired message replayed: %v", got)
+	if got, next, end := r.page(messages.ID{Ms: 10, Seq: 5}, 1<<20, now, nil); len(got) != 0 || next.Seq != 6 || !end {
+		t.Fatalf("expired message replayed: %v (next %v, end %v)", got, next, end)
 	}
 	old := newHotRing(time.Minute, 100)
 	old.add(&messages.Message{ID: messages.ID{Ms: 1, Seq: 1}, Timestamp: now.Add(-2 * time.Minute)}, nil, now)
@@ -117,7 +121,7 @@ func TestHotRingCoverage(t *testing.T) {
 }
 
 func TestConfigDefaultsFollowStoreLimits(t *testing.T) {
-	c := Config{StoreLimits: persistenceLimits(50, time.Minute)}.WithDefaults()
+	c := Config{StoreLimits: persistenceLimits(50, time.Minute)}.withDefaults()
 	if c.HotTierMaxMessages != 50 || c.HotTierRetention != time.Minute {
 		t.Fatalf("ring %d/%v, want capped by the store's 50/1m", c.HotTierMaxMessages, c.HotTierRetention)
 	}

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"sort"
 	"time"
 
 	"github.com/pulsar-relay/relay/messages"
@@ -8,7 +9,10 @@ import (
 
 // hotRing keeps a topic's recent messages, already encoded as frames, so a
 // subscriber resuming from a recent point replays without a store read.
-// Owned by one topic actor; not safe for concurrent use.
+// It serves a replay only for points after its base: every id after the
+// base was delivered by this incarnation of the topic actor, contiguously
+// (the "complete since" point). Owned by one topic actor; not safe for
+// concurrent use.
 type hotRing struct {
 	maxAge  time.Duration
 	maxMsgs int
@@ -66,17 +70,29 @@ func (r *hotRing) covers(after messages.ID) bool {
 	return r.known && !after.Less(r.base)
 }
 
-// since returns the deliveries after `after` that have not expired, for sub.
-func (r *hotRing) since(after messages.ID, now time.Time, sub *Subscription) []Delivery {
-	var out []Delivery
-	for i := r.head; i < len(r.entries); i++ {
+// page returns the frames after `after` (exclusive) that have not expired,
+// as deliveries for sub: at most maxReplayPageMsgs of them, within maxBytes
+// (at least one). next is the id to continue after; end reports that the
+// page reaches the ring's newest message.
+func (r *hotRing) page(after messages.ID, maxBytes int, now time.Time, sub *subscription) (out []delivery, next messages.ID, end bool) {
+	next = after
+	live := r.entries[r.head:]
+	i := r.head + sort.Search(len(live), func(i int) bool { return after.Less(live[i].id) })
+	size := 0
+	for ; i < len(r.entries); i++ {
 		e := &r.entries[i]
-		if !after.Less(e.id) || (!e.expiresAt.IsZero() && !now.Before(e.expiresAt)) {
+		if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
+			next = e.id
 			continue
 		}
-		out = append(out, Delivery{Frame: e.frame, ID: e.id, Sub: sub})
+		if len(out) >= maxReplayPageMsgs || (len(out) > 0 && size+len(e.frame) > maxBytes) {
+			return out, next, false
+		}
+		out = append(out, delivery{frame: e.frame, id: e.id, sub: sub})
+		size += len(e.frame)
+		next = e.id
 	}
-	return out
+	return out, next, true
 }
 
 // reset forgets everything (a restarted actor reads from the store again).

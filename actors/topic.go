@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,9 +11,39 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
 )
 
-// Messages a topic actor receives.
+// topicConfig is a topic actor's slice of Config.
+type topicConfig struct {
+	ringRetention time.Duration
+	ringMax       int
+	ringReplays   bool // the ring may serve replays (the store is not shared)
+	maxBatch      int
+	storeTimeout  time.Duration
+	idleTimeout   time.Duration
+}
+
+func topicConfigOf(c *Config) topicConfig {
+	return topicConfig{
+		ringRetention: c.HotTierRetention, ringMax: c.HotTierMaxMessages, ringReplays: !c.SharedStore,
+		maxBatch: c.MaxBatch, storeTimeout: c.StoreTimeout, idleTimeout: c.TopicIdleTimeout,
+	}
+}
+
+// topicDeps are a topic actor's collaborators.
+type topicDeps struct {
+	store  persistence.Store
+	cfg    topicConfig
+	home   topicHome // the registry that spawned it
+	post   poster    // hands goroutine and timer results back to the actor
+	obs    Observer
+	log    *slog.Logger
+	faults *Faults
+}
+
+// Messages a topic actor sends itself or receives from publishers (what it
+// exchanges with connection actors is in protocol.go).
 type (
 	// publish asks the topic actor to store msg; the result goes to reply
 	// (buffered, so an abandoned publisher never blocks the actor).
@@ -35,18 +66,11 @@ type (
 		n     int
 		err   error
 	}
-	// subscribeRequest adds sub; the actor answers its connection with a
-	// subscribeReply.
-	subscribeRequest struct {
-		sub *Subscription
-		pos messages.Position
-	}
-	unsubscribeRequest struct{ sub *Subscription }
 	// catchUpDone carries a store read made after a restart.
 	catchUpDone struct {
 		msgs []messages.Message
+		next messages.ID // continue after this; zero at the end
 		err  error
-		full bool
 	}
 	idleCheck struct{}
 )
@@ -57,31 +81,34 @@ type (
 // the ring and re-reads from the store whatever was stored but maybe not
 // delivered.
 type topicActor struct {
-	m     *TopicManager
+	topicDeps
 	name  string
 	entry *topicEntry
-	log   *slog.Logger
-	obs   TopicObserver
+	tobs  TopicObserver
 
-	subs          []*Subscription
-	pending       []*publish // waiting for the next write
-	writing       bool       // a write is in flight
+	subs          []*subscription            // live: every delivery is pushed to them
+	replaying     map[*subscription]struct{} // pulling their replay (topic_replay.go)
+	pending       []*publish                 // waiting for the next write
+	writing       bool                       // a write is in flight
 	lastDelivered messages.ID
 	ring          hotRing
+	avgFrame      int // bytes, from the last store replay page; sizes the next
 	catchingUp    bool
 	held          []*writeDone // writes finished during a catch-up
 	lastActive    time.Time
+	published     bool // ever sent a publish (a never-published topic stops with its last subscriber)
 	stopping      bool
 	started       bool
 	idleTimer     *time.Timer
 }
 
-func newTopicActor(m *TopicManager, name string, e *topicEntry) *topicActor {
+func newTopicActor(d topicDeps, name string, e *topicEntry) *topicActor {
+	d.log = d.log.With("topic", name)
 	return &topicActor{
-		m: m, name: name, entry: e,
-		log:  m.log.With("topic", name),
-		obs:  m.cfg.Observer.Topic(name),
-		ring: newHotRing(m.cfg.HotTierRetention, m.cfg.HotTierMaxMessages),
+		topicDeps: d, name: name, entry: e,
+		tobs:      d.obs.Topic(name),
+		replaying: make(map[*subscription]struct{}),
+		ring:      newHotRing(d.cfg.ringRetention, d.cfg.ringMax),
 	}
 }
 
@@ -112,11 +139,12 @@ func (t *topicActor) Receive(ctx actor.Context) {
 		return
 	}
 	defer t.recoverFrom(ctx)
-	t.m.cfg.Faults.maybePanicTopic(t.name)
+	t.faults.maybePanicTopic(t.name)
 
 	switch msg := ctx.Message().(type) {
 	case *publish:
 		t.lastActive = time.Now()
+		t.published = true
 		t.pending = append(t.pending, msg)
 		t.maybeWrite(ctx)
 	case *writeDone:
@@ -125,15 +153,23 @@ func (t *topicActor) Receive(ctx actor.Context) {
 			return
 		}
 		t.finishWrite(ctx, msg)
+	case *catchUpDone:
+		t.continueCatchUp(ctx, msg)
 	case *subscribeRequest:
 		t.lastActive = time.Now()
 		t.subscribe(ctx, msg)
 		t.entry.release() // last: a panic above leaves it counted for the retry
+	case *probeDone:
+		t.onProbe(ctx, msg)
+	case *replayRequest:
+		t.onReplayRequest(ctx, msg)
+	case *storePage:
+		t.onStorePage(ctx, msg)
 	case *unsubscribeRequest:
+		t.subs = slices.DeleteFunc(t.subs, func(s *subscription) bool { return s == msg.sub })
+		delete(t.replaying, msg.sub)
 		t.entry.release()
-		t.subs = slices.DeleteFunc(t.subs, func(s *Subscription) bool { return s == msg.sub })
-	case *catchUpDone:
-		t.continueCatchUp(ctx, msg)
+		t.stopIfUnused(ctx)
 	case *idleCheck:
 		t.checkIdle(ctx)
 	}
@@ -141,8 +177,8 @@ func (t *topicActor) Receive(ctx actor.Context) {
 
 // recoverFrom runs while a panic in Receive unwinds, before the supervisor
 // restarts the actor, so that no publisher waits for an answer that will not
-// come: a publish not yet queued is refused (503), and a finished write or
-// read is sent back to self to be handled after the restart (handling them is
+// come: a publish not yet queued is refused (503), and any other message is
+// sent back to self to be handled after the restart (handling them is
 // idempotent: delivery skips ids already delivered, answers happen once).
 func (t *topicActor) recoverFrom(ctx actor.Context) {
 	r := recover()
@@ -154,7 +190,7 @@ func (t *topicActor) recoverFrom(ctx actor.Context) {
 		if !msg.answered && !slices.Contains(t.pending, msg) {
 			t.answer(msg, publishResult{err: fmt.Errorf("topic %q failed: %w", t.name, messages.ErrUnavailable)})
 		}
-	case *writeDone, *catchUpDone, *subscribeRequest:
+	case *writeDone, *catchUpDone, *subscribeRequest, *probeDone, *replayRequest, *storePage, *unsubscribeRequest:
 		ctx.Send(ctx.Self(), msg)
 	}
 	panic(r)
@@ -176,7 +212,7 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 	if t.writing || t.catchingUp || len(t.pending) == 0 {
 		return
 	}
-	n := min(len(t.pending), t.m.cfg.MaxBatch)
+	n := min(len(t.pending), t.cfg.maxBatch)
 	batch := slices.Clone(t.pending[:n])
 	clear(t.pending[:n])
 	t.pending = t.pending[n:]
@@ -188,29 +224,44 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 		msgs[i] = p.msg
 	}
 	t.writing = true
-	store, timeout, root, self := t.m.store, t.m.cfg.StoreTimeout, t.m.system.Root, ctx.Self()
+	store, timeout, post, self := t.store, t.cfg.storeTimeout, t.post, ctx.Self()
 	go func() {
 		wctx, cancel := context.WithTimeout(context.Background(), timeout)
 		n, err := store.Append(wctx, t.name, msgs)
 		cancel()
-		root.Send(self, &writeDone{batch: batch, msgs: msgs, n: n, err: err})
+		post.Send(self, &writeDone{batch: batch, msgs: msgs, n: n, err: err})
 	}()
 }
 
 // finishWrite acknowledges and delivers a finished write, in id order, then
-// starts the next one.
+// starts the next one. A message the store reports as a Duplicate of an
+// earlier idempotent publish is answered with the first one and not
+// delivered again; a Conflict is answered with ErrIdempotencyKeyReused.
 func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 	t.writing = false
 	now := time.Now()
+	stored := 0
 	for i := 0; i < w.n; i++ {
-		t.deliver(&w.msgs[i], w.batch[i].received, now)
-		t.answer(w.batch[i], publishResult{msg: w.msgs[i]})
+		m := &w.msgs[i]
+		switch {
+		case m.Conflict:
+			t.answer(w.batch[i], publishResult{err: fmt.Errorf("publish to %q: %w", t.name, messages.ErrIdempotencyKeyReused)})
+		case m.Duplicate:
+			t.answer(w.batch[i], publishResult{msg: *m})
+		default:
+			t.deliver(m, w.batch[i].received, now)
+			t.answer(w.batch[i], publishResult{msg: *m})
+			stored++
+		}
 	}
-	if w.n > 0 {
-		t.obs.Stored(w.n)
+	if stored > 0 {
+		t.tobs.Stored(stored)
 	}
 	if w.n < len(w.batch) {
 		err := fmt.Errorf("store %q: %w", t.name, w.err)
+		if !errors.Is(w.err, messages.ErrUnavailable) {
+			err = fmt.Errorf("store %q: %w: %w", t.name, messages.ErrUnavailable, w.err)
+		}
 		t.log.Warn("store write failed", "stored", w.n, "refused", len(w.batch)-w.n, "err", w.err)
 		for _, p := range w.batch[w.n:] {
 			t.answer(p, publishResult{err: err})
@@ -219,9 +270,10 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 	t.maybeWrite(ctx)
 }
 
-// deliver puts a stored message in the ring and every subscriber's outbox.
-// The frame is encoded once and shared. Messages at or before lastDelivered
-// were delivered already (a catch-up after a restart) and are skipped.
+// deliver puts a stored message in the ring and every live subscriber's
+// outbox. The frame is encoded once and shared. Messages at or before
+// lastDelivered were delivered already (a catch-up after a restart) and are
+// skipped.
 func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time) {
 	if !t.lastDelivered.Less(m.ID) {
 		return
@@ -230,30 +282,8 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 	frame := m.AppendFrame(make([]byte, 0, 128+len(m.Payload)))
 	t.ring.add(m, frame, now)
 	for _, s := range t.subs {
-		s.outbox.Push(Delivery{Frame: frame, ID: m.ID, Sub: s, Received: received})
+		s.outbox.push(delivery{frame: frame, id: m.ID, sub: s, received: received})
 	}
-}
-
-// subscribe adds a subscriber. Everything delivered from now on goes to its
-// outbox; the reply tells the connection what to replay before that: frames
-// from the ring when it covers the point, otherwise "read the store". The
-// connection drops duplicates by id, so the two join without gap or repeat.
-func (t *topicActor) subscribe(ctx actor.Context, req *subscribeRequest) {
-	reply := &subscribeReply{sub: req.sub}
-	t.ring.evict(time.Now()) // a quiet topic's ring may hold messages past the retention
-	switch {
-	case req.pos.Live:
-		reply.upTo = t.lastDelivered
-	case t.ring.covers(req.pos.After) && !t.catchingUp:
-		reply.replay = t.ring.since(req.pos.After, time.Now(), req.sub)
-		reply.upTo = t.lastDelivered
-	default:
-		reply.fromStore = true
-	}
-	if !slices.Contains(t.subs, req.sub) {
-		t.subs = append(t.subs, req.sub)
-	}
-	ctx.Send(req.sub.conn, reply)
 }
 
 // startCatchUp re-reads the store after lastDelivered (after a restart) and
@@ -267,13 +297,19 @@ func (t *topicActor) startCatchUp(ctx actor.Context) {
 }
 
 func (t *topicActor) readAfter(ctx actor.Context, after messages.ID) {
-	store, timeout, root, self := t.m.store, t.m.cfg.StoreTimeout, t.m.system.Root, ctx.Self()
-	const pageSize = 1000
+	store, timeout, post, self := t.store, t.cfg.storeTimeout, t.post, ctx.Self()
 	go func() {
 		rctx, cancel := context.WithTimeout(context.Background(), timeout)
-		page, err := store.Range(rctx, t.name, after, pageSize)
+		page, err := store.Range(rctx, t.name, after, maxReplayPageMsgs)
 		cancel()
-		root.Send(self, &catchUpDone{msgs: page.Messages, err: err, full: len(page.Messages) == pageSize})
+		c := &catchUpDone{msgs: page.Messages, err: err}
+		switch {
+		case len(page.Messages) == maxReplayPageMsgs:
+			c.next = page.Messages[len(page.Messages)-1].ID
+		case !page.Next.IsZero():
+			c.next = page.Next
+		}
+		post.Send(self, c)
 	}()
 }
 
@@ -282,8 +318,8 @@ func (t *topicActor) continueCatchUp(ctx actor.Context, c *catchUpDone) {
 	for i := range c.msgs {
 		t.deliver(&c.msgs[i], monoNow(), now)
 	}
-	if c.err == nil && c.full {
-		t.readAfter(ctx, t.lastDelivered)
+	if c.err == nil && !c.next.IsZero() {
+		t.readAfter(ctx, c.next)
 		return
 	}
 	if c.err != nil {
@@ -300,26 +336,47 @@ func (t *topicActor) continueCatchUp(ctx actor.Context, c *catchUpDone) {
 
 // armIdle schedules the next idle check.
 func (t *topicActor) armIdle(ctx actor.Context) {
-	root, self := t.m.system.Root, ctx.Self()
-	t.idleTimer = time.AfterFunc(t.m.cfg.TopicIdleTimeout/2, func() { root.Send(self, &idleCheck{}) })
+	post, self := t.post, ctx.Self()
+	t.idleTimer = time.AfterFunc(t.cfg.idleTimeout/2, func() { post.Send(self, &idleCheck{}) })
+}
+
+// busy reports whether the actor has subscribers or work.
+func (t *topicActor) busy() bool {
+	return len(t.subs) > 0 || len(t.replaying) > 0 || len(t.pending) > 0 || t.writing || t.catchingUp
 }
 
 // checkIdle stops the actor when it has had no subscribers and no traffic for
-// TopicIdleTimeout and nothing is queued for it.
+// the idle timeout and nothing is queued for it.
 func (t *topicActor) checkIdle(ctx actor.Context) {
-	idle := len(t.subs) == 0 && len(t.pending) == 0 && !t.writing && !t.catchingUp &&
-		time.Since(t.lastActive) >= t.m.cfg.TopicIdleTimeout
-	if idle && t.entry.tryClose() {
-		t.log.Debug("topic actor idle, stopping")
-		t.stopping = true
-		t.m.forget(t.name, t.entry)
-		ctx.Stop(ctx.Self())
+	if !t.busy() && time.Since(t.lastActive) >= t.cfg.idleTimeout && t.stopNow(ctx) {
 		return
 	}
 	t.armIdle(ctx)
 }
 
-// stopped runs when the actor stops: after idling, at shutdown, or because
+// stopIfUnused stops a topic actor that was never published to as soon as
+// its last subscriber leaves: subscribe-and-leave churn over fresh names
+// holds no actor.
+func (t *topicActor) stopIfUnused(ctx actor.Context) {
+	if !t.published && !t.busy() {
+		t.stopNow(ctx)
+	}
+}
+
+// stopNow stops the actor if nothing is in flight toward it: once the entry
+// is closed no sender can reach it, and the next one spawns a successor.
+func (t *topicActor) stopNow(ctx actor.Context) bool {
+	if !t.entry.tryClose() {
+		return false
+	}
+	t.log.Debug("topic actor unused, stopping")
+	t.stopping = true
+	t.home.forget(t.name, t.entry)
+	ctx.Stop(ctx.Self())
+	return true
+}
+
+// stopped runs when the actor stops: when unused, at shutdown, or because
 // its restart budget ran out. In the last case its subscribers hear about it
 // and the next publish starts a fresh actor.
 func (t *topicActor) stopped() {
@@ -329,18 +386,22 @@ func (t *topicActor) stopped() {
 	if t.stopping {
 		return
 	}
-	if t.m.closed.Load() { // relay shutdown: connections are closing too
+	if t.home.closing() { // relay shutdown: connections are closing too
 		return
 	}
 	t.entry.inflight.Store(-1)
-	t.m.forget(t.name, t.entry)
+	t.home.forget(t.name, t.entry)
 	err := fmt.Errorf("topic %q stopped: %w", t.name, messages.ErrUnavailable)
 	for _, p := range t.pending {
 		t.answer(p, publishResult{err: err})
 	}
 	t.pending = nil
 	for _, s := range t.subs {
-		t.m.system.Root.Send(s.conn, &topicFailed{sub: s})
+		t.post.Send(s.conn, &topicFailed{sub: s})
+	}
+	for s := range t.replaying {
+		t.post.Send(s.conn, &topicFailed{sub: s})
 	}
 	t.subs = nil
+	clear(t.replaying)
 }

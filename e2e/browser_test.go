@@ -23,14 +23,6 @@ import (
 	"github.com/pulsar-relay/relay/internal/relaytest"
 )
 
-// TestMain closes the package's one Chromium (started by the first test
-// that needs it).
-func TestMain(m *testing.M) {
-	code := m.Run()
-	browsertest.CloseShared()
-	os.Exit(code)
-}
-
 // cutProxy forwards TCP connections to a target and can cut them all: it
 // plays the network failing under a browser. While paused it accepts and
 // closes at once. It notes whether a request carried Last-Event-ID.

@@ -1,5 +1,3 @@
-// Package e2e holds tests that start whole relays (and Valkey, and
-// Chromium) and drive them over real sockets.
 package e2e
 
 import (

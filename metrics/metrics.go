@@ -63,6 +63,8 @@ type Registry struct {
 	stops           *prometheus.CounterVec
 	dropped         *prometheus.CounterVec
 	slowDisconnects prometheus.Counter
+	replayBytes     prometheus.Gauge
+	replayWaits     prometheus.Counter
 	storageOps      *prometheus.CounterVec
 	storageLatency  *prometheus.HistogramVec
 	httpRequests    *prometheus.CounterVec
@@ -122,6 +124,10 @@ func New(maxTopics int) *Registry {
 		"Messages not delivered to a subscriber, by reason (slow_consumer: dropped by the drop-oldest policy).", "reason")
 	r.slowDisconnects = f.counter("relay_slow_consumer_disconnects_total",
 		"Connections closed with 4008 because their outgoing queue overflowed.")
+	r.replayBytes = f.gauge("relay_replay_bytes",
+		"Replay-page bytes reserved in memory by all connections (bounded by RELAY_REPLAY_BYTES).")
+	r.replayWaits = f.counter("relay_replay_waits_total",
+		"Replay pages that waited because the process's replay budget was spent.")
 	r.storageOps = f.counterVec("relay_storage_operations_total",
 		"Store calls, by op (append, range, rev_range, last, ping) and result (ok, error).", "op", "result")
 	r.storageLatency = f.histogramVec("relay_storage_latency_seconds",

@@ -55,7 +55,7 @@ func (c *config) settings() []setting {
 		{"RELAY_VALKEY_USERNAME", "", "Valkey ACL user", str(&c.ValkeyUsername)},
 		{"RELAY_VALKEY_PASSWORD", "", "Valkey password", str(&c.ValkeyPassword)},
 		{"RELAY_VALKEY_DB", "0", "Valkey database number", intIn(&c.ValkeyDB, 0, 1<<16)},
-		{"RELAY_HOT_TIER_RETENTION", "600s", "recent messages kept in memory per topic", duration(&c.Actors.HotTierRetention)},
+		{"RELAY_HOT_TIER_RETENTION", dur(actors.DefaultHotTierRetention), "recent messages kept in memory per topic", duration(&c.Actors.HotTierRetention)},
 		{"RELAY_RETENTION", "24h", "how long the store keeps a topic's messages", duration(&c.Store.Retention)},
 		{"RELAY_MAX_MESSAGES_PER_TOPIC", "1000000", "messages kept per topic", intIn(&c.Store.MaxMessages, 1, 1<<40)},
 		{"RELAY_MAX_CONNECTIONS", "10000", "WebSocket connections per instance", intIn(&c.Gateway.MaxConnections, 1, 1<<30)},
@@ -67,26 +67,25 @@ func (c *config) settings() []setting {
 			c.Gateway.MaxMessageSize = int64(n)
 			return nil
 		}},
-		{"RELAY_TOPIC_MAILBOX_SIZE", "10000", "publishes queued per topic before 503", intIn(&c.Actors.TopicMailboxSize, 1, 1<<30)},
-		{"RELAY_CONNECTION_QUEUE_SIZE", "4096", "messages queued per connection before the slow-consumer policy", intIn(&c.Actors.ConnectionQueueSize, 1, 1<<30)},
-		{"RELAY_CONNECTION_QUEUE_BYTES", "16777216", "bytes queued per connection before the slow-consumer policy", intIn(&c.Actors.ConnectionQueueBytes, 1024, 1<<40)},
-		{"RELAY_SLOW_CONSUMER_POLICY", "disconnect", "disconnect (close 4008) or drop-oldest", func(v string) error {
+		{"RELAY_TOPIC_MAILBOX_SIZE", itoa(actors.DefaultTopicMailboxSize), "publishes queued per topic before 503", intIn(&c.Actors.TopicMailboxSize, 1, 1<<30)},
+		{"RELAY_CONNECTION_QUEUE_SIZE", itoa(actors.DefaultConnectionQueueSize), "live and control frames queued per connection before the slow-consumer policy", intIn(&c.Actors.ConnectionQueueSize, 1, 1<<30)},
+		{"RELAY_CONNECTION_QUEUE_BYTES", itoa(actors.DefaultConnectionQueueBytes), "bytes queued per connection before the slow-consumer policy", intIn(&c.Actors.ConnectionQueueBytes, 1024, 1<<40)},
+		{"RELAY_SLOW_CONSUMER_POLICY", string(actors.DefaultSlowConsumerPolicy), "disconnect (close 4008) or drop-oldest", func(v string) error {
 			p, err := actors.ParseSlowConsumerPolicy(v)
 			c.Actors.SlowConsumerPolicy = p
 			return err
 		}},
-		{"RELAY_SUPERVISOR_MAX_RESTARTS", "10", "topic actor restarts allowed within the window", intIn(&c.Actors.Supervisor.MaxRestarts, 1, 1<<20)},
-		{"RELAY_SUPERVISOR_WINDOW", "10s", "restart counting window", duration(&c.Actors.Supervisor.Window)},
-		{"RELAY_SUPERVISOR_BACKOFF", "100ms", "pause before each restart", duration(&c.Actors.Supervisor.Backoff)},
-		{"RELAY_STORE_TIMEOUT", "2s", "longest a store call may take; a publish then answers 503", func(v string) error {
-			if err := duration(&c.Actors.StoreTimeout)(v); err != nil {
-				return err
-			}
-			c.Gateway.PublishTimeout = c.Actors.StoreTimeout
-			return nil
-		}},
-		{"RELAY_MAX_BATCH", "512", "most messages one group-commit write carries (1: one store write per message)", intIn(&c.Actors.MaxBatch, 1, 1<<16)},
-		{"RELAY_TOPIC_IDLE_TIMEOUT", "60s", "stop a topic actor without subscribers or traffic after this", duration(&c.Actors.TopicIdleTimeout)},
+		{"RELAY_SUPERVISOR_MAX_RESTARTS", itoa(actors.DefaultSupervisorMaxRestarts), "topic actor restarts allowed within the window", intIn(&c.Actors.Supervisor.MaxRestarts, 1, 1<<20)},
+		{"RELAY_SUPERVISOR_WINDOW", dur(actors.DefaultSupervisorWindow), "restart counting window", duration(&c.Actors.Supervisor.Window)},
+		{"RELAY_SUPERVISOR_BACKOFF", dur(actors.DefaultSupervisorBackoff), "pause before each restart", duration(&c.Actors.Supervisor.Backoff)},
+		{"RELAY_STORE_TIMEOUT", dur(actors.DefaultStoreTimeout), "longest one store call may take (a group-commit write, a replay or history read); a write over it answers its publishes 503", duration(&c.Actors.StoreTimeout)},
+		{"RELAY_PUBLISH_TIMEOUT", "5s", "longest a publish request waits for its acknowledgement, queueing behind earlier writes included (keep it above twice RELAY_STORE_TIMEOUT); then 503", duration(&c.Gateway.PublishTimeout)},
+		{"RELAY_MAX_BATCH", itoa(actors.DefaultMaxBatch), "most messages one group-commit write carries (1: one store write per message)", intIn(&c.Actors.MaxBatch, 1, 1<<16)},
+		{"RELAY_TOPIC_IDLE_TIMEOUT", dur(actors.DefaultTopicIdleTimeout), "stop a topic actor without subscribers or traffic after this (one never published to stops with its last subscriber)", duration(&c.Actors.TopicIdleTimeout)},
+		{"RELAY_MAX_TOPICS", itoa(actors.DefaultMaxTopics), "live topic actors per instance; over it a publish to a new topic answers 503 and a subscribe gets SUBSCRIPTION_ERROR", intIn(&c.Actors.MaxTopics, 1, 1<<30)},
+		{"RELAY_REPLAY_BYTES", itoa(actors.DefaultReplayBytes), "replay pages held in memory by all connections at once, bytes; more replays wait", intIn(&c.Actors.ReplayBytes, 1<<16, 1<<40)},
+		{"RELAY_CONNECTION_REPLAY_BYTES", itoa(actors.DefaultConnectionReplayBytes), "replay pages held in memory by one connection at once, bytes (at least one page)", intIn(&c.Actors.ConnectionReplayBytes, 1<<10, 1<<40)},
+		{"RELAY_SUBSCRIBE_RATE", itoa(actors.DefaultSubscribeRate), "new topic subscriptions per second per connection (burst 1000); over it RATE_LIMIT_EXCEEDED", intIn(&c.Actors.SubscribeRate, 1, 1<<20)},
 		{"RELAY_SUBSCRIBE_IDLE_LIMIT", "60s", "close a WebSocket that has not subscribed within this", duration(&c.Gateway.SubscribeIdleLimit)},
 		{"RELAY_PING_INTERVAL", "30s", "WebSocket ping interval", duration(&c.Gateway.PingInterval)},
 		{"RELAY_PONG_TIMEOUT", "10s", "how long a ping waits for its pong", duration(&c.Gateway.PongTimeout)},
@@ -103,6 +102,11 @@ func (c *config) settings() []setting {
 		{"RELAY_LOG_FORMAT", "text", "text (coloured on a terminal) or json", oneOf(&c.LogFormat, "text", "json")},
 	}
 }
+
+// itoa and dur write a Default* constant as a settings-table default.
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func dur(d time.Duration) string { return d.String() }
 
 // flagHelp reports that -h was asked for and usage was printed.
 var flagHelp = flag.ErrHelp

@@ -48,6 +48,11 @@ func Start(opts Options, ln net.Listener) *Relay {
 	log := opts.Logger
 	r := &Relay{opts: opts, ln: ln, served: make(chan error, 1)}
 	store := opts.Store
+	if _, ok := store.(*persistence.ValkeyStore); ok {
+		// Other relay instances may append to the same streams, so a topic
+		// actor's hot ring may miss messages: replays read the store.
+		opts.Actors.SharedStore = true
+	}
 	if opts.Metrics != nil {
 		store = metrics.InstrumentStore(store, opts.Metrics)
 		opts.Actors.Observer = opts.Metrics

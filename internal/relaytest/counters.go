@@ -11,12 +11,30 @@ import (
 // tests assert on.
 type Counters struct {
 	Restarts, Stops, SlowDisconnects, Drops, Deliveries atomic.Int64
+	// ReplayBytesNow is the replay bytes reserved now; ReplayBytesMax its
+	// high-water mark; ReplayWaits counts pages that waited for the budget.
+	ReplayBytesNow, ReplayBytesMax, ReplayWaits atomic.Int64
+	TopicsActiveNow                             atomic.Int64
 }
 
-var _ actors.Observer = (*Counters)(nil)
+var (
+	_ actors.Observer       = (*Counters)(nil)
+	_ actors.ReplayObserver = (*Counters)(nil)
+)
+
+func (c *Counters) ReplayBytes(delta int) {
+	n := c.ReplayBytesNow.Add(int64(delta))
+	for {
+		m := c.ReplayBytesMax.Load()
+		if n <= m || c.ReplayBytesMax.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+func (c *Counters) ReplayWaited() { c.ReplayWaits.Add(1) }
 
 func (c *Counters) Topic(string) actors.TopicObserver { return nopTopic{} }
-func (c *Counters) TopicsActive(int)                  {}
+func (c *Counters) TopicsActive(d int)                { c.TopicsActiveNow.Add(int64(d)) }
 func (c *Counters) Subscriptions(int)                 {}
 func (c *Counters) ActorRestarted(string)             { c.Restarts.Add(1) }
 func (c *Counters) ActorStopped(string)               { c.Stops.Add(1) }

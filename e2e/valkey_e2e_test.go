@@ -1,4 +1,4 @@
-package gateway_test
+package e2e
 
 // End-to-end tests of the relay on a real Valkey-compatible server (issue 3,
 // acceptance 3, 4 and 5). Each test starts its own server with valkeytest

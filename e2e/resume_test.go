@@ -1,10 +1,8 @@
-package gateway_test
+package e2e
 
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,24 +16,10 @@ import (
 // publishers runs n goroutines publishing to topic until stop is closed or
 // each has published max messages; it returns a wait function.
 func publishers(r *relaytest.Relay, topic string, n, max int, stop <-chan struct{}) (wait func() int64) {
-	var wg sync.WaitGroup
-	var count atomic.Int64
-	for p := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range max {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r.MustPublish(topic, map[string]any{"p": p, "i": i})
-				count.Add(1)
-			}
-		}()
-	}
-	return func() int64 { wg.Wait(); return count.Load() }
+	return relaytest.Publishers(n, max, stop, func(p, i int) bool {
+		r.MustPublish(topic, map[string]any{"p": p, "i": i})
+		return true
+	})
 }
 
 // readUntil reads message frames of topic until it has seen want, and fails
