@@ -23,7 +23,7 @@ func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-cache")
-	if s.originAllowed(r) {
+	if s.sseOriginAllowed(r) {
 		setCORS(w, r)
 	}
 	_, _ = w.Write(openAPIDocument)

@@ -106,10 +106,10 @@ func parseSSEID(s string) (map[string]ssePos, error) {
 	return out, nil
 }
 
-// originAllowed reports whether a browser request's Origin may use the
+// sseOriginAllowed reports whether a browser request's Origin may use the
 // relay: no Origin (not a browser), the relay's own origin, or a host
 // matching RELAY_ALLOWED_ORIGINS (path.Match patterns, or "*"), as on /ws.
-func (s *Server) originAllowed(r *http.Request) bool {
+func (s *Server) sseOriginAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -145,7 +145,7 @@ func setCORS(w http.ResponseWriter, r *http.Request) {
 
 // handleSSEPreflight answers a CORS preflight for /api/v1/sse.
 func (s *Server) handleSSEPreflight(w http.ResponseWriter, r *http.Request) {
-	if !s.originAllowed(r) {
+	if !s.sseOriginAllowed(r) {
 		s.writeError(w, r, fmt.Errorf("%w: origin %q is not allowed", messages.ErrForbidden, r.Header.Get("Origin")))
 		return
 	}
@@ -184,7 +184,7 @@ func (s *Server) sseTopics(r *http.Request) ([]string, error) {
 // policy like a WebSocket (a stream over its queue is ended) and each flush
 // is bounded by WriteTimeout.
 func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
-	if !s.originAllowed(r) {
+	if !s.sseOriginAllowed(r) {
 		s.writeError(w, r, fmt.Errorf("%w: origin %q is not allowed", messages.ErrForbidden, r.Header.Get("Origin")))
 		return
 	}
