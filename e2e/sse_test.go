@@ -3,8 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,5 +158,60 @@ func TestSSEEpochChangeIsTruncated(t *testing.T) {
 	}
 	if m := messageOf(t, s.next(t, "message", 5*time.Second)); m.MessageID != id {
 		t.Fatalf("replay from the oldest: %+v", m)
+	}
+}
+
+// TestSSESlowReaderDisconnected: an SSE reader that stops reading follows
+// the slow-consumer policy (disconnect): its stream is ended, counted, and
+// its connection freed, while a reading stream on the same topic gets
+// everything.
+func TestSSESlowReaderDisconnected(t *testing.T) {
+	r := startConsumerRelay(t, relaytest.Options{
+		Actors:  actors.Config{ConnectionQueueSize: 16, SlowConsumerPolicy: actors.PolicyDisconnect},
+		Gateway: gateway.Config{WriteTimeout: time.Second},
+	})
+	url := r.URL + "/api/v1/sse?topics=slow"
+	fast := openSSE(t, url)
+	fast.next(t, "subscribed", 5*time.Second)
+
+	// The slow reader: a raw connection with a small receive buffer that
+	// reads nothing after the headers. The buffer is set before connect:
+	// set after, the kernel drops what overflows it and the sender backs
+	// off in retransmission timeouts of seconds.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := d.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /api/v1/sse?topics=slow HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+	relaytest.Eventually(t, 5*time.Second, "two SSE streams", func() bool {
+		return gauge(t, r.URL, `relay_connections{transport="sse"}`) == 2
+	})
+
+	pad := strings.Repeat("x", 16000)
+	const n = 400 // 6.4 MB: more than the socket buffers hold (tcp_wmem allows 4 MB)
+	for i := range n { // in step with the fast reader, which never lags
+		mustPublish(t, r.URL, "slow", map[string]any{"i": i, "pad": pad})
+		if m := messageOf(t, fast.next(t, "message", 10*time.Second)); m.Payload["i"] != float64(i) {
+			t.Fatalf("fast reader: message %d is %v", i, m.Payload["i"])
+		}
+	}
+	relaytest.Eventually(t, 15*time.Second, "the slow stream to be ended", func() bool {
+		return gauge(t, r.URL, `relay_connections{transport="sse"}`) == 1
+	})
+	if d := gauge(t, r.URL, "relay_slow_consumer_disconnects_total"); d < 1 {
+		t.Fatalf("relay_slow_consumer_disconnects_total = %v", d)
+	}
+	// The slow client, reading at last, finds the stream ended.
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.Copy(io.Discard, conn); err != nil {
+		t.Fatalf("the slow stream did not end cleanly after %d bytes: %v", n, err)
 	}
 }
