@@ -122,9 +122,6 @@ func decodePoll(body []byte) (pollRequest, error) {
 	if err := dec.Decode(&req); err != nil {
 		return req, fmt.Errorf("%w: body is not a valid poll request: %v", messages.ErrInvalid, err)
 	}
-	if n := len(req.Topics); n == 0 || n > pollMaxTopics {
-		return req, fmt.Errorf("%w: \"topics\" must hold 1..%d topics, not %d", messages.ErrInvalid, pollMaxTopics, n)
-	}
 	seen := make(map[string]bool, len(req.Topics))
 	topics := req.Topics[:0]
 	for _, t := range req.Topics {
@@ -137,6 +134,9 @@ func decodePoll(body []byte) (pollRequest, error) {
 		}
 	}
 	req.Topics = topics
+	if n := len(req.Topics); n == 0 || n > pollMaxTopics {
+		return req, fmt.Errorf("%w: \"topics\" must hold 1..%d distinct topics, not %d", messages.ErrInvalid, pollMaxTopics, n)
+	}
 	req.since = make(map[string]messages.ID, len(req.Since))
 	for t, s := range req.Since {
 		if !seen[t] {
