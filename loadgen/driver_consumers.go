@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,8 +23,12 @@ const (
 	TransportSSE  = "sse"
 )
 
-// pollTimeout is the timeout each long-poll asks for.
-const pollTimeout = 30
+// pollTimeout is the timeout each long-poll asks for; pollRetries bounds
+// the retries of a poll that failed at the transport level.
+const (
+	pollTimeout = 30
+	pollRetries = 3
+)
 
 // consumerDriver is the relay driver with subscribers on long-poll (POST
 // /api/v1/poll) or Server-Sent Events (GET /api/v1/sse) instead of
@@ -31,7 +36,8 @@ const pollTimeout = 30
 type consumerDriver struct {
 	*relayDriver
 	transport string
-	client    *http.Client // subscribers' client: one keep-alive connection per subscriber
+	client    *http.Client  // subscribers' client: one keep-alive connection per subscriber
+	retries   atomic.Uint64 // polls sent again after a transport error
 }
 
 var _ driver = (*consumerDriver)(nil)
@@ -106,6 +112,7 @@ type pollAnswer struct {
 func (c *pollConn) readLoop(deliver func(topic []byte, p payload, err error)) error {
 	body := make([]byte, 0, 128)
 	topicB := []byte(c.topic)
+	failures := 0
 	for {
 		body = append(body[:0], `{"topics":[`...)
 		body = strconv.AppendQuote(body, c.topic)
@@ -123,8 +130,18 @@ func (c *pollConn) readLoop(deliver func(topic []byte, p payload, err error)) er
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := c.d.client.Do(req)
 		if err != nil {
+			// A long-poll is a read: a request that fails at the transport
+			// level (a keep-alive connection closed under it) is sent
+			// again, at most pollRetries times in a row, as clients do.
+			if c.ctx.Err() == nil && failures < pollRetries {
+				failures++
+				c.d.retries.Add(1)
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
 			return err
 		}
+		failures = 0
 		var a pollAnswer
 		status := resp.StatusCode
 		err = json.NewDecoder(resp.Body).Decode(&a)
