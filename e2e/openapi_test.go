@@ -124,6 +124,8 @@ func TestOpenAPIValidatesEveryRoute(t *testing.T) {
 		{route: "OPTIONS /api/v1/sse", path: "/api/v1/sse", headers: []string{"Origin", "http://evil.example"}, want: 403},
 		{route: "GET /health", path: "/health", want: 200},
 		{route: "GET /ready", path: "/ready", want: 200},
+		{route: "HEAD /health", path: "/health", stream: true, want: 200},
+		{route: "HEAD /ready", path: "/ready", stream: true, want: 200},
 		{route: "GET /metrics", path: "/metrics", want: 200},
 		{route: "GET /openapi.json", path: "/openapi.json", want: 200},
 		{route: "GET /docs", path: "/docs", want: 200},

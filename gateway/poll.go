@@ -99,8 +99,8 @@ func clientIdentity(r *http.Request) string {
 }
 
 // clearWriteDeadline lifts the server's per-request write deadline for a
-// response that legitimately stays open (long-poll, SSE); those bound their
-// own writes.
+// response that stays open on purpose (SSE), which bounds each of its
+// flushes itself.
 func clearWriteDeadline(w http.ResponseWriter) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 }
@@ -180,7 +180,9 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	clearWriteDeadline(w)
+	// The answer may take up to the poll's timeout: extend the server's
+	// write deadline past it (bounded, unlike SSE's).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(req.timeout + s.cfg.WriteTimeout))
 	msgs, hasMore, err := s.pollCatchUp(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
