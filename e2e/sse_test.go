@@ -196,7 +196,7 @@ func TestSSESlowReaderDisconnected(t *testing.T) {
 	})
 
 	pad := strings.Repeat("x", 16000)
-	const n = 400 // 6.4 MB: more than the socket buffers hold (tcp_wmem allows 4 MB)
+	const n = 400      // 6.4 MB: more than the socket buffers hold (tcp_wmem allows 4 MB)
 	for i := range n { // in step with the fast reader, which never lags
 		mustPublish(t, r.URL, "slow", map[string]any{"i": i, "pad": pad})
 		if m := messageOf(t, fast.next(t, "message", 10*time.Second)); m.Payload["i"] != float64(i) {
