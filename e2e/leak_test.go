@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulsar-relay/relay/internal/browsertest"
 	"github.com/pulsar-relay/relay/internal/relaytest"
 
 	"go.uber.org/goleak"
@@ -13,7 +14,17 @@ import (
 // TestMain fails the package if any goroutine outlives the tests: every
 // relay a test starts is shut down in its cleanup.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, relaytest.IgnoreLibraryTimers()...)
+	goleak.VerifyTestMain(closingBrowser{m}, relaytest.IgnoreLibraryTimers()...)
+}
+
+// closingBrowser closes the package's one Chromium (browser tests start it
+// on first use) after the tests, before the leak check.
+type closingBrowser struct{ *testing.M }
+
+func (c closingBrowser) Run() int {
+	code := c.M.Run()
+	browsertest.CloseShared()
+	return code
 }
 
 // TestNoLeakAfterConnectionsClose: goroutines of closed connections are gone

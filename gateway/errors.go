@@ -82,7 +82,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// own failures are logged once per write, and metrics count refusals.
 		s.log.Debug("request refused", "request_id", requestID(r.Context()), "route", routeOf(r), "status", status, "err", err)
 	}
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, messages.ErrorBody{Error: code, Message: msg, RequestID: requestID(r.Context())})

@@ -140,14 +140,28 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.cfg.Observer.Received(1)
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
-	defer cancel()
-	stored, err := s.mgr.Publish(ctx, req.Message(time.Now()))
+	key, err := idempotencyKey(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	s.cfg.Observer.Received(1)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
+	defer cancel()
+	msg := req.Message(time.Now())
+	if key != "" {
+		msg.IdempotencyKey, msg.RequestHash = key, publishHash(req)
+	}
+	stored, err := s.mgr.Publish(ctx, msg)
+	if err == nil && stored.Conflict {
+		err = fmt.Errorf("%w: %s was used with another body", messages.ErrIdempotencyKeyReused, IdempotencyHeader)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// A Duplicate carries the first message's id and timestamp: the same
+	// status and body as the first answer.
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write(stored.AppendPublishResponse(make([]byte, 0, 128)))
@@ -177,6 +191,15 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var hash string
+	if key != "" {
+		hash = bulkHash(req.Messages)
+	}
 	resp := messages.BulkResponse{Results: make([]messages.BulkResult, len(req.Messages))}
 	var msgs []messages.Message
 	var slots []int // msgs[k] answers resp.Results[slots[k]]
@@ -194,15 +217,26 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 			resp.Results[i].Status, resp.Results[i].Error = "rejected", err.Error()
 			continue
 		}
-		msgs = append(msgs, item.Message(now))
+		m := item.Message(now)
+		if key != "" {
+			m.IdempotencyKey, m.RequestHash = bulkItemKey(key, i), hash
+		}
+		msgs = append(msgs, m)
 		slots = append(slots, i)
 	}
 	done() // decoding is over
 	s.cfg.Observer.Received(len(msgs))
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
+	conflicts := 0
 	for k, res := range s.mgr.PublishAll(ctx, msgs) {
 		out := &resp.Results[slots[k]]
+		if res.Err == nil && res.Msg.Conflict {
+			res.Err = messages.ErrIdempotencyKeyReused
+		}
+		if errors.Is(res.Err, messages.ErrIdempotencyKeyReused) {
+			conflicts++
+		}
 		if res.Err != nil {
 			_, code := statusOf(res.Err)
 			out.Status, out.Error = "rejected", code
@@ -217,6 +251,10 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	resp.Summary.Rejected = resp.Summary.Total - resp.Summary.Accepted
+	if conflicts > 0 && conflicts == len(msgs) { // the key was used for another bulk
+		s.writeError(w, r, fmt.Errorf("%w: %s was used with another body", messages.ErrIdempotencyKeyReused, IdempotencyHeader))
+		return
+	}
 	writeJSON(w, http.StatusMultiStatus, resp)
 }
 

@@ -91,6 +91,8 @@ type Config struct {
 	Observer Observer
 	// Metrics serves /metrics when set.
 	Metrics http.Handler
+	// Consumers tunes long-poll and SSE (see poll.go).
+	Consumers ConsumersConfig
 }
 
 // Observer receives the gateway's counts (the metrics package implements
@@ -207,6 +209,8 @@ type Server struct {
 	mu      sync.Mutex // orders track against Close
 	closing bool
 	wg      sync.WaitGroup // WebSocket goroutines, closers, pings, the sweeper
+
+	consumers *consumers // long-poll waiters and SSE streams
 }
 
 // New returns a gateway serving mgr's topics; it starts one background
@@ -215,6 +219,7 @@ func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *
 	s := &Server{cfg: cfg.withDefaults(), mgr: mgr, store: store, log: logger, stop: make(chan struct{})}
 	s.lim = s.cfg.limitObserver()
 	s.decoding = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
+	s.consumers = newConsumers(s.cfg.Consumers)
 	s.wg.Add(1)
 	go s.sweep()
 	return s
@@ -247,6 +252,7 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/ready", s.handleReady)
 	r.Head("/ready", s.handleReady)
 	r.Get("/ws", s.handleWS)
+	s.consumerRoutes(r)
 	if s.cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.cfg.Metrics)
 	}
@@ -295,7 +301,10 @@ func (s *Server) track() bool {
 
 // Drain marks the relay as shutting down: /ready answers 503 and new
 // WebSocket upgrades are refused.
-func (s *Server) Drain() { s.draining.Store(true) }
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.consumers.drain()
+}
 
 // Close closes every WebSocket with 1001 (going away), stops their
 // connection actors and the background goroutine, and waits for them, up to

@@ -34,7 +34,8 @@ type Config struct {
 	Target      string        // relay (default) or centrifugo
 	Addr        string        // server host:port, host 127.0.0.1 or localhost (default 127.0.0.1:8080)
 	APIKey      string        // Centrifugo's http_api.key (sent as X-API-Key)
-	Subscribers int           // WebSocket subscribers (default 100)
+	Subscribers int           // subscribers (default 100)
+	Transport   string        // relay subscribers' transport: ws (default), poll or sse
 	Topics      int           // topics; subscriber i listens to topic i mod Topics (default 1)
 	Publishers  int           // concurrent HTTP publishers (default 4)
 	Messages    int           // messages to publish in total (default 1000; 0 = connect and hold only)
@@ -71,7 +72,8 @@ func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config
 	fs.StringVar(&c.Target, "target", TargetRelay, "server protocol: relay or centrifugo")
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "server host:port (127.0.0.1 or localhost only)")
 	fs.StringVar(&c.APIKey, "api-key", "", "Centrifugo HTTP API key (X-API-Key)")
-	fs.IntVar(&c.Subscribers, "subscribers", 100, "WebSocket subscribers")
+	fs.IntVar(&c.Subscribers, "subscribers", 100, "subscribers")
+	fs.StringVar(&c.Transport, "transport", TransportWS, "relay subscribers' transport: ws (WebSocket), poll (POST /api/v1/poll in a loop) or sse (GET /api/v1/sse)")
 	fs.IntVar(&c.Topics, "topics", 1, "topics (subscriber i listens to topic i mod topics)")
 	fs.IntVar(&c.Publishers, "publishers", 4, "concurrent HTTP publishers")
 	fs.IntVar(&c.Messages, "messages", 1000, "messages to publish in total (0: connect and hold only)")
@@ -130,6 +132,18 @@ func (c *Config) validate() error {
 	inRange("payload-bytes", c.Pad, 0, maxPad)
 	inRange("bulk", c.Bulk, 0, maxBulk)
 	inRange("slow-subscribers", c.SlowSubs, 0, maxSlowSubs)
+	switch c.Transport {
+	case TransportWS:
+	case TransportPoll, TransportSSE:
+		if c.Target != TargetRelay {
+			bad("--transport %s needs --target relay", c.Transport)
+		}
+		if c.SlowSubs > 0 {
+			bad("--slow-subscribers needs --transport ws")
+		}
+	default:
+		bad("--transport must be ws, poll or sse, got %q", c.Transport)
+	}
 	if c.SlowSubs > 0 && c.Target != TargetRelay {
 		bad("--slow-subscribers needs --target relay")
 	}

@@ -16,6 +16,11 @@
 // to drive the relay's slow-consumer policy; they are in no figure, and the
 // report says how each ended (open, or closed and with which close code).
 //
+// Relay subscribers may use another transport (--transport): poll runs one
+// POST /api/v1/poll loop per subscriber (since = the last id it received,
+// starting at the topic's newest message), sse reads one GET /api/v1/sse
+// stream per subscriber.
+//
 // Two drivers speak the servers' own wire protocols: the relay's (POST
 // /api/v1/messages, WebSocket /ws) and Centrifugo v6's JSON protocol (POST
 // /api/publish with an API key, WebSocket /connection/websocket), so one

@@ -46,7 +46,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case TargetCentrifugo:
 		d = newCentrifugoDriver(cfg.Addr, cfg.APIKey, pubClient, wsClient)
 	default:
-		d = newRelayDriver(cfg.Addr, pubClient, wsClient)
+		rd := newRelayDriver(cfg.Addr, pubClient, wsClient)
+		d = rd
+		if cfg.Transport != TransportWS {
+			d = newConsumerDriver(rd, cfg.Transport, cfg.Subscribers)
+		}
 	}
 	var progress io.Writer
 	if !cfg.Quiet {

@@ -147,6 +147,12 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 		r.ServerStatsErrors = probe.err.Error()
 	}
 	r.Errors, r.FirstErrors = mergeErrors(&f.errs, &pubs.errs, &slow.errs)
+	if cd, ok := d.(*consumerDriver); ok && cd.retries.Load() > 0 { // counted, not unclean
+		if r.Errors == nil {
+			r.Errors = map[string]int{}
+		}
+		r.Errors["poll retried after a transport error"] = int(cd.retries.Load())
+	}
 	r.Clean = r.ConnectFailed == 0 && r.PublishErrors == 0 && r.Lost == 0 && r.Duplicated == 0 &&
 		r.OutOfOrder == 0 && r.Foreign == 0 && r.Malformed == 0 && r.Dropped == 0 &&
 		(r.Refused == 0 || cfg.AllowRefusals) && r.SlowConnected == r.SlowSubscribers

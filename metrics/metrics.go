@@ -39,7 +39,7 @@ var (
 // Label values resolved when the Registry is made, so the series exist (at
 // 0) from the first scrape and the hot path finds them without a lookup.
 var (
-	knownTransports = []string{"ws", "poll"}
+	knownTransports = []string{"ws", "poll", "sse"}
 	knownKinds      = []string{"topic", "connection"}
 	knownReasons    = []string{"slow_consumer"}
 )

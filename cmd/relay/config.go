@@ -111,6 +111,7 @@ func (c *config) settings() []setting {
 			c.Gateway.AllowedOrigins = splitList(v)
 			return nil
 		}},
+		{"RELAY_POLL_MAX_WAITERS_PER_CLIENT", "50", "concurrent long-poll waiters per client (remote IP) before 429", intIn(&c.Gateway.Consumers.PollMaxWaitersPerClient, 1, 1<<20)},
 		{"RELAY_METRICS_MAX_TOPICS", "100", "distinct topic label values in metrics", intIn(&c.MetricsMaxTopics, 0, 1<<20)},
 		{"RELAY_SHUTDOWN_TIMEOUT", "8s", "graceful shutdown budget", duration(&c.ShutdownTimeout)},
 		{"RELAY_PPROF_ADDR", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); empty: off", str(&c.PprofAddr)},

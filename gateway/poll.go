@@ -1,0 +1,459 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// ConsumersConfig tunes long-poll and Server-Sent Events. The zero value of
+// every field means its default, named in the field's comment.
+type ConsumersConfig struct {
+	// PollMaxWaitersPerClient bounds the long-poll waiters one client
+	// identity (its remote IP until authentication exists) may hold at once
+	// (RELAY_POLL_MAX_WAITERS_PER_CLIENT, default 50); over it a poll is
+	// answered 429 with Retry-After.
+	PollMaxWaitersPerClient int
+	// SSEKeepalive is the interval of the ": keepalive" comment on an idle
+	// SSE stream (default 15s), so proxies do not close it.
+	SSEKeepalive time.Duration
+}
+
+func (c ConsumersConfig) withDefaults() ConsumersConfig {
+	if c.PollMaxWaitersPerClient <= 0 {
+		c.PollMaxWaitersPerClient = 50
+	}
+	if c.SSEKeepalive <= 0 {
+		c.SSEKeepalive = 15 * time.Second
+	}
+	return c
+}
+
+// Poll limits of the wire contract.
+const (
+	pollMaxTopics      = 20
+	pollMaxPerTopic    = 100
+	pollDefaultTimeout = 30 * time.Second
+	pollMaxTimeout     = 60 * time.Second
+)
+
+// consumers is the gateway's state for long-poll waiters and SSE streams.
+//
+// Concurrency: safe for concurrent use.
+type consumers struct {
+	cfg ConsumersConfig
+
+	mu      sync.Mutex
+	waiters map[string]int // client identity -> waiters held; at most MaxConnections entries
+
+	drainOnce sync.Once
+	draining  chan struct{} // closed when the relay begins to shut down
+}
+
+func newConsumers(cfg ConsumersConfig) *consumers {
+	return &consumers{cfg: cfg.withDefaults(), waiters: make(map[string]int), draining: make(chan struct{})}
+}
+
+// drain ends every waiting poll (answered with what it has) and every SSE
+// stream, so that http.Server.Shutdown does not wait for them.
+func (c *consumers) drain() { c.drainOnce.Do(func() { close(c.draining) }) }
+
+// acquireWaiter reserves a waiter place for client; release gives it back.
+// It fails with ErrRateLimited when the client holds its maximum already.
+func (c *consumers) acquireWaiter(client string) (release func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiters[client] >= c.cfg.PollMaxWaitersPerClient {
+		return nil, fmt.Errorf("%w: at most %d concurrent long-polls per client", messages.ErrRateLimited, c.cfg.PollMaxWaitersPerClient)
+	}
+	c.waiters[client]++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.waiters[client]--; c.waiters[client] <= 0 {
+			delete(c.waiters, client)
+		}
+	}, nil
+}
+
+// clientIdentity is whom per-client limits count against: the remote IP
+// (authentication, when it exists, will name the principal instead).
+func clientIdentity(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// clearWriteDeadline lifts the server's per-request write deadline for a
+// response that stays open on purpose (SSE), which bounds each of its
+// flushes itself.
+func clearWriteDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+}
+
+// pollRequest is the body of POST /api/v1/poll.
+type pollRequest struct {
+	Topics  []string          `json:"topics"`
+	Since   map[string]string `json:"since"`
+	Timeout *float64          `json:"timeout"`
+
+	since   map[string]messages.ID
+	timeout time.Duration
+}
+
+// decodePoll parses and validates a poll body; errors wrap ErrInvalid.
+func decodePoll(body []byte) (pollRequest, error) {
+	var req pollRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("%w: body is not a valid poll request: %v", messages.ErrInvalid, err)
+	}
+	seen := make(map[string]bool, len(req.Topics))
+	topics := req.Topics[:0]
+	for _, t := range req.Topics {
+		if err := messages.ValidateTopic(t); err != nil {
+			return req, err
+		}
+		if !seen[t] {
+			seen[t] = true
+			topics = append(topics, t)
+		}
+	}
+	req.Topics = topics
+	if n := len(req.Topics); n == 0 || n > pollMaxTopics {
+		return req, fmt.Errorf("%w: \"topics\" must hold 1..%d distinct topics, not %d", messages.ErrInvalid, pollMaxTopics, n)
+	}
+	req.since = make(map[string]messages.ID, len(req.Since))
+	for t, s := range req.Since {
+		if !seen[t] {
+			return req, fmt.Errorf("%w: since names topic %q, which is not in \"topics\"", messages.ErrInvalid, t)
+		}
+		id, err := messages.ParseID(s)
+		if err != nil {
+			return req, fmt.Errorf("since %q: %w", t, err)
+		}
+		req.since[t] = id
+	}
+	req.timeout = pollDefaultTimeout
+	if req.Timeout != nil {
+		d := time.Duration(*req.Timeout * float64(time.Second))
+		if d < time.Second || d > pollMaxTimeout {
+			return req, fmt.Errorf("%w: timeout must be 1..60 seconds", messages.ErrInvalid)
+		}
+		req.timeout = d
+	}
+	return req, nil
+}
+
+// handlePoll serves POST /api/v1/poll and POST /messages/poll.
+//
+// It first reads the store after each "since" (up to 100 messages per topic)
+// and answers at once when anything is there. Otherwise it registers a
+// waiter: a connection actor of transport "poll" subscribed to every topic,
+// at "since" where given (so a message stored between the read and the
+// registration is replayed, not lost) and live elsewhere. The first batch of
+// messages the actor writes completes the answer; the timeout answers
+// {"messages":[],"has_more":false}. A client that goes away frees its waiter
+// at once.
+func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
+	body, err := readJSONBody(w, r, s.cfg.MaxMessageSize)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := decodePoll(body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// The answer may take up to the poll's timeout: extend the server's
+	// write deadline past it (bounded, unlike SSE's).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(req.timeout + s.cfg.WriteTimeout))
+	msgs, hasMore, err := s.pollCatchUp(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(msgs) > 0 {
+		writePollResponse(w, msgs, hasMore)
+		return
+	}
+	release, err := s.consumers.acquireWaiter(clientIdentity(r))
+	if err != nil {
+		h := w.Header()
+		h.Set("X-RateLimit-Limit", strconv.Itoa(s.consumers.cfg.PollMaxWaitersPerClient))
+		h.Set("X-RateLimit-Remaining", "0")
+		h.Set("X-RateLimit-Reset", "1")
+		s.writeError(w, r, err)
+		return
+	}
+	defer release()
+	if n := s.nconns.Add(1); n > int64(s.cfg.MaxConnections) {
+		s.nconns.Add(-1)
+		s.writeError(w, r, fmt.Errorf("%w: connection limit (%d) reached", messages.ErrUnavailable, s.cfg.MaxConnections))
+		return
+	}
+	defer s.nconns.Add(-1)
+	sink := newPollSink()
+	conn, err := s.mgr.Connect(sink, "poll")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.cfg.Observer.Connections("poll", 1)
+	defer s.cfg.Observer.Connections("poll", -1)
+	frame := messages.ClientFrame{Type: messages.TypeSubscribe, Topics: req.Topics, Offset: messages.OffsetLast}
+	if len(req.since) > 0 {
+		frame.Since = make(map[string]string, len(req.since))
+		for t, id := range req.since {
+			frame.Since[t] = id.String()
+		}
+	}
+	conn.Subscribe(frame)
+	timer := time.NewTimer(req.timeout)
+	select {
+	case <-sink.done:
+	case <-timer.C:
+	case <-r.Context().Done():
+	case <-s.consumers.draining:
+	}
+	timer.Stop()
+	// After Stop returns the actor writes nothing more, so what the sink
+	// holds is final: a batch that raced the timeout is answered, not lost.
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	conn.Stop(stopCtx)
+	cancel()
+	if r.Context().Err() != nil {
+		return // the client went away; nobody reads an answer
+	}
+	res := sink.result()
+	if res.failed {
+		s.writeError(w, r, fmt.Errorf("%w: a topic of this poll could not be served; poll again", messages.ErrUnavailable))
+		return
+	}
+	writePollRawResponse(w, res.body, res.hasMore)
+}
+
+// pollCatchUp reads, for each topic with a "since", what is stored after it
+// (at most pollMaxPerTopic; hasMore when there was more).
+func (s *Server) pollCatchUp(ctx context.Context, req pollRequest) ([]messages.Message, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	var out []messages.Message
+	hasMore := false
+	for _, t := range req.Topics {
+		after, ok := req.since[t]
+		if !ok {
+			continue
+		}
+		var got []messages.Message
+		// A page may stop early after skipping expired entries (Page.Next):
+		// continue a bounded number of times.
+		for range 8 {
+			page, err := s.store.Range(ctx, t, after, pollMaxPerTopic+1-len(got))
+			if err != nil {
+				return nil, false, err
+			}
+			got = append(got, page.Messages...)
+			if page.Next.IsZero() || len(got) > pollMaxPerTopic {
+				after = messages.ID{}
+				break
+			}
+			after = page.Next
+		}
+		if !after.IsZero() { // stopped with more to scan
+			hasMore = true
+		}
+		if len(got) > pollMaxPerTopic {
+			got = got[:pollMaxPerTopic]
+			hasMore = true
+		}
+		out = append(out, got...)
+	}
+	return out, hasMore, nil
+}
+
+func writePollResponse(w http.ResponseWriter, msgs []messages.Message, hasMore bool) {
+	b := make([]byte, 0, 256*len(msgs))
+	for i := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = msgs[i].AppendJSON(b)
+	}
+	writePollRawResponse(w, b, hasMore)
+}
+
+// writePollRawResponse answers {"messages":[list],"has_more":hasMore}; list
+// is the comma-separated stored messages.
+func writePollRawResponse(w http.ResponseWriter, list []byte, hasMore bool) {
+	b := make([]byte, 0, len(list)+48)
+	b = append(b, `{"messages":[`...)
+	b = append(b, list...)
+	b = append(b, `],"has_more":`...)
+	b = strconv.AppendBool(b, hasMore)
+	b = append(b, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// errPollComplete stops a poll waiter's actor once its answer is complete.
+var errPollComplete = errors.New("long-poll answered")
+
+// pollSink is the actors.Sink of a long-poll waiter. It keeps the message
+// frames it is given, in the stored-message form, at most pollMaxPerTopic per
+// topic, and completes on the first Flush that follows a message (or an error
+// frame). Later writes fail, which stops the actor.
+type pollSink struct {
+	done chan struct{} // closed when complete or closed
+
+	mu       sync.Mutex
+	body     []byte // comma-separated stored messages
+	perTopic map[string]int
+	n        int
+	hasMore  bool
+	failed   bool // an error frame: a topic could not be served
+	finished bool
+}
+
+var _ actors.Sink = (*pollSink)(nil)
+
+func newPollSink() *pollSink { return &pollSink{done: make(chan struct{})} }
+
+type pollResult struct {
+	body    []byte
+	hasMore bool
+	failed  bool
+}
+
+// result returns what the sink collected; call it once the actor stopped.
+func (p *pollSink) result() pollResult {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n > 0 {
+		return pollResult{body: p.body, hasMore: p.hasMore}
+	}
+	return pollResult{failed: p.failed}
+}
+
+// Write implements actors.Sink.
+func (p *pollSink) Write(frame []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.finished {
+		return errPollComplete
+	}
+	switch {
+	case bytes.HasPrefix(frame, messageFramePrefix):
+		topic, _, ok := frameTopicAndID(frame)
+		if !ok {
+			return nil
+		}
+		if p.perTopic == nil {
+			p.perTopic = make(map[string]int, 1)
+		}
+		if p.perTopic[string(topic)] >= pollMaxPerTopic {
+			p.hasMore = true // the client's next poll reads the rest from the store
+			return nil
+		}
+		p.perTopic[string(topic)]++
+		if p.n > 0 {
+			p.body = append(p.body, ',')
+		}
+		p.body = appendStoredForm(p.body, frame)
+		p.n++
+	case bytes.HasPrefix(frame, errorFramePrefix):
+		p.failed = true
+	}
+	return nil
+}
+
+// Flush implements actors.Sink: the first burst holding a message (or an
+// error) completes the answer.
+func (p *pollSink) Flush() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.finished {
+		return errPollComplete
+	}
+	if p.n == 0 && !p.failed {
+		return nil
+	}
+	p.finished = true
+	close(p.done)
+	return errPollComplete
+}
+
+// Close implements actors.Sink (slow consumer, shutdown, actor stopped).
+func (p *pollSink) Close(int, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.finished {
+		p.finished = true
+		close(p.done)
+	}
+}
+
+var (
+	messageFramePrefix = []byte(`{"type":"message",`)
+	errorFramePrefix   = []byte(`{"type":"error",`)
+	subscribedPrefix   = []byte(`{"type":"subscribed",`)
+)
+
+// appendStoredForm appends a "message" frame in the stored-message form
+// (the same object without "type").
+func appendStoredForm(dst, frame []byte) []byte {
+	dst = append(dst, '{')
+	return append(dst, frame[len(messageFramePrefix):]...)
+}
+
+// frameTopicAndID reads topic and message_id from a "message" frame made by
+// messages.Message.AppendFrame: {"type":"message","message_id":"<id>","topic":"<topic>",...
+// Ids and validated topics never need escaping, so no JSON decoding is needed.
+func frameTopicAndID(frame []byte) (topic, id []byte, ok bool) {
+	rest := frame[len(messageFramePrefix):]
+	const idKey, topicKey = `"message_id":"`, `","topic":"`
+	if !bytes.HasPrefix(rest, []byte(idKey)) {
+		return nil, nil, false
+	}
+	rest = rest[len(idKey):]
+	i := bytes.IndexByte(rest, '"')
+	if i < 0 {
+		return nil, nil, false
+	}
+	id, rest = rest[:i], rest[i:]
+	if !bytes.HasPrefix(rest, []byte(topicKey)) {
+		return nil, nil, false
+	}
+	rest = rest[len(topicKey):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return nil, nil, false
+	}
+	return rest[:j], id, true
+}
+
+// consumerRoutes registers long-poll, SSE and the API document.
+func (s *Server) consumerRoutes(r chi.Router) {
+	r.Post("/api/v1/poll", s.handlePoll)
+	r.Post("/messages/poll", s.handlePoll)
+	r.Get("/api/v1/sse", s.handleSSE)
+	r.Options("/api/v1/sse", s.handleSSEPreflight)
+	r.Get("/openapi.json", s.handleOpenAPI)
+	r.Get("/docs", s.handleDocs)
+}
