@@ -106,12 +106,39 @@ func New(ctx context.Context, cfg Config, store Store, logger *slog.Logger) (*Se
 		}
 	}
 	if cfg.AdminUsername != "" {
-		if err := s.bootstrapAdmin(ctx); err != nil {
+		err := s.bootstrapAdmin(ctx)
+		if errors.Is(err, messages.ErrUnavailable) { // the store connects in the background
+			logger.Warn("auth: store unavailable; creating the admin user in the background", "err", err)
+			go s.retryBootstrap(bg)
+		} else if err != nil {
 			cancel()
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// retryBootstrap retries bootstrapAdmin with backoff until it succeeds or
+// the service is closed.
+func (s *Service) retryBootstrap(ctx context.Context) {
+	delay := 200 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		err := s.bootstrapAdmin(ctx)
+		if err == nil {
+			s.log.Info("auth: admin user ready")
+			return
+		}
+		if !errors.Is(err, messages.ErrUnavailable) {
+			s.log.Error("auth: cannot create the admin user", "err", err)
+			return
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
 }
 
 // Enabled reports whether authentication is on.

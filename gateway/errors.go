@@ -22,6 +22,14 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, "INVALID_REQUEST"
 	case errors.Is(err, messages.ErrNotFound):
 		return http.StatusNotFound, "NOT_FOUND"
+	case errors.Is(err, messages.ErrUnauthorized):
+		return http.StatusUnauthorized, "UNAUTHORIZED"
+	case errors.Is(err, messages.ErrForbidden):
+		return http.StatusForbidden, "FORBIDDEN"
+	case errors.Is(err, messages.ErrConflict):
+		return http.StatusConflict, "CONFLICT"
+	case errors.Is(err, messages.ErrRateLimited):
+		return http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED"
 	case errors.Is(err, messages.ErrOverloaded), errors.Is(err, messages.ErrUnavailable):
 		return http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE"
 	}
@@ -35,6 +43,8 @@ func frameCodeOf(err error) string {
 		return messages.CodeUnknownMessageType
 	case errors.Is(err, messages.ErrSubscription):
 		return messages.CodeSubscriptionError
+	case errors.Is(err, messages.ErrUnauthorized):
+		return messages.CodeUnauthorized
 	}
 	return messages.CodeInvalidMessage
 }

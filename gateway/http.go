@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
 )
@@ -45,6 +47,9 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, err := messages.DecodePublish(body)
+	if err == nil {
+		err = s.authorizeTopics(r, auth.OpWrite, []string{req.Topic})
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -91,6 +96,11 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 			resp.Results[i].Status, resp.Results[i].Error = "rejected", err.Error()
 			continue
 		}
+		if err := s.authorizeTopics(r, auth.OpWrite, []string{item.Topic}); err != nil {
+			_, code := statusOf(err)
+			resp.Results[i].Status, resp.Results[i].Error = "rejected", code
+			continue
+		}
 		msgs = append(msgs, item.Message(now))
 		slots = append(slots, i)
 	}
@@ -119,7 +129,11 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 // handleHistory pages through a topic's stored messages.
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	topic := chi.URLParam(r, "topic")
-	if err := messages.ValidateTopic(topic); err != nil {
+	err := messages.ValidateTopic(topic)
+	if err == nil {
+		err = s.authorizeTopics(r, auth.OpRead, []string{topic})
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -134,7 +148,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	var cursor messages.ID
-	if v := q.Get("after"); v != "" {
+	if v := cmp.Or(q.Get("after"), q.Get("cursor")); v != "" {
 		id, err := messages.ParseID(v)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -145,7 +159,6 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
 	var msgs []messages.Message
-	var err error
 	switch q.Get("order") {
 	case "", "asc":
 		var page persistence.Page
@@ -174,6 +187,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{
 		"status": "healthy", "timestamp": messages.FormatTime(time.Now()), "version": s.cfg.Version,
+		"auth": map[bool]string{true: "on", false: "off"}[s.authOn()],
 	})
 }
 

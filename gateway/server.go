@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/persistence"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	Observer Observer
 	// Metrics serves /metrics when set.
 	Metrics http.Handler
+	// Auth authenticates, authorizes and rate-limits (gateway/auth.go);
+	// nil: everything is open and unlimited.
+	Auth *auth.Service
 }
 
 // Observer receives the gateway's counts (the metrics package implements
@@ -126,7 +130,8 @@ func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *
 // Handler returns the relay's routes.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(withRequestID, s.accessLog)
+	r.Use(withRequestID, s.accessLog, s.cors, s.authenticate)
+	s.authRoutes(r)
 	r.Post("/api/v1/messages", s.handlePublish)
 	r.Post("/api/v1/messages/bulk", s.handleBulk)
 	r.Get("/api/v1/topics/{topic}/messages", s.handleHistory)
