@@ -46,7 +46,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case TargetCentrifugo:
 		d = newCentrifugoDriver(cfg.Addr, cfg.APIKey, pubClient, wsClient)
 	default:
-		d = newRelayDriver(cfg.Addr, pubClient, wsClient)
+		d = newRelayDriver(cfg.Addr, pubClient, wsClient).withToken(cfg.Token)
 	}
 	var progress io.Writer
 	if !cfg.Quiet {
