@@ -55,6 +55,12 @@ func testLogger() *slog.Logger {
 // down when the test ends.
 func startRelay(t testing.TB, opts relayOpts) *testRelay {
 	t.Helper()
+	return startRelayWithLogger(t, opts, testLogger())
+}
+
+// startRelayWithLogger is startRelay with the relay's logger.
+func startRelayWithLogger(t testing.TB, opts relayOpts, log *slog.Logger) *testRelay {
+	t.Helper()
 	if opts.Store == nil {
 		opts.Store = persistence.NewMemoryStore(persistence.Limits{})
 	}
@@ -65,7 +71,6 @@ func startRelay(t testing.TB, opts relayOpts) *testRelay {
 	if opts.Auth.BcryptCost == 0 {
 		opts.Auth.BcryptCost = 4 // bcrypt.MinCost: tests log in often
 	}
-	log := testLogger()
 	svc, err := auth.New(context.Background(), opts.Auth, opts.AuthStore, log)
 	if err != nil {
 		t.Fatalf("auth.New: %v", err)
