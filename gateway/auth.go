@@ -106,31 +106,33 @@ func identityOf(p *auth.Principal, r *http.Request) string {
 // allowQuery) ?token= and the bearer.<token> WebSocket subprotocol. It
 // removes the token from r.URL so that nothing downstream logs it.
 func bearerToken(r *http.Request, allowQuery bool) string {
+	query := ""
+	if q := r.URL.Query(); q.Has("token") {
+		query = q.Get("token")
+		q.Del("token")
+		r.URL.RawQuery = q.Encode()
+		r.RequestURI = r.URL.RequestURI()
+	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "bearer") {
 			return strings.TrimSpace(tok)
 		}
 		return ""
 	}
-	tok := ""
-	if q := r.URL.Query(); q.Has("token") {
-		if allowQuery {
-			tok = q.Get("token")
-		}
-		q.Del("token")
-		r.URL.RawQuery = q.Encode()
-		r.RequestURI = r.URL.RequestURI()
+	if !allowQuery {
+		return ""
 	}
-	if tok == "" && allowQuery {
-		for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
-			for _, p := range strings.Split(h, ",") {
-				if t, ok := strings.CutPrefix(strings.TrimSpace(p), "bearer."); ok {
-					tok = t
-				}
+	if query != "" {
+		return query
+	}
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if t, ok := strings.CutPrefix(strings.TrimSpace(p), "bearer."); ok {
+				return t
 			}
 		}
 	}
-	return tok
+	return ""
 }
 
 // ScrubURL returns u as a string with any token query parameter replaced,
