@@ -215,6 +215,12 @@ func TestLimiterDecisions(t *testing.T) {
 	if n := l.Len(); n > 10 {
 		t.Fatalf("%d identities tracked", n)
 	}
+	// Callers race: a now older than one already seen must not mint tokens.
+	back := NewLimiter(1, 1, 10)
+	t0 := time.Unix(2000, 0)
+	if !back.Allow("x", t0.Add(time.Second)).Allowed || back.Allow("x", t0).Allowed || back.Allow("x", t0.Add(time.Second)).Allowed {
+		t.Fatal("a step back in time refilled the bucket")
+	}
 	var nilLim *Limiter
 	if !nilLim.Allow("x", now).Allowed {
 		t.Fatal("an off limiter refused")

@@ -41,8 +41,9 @@ type Limiter struct {
 	burst int
 	max   int
 
-	mu sync.Mutex
-	m  map[string]*rate.Limiter
+	mu   sync.Mutex
+	m    map[string]*rate.Limiter
+	last time.Time // latest now seen: callers race, and x/time/rate counts a step back as new time
 }
 
 // NewLimiter returns a limiter of perSecond with burst; nil when perSecond
@@ -79,6 +80,10 @@ func (l *Limiter) AllowWith(id string, perSecond float64, burst int, now time.Ti
 		}
 	}
 	l.mu.Lock()
+	if now.Before(l.last) {
+		now = l.last
+	}
+	l.last = now
 	lim := l.m[id]
 	if lim == nil || lim.Limit() != r || lim.Burst() != b {
 		if lim == nil && len(l.m) >= l.max {
