@@ -47,36 +47,52 @@ func writeJSON(t *testing.T, v any) string {
 }
 
 func TestJWKSKeysByKid(t *testing.T) {
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	var hits atomic.Int32
+	key1, _ := rsa.GenerateKey(rand.Reader, 2048)
+	key2, _ := rsa.GenerateKey(rand.Reader, 2048)
+	var hits, rotated atomic.Int32
+	jwk := func(kid string, k *rsa.PrivateKey) map[string]any {
+		b64 := base64.RawURLEncoding.EncodeToString
+		return map[string]any{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+			"n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
-		b64 := base64.RawURLEncoding.EncodeToString
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{map[string]any{
-			"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
-			"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
-		}}})
+		keys := []any{jwk("k1", key1)}
+		if rotated.Load() == 1 {
+			keys = append(keys, jwk("k2", key2))
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys})
 	}))
 	defer srv.Close()
 	s := newService(t, Config{JWKSURL: srv.URL})
 	if !s.Enabled() {
 		t.Fatal("a JWKS URL turns auth on")
 	}
-	claims := jwt.MapClaims{"sub": "u", "exp": time.Now().Add(time.Minute).Unix(), "permissions": []string{"read"}}
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
-	tok.Header["kid"] = "k1"
-	signed, _ := tok.SignedString(key)
-	p, err := s.Authenticate(context.Background(), signed)
+	sign := func(kid string, k *rsa.PrivateKey) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "u", "exp": time.Now().Add(time.Minute).Unix(), "permissions": []string{"read"}})
+		tok.Header["kid"] = kid
+		signed, _ := tok.SignedString(k)
+		return signed
+	}
+	ctx := context.Background()
+	p, err := s.Authenticate(ctx, sign("k1", key1))
 	if err != nil || p.ID != "u" || p.Perms != PermRead {
 		t.Fatalf("JWKS token: %+v %v", p, err)
 	}
-	tok.Header["kid"] = "unknown"
-	signed, _ = tok.SignedString(key)
-	if _, err := s.Authenticate(context.Background(), signed); !errors.Is(err, messages.ErrUnauthorized) {
-		t.Fatalf("unknown kid: %v", err)
+	if _, err := s.Authenticate(ctx, sign("k1", key2)); !errors.Is(err, messages.ErrUnauthorized) {
+		t.Fatalf("kid k1 signed by another key: %v", err)
 	}
-	if hits.Load() == 0 {
-		t.Fatal("JWKS never fetched")
+	// The issuer adds k2: a token naming it makes the relay refetch.
+	rotated.Store(1)
+	before := hits.Load()
+	if _, err := s.Authenticate(ctx, sign("k2", key2)); err != nil {
+		t.Fatalf("token of a rotated-in key: %v", err)
+	}
+	if hits.Load() == before {
+		t.Fatal("an unknown kid did not refetch the JWKS")
+	}
+	if _, err := s.Authenticate(ctx, sign("k3", key2)); !errors.Is(err, messages.ErrUnauthorized) {
+		t.Fatalf("unknown kid: %v", err)
 	}
 }
 

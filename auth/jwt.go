@@ -62,6 +62,9 @@ func loadKeys(ctx context.Context, cfg Config, log *slog.Logger) (*keySet, error
 		k, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
 			RefreshInterval:   cfg.JWKSRefresh,
 			RefreshUnknownKID: rate.NewLimiter(rate.Every(time.Minute), 1),
+			// An unknown kid past that rate is refused at once, not after a
+			// wait (the default waits up to a minute per request).
+			RateLimitWaitMax: time.Millisecond,
 			HTTPTimeout:       10 * time.Second,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(_ context.Context, err error) {
