@@ -65,7 +65,7 @@ func loadKeys(ctx context.Context, cfg Config, log *slog.Logger) (*keySet, error
 			// An unknown kid past that rate is refused at once, not after a
 			// wait (the default waits up to a minute per request).
 			RateLimitWaitMax: time.Millisecond,
-			HTTPTimeout:       10 * time.Second,
+			HTTPTimeout:      10 * time.Second,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(_ context.Context, err error) {
 					log.Warn("jwks refresh failed", "url", u, "err", err)

@@ -288,3 +288,13 @@ func (wa *wsAuth) permitSubscribe(topics []string, send func([]byte)) []string {
 	}
 	return ok
 }
+
+// requireAdmin returns nil when auth is off or the caller is an admin, else
+// an error wrapping messages.ErrForbidden (answer it with s.writeError).
+// For the admin routes (/api/v1/admin/...).
+func (s *Server) requireAdmin(r *http.Request) error {
+	if !s.authOn() || principalOf(r.Context()).IsAdmin() {
+		return nil
+	}
+	return fmt.Errorf("%w: admin permission needed", messages.ErrForbidden)
+}
