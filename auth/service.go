@@ -37,7 +37,7 @@ type Service struct {
 	parser    *jwt.Parser
 	fileUsers map[string]userView
 	apiKeys   []apiKey
-	issues    bool // the relay issues tokens (users file or bootstrap admin)
+	issues    bool // the relay logs users in and issues tokens
 
 	// Verified tokens, reused for up to CacheTTL. gen is bumped on every
 	// local revocation so cached logins are checked again at once.
@@ -77,7 +77,10 @@ func New(ctx context.Context, cfg Config, store Store, logger *slog.Logger) (*Se
 	s := &Service{cfg: cfg, enabled: cfg.Enabled(), store: store, log: logger,
 		tokens: map[string]cachedToken{}, topics: map[string]cachedTopic{}, cancel: cancel,
 		limits: newLimits(cfg.Rates)}
-	s.issues = cfg.UsersFile != "" || cfg.AdminUsername != ""
+	// The relay logs users in (and signs their tokens) when it has users
+	// (a file, a bootstrap admin) or a secret to sign with (users an admin
+	// holding an external token created).
+	s.issues = cfg.UsersFile != "" || cfg.AdminUsername != "" || len(cfg.JWTSecret) > 0
 	if s.issues && len(cfg.JWTSecret) == 0 {
 		secret := make([]byte, 32)
 		_, _ = rand.Read(secret)
