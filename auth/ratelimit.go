@@ -196,3 +196,13 @@ func newLimits(c RateConfig) *Limits {
 	}
 	return l
 }
+
+// Len is the number of identities with a stream open.
+func (c *Concurrency) Len() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}

@@ -349,3 +349,21 @@ func (s *Service) WhoAmI(ctx context.Context, p *Principal) (Me, error) {
 	}
 	return me, nil
 }
+
+// Sizes reports the entries of every bounded map auth keeps, by kind, for
+// a gauge: token_cache (max 10,000), topic_cache (max 100,000), and the
+// identities of each rate limiter (max RateConfig.MaxIdentities each).
+func (s *Service) Sizes() map[string]int {
+	s.tokMu.Lock()
+	tokens := len(s.tokens)
+	s.tokMu.Unlock()
+	s.topicMu.Lock()
+	topics := len(s.topics)
+	s.topicMu.Unlock()
+	return map[string]int{
+		"token_cache": tokens, "topic_cache": topics,
+		"rate_publish": s.limits.Publish.Len(), "rate_ws_frames": s.limits.WSFrames.Len(),
+		"rate_login_user": s.limits.LoginUser.Len(), "rate_login_addr": s.limits.LoginAddr.Len(),
+		"streams": s.limits.Connections.Len(),
+	}
+}

@@ -78,8 +78,10 @@ func TestAuthPublishRateLimit(t *testing.T) {
 		t.Fatalf("rate.a holds %d messages, %d were accepted", got, accepted)
 	}
 	m := r.do("GET", "/metrics", "", nil)
-	if want := `relay_rate_limited_total{route="/api/v1/messages"} `; !strings.Contains(string(m.Body), want) {
-		t.Fatalf("metrics lack %s", want)
+	for _, want := range []string{`relay_rate_limited_total{route="/api/v1/messages"} `, `relay_auth_entries{kind="rate_publish"} 2`} {
+		if !strings.Contains(string(m.Body), want) {
+			t.Fatalf("metrics lack %s", want)
+		}
 	}
 }
 

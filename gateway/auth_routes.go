@@ -23,6 +23,9 @@ func (s *Server) authRoutes(r chi.Router) {
 	if s.cfg.Auth == nil {
 		return
 	}
+	if o, ok := s.cfg.Observer.(AuthObserver); ok {
+		o.ObserveAuth(s.cfg.Auth.Sizes)
+	}
 	r.Post("/auth/login", s.handleLogin)
 	r.Post("/auth/token/refresh", s.handleRefresh)
 	r.Post("/auth/logout", s.handleLogout)

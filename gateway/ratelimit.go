@@ -19,6 +19,12 @@ type RateObserver interface {
 	RateLimited(route string)
 }
 
+// AuthObserver is implemented by an Observer that reports the sizes of
+// auth's bounded maps (relay_auth_entries{kind}); optional.
+type AuthObserver interface {
+	ObserveAuth(sizes func() map[string]int)
+}
+
 // rateLimited counts one refusal on route (a fixed route path).
 func (s *Server) rateLimited(route string) {
 	if o, ok := s.cfg.Observer.(RateObserver); ok {
