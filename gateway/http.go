@@ -47,10 +47,11 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, err := messages.DecodePublish(body)
-	if err == nil {
-		err = s.authorizeTopics(r, auth.OpWrite, []string{req.Topic})
-	}
 	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorizeTopics(r, auth.OpWrite, []string{req.Topic}); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -129,11 +130,11 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 // handleHistory pages through a topic's stored messages.
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	topic := chi.URLParam(r, "topic")
-	err := messages.ValidateTopic(topic)
-	if err == nil {
-		err = s.authorizeTopics(r, auth.OpRead, []string{topic})
+	if err := messages.ValidateTopic(topic); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	if err != nil {
+	if err := s.authorizeTopics(r, auth.OpRead, []string{topic}); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -159,6 +160,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
 	var msgs []messages.Message
+	var err error
 	switch q.Get("order") {
 	case "", "asc":
 		var page persistence.Page
