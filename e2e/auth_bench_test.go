@@ -12,7 +12,7 @@ import (
 	"github.com/pulsar-relay/relay/auth"
 )
 
-func cpuTime() time.Duration {
+func authCPUTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -31,14 +31,14 @@ func BenchmarkPublishAuth(b *testing.B) {
 			token := ""
 			if mode != "off" {
 				cfg.JWTSecret = secret
-				token = userToken(b, secret, "bench", time.Hour, "read", "write")
+				token = authUserToken(b, secret, "bench", time.Hour, "read", "write")
 			}
-			r := startRelay(b, relayOpts{Auth: cfg})
+			r := startAuthRelay(b, authRelayOpts{Auth: cfg})
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 			body := []byte(`{"topic":"bench.t","payload":{"n":1}}`)
 			b.ReportAllocs()
 			b.ResetTimer()
-			c0 := cpuTime()
+			c0 := authCPUTime()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					req, _ := http.NewRequest("POST", r.URL+"/api/v1/messages", bytes.NewReader(body))
@@ -59,7 +59,7 @@ func BenchmarkPublishAuth(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((authCPUTime()-c0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

@@ -14,7 +14,7 @@ import (
 // refresh after a 2-second access token expired, topic creation (409 the
 // second time) owned by /auth/me's user_id.
 func TestAuthClientExchange(t *testing.T) {
-	r := startRelay(t, relayOpts{Auth: auth.Config{
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{
 		JWTSecret: []byte("exchange-secret"), AdminUsername: "admin", AdminPassword: "admin-password",
 		AccessTokenTTL: 2 * time.Second,
 	}})
@@ -59,7 +59,7 @@ func TestAuthClientExchange(t *testing.T) {
 	}
 
 	// The access token expires; the client gets 401, refreshes and retries.
-	eventually(t, 10*time.Second, "the 2 s access token to expire", func() bool {
+	authEventually(t, 10*time.Second, "the 2 s access token to expire", func() bool {
 		res := r.publish(pair.AccessToken, "jobs.1", map[string]any{"n": "late"})
 		if res.Status == 201 {
 			return false
@@ -116,7 +116,7 @@ func TestAuthClientExchange(t *testing.T) {
 
 // TestAuthOffByDefault: no credential setting, no auth; /health says so.
 func TestAuthOffByDefault(t *testing.T) {
-	r := startRelay(t, relayOpts{})
+	r := startAuthRelay(t, authRelayOpts{})
 	if res := r.publish("", "open.topic", map[string]any{"a": 1}); res.Status != 201 {
 		t.Fatalf("publish without auth: %d %s", res.Status, res.Body)
 	}

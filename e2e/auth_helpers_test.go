@@ -24,8 +24,8 @@ import (
 	"github.com/pulsar-relay/relay/persistence"
 )
 
-// relayOpts configure a test relay with auth.
-type relayOpts struct {
+// authRelayOpts configure a test relay with auth.
+type authRelayOpts struct {
 	Auth      auth.Config
 	Store     persistence.Store // default: a fresh memory store
 	AuthStore auth.Store        // default: memory (on Store when it is a MemoryStore)
@@ -33,8 +33,8 @@ type relayOpts struct {
 	Metrics   bool
 }
 
-// testRelay is a relay started through internal/app on 127.0.0.1:0.
-type testRelay struct {
+// authTestRelay is a relay started through internal/app on 127.0.0.1:0.
+type authTestRelay struct {
 	t       testing.TB
 	URL     string
 	WSURL   string
@@ -44,22 +44,22 @@ type testRelay struct {
 	Store   persistence.Store
 }
 
-func testLogger() *slog.Logger {
+func authTestLogger() *slog.Logger {
 	if os.Getenv("RELAY_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-// startRelay serves a relay whose auth is configured by opts; it is shut
+// startAuthRelay serves a relay whose auth is configured by opts; it is shut
 // down when the test ends.
-func startRelay(t testing.TB, opts relayOpts) *testRelay {
+func startAuthRelay(t testing.TB, opts authRelayOpts) *authTestRelay {
 	t.Helper()
-	return startRelayWithLogger(t, opts, testLogger())
+	return startAuthRelayWithLogger(t, opts, authTestLogger())
 }
 
-// startRelayWithLogger is startRelay with the relay's logger.
-func startRelayWithLogger(t testing.TB, opts relayOpts, log *slog.Logger) *testRelay {
+// startAuthRelayWithLogger is startAuthRelay with the relay's logger.
+func startAuthRelayWithLogger(t testing.TB, opts authRelayOpts, log *slog.Logger) *authTestRelay {
 	t.Helper()
 	if opts.Store == nil {
 		opts.Store = persistence.NewMemoryStore(persistence.Limits{})
@@ -86,7 +86,7 @@ func startRelayWithLogger(t testing.TB, opts relayOpts, log *slog.Logger) *testR
 		reg = metrics.New(10)
 	}
 	a := app.Start(app.Options{Store: opts.Store, Gateway: gw, Logger: log, Metrics: reg}, ln)
-	r := &testRelay{t: t, URL: "http://" + ln.Addr().String(), WSURL: "ws://" + ln.Addr().String() + "/ws",
+	r := &authTestRelay{t: t, URL: "http://" + ln.Addr().String(), WSURL: "ws://" + ln.Addr().String() + "/ws",
 		App: a, Auth: svc, Metrics: reg, Store: opts.Store}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -99,31 +99,31 @@ func startRelayWithLogger(t testing.TB, opts relayOpts, log *slog.Logger) *testR
 	return r
 }
 
-// response is one HTTP answer.
-type response struct {
+// authResponse is one HTTP answer.
+type authResponse struct {
 	Status int
 	Header http.Header
 	Body   []byte
 }
 
 // JSON decodes the body into a map (nil when it is not an object).
-func (r response) JSON() map[string]any {
+func (r authResponse) JSON() map[string]any {
 	var m map[string]any
 	_ = json.Unmarshal(r.Body, &m)
 	return m
 }
 
 // Code is the SPEC error code of an error body.
-func (r response) Code() string {
+func (r authResponse) Code() string {
 	s, _ := r.JSON()["error"].(string)
 	return s
 }
 
-var httpClient = &http.Client{Timeout: 15 * time.Second}
+var authHTTPClient = &http.Client{Timeout: 15 * time.Second}
 
 // do sends a request with an optional bearer token and JSON body (a
 // []byte or string is sent as is).
-func (r *testRelay) do(method, path, token string, body any, hdr ...string) response {
+func (r *authTestRelay) do(method, path, token string, body any, hdr ...string) authResponse {
 	r.t.Helper()
 	var rd io.Reader
 	ct := "application/json"
@@ -154,17 +154,17 @@ func (r *testRelay) do(method, path, token string, body any, hdr ...string) resp
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := authHTTPClient.Do(req)
 	if err != nil {
 		r.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return authResponse{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
 // login does the form login pulsar-relay-client does.
-func (r *testRelay) login(user, pw string) auth.TokenPair {
+func (r *authTestRelay) login(user, pw string) auth.TokenPair {
 	r.t.Helper()
 	res := r.do("POST", "/auth/login", "", url.Values{"username": {user}, "password": {pw}, "grant_type": {"password"}})
 	if res.Status != 200 {
@@ -178,7 +178,7 @@ func (r *testRelay) login(user, pw string) auth.TokenPair {
 }
 
 // createUser creates a user with the admin token.
-func (r *testRelay) createUser(admin, name, pw string, perms []string, topics []string) string {
+func (r *authTestRelay) createUser(admin, name, pw string, perms []string, topics []string) string {
 	r.t.Helper()
 	res := r.do("POST", "/api/v1/admin/users", admin, map[string]any{"username": name, "password": pw, "permissions": perms, "topics": topics})
 	if res.Status != 201 {
@@ -187,14 +187,14 @@ func (r *testRelay) createUser(admin, name, pw string, perms []string, topics []
 	return res.JSON()["user_id"].(string)
 }
 
-func (r *testRelay) publish(token, topic string, payload map[string]any) response {
+func (r *authTestRelay) publish(token, topic string, payload map[string]any) authResponse {
 	r.t.Helper()
 	return r.do("POST", "/api/v1/messages", token, map[string]any{"topic": topic, "payload": payload})
 }
 
 // dial opens a WebSocket; token goes in the Authorization header unless
 // via is "query" or "subprotocol".
-func (r *testRelay) dial(ctx context.Context, token, via string) (*websocket.Conn, *http.Response, error) {
+func (r *authTestRelay) dial(ctx context.Context, token, via string) (*websocket.Conn, *http.Response, error) {
 	u := r.WSURL
 	opts := &websocket.DialOptions{HTTPHeader: http.Header{}}
 	switch {
@@ -209,7 +209,7 @@ func (r *testRelay) dial(ctx context.Context, token, via string) (*websocket.Con
 	return websocket.Dial(ctx, u, opts)
 }
 
-func wsSend(ctx context.Context, t testing.TB, c *websocket.Conn, v any) {
+func authWSSend(ctx context.Context, t testing.TB, c *websocket.Conn, v any) {
 	t.Helper()
 	b, _ := json.Marshal(v)
 	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
@@ -217,7 +217,7 @@ func wsSend(ctx context.Context, t testing.TB, c *websocket.Conn, v any) {
 	}
 }
 
-func wsRead(ctx context.Context, c *websocket.Conn) (map[string]any, error) {
+func authWSRead(ctx context.Context, c *websocket.Conn) (map[string]any, error) {
 	_, b, err := c.Read(ctx)
 	if err != nil {
 		return nil, err
@@ -229,8 +229,8 @@ func wsRead(ctx context.Context, c *websocket.Conn) (map[string]any, error) {
 	return m, nil
 }
 
-// eventually polls fn every 20 ms until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, fn func() bool) {
+// authEventually polls fn every 20 ms until it holds or d passes.
+func authEventually(t testing.TB, d time.Duration, what string, fn func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !fn() {
@@ -241,8 +241,8 @@ func eventually(t testing.TB, d time.Duration, what string, fn func() bool) {
 	}
 }
 
-// mint signs claims with method and key.
-func mint(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims, hdr ...string) string {
+// mintToken signs claims with method and key.
+func mintToken(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims, hdr ...string) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, claims)
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -250,7 +250,7 @@ func mint(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims,
 	}
 	s, err := tok.SignedString(key)
 	if err != nil {
-		t.Fatalf("mint: %v", err)
+		t.Fatalf("mintToken: %v", err)
 	}
 	return s
 }

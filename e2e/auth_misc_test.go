@@ -17,7 +17,7 @@ import (
 // TestAuthLoginRateLimit: login attempts are limited per username (and per
 // address), with 429 and Retry-After, whether the password is right or not.
 func TestAuthLoginRateLimit(t *testing.T) {
-	r := startRelay(t, relayOpts{Auth: auth.Config{JWTSecret: []byte("s"), AdminUsername: "admin", AdminPassword: "admin-password",
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: []byte("s"), AdminUsername: "admin", AdminPassword: "admin-password",
 		Rates: auth.RateConfig{LoginPerMinute: 3}}})
 	for i := range 3 {
 		res := r.do("POST", "/auth/login", "", url.Values{"username": {"admin"}, "password": {"guess"}})
@@ -34,7 +34,7 @@ func TestAuthLoginRateLimit(t *testing.T) {
 // TestAuthCORS: the REST API answers preflights for allowed origins (own
 // origin and RELAY_ALLOWED_ORIGINS patterns) and refuses others.
 func TestAuthCORS(t *testing.T) {
-	r := startRelay(t, relayOpts{Auth: auth.Config{JWTSecret: []byte("s")}, Gateway: gateway.Config{AllowedOrigins: []string{"*.example.com"}}})
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: []byte("s")}, Gateway: gateway.Config{AllowedOrigins: []string{"*.example.com"}}})
 	pre := r.do("OPTIONS", "/api/v1/messages", "", nil, "Origin", "https://app.example.com",
 		"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization, content-type")
 	if pre.Status != 204 || pre.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
@@ -51,19 +51,19 @@ func TestAuthCORS(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
+// authLogBuffer is a log sink safe for concurrent writes.
+type authLogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *authLogBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *authLogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -73,10 +73,10 @@ func (s *syncBuffer) String() string {
 // subprotocol, refused or accepted) reaches a log line.
 func TestAuthTokensNeverLogged(t *testing.T) {
 	secret := []byte("log-secret")
-	var logs syncBuffer
-	r := startRelayWithLogger(t, relayOpts{Auth: auth.Config{JWTSecret: secret}}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	good := userToken(t, secret, "logged", time.Hour, "read", "write")
-	expired := userToken(t, secret, "logged", -time.Hour, "read")
+	var logs authLogBuffer
+	r := startAuthRelayWithLogger(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret}}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	good := authUserToken(t, secret, "logged", time.Hour, "read", "write")
+	expired := authUserToken(t, secret, "logged", -time.Hour, "read")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, tok := range []string{good, expired} {
@@ -89,7 +89,7 @@ func TestAuthTokensNeverLogged(t *testing.T) {
 		}
 	}
 	r.do("GET", "/nope?token="+good, "", nil)
-	eventually(t, 5*time.Second, "debug log lines", func() bool { return strings.Contains(logs.String(), "http request") })
+	authEventually(t, 5*time.Second, "debug log lines", func() bool { return strings.Contains(logs.String(), "http request") })
 	sig := good[strings.LastIndex(good, ".")+1:]
 	if strings.Contains(logs.String(), sig) || strings.Contains(logs.String(), expired[strings.LastIndex(expired, ".")+1:]) {
 		t.Fatalf("a token reached the log:\n%s", logs.String())

@@ -15,8 +15,8 @@ import (
 	"github.com/pulsar-relay/relay/auth"
 )
 
-func userToken(t testing.TB, secret []byte, sub string, ttl time.Duration, perms ...string) string {
-	return mint(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": sub, "exp": time.Now().Add(ttl).Unix(), "permissions": perms})
+func authUserToken(t testing.TB, secret []byte, sub string, ttl time.Duration, perms ...string) string {
+	return mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": sub, "exp": time.Now().Add(ttl).Unix(), "permissions": perms})
 }
 
 // TestAuthPublishRateLimit: 200 publishes at once from one identity with
@@ -25,12 +25,12 @@ func userToken(t testing.TB, secret []byte, sub string, ttl time.Duration, perms
 // refused is stored; refusals are counted in relay_rate_limited_total.
 func TestAuthPublishRateLimit(t *testing.T) {
 	secret := []byte("rate-secret")
-	r := startRelay(t, relayOpts{Metrics: true, Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{Publish: 50, PublishBurst: 50}}})
-	a := userToken(t, secret, "ident-a", time.Hour, "read", "write")
-	b := userToken(t, secret, "ident-b", time.Hour, "read", "write")
+	r := startAuthRelay(t, authRelayOpts{Metrics: true, Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{Publish: 50, PublishBurst: 50}}})
+	a := authUserToken(t, secret, "ident-a", time.Hour, "read", "write")
+	b := authUserToken(t, secret, "ident-b", time.Hour, "read", "write")
 
 	const n = 200
-	statuses := make([]response, n)
+	statuses := make([]authResponse, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
@@ -89,21 +89,21 @@ func TestAuthPublishRateLimit(t *testing.T) {
 // RATE_LIMIT_EXCEEDED error frames and stays open.
 func TestAuthWebSocketFrameLimit(t *testing.T) {
 	secret := []byte("ws-rate-secret")
-	r := startRelay(t, relayOpts{Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{WSFrames: 5}}})
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{WSFrames: 5}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, _, err := r.dial(ctx, userToken(t, secret, "ws-user", time.Hour, "read"), "query")
+	c, _, err := r.dial(ctx, authUserToken(t, secret, "ws-user", time.Hour, "read"), "query")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
 	const sent = 20
 	for range sent {
-		wsSend(ctx, t, c, map[string]any{"type": "ping"})
+		authWSSend(ctx, t, c, map[string]any{"type": "ping"})
 	}
 	pongs, limited := 0, 0
 	for pongs+limited < sent {
-		f, err := wsRead(ctx, c)
+		f, err := authWSRead(ctx, c)
 		if err != nil {
 			t.Fatalf("after %d pongs and %d refusals: %v", pongs, limited, err)
 		}
@@ -120,9 +120,9 @@ func TestAuthWebSocketFrameLimit(t *testing.T) {
 		t.Fatalf("%d pongs, %d refusals", pongs, limited)
 	}
 	// Still open: once the bucket refills, a ping gets its pong.
-	eventually(t, 5*time.Second, "a pong after the burst", func() bool {
-		wsSend(ctx, t, c, map[string]any{"type": "ping"})
-		f, err := wsRead(ctx, c)
+	authEventually(t, 5*time.Second, "a pong after the burst", func() bool {
+		authWSSend(ctx, t, c, map[string]any{"type": "ping"})
+		f, err := authWSRead(ctx, c)
 		if err != nil {
 			t.Fatalf("connection closed: %v", err)
 		}
@@ -134,10 +134,10 @@ func TestAuthWebSocketFrameLimit(t *testing.T) {
 // closing one frees its slot.
 func TestAuthConnectionLimit(t *testing.T) {
 	secret := []byte("conn-secret")
-	r := startRelay(t, relayOpts{Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{Connections: 2}}})
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{Connections: 2}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tok := userToken(t, secret, "conn-user", time.Hour, "read")
+	tok := authUserToken(t, secret, "conn-user", time.Hour, "read")
 	c1, _, err := r.dial(ctx, tok, "header")
 	if err != nil {
 		t.Fatal(err)
@@ -153,13 +153,13 @@ func TestAuthConnectionLimit(t *testing.T) {
 		}
 		t.Fatalf("third connection: %v %v", resp, err)
 	}
-	other, _, err := r.dial(ctx, userToken(t, secret, "someone-else", time.Hour, "read"), "header")
+	other, _, err := r.dial(ctx, authUserToken(t, secret, "someone-else", time.Hour, "read"), "header")
 	if err != nil {
 		t.Fatalf("another identity: %v", err)
 	}
 	other.CloseNow()
 	c1.Close(websocket.StatusNormalClosure, "")
-	eventually(t, 5*time.Second, "the closed connection's slot to free", func() bool {
+	authEventually(t, 5*time.Second, "the closed connection's slot to free", func() bool {
 		c, _, err := r.dial(ctx, tok, "header")
 		if err == nil {
 			c.CloseNow()
@@ -172,10 +172,10 @@ func TestAuthConnectionLimit(t *testing.T) {
 // with 1008 "token expired", unless it sent a fresh token in an auth frame.
 func TestAuthWebSocketTokenExpiry(t *testing.T) {
 	secret := []byte("expiry-secret")
-	r := startRelay(t, relayOpts{Auth: auth.Config{JWTSecret: secret}})
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	short := userToken(t, secret, "ws-user", 2*time.Second, "read")
+	short := authUserToken(t, secret, "ws-user", 2*time.Second, "read")
 	stale, _, err := r.dial(ctx, short, "header")
 	if err != nil {
 		t.Fatal(err)
@@ -187,21 +187,21 @@ func TestAuthWebSocketTokenExpiry(t *testing.T) {
 	}
 	defer renewed.CloseNow()
 	for _, c := range []*websocket.Conn{stale, renewed} {
-		wsSend(ctx, t, c, map[string]any{"type": "subscribe", "topics": []string{"expiry.t"}})
-		if f, err := wsRead(ctx, c); err != nil || f["type"] != "subscribed" {
+		authWSSend(ctx, t, c, map[string]any{"type": "subscribe", "topics": []string{"expiry.t"}})
+		if f, err := authWSRead(ctx, c); err != nil || f["type"] != "subscribed" {
 			t.Fatalf("subscribe: %v %v", f, err)
 		}
 	}
 	// A bad auth frame gets an error frame; a token of another subject too.
-	wsSend(ctx, t, renewed, map[string]any{"type": "auth", "token": "garbage"})
-	if f, err := wsRead(ctx, renewed); err != nil || f["code"] != "UNAUTHORIZED" {
+	authWSSend(ctx, t, renewed, map[string]any{"type": "auth", "token": "garbage"})
+	if f, err := authWSRead(ctx, renewed); err != nil || f["code"] != "UNAUTHORIZED" {
 		t.Fatalf("bad auth frame: %v %v", f, err)
 	}
-	wsSend(ctx, t, renewed, map[string]any{"type": "auth", "token": userToken(t, secret, "someone-else", time.Hour, "read")})
-	if f, err := wsRead(ctx, renewed); err != nil || f["code"] != "UNAUTHORIZED" {
+	authWSSend(ctx, t, renewed, map[string]any{"type": "auth", "token": authUserToken(t, secret, "someone-else", time.Hour, "read")})
+	if f, err := authWSRead(ctx, renewed); err != nil || f["code"] != "UNAUTHORIZED" {
 		t.Fatalf("auth frame of another subject: %v %v", f, err)
 	}
-	wsSend(ctx, t, renewed, map[string]any{"type": "auth", "token": userToken(t, secret, "ws-user", time.Hour, "read")})
+	authWSSend(ctx, t, renewed, map[string]any{"type": "auth", "token": authUserToken(t, secret, "ws-user", time.Hour, "read")})
 
 	_, _, err = stale.Read(ctx)
 	var ce websocket.CloseError
@@ -211,8 +211,8 @@ func TestAuthWebSocketTokenExpiry(t *testing.T) {
 	// The renewed one outlives the old expiry by more than a sweep (1 s):
 	// it keeps answering pings.
 	for until := time.Now().Add(1500 * time.Millisecond); time.Now().Before(until); {
-		wsSend(ctx, t, renewed, map[string]any{"type": "ping"})
-		if f, err := wsRead(ctx, renewed); err != nil || f["type"] != "pong" {
+		authWSSend(ctx, t, renewed, map[string]any{"type": "ping"})
+		if f, err := authWSRead(ctx, renewed); err != nil || f["type"] != "pong" {
 			t.Fatalf("renewed connection: %v %v", f, err)
 		}
 		time.Sleep(100 * time.Millisecond) // paces the pings over more than one sweep

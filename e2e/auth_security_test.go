@@ -22,7 +22,7 @@ import (
 	"github.com/pulsar-relay/relay/auth"
 )
 
-func writePublicPEM(t *testing.T, dir, name string, pub any) []byte {
+func authWritePEM(t *testing.T, dir, name string, pub any) []byte {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
@@ -44,11 +44,11 @@ func TestAuthSecurityTable(t *testing.T) {
 	otherRS, _ := rsa.GenerateKey(rand.Reader, 2048)
 	esKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	rsPEM := writePublicPEM(t, dir, "rs.pem", &rsKey.PublicKey)
-	writePublicPEM(t, dir, "es.pem", &esKey.PublicKey)
-	writePublicPEM(t, dir, "ed.pem", edKey.Public())
+	rsPEM := authWritePEM(t, dir, "rs.pem", &rsKey.PublicKey)
+	authWritePEM(t, dir, "es.pem", &esKey.PublicKey)
+	authWritePEM(t, dir, "ed.pem", edKey.Public())
 	secret := []byte("table-secret")
-	r := startRelay(t, relayOpts{Auth: auth.Config{
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{
 		JWTSecret:      secret,
 		PublicKeyFiles: []string{filepath.Join(dir, "rs.pem"), filepath.Join(dir, "es.pem"), filepath.Join(dir, "ed.pem")},
 		Issuer:         "relay-test", Audience: "relay-api",
@@ -68,8 +68,8 @@ func TestAuthSecurityTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer watch.CloseNow()
-	wsSend(ctx, t, watch, map[string]any{"type": "subscribe", "topics": []string{"target", "billing", "bob.private"}})
-	if f, err := wsRead(ctx, watch); err != nil || f["type"] != "subscribed" {
+	authWSSend(ctx, t, watch, map[string]any{"type": "subscribe", "topics": []string{"target", "billing", "bob.private"}})
+	if f, err := authWSRead(ctx, watch); err != nil || f["type"] != "subscribed" {
 		t.Fatalf("admin subscribe: %v %v", f, err)
 	}
 
@@ -82,7 +82,7 @@ func TestAuthSecurityTable(t *testing.T) {
 		}
 		return c
 	}
-	good := mint(t, jwt.SigningMethodHS256, secret, claims(nil))
+	good := mintToken(t, jwt.SigningMethodHS256, secret, claims(nil))
 	parts := strings.Split(good, ".")
 	flip := func(s string) string {
 		if s[len(s)/2] == 'A' {
@@ -90,20 +90,20 @@ func TestAuthSecurityTable(t *testing.T) {
 		}
 		return s[:len(s)/2] + "A" + s[len(s)/2+1:]
 	}
-	forged := mint(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "someone-else" }))
+	forged := mintToken(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "someone-else" }))
 	bad := []struct{ name, token string }{
 		{"no credential", ""},
-		{"alg none", mint(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(nil))},
-		{"HS256 keyed with the RS256 public key", mint(t, jwt.SigningMethodHS256, rsPEM, claims(nil), "kid", "rs")},
-		{"expired", mint(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() }))},
-		{"not yet valid", mint(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }))},
-		{"wrong issuer", mint(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["iss"] = "evil" }))},
-		{"wrong audience", mint(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["aud"] = "other-api" }))},
-		{"no expiry", mint(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { delete(c, "exp") }))},
+		{"alg none", mintToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(nil))},
+		{"HS256 keyed with the RS256 public key", mintToken(t, jwt.SigningMethodHS256, rsPEM, claims(nil), "kid", "rs")},
+		{"expired", mintToken(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() }))},
+		{"not yet valid", mintToken(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }))},
+		{"wrong issuer", mintToken(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["iss"] = "evil" }))},
+		{"wrong audience", mintToken(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["aud"] = "other-api" }))},
+		{"no expiry", mintToken(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { delete(c, "exp") }))},
 		{"tampered signature", parts[0] + "." + parts[1] + "." + flip(parts[2])},
 		{"tampered claims", parts[0] + "." + strings.Split(forged, ".")[1] + "." + parts[2]},
-		{"RS256 by an unknown key", mint(t, jwt.SigningMethodRS256, otherRS, claims(nil), "kid", "rs")},
-		{"HS256 by another secret", mint(t, jwt.SigningMethodHS256, []byte("guess"), claims(nil))},
+		{"RS256 by an unknown key", mintToken(t, jwt.SigningMethodRS256, otherRS, claims(nil), "kid", "rs")},
+		{"HS256 by another secret", mintToken(t, jwt.SigningMethodHS256, []byte("guess"), claims(nil))},
 		{"unknown API key", "not-a-real-api-key"},
 	}
 	publishBody := map[string]any{"topic": "target", "payload": map[string]any{"evil": true}}
@@ -152,9 +152,9 @@ func TestAuthSecurityTable(t *testing.T) {
 
 	// Positive controls: each accepted algorithm, and each WS transport.
 	for name, tok := range map[string]string{
-		"RS256": mint(t, jwt.SigningMethodRS256, rsKey, claims(nil), "kid", "rs"),
-		"ES256": mint(t, jwt.SigningMethodES256, esKey, claims(nil), "kid", "es"),
-		"EdDSA": mint(t, jwt.SigningMethodEdDSA, edKey, claims(nil)),
+		"RS256": mintToken(t, jwt.SigningMethodRS256, rsKey, claims(nil), "kid", "rs"),
+		"ES256": mintToken(t, jwt.SigningMethodES256, esKey, claims(nil), "kid", "es"),
+		"EdDSA": mintToken(t, jwt.SigningMethodEdDSA, edKey, claims(nil)),
 	} {
 		if res := r.publish(tok, "control."+name, map[string]any{"ok": true}); res.Status != 201 {
 			t.Errorf("%s token refused: %d %s", name, res.Status, res.Body)
@@ -206,7 +206,7 @@ func TestAuthSecurityTable(t *testing.T) {
 	if res := r.publish(bob, "bob.private", map[string]any{"secret": 1}); res.Status != 201 {
 		t.Fatalf("bob publishes: %d %s", res.Status, res.Body)
 	}
-	forbidden := func(what string, res response) string {
+	forbidden := func(what string, res authResponse) string {
 		t.Helper()
 		if res.Status != 403 || res.Code() != "FORBIDDEN" {
 			t.Errorf("%s: %d %s, want 403 FORBIDDEN", what, res.Status, res.Body)
@@ -242,9 +242,9 @@ func TestAuthSecurityTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ac.CloseNow()
-	wsSend(ctx, t, ac, map[string]any{"type": "subscribe", "topics": []string{"bob.private", "alice.topic"}, "offset": "earliest"})
-	f1, _ := wsRead(ctx, ac)
-	f2, _ := wsRead(ctx, ac)
+	authWSSend(ctx, t, ac, map[string]any{"type": "subscribe", "topics": []string{"bob.private", "alice.topic"}, "offset": "earliest"})
+	f1, _ := authWSRead(ctx, ac)
+	f2, _ := authWSRead(ctx, ac)
 	if f1["type"] != "error" || f1["code"] != "FORBIDDEN" || f2["type"] != "subscribed" || len(f2["topics"].([]any)) != 1 || f2["topics"].([]any)[0] != "alice.topic" {
 		t.Errorf("alice's WebSocket subscribe: %v then %v", f1, f2)
 	}
@@ -270,7 +270,7 @@ func TestAuthSecurityTable(t *testing.T) {
 		t.Fatal(res.Status)
 	}
 	for {
-		f, err := wsRead(ctx, watch)
+		f, err := authWSRead(ctx, watch)
 		if err != nil {
 			t.Fatalf("admin's watch: %v", err)
 		}

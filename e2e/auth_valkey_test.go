@@ -9,14 +9,14 @@ import (
 	"github.com/pulsar-relay/relay/persistence"
 )
 
-// valkeyRelay starts a relay on srv with its auth state in the same Valkey.
-func valkeyRelay(t *testing.T, srv *valkeytest.Server, cfg auth.Config) *testRelay {
+// authValkeyRelay starts a relay on srv with its auth state in the same Valkey.
+func authValkeyRelay(t *testing.T, srv *valkeytest.Server, cfg auth.Config) *authTestRelay {
 	t.Helper()
-	vs, err := persistence.NewValkeyStore(context.Background(), persistence.ValkeyConfig{Addrs: []string{srv.Addr()}}, testLogger())
+	vs, err := persistence.NewValkeyStore(context.Background(), persistence.ValkeyConfig{Addrs: []string{srv.Addr()}}, authTestLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startRelay(t, relayOpts{Auth: cfg, Store: vs, AuthStore: persistence.NewValkeyAuthStore(vs)})
+	return startAuthRelay(t, authRelayOpts{Auth: cfg, Store: vs, AuthStore: persistence.NewValkeyAuthStore(vs)})
 }
 
 // TestAuthTwoInstancesShareValkey: a refresh rotation, a replay and a
@@ -25,8 +25,8 @@ func valkeyRelay(t *testing.T, srv *valkeytest.Server, cfg auth.Config) *testRel
 func TestAuthTwoInstancesShareValkey(t *testing.T) {
 	srv := valkeytest.Start(t)
 	cfg := auth.Config{JWTSecret: []byte("fleet-secret"), AdminUsername: "admin", AdminPassword: "admin-password"}
-	a := valkeyRelay(t, srv, cfg)
-	b := valkeyRelay(t, srv, cfg)
+	a := authValkeyRelay(t, srv, cfg)
+	b := authValkeyRelay(t, srv, cfg)
 	adminA := a.login("admin", "admin-password").AccessToken
 	a.createUser(adminA, "alice", "alice-password", []string{"read", "write"}, nil)
 	a.createUser(adminA, "bob", "bob-password", []string{"read", "write"}, nil)
