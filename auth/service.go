@@ -88,6 +88,9 @@ func New(ctx context.Context, cfg Config, store Store, logger *slog.Logger) (*Se
 		s.cfg.JWTSecret = secret
 		logger.Warn("auth: RELAY_JWT_SECRET is not set; tokens are signed with a random secret that other instances do not know and a restart forgets")
 	}
+	if n := len(cfg.JWTSecret); n > 0 && n < 32 {
+		logger.Warn("auth: RELAY_JWT_SECRET is shorter than 32 bytes; use a long random secret (openssl rand -hex 32)")
+	}
 	var err error
 	if s.keys, err = loadKeys(bg, cfg, logger); err != nil {
 		cancel()

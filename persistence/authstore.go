@@ -55,6 +55,13 @@ type TopicRecord struct {
 	Grants      map[string]string `json:"grants,omitempty"` // user id -> "read" | "write"
 }
 
+// MaxOwnedTopics bounds the owned topics an auth store keeps (any user with
+// write permission may create them); CreateTopic over it fails with
+// messages.ErrTooManyTopics and messages.ErrUnavailable (503).
+const MaxOwnedTopics = 100_000
+
+var errTooManyOwned = fmt.Errorf("%w: %w: the relay holds its maximum of %d owned topics", messages.ErrTooManyTopics, messages.ErrUnavailable, MaxOwnedTopics)
+
 // Errors of RotateRefresh, both wrapping messages.ErrUnauthorized.
 var (
 	// ErrRefreshReused: a spent refresh token was presented again; the

@@ -138,6 +138,9 @@ func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord) error {
 	if _, ok := m.topics[t.Name]; ok {
 		return fmt.Errorf("topic %q: %w", t.Name, messages.ErrConflict)
 	}
+	if len(m.topics) >= MaxOwnedTopics {
+		return errTooManyOwned
+	}
 	m.topics[t.Name] = cloneTopic(t)
 	return nil
 }

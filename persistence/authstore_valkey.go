@@ -192,8 +192,9 @@ func (a *ValkeyAuthStore) RefreshRevoked(ctx context.Context, family string) (bo
 	return rev == "1", nil
 }
 
-// createTopicScript: SET NX of the record, then the index in the same slot
-// group only when the topic is new. KEYS[1] owner key; ARGV[1] record.
+// createTopicScript: SET NX of the record; 1 when the topic was not owned.
+// KEYS[1] owner key; ARGV[1] record. (The index is another slot: CreateTopic
+// adds to it with its own command.)
 var createTopicScript = valkey.NewLuaScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
 return 0
@@ -206,6 +207,11 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error 
 		return err
 	}
 	defer cancel()
+	if n, err := c.Do(ctx, c.B().Scard().Key(topicIndexKey).Build()).AsInt64(); err != nil {
+		return unavailable("count topics", err)
+	} else if n >= MaxOwnedTopics {
+		return errTooManyOwned
+	}
 	b, _ := json.Marshal(t)
 	n, err := createTopicScript.Exec(ctx, c, []string{topicOwnerKey(t.Name)}, []string{string(b)}).AsInt64()
 	if err != nil {
