@@ -151,7 +151,7 @@ func (s *Service) verifyJWT(token string) (*Claims, error) {
 
 // newParser builds the parser for cfg's accepted methods.
 func newParser(cfg Config, methods []string) *jwt.Parser {
-	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(cfg.Leeway)}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(cfg.Leeway), jwt.WithStrictDecoding()}
 	if cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
 	}
