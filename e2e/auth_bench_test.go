@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,4 +63,61 @@ func BenchmarkPublishAuth(b *testing.B) {
 			b.ReportMetric(float64((authCPUTime()-c0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
+}
+
+// BenchmarkPublishAuthInterleaved alternates rounds of publishes to a relay
+// with auth off and one with auth on (HS256), so both see the same machine
+// load, and reports each mode's process CPU per publish.
+//
+//	go test -run '^$' -bench PublishAuthInterleaved -benchtime 40000x ./e2e/
+func BenchmarkPublishAuthInterleaved(b *testing.B) {
+	secret := []byte("bench-secret")
+	off := startAuthRelay(b, authRelayOpts{})
+	on := startAuthRelay(b, authRelayOpts{Auth: auth.Config{JWTSecret: secret}})
+	token := authUserToken(b, secret, "bench", time.Hour, "read", "write")
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	body := []byte(`{"topic":"bench.t","payload":{"n":1}}`)
+	const workers, rounds = 4, 20
+	publishN := func(url, tok string, n int) {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += workers {
+					req, _ := http.NewRequest("POST", url+"/api/v1/messages", bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					if tok != "" {
+						req.Header.Set("Authorization", "Bearer "+tok)
+					}
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 201 {
+						b.Error("status " + strconv.Itoa(resp.StatusCode))
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	per := max(1, b.N/(2*rounds))
+	var cpuOff, cpuOn time.Duration
+	b.ResetTimer()
+	for range rounds {
+		c0 := authCPUTime()
+		publishN(off.URL, "", per)
+		c1 := authCPUTime()
+		publishN(on.URL, token, per)
+		cpuOff += c1 - c0
+		cpuOn += authCPUTime() - c1
+	}
+	n := float64(per * rounds)
+	b.ReportMetric(float64(cpuOff.Microseconds())/n, "off-cpu-µs/op")
+	b.ReportMetric(float64(cpuOn.Microseconds())/n, "on-cpu-µs/op")
 }
