@@ -58,6 +58,8 @@ func frameCodeOf(err error) string {
 		return messages.CodeUnknownMessageType
 	case errors.Is(err, messages.ErrSubscription):
 		return messages.CodeSubscriptionError
+	case errors.Is(err, messages.ErrUnauthorized):
+		return messages.CodeUnauthorized
 	}
 	return messages.CodeInvalidMessage
 }

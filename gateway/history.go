@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/pulsar-relay/relay/auth"
 	"net/http"
 	"strconv"
 
@@ -33,6 +34,10 @@ const (
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	topic := chi.URLParam(r, "topic")
 	if err := messages.ValidateTopic(topic); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorizeTopics(r, auth.OpRead, []string{topic}); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

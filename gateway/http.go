@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/messages"
 )
 
@@ -145,6 +146,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := s.authorizeTopics(r, auth.OpWrite, []string{req.Topic}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	s.cfg.Observer.Received(1)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
@@ -217,6 +222,11 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 			resp.Results[i].Status, resp.Results[i].Error = "rejected", err.Error()
 			continue
 		}
+		if err := s.authorizeTopics(r, auth.OpWrite, []string{item.Topic}); err != nil {
+			_, code := statusOf(err)
+			resp.Results[i].Status, resp.Results[i].Error = "rejected", code
+			continue
+		}
 		m := item.Message(now)
 		if key != "" {
 			m.IdempotencyKey, m.RequestHash = bulkItemKey(key, i), hash
@@ -261,6 +271,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{
 		"status": "healthy", "timestamp": messages.FormatTime(time.Now()), "version": s.cfg.Version,
+		"auth": map[bool]string{true: "on", false: "off"}[s.authOn()],
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/persistence"
 )
 
@@ -93,6 +94,9 @@ type Config struct {
 	Metrics http.Handler
 	// Consumers tunes long-poll and SSE (see poll.go).
 	Consumers ConsumersConfig
+	// Auth authenticates, authorizes and rate-limits (gateway/auth.go);
+	// nil: everything is open and unlimited.
+	Auth *auth.Service
 }
 
 // Observer receives the gateway's counts (the metrics package implements
@@ -243,7 +247,8 @@ func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *
 // served on /health and /ready.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.deadlines, withRequestID, s.accessLog)
+	r.Use(s.deadlines, withRequestID, s.accessLog, s.cors, s.authenticate)
+	s.authRoutes(r)
 	r.Post("/api/v1/messages", s.handlePublish)
 	r.Post("/api/v1/messages/bulk", s.handleBulk)
 	r.Get("/api/v1/topics/{topic}/messages", s.handleHistory)

@@ -30,6 +30,7 @@ type wsConn struct {
 	closed     atomic.Bool
 	pinging    atomic.Bool
 	reqID      string // the upgrade's request id, for logs
+	auth       *wsAuth
 }
 
 var _ actors.Sink = (*wsConn)(nil)
@@ -81,7 +82,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.SetReadLimit(s.cfg.MaxMessageSize)
-	ws := &wsConn{c: c, s: s, opened: time.Now(), reqID: requestID(r.Context())}
+	ws := &wsConn{c: c, s: s, opened: time.Now(), reqID: requestID(r.Context()), auth: s.wsAuthFor(r)}
 	s.log.Debug("websocket connected", "request_id", ws.reqID, "remote", r.RemoteAddr)
 	// The connection is served on a fresh goroutine and this handler
 	// returns: the socket is hijacked, and a new goroutine starts with a
@@ -98,6 +99,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveWS(ws *wsConn) {
 	defer s.wg.Done()
 	defer s.nconns.Add(-1)
+	defer ws.auth.close()
 	conn, err := s.mgr.Connect(ws, "ws")
 	if err != nil {
 		ws.c.Close(websocket.StatusTryAgainLater, "relay shutting down")
@@ -122,7 +124,7 @@ func (s *Server) serveWS(ws *wsConn) {
 }
 
 func (s *Server) acceptOptions() *websocket.AcceptOptions {
-	opts := &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled}
+	opts := &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled, Subprotocols: []string{"bearer"}}
 	for _, o := range s.cfg.AllowedOrigins {
 		if o == "*" {
 			opts.InsecureSkipVerify = true
@@ -148,6 +150,9 @@ func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
 			}
 			return
 		}
+		if !ws.auth.frameAllowed(conn.Send) {
+			continue
+		}
 		f, err := messages.DecodeClientFrame(data)
 		if err == nil && len(f.Topics) > s.cfg.MaxTopicsPerSubscribe {
 			err = fmt.Errorf("%w: at most %d topics per frame", messages.ErrSubscription, s.cfg.MaxTopicsPerSubscribe)
@@ -158,12 +163,17 @@ func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
 		}
 		switch f.Type {
 		case messages.TypeSubscribe:
+			if f.Topics = ws.auth.permitSubscribe(f.Topics, conn.Send); len(f.Topics) == 0 {
+				continue
+			}
 			ws.subscribed.Store(true)
 			conn.Subscribe(f)
 		case messages.TypeUnsubscribe:
 			conn.Unsubscribe(f.Topics)
 		case messages.TypePing:
 			conn.Send(messages.NewPongFrame(time.Now()))
+		case messages.TypeAuth:
+			ws.auth.reauth(f.Token, conn.Send)
 		case messages.TypeAck:
 			// Delivery is at-most-once per connection; acks are accepted
 			// for client compatibility and need no reply.
@@ -204,6 +214,10 @@ func (s *Server) check(ws *wsConn, now time.Time, ping bool) {
 		s.log.Info("closing connection: write timed out", "request_id", ws.reqID)
 		ws.closed.Store(true)
 		ws.c.CloseNow()
+		return
+	}
+	if ws.auth.expired(now) {
+		ws.Close(actors.ClosePolicy, "token expired")
 		return
 	}
 	if !ws.subscribed.Load() && now.Sub(ws.opened) > s.cfg.SubscribeIdleLimit {

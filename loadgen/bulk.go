@@ -37,7 +37,7 @@ func (d *relayDriver) publishBatch(ctx context.Context, b *batch) error {
 		body = d.appendPublishBody(body, b.topics[i], b.payloads[i])
 	}
 	body = append(body, "]}"...)
-	status, ans, err := postJSONFull(ctx, d.pub, d.base+"/api/v1/messages/bulk", body, "", "")
+	status, ans, err := postJSONFull(ctx, d.pub, d.base+"/api/v1/messages/bulk", body, d.authName, d.authValue)
 	b.ok = b.ok[:0]
 	for range b.topics {
 		b.ok = append(b.ok, false)

@@ -34,6 +34,7 @@ type Config struct {
 	Target      string        // relay (default) or centrifugo
 	Addr        string        // server host:port, host 127.0.0.1 or localhost (default 127.0.0.1:8080)
 	APIKey      string        // Centrifugo's http_api.key (sent as X-API-Key)
+	Token       string        // relay bearer token (JWT or API key) when the relay has auth on
 	Subscribers int           // subscribers (default 100)
 	Transport   string        // relay subscribers' transport: ws (default), poll or sse
 	Topics      int           // topics; subscriber i listens to topic i mod Topics (default 1)
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config
 	fs.StringVar(&c.Target, "target", TargetRelay, "server protocol: relay or centrifugo")
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "server host:port (127.0.0.1 or localhost only)")
 	fs.StringVar(&c.APIKey, "api-key", "", "Centrifugo HTTP API key (X-API-Key)")
+	fs.StringVar(&c.Token, "token", "", "relay bearer token (JWT or API key; needs read and write) when the relay has auth on")
 	fs.IntVar(&c.Subscribers, "subscribers", 100, "subscribers")
 	fs.StringVar(&c.Transport, "transport", TransportWS, "relay subscribers' transport: ws (WebSocket), poll (POST /api/v1/poll in a loop) or sse (GET /api/v1/sse)")
 	fs.IntVar(&c.Topics, "topics", 1, "topics (subscriber i listens to topic i mod topics)")

@@ -16,6 +16,8 @@ type relayDriver struct {
 	wsURL  string // ws://host:port/ws
 	pub    poster
 	dialer *http.Client
+	// authName and authValue: the Authorization header when --token is set.
+	authName, authValue string
 }
 
 var _ driver = (*relayDriver)(nil)
@@ -33,7 +35,7 @@ func (d *relayDriver) appendPublishBody(dst []byte, topic string, payload []byte
 }
 
 func (d *relayDriver) publish(ctx context.Context, body []byte) error {
-	status, ans, err := postJSON(ctx, d.pub, d.base+"/api/v1/messages", body, "", "")
+	status, ans, err := postJSON(ctx, d.pub, d.base+"/api/v1/messages", body, d.authName, d.authValue)
 	if err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case TargetCentrifugo:
 		d = newCentrifugoDriver(cfg.Addr, cfg.APIKey, pubClient, wsClient)
 	default:
-		rd := newRelayDriver(cfg.Addr, pubClient, wsClient)
+		rd := newRelayDriver(cfg.Addr, pubClient, wsClient).withToken(cfg.Token)
 		d = rd
 		if cfg.Transport != TransportWS {
 			d = newConsumerDriver(rd, cfg.Transport, cfg.Subscribers)

@@ -17,6 +17,7 @@ const (
 	TypeUnsubscribe = "unsubscribe"
 	TypePing        = "ping"
 	TypeAck         = "ack"
+	TypeAuth        = "auth" // {"type":"auth","token"}: replaces the connection's token
 )
 
 // Offset values of a subscribe frame besides a message id.
@@ -34,6 +35,7 @@ type ClientFrame struct {
 	Offset    string            `json:"offset,omitempty"`
 	Since     map[string]string `json:"since,omitempty"`
 	MessageID string            `json:"message_id,omitempty"`
+	Token     string            `json:"token,omitempty"`
 }
 
 // Position is where a subscription starts in a topic.
@@ -79,6 +81,10 @@ func DecodeClientFrame(data []byte) (ClientFrame, error) {
 			}
 		}
 	case TypePing, TypeAck:
+	case TypeAuth:
+		if f.Token == "" {
+			return f, fmt.Errorf("%w: auth needs a \"token\"", ErrUnauthorized)
+		}
 	case "":
 		return f, fmt.Errorf("%w: frame needs a \"type\"", ErrInvalid)
 	default:

@@ -70,6 +70,8 @@ type Registry struct {
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
 	limits          *limitMetrics // limits.go
+	rateLimited     *prometheus.CounterVec // ratelimit.go
+	authSizes       *authSizes             // ratelimit.go
 
 	// Children of the known label values; read-only after New.
 	deliveredBy   map[string]prometheus.Counter
@@ -107,6 +109,10 @@ func New(maxTopics int) *Registry {
 	r.latency = newLatencyHistogram("relay_message_latency_seconds",
 		"Time from a publish's arrival until its frame was written to one subscriber's socket.", "topic")
 	r.reg.MustRegister(r.latency)
+	r.rateLimited = f.counterVec("relay_rate_limited_total",
+		"Requests and WebSocket frames refused by a rate or concurrency limit, by route.", "route")
+	r.authSizes = newAuthSizes()
+	r.reg.MustRegister(r.authSizes)
 	r.received = f.counter("relay_messages_received_total",
 		"Publish requests received and valid, before they are stored.")
 	r.delivered = f.counterVec("relay_messages_delivered_total",

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/gateway"
 	"github.com/pulsar-relay/relay/persistence"
 )
@@ -34,6 +35,7 @@ type config struct {
 	// MemoryLimit is the Go runtime's soft memory limit in bytes
 	// (RELAY_MEMORY_LIMIT); 0 leaves it alone (GOMEMLIMIT, if set, applies).
 	MemoryLimit int64
+	Auth             auth.Config
 }
 
 // setting is one RELAY_* variable: its flag is the lower-case name with
@@ -115,6 +117,41 @@ func (c *config) settings() []setting {
 		{"RELAY_METRICS_MAX_TOPICS", "100", "distinct topic label values in metrics", intIn(&c.MetricsMaxTopics, 0, 1<<20)},
 		{"RELAY_SHUTDOWN_TIMEOUT", "8s", "graceful shutdown budget", duration(&c.ShutdownTimeout)},
 		{"RELAY_PPROF_ADDR", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); empty: off", str(&c.PprofAddr)},
+		// Authentication and rate limits (auth/, gateway/auth.go). Auth is on
+		// when any of the credential settings (secret, keys, JWKS, users,
+		// admin, API keys) is set.
+		{"RELAY_JWT_SECRET", "", "HS256 secret: verifies tokens and signs the ones the relay issues; turns auth on", func(v string) error {
+			c.Auth.JWTSecret = []byte(v)
+			return nil
+		}},
+		{"RELAY_JWT_PUBLIC_KEYS", "", "comma-separated PEM files of RS256/ES256/EdDSA public keys (kid: file base name); turns auth on", func(v string) error {
+			c.Auth.PublicKeyFiles = splitList(v)
+			return nil
+		}},
+		{"RELAY_JWKS_URL", "", "JWKS URL, refreshed and looked up by kid; turns auth on", str(&c.Auth.JWKSURL)},
+		{"RELAY_JWT_ISSUER", "", "required iss of tokens (and iss of issued ones)", str(&c.Auth.Issuer)},
+		{"RELAY_JWT_AUDIENCE", "", "required aud of tokens (and aud of issued ones)", str(&c.Auth.Audience)},
+		{"RELAY_JWT_LEEWAY", "0s", "clock skew tolerated on exp/nbf/iat", durationOrZero(&c.Auth.Leeway)},
+		{"RELAY_USERS_FILE", "", "JSON users file (username, bcrypt password_hash, permissions, topics); turns auth on", str(&c.Auth.UsersFile)},
+		{"RELAY_ADMIN_USERNAME", "", "bootstrap admin, created or its password reset at start; turns auth on", str(&c.Auth.AdminUsername)},
+		{"RELAY_ADMIN_PASSWORD", "", "password of the bootstrap admin", str(&c.Auth.AdminPassword)},
+		{"RELAY_API_KEYS_FILE", "", "JSON API keys file (id, key_sha256, permissions, topics); turns auth on", str(&c.Auth.APIKeysFile)},
+		{"RELAY_ACCESS_TOKEN_TTL", "30m", "life of an issued access token", duration(&c.Auth.AccessTokenTTL)},
+		{"RELAY_REFRESH_TOKEN_TTL", "168h", "life of a login (refresh token) without use", duration(&c.Auth.RefreshTokenTTL)},
+		{"RELAY_AUTH_CACHE_TTL", "1s", "reuse a verified token or topic owner this long (other instances' revocations apply within it)", duration(&c.Auth.CacheTTL)},
+		{"RELAY_RATE_PUBLISH", "0", "publish requests per second per identity (0: off)", floatMin0(&c.Auth.Rates.Publish)},
+		{"RELAY_RATE_PUBLISH_BURST", "0", "publish burst per identity (0: the rate)", intIn(&c.Auth.Rates.PublishBurst, 0, 1<<30)},
+		{"RELAY_RATE_WS_FRAMES", "0", "client WebSocket frames per second per identity (0: off)", floatMin0(&c.Auth.Rates.WSFrames)},
+		{"RELAY_RATE_CONNECTIONS", "0", "concurrent WebSocket, SSE and poll requests per identity (0: off)", intIn(&c.Auth.Rates.Connections, 0, 1<<30)},
+		{"RELAY_RATE_LOGIN", "30", "login attempts per minute per username and per address (0: off)", func(v string) error {
+			if err := intIn(&c.Auth.Rates.LoginPerMinute, 0, 1<<20)(v); err != nil {
+				return err
+			}
+			if c.Auth.Rates.LoginPerMinute == 0 {
+				c.Auth.Rates.LoginPerMinute = -1
+			}
+			return nil
+		}},
 		{"RELAY_LOG_LEVEL", "info", "debug, info, warn or error", oneOf(&c.LogLevel, "debug", "info", "warn", "error")},
 		{"RELAY_LOG_FORMAT", "text", "text (coloured on a terminal) or json", oneOf(&c.LogFormat, "text", "json")},
 	}
@@ -296,4 +333,31 @@ func osEnviron(k string) (string, bool) { return os.LookupEnv(k) }
 func descriptorsNeeded(cfg *config) int {
 	ws, httpConns := cfg.Gateway.MaxConnections, cfg.Gateway.MaxHTTPConnections
 	return ws + httpConns + 64
+}
+
+// durationOrZero is duration that also accepts 0.
+func durationOrZero(p *time.Duration) func(string) error {
+	return func(v string) error {
+		if v == "0" {
+			*p = 0
+			return nil
+		}
+		if d, err := time.ParseDuration(v); err == nil && d == 0 {
+			*p = 0
+			return nil
+		}
+		return duration(p)(v)
+	}
+}
+
+// floatMin0 accepts a number >= 0.
+func floatMin0(p *float64) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1e9 {
+			return errors.New("want a number >= 0")
+		}
+		*p = f
+		return nil
+	}
 }

@@ -112,14 +112,22 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		store.Close()
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
+	authSvc, err := newAuth(ctx, cfg, store, logger)
+	if err != nil {
+		ln.Close()
+		store.Close()
+		return fmt.Errorf("auth: %w", err)
+	}
+	defer authSvc.Close()
 	actorCfg := cfg.Actors
 	actorCfg.StoreLimits = cfg.Store
 	gwCfg := cfg.Gateway
 	gwCfg.Version = version
 	gwCfg.MaxTTL = cfg.Store.Retention // a ttl past the retention is refused (0: messages.DefaultMaxTTL)
+	gwCfg.Auth = authSvc
 	relay := app.Start(app.Options{Store: store, Actors: actorCfg, Gateway: gwCfg, Logger: logger,
 		Metrics: metrics.New(cfg.MetricsMaxTopics)}, ln)
-	logger.Info("relay serving", "addr", relay.Addr().String(), "store", storeName(cfg), "version", version)
+	logger.Info("relay serving", "addr", relay.Addr().String(), "store", storeName(cfg), "version", version, "auth", authSvc.Enabled())
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, logger)
 		if err != nil {

@@ -1,0 +1,372 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+// maxCachedTokens bounds the verified-token cache; when full it is emptied.
+const maxCachedTokens = 10_000
+
+// maxCachedTopics bounds the topic-record cache likewise.
+const maxCachedTopics = 100_000
+
+// Service is the relay's authentication and authorization.
+//
+// Concurrency: safe for concurrent use. Close stops its background work.
+type Service struct {
+	cfg       Config
+	enabled   bool
+	store     Store
+	log       *slog.Logger
+	keys      *keySet
+	parser    *jwt.Parser
+	fileUsers map[string]userView
+	apiKeys   []apiKey
+	issues    bool // the relay logs users in and issues tokens
+
+	// Verified tokens, reused for up to CacheTTL. gen is bumped on every
+	// local revocation so cached logins are checked again at once.
+	tokMu  sync.Mutex
+	tokens map[string]cachedToken
+	gen    atomic.Uint64
+
+	topicMu sync.Mutex
+	topics  map[string]cachedTopic
+
+	limits *Limits
+
+	cancel context.CancelFunc
+}
+
+type cachedToken struct {
+	p     *Principal
+	until time.Time
+	gen   uint64
+}
+
+type cachedTopic struct {
+	rec   *persistence.TopicRecord // nil: not owned
+	until time.Time
+}
+
+// New builds the service: it reads the key, users and API keys files,
+// starts the JWKS client and creates or updates the bootstrap admin. With
+// no credential source configured it returns a service whose Enabled is
+// false (rate limits still work). store must not be nil.
+func New(ctx context.Context, cfg Config, store Store, logger *slog.Logger) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	s := &Service{cfg: cfg, enabled: cfg.Enabled(), store: store, log: logger,
+		tokens: map[string]cachedToken{}, topics: map[string]cachedTopic{}, cancel: cancel,
+		limits: newLimits(cfg.Rates)}
+	// The relay logs users in (and signs their tokens) when it has users
+	// (a file, a bootstrap admin) or a secret to sign with (users an admin
+	// holding an external token created).
+	s.issues = cfg.UsersFile != "" || cfg.AdminUsername != "" || len(cfg.JWTSecret) > 0
+	if s.issues && len(cfg.JWTSecret) == 0 {
+		secret := make([]byte, 32)
+		_, _ = rand.Read(secret)
+		cfg.JWTSecret = secret
+		s.cfg.JWTSecret = secret
+		logger.Warn("auth: RELAY_JWT_SECRET is not set; tokens are signed with a random secret that other instances do not know and a restart forgets")
+	}
+	if n := len(cfg.JWTSecret); n > 0 && n < 32 {
+		logger.Warn("auth: RELAY_JWT_SECRET is shorter than 32 bytes; use a long random secret (openssl rand -hex 32)")
+	}
+	var err error
+	if s.keys, err = loadKeys(bg, cfg, logger); err != nil {
+		cancel()
+		return nil, err
+	}
+	if len(s.keys.methods) > 0 {
+		s.parser = newParser(cfg, s.keys.methods)
+	}
+	if cfg.UsersFile != "" {
+		if s.fileUsers, err = LoadUsersFile(cfg.UsersFile); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	if cfg.APIKeysFile != "" {
+		if s.apiKeys, err = LoadAPIKeysFile(cfg.APIKeysFile); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	if cfg.AdminUsername != "" {
+		err := s.bootstrapAdmin(ctx)
+		if errors.Is(err, messages.ErrUnavailable) { // the store connects in the background
+			logger.Warn("auth: store unavailable; creating the admin user in the background", "err", err)
+			go s.retryBootstrap(bg)
+		} else if err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// retryBootstrap retries bootstrapAdmin with backoff until it succeeds or
+// the service is closed.
+func (s *Service) retryBootstrap(ctx context.Context) {
+	delay := 200 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		err := s.bootstrapAdmin(ctx)
+		if err == nil {
+			s.log.Info("auth: admin user ready")
+			return
+		}
+		if !errors.Is(err, messages.ErrUnavailable) {
+			s.log.Error("auth: cannot create the admin user", "err", err)
+			return
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// Enabled reports whether authentication is on.
+func (s *Service) Enabled() bool { return s != nil && s.enabled }
+
+// Limits returns the per-identity rate limits.
+func (s *Service) Limits() *Limits { return s.limits }
+
+// Close stops the JWKS refresh.
+func (s *Service) Close() { s.cancel() }
+
+// Authenticate verifies a bearer credential: a JWT (three dot-separated
+// parts) or an API key. Errors wrap messages.ErrUnauthorized (with "token
+// expired" for an expired token) or messages.ErrUnavailable (the store could
+// not say whether the login is revoked). Verified tokens are cached for up
+// to CacheTTL (never past their expiry).
+func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, error) {
+	if token == "" {
+		return nil, fmt.Errorf("%w: credential required", messages.ErrUnauthorized)
+	}
+	now := time.Now()
+	gen := s.gen.Load()
+	s.tokMu.Lock()
+	c, ok := s.tokens[token]
+	s.tokMu.Unlock()
+	if ok && now.Before(c.until) && c.gen == gen {
+		return c.p, nil
+	}
+	p, err := s.authenticate(ctx, token, now)
+	if err != nil {
+		return nil, err
+	}
+	until := now.Add(s.cfg.CacheTTL)
+	if !p.ExpiresAt.IsZero() && p.ExpiresAt.Before(until) {
+		until = p.ExpiresAt
+	}
+	s.tokMu.Lock()
+	if len(s.tokens) >= maxCachedTokens {
+		clear(s.tokens)
+	}
+	s.tokens[token] = cachedToken{p: p, until: until, gen: gen}
+	s.tokMu.Unlock()
+	return p, nil
+}
+
+func (s *Service) authenticate(ctx context.Context, token string, now time.Time) (*Principal, error) {
+	if strings.Count(token, ".") != 2 {
+		if p := matchAPIKey(s.apiKeys, token); p != nil {
+			return p, nil
+		}
+		return nil, fmt.Errorf("%w: invalid credential", messages.ErrUnauthorized)
+	}
+	if s.parser == nil {
+		return nil, fmt.Errorf("%w: tokens are not accepted", messages.ErrUnauthorized)
+	}
+	c, err := s.verifyJWT(token)
+	if err != nil {
+		return nil, err
+	}
+	perms, err := ParsePerms(c.Permissions)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", messages.ErrUnauthorized, err)
+	}
+	if validPatterns(c.Topics) != nil {
+		return nil, fmt.Errorf("%w: bad topic pattern in token", messages.ErrUnauthorized)
+	}
+	p := &Principal{ID: c.Subject, Username: c.Username, Kind: KindUser, Perms: perms, Topics: c.Topics, Family: c.SID}
+	if c.ExpiresAt != nil {
+		p.ExpiresAt = c.ExpiresAt.Time
+	}
+	if c.SID != "" {
+		revoked, err := s.store.RefreshRevoked(ctx, c.SID)
+		if err != nil {
+			return nil, err
+		}
+		if revoked {
+			return nil, fmt.Errorf("%w: login revoked", messages.ErrUnauthorized)
+		}
+	}
+	if u, ok := s.fileUsers[c.Username]; ok && u.ID == c.Subject {
+		p.RatePublish, p.RatePublishBurst = u.RatePublish, u.RatePublishBurst
+	}
+	return p, nil
+}
+
+// TokenPair is the answer to a login or a refresh.
+type TokenPair struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+// Login checks a username and password and starts a login: a new
+// refresh-token family. A wrong username and a wrong password give the same
+// error (wrapping messages.ErrUnauthorized), in the same time.
+func (s *Service) Login(ctx context.Context, username, password string) (TokenPair, error) {
+	if !s.issues {
+		return TokenPair{}, fmt.Errorf("%w: password login is not configured", messages.ErrUnauthorized)
+	}
+	u, err := s.checkPassword(ctx, username, password)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	family := newID()
+	refresh, hash := newRefreshToken(family)
+	if err := s.store.CreateRefresh(ctx, persistence.RefreshRecord{Family: family, UserID: u.ID, Username: u.Username, Hash: hash}, s.cfg.RefreshTokenTTL); err != nil {
+		return TokenPair{}, err
+	}
+	return s.pair(u, family, refresh)
+}
+
+func (s *Service) pair(u userView, family, refresh string) (TokenPair, error) {
+	access, err := s.issueAccess(u, family, time.Now())
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("sign token: %w", err)
+	}
+	return TokenPair{AccessToken: access, TokenType: "bearer", ExpiresIn: int(s.cfg.AccessTokenTTL.Seconds()), RefreshToken: refresh}, nil
+}
+
+// Refresh spends a refresh token and returns a new pair. A spent token
+// presented again revokes the whole login (every access and refresh token
+// of it) and fails; so does an unknown, expired or revoked one. Errors wrap
+// messages.ErrUnauthorized.
+func (s *Service) Refresh(ctx context.Context, refresh string) (TokenPair, error) {
+	family, ok := familyOf(refresh)
+	if !ok || !s.issues {
+		return TokenPair{}, persistence.ErrRefreshInvalid
+	}
+	next, hash := newRefreshToken(family)
+	rec, err := s.store.RotateRefresh(ctx, family, hashToken(refresh), hash, s.cfg.RefreshTokenTTL)
+	if err != nil {
+		if errors.Is(err, persistence.ErrRefreshReused) {
+			s.gen.Add(1)
+			s.log.Warn("auth: refresh token reused; login revoked")
+		}
+		return TokenPair{}, err
+	}
+	u, err := s.lookupUser(ctx, rec.Username)
+	if err != nil || u.ID != rec.UserID {
+		_ = s.store.RevokeRefresh(ctx, family)
+		return TokenPair{}, fmt.Errorf("%w: user no longer exists", messages.ErrUnauthorized)
+	}
+	return s.pair(u, family, next)
+}
+
+// Logout revokes the login a refresh token belongs to (its access tokens
+// too). An unknown token is not an error.
+func (s *Service) Logout(ctx context.Context, refresh string) error {
+	family, ok := familyOf(refresh)
+	if !ok {
+		return nil
+	}
+	if err := s.store.RevokeRefresh(ctx, family); err != nil {
+		return err
+	}
+	s.gen.Add(1)
+	return nil
+}
+
+// newRefreshToken returns "<family>.<secret>" and its hash.
+func newRefreshToken(family string) (token, hash string) {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	token = family + "." + hex.EncodeToString(b[:])
+	return token, hashToken(token)
+}
+
+func hashToken(t string) string {
+	h := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(h[:])
+}
+
+// familyOf returns the family of a refresh token (32 hex digits before the dot).
+func familyOf(t string) (string, bool) {
+	f, rest, ok := strings.Cut(t, ".")
+	if !ok || len(f) != 32 || len(rest) != 64 {
+		return "", false
+	}
+	if _, err := hex.DecodeString(f); err != nil {
+		return "", false
+	}
+	return f, true
+}
+
+// Me describes the caller: GET /auth/me.
+type Me struct {
+	UserID      string   `json:"user_id"`
+	Username    string   `json:"username"`
+	Permissions []string `json:"permissions"`
+	OwnedTopics []string `json:"owned_topics"`
+}
+
+// WhoAmI returns the caller's description with the topics it owns.
+func (s *Service) WhoAmI(ctx context.Context, p *Principal) (Me, error) {
+	all, err := s.store.Topics(ctx)
+	if err != nil {
+		return Me{}, err
+	}
+	me := Me{UserID: p.ID, Username: p.Username, Permissions: p.Perms.Names(), OwnedTopics: []string{}}
+	for _, t := range all {
+		if t.OwnerID == p.ID {
+			me.OwnedTopics = append(me.OwnedTopics, t.Name)
+		}
+	}
+	return me, nil
+}
+
+// Sizes reports the entries of every bounded map auth keeps, by kind, for
+// a gauge: token_cache (max 10,000), topic_cache (max 100,000), and the
+// identities of each rate limiter (max RateConfig.MaxIdentities each).
+func (s *Service) Sizes() map[string]int {
+	s.tokMu.Lock()
+	tokens := len(s.tokens)
+	s.tokMu.Unlock()
+	s.topicMu.Lock()
+	topics := len(s.topics)
+	s.topicMu.Unlock()
+	return map[string]int{
+		"token_cache": tokens, "topic_cache": topics,
+		"rate_publish": s.limits.Publish.Len(), "rate_ws_frames": s.limits.WSFrames.Len(),
+		"rate_login_user": s.limits.LoginUser.Len(), "rate_login_addr": s.limits.LoginAddr.Len(),
+		"streams": s.limits.Connections.Len(),
+	}
+}

@@ -1,0 +1,40 @@
+package auth
+
+import (
+	"context"
+	"time"
+
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+// Store is what auth shares across relay instances. Implementations:
+// persistence.MemoryAuthStore and persistence.ValkeyAuthStore.
+//
+// Errors: a missing user or topic wraps messages.ErrNotFound, a taken name
+// messages.ErrConflict, an unreachable store messages.ErrUnavailable.
+// RotateRefresh returns persistence.ErrRefreshReused (and has revoked the
+// family) when oldHash is not the family's current hash, and
+// persistence.ErrRefreshInvalid for an unknown, expired or revoked family.
+// Every method is safe for concurrent use, and a change made through one
+// instance's Store is seen by every other at once.
+type Store interface {
+	User(ctx context.Context, username string) (persistence.UserRecord, error)
+	CreateUser(ctx context.Context, u persistence.UserRecord) error
+	PutUser(ctx context.Context, u persistence.UserRecord) error
+
+	CreateRefresh(ctx context.Context, r persistence.RefreshRecord, ttl time.Duration) error
+	RotateRefresh(ctx context.Context, family, oldHash, newHash string, ttl time.Duration) (persistence.RefreshRecord, error)
+	RevokeRefresh(ctx context.Context, family string) error
+	RefreshRevoked(ctx context.Context, family string) (bool, error)
+
+	CreateTopic(ctx context.Context, t persistence.TopicRecord) error
+	Topic(ctx context.Context, name string) (persistence.TopicRecord, error)
+	UpdateTopic(ctx context.Context, name string, fn func(*persistence.TopicRecord) error) (persistence.TopicRecord, error)
+	DeleteTopic(ctx context.Context, name string) error
+	Topics(ctx context.Context) ([]persistence.TopicRecord, error)
+}
+
+var (
+	_ Store = (*persistence.MemoryAuthStore)(nil)
+	_ Store = (*persistence.ValkeyAuthStore)(nil)
+)

@@ -1,0 +1,265 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+var errForbidden = fmt.Errorf("%w: not allowed on this topic", messages.ErrForbidden)
+
+// Allow is the authorization decision: may p do op on topic? A nil p (auth
+// off) may do everything, and so may an admin. Otherwise p needs op's
+// permission, the topic must be within p's topic patterns, and the topic
+// must be owned by p, granted to p (a write grant includes read), public
+// (for reads), or not owned at all.
+//
+// The error wraps messages.ErrForbidden, with the same text whether or not
+// the topic exists, or messages.ErrUnavailable when the store cannot say who
+// owns it. Owner records are cached for up to CacheTTL.
+func (s *Service) Allow(ctx context.Context, p *Principal, op Op, topic string) error {
+	if p == nil || p.IsAdmin() {
+		return nil
+	}
+	if !p.Perms.Has(op) || !p.MatchesTopic(topic) {
+		return errForbidden
+	}
+	rec, err := s.topicRecord(ctx, topic)
+	if err != nil {
+		return err
+	}
+	if rec == nil || mayUse(p, op, rec) {
+		return nil
+	}
+	return errForbidden
+}
+
+// mayUse: owner, grantee or (reads) public.
+func mayUse(p *Principal, op Op, t *persistence.TopicRecord) bool {
+	if t.OwnerID == p.ID {
+		return true
+	}
+	switch t.Grants[p.ID] {
+	case "write":
+		return true
+	case "read":
+		if op == OpRead {
+			return true
+		}
+	}
+	return op == OpRead && t.Public
+}
+
+// topicRecord returns the owner record of topic (nil when not owned),
+// cached for up to CacheTTL.
+func (s *Service) topicRecord(ctx context.Context, topic string) (*persistence.TopicRecord, error) {
+	now := time.Now()
+	s.topicMu.Lock()
+	c, ok := s.topics[topic]
+	s.topicMu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.rec, nil
+	}
+	t, err := s.store.Topic(ctx, topic)
+	var rec *persistence.TopicRecord
+	switch {
+	case err == nil:
+		rec = &t
+	case errors.Is(err, messages.ErrNotFound):
+	default:
+		return nil, err
+	}
+	s.topicMu.Lock()
+	if len(s.topics) >= maxCachedTopics {
+		clear(s.topics)
+	}
+	s.topics[topic] = cachedTopic{rec: rec, until: now.Add(s.cfg.CacheTTL)}
+	s.topicMu.Unlock()
+	return rec, nil
+}
+
+func (s *Service) forgetTopic(topic string) {
+	s.topicMu.Lock()
+	delete(s.topics, topic)
+	s.topicMu.Unlock()
+}
+
+// Topic is a topic as the REST API shows it.
+type Topic struct {
+	TopicID     string            `json:"topic_id"`
+	TopicName   string            `json:"topic_name"`
+	OwnerID     string            `json:"owner_id"`
+	CreatedAt   string            `json:"created_at"`
+	Description string            `json:"description"`
+	Public      bool              `json:"public"`
+	Grants      map[string]string `json:"grants,omitempty"` // shown to the owner and admins only
+}
+
+func (s *Service) view(p *Principal, t persistence.TopicRecord) Topic {
+	v := Topic{TopicID: t.ID, TopicName: t.Name, OwnerID: t.OwnerID, CreatedAt: messages.FormatTime(t.CreatedAt),
+		Description: t.Description, Public: t.Public}
+	if p == nil || p.IsAdmin() || p.ID == t.OwnerID {
+		v.Grants = t.Grants
+	}
+	return v
+}
+
+// CreateTopic makes p the owner of topic. Errors: ErrInvalid (name),
+// ErrForbidden (p may not write it), ErrConflict (owned already).
+func (s *Service) CreateTopic(ctx context.Context, p *Principal, topic, description string) (Topic, error) {
+	if err := messages.ValidateTopic(topic); err != nil {
+		return Topic{}, err
+	}
+	if len(description) > 1024 {
+		return Topic{}, fmt.Errorf("%w: description over 1024 bytes", messages.ErrInvalid)
+	}
+	if p != nil && !p.IsAdmin() && (!p.Perms.Has(PermWrite) || !p.MatchesTopic(topic)) {
+		return Topic{}, errForbidden
+	}
+	owner := ""
+	if p != nil {
+		owner = p.ID
+	}
+	rec := persistence.TopicRecord{ID: newID(), Name: topic, OwnerID: owner, Description: description, CreatedAt: time.Now().UTC()}
+	if err := s.store.CreateTopic(ctx, rec); err != nil {
+		return Topic{}, err
+	}
+	s.forgetTopic(topic)
+	return s.view(p, rec), nil
+}
+
+// GetTopic returns an owned topic p may read. A topic p may not read is
+// ErrForbidden whether or not it exists; one p may read that has no owner
+// is ErrNotFound.
+func (s *Service) GetTopic(ctx context.Context, p *Principal, topic string) (Topic, error) {
+	if err := messages.ValidateTopic(topic); err != nil {
+		return Topic{}, err
+	}
+	if err := s.Allow(ctx, p, OpRead, topic); err != nil {
+		return Topic{}, err
+	}
+	t, err := s.store.Topic(ctx, topic)
+	if err != nil {
+		return Topic{}, err
+	}
+	return s.view(p, t), nil
+}
+
+// ListTopics returns the owned topics p may read, by name.
+func (s *Service) ListTopics(ctx context.Context, p *Principal) ([]Topic, error) {
+	all, err := s.store.Topics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []Topic{}
+	for _, t := range all {
+		if p == nil || p.IsAdmin() || (p.Perms.Has(PermRead) && p.MatchesTopic(t.Name) && mayUse(p, OpRead, &t)) {
+			out = append(out, s.view(p, t))
+		}
+	}
+	return out, nil
+}
+
+// TopicUpdate is the body of PUT /api/v1/topics/{topic}; nil fields stay.
+type TopicUpdate struct {
+	Description *string `json:"description"`
+	Public      *bool   `json:"public"`
+}
+
+// UpdateTopic changes an owned topic's description or public flag (owner
+// or admin; anyone else gets ErrForbidden, whether or not it exists).
+func (s *Service) UpdateTopic(ctx context.Context, p *Principal, topic string, u TopicUpdate) (Topic, error) {
+	if u.Description != nil && len(*u.Description) > 1024 {
+		return Topic{}, fmt.Errorf("%w: description over 1024 bytes", messages.ErrInvalid)
+	}
+	return s.modify(ctx, p, topic, func(t *persistence.TopicRecord) error {
+		if u.Description != nil {
+			t.Description = *u.Description
+		}
+		if u.Public != nil {
+			t.Public = *u.Public
+		}
+		return nil
+	})
+}
+
+// Grant gives user (an id) read or write on topic; permission "" or "none"
+// takes the grant away. Owner or admin only.
+func (s *Service) Grant(ctx context.Context, p *Principal, topic, user, permission string) (Topic, error) {
+	switch permission {
+	case "read", "write", "", "none":
+	default:
+		return Topic{}, fmt.Errorf("%w: permission must be read, write or none", messages.ErrInvalid)
+	}
+	if user == "" {
+		return Topic{}, fmt.Errorf("%w: a grant needs a user", messages.ErrInvalid)
+	}
+	return s.modify(ctx, p, topic, func(t *persistence.TopicRecord) error {
+		if permission == "" || permission == "none" {
+			delete(t.Grants, user)
+			return nil
+		}
+		if t.Grants == nil {
+			t.Grants = map[string]string{}
+		}
+		if len(t.Grants) >= 1000 {
+			return fmt.Errorf("%w: at most 1000 grants per topic", messages.ErrInvalid)
+		}
+		t.Grants[user] = permission
+		return nil
+	})
+}
+
+// ResolveUser returns the id of a username (users file or store), or
+// ErrNotFound.
+func (s *Service) ResolveUser(ctx context.Context, username string) (string, error) {
+	u, err := s.lookupUser(ctx, username)
+	if err != nil {
+		return "", err
+	}
+	return u.ID, nil
+}
+
+func (s *Service) modify(ctx context.Context, p *Principal, topic string, fn func(*persistence.TopicRecord) error) (Topic, error) {
+	if err := messages.ValidateTopic(topic); err != nil {
+		return Topic{}, err
+	}
+	t, err := s.store.UpdateTopic(ctx, topic, func(t *persistence.TopicRecord) error {
+		if p != nil && !p.IsAdmin() && t.OwnerID != p.ID {
+			return errForbidden
+		}
+		return fn(t)
+	})
+	s.forgetTopic(topic)
+	if errors.Is(err, messages.ErrNotFound) && p != nil && !p.IsAdmin() {
+		return Topic{}, errForbidden // a 403 never says whether the topic exists
+	}
+	if err != nil {
+		return Topic{}, err
+	}
+	return s.view(p, t), nil
+}
+
+// DeleteTopic removes an owned topic and its stored messages (owner or
+// admin; anyone else gets ErrForbidden, whether or not it exists).
+func (s *Service) DeleteTopic(ctx context.Context, p *Principal, topic string) error {
+	if err := messages.ValidateTopic(topic); err != nil {
+		return err
+	}
+	if p != nil && !p.IsAdmin() {
+		t, err := s.store.Topic(ctx, topic)
+		if errors.Is(err, messages.ErrNotFound) || (err == nil && t.OwnerID != p.ID) {
+			return errForbidden
+		}
+		if err != nil {
+			return err
+		}
+	}
+	err := s.store.DeleteTopic(ctx, topic)
+	s.forgetTopic(topic)
+	return err
+}

@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/pulsar-relay/relay/auth"
+)
+
+// TestAuthClientExchange plays pulsar-relay-client's exchange with auth on
+// and a bootstrap admin: form login, publish, bulk, history with cursor,
+// refresh after a 2-second access token expired, topic creation (409 the
+// second time) owned by /auth/me's user_id.
+func TestAuthClientExchange(t *testing.T) {
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{
+		JWTSecret: []byte("exchange-secret"), AdminUsername: "admin", AdminPassword: "admin-password",
+		AccessTokenTTL: 2 * time.Second,
+	}})
+
+	// Wrong user and wrong password: the same 401.
+	badUser := r.do("POST", "/auth/login", "", url.Values{"username": {"nobody"}, "password": {"admin-password"}, "grant_type": {"password"}})
+	badPass := r.do("POST", "/auth/login", "", url.Values{"username": {"admin"}, "password": {"wrong"}, "grant_type": {"password"}})
+	if badUser.Status != 401 || badPass.Status != 401 || badUser.JSON()["message"] != badPass.JSON()["message"] {
+		t.Fatalf("bad logins: %d %s / %d %s", badUser.Status, badUser.Body, badPass.Status, badPass.Body)
+	}
+
+	pair := r.login("admin", "admin-password")
+	if pair.TokenType != "bearer" || pair.ExpiresIn != 2 || pair.RefreshToken == "" || pair.AccessToken == "" {
+		t.Fatalf("login answer: %+v", pair)
+	}
+	// JSON login works too.
+	if res := r.do("POST", "/auth/login", "", map[string]string{"username": "admin", "password": "admin-password"}); res.Status != 200 {
+		t.Fatalf("JSON login: %d %s", res.Status, res.Body)
+	}
+
+	if res := r.publish(pair.AccessToken, "jobs.1", map[string]any{"n": 0}); res.Status != 201 {
+		t.Fatalf("publish: %d %s", res.Status, res.Body)
+	}
+	bulk := r.do("POST", "/api/v1/messages/bulk", pair.AccessToken, map[string]any{"messages": []any{
+		map[string]any{"topic": "jobs.1", "payload": map[string]any{"n": 1}},
+		map[string]any{"topic": "jobs.1", "payload": map[string]any{"n": 2}},
+	}})
+	if bulk.Status != 207 || bulk.JSON()["summary"].(map[string]any)["accepted"].(float64) != 2 {
+		t.Fatalf("bulk: %d %s", bulk.Status, bulk.Body)
+	}
+
+	// History with cursor, two pages.
+	page1 := r.do("GET", "/api/v1/topics/jobs.1/messages?limit=2", pair.AccessToken, nil)
+	cursor, _ := page1.JSON()["next_cursor"].(string)
+	if page1.Status != 200 || len(page1.JSON()["messages"].([]any)) != 2 || cursor == "" {
+		t.Fatalf("history page 1: %d %s", page1.Status, page1.Body)
+	}
+	page2 := r.do("GET", "/api/v1/topics/jobs.1/messages?limit=2&cursor="+cursor, pair.AccessToken, nil)
+	msgs, _ := page2.JSON()["messages"].([]any)
+	if page2.Status != 200 || len(msgs) != 1 || msgs[0].(map[string]any)["payload"].(map[string]any)["n"].(float64) != 2 {
+		t.Fatalf("history page 2: %d %s", page2.Status, page2.Body)
+	}
+
+	// The access token expires; the client gets 401, refreshes and retries.
+	authEventually(t, 10*time.Second, "the 2 s access token to expire", func() bool {
+		res := r.publish(pair.AccessToken, "jobs.1", map[string]any{"n": "late"})
+		if res.Status == 201 {
+			return false
+		}
+		if res.Status != 401 || res.Code() != "UNAUTHORIZED" {
+			t.Fatalf("publish with an expired token: %d %s", res.Status, res.Body)
+		}
+		return true
+	})
+	res := r.do("POST", "/auth/token/refresh", "", map[string]string{"refresh_token": pair.RefreshToken})
+	if res.Status != 200 {
+		t.Fatalf("refresh: %d %s", res.Status, res.Body)
+	}
+	pair2 := auth.TokenPair{AccessToken: res.JSON()["access_token"].(string), RefreshToken: res.JSON()["refresh_token"].(string)}
+	if pair2.RefreshToken == pair.RefreshToken {
+		t.Fatal("refresh returned the same refresh token")
+	}
+	if res := r.publish(pair2.AccessToken, "jobs.1", map[string]any{"n": 3}); res.Status != 201 {
+		t.Fatalf("publish after refresh: %d %s", res.Status, res.Body)
+	}
+
+	// Topics: create, create again (409), owner is /auth/me's user_id.
+	created := r.do("POST", "/api/v1/topics", pair2.AccessToken, map[string]string{"topic_name": "galaxy.jobs", "description": "job updates"})
+	if created.Status != 201 {
+		t.Fatalf("create topic: %d %s", created.Status, created.Body)
+	}
+	for _, k := range []string{"topic_id", "topic_name", "owner_id", "created_at", "description"} {
+		if _, ok := created.JSON()[k]; !ok {
+			t.Fatalf("create topic answer lacks %q: %s", k, created.Body)
+		}
+	}
+	if again := r.do("POST", "/api/v1/topics", pair2.AccessToken, map[string]string{"topic_name": "galaxy.jobs"}); again.Status != 409 || again.Code() != "CONFLICT" {
+		t.Fatalf("create topic again: %d %s", again.Status, again.Body)
+	}
+	me := r.do("GET", "/auth/me", pair2.AccessToken, nil)
+	got := r.do("GET", "/api/v1/topics/galaxy.jobs", pair2.AccessToken, nil)
+	if me.Status != 200 || got.Status != 200 || me.JSON()["user_id"] == "" || got.JSON()["owner_id"] != me.JSON()["user_id"] {
+		t.Fatalf("owner_id %v vs user_id %v (%s / %s)", got.JSON()["owner_id"], me.JSON()["user_id"], got.Body, me.Body)
+	}
+	if me.JSON()["username"] != "admin" || fmt.Sprint(me.JSON()["owned_topics"]) != "[galaxy.jobs]" {
+		t.Fatalf("/auth/me: %s", me.Body)
+	}
+	if h := r.do("GET", "/health", "", nil); h.JSON()["auth"] != "on" {
+		t.Fatalf("/health: %s", h.Body)
+	}
+	// Logout: 204, and the refresh token is dead.
+	if res := r.do("POST", "/auth/logout", "", map[string]string{"refresh_token": pair2.RefreshToken}); res.Status != 204 {
+		t.Fatalf("logout: %d %s", res.Status, res.Body)
+	}
+	if res := r.do("POST", "/auth/token/refresh", "", map[string]string{"refresh_token": pair2.RefreshToken}); res.Status != 401 {
+		t.Fatalf("refresh after logout: %d %s", res.Status, res.Body)
+	}
+}
+
+// TestAuthOffByDefault: no credential setting, no auth; /health says so.
+func TestAuthOffByDefault(t *testing.T) {
+	r := startAuthRelay(t, authRelayOpts{})
+	if res := r.publish("", "open.topic", map[string]any{"a": 1}); res.Status != 201 {
+		t.Fatalf("publish without auth: %d %s", res.Status, res.Body)
+	}
+	if h := r.do("GET", "/health", "", nil); h.JSON()["auth"] != "off" {
+		t.Fatalf("/health: %s", h.Body)
+	}
+}

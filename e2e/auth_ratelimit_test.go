@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pulsar-relay/relay/auth"
+)
+
+func authUserToken(t testing.TB, secret []byte, sub string, ttl time.Duration, perms ...string) string {
+	return mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": sub, "exp": time.Now().Add(ttl).Unix(), "permissions": perms})
+}
+
+// TestAuthPublishRateLimit: 200 publishes at once from one identity with
+// 50/s burst 50 give 50 x 201 (plus what the bucket refilled meanwhile) and
+// 429s with a correct Retry-After; another identity is unaffected; nothing
+// refused is stored; refusals are counted in relay_rate_limited_total.
+func TestAuthPublishRateLimit(t *testing.T) {
+	secret := []byte("rate-secret")
+	r := startAuthRelay(t, authRelayOpts{Metrics: true, Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{Publish: 50, PublishBurst: 50}}})
+	a := authUserToken(t, secret, "ident-a", time.Hour, "read", "write")
+	b := authUserToken(t, secret, "ident-b", time.Hour, "read", "write")
+
+	const n = 200
+	statuses := make([]authResponse, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			statuses[i] = r.publish(a, "rate.a", map[string]any{"i": i})
+		}()
+	}
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	elapsed := time.Since(t0)
+	accepted, limited := 0, 0
+	for _, res := range statuses {
+		switch res.Status {
+		case 201:
+			accepted++
+		case 429:
+			limited++
+			if res.Code() != "RATE_LIMIT_EXCEEDED" || res.Header.Get("Retry-After") != "1" ||
+				res.Header.Get("X-RateLimit-Limit") != "50" || res.Header.Get("X-RateLimit-Remaining") != "0" ||
+				res.Header.Get("X-RateLimit-Reset") == "" {
+				t.Fatalf("429 answer: %s %v", res.Body, res.Header)
+			}
+		default:
+			t.Fatalf("publish: %d %s", res.Status, res.Body)
+		}
+	}
+	// The bucket refills at 50/s while the 200 requests arrive.
+	most := 50 + int(math.Ceil(50*elapsed.Seconds()))
+	if accepted < 50 || accepted > most || limited != n-accepted {
+		t.Fatalf("%d accepted, %d limited in %s; want 50..%d accepted", accepted, limited, elapsed, most)
+	}
+	t.Logf("%d x 201, %d x 429 in %s", accepted, limited, elapsed)
+
+	for i := range 10 {
+		if res := r.publish(b, "rate.b", map[string]any{"i": i}); res.Status != 201 {
+			t.Fatalf("identity b publish %d: %d %s", i, res.Status, res.Body)
+		}
+	}
+	h := r.do("GET", "/api/v1/topics/rate.a/messages?limit=1000", b, nil)
+	if got := len(h.JSON()["messages"].([]any)); got != accepted {
+		t.Fatalf("rate.a holds %d messages, %d were accepted", got, accepted)
+	}
+	m := r.do("GET", "/metrics", "", nil)
+	for _, want := range []string{`relay_rate_limited_total{route="/api/v1/messages"} `, `relay_auth_entries{kind="rate_publish"} 2`} {
+		if !strings.Contains(string(m.Body), want) {
+			t.Fatalf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestAuthWebSocketFrameLimit: a WebSocket over its frame rate gets
+// RATE_LIMIT_EXCEEDED error frames and stays open.
+func TestAuthWebSocketFrameLimit(t *testing.T) {
+	secret := []byte("ws-rate-secret")
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{WSFrames: 5}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := r.dial(ctx, authUserToken(t, secret, "ws-user", time.Hour, "read"), "query")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	const sent = 20
+	for range sent {
+		authWSSend(ctx, t, c, map[string]any{"type": "ping"})
+	}
+	pongs, limited := 0, 0
+	for pongs+limited < sent {
+		f, err := authWSRead(ctx, c)
+		if err != nil {
+			t.Fatalf("after %d pongs and %d refusals: %v", pongs, limited, err)
+		}
+		switch {
+		case f["type"] == "pong":
+			pongs++
+		case f["type"] == "error" && f["code"] == "RATE_LIMIT_EXCEEDED":
+			limited++
+		default:
+			t.Fatalf("unexpected frame %v", f)
+		}
+	}
+	if limited == 0 || pongs < 5 {
+		t.Fatalf("%d pongs, %d refusals", pongs, limited)
+	}
+	// Still open: once the bucket refills, a ping gets its pong.
+	authEventually(t, 5*time.Second, "a pong after the burst", func() bool {
+		authWSSend(ctx, t, c, map[string]any{"type": "ping"})
+		f, err := authWSRead(ctx, c)
+		if err != nil {
+			t.Fatalf("connection closed: %v", err)
+		}
+		return f["type"] == "pong"
+	})
+}
+
+// TestAuthConnectionLimit: over RELAY_RATE_CONNECTIONS the upgrade gets 429;
+// closing one frees its slot.
+func TestAuthConnectionLimit(t *testing.T) {
+	secret := []byte("conn-secret")
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{Connections: 2}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok := authUserToken(t, secret, "conn-user", time.Hour, "read")
+	c1, _, err := r.dial(ctx, tok, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, _, err := r.dial(ctx, tok, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.CloseNow()
+	if c, resp, err := r.dial(ctx, tok, "header"); err == nil || resp == nil || resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		if c != nil {
+			c.CloseNow()
+		}
+		t.Fatalf("third connection: %v %v", resp, err)
+	}
+	other, _, err := r.dial(ctx, authUserToken(t, secret, "someone-else", time.Hour, "read"), "header")
+	if err != nil {
+		t.Fatalf("another identity: %v", err)
+	}
+	other.CloseNow()
+	c1.Close(websocket.StatusNormalClosure, "")
+	authEventually(t, 5*time.Second, "the closed connection's slot to free", func() bool {
+		c, _, err := r.dial(ctx, tok, "header")
+		if err == nil {
+			c.CloseNow()
+		}
+		return err == nil
+	})
+}
+
+// TestAuthWebSocketTokenExpiry: at its token's expiry a WebSocket is closed
+// with 1008 "token expired", unless it sent a fresh token in an auth frame.
+func TestAuthWebSocketTokenExpiry(t *testing.T) {
+	secret := []byte("expiry-secret")
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	short := authUserToken(t, secret, "ws-user", 2*time.Second, "read")
+	stale, _, err := r.dial(ctx, short, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.CloseNow()
+	renewed, _, err := r.dial(ctx, short, "subprotocol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer renewed.CloseNow()
+	for _, c := range []*websocket.Conn{stale, renewed} {
+		authWSSend(ctx, t, c, map[string]any{"type": "subscribe", "topics": []string{"expiry.t"}})
+		if f, err := authWSRead(ctx, c); err != nil || f["type"] != "subscribed" {
+			t.Fatalf("subscribe: %v %v", f, err)
+		}
+	}
+	// A bad auth frame gets an error frame; a token of another subject too.
+	authWSSend(ctx, t, renewed, map[string]any{"type": "auth", "token": "garbage"})
+	if f, err := authWSRead(ctx, renewed); err != nil || f["code"] != "UNAUTHORIZED" {
+		t.Fatalf("bad auth frame: %v %v", f, err)
+	}
+	authWSSend(ctx, t, renewed, map[string]any{"type": "auth", "token": authUserToken(t, secret, "someone-else", time.Hour, "read")})
+	if f, err := authWSRead(ctx, renewed); err != nil || f["code"] != "UNAUTHORIZED" {
+		t.Fatalf("auth frame of another subject: %v %v", f, err)
+	}
+	authWSSend(ctx, t, renewed, map[string]any{"type": "auth", "token": authUserToken(t, secret, "ws-user", time.Hour, "read")})
+
+	_, _, err = stale.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "token expired" {
+		t.Fatalf("stale connection: %v, want close 1008 token expired", err)
+	}
+	// The renewed one outlives the old expiry by more than a sweep (1 s):
+	// it keeps answering pings.
+	for until := time.Now().Add(1500 * time.Millisecond); time.Now().Before(until); {
+		authWSSend(ctx, t, renewed, map[string]any{"type": "ping"})
+		if f, err := authWSRead(ctx, renewed); err != nil || f["type"] != "pong" {
+			t.Fatalf("renewed connection: %v %v", f, err)
+		}
+		time.Sleep(100 * time.Millisecond) // paces the pings over more than one sweep
+	}
+}

@@ -1,0 +1,300 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pulsar-relay/relay/auth"
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// Authentication (when Config.Auth is enabled): every request but the
+// public routes carries `Authorization: Bearer <jwt or API key>`; /ws and
+// /api/v1/sse may instead carry `?token=<token>` or (WebSocket) the
+// subprotocol pair `bearer, bearer.<token>`. The token is removed from the
+// request URL before any handler or log sees it.
+
+const principalKey ctxKey = 100 + iota
+
+// publicPaths are served without a credential.
+var publicPaths = map[string]bool{
+	"/health": true, "/ready": true, "/metrics": true, "/openapi.json": true, "/docs": true,
+	"/auth/login": true, "/auth/token/refresh": true, "/auth/logout": true,
+}
+
+// streamPaths hold a request open (counted by RELAY_RATE_CONNECTIONS).
+var streamPaths = map[string]bool{"/ws": true, "/api/v1/sse": true, "/api/v1/poll": true, "/messages/poll": true}
+
+// principalOf returns the authenticated caller of r, or nil (auth off, or
+// a public route).
+func principalOf(ctx context.Context) *auth.Principal {
+	p, _ := ctx.Value(principalKey).(*auth.Principal)
+	return p
+}
+
+// authOn reports whether authentication is enabled.
+func (s *Server) authOn() bool { return s.cfg.Auth.Enabled() }
+
+// authenticate is the middleware: it verifies the credential (401 when
+// missing or invalid), applies the publish rate limit and the per-identity
+// stream limit, and puts the principal in the context.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := s.cfg.Auth
+		if a == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		path := r.URL.Path
+		ctx := r.Context()
+		var p *auth.Principal
+		if a.Enabled() && !publicPaths[path] {
+			tok := bearerToken(r, path == "/ws" || path == "/api/v1/sse")
+			var err error
+			if p, err = a.Authenticate(ctx, tok); err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="relay"`)
+				s.writeError(w, r, err)
+				return
+			}
+			ctx = context.WithValue(ctx, principalKey, p)
+		}
+		id := identityOf(p, r)
+		if r.Method == http.MethodPost && (path == "/api/v1/messages" || path == "/api/v1/messages/bulk") {
+			var d auth.Decision
+			if p != nil {
+				d = a.Limits().Publish.AllowWith(id, p.RatePublish, p.RatePublishBurst, time.Now())
+			} else {
+				d = a.Limits().Publish.Allow(id, time.Now())
+			}
+			if !s.rateHeaders(w, r, path, d) {
+				return
+			}
+		}
+		if streamPaths[path] {
+			release, d := a.Limits().Connections.Acquire(id)
+			if !s.rateHeaders(w, r, path, d) {
+				return
+			}
+			g := &streamGuard{release: release, identity: id}
+			ctx = context.WithValue(ctx, streamGuardKey, g)
+			defer g.done()
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// identityOf is the rate-limiting identity: the principal, or the remote
+// address (without port) when anonymous.
+func identityOf(p *auth.Principal, r *http.Request) string {
+	if p != nil {
+		return p.Identity()
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "addr:" + host
+}
+
+// bearerToken reads the credential: the Authorization header, then (when
+// allowQuery) ?token= and the bearer.<token> WebSocket subprotocol. It
+// removes the token from r.URL so that nothing downstream logs it.
+func bearerToken(r *http.Request, allowQuery bool) string {
+	query := ""
+	if q := r.URL.Query(); q.Has("token") {
+		query = q.Get("token")
+		q.Del("token")
+		r.URL.RawQuery = q.Encode()
+		r.RequestURI = r.URL.RequestURI()
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "bearer") {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	if !allowQuery {
+		return ""
+	}
+	if query != "" {
+		return query
+	}
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if t, ok := strings.CutPrefix(strings.TrimSpace(p), "bearer."); ok {
+				return t
+			}
+		}
+	}
+	return ""
+}
+
+// ScrubURL returns u as a string with any token query parameter replaced,
+// for log lines.
+func ScrubURL(u *url.URL) string {
+	if u == nil || !u.Query().Has("token") {
+		return u.String()
+	}
+	c := *u
+	q := c.Query()
+	q.Set("token", "REDACTED")
+	c.RawQuery = q.Encode()
+	return c.String()
+}
+
+// authorizeTopics asks auth whether the request's caller may do op on every
+// topic; nil when auth is off. The error wraps messages.ErrForbidden (or
+// messages.ErrUnavailable): answer it with s.writeError (403) before
+// waiting. For poll and SSE handlers:
+//
+//	if err := s.authorizeTopics(r, auth.OpRead, topics); err != nil { s.writeError(w, r, err); return }
+func (s *Server) authorizeTopics(r *http.Request, op auth.Op, topics []string) error {
+	if !s.authOn() {
+		return nil
+	}
+	p := principalOf(r.Context())
+	for _, t := range topics {
+		if err := s.cfg.Auth.Allow(r.Context(), p, op, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tokenExpiry returns when the request's token expires (zero: never, or
+// auth off). An SSE stream should end at that time.
+func tokenExpiry(r *http.Request) time.Time {
+	if p := principalOf(r.Context()); p != nil {
+		return p.ExpiresAt
+	}
+	return time.Time{}
+}
+
+// streamGuard holds a stream slot (RELAY_RATE_CONNECTIONS) for the
+// request; a WebSocket takes it over (taken) and releases it when the
+// connection ends, any other stream when its handler returns.
+type streamGuard struct {
+	release  func()
+	identity string
+	taken    atomic.Bool
+}
+
+const streamGuardKey ctxKey = 150
+
+func (g *streamGuard) done() {
+	if !g.taken.Load() {
+		g.release()
+	}
+}
+
+// wsAuth is a WebSocket's credential: the principal (replaced by an auth
+// frame), its rate-limit identity and its stream slot. A nil *wsAuth (auth
+// and limits off) allows everything.
+type wsAuth struct {
+	s        *Server
+	identity string
+	p        atomic.Pointer[auth.Principal]
+	release  func()
+}
+
+// wsAuthFor takes over the upgrade request's credential and stream slot.
+func (s *Server) wsAuthFor(r *http.Request) *wsAuth {
+	if s.cfg.Auth == nil {
+		return nil
+	}
+	wa := &wsAuth{s: s, identity: identityOf(principalOf(r.Context()), r), release: func() {}}
+	wa.p.Store(principalOf(r.Context()))
+	if g, ok := r.Context().Value(streamGuardKey).(*streamGuard); ok && g.taken.CompareAndSwap(false, true) {
+		wa.release = g.release
+	}
+	return wa
+}
+
+// close gives back the stream slot.
+func (wa *wsAuth) close() {
+	if wa != nil {
+		wa.release()
+	}
+}
+
+// expired reports whether the connection's token has expired at now.
+func (wa *wsAuth) expired(now time.Time) bool {
+	if wa == nil {
+		return false
+	}
+	p := wa.p.Load()
+	return p != nil && !p.ExpiresAt.IsZero() && now.After(p.ExpiresAt)
+}
+
+// frameAllowed applies RELAY_RATE_WS_FRAMES; false means the frame was
+// answered with a RATE_LIMIT_EXCEEDED error frame and must be dropped.
+func (wa *wsAuth) frameAllowed(send func([]byte)) bool {
+	if wa == nil {
+		return true
+	}
+	d := wa.s.cfg.Auth.Limits().WSFrames.Allow(wa.identity, time.Now())
+	if d.Allowed {
+		return true
+	}
+	wa.s.rateLimited("/ws")
+	send(messages.NewErrorFrame(messages.CodeRateLimitExceeded,
+		fmt.Sprintf("over %d frames per second; retry in %s", d.Limit, d.RetryAfter.Round(time.Millisecond))))
+	return false
+}
+
+// reauth handles {"type":"auth","token"}: the new token must verify and
+// name the same subject; it then replaces the old one (and its expiry).
+func (wa *wsAuth) reauth(token string, send func([]byte)) {
+	if wa == nil || !wa.s.authOn() {
+		return
+	}
+	p, err := wa.s.cfg.Auth.Authenticate(context.Background(), token)
+	if err == nil {
+		if old := wa.p.Load(); old != nil && old.ID != p.ID {
+			err = fmt.Errorf("%w: the token names another subject", messages.ErrUnauthorized)
+		}
+	}
+	if err != nil {
+		send(messages.NewErrorFrame(messages.CodeUnauthorized, err.Error()))
+		return
+	}
+	wa.p.Store(p)
+}
+
+// permitSubscribe returns the topics the connection may read; each other
+// one gets a FORBIDDEN error frame (the same whether or not it exists).
+func (wa *wsAuth) permitSubscribe(topics []string, send func([]byte)) []string {
+	if wa == nil || !wa.s.authOn() {
+		return topics
+	}
+	p := wa.p.Load()
+	ok := topics[:0:0]
+	for _, t := range topics {
+		if err := wa.s.cfg.Auth.Allow(context.Background(), p, auth.OpRead, t); err != nil {
+			code := messages.CodeForbidden
+			if _, c := statusOf(err); c != "FORBIDDEN" {
+				code = messages.CodeSubscriptionError
+			}
+			send(messages.NewErrorFrame(code, fmt.Sprintf("topic %q: %v", t, err)))
+			continue
+		}
+		ok = append(ok, t)
+	}
+	return ok
+}
+
+// requireAdmin returns nil when auth is off or the caller is an admin, else
+// an error wrapping messages.ErrForbidden (answer it with s.writeError).
+// For the admin routes (/api/v1/admin/...).
+func (s *Server) requireAdmin(r *http.Request) error {
+	if !s.authOn() || principalOf(r.Context()).IsAdmin() {
+		return nil
+	}
+	return fmt.Errorf("%w: admin permission needed", messages.ErrForbidden)
+}

@@ -1,0 +1,92 @@
+package persistence
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// The auth package keeps what every relay instance must agree on (users an
+// admin created, refresh-token families, topic owners and grants) in an auth
+// store: MemoryAuthStore (one process) or ValkeyAuthStore (shared). The
+// records below are what those stores hold; the interface they satisfy is
+// auth.Store, defined where it is used.
+//
+// Valkey keys (hash-tagged like the streams, so a topic's keys share a slot):
+//
+//	auth:{user:<username>}   string: UserRecord as JSON
+//	auth:{rt:<family>}       hash: user_id, username, hash, revoked; expires with the family
+//	topic:{<topic>}:owner    string: TopicRecord as JSON (owner, description, public, grants)
+//	auth:{topics}            set: names of owned topics (the index GET /api/v1/topics reads)
+
+// UserRecord is one user the relay can log in.
+type UserRecord struct {
+	ID           string    `json:"id"`
+	Username     string    `json:"username"`
+	PasswordHash string    `json:"password_hash"` // bcrypt
+	Permissions  []string  `json:"permissions"`   // read, write, admin
+	Topics       []string  `json:"topics,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	// RatePublish and RatePublishBurst override the relay-wide publish limit
+	// for this user when > 0.
+	RatePublish      float64 `json:"rate_publish,omitempty"`
+	RatePublishBurst int     `json:"rate_publish_burst,omitempty"`
+}
+
+// RefreshRecord is one login's refresh-token family: only the hash of the
+// current (unspent) token is kept.
+type RefreshRecord struct {
+	Family   string
+	UserID   string
+	Username string
+	Hash     string // hex SHA-256 of the current refresh token
+	Revoked  bool
+}
+
+// TopicRecord is an owned topic.
+type TopicRecord struct {
+	ID          string            `json:"topic_id"`
+	Name        string            `json:"topic_name"`
+	OwnerID     string            `json:"owner_id"`
+	Description string            `json:"description"`
+	Public      bool              `json:"public"`
+	CreatedAt   time.Time         `json:"created_at"`
+	Grants      map[string]string `json:"grants,omitempty"` // user id -> "read" | "write"
+}
+
+// MaxOwnedTopics bounds the owned topics an auth store keeps (any user with
+// write permission may create them); CreateTopic over it fails with
+// messages.ErrTooManyTopics and messages.ErrUnavailable (503).
+const MaxOwnedTopics = 100_000
+
+var errTooManyOwned = fmt.Errorf("%w: %w: the relay holds its maximum of %d owned topics", messages.ErrTooManyTopics, messages.ErrUnavailable, MaxOwnedTopics)
+
+// Errors of RotateRefresh, both wrapping messages.ErrUnauthorized.
+var (
+	// ErrRefreshReused: a spent refresh token was presented again; the
+	// store has revoked its whole family.
+	ErrRefreshReused = fmt.Errorf("%w: refresh token reused; the login is revoked", messages.ErrUnauthorized)
+	// ErrRefreshInvalid: unknown, expired or revoked refresh token.
+	ErrRefreshInvalid = fmt.Errorf("%w: refresh token invalid, expired or revoked", messages.ErrUnauthorized)
+)
+
+// Key names (see the layout above). Names reaching them are validated
+// (topics to [A-Za-z0-9._-], usernames likewise, families are hex), so no
+// brace can break a hash tag.
+func userKey(name string) string      { return "auth:{user:" + name + "}" }
+func refreshKey(family string) string { return "auth:{rt:" + family + "}" }
+func topicOwnerKey(t string) string   { return "topic:{" + t + "}:owner" }
+
+const topicIndexKey = "auth:{topics}"
+
+func cloneTopic(r TopicRecord) TopicRecord {
+	if r.Grants != nil {
+		g := make(map[string]string, len(r.Grants))
+		for k, v := range r.Grants {
+			g[k] = v
+		}
+		r.Grants = g
+	}
+	return r
+}

@@ -1,0 +1,202 @@
+package persistence
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// maxMemoryFamilies bounds the refresh-token families a MemoryAuthStore
+// keeps; expired ones are swept first, and a login over the bound is refused
+// (503) rather than growing the map.
+const maxMemoryFamilies = 1 << 20
+
+// MemoryAuthStore keeps users, refresh-token families and topic owners in
+// process memory (one relay instance; lost on restart). It satisfies
+// auth.Store.
+//
+// Concurrency: safe for concurrent use.
+type MemoryAuthStore struct {
+	msgs *MemoryStore // messages of a deleted topic go too; may be nil
+
+	mu       sync.Mutex
+	users    map[string]UserRecord
+	families map[string]memFamily
+	topics   map[string]TopicRecord
+}
+
+type memFamily struct {
+	rec     RefreshRecord
+	expires time.Time
+}
+
+// NewMemoryAuthStore returns an empty store. msgs (may be nil) is the
+// message store whose topic DeleteTopic also empties.
+func NewMemoryAuthStore(msgs *MemoryStore) *MemoryAuthStore {
+	return &MemoryAuthStore{msgs: msgs, users: map[string]UserRecord{}, families: map[string]memFamily{}, topics: map[string]TopicRecord{}}
+}
+
+// User returns the user named name, or an error wrapping messages.ErrNotFound.
+func (m *MemoryAuthStore) User(_ context.Context, name string) (UserRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[name]
+	if !ok {
+		return UserRecord{}, fmt.Errorf("user %q: %w", name, messages.ErrNotFound)
+	}
+	return u, nil
+}
+
+// CreateUser adds u, or fails with messages.ErrConflict when its name is taken.
+func (m *MemoryAuthStore) CreateUser(_ context.Context, u UserRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.users[u.Username]; ok {
+		return fmt.Errorf("user %q: %w", u.Username, messages.ErrConflict)
+	}
+	m.users[u.Username] = u
+	return nil
+}
+
+// PutUser creates or replaces u.
+func (m *MemoryAuthStore) PutUser(_ context.Context, u UserRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users[u.Username] = u
+	return nil
+}
+
+// CreateRefresh stores a new family that lives ttl.
+func (m *MemoryAuthStore) CreateRefresh(_ context.Context, r RefreshRecord, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if len(m.families) >= maxMemoryFamilies {
+		for k, f := range m.families {
+			if now.After(f.expires) {
+				delete(m.families, k)
+			}
+		}
+		if len(m.families) >= maxMemoryFamilies {
+			return fmt.Errorf("%w: too many live logins", messages.ErrUnavailable)
+		}
+	}
+	m.families[r.Family] = memFamily{rec: r, expires: now.Add(ttl)}
+	return nil
+}
+
+// RotateRefresh replaces the family's current hash oldHash by newHash and
+// extends its life to ttl. A hash that is not the current one revokes the
+// family and returns ErrRefreshReused; an unknown, expired or revoked family
+// returns ErrRefreshInvalid.
+func (m *MemoryAuthStore) RotateRefresh(_ context.Context, family, oldHash, newHash string, ttl time.Duration) (RefreshRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.families[family]
+	now := time.Now()
+	if !ok || now.After(f.expires) || f.rec.Revoked {
+		return RefreshRecord{}, ErrRefreshInvalid
+	}
+	if f.rec.Hash != oldHash {
+		f.rec.Revoked = true
+		m.families[family] = f
+		return RefreshRecord{}, ErrRefreshReused
+	}
+	f.rec.Hash = newHash
+	f.expires = now.Add(ttl)
+	m.families[family] = f
+	return f.rec, nil
+}
+
+// RevokeRefresh revokes the family (no error when it is unknown).
+func (m *MemoryAuthStore) RevokeRefresh(_ context.Context, family string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f, ok := m.families[family]; ok {
+		f.rec.Revoked = true
+		m.families[family] = f
+	}
+	return nil
+}
+
+// RefreshRevoked reports whether the family is revoked, expired or unknown.
+func (m *MemoryAuthStore) RefreshRevoked(_ context.Context, family string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.families[family]
+	return !ok || f.rec.Revoked || time.Now().After(f.expires), nil
+}
+
+// CreateTopic records t, or fails with messages.ErrConflict when it is owned.
+func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.topics[t.Name]; ok {
+		return fmt.Errorf("topic %q: %w", t.Name, messages.ErrConflict)
+	}
+	if len(m.topics) >= MaxOwnedTopics {
+		return errTooManyOwned
+	}
+	m.topics[t.Name] = cloneTopic(t)
+	return nil
+}
+
+// Topic returns the record of topic name, or messages.ErrNotFound.
+func (m *MemoryAuthStore) Topic(_ context.Context, name string) (TopicRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.topics[name]
+	if !ok {
+		return TopicRecord{}, fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
+	}
+	return cloneTopic(t), nil
+}
+
+// UpdateTopic applies fn to the topic's record atomically and stores the result.
+func (m *MemoryAuthStore) UpdateTopic(_ context.Context, name string, fn func(*TopicRecord) error) (TopicRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.topics[name]
+	if !ok {
+		return TopicRecord{}, fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
+	}
+	t = cloneTopic(t)
+	if err := fn(&t); err != nil {
+		return TopicRecord{}, err
+	}
+	m.topics[name] = t
+	return cloneTopic(t), nil
+}
+
+// DeleteTopic removes the topic's record and its stored messages.
+func (m *MemoryAuthStore) DeleteTopic(_ context.Context, name string) error {
+	m.mu.Lock()
+	_, ok := m.topics[name]
+	delete(m.topics, name)
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
+	}
+	if m.msgs != nil {
+		m.msgs.mu.Lock()
+		delete(m.msgs.topics, name)
+		m.msgs.mu.Unlock()
+	}
+	return nil
+}
+
+// Topics returns every owned topic, by name.
+func (m *MemoryAuthStore) Topics(_ context.Context) ([]TopicRecord, error) {
+	m.mu.Lock()
+	out := make([]TopicRecord, 0, len(m.topics))
+	for _, t := range m.topics {
+		out = append(out, cloneTopic(t))
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

@@ -1,0 +1,167 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pulsar-relay/relay/internal/valkeytest"
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// authStore is the method set auth.Store asks for (auth imports
+// persistence, so the conformance suite names it here).
+type authStore interface {
+	User(ctx context.Context, username string) (UserRecord, error)
+	CreateUser(ctx context.Context, u UserRecord) error
+	PutUser(ctx context.Context, u UserRecord) error
+	CreateRefresh(ctx context.Context, r RefreshRecord, ttl time.Duration) error
+	RotateRefresh(ctx context.Context, family, oldHash, newHash string, ttl time.Duration) (RefreshRecord, error)
+	RevokeRefresh(ctx context.Context, family string) error
+	RefreshRevoked(ctx context.Context, family string) (bool, error)
+	CreateTopic(ctx context.Context, t TopicRecord) error
+	Topic(ctx context.Context, name string) (TopicRecord, error)
+	UpdateTopic(ctx context.Context, name string, fn func(*TopicRecord) error) (TopicRecord, error)
+	DeleteTopic(ctx context.Context, name string) error
+	Topics(ctx context.Context) ([]TopicRecord, error)
+}
+
+func TestMemoryAuthStoreConformance(t *testing.T) {
+	ms := NewMemoryStore(Limits{})
+	testAuthStore(t, NewMemoryAuthStore(ms), ms)
+}
+
+func TestValkeyAuthStoreConformance(t *testing.T) {
+	srv := valkeytest.Start(t)
+	vs, err := NewValkeyStore(context.Background(), ValkeyConfig{Addrs: []string{srv.Addr()}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vs.Close() })
+	testAuthStore(t, NewValkeyAuthStore(vs), vs)
+}
+
+func testAuthStore(t *testing.T, s authStore, msgs Store) {
+	ctx := context.Background()
+	t.Run("users", func(t *testing.T) {
+		if _, err := s.User(ctx, "nobody"); !errors.Is(err, messages.ErrNotFound) {
+			t.Fatalf("missing user: %v", err)
+		}
+		u := UserRecord{ID: "id1", Username: "ann", PasswordHash: "h", Permissions: []string{"read"}}
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateUser(ctx, u); !errors.Is(err, messages.ErrConflict) {
+			t.Fatalf("second create: %v", err)
+		}
+		u.PasswordHash = "h2"
+		if err := s.PutUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.User(ctx, "ann")
+		if err != nil || got.ID != "id1" || got.PasswordHash != "h2" || len(got.Permissions) != 1 {
+			t.Fatalf("user: %+v %v", got, err)
+		}
+	})
+	t.Run("refresh rotation and replay", func(t *testing.T) {
+		fam := "0123456789abcdef0123456789abcdef"
+		if err := s.CreateRefresh(ctx, RefreshRecord{Family: fam, UserID: "id1", Username: "ann", Hash: "h0"}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if rev, err := s.RefreshRevoked(ctx, fam); err != nil || rev {
+			t.Fatalf("fresh family revoked: %v %v", rev, err)
+		}
+		rec, err := s.RotateRefresh(ctx, fam, "h0", "h1", time.Minute)
+		if err != nil || rec.UserID != "id1" || rec.Username != "ann" {
+			t.Fatalf("rotate: %+v %v", rec, err)
+		}
+		// Concurrent presentations of the same token: exactly one wins,
+		// and the losers revoke the family.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins, reused := 0, 0
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.RotateRefresh(ctx, fam, "h1", "h2", time.Minute)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					wins++
+				case errors.Is(err, ErrRefreshReused), errors.Is(err, ErrRefreshInvalid):
+					reused++
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 || reused != 7 {
+			t.Fatalf("%d wins, %d refused", wins, reused)
+		}
+		if rev, _ := s.RefreshRevoked(ctx, fam); !rev {
+			t.Fatal("a replay did not revoke the family")
+		}
+		if _, err := s.RotateRefresh(ctx, fam, "h2", "h3", time.Minute); !errors.Is(err, ErrRefreshInvalid) {
+			t.Fatalf("rotate of a revoked family: %v", err)
+		}
+		if _, err := s.RotateRefresh(ctx, "ffffffffffffffffffffffffffffffff", "x", "y", time.Minute); !errors.Is(err, ErrRefreshInvalid) {
+			t.Fatalf("unknown family: %v", err)
+		}
+		if rev, _ := s.RefreshRevoked(ctx, "ffffffffffffffffffffffffffffffff"); !rev {
+			t.Fatal("an unknown family counts as revoked")
+		}
+		fam2 := "fedcba9876543210fedcba9876543210"
+		_ = s.CreateRefresh(ctx, RefreshRecord{Family: fam2, UserID: "id1", Username: "ann", Hash: "a"}, time.Minute)
+		if err := s.RevokeRefresh(ctx, fam2); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RotateRefresh(ctx, fam2, "a", "b", time.Minute); !errors.Is(err, ErrRefreshInvalid) {
+			t.Fatalf("rotate after revoke: %v", err)
+		}
+	})
+	t.Run("topics", func(t *testing.T) {
+		rec := TopicRecord{ID: "t1", Name: "owned.topic", OwnerID: "id1", CreatedAt: time.Now().UTC()}
+		if err := s.CreateTopic(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateTopic(ctx, rec); !errors.Is(err, messages.ErrConflict) {
+			t.Fatalf("second create: %v", err)
+		}
+		got, err := s.UpdateTopic(ctx, "owned.topic", func(r *TopicRecord) error {
+			r.Description = "d"
+			r.Grants = map[string]string{"id2": "read"}
+			return nil
+		})
+		if err != nil || got.Description != "d" || got.Grants["id2"] != "read" {
+			t.Fatalf("update: %+v %v", got, err)
+		}
+		if _, err := s.UpdateTopic(ctx, "missing.topic", func(*TopicRecord) error { return nil }); !errors.Is(err, messages.ErrNotFound) {
+			t.Fatalf("update missing: %v", err)
+		}
+		all, err := s.Topics(ctx)
+		if err != nil || len(all) != 1 || all[0].Name != "owned.topic" || all[0].Grants["id2"] != "read" {
+			t.Fatalf("topics: %+v %v", all, err)
+		}
+		now := time.Now()
+		if _, err := msgs.Append(ctx, "owned.topic", []messages.Message{{Payload: []byte(`{}`), Timestamp: now}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteTopic(ctx, "owned.topic"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Topic(ctx, "owned.topic"); !errors.Is(err, messages.ErrNotFound) {
+			t.Fatalf("after delete: %v", err)
+		}
+		if p, err := msgs.Range(ctx, "owned.topic", messages.ID{}, 10); err != nil || len(p.Messages) != 0 {
+			t.Fatalf("messages after delete: %d %v", len(p.Messages), err)
+		}
+		if err := s.DeleteTopic(ctx, "owned.topic"); !errors.Is(err, messages.ErrNotFound) {
+			t.Fatalf("second delete: %v", err)
+		}
+	})
+}

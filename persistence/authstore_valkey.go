@@ -1,0 +1,346 @@
+package persistence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// ValkeyAuthStore keeps users, refresh-token families and topic owners in
+// the Valkey of a ValkeyStore (layout in authstore.go), so every relay
+// instance on that Valkey sees a rotation, a revocation or a new owner at
+// once. It satisfies auth.Store.
+//
+// Errors wrap messages.ErrUnavailable when Valkey cannot answer.
+// Concurrency: safe for concurrent use.
+type ValkeyAuthStore struct{ s *ValkeyStore }
+
+// NewValkeyAuthStore returns the auth store sharing s's connection. Closing
+// s closes it.
+func NewValkeyAuthStore(s *ValkeyStore) *ValkeyAuthStore { return &ValkeyAuthStore{s: s} }
+
+func (a *ValkeyAuthStore) client(ctx context.Context) (valkey.Client, context.Context, context.CancelFunc, error) {
+	c, err := a.s.conn()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.s.timeout)
+	return c, ctx, cancel, nil
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("valkey: %s: %w: %w", op, messages.ErrUnavailable, err)
+}
+
+// User returns the user named name, or an error wrapping messages.ErrNotFound.
+func (a *ValkeyAuthStore) User(ctx context.Context, name string) (UserRecord, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return UserRecord{}, err
+	}
+	defer cancel()
+	text, err := c.Do(ctx, c.B().Get().Key(userKey(name)).Build()).ToString()
+	if valkey.IsValkeyNil(err) {
+		return UserRecord{}, fmt.Errorf("user %q: %w", name, messages.ErrNotFound)
+	}
+	if err != nil {
+		return UserRecord{}, unavailable("get user", err)
+	}
+	var u UserRecord
+	if err := json.Unmarshal([]byte(text), &u); err != nil {
+		return UserRecord{}, fmt.Errorf("valkey: user %q: decode: %w", name, err)
+	}
+	return u, nil
+}
+
+func (a *ValkeyAuthStore) setUser(ctx context.Context, u UserRecord, nx bool) error {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	b, _ := json.Marshal(u)
+	cmd := c.B().Set().Key(userKey(u.Username)).Value(string(b))
+	var res valkey.ValkeyResult
+	if nx {
+		res = c.Do(ctx, cmd.Nx().Build())
+	} else {
+		res = c.Do(ctx, cmd.Build())
+	}
+	if err := res.Error(); valkey.IsValkeyNil(err) {
+		return fmt.Errorf("user %q: %w", u.Username, messages.ErrConflict)
+	} else if err != nil {
+		return unavailable("set user", err)
+	}
+	return nil
+}
+
+// CreateUser adds u, or fails with messages.ErrConflict when its name is taken.
+func (a *ValkeyAuthStore) CreateUser(ctx context.Context, u UserRecord) error {
+	return a.setUser(ctx, u, true)
+}
+
+// PutUser creates or replaces u.
+func (a *ValkeyAuthStore) PutUser(ctx context.Context, u UserRecord) error {
+	return a.setUser(ctx, u, false)
+}
+
+// CreateRefresh stores a new family that lives ttl.
+func (a *ValkeyAuthStore) CreateRefresh(ctx context.Context, r RefreshRecord, ttl time.Duration) error {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	key := refreshKey(r.Family)
+	res := c.DoMulti(ctx,
+		c.B().Hset().Key(key).FieldValue().FieldValue("user_id", r.UserID).FieldValue("username", r.Username).
+			FieldValue("hash", r.Hash).FieldValue("revoked", "0").Build(),
+		c.B().Pexpire().Key(key).Milliseconds(ttl.Milliseconds()).Build())
+	for _, x := range res {
+		if err := x.Error(); err != nil {
+			return unavailable("create refresh", err)
+		}
+	}
+	return nil
+}
+
+// rotateScript: KEYS[1] the family; ARGV old hash, new hash, ttl ms.
+// Returns {1, user_id, username} on success, {0} unknown/expired/revoked,
+// {-1} reuse (the family is now revoked).
+var rotateScript = valkey.NewLuaScript(`
+local h = redis.call('HMGET', KEYS[1], 'hash', 'revoked', 'user_id', 'username')
+if not h[1] or h[2] == '1' then return {0} end
+if h[1] ~= ARGV[1] then
+  redis.call('HSET', KEYS[1], 'revoked', '1')
+  return {-1}
+end
+redis.call('HSET', KEYS[1], 'hash', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, h[3], h[4]}
+`)
+
+// RotateRefresh replaces the family's current hash oldHash by newHash, in
+// one atomic script. A hash that is not the current one revokes the family
+// and returns ErrRefreshReused; an unknown, expired or revoked family returns
+// ErrRefreshInvalid.
+func (a *ValkeyAuthStore) RotateRefresh(ctx context.Context, family, oldHash, newHash string, ttl time.Duration) (RefreshRecord, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return RefreshRecord{}, err
+	}
+	defer cancel()
+	reply, err := rotateScript.Exec(ctx, c, []string{refreshKey(family)},
+		[]string{oldHash, newHash, strconv.FormatInt(ttl.Milliseconds(), 10)}).ToArray()
+	if err != nil || len(reply) == 0 {
+		return RefreshRecord{}, unavailable("rotate refresh", errors.Join(err, errors.New("empty reply")))
+	}
+	code, _ := reply[0].AsInt64()
+	switch {
+	case code == -1:
+		return RefreshRecord{}, ErrRefreshReused
+	case code != 1 || len(reply) < 3:
+		return RefreshRecord{}, ErrRefreshInvalid
+	}
+	uid, _ := reply[1].ToString()
+	name, _ := reply[2].ToString()
+	return RefreshRecord{Family: family, UserID: uid, Username: name, Hash: newHash}, nil
+}
+
+// RevokeRefresh revokes the family (no error when it is unknown).
+func (a *ValkeyAuthStore) RevokeRefresh(ctx context.Context, family string) error {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := revokeScript.Exec(ctx, c, []string{refreshKey(family)}, nil).Error(); err != nil {
+		return unavailable("revoke refresh", err)
+	}
+	return nil
+}
+
+// revokeScript marks an existing family revoked (keeping its expiry).
+var revokeScript = valkey.NewLuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'revoked', '1') end
+return 0
+`)
+
+// RefreshRevoked reports whether the family is revoked, expired or unknown.
+func (a *ValkeyAuthStore) RefreshRevoked(ctx context.Context, family string) (bool, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	vals, err := c.Do(ctx, c.B().Hmget().Key(refreshKey(family)).Field("hash", "revoked").Build()).ToArray()
+	if err != nil {
+		return false, unavailable("refresh status", err)
+	}
+	if len(vals) < 2 || vals[0].IsNil() {
+		return true, nil
+	}
+	rev, _ := vals[1].ToString()
+	return rev == "1", nil
+}
+
+// createTopicScript: SET NX of the record; 1 when the topic was not owned.
+// KEYS[1] owner key; ARGV[1] record. (The index is another slot: CreateTopic
+// adds to it with its own command.)
+var createTopicScript = valkey.NewLuaScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+return 0
+`)
+
+// CreateTopic records t, or fails with messages.ErrConflict when it is owned.
+func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if n, err := c.Do(ctx, c.B().Scard().Key(topicIndexKey).Build()).AsInt64(); err != nil {
+		return unavailable("count topics", err)
+	} else if n >= MaxOwnedTopics {
+		return errTooManyOwned
+	}
+	b, _ := json.Marshal(t)
+	n, err := createTopicScript.Exec(ctx, c, []string{topicOwnerKey(t.Name)}, []string{string(b)}).AsInt64()
+	if err != nil {
+		return unavailable("create topic", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("topic %q: %w", t.Name, messages.ErrConflict)
+	}
+	// The index is another slot: a separate command. A crash in between
+	// leaves an owned topic missing from listings until it is updated.
+	if err := c.Do(ctx, c.B().Sadd().Key(topicIndexKey).Member(t.Name).Build()).Error(); err != nil {
+		return unavailable("index topic", err)
+	}
+	return nil
+}
+
+// Topic returns the record of topic name, or messages.ErrNotFound.
+func (a *ValkeyAuthStore) Topic(ctx context.Context, name string) (TopicRecord, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return TopicRecord{}, err
+	}
+	defer cancel()
+	rec, _, err := a.getTopic(ctx, c, name)
+	return rec, err
+}
+
+func (a *ValkeyAuthStore) getTopic(ctx context.Context, c valkey.Client, name string) (TopicRecord, string, error) {
+	text, err := c.Do(ctx, c.B().Get().Key(topicOwnerKey(name)).Build()).ToString()
+	if valkey.IsValkeyNil(err) {
+		return TopicRecord{}, "", fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
+	}
+	if err != nil {
+		return TopicRecord{}, "", unavailable("get topic", err)
+	}
+	var t TopicRecord
+	if err := json.Unmarshal([]byte(text), &t); err != nil {
+		return TopicRecord{}, "", fmt.Errorf("valkey: topic %q: decode: %w", name, err)
+	}
+	return t, text, nil
+}
+
+// casScript: KEYS[1]; replace ARGV[1] by ARGV[2] only if it is still there.
+var casScript = valkey.NewLuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// UpdateTopic applies fn to the topic's record and stores the result with a
+// compare-and-set, retrying a few times when another writer got in between.
+func (a *ValkeyAuthStore) UpdateTopic(ctx context.Context, name string, fn func(*TopicRecord) error) (TopicRecord, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return TopicRecord{}, err
+	}
+	defer cancel()
+	for range 8 {
+		t, old, err := a.getTopic(ctx, c, name)
+		if err != nil {
+			return TopicRecord{}, err
+		}
+		if err := fn(&t); err != nil {
+			return TopicRecord{}, err
+		}
+		b, _ := json.Marshal(t)
+		n, err := casScript.Exec(ctx, c, []string{topicOwnerKey(name)}, []string{old, string(b)}).AsInt64()
+		if err != nil {
+			return TopicRecord{}, unavailable("update topic", err)
+		}
+		if n == 1 {
+			return t, nil
+		}
+	}
+	return TopicRecord{}, fmt.Errorf("valkey: update topic %q: %w: too much contention", name, messages.ErrUnavailable)
+}
+
+// deleteTopicScript removes the owner record and the message stream (same
+// slot). Returns 1 when the topic was owned.
+var deleteTopicScript = valkey.NewLuaScript(`
+local n = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return n
+`)
+
+// DeleteTopic removes the topic's record and its stored messages.
+func (a *ValkeyAuthStore) DeleteTopic(ctx context.Context, name string) error {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	n, err := deleteTopicScript.Exec(ctx, c, []string{topicOwnerKey(name), streamKey(name)}, nil).AsInt64()
+	if err != nil {
+		return unavailable("delete topic", err)
+	}
+	if err := c.Do(ctx, c.B().Srem().Key(topicIndexKey).Member(name).Build()).Error(); err != nil {
+		return unavailable("unindex topic", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
+	}
+	return nil
+}
+
+// Topics returns every owned topic, by name.
+func (a *ValkeyAuthStore) Topics(ctx context.Context) ([]TopicRecord, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	names, err := c.Do(ctx, c.B().Smembers().Key(topicIndexKey).Build()).AsStrSlice()
+	if err != nil {
+		return nil, unavailable("list topics", err)
+	}
+	sort.Strings(names)
+	out := make([]TopicRecord, 0, len(names))
+	for _, n := range names {
+		t, _, err := a.getTopic(ctx, c, n)
+		if errors.Is(err, messages.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
