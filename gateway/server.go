@@ -15,8 +15,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pulsar-relay/relay/actors"
-	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/auth"
+	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
 )
 

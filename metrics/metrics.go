@@ -69,7 +69,7 @@ type Registry struct {
 	storageLatency  *prometheus.HistogramVec
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
-	limits          *limitMetrics // limits.go
+	limits          *limitMetrics          // limits.go
 	rateLimited     *prometheus.CounterVec // ratelimit.go
 	authSizes       *authSizes             // ratelimit.go
 

@@ -35,7 +35,7 @@ type config struct {
 	// MemoryLimit is the Go runtime's soft memory limit in bytes
 	// (RELAY_MEMORY_LIMIT); 0 leaves it alone (GOMEMLIMIT, if set, applies).
 	MemoryLimit int64
-	Auth             auth.Config
+	Auth        auth.Config
 }
 
 // setting is one RELAY_* variable: its flag is the lower-case name with
