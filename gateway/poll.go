@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"github.com/pulsar-relay/relay/auth"
 	"net/http"
 	"strconv"
 	"sync"
@@ -88,15 +88,9 @@ func (c *consumers) acquireWaiter(client string) (release func(), err error) {
 	}, nil
 }
 
-// clientIdentity is whom per-client limits count against: the remote IP
-// (authentication, when it exists, will name the principal instead).
-func clientIdentity(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// clientIdentity is whom per-client limits count against: the
+// authenticated principal, or the remote IP when anonymous.
+func clientIdentity(r *http.Request) string { return identityOf(principalOf(r.Context()), r) }
 
 // clearWriteDeadline lifts the server's per-request write deadline for a
 // response that stays open on purpose (SSE), which bounds each of its
@@ -178,6 +172,10 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	req, err := decodePoll(body)
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorizeTopics(r, auth.OpRead, req.Topics); err != nil {
+		s.writeError(w, r, err) // 403 before waiting
 		return
 	}
 	// The answer may take up to the poll's timeout: extend the server's

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/pulsar-relay/relay/auth"
 	"hash/fnv"
 	"net/http"
 	"net/url"
@@ -192,6 +193,10 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 	topics, err := s.sseTopics(r)
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorizeTopics(r, auth.OpRead, topics); err != nil {
+		s.writeError(w, r, err) // 403 before streaming
 		return
 	}
 	resume := r.Header.Get("Last-Event-ID")
