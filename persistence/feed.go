@@ -119,6 +119,8 @@ func channelTopic(channel string) string {
 
 // FeedHandler receives what a Feed hears. Calls are serialised (never two
 // at once) and must return quickly: hand the notice to an actor and return.
+// A handler must not call the Feed's methods (it runs on the connection's
+// reader, which a Subscribe may be waiting on).
 type FeedHandler interface {
 	// OnNotice is called for each notice on a subscribed topic, including
 	// those of this relay's own appends. A notice that cannot be decoded
