@@ -138,6 +138,8 @@ type FeedHandler interface {
 // Feed subscribes to the notices of topics. Subscriptions are reference
 // counted by the feed: Subscribe n times, Unsubscribe n times, and the
 // channel is left on the last Unsubscribe. Safe for concurrent use.
+// Subscribe and Unsubscribe talk to Valkey: against a stalled server they
+// block up to a few store timeouts, so call them off an actor's Receive.
 type Feed interface {
 	// Subscribe adds one interest in topic. The interest is kept even when
 	// it returns an error (wrapping messages.ErrUnavailable: the link is
