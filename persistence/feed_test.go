@@ -3,6 +3,7 @@ package persistence
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -202,6 +203,19 @@ func TestValkeyFeedLinkLossAndBack(t *testing.T) {
 	}
 	if err := feed.Close(); err != nil {
 		t.Fatal(err)
+	}
+	assertNoFeedGoroutines(t)
+}
+
+// assertNoFeedGoroutines fails t if a feed goroutine outlived its Close.
+func assertNoFeedGoroutines(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	for _, fn := range []string{"(*feedLink).run", "(*valkeyFeed).setup"} {
+		if strings.Contains(stacks, fn) {
+			t.Errorf("a %s goroutine is still running after Close", fn)
+		}
 	}
 }
 

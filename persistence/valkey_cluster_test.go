@@ -171,6 +171,15 @@ func TestValkeyClusterFeed(t *testing.T) {
 		}
 	}
 	check("after the links were killed", send(1))
+	for topic := range want { // the last Unsubscribe of a slot closes its link
+		if err := feed.Unsubscribe(topic); err != nil {
+			t.Errorf("Unsubscribe(%s): %v", topic, err)
+		}
+	}
+	if err := feed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoFeedGoroutines(t)
 }
 
 func TestHashSlot(t *testing.T) {
