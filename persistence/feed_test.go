@@ -1,7 +1,9 @@
 package persistence
 
 import (
+	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -202,6 +204,19 @@ func TestValkeyFeedLinkLossAndBack(t *testing.T) {
 	if err := feed.Close(); err != nil {
 		t.Fatal(err)
 	}
+	assertNoFeedGoroutines(t)
+}
+
+// assertNoFeedGoroutines fails t if a feed goroutine outlived its Close.
+func assertNoFeedGoroutines(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	for _, fn := range []string{"(*feedLink).run", "(*valkeyFeed).setup"} {
+		if strings.Contains(stacks, fn) {
+			t.Errorf("a %s goroutine is still running after Close", fn)
+		}
+	}
 }
 
 func TestDecodeNotice(t *testing.T) {
@@ -283,4 +298,74 @@ func TestValkeyFeedNoticesChainInStreamOrder(t *testing.T) {
 	}
 	stream := mustRange(t, a, "chain", messages.ID{}, 1000).Messages
 	assertIDs(t, "notices end to end", got, idsOf(stream))
+}
+
+// countingHandler counts notices per topic without ever blocking.
+type countingHandler struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *countingHandler) OnNotice(n Notice) {
+	h.mu.Lock()
+	h.n[n.Topic]++
+	h.mu.Unlock()
+}
+
+func (h *countingHandler) OnLink(bool, error) {}
+
+func (h *countingHandler) count(topic string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[topic]
+}
+
+// Subscribing while notices stream in on the same connection neither stalls
+// nor fails: a handler call never waits on the lock a Subscribe holds while
+// it waits for its SSUBSCRIBE reply behind those notices.
+func TestValkeyFeedSubscribeDuringAFlood(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{Timeout: 2 * time.Second})
+	h := &countingHandler{n: make(map[string]int)}
+	feed, err := s.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	eventually(t, 10*time.Second, func() string {
+		if !feed.Up() {
+			return "feed not up"
+		}
+		return ""
+	})
+	if err := feed.Subscribe("flood"); err != nil {
+		t.Fatal(err)
+	}
+	const floods = 3000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range floods {
+			if _, err := s.Append(context.Background(), "flood", msgs(i, 1)); err != nil {
+				t.Errorf("flood append: %v", err)
+				return
+			}
+		}
+	}()
+	for i := range 100 {
+		start := time.Now()
+		if err := feed.Subscribe(fmt.Sprintf("late-%d", i)); err != nil {
+			t.Fatalf("Subscribe during a flood: %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("Subscribe during a flood took %s", d)
+		}
+	}
+	<-done
+	eventually(t, 10*time.Second, func() string {
+		if n := h.count("flood"); n != floods {
+			return fmt.Sprintf("%d of %d flood notices", n, floods)
+		}
+		return ""
+	})
 }

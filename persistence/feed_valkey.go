@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valkey-io/valkey-go"
@@ -40,7 +41,7 @@ type valkeyFeed struct {
 	links   map[uint16]*feedLink
 	ready   bool // the mode is known and links exist for every topic
 	cluster bool
-	closed  bool
+	closed  atomic.Bool // read without mu by handler calls
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -104,7 +105,7 @@ func (f *valkeyFeed) setup() {
 		if err == nil {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			if !f.closed {
+			if !f.closed.Load() {
 				f.startLocked(c)
 			}
 			return
@@ -223,7 +224,7 @@ func (l *feedLink) connect() (<-chan error, error) {
 		return nil, errors.New("link closed")
 	default:
 	}
-	if f.closed {
+	if f.closed.Load() {
 		f.mu.Unlock()
 		cancel()
 		return nil, errors.New("feed closed")
@@ -308,7 +309,7 @@ func (l *feedLink) drop() {
 func (l *feedLink) linkDown(err error) {
 	f := l.f
 	f.mu.Lock()
-	report := !l.down && !f.closed
+	report := !l.down && !f.closed.Load()
 	l.down = true
 	f.mu.Unlock()
 	if report {
@@ -317,13 +318,13 @@ func (l *feedLink) linkDown(err error) {
 	}
 }
 
+// call runs a handler call unless the feed is closed. It must not take mu:
+// pub/sub hooks call it from the connection's reader, which a Subscribe
+// holding mu may be waiting on.
 func (f *valkeyFeed) call(fn func()) {
 	f.hmu.Lock()
 	defer f.hmu.Unlock()
-	f.mu.Lock()
-	closed := f.closed
-	f.mu.Unlock()
-	if !closed {
+	if !f.closed.Load() {
 		fn()
 	}
 }
@@ -343,7 +344,7 @@ func (f *valkeyFeed) onMessage(m valkey.PubSubMessage) {
 func (f *valkeyFeed) Subscribe(topic string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed {
+	if f.closed.Load() {
 		return fmt.Errorf("valkey: feed subscribe %q: %w: feed closed", topic, messages.ErrUnavailable)
 	}
 	f.refs[topic]++
@@ -371,7 +372,7 @@ func (f *valkeyFeed) Unsubscribe(topic string) error {
 		return nil
 	}
 	delete(f.refs, topic)
-	if !f.ready || f.closed {
+	if !f.ready || f.closed.Load() {
 		return nil
 	}
 	l := f.links[f.slotOf(topic)]
@@ -401,7 +402,7 @@ func (f *valkeyFeed) Unsubscribe(topic string) error {
 func (f *valkeyFeed) Up() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.ready || f.closed {
+	if !f.ready || f.closed.Load() {
 		return false
 	}
 	for _, l := range f.links {
@@ -415,11 +416,11 @@ func (f *valkeyFeed) Up() bool {
 // Close implements Feed.
 func (f *valkeyFeed) Close() error {
 	f.mu.Lock()
-	if f.closed {
+	if f.closed.Load() {
 		f.mu.Unlock()
 		return nil
 	}
-	f.closed = true
+	f.closed.Store(true)
 	f.mu.Unlock()
 	close(f.stop)
 	f.wg.Wait()

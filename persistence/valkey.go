@@ -44,7 +44,9 @@ type ValkeyConfig struct {
 	// batch the replicas did not confirm within 3/4 of Timeout fails with
 	// messages.ErrUnavailable although the master stored it (a retry with
 	// the same Idempotency-Key stores nothing new and is acknowledged, with
-	// the first id, once the replicas confirm).
+	// the first id, once the replicas confirm). The notice goes out with
+	// the script, before WAIT: other relays may deliver such a message,
+	// which a failover right then can still lose.
 	WaitReplicas int
 	// Timeout bounds every operation, connecting included; default 2s. A
 	// stalled Valkey makes an operation fail with messages.ErrUnavailable

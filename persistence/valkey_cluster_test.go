@@ -171,6 +171,15 @@ func TestValkeyClusterFeed(t *testing.T) {
 		}
 	}
 	check("after the links were killed", send(1))
+	for topic := range want { // the last Unsubscribe of a slot closes its link
+		if err := feed.Unsubscribe(topic); err != nil {
+			t.Errorf("Unsubscribe(%s): %v", topic, err)
+		}
+	}
+	if err := feed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoFeedGoroutines(t)
 }
 
 func TestHashSlot(t *testing.T) {
@@ -292,5 +301,102 @@ func TestValkeyClusterFeedFollowsAMovedSlot(t *testing.T) {
 	}
 	if owner := slotOwner(t, dst, slot); owner != to {
 		t.Errorf("slot %d is served by %s, want %s", slot, owner, to)
+	}
+}
+
+// A master fails (SIGKILL) while a topic on it is written with
+// WaitReplicas 1: its replica takes over, every acknowledged message is in
+// the stream afterwards (some appends during the failover fail; none is
+// acknowledged and lost), and the feed's link comes back at the new master.
+func TestValkeyClusterFailoverKeepsAcknowledged(t *testing.T) {
+	c := valkeytest.StartCluster(t)
+	const topic = "failover"
+	s, err := NewValkeyStore(context.Background(), ValkeyConfig{Addrs: c.Addrs(), WaitReplicas: 1, Timeout: time.Second}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := newChanHandler(t)
+	feed, err := s.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	if err := feed.Subscribe(topic); err != nil {
+		t.Fatal(err)
+	}
+	h.link(true)
+
+	owner := slotOwner(t, nodeClient(t, c.Nodes[0].Addr()), hashSlot(topic))
+	var victim *valkeytest.Server
+	for _, n := range c.Nodes {
+		if n.Addr() == owner {
+			victim = n
+		}
+	}
+	// The replica that takes over has no replica of its own until the old
+	// master comes back (as its replica): restart it a while after the
+	// kill, when the cluster has failed over.
+	var acked []messages.ID
+	var killed time.Time
+	failed, ackedAfterKill := 0, 0
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; victim != nil || ackedAfterKill < 50; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60 s: %d acknowledged (%d after the kill), %d failed", len(acked), ackedAfterKill, failed)
+		}
+		if len(acked) >= 50 && killed.IsZero() {
+			victim.Kill()
+			killed = time.Now()
+		}
+		if victim != nil && !killed.IsZero() && time.Since(killed) > 5*time.Second {
+			victim.Restart()
+			victim = nil
+		}
+		batch := msgs(i, 1)
+		if n, err := s.Append(context.Background(), topic, batch); err == nil && n == 1 {
+			acked = append(acked, batch[0].ID)
+			if !killed.IsZero() {
+				ackedAfterKill++
+			}
+		} else {
+			failed++
+			time.Sleep(50 * time.Millisecond) // pace retries while the cluster fails over
+		}
+	}
+	stored := make(map[messages.ID]bool)
+	after := messages.ID{}
+	for {
+		p := mustRange(t, s, topic, after, 1000)
+		for _, m := range p.Messages {
+			stored[m.ID] = true
+		}
+		if len(p.Messages) == 0 {
+			break
+		}
+		after = p.Messages[len(p.Messages)-1].ID
+	}
+	for _, id := range acked {
+		if !stored[id] {
+			t.Errorf("acknowledged %s is not in the stream after the failover", id)
+		}
+	}
+	t.Logf("%d acknowledged, %d failed during the failover, %d stored", len(acked), failed, len(stored))
+	// The feed lost its link with the master and made it again.
+	sawDown := false
+	for {
+		e := h.next("the feed's link after the failover")
+		if e.up != nil && !*e.up {
+			sawDown = true
+		}
+		if e.up != nil && *e.up && sawDown {
+			break
+		}
+	}
+	last := appendAll(t, s, topic, msgs(0, 1))[0]
+	for {
+		if n := h.notice("a notice after the failover"); n.Last == last.ID {
+			break
+		}
 	}
 }
