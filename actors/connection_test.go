@@ -169,6 +169,7 @@ func TestReplayIsNotALiveQueue(t *testing.T) {
 	}{{"ring and store", false}, {"store only", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := persistence.NewMemoryStore(persistence.Limits{})
+			t.Cleanup(func() { _ = store.Close() })
 			fill(t, store, "big", 10_000)
 			counters := &relaytest.Counters{}
 			m := newManager(t, store, actors.Config{ConnectionQueueSize: 32, ReplayPageBytes: 8 << 10,
@@ -219,6 +220,7 @@ func fill(t testing.TB, store persistence.Store, topic string, n int) {
 // one per topic), and still get everything.
 func TestReplayBudgets(t *testing.T) {
 	store := persistence.NewMemoryStore(persistence.Limits{})
+	t.Cleanup(func() { _ = store.Close() })
 	topics := make([]string, 20)
 	for i := range topics {
 		topics[i] = fmt.Sprintf("t%d", i)
@@ -255,6 +257,7 @@ func TestReplayBudgets(t *testing.T) {
 // is reported in "subscribed" and delivery starts at the oldest retained.
 func TestResumeReportsTruncation(t *testing.T) {
 	store := persistence.NewMemoryStore(persistence.Limits{MaxMessages: 10})
+	t.Cleanup(func() { _ = store.Close() })
 	m := newManager(t, store, actors.Config{StoreLimits: persistence.Limits{MaxMessages: 10}})
 	first := publish(t, m, "trim", 0)
 	for i := 1; i < 30; i++ {
@@ -275,6 +278,7 @@ func TestResumeReportsTruncation(t *testing.T) {
 func TestRingServesOnlyWhatItHolds(t *testing.T) {
 	t.Run("older than the actor", func(t *testing.T) {
 		store := persistence.NewMemoryStore(persistence.Limits{})
+		t.Cleanup(func() { _ = store.Close() })
 		fill(t, store, "t", 20)
 		m := newManager(t, store, actors.Config{})
 		publish(t, m, "t", 100)
@@ -285,6 +289,7 @@ func TestRingServesOnlyWhatItHolds(t *testing.T) {
 	})
 	t.Run("shared store", func(t *testing.T) {
 		store := persistence.NewMemoryStore(persistence.Limits{})
+		t.Cleanup(func() { _ = store.Close() })
 		m := newManager(t, store, actors.Config{SharedStore: true})
 		from := publish(t, m, "t", 1)
 		publish(t, m, "t", 2)
@@ -324,6 +329,7 @@ func (s shortPageStore) Range(ctx context.Context, topic string, after messages.
 // short page instead of taking it for the end of the stream.
 func TestReplayFollowsPageNext(t *testing.T) {
 	inner := persistence.NewMemoryStore(persistence.Limits{})
+	t.Cleanup(func() { _ = inner.Close() })
 	fill(t, inner, "sparse", 25)
 	m := newManager(t, shortPageStore{inner}, actors.Config{SharedStore: true})
 	s := newSink()

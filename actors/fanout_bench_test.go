@@ -46,6 +46,7 @@ func newFanOut(tb testing.TB, subscribers int, obs actors.Observer) *fanOut {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	system := actors.NewActorSystem(log)
 	store := persistence.NewMemoryStore(persistence.Limits{MaxMessages: 100_000})
+	tb.Cleanup(func() { _ = store.Close() })
 	mgr := actors.NewTopicManager(system, store, actors.Config{Observer: obs, ConnectionQueueSize: 1 << 20, ConnectionQueueBytes: 1 << 30}, log)
 	f := &fanOut{mgr: mgr}
 	frame, err := messages.DecodeClientFrame([]byte(`{"type":"subscribe","topics":["bench"]}`))

@@ -127,6 +127,7 @@ func newManager(t testing.TB, store persistence.Store, cfg actors.Config) *actor
 	t.Helper()
 	if store == nil {
 		store = persistence.NewMemoryStore(persistence.Limits{})
+		t.Cleanup(func() { _ = store.Close() })
 	}
 	log := relaytest.Logger()
 	system := actors.NewActorSystem(log)

@@ -21,6 +21,7 @@ import (
 // contiguous suffix of it.
 func TestSubscribeWhilePublishing(t *testing.T) {
 	store := persistence.NewMemoryStore(persistence.Limits{})
+	t.Cleanup(func() { _ = store.Close() })
 	m := newManager(t, store, actors.Config{ReplayPageBytes: 4 << 10})
 	const topic, nPub, perPub = "busy", 4, 250
 	var published atomic.Int64
@@ -118,6 +119,7 @@ func (s *idemStore) Append(ctx context.Context, topic string, batch []messages.M
 // a key reused with another request is answered ErrIdempotencyKeyReused.
 func TestIdempotentRepeatIsAnsweredNotDelivered(t *testing.T) {
 	store := &idemStore{Store: persistence.NewMemoryStore(persistence.Limits{}), seen: map[string]messages.Message{}}
+	t.Cleanup(func() { _ = store.Close() })
 	m := newManager(t, store, actors.Config{})
 	s := newSink()
 	c := connect(t, m, s)
@@ -234,6 +236,7 @@ func (o *countingObserver) TopicsActive(d int) {
 // the stopping actor or its successor.
 func TestIdleStopRacesPublish(t *testing.T) {
 	store := persistence.NewMemoryStore(persistence.Limits{})
+	t.Cleanup(func() { _ = store.Close() })
 	obs := &countingObserver{Counters: &relaytest.Counters{}}
 	m := newManager(t, store, actors.Config{TopicIdleTimeout: 2 * time.Millisecond, Observer: obs})
 	total := 0
@@ -261,6 +264,7 @@ func TestIdleStopRacesPublish(t *testing.T) {
 func TestIdleLifecycle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := persistence.NewMemoryStore(persistence.Limits{})
+		defer store.Close()
 		log := relaytest.Logger()
 		system := actors.NewActorSystem(log)
 		m := actors.NewTopicManager(system, store, actors.Config{TopicIdleTimeout: time.Minute}, log)
