@@ -1,39 +1,40 @@
 package actors
 
-import "sync/atomic"
+import "sync"
 
 // byteBudget bounds bytes held across goroutines (the process's replay
-// pages). Safe for concurrent use.
+// pages). The observer sees every change under the same lock, so its gauge
+// never shows more than the limit. Safe for concurrent use; taken once per
+// replay page, not per message.
 type byteBudget struct {
-	limit int64
-	used  atomic.Int64
+	limit int
 	obs   ReplayObserver
+
+	mu   sync.Mutex
+	used int
 }
 
 func newByteBudget(limit int, obs ReplayObserver) *byteBudget {
-	return &byteBudget{limit: int64(limit), obs: obs}
+	return &byteBudget{limit: limit, obs: obs}
 }
 
 // tryAcquire reserves n bytes if they fit. When nothing is reserved it
 // always succeeds, so one page larger than the whole budget still moves.
 func (b *byteBudget) tryAcquire(n int) bool {
-	for {
-		u := b.used.Load()
-		if u > 0 && u+int64(n) > b.limit {
-			return false
-		}
-		if b.used.CompareAndSwap(u, u+int64(n)) {
-			b.obs.ReplayBytes(n)
-			return true
-		}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used > 0 && b.used+n > b.limit {
+		return false
 	}
+	b.used += n
+	b.obs.ReplayBytes(n)
+	return true
 }
 
 // release returns n bytes reserved by tryAcquire.
 func (b *byteBudget) release(n int) {
-	b.used.Add(-int64(n))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
 	b.obs.ReplayBytes(-n)
 }
-
-// inUse reports the bytes reserved now.
-func (b *byteBudget) inUse() int64 { return b.used.Load() }

@@ -70,11 +70,8 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 	}
 	id := "s" + strconv.FormatUint(m.sessions.Add(1), 36) + strconv.FormatInt(time.Now().UnixNano()&0xffffff, 36)
 	c := &connActor{
-		connDeps: connDeps{
-			topics: m.reg, post: m.post, budget: m.replay, cfg: connConfigOf(&m.cfg),
-			obs: m.cfg.Observer, robs: replayObserver(m.cfg.Observer), log: m.log, faults: m.cfg.Faults,
-		},
-		id: id, sink: sink, transport: transport,
+		connDeps: m.connDeps,
+		id:       id, sink: sink, transport: transport,
 		subs:  make(map[string]*subscription),
 		slots: make(chan struct{}, maxPendingCommands),
 		done:  make(chan struct{}),

@@ -27,7 +27,8 @@ func connConfigOf(c *Config) connConfig {
 	}
 }
 
-// connDeps are a connection actor's collaborators.
+// connDeps are a connection actor's collaborators, one value shared by
+// every connection actor (an idle connection costs one pointer for them).
 type connDeps struct {
 	topics topicRouter
 	post   poster
@@ -67,7 +68,7 @@ const (
 // connActor owns one subscriber connection: its subscriptions, its outbox,
 // the replays it pulls, and the writes to its socket.
 type connActor struct {
-	connDeps
+	*connDeps
 	id        string
 	sink      Sink
 	transport string

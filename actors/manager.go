@@ -33,6 +33,7 @@ type TopicManager struct {
 	conns      *actor.RootContext // spawns connection actors under their guardian
 	reg        *registry
 	replay     *byteBudget // the process's replay pages
+	connDeps   *connDeps   // shared by every connection actor
 	sessions   atomic.Uint64
 	stopEvents func() // ends the supervision event subscription
 }
@@ -63,6 +64,11 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	m.reg.spawn = func(topic string, e *topicEntry, name string) (*actor.PID, error) {
 		t := newTopicActor(deps, topic, e)
 		return topics.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return t }), name)
+	}
+
+	m.connDeps = &connDeps{
+		topics: m.reg, post: system.Root, budget: m.replay, cfg: connConfigOf(&cfg),
+		obs: cfg.Observer, robs: replayObserver(cfg.Observer), log: logger, faults: cfg.Faults,
 	}
 
 	es := system.EventStream.Subscribe(func(ev any) {

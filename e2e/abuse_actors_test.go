@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -164,9 +166,10 @@ func TestUnreadPongsAreASlowConsumer(t *testing.T) {
 		frames.Write(maskedText(ping))
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	_ = ws.conn.SetWriteDeadline(deadline)
 	for counters.SlowDisconnects.Load() == 0 && time.Now().Before(deadline) {
-		if _, err := ws.conn.Write(frames.Bytes()); err != nil {
+		// Short write deadlines: once the relay stops reading, check again.
+		_ = ws.conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := ws.conn.Write(frames.Bytes()); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			break // the relay closed the connection
 		}
 	}

@@ -160,7 +160,12 @@ func (c *config) settings() []setting {
 // itoa and dur write a Default* constant as a settings-table default.
 func itoa(n int) string { return strconv.Itoa(n) }
 
-func dur(d time.Duration) string { return d.String() }
+func dur(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s" // "600s", as the SPEC writes it
+	}
+	return d.String()
+}
 
 // flagHelp reports that -h was asked for and usage was printed.
 var flagHelp = flag.ErrHelp
