@@ -547,3 +547,25 @@ func (f *hardenFailingStore) Range(context.Context, string, messages.ID, int) (p
 func (f *hardenFailingStore) Ping(context.Context) error {
 	return fmt.Errorf("ping: %w: %w", messages.ErrUnavailable, hardenErrDial)
 }
+
+// Item 4 and 5: the per-request deadlines do not reach a WebSocket: the
+// upgrade lifts them from the hijacked socket, so a connection outlives
+// them in both directions.
+func TestHardeningWebSocketOutlivesHTTPDeadlines(t *testing.T) {
+	const deadline = 200 * time.Millisecond
+	r, _ := hardenStart(t, gateway.Config{HTTPReadTimeout: deadline, HTTPWriteTimeout: deadline})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := r.Dial(ctx)
+	c.Subscribe(ctx, map[string]any{"topics": []string{"long.lived"}})
+	// Time itself is what is tested: the deadlines must have passed.
+	time.Sleep(5 * deadline)
+	id := r.MustPublish("long.lived", map[string]any{"n": 1})
+	if f := c.MustRead(ctx); f.MessageID != id {
+		t.Fatalf("after the HTTP deadlines: got %+v, want message %s", f, id)
+	}
+	c.Send(ctx, map[string]any{"type": "ping"})
+	if f := c.MustRead(ctx); f.Type != "pong" {
+		t.Fatalf("after the HTTP deadlines: got %+v, want pong", f)
+	}
+}
