@@ -27,16 +27,16 @@ import (
 // of issue 9: each asserts the refusal or the bound through the relay's
 // answers and its own metrics, never through wall time.
 
-// startHardened starts a relay with metrics and the given gateway settings.
-func startHardened(t *testing.T, gw gateway.Config) (*relaytest.Relay, *metrics.Registry) {
+// hardenStart starts a relay with metrics and the given gateway settings.
+func hardenStart(t *testing.T, gw gateway.Config) (*relaytest.Relay, *metrics.Registry) {
 	t.Helper()
 	reg := metrics.New(10)
 	return relaytest.Start(t, relaytest.Options{Gateway: gw, Metrics: reg}), reg
 }
 
-// metricValue sums the samples of the metric family name whose labels
+// hardenMetric sums the samples of the metric family name whose labels
 // include want.
-func metricValue(t *testing.T, reg *metrics.Registry, name string, want map[string]string) float64 {
+func hardenMetric(t *testing.T, reg *metrics.Registry, name string, want map[string]string) float64 {
 	t.Helper()
 	fams, err := reg.Gatherer().Gather()
 	if err != nil {
@@ -71,22 +71,19 @@ func metricValue(t *testing.T, reg *metrics.Registry, name string, want map[stri
 	return sum
 }
 
-// history fetches one page.
-func history(t *testing.T, r *relaytest.Relay, topic, query string) (int, struct {
+// hardenPage is one history page.
+type hardenPage struct {
 	Messages []struct {
 		MessageID string          `json:"message_id"`
 		Payload   json.RawMessage `json:"payload"`
 	} `json:"messages"`
 	NextCursor *string `json:"next_cursor"`
-}) {
+}
+
+// hardenHistory fetches one history page.
+func hardenHistory(t *testing.T, r *relaytest.Relay, topic, query string) (int, hardenPage) {
 	t.Helper()
-	var page struct {
-		Messages []struct {
-			MessageID string          `json:"message_id"`
-			Payload   json.RawMessage `json:"payload"`
-		} `json:"messages"`
-		NextCursor *string `json:"next_cursor"`
-	}
+	var page hardenPage
 	resp, err := relaytest.HTTPClient.Get(r.URL + "/api/v1/topics/" + topic + "/messages" + query)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +95,7 @@ func history(t *testing.T, r *relaytest.Relay, topic, query string) (int, struct
 	return resp.StatusCode, page
 }
 
-func publishRaw(t *testing.T, r *relaytest.Relay, body string) (int, map[string]any) {
+func hardenPublish(t *testing.T, r *relaytest.Relay, body string) (int, map[string]any) {
 	t.Helper()
 	return r.Post("/api/v1/messages", "application/json", []byte(body))
 }
@@ -106,7 +103,7 @@ func publishRaw(t *testing.T, r *relaytest.Relay, body string) (int, map[string]
 // Item 8: a payload or metadata that is not UTF-8 is refused, not stored
 // and never reaches a subscriber.
 func TestHardeningInvalidUTF8Refused(t *testing.T) {
-	r, _ := startHardened(t, gateway.Config{})
+	r, _ := hardenStart(t, gateway.Config{})
 	for name, body := range map[string]string{
 		"payload":            "{\"topic\":\"utf\",\"payload\":{\"m\":\"caf\xe9\"}}",
 		"payload key":        "{\"topic\":\"utf\",\"payload\":{\"\xff\":1}}",
@@ -114,14 +111,14 @@ func TestHardeningInvalidUTF8Refused(t *testing.T) {
 		"UTF-16 surrogate":   "{\"topic\":\"utf\",\"payload\":{\"m\":\"\xed\xa0\x80\"}}",
 		"truncated sequence": "{\"topic\":\"utf\",\"payload\":{\"m\":\"\xe6\x97\"}}",
 	} {
-		status, resp := publishRaw(t, r, body)
+		status, resp := hardenPublish(t, r, body)
 		if status != http.StatusBadRequest || resp["error"] != "INVALID_REQUEST" {
 			t.Errorf("%s: got %d %v, want 400 INVALID_REQUEST", name, status, resp)
 		}
 	}
 	// Valid non-ASCII text is of course accepted, and history stays JSON.
 	r.MustPublish("utf", map[string]any{"m": "café 東京 🎉"})
-	status, page := history(t, r, "utf", "")
+	status, page := hardenHistory(t, r, "utf", "")
 	if status != http.StatusOK || len(page.Messages) != 1 {
 		t.Fatalf("history: %d, %d messages, want the one valid message only", status, len(page.Messages))
 	}
@@ -130,17 +127,17 @@ func TestHardeningInvalidUTF8Refused(t *testing.T) {
 // Item 9: a ttl past the retention, or one that overflowed time.Duration,
 // is refused; a ttl within it is stored and readable.
 func TestHardeningTTLBounded(t *testing.T) {
-	r, _ := startHardened(t, gateway.Config{MaxTTL: time.Hour})
+	r, _ := hardenStart(t, gateway.Config{MaxTTL: time.Hour})
 	for _, ttl := range []string{"3601", "9223372037", "9223372036854775807"} {
-		status, resp := publishRaw(t, r, `{"topic":"ttl","payload":{},"ttl":`+ttl+`}`)
+		status, resp := hardenPublish(t, r, `{"topic":"ttl","payload":{},"ttl":`+ttl+`}`)
 		if status != http.StatusBadRequest || !strings.Contains(fmt.Sprint(resp["message"]), "ttl") {
 			t.Errorf("ttl %s: got %d %v, want 400 naming ttl", ttl, status, resp)
 		}
 	}
-	if status, resp := publishRaw(t, r, `{"topic":"ttl","payload":{"kept":true},"ttl":3600}`); status != http.StatusCreated {
+	if status, resp := hardenPublish(t, r, `{"topic":"ttl","payload":{"kept":true},"ttl":3600}`); status != http.StatusCreated {
 		t.Fatalf("ttl 3600: got %d %v, want 201", status, resp)
 	}
-	if _, page := history(t, r, "ttl", ""); len(page.Messages) != 1 {
+	if _, page := hardenHistory(t, r, "ttl", ""); len(page.Messages) != 1 {
 		t.Fatalf("the message with ttl = retention is not readable: %d messages", len(page.Messages))
 	}
 }
@@ -148,7 +145,7 @@ func TestHardeningTTLBounded(t *testing.T) {
 // Item 10: nesting deeper than 64 levels and number literals over 100
 // characters are refused; at the limits they are stored.
 func TestHardeningHostileJSONRefused(t *testing.T) {
-	r, _ := startHardened(t, gateway.Config{})
+	r, _ := hardenStart(t, gateway.Config{})
 	nest := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
 	for name, tc := range map[string]struct {
 		payload string
@@ -164,7 +161,7 @@ func TestHardeningHostileJSONRefused(t *testing.T) {
 		"long exponent":         {`{"n":1e` + strings.Repeat("0", 200) + `}`, http.StatusBadRequest},
 		"digits in text are ok": {`{"s":"` + strings.Repeat("7", 10_000) + `"}`, http.StatusCreated},
 	} {
-		status, resp := publishRaw(t, r, `{"topic":"json","payload":`+tc.payload+`}`)
+		status, resp := hardenPublish(t, r, `{"topic":"json","payload":`+tc.payload+`}`)
 		if status != tc.status {
 			t.Errorf("%s: got %d %v, want %d", name, status, resp, tc.status)
 		}
@@ -174,7 +171,7 @@ func TestHardeningHostileJSONRefused(t *testing.T) {
 // Item 4: a history page stops at the byte cap with a next_cursor, and the
 // cursor walks the rest; the cut is counted.
 func TestHardeningHistoryCappedByBytes(t *testing.T) {
-	r, reg := startHardened(t, gateway.Config{HistoryMaxBytes: 64 << 10})
+	r, reg := hardenStart(t, gateway.Config{HistoryMaxBytes: 64 << 10})
 	big := strings.Repeat("x", 20<<10)
 	var ids []string
 	for i := range 10 {
@@ -187,7 +184,7 @@ func TestHardeningHistoryCappedByBytes(t *testing.T) {
 		if cursor != "" {
 			q += "&after=" + cursor
 		}
-		status, page := history(t, r, "hist", q)
+		status, page := hardenHistory(t, r, "hist", q)
 		if status != http.StatusOK {
 			t.Fatalf("history: %d", status)
 		}
@@ -214,11 +211,11 @@ func TestHardeningHistoryCappedByBytes(t *testing.T) {
 	if pages < 4 {
 		t.Fatalf("%d pages for 200 KiB under a 64 KiB cap", pages)
 	}
-	if n := metricValue(t, reg, "relay_limit_hits_total", map[string]string{"reason": "history_bytes"}); n < 1 {
+	if n := hardenMetric(t, reg, "relay_limit_hits_total", map[string]string{"reason": "history_bytes"}); n < 1 {
 		t.Fatalf("relay_limit_hits_total{reason=history_bytes} = %v", n)
 	}
 	// Newest first is capped the same way.
-	if _, page := history(t, r, "hist", "?order=desc&limit=1000"); page.NextCursor == nil || len(page.Messages) == 0 || len(page.Messages) >= 10 {
+	if _, page := hardenHistory(t, r, "hist", "?order=desc&limit=1000"); page.NextCursor == nil || len(page.Messages) == 0 || len(page.Messages) >= 10 {
 		t.Fatalf("desc page: %d messages, next %v", len(page.Messages), page.NextCursor)
 	}
 }
@@ -227,7 +224,7 @@ func TestHardeningHistoryCappedByBytes(t *testing.T) {
 // is read; an item over the message size is rejected alone, echoing its
 // topic (item 12).
 func TestHardeningBulkCapped(t *testing.T) {
-	r, _ := startHardened(t, gateway.Config{MaxBulkSize: 64 << 10, MaxMessageSize: 16 << 10})
+	r, _ := hardenStart(t, gateway.Config{MaxBulkSize: 64 << 10, MaxMessageSize: 16 << 10})
 	item := `{"topic":"bulk","payload":{"pad":"` + strings.Repeat("x", 10<<10) + `"}}`
 	items := make([]string, 7) // 70 KiB
 	for i := range items {
@@ -255,7 +252,7 @@ func TestHardeningBulkCapped(t *testing.T) {
 // Item 4: a client that never reads its response does not hold the
 // handler: the write deadline ends it, and the request is counted as ended.
 func TestHardeningResponseWriteDeadline(t *testing.T) {
-	r, reg := startHardened(t, gateway.Config{HTTPWriteTimeout: 300 * time.Millisecond, HistoryMaxBytes: 64 << 20})
+	r, reg := hardenStart(t, gateway.Config{HTTPWriteTimeout: 300 * time.Millisecond, HistoryMaxBytes: 64 << 20})
 	// Stored directly: a 1 MB publish under -race can take longer than
 	// this test's short write deadline.
 	payload := json.RawMessage(`{"pad":"` + strings.Repeat("x", 1000<<10) + `"}`)
@@ -278,14 +275,14 @@ func TestHardeningResponseWriteDeadline(t *testing.T) {
 	fmt.Fprintf(conn, "GET /api/v1/topics/slow.reader/messages?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
 	route := map[string]string{"route": "/api/v1/topics/{topic}/messages"}
 	relaytest.Eventually(t, 10*time.Second, "the history handler to end without the client reading", func() bool {
-		return metricValue(t, reg, "relay_http_requests_total", route) >= 1
+		return hardenMetric(t, reg, "relay_http_requests_total", route) >= 1
 	})
 }
 
 // Item 5: a body trickled slower than RELAY_HTTP_READ_TIMEOUT is cut: the
 // client gets an answer and the connection is closed.
 func TestHardeningSlowBodyCut(t *testing.T) {
-	r, _ := startHardened(t, gateway.Config{HTTPReadTimeout: 300 * time.Millisecond})
+	r, _ := hardenStart(t, gateway.Config{HTTPReadTimeout: 300 * time.Millisecond})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +308,7 @@ func TestHardeningSlowBodyCut(t *testing.T) {
 // Item 5: over RELAY_MAX_HTTP_CONNECTIONS a new connection is refused at
 // once with 503; WebSockets do not count; a freed slot serves again.
 func TestHardeningHTTPConnectionCap(t *testing.T) {
-	r, reg := startHardened(t, gateway.Config{MaxHTTPConnections: 3})
+	r, reg := hardenStart(t, gateway.Config{MaxHTTPConnections: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// WebSockets are upgraded out of the count.
@@ -330,7 +327,7 @@ func TestHardeningHTTPConnectionCap(t *testing.T) {
 		held = append(held, c)
 	}
 	relaytest.Eventually(t, 10*time.Second, "3 HTTP connections held", func() bool {
-		return metricValue(t, reg, "relay_http_connections", nil) == 3
+		return hardenMetric(t, reg, "relay_http_connections", nil) == 3
 	})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -346,12 +343,12 @@ func TestHardeningHTTPConnectionCap(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"SERVICE_UNAVAILABLE"`) {
 		t.Fatalf("over the cap: %d %s", resp.StatusCode, body)
 	}
-	if n := metricValue(t, reg, "relay_http_connections_refused_total", nil); n != 1 {
+	if n := hardenMetric(t, reg, "relay_http_connections_refused_total", nil); n != 1 {
 		t.Fatalf("relay_http_connections_refused_total = %v", n)
 	}
 	held[0].Close()
 	relaytest.Eventually(t, 10*time.Second, "a freed slot", func() bool {
-		return metricValue(t, reg, "relay_http_connections", nil) == 2
+		return hardenMetric(t, reg, "relay_http_connections", nil) == 2
 	})
 	relaytest.HTTPClient.CloseIdleConnections()
 	resp, err = relaytest.HTTPClient.Get(r.URL + "/health")
@@ -365,7 +362,7 @@ func TestHardeningHTTPConnectionCap(t *testing.T) {
 // RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT of them: another client still gets
 // in.
 func TestHardeningHTTPConnectionCapPerClient(t *testing.T) {
-	r, reg := startHardened(t, gateway.Config{MaxHTTPConnections: 10, MaxHTTPConnectionsPerClient: 2})
+	r, reg := hardenStart(t, gateway.Config{MaxHTTPConnections: 10, MaxHTTPConnectionsPerClient: 2})
 	addr := strings.TrimPrefix(r.URL, "http://")
 	for range 2 {
 		c, err := net.Dial("tcp", addr)
@@ -375,7 +372,7 @@ func TestHardeningHTTPConnectionCapPerClient(t *testing.T) {
 		defer c.Close()
 	}
 	relaytest.Eventually(t, 10*time.Second, "2 connections held", func() bool {
-		return metricValue(t, reg, "relay_http_connections", nil) == 2
+		return hardenMetric(t, reg, "relay_http_connections", nil) == 2
 	})
 	get := func(from string) (*http.Response, error) {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
@@ -398,7 +395,7 @@ func TestHardeningHTTPConnectionCapPerClient(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("another client: %d, want 200", resp.StatusCode)
 	}
-	if n := metricValue(t, reg, "relay_http_connections_refused_total", nil); n != 1 {
+	if n := hardenMetric(t, reg, "relay_http_connections_refused_total", nil); n != 1 {
 		t.Fatalf("relay_http_connections_refused_total = %v", n)
 	}
 }
@@ -406,7 +403,7 @@ func TestHardeningHTTPConnectionCapPerClient(t *testing.T) {
 // Item 5: request bodies in flight share one budget: over it a publish is
 // refused with 503 at once.
 func TestHardeningBodyBudget(t *testing.T) {
-	r, reg := startHardened(t, gateway.Config{MaxMessageSize: 64 << 10, MaxBulkSize: 64 << 10, MaxBodyBytesInFlight: 100 << 10})
+	r, reg := hardenStart(t, gateway.Config{MaxMessageSize: 64 << 10, MaxBulkSize: 64 << 10, MaxBodyBytesInFlight: 100 << 10})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -415,14 +412,14 @@ func TestHardeningBodyBudget(t *testing.T) {
 	// Holds 60 KiB of the 100 KiB budget while it trickles.
 	fmt.Fprintf(conn, "POST /api/v1/messages/bulk HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", 60<<10)
 	relaytest.Eventually(t, 10*time.Second, "the trickled body's reservation", func() bool {
-		return metricValue(t, reg, "relay_http_body_bytes_in_flight", nil) == 60<<10
+		return hardenMetric(t, reg, "relay_http_body_bytes_in_flight", nil) == 60<<10
 	})
 	body := `{"topic":"budget","payload":{"pad":"` + strings.Repeat("x", 50<<10) + `"}}`
 	status, resp := r.Post("/api/v1/messages", "application/json", []byte(body))
 	if status != http.StatusServiceUnavailable || resp["error"] != "SERVICE_UNAVAILABLE" {
 		t.Fatalf("over the body budget: %d %v", status, resp)
 	}
-	if n := metricValue(t, reg, "relay_limit_hits_total", map[string]string{"reason": "body_budget"}); n != 1 {
+	if n := hardenMetric(t, reg, "relay_limit_hits_total", map[string]string{"reason": "body_budget"}); n != 1 {
 		t.Fatalf("relay_limit_hits_total{reason=body_budget} = %v", n)
 	}
 	r.MustPublish("budget", map[string]any{"small": true}) // within the budget
@@ -431,7 +428,7 @@ func TestHardeningBodyBudget(t *testing.T) {
 // Item 12 and the 405 of issue 9: the smaller refusals use the SPEC's
 // error body, and error texts do not echo the client's input at length.
 func TestHardeningSmallerRefusals(t *testing.T) {
-	r, _ := startHardened(t, gateway.Config{MaxConnections: 1})
+	r, _ := hardenStart(t, gateway.Config{MaxConnections: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	do := func(method, path string, hdr map[string]string) (*http.Response, map[string]any) {
@@ -524,7 +521,7 @@ func TestHardeningSmallerRefusals(t *testing.T) {
 // Item 12: a store failure reaches the client as its sentinel, never with
 // the store's address or dial error.
 func TestHardeningStoreDetailsStayInTheLog(t *testing.T) {
-	store := &failingStore{Store: persistence.NewMemoryStore(persistence.Limits{})}
+	store := &hardenFailingStore{Store: persistence.NewMemoryStore(persistence.Limits{})}
 	r := relaytest.Start(t, relaytest.Options{Store: store})
 	for _, path := range []string{"/api/v1/topics/t/messages", "/ready"} {
 		resp, err := relaytest.HTTPClient.Get(r.URL + path)
@@ -539,14 +536,36 @@ func TestHardeningStoreDetailsStayInTheLog(t *testing.T) {
 	}
 }
 
-type failingStore struct{ persistence.Store }
+type hardenFailingStore struct{ persistence.Store }
 
-var errDial = errors.New("valkey: dial tcp 10.9.8.7:6379: connect: connection refused")
+var hardenErrDial = errors.New("valkey: dial tcp 10.9.8.7:6379: connect: connection refused")
 
-func (f *failingStore) Range(context.Context, string, messages.ID, int) (persistence.Page, error) {
-	return persistence.Page{}, fmt.Errorf("range: %w: %w", messages.ErrUnavailable, errDial)
+func (f *hardenFailingStore) Range(context.Context, string, messages.ID, int) (persistence.Page, error) {
+	return persistence.Page{}, fmt.Errorf("range: %w: %w", messages.ErrUnavailable, hardenErrDial)
 }
 
-func (f *failingStore) Ping(context.Context) error {
-	return fmt.Errorf("ping: %w: %w", messages.ErrUnavailable, errDial)
+func (f *hardenFailingStore) Ping(context.Context) error {
+	return fmt.Errorf("ping: %w: %w", messages.ErrUnavailable, hardenErrDial)
+}
+
+// Item 4 and 5: the per-request deadlines do not reach a WebSocket: the
+// upgrade lifts them from the hijacked socket, so a connection outlives
+// them in both directions.
+func TestHardeningWebSocketOutlivesHTTPDeadlines(t *testing.T) {
+	const deadline = 200 * time.Millisecond
+	r, _ := hardenStart(t, gateway.Config{HTTPReadTimeout: deadline, HTTPWriteTimeout: deadline})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := r.Dial(ctx)
+	c.Subscribe(ctx, map[string]any{"topics": []string{"long.lived"}})
+	// Time itself is what is tested: the deadlines must have passed.
+	time.Sleep(5 * deadline)
+	id := r.MustPublish("long.lived", map[string]any{"n": 1})
+	if f := c.MustRead(ctx); f.MessageID != id {
+		t.Fatalf("after the HTTP deadlines: got %+v, want message %s", f, id)
+	}
+	c.Send(ctx, map[string]any{"type": "ping"})
+	if f := c.MustRead(ctx); f.Type != "pong" {
+		t.Fatalf("after the HTTP deadlines: got %+v, want pong", f)
+	}
 }

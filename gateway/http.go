@@ -61,7 +61,14 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		s.inflight.Add(-reserve)
 		s.lim.BodyBytesInFlight(-reserve)
 	}
-	buf := make([]byte, 0, min(reserve, 64<<10)+1)
+	// The reservation is in the budget already, so a body of known length
+	// gets its buffer at once: no regrowth, no garbage. Without a length the
+	// buffer grows as the body arrives.
+	size := reserve
+	if r.ContentLength < 0 {
+		size = min(reserve, 64<<10)
+	}
+	buf := make([]byte, 0, size+1)
 	body, err = readAllInto(buf, http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError

@@ -71,8 +71,8 @@ type Config struct {
 	HTTPWriteTimeout time.Duration
 	// MaxHTTPConnections bounds the TCP connections the listener holds that
 	// are not WebSockets (RELAY_MAX_HTTP_CONNECTIONS, default 4096); over
-	// it a new connection gets a canned 503 and is closed at once, before
-	// any goroutine or buffer is spent on it. WebSockets count against
+	// it a new connection gets a canned 503 and is closed, without net/http
+	// ever serving it (see Listener). WebSockets count against
 	// MaxConnections instead, from their upgrade.
 	MaxHTTPConnections int
 	// MaxHTTPConnectionsPerClient bounds those connections per client IP

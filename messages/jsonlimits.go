@@ -40,13 +40,14 @@ func CheckJSON(b []byte, maxDepth int) error {
 			// A string: skip to its closing quote, checking UTF-8.
 			for i++; i < len(b); i++ {
 				c = b[i]
+				if !strSpecial[c] {
+					continue
+				}
 				if c < utf8.RuneSelf {
 					if c == '"' {
 						break
 					}
-					if c == '\\' {
-						i++ // the escaped byte is ASCII in valid JSON
-					}
+					i++ // a backslash: the escaped byte is ASCII in valid JSON
 					continue
 				}
 				r, size := utf8.DecodeRune(b[i:])
@@ -80,6 +81,16 @@ func CheckJSON(b []byte, maxDepth int) error {
 	}
 	return nil
 }
+
+// strSpecial marks the bytes a string scan stops at: the quote, the
+// backslash, and every byte of a multi-byte UTF-8 sequence.
+var strSpecial = func() (t [256]bool) {
+	t['"'], t['\\'] = true, true
+	for c := utf8.RuneSelf; c < 256; c++ {
+		t[c] = true
+	}
+	return t
+}()
 
 func isNumberByte(c byte) bool {
 	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'

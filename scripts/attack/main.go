@@ -410,6 +410,7 @@ type prober struct {
 	mu        sync.Mutex
 	lat       []time.Duration // keep-alive probes that answered 200
 	fails     int             // keep-alive probes that did not
+	failWhy   map[string]int
 	freshOK   int
 	freshFail map[string]int
 	rss       []int64 // kB
@@ -419,7 +420,7 @@ type prober struct {
 }
 
 func newProber(o options) *prober {
-	p := &prober{o: o, freshFail: map[string]int{},
+	p := &prober{o: o, freshFail: map[string]int{}, failWhy: map[string]int{},
 		client: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: o.probeDialer().DialContext,
 			MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, IdleConnTimeout: 10 * time.Minute}}}
 	p.health(p.client) // open the keep-alive connection before the attack
@@ -473,6 +474,7 @@ func (p *prober) run(ctx context.Context, abort context.CancelFunc) {
 		p.mu.Lock()
 		if err != nil {
 			p.fails++
+			p.failWhy[shortErr(err)]++
 		} else {
 			p.lat = append(p.lat, d)
 		}
@@ -546,6 +548,9 @@ func report(o options, st *stats, p *prober) {
 	fmt.Printf("health keep-alive: probes=%d ok=%d failed=%d p50=%s p99=%s max=%s over_100ms=%d\n",
 		len(p.lat)+p.fails, len(p.lat), p.fails, q(0.5).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond),
 		q(1).Round(10*time.Microsecond), over)
+	if p.fails > 0 {
+		fmt.Printf("health keep-alive failures: %v\n", p.failWhy)
+	}
 	fmt.Printf("health fresh connection: ok=%d refused=%v\n", p.freshOK, p.freshFail)
 	keys := make([]string, 0, len(st.codes))
 	for k := range st.codes {
