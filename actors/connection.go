@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -95,6 +96,7 @@ type subscribeState struct {
 	topics  []string // newly subscribed, in frame order
 	failed  []string // topics whose actor could not be reached
 	replies map[*subscription]*subscribeReply
+	waiting map[*subscription]bool // routed, not yet answered
 }
 
 // Receive implements actor.Actor. Every message that wrote frames ends with
@@ -144,6 +146,9 @@ func (c *connActor) receive(ctx actor.Context) {
 			c.write(ctx, messages.NewErrorFrame(messages.CodeSubscriptionError,
 				fmt.Sprintf("topic %q stopped after repeated failures; subscribe again", msg.sub.topic)))
 		}
+		// A topic that failed before answering this subscribe: dropped
+		// above, so finishing skips it.
+		c.onSubscribeReply(ctx, &subscribeReply{sub: msg.sub, live: true})
 		return
 	}
 	c.faults.maybePanicConnection(c.id)
@@ -200,7 +205,7 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 			fmt.Sprintf("subscribe rate limit: at most %g new topics per second per connection; nothing was subscribed", float64(c.cfg.subscribeRate))))
 		return
 	}
-	st := &subscribeState{frame: f, replies: make(map[*subscription]*subscribeReply)}
+	st := &subscribeState{frame: f, replies: make(map[*subscription]*subscribeReply), waiting: make(map[*subscription]bool)}
 	c.inProgress = st
 	for _, t := range f.Topics {
 		if c.subs[t] != nil {
@@ -217,17 +222,18 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 			c.log.Warn("subscribe failed", "conn", c.id, "topic", t, "err", err)
 			continue
 		}
+		st.waiting[s] = true
 		c.obs.Subscriptions(1)
 	}
 	c.maybeFinishSubscribe(ctx)
 }
 
 func (c *connActor) onSubscribeReply(ctx actor.Context, r *subscribeReply) {
-	if c.inProgress == nil || !r.sub.active {
-		return
+	if st := c.inProgress; st != nil && st.waiting[r.sub] {
+		delete(st.waiting, r.sub)
+		st.replies[r.sub] = r
+		c.maybeFinishSubscribe(ctx)
 	}
-	c.inProgress.replies[r.sub] = r
-	c.maybeFinishSubscribe(ctx)
 }
 
 // maybeFinishSubscribe completes the subscribe once all replies are in:
@@ -235,7 +241,7 @@ func (c *connActor) onSubscribeReply(ctx actor.Context, r *subscribeReply) {
 // live frames that waited; replays start after it, page by page.
 func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 	st := c.inProgress
-	if len(st.replies) < len(st.topics) {
+	if len(st.waiting) > 0 {
 		return
 	}
 	c.inProgress = nil
@@ -293,6 +299,7 @@ func (c *connActor) drop(s *subscription) {
 	s.active = false
 	s.replaying = false
 	c.releaseReplay(s)
+	c.early = slices.DeleteFunc(c.early, func(d delivery) bool { return d.sub == s })
 	delete(c.subs, s.topic)
 	c.obs.Subscriptions(-1)
 	c.topics.routeExisting(s.topic, &unsubscribeRequest{sub: s})

@@ -324,6 +324,7 @@ func (t *topicActor) continueCatchUp(ctx actor.Context, c *catchUpDone) {
 	}
 	if c.err != nil {
 		t.log.Warn("catch-up read failed; delivery resumes with new messages", "err", c.err)
+		t.ring.reset() // what it holds is no longer contiguous with what follows
 	}
 	t.catchingUp = false
 	held := t.held

@@ -236,15 +236,19 @@ func TestIdleStopRacesPublish(t *testing.T) {
 	store := persistence.NewMemoryStore(persistence.Limits{})
 	obs := &countingObserver{Counters: &relaytest.Counters{}}
 	m := newManager(t, store, actors.Config{TopicIdleTimeout: 2 * time.Millisecond, Observer: obs})
-	relaytest.Publishers(4, 150, nil, func(p, i int) bool {
-		if i%10 == 0 {
-			time.Sleep(3 * time.Millisecond) // let the actor idle out now and then
-		}
-		publish(t, m, "idle", p*1000+i)
-		return true
-	})()
-	if n := len(storedIDs(t, store, "idle", messages.ID{})); n != 600 {
-		t.Fatalf("stored %d, want 600", n)
+	total := 0
+	// Rounds of publishes with pauses around the idle timeout, until the
+	// actor has idled out and been replaced several times.
+	for round := 0; round < 50 && obs.spawns.Load() < 5; round++ {
+		relaytest.Publishers(4, 25, nil, func(p, i int) bool {
+			time.Sleep(time.Duration((p*7+i*3)%4) * time.Millisecond)
+			publish(t, m, "idle", round*1000+p*100+i)
+			return true
+		})()
+		total += 100
+	}
+	if n := len(storedIDs(t, store, "idle", messages.ID{})); n != total {
+		t.Fatalf("stored %d, want %d", n, total)
 	}
 	if obs.spawns.Load() < 2 {
 		t.Fatalf("the topic actor never idled out (%d spawns); the race was not exercised", obs.spawns.Load())

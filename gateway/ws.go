@@ -135,7 +135,10 @@ func (s *Server) acceptOptions() *websocket.AcceptOptions {
 
 // readLoop decodes client frames until the socket closes. A bad frame gets an
 // error frame and the loop goes on; a frame over the limit makes
-// coder/websocket close with 1009.
+// coder/websocket close with 1009. Pongs and error frames go through the
+// connection's bounded outbox (a client that does not read them is a slow
+// consumer); Subscribe and Unsubscribe wait while the connection actor has a
+// backlog of them, so this loop stops reading instead of queueing.
 func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
 	for {
 		_, data, err := ws.c.Read(context.Background())

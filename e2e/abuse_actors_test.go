@@ -1,0 +1,214 @@
+package e2e
+
+// Issue 15, items 1, 2, 3 and 11: what one client can make the actors hold,
+// and replays across relays sharing one Valkey. Bounds are asserted on the
+// relay's own counters (the observer the metrics implement).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/gateway"
+	"github.com/pulsar-relay/relay/internal/relaytest"
+	"github.com/pulsar-relay/relay/internal/valkeytest"
+	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+// TestReplayStormIsBounded (item 1): connections subscribing to 100 topics
+// from "earliest" and never reading hold at most the process's replay
+// budget in replay pages, not a page per topic; a connection that reads
+// still gets its whole replay.
+func TestReplayStormIsBounded(t *testing.T) {
+	relaytest.CheckLeaks(t)
+	store := persistence.NewMemoryStore(persistence.Limits{})
+	topics := make([]string, 100)
+	pad := strings.Repeat("x", 200)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("storm%d", i)
+		batch := make([]messages.Message, 200)
+		for j := range batch {
+			batch[j] = messages.Message{Topic: topics[i], Payload: json.RawMessage(fmt.Sprintf(`{"i":%d,"pad":%q}`, j, pad)), Timestamp: time.Now().UTC()}
+		}
+		if n, err := store.Append(context.Background(), topics[i], batch); err != nil || n != len(batch) {
+			t.Fatal(n, err)
+		}
+	}
+	const budget = 256 << 10
+	counters := &relaytest.Counters{}
+	r := relaytest.Start(t, relaytest.Options{Store: store,
+		Actors:  actors.Config{ReplayBytes: budget, ReplayPageBytes: 16 << 10, ConnectionReplayBytes: 64 << 10, Observer: counters},
+		Gateway: gateway.Config{WriteTimeout: 2 * time.Second}})
+	sub, _ := json.Marshal(map[string]any{"type": "subscribe", "topics": topics, "offset": "earliest"})
+
+	for range 20 { // never read, with a tiny receive buffer
+		ws, err := dialRaw(r.WSURL, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.conn.Close()
+		if err := ws.writeText(sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader, err := dialRaw(r.WSURL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.conn.Close()
+	_ = reader.conn.SetReadDeadline(time.Now().Add(time.Minute))
+	if err := reader.writeText(sub); err != nil {
+		t.Fatal(err)
+	}
+	got, err := reader.readN(len(topics) * 200)
+	if err != nil {
+		t.Fatalf("reading client after %d messages: %v", len(got), err)
+	}
+	if max := counters.ReplayBytesMax.Load(); max > budget {
+		t.Fatalf("replay pages peaked at %d bytes, over the %d budget", max, budget)
+	}
+	if counters.ReplayWaits.Load() == 0 {
+		t.Fatal("no replay waited for the budget: the storm did not reach the bound")
+	}
+}
+
+// TestTopicChurnIsBounded (item 2): subscribing to and leaving fresh topic
+// names holds no topic actors (a topic never published to stops with its
+// last subscriber); new subscriptions are rate limited per connection; over
+// RELAY_MAX_TOPICS a publish to a new topic answers 503 and a subscribe gets
+// SUBSCRIPTION_ERROR.
+func TestTopicChurnIsBounded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	churn := relaytest.Start(t, relaytest.Options{Actors: actors.Config{SubscribeRate: 100, SubscribeBurst: 300}})
+	c := churn.Dial(ctx)
+	limited, peak := 0, 0
+	for round := range 10 {
+		names := make([]string, 50)
+		for i := range names {
+			names[i] = fmt.Sprintf("churn-%d-%d", round, i)
+		}
+		c.Send(ctx, map[string]any{"type": "subscribe", "topics": names})
+		f := c.MustRead(ctx)
+		switch {
+		case f.Type == "subscribed":
+			peak = max(peak, churn.App.Manager.ActiveTopics())
+			c.Send(ctx, map[string]any{"type": "unsubscribe", "topics": names})
+			if f := c.MustRead(ctx); f.Type != "unsubscribed" {
+				t.Fatalf("got %+v", f)
+			}
+		case f.Type == "error" && f.Code == "RATE_LIMIT_EXCEEDED":
+			limited++
+		default:
+			t.Fatalf("round %d: %+v", round, f)
+		}
+	}
+	if limited == 0 {
+		t.Fatal("500 new subscriptions in a burst of 300 were never rate limited")
+	}
+	relaytest.Eventually(t, 5*time.Second, "the churned topic actors to stop", func() bool { return churn.App.Manager.ActiveTopics() == 0 })
+	if peak == 0 || peak > 150 {
+		t.Fatalf("%d topic actors alive at a subscribe of 50; want them to stop as their subscribers leave", peak)
+	}
+
+	r := relaytest.Start(t, relaytest.Options{Actors: actors.Config{MaxTopics: 50}})
+
+	refused := 0
+	for i := range 60 {
+		status, body := r.Publish(fmt.Sprintf("cap%d", i), map[string]any{})
+		switch {
+		case status == http.StatusCreated:
+		case status == http.StatusServiceUnavailable && body["error"] == "SERVICE_UNAVAILABLE":
+			refused++
+		default:
+			t.Fatalf("publish %d: %d %v", i, status, body)
+		}
+	}
+	if refused != 10 || r.App.Manager.ActiveTopics() != 50 {
+		t.Fatalf("%d refused, %d active; want 10 and the cap of 50", refused, r.App.Manager.ActiveTopics())
+	}
+	c2 := r.Dial(ctx)
+	c2.Send(ctx, map[string]any{"type": "subscribe", "topics": []string{"one-too-many"}})
+	var frames []relaytest.Frame
+	for range 2 {
+		frames = append(frames, c2.MustRead(ctx))
+	}
+	if !slices.ContainsFunc(frames, func(f relaytest.Frame) bool { return f.Type == "error" && f.Code == "SUBSCRIPTION_ERROR" }) {
+		t.Fatalf("subscribe over the topic cap: %+v, want a SUBSCRIPTION_ERROR", frames)
+	}
+}
+
+// TestUnreadPongsAreASlowConsumer (item 3): a client that sends pings and
+// never reads its pongs fills its outbox like any slow consumer and is
+// disconnected, instead of queueing pongs without bound.
+func TestUnreadPongsAreASlowConsumer(t *testing.T) {
+	counters := &relaytest.Counters{}
+	r := relaytest.Start(t, relaytest.Options{Actors: actors.Config{ConnectionQueueSize: 256, Observer: counters},
+		Gateway: gateway.Config{WriteTimeout: time.Second}})
+	ws, err := dialRaw(r.WSURL, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.conn.Close()
+	ping := []byte(`{"type":"ping"}`)
+	var frames bytes.Buffer
+	for range 1000 {
+		frames.Write(maskedText(ping))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	_ = ws.conn.SetWriteDeadline(deadline)
+	for counters.SlowDisconnects.Load() == 0 && time.Now().Before(deadline) {
+		if _, err := ws.conn.Write(frames.Bytes()); err != nil {
+			break // the relay closed the connection
+		}
+	}
+	relaytest.Eventually(t, 10*time.Second, "the slow-consumer disconnect", func() bool { return counters.SlowDisconnects.Load() == 1 })
+}
+
+// maskedText encodes one masked client text frame (payload < 126 bytes).
+func maskedText(p []byte) []byte {
+	out := []byte{0x81, 0x80 | byte(len(p)), 1, 2, 3, 4}
+	for i, b := range p {
+		out = append(out, b^[]byte{1, 2, 3, 4}[i%4])
+	}
+	return out
+}
+
+// TestValkeyResumeSeesEveryInstance (item 11): two relays share one Valkey;
+// a resume on one of them replays the messages both published, because a
+// topic actor's hot ring holds only its own instance's messages and so
+// never serves a replay on a shared store.
+func TestValkeyResumeSeesEveryInstance(t *testing.T) {
+	srv := valkeytest.Start(t)
+	a, _ := vkRelay(t, srv, persistence.Limits{}, 2*time.Second, actors.Config{})
+	b, _ := vkRelay(t, srv, persistence.Limits{}, 2*time.Second, actors.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const topic = "two-relays"
+	c := a.Dial(ctx)
+	c.Subscribe(ctx, map[string]any{"topics": []string{topic}}) // a's topic actor is live and has a ring
+	first := a.MustPublish(topic, map[string]any{"n": 0})
+	var want []string
+	for i := 1; i < 9; i++ {
+		r := a
+		if i%2 == 1 {
+			r = b
+		}
+		want = append(want, r.MustPublish(topic, map[string]any{"n": i}))
+	}
+	d := a.Dial(ctx)
+	if f := d.Subscribe(ctx, map[string]any{"topics": []string{topic}, "since": map[string]string{topic: first}}); len(f.Truncated) != 0 {
+		t.Fatalf("truncated %v", f.Truncated)
+	}
+	if got := vkReadIDs(t, ctx, d, topic, len(want)); !slices.Equal(got, want) {
+		t.Fatalf("resume on one relay: %v, want both relays' %v", got, want)
+	}
+}
