@@ -250,6 +250,12 @@ func TestInstrumentStore(t *testing.T) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if got := sample(t, r, "relay_store_topics"); got != 1 {
+		t.Errorf("relay_store_topics = %v, want 1", got)
+	}
+	if got := sample(t, r, "relay_store_idempotency_keys"); got != 0 {
+		t.Errorf("relay_store_idempotency_keys = %v, want 0", got)
+	}
 
 	f := InstrumentStore(failingStore{}, r)
 	_, err := f.Append(ctx, "t", batch)

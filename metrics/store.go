@@ -30,6 +30,7 @@ func InstrumentStore(s persistence.Store, r *Registry) persistence.Store {
 	if r == nil {
 		return s
 	}
+	registerStoreGauges(s, r)
 	is := &instrumentedStore{s: s}
 	for op, name := range opNames {
 		is.ok[op] = r.storageOps.WithLabelValues(name, "ok")
@@ -37,6 +38,25 @@ func InstrumentStore(s persistence.Store, r *Registry) persistence.Store {
 		is.lat[op] = r.storageLatency.WithLabelValues(name)
 	}
 	return is
+}
+
+// registerStoreGauges exports the sizes a store reports about itself (the
+// memory store's bounded maps): relay_store_topics and
+// relay_store_idempotency_keys. A store without them exports nothing; a
+// second InstrumentStore on the same registry keeps the first gauges.
+func registerStoreGauges(s persistence.Store, r *Registry) {
+	if ts, ok := s.(interface{ Topics() int }); ok {
+		_ = r.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "relay_store_topics",
+			Help: "Topics the in-process store holds (emptied ones are swept away).",
+		}, func() float64 { return float64(ts.Topics()) }))
+	}
+	if ks, ok := s.(interface{ IdempotencyKeys() int }); ok {
+		_ = r.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "relay_store_idempotency_keys",
+			Help: "Idempotency-Key records the in-process store keeps (bounded).",
+		}, func() float64 { return float64(ks.IdempotencyKeys()) }))
+	}
 }
 
 // instrumentedStore is a Store decorator; its series are resolved once.

@@ -119,6 +119,8 @@ func channelTopic(channel string) string {
 
 // FeedHandler receives what a Feed hears. Calls are serialised (never two
 // at once) and must return quickly: hand the notice to an actor and return.
+// A handler must not call the Feed's methods (it runs on the connection's
+// reader, which a Subscribe may be waiting on).
 type FeedHandler interface {
 	// OnNotice is called for each notice on a subscribed topic, including
 	// those of this relay's own appends. A notice that cannot be decoded
@@ -136,6 +138,8 @@ type FeedHandler interface {
 // Feed subscribes to the notices of topics. Subscriptions are reference
 // counted by the feed: Subscribe n times, Unsubscribe n times, and the
 // channel is left on the last Unsubscribe. Safe for concurrent use.
+// Subscribe and Unsubscribe talk to Valkey: against a stalled server they
+// block up to a few store timeouts, so call them off an actor's Receive.
 type Feed interface {
 	// Subscribe adds one interest in topic. The interest is kept even when
 	// it returns an error (wrapping messages.ErrUnavailable: the link is

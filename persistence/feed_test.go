@@ -1,8 +1,10 @@
 package persistence
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -231,5 +233,125 @@ func FuzzDecodeNotice(f *testing.F) {
 		if err == nil && (n.Topic == "" || (len(n.Messages) > 0 && n.Messages[len(n.Messages)-1].ID != n.Last)) {
 			t.Fatalf("DecodeNotice accepted %q as %+v", b, n)
 		}
+	})
+}
+
+// Appends racing from two stores (two relays) are announced once each, in
+// stream order: every notice continues the one before it (Prev is the last
+// Last), and their messages, end to end, are the stream.
+func TestValkeyFeedNoticesChainInStreamOrder(t *testing.T) {
+	srv := valkeytest.Start(t)
+	a := openValkey(t, srv, ValkeyConfig{})
+	b := openValkey(t, srv, ValkeyConfig{})
+	h := newChanHandler(t)
+	feed, err := b.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	h.link(true)
+	if err := feed.Subscribe("chain"); err != nil {
+		t.Fatal(err)
+	}
+	const writers, batches, per = 4, 40, 3
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := Store(a)
+			if w%2 == 1 {
+				s = b
+			}
+			for i := range batches {
+				if n, err := s.Append(testCtx(t), "chain", msgs(w*1000+i*per, per)); n != per || err != nil {
+					t.Errorf("writer %d: Append = %d, %v", w, n, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var got []messages.Message
+	prev := messages.ID{}
+	for range writers * batches {
+		n := h.notice(fmt.Sprintf("notice after %d messages", len(got)))
+		if n.Prev != prev {
+			t.Fatalf("notice %s..%s does not continue %s", n.Prev, n.Last, prev)
+		}
+		got = append(got, n.Messages...)
+		prev = n.Last
+	}
+	stream := mustRange(t, a, "chain", messages.ID{}, 1000).Messages
+	assertIDs(t, "notices end to end", got, idsOf(stream))
+}
+
+// countingHandler counts notices per topic without ever blocking.
+type countingHandler struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *countingHandler) OnNotice(n Notice) {
+	h.mu.Lock()
+	h.n[n.Topic]++
+	h.mu.Unlock()
+}
+
+func (h *countingHandler) OnLink(bool, error) {}
+
+func (h *countingHandler) count(topic string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[topic]
+}
+
+// Subscribing while notices stream in on the same connection neither stalls
+// nor fails: a handler call never waits on the lock a Subscribe holds while
+// it waits for its SSUBSCRIBE reply behind those notices.
+func TestValkeyFeedSubscribeDuringAFlood(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{Timeout: 2 * time.Second})
+	h := &countingHandler{n: make(map[string]int)}
+	feed, err := s.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	eventually(t, 10*time.Second, func() string {
+		if !feed.Up() {
+			return "feed not up"
+		}
+		return ""
+	})
+	if err := feed.Subscribe("flood"); err != nil {
+		t.Fatal(err)
+	}
+	const floods = 3000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range floods {
+			if _, err := s.Append(context.Background(), "flood", msgs(i, 1)); err != nil {
+				t.Errorf("flood append: %v", err)
+				return
+			}
+		}
+	}()
+	for i := range 100 {
+		start := time.Now()
+		if err := feed.Subscribe(fmt.Sprintf("late-%d", i)); err != nil {
+			t.Fatalf("Subscribe during a flood: %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("Subscribe during a flood took %s", d)
+		}
+	}
+	<-done
+	eventually(t, 10*time.Second, func() string {
+		if n := h.count("flood"); n != floods {
+			return fmt.Sprintf("%d of %d flood notices", n, floods)
+		}
+		return ""
 	})
 }

@@ -2,6 +2,8 @@ package persistence
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +36,16 @@ type ValkeyConfig struct {
 	// Limits bound what is retained per topic; the zero value keeps
 	// everything.
 	Limits Limits
+	// WaitReplicas (RELAY_VALKEY_WAIT_REPLICAS), when > 0, makes Append
+	// acknowledge a batch only after WAIT saw that many replicas take it,
+	// so an acknowledged message survives a master failover; default 0
+	// (acknowledge once the master has it). It costs a replication round
+	// trip per batch and a dedicated connection per append in flight; a
+	// batch the replicas did not confirm within 3/4 of Timeout fails with
+	// messages.ErrUnavailable although the master stored it (a retry with
+	// the same Idempotency-Key stores nothing new and is acknowledged, with
+	// the first id, once the replicas confirm).
+	WaitReplicas int
 	// Timeout bounds every operation, connecting included; default 2s. A
 	// stalled Valkey makes an operation fail with messages.ErrUnavailable
 	// after at most Timeout.
@@ -70,9 +82,21 @@ const maxScanCount = 1000
 //	metadata    JSON object of strings; absent when empty
 //	expires_at  same format as timestamp; absent when the message has no ttl
 //
-// Expiry: with a retention, every append sets the stream's and its meta
-// hash's expiry to streamExpiry(Retention), so a topic nobody writes to
-// disappears (no stream: a resume point on it reports Truncated).
+// Beside it, under the same hash tag (so a cluster keeps a topic on one
+// shard and one script call touches only that shard):
+//
+//	topic:{<topic>}:meta         hash: epoch, origin, last (the incarnation)
+//	topic:{<topic>}:idem:<sha>   an Idempotency-Key's record, PX the window
+//	topic:{<topic>}:live         the pub/sub channel of append notices
+//
+// Cluster: one address of a cluster node, or several seeds, give valkey-go's
+// cluster client (it detects the mode). Scripts touch one topic's keys only;
+// Tips pipelines across slots; notices use sharded pub/sub (SPUBLISH,
+// SSUBSCRIBE) in every mode.
+//
+// Expiry: with a retention, appends keep the stream's and its meta hash's
+// expiry at least the retention ahead (see streamExpiry), so a topic nobody
+// writes to disappears (no stream: a resume point on it reports Truncated).
 //
 // Trimming happens on every append, in the same script as the XADDs:
 // "XTRIM MAXLEN ~ Limits.MaxMessages" and "XTRIM MINID ~ <now-Retention ms>".
@@ -254,13 +278,17 @@ func (s *ValkeyStore) conn() (valkey.Client, error) {
 // [A-Za-z0-9._-] before they reach a store, so no brace can break the hash tag.
 func streamKey(topic string) string { return "topic:{" + topic + "}:stream" }
 
-// streamExpiry is how long a stream (and its meta hash) lives after its last
-// append: the retention, after which every message in it is out of
-// retention anyway, plus a margin of the retention again but at most a
-// minute, for the clock difference between the relay (timestamps) and
-// Valkey (expiry).
-func streamExpiry(retention time.Duration) time.Duration {
-	return retention + min(retention, time.Minute)
+// streamExpiry returns how long a stream (and its meta hash) lives after an
+// append that sets its expiry, and the remaining time under which an append
+// sets it again. The expiry is the retention, after which every message in
+// the stream is out of retention anyway, plus a margin (the retention again,
+// at most a minute) for the clock difference between the relay (timestamps)
+// and Valkey; it is refreshed once half the margin has passed, so after any
+// append the stream lives at least retention + margin/2 (an append costs
+// one PTTL instead of two PEXPIREs most of the time).
+func streamExpiry(retention time.Duration) (expiry, refreshBelow time.Duration) {
+	margin := min(retention, time.Minute)
+	return retention + margin, retention + margin/2
 }
 
 // metaKey is the key of the hash holding topic's stream incarnation (epoch,
@@ -309,10 +337,10 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // records. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]: MINID
 // threshold, "0" for none. ARGV[3]: the idempotency window in ms. ARGV[4]:
 // a fresh epoch, used if the batch starts an incarnation. ARGV[5]: the
-// expiry of the stream and its meta hash in ms ("0" for none), set again on
-// every append so that a topic nobody writes to disappears. ARGV[6]: the
-// topic. ARGV[7]: "1" to put the messages in the notice. Then six per
-// message: payload, timestamp,
+// expiry of the stream and its meta hash in ms ("0" for none), set again
+// by an append when less than ARGV[8] ms of it is left, so that a topic
+// nobody writes to disappears. ARGV[6]: the topic. ARGV[7]: "1" to put the
+// messages in the notice. Then six per message: payload, timestamp,
 // metadata ("" for none), expires_at ("" for none), the index in KEYS of its
 // idempotency record ("0" for none), its request hash.
 //
@@ -322,13 +350,16 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // (the messages are stored all the same). ri is the new id of message i, or
 // {"d"|"c", first id, first timestamp} for a repeat ("c": request hash
 // differs).
-var appendScript = valkey.NewLuaScript(`
+var appendScript = valkey.NewLuaScript(appendLua)
+
+const appendLua = `
 local key, meta = KEYS[1], KEYS[2]
 local out = {'', ''}
 local fresh = redis.call('EXISTS', key) == 0
-local epoch = redis.call('HGET', meta, 'epoch')
+local em = redis.call('HMGET', meta, 'epoch', 'last')
+local epoch = em[1]
 local prev = '0-0'
-if not fresh and epoch then prev = redis.call('HGET', meta, 'last') or '0-0' end
+if not fresh and epoch then prev = em[2] or '0-0' end
 local inline = ARGV[7] == '1'
 local parts = {}
 local first, last
@@ -340,7 +371,7 @@ local function try(...)
   end
   return r
 end
-for i = 8, #ARGV, 6 do
+for i = 9, #ARGV, 6 do
   local ik = tonumber(ARGV[i + 4])
   local prev = nil
   if ik > 0 then prev = redis.pcall('GET', KEYS[ik]) end
@@ -389,8 +420,13 @@ else
   try('HSET', meta, 'last', last)
 end
 if ARGV[5] ~= '0' then
-  try('PEXPIRE', key, ARGV[5])
-  try('PEXPIRE', meta, ARGV[5])
+  -- Refresh only when less than ARGV[8] is left: one PTTL instead of two
+  -- PEXPIREs on most appends.
+  local ttl = tonumber(redis.call('PTTL', meta))
+  if fresh or ttl < tonumber(ARGV[8]) then
+    try('PEXPIRE', key, ARGV[5])
+    try('PEXPIRE', meta, ARGV[5])
+  end
 end
 local notice = '{"topic":"' .. ARGV[6] .. '","epoch":"' .. epoch .. '","prev":"' .. prev .. '","last":"' .. last .. '"'
 if inline then notice = notice .. ',"messages":[' .. table.concat(parts, ',') .. ']' end
@@ -411,7 +447,7 @@ if oldest and #oldest > 0 then
 end
 try('XSETID', key, last, 'MAXDELETEDID', md)
 return out
-`)
+`
 
 // rangeScript reads the stream's max-deleted-entry-id, its incarnation and
 // the first page of an XRANGE atomically, so no trim can fall between them.
@@ -454,14 +490,16 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
 	}
 	keys := []string{streamKey(topic), metaKey(topic)}
-	args := make([]string, 0, 7+6*len(batch))
-	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0")
+	args := make([]string, 0, 8+6*len(batch))
+	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0", "0")
 	if s.cfg.Limits.MaxMessages > 0 {
 		args[0] = strconv.Itoa(s.cfg.Limits.MaxMessages)
 	}
 	if r := s.cfg.Limits.Retention; r > 0 {
 		args[1] = strconv.FormatInt(time.Now().Add(-r).UnixMilli(), 10)
-		args[4] = strconv.FormatInt(streamExpiry(r).Milliseconds(), 10)
+		expiry, refresh := streamExpiry(r)
+		args[4] = strconv.FormatInt(expiry.Milliseconds(), 10)
+		args[7] = strconv.FormatInt(refresh.Milliseconds(), 10)
 	}
 	inline := 0
 	for i := range batch {
@@ -496,9 +534,21 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	reply, err := appendScript.Exec(ctx, c, keys, args).ToArray()
+	var res valkey.ValkeyResult
+	var waitErr error
+	if s.cfg.WaitReplicas > 0 {
+		res, waitErr = s.appendAndWait(ctx, c, keys, args)
+	} else {
+		res = appendScript.Exec(ctx, c, keys, args)
+	}
+	reply, err := res.ToArray()
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, err)
+	}
+	if waitErr != nil {
+		// Stored on the master, not confirmed by enough replicas: not
+		// acknowledged.
+		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, waitErr)
 	}
 	if len(reply) < 2 || len(reply) > len(batch)+2 {
 		return 0, fmt.Errorf("valkey: append %q: %w: unexpected reply of %d elements", topic, messages.ErrUnavailable, len(reply))
@@ -526,6 +576,39 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		return n, fmt.Errorf("valkey: append %q: %w: %d of %d stored", topic, messages.ErrUnavailable, n, len(batch))
 	}
 	return n, nil
+}
+
+// appendSHA is the SHA-1 of appendLua, for EVALSHA on a dedicated
+// connection.
+var appendSHA = func() string {
+	sum := sha1.Sum([]byte(appendLua))
+	return hex.EncodeToString(sum[:])
+}()
+
+// appendAndWait runs the append script, then WAIT WaitReplicas, on one
+// dedicated connection (WAIT counts the writes of its own connection; in a
+// cluster the script's keys bind the connection to the topic's master). It
+// returns the script's result and, when the script ran, an error if fewer
+// replicas than WaitReplicas acknowledged within the timeout.
+func (s *ValkeyStore) appendAndWait(ctx context.Context, c valkey.Client, keys, args []string) (valkey.ValkeyResult, error) {
+	dc, release := c.Dedicate()
+	defer release()
+	res := dc.Do(ctx, dc.B().Evalsha().Sha1(appendSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+	if verr, ok := valkey.IsValkeyErr(res.Error()); ok && verr.IsNoScript() {
+		res = dc.Do(ctx, dc.B().Eval().Script(appendLua).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+	}
+	if res.Error() != nil {
+		return res, nil
+	}
+	waitMs := max(s.timeout.Milliseconds()*3/4, 1) // leave time for the reply
+	acked, err := dc.Do(ctx, dc.B().Wait().Numreplicas(int64(s.cfg.WaitReplicas)).Timeout(waitMs).Build()).AsInt64()
+	if err != nil {
+		return res, fmt.Errorf("WAIT %d: %w", s.cfg.WaitReplicas, err)
+	}
+	if acked < int64(s.cfg.WaitReplicas) {
+		return res, fmt.Errorf("WAIT %d: only %d replicas acknowledged within %d ms", s.cfg.WaitReplicas, acked, waitMs)
+	}
+	return res, nil
 }
 
 // decodeAppended sets m from its element of the append script's reply: the

@@ -413,7 +413,8 @@ func TestValkeyStoreStreamExpiry(t *testing.T) {
 	}
 	s := openValkey(t, srv, ValkeyConfig{Limits: Limits{Retention: time.Hour}})
 	appendAll(t, s, "expiring", msgs(0, 1))
-	want := streamExpiry(time.Hour).Milliseconds()
+	expiry, _ := streamExpiry(time.Hour)
+	want := expiry.Milliseconds()
 	for _, key := range []string{"topic:{expiring}:stream", "topic:{expiring}:meta"} {
 		if got := pttl(key); got <= want-60_000 || got > want {
 			t.Errorf("PTTL %s = %d ms, want about %d", key, got, want)
@@ -425,5 +426,56 @@ func TestValkeyStoreStreamExpiry(t *testing.T) {
 		if got := pttl(key); got != -1 {
 			t.Errorf("PTTL %s = %d without a retention, want -1 (no expiry)", key, got)
 		}
+	}
+}
+
+// WaitReplicas with no replica to confirm: the append is not acknowledged
+// (ErrUnavailable, after the wait's timeout) although the master has it; a
+// retry with the same Idempotency-Key stores nothing new.
+func TestValkeyStoreWaitReplicasUnconfirmed(t *testing.T) {
+	srv := valkeytest.Start(t)
+	const timeout = 400 * time.Millisecond
+	s := openValkey(t, srv, ValkeyConfig{WaitReplicas: 1, Timeout: timeout})
+	batch := []messages.Message{keyed(0, "k", "h")}
+	start := time.Now()
+	n, err := s.Append(testCtx(t), "waiting", batch)
+	if n != 0 || !errors.Is(err, messages.ErrUnavailable) || !strings.Contains(err.Error(), "WAIT") {
+		t.Fatalf("Append with WaitReplicas 1 and no replica = %d, %v; want 0, ErrUnavailable (WAIT)", n, err)
+	}
+	if d := time.Since(start); d > timeout+time.Second {
+		t.Errorf("the unconfirmed append took %s, timeout %s", d, timeout)
+	}
+	stored := mustRange(t, s, "waiting", messages.ID{}, 10).Messages
+	if len(stored) != 1 {
+		t.Fatalf("the master holds %d messages, want 1", len(stored))
+	}
+	// A retry stores nothing new, and is not acknowledged either while no
+	// replica confirms.
+	retry := []messages.Message{keyed(1, "k", "h")}
+	if n, err := s.Append(testCtx(t), "waiting", retry); n != 0 || !errors.Is(err, messages.ErrUnavailable) {
+		t.Fatalf("retry = %d, %v; want 0, ErrUnavailable", n, err)
+	}
+	if got := mustRange(t, s, "waiting", messages.ID{}, 10).Messages; len(got) != 1 {
+		t.Fatalf("after the retry the master holds %d messages, want 1", len(got))
+	}
+}
+
+// With a replica attached, WaitReplicas 1 acknowledges as usual.
+func TestValkeyStoreWaitReplicasConfirmed(t *testing.T) {
+	master := valkeytest.Start(t)
+	host, port, _ := strings.Cut(master.Addr(), ":")
+	valkeytest.Start(t, valkeytest.WithArgs("--replicaof", host, port))
+	s := openValkey(t, master, ValkeyConfig{WaitReplicas: 1, Timeout: 2 * time.Second})
+	eventually(t, 10*time.Second, func() string {
+		if _, err := s.Append(testCtx(t), "warm-up", msgs(0, 1)); err != nil {
+			return "the replica has not synced: " + err.Error()
+		}
+		return ""
+	})
+	for i := range 5 {
+		appendAll(t, s, "sync", msgs(i, 3))
+	}
+	if got := len(mustRange(t, s, "sync", messages.ID{}, 100).Messages); got != 15 {
+		t.Fatalf("%d messages stored, want 15", got)
 	}
 }

@@ -7,6 +7,11 @@
 // everysec, no RDB snapshots) in a temporary directory of the test, and is
 // stopped by t.Cleanup.
 //
+// StartCluster and SharedCluster start a Valkey/Redis Cluster of six such
+// servers (three masters, three replicas) formed with valkey-cli or
+// redis-cli; SharedCluster starts one per test binary, which TestMain stops
+// with StopSharedCluster.
+//
 // The package is for tests only; it imports nothing from this repository.
 package valkeytest
 
@@ -88,6 +93,25 @@ func Binary() string {
 // ends.
 func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
+	bin := requireBinary(tb)
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	s, err := launch(tb, bin, tb.TempDir(), c)
+	if s != nil {
+		tb.Cleanup(s.Stop)
+	}
+	if err != nil {
+		tb.Fatalf("valkeytest: start %s: %v", bin, err)
+	}
+	return s
+}
+
+// requireBinary returns Binary(), or skips tb (fails it when
+// RELAY_REQUIRE_VALKEY=1) when there is none.
+func requireBinary(tb testing.TB) string {
+	tb.Helper()
 	bin := Binary()
 	if bin == "" {
 		if os.Getenv(RequireEnv) == "1" {
@@ -95,13 +119,13 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		}
 		tb.Skip("valkeytest: neither valkey-server nor redis-server is on PATH; set " + RequireEnv + "=1 to fail instead")
 	}
-	var c config
-	for _, o := range opts {
-		o(&c)
-	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), pw: c.password}
-	tb.Cleanup(s.Stop)
+	return bin
+}
 
+// launch starts a server keeping its data in dir (tb may be nil: then
+// Restart panics on failure instead of failing a test).
+func launch(tb testing.TB, bin, dir string, c config) (*Server, error) {
+	s := &Server{tb: tb, bin: bin, dir: dir, pw: c.password}
 	// A free port can be taken by someone else between our probe and the
 	// server's bind; try a few ports before giving up.
 	var err error
@@ -124,11 +148,10 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		}
 		s.args = append(s.args, c.args...)
 		if err = s.start(); err == nil {
-			return s
+			return s, nil
 		}
 	}
-	tb.Fatalf("valkeytest: start %s: %v", bin, err)
-	return nil
+	return nil, err
 }
 
 // Addr returns the server's "127.0.0.1:port"; it stays the same across
@@ -169,9 +192,12 @@ func (s *Server) signal(sig syscall.Signal) {
 // with the same data directory (so AOF data survives) and waits until it
 // answers PING. It fails the test if the server does not come back.
 func (s *Server) Restart() {
-	s.tb.Helper()
 	s.Stop()
 	if err := s.start(); err != nil {
+		if s.tb == nil {
+			panic(fmt.Sprintf("valkeytest: restart on %s: %v", s.Addr(), err))
+		}
+		s.tb.Helper()
 		s.tb.Fatalf("valkeytest: restart on %s: %v", s.Addr(), err)
 	}
 }

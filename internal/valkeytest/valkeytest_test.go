@@ -77,3 +77,16 @@ func TestPauseResume(t *testing.T) {
 	}
 	s.Pause() // Cleanup must stop a paused server
 }
+
+func TestClusterForms(t *testing.T) {
+	c := StartCluster(t)
+	if len(c.Nodes) != ClusterSize || len(c.Masters()) != 3 {
+		t.Fatalf("%d nodes, %d masters; want %d and 3", len(c.Nodes), len(c.Masters()), ClusterSize)
+	}
+	for _, n := range c.Nodes {
+		if info := do(t, n.Addr(), "CLUSTER INFO"); !strings.HasPrefix(info, "$") {
+			t.Fatalf("CLUSTER INFO on %s: %s", n.Addr(), info)
+		}
+	}
+	c.Flush(t)
+}
