@@ -264,7 +264,7 @@ func TestIdleStopRacesPublish(t *testing.T) {
 func TestIdleLifecycle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := persistence.NewMemoryStore(persistence.Limits{})
-		defer store.Close()
+		defer store.Close() // its sweeper goroutine lives in the bubble
 		log := relaytest.Logger()
 		system := actors.NewActorSystem(log)
 		m := actors.NewTopicManager(system, store, actors.Config{TopicIdleTimeout: time.Minute}, log)
