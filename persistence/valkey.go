@@ -332,8 +332,9 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // random id), origin (the first id of the incarnation) and last (the newest
 // id added). When the batch creates the stream (it did not exist, whatever
 // an old meta hash says), the script starts a new incarnation with ARGV[4]
-// as its epoch. A stream from before epochs existed gets one with origin
-// 0-0 (nothing is known to be lost).
+// as its epoch; its first id still follows the old incarnation's last (ids
+// never repeat within a topic). A stream from before epochs existed gets one
+// with origin 0-0 (nothing is known to be lost).
 //
 // KEYS[1]: the stream; KEYS[2]: its meta hash; KEYS[3...]: idempotency
 // records. ARGV[1]: MAXLEN threshold, "0" for none. ARGV[2]: MINID
@@ -383,7 +384,16 @@ for i = 9, #ARGV, 6 do
     if phash ~= ARGV[i + 5] then kind = 'c' end
     out[#out + 1] = {kind, pid or '0-0', pts or ''}
   else
-    local args = {'XADD', key, '*', 'payload', ARGV[i], 'timestamp', ARGV[i + 1]}
+    local xid = '*'
+    if fresh and em[2] and not first then
+      -- A new incarnation after a deleted stream: its ids still follow the
+      -- old one's, so a resume point from before never names a new message.
+      local lms, lseq = string.match(em[2], '^(%d+)-(%d+)$')
+      local t = redis.call('TIME')
+      local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      if lms and now <= tonumber(lms) then xid = lms .. '-' .. (tonumber(lseq) + 1) end
+    end
+    local args = {'XADD', key, xid, 'payload', ARGV[i], 'timestamp', ARGV[i + 1]}
     if ARGV[i + 2] ~= '' then
       args[#args + 1] = 'metadata'
       args[#args + 1] = ARGV[i + 2]
