@@ -12,7 +12,7 @@ run:
 
 ## test: every test, race detector on (Valkey tests start their own server)
 test:
-	$(GO) test -race -count=1 -timeout 9m ./...
+	$(GO) test -race -count=1 -timeout 14m ./...
 
 ## build: the relay binary at bin/relay
 build:
