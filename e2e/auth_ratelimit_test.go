@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -216,5 +218,35 @@ func TestAuthWebSocketTokenExpiry(t *testing.T) {
 			t.Fatalf("renewed connection: %v %v", f, err)
 		}
 		time.Sleep(100 * time.Millisecond) // paces the pings over more than one sweep
+	}
+}
+
+// TestAuthSSETokenExpiry: an SSE stream ends at its token's expiry with a
+// relay-error UNAUTHORIZED event (an SSE client cannot renew in band).
+func TestAuthSSETokenExpiry(t *testing.T) {
+	secret := []byte("sse-expiry-secret")
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	short := authUserToken(t, secret, "sse-user", 2*time.Second, "read")
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.URL+"/api/v1/sse?topics=expiry.sse&token="+short, nil)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(resp.Body) // the relay ends the stream
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("stream ended after %v, before its token expired", el)
+	}
+	if !strings.Contains(string(body), "event: relay-error\ndata: {\"code\":\"UNAUTHORIZED\",\"message\":\"token expired\"}") {
+		t.Fatalf("stream did not say why it ended:\n%s", body)
 	}
 }

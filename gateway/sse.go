@@ -246,11 +246,23 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 	conn.Subscribe(frame)
 	tick := time.NewTicker(s.consumers.cfg.SSEKeepalive)
 	defer tick.Stop()
+	// A stream ends when its token expires (an SSE client cannot send a
+	// fresh one in band): a relay-error event says why, and the client
+	// reconnects with a new token and Last-Event-ID.
+	var expired <-chan time.Time
+	if exp := tokenExpiry(r); !exp.IsZero() {
+		t := time.NewTimer(time.Until(exp))
+		defer t.Stop()
+		expired = t.C
+	}
 loop:
 	for {
 		select {
 		case <-tick.C:
 			sink.keepalive()
+		case <-expired:
+			sink.event("relay-error", map[string]string{"code": "UNAUTHORIZED", "message": "token expired"})
+			break loop
 		case <-sink.closed:
 			break loop
 		case <-r.Context().Done():
@@ -416,6 +428,18 @@ func (k *sseSink) keepalive() {
 	}
 	defer k.mu.Unlock()
 	k.buf = append(k.buf, ": keepalive\n\n"...)
+	_ = k.flushLocked()
+}
+
+// event writes one event of the relay's own (not from the actor) now.
+func (k *sseSink) event(name string, data any) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.buf = append(k.buf, "event: "...)
+	k.buf = append(k.buf, name...)
+	k.buf = append(k.buf, "\ndata: "...)
+	k.buf = append(k.buf, messages.EncodeFrame(data)...)
+	k.buf = append(k.buf, "\n\n"...)
 	_ = k.flushLocked()
 }
 
