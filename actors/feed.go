@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -175,11 +176,19 @@ func newFeedHub(store persistence.Store, reg *registry, post poster, cfg *Config
 	return h
 }
 
-// start opens the feed and the position check loop.
+// errLocalFeed: the store's feed never announces anything (one process).
+var errLocalFeed = errors.New("the store's feed is local")
+
+// start opens the feed and the position check loop. It fails with
+// errLocalFeed for a store that lives in this process.
 func (h *feedHub) start() error {
 	f, err := h.store.NewFeed(h)
 	if err != nil {
 		return err
+	}
+	if persistence.IsLocalFeed(f) {
+		_ = f.Close()
+		return errLocalFeed
 	}
 	h.mu.Lock()
 	h.feed = f

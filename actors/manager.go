@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -63,7 +64,10 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	}
 	if cfg.SharedStore {
 		m.hub = newFeedHub(store, m.reg, system.Root, &cfg, logger)
-		if err := m.hub.start(); err != nil {
+		switch err := m.hub.start(); {
+		case errors.Is(err, errLocalFeed):
+			m.hub = nil // nothing to hear: topic actors deliver their own writes
+		case err != nil:
 			logger.Error("live feed unavailable: subscribers hear only this relay's publishes", "err", err)
 			m.hub = nil
 		}
