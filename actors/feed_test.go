@@ -21,12 +21,12 @@ import (
 type announcingStore struct {
 	*persistence.MemoryStore
 
-	mu    sync.Mutex
-	last  map[string]messages.ID
-	h     persistence.FeedHandler
-	subs  map[string]int
-	drop  atomic.Bool // notices are lost
-	down  atomic.Bool // the link is down: notices are lost, Up is false
+	mu   sync.Mutex
+	last map[string]messages.ID
+	h    persistence.FeedHandler
+	subs map[string]int
+	drop atomic.Bool // notices are lost
+	down atomic.Bool // the link is down: notices are lost, Up is false
 }
 
 // epochOf is the memory store's epoch of topic (what its Range reports).
