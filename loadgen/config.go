@@ -110,6 +110,14 @@ func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config
 	return c, c.validate()
 }
 
+// addrs is every server of the run, comma-separated, for the report.
+func (c *Config) addrs() string {
+	if len(c.Addrs) == 0 {
+		return c.Addr
+	}
+	return strings.Join(c.Addrs, ",")
+}
+
 // validate checks bounds and the loopback-only rule.
 func (c *Config) validate() error {
 	var errs []error
