@@ -39,7 +39,7 @@ func TestScaleoutCluster(t *testing.T) {
 		acks := newAckLog()
 		publishSpread(relays, topics, 4, 500, 0, acks, nil)
 		if got := acks.total(); got != 2000 {
-			t.Fatalf("%d of 2000 acknowledged: %v", got, acks.refused)
+			t.Fatalf("%d of 2000 acknowledged: %v", got, acks.refusals())
 		}
 		waitDelivered(t, 30*time.Second, subs, acks.ids)
 		checkOrderOnce(t, subs, raw, acks, true)
@@ -108,14 +108,14 @@ func TestScaleoutCluster(t *testing.T) {
 		// The new master has no replica until the old one comes back as
 		// its replica: WAIT 1 refuses every publish meanwhile.
 		owner.Restart()
-		t.Logf("old master back (as a replica); refused so far %v", acks.refused)
+		t.Logf("old master back (as a replica); refused so far %v", acks.refusals())
 		before := len(acks.ids(busy[0]))
 		relaytest.Eventually(t, 30*time.Second, "publishes acknowledged after the failover", func() bool {
 			return len(acks.ids(busy[0])) > before+100
 		})
 		stop.Store(true)
 		wg.Wait()
-		t.Logf("acknowledged %d; refused %v", len(acks.ids(busy[0])), acks.refused)
+		t.Logf("acknowledged %d; refused %v", len(acks.ids(busy[0])), acks.refusals())
 		waitDelivered(t, 30*time.Second, subs, acks.ids)
 		checkOrderOnce(t, subs, raw, acks, false)
 	})

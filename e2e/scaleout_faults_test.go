@@ -66,7 +66,7 @@ func TestScaleoutSurvivesValkeyKillAndStop(t *testing.T) {
 	})
 	wg.Wait()
 	<-faults
-	t.Logf("acknowledged %d of %d; refused %v", acks.total(), publishers*each, acks.refused)
+	t.Logf("acknowledged %d of %d; refused %v", acks.total(), publishers*each, acks.refusals())
 	if acks.total() < publishers*each/2 {
 		t.Fatalf("only %d acknowledged", acks.total())
 	}

@@ -99,6 +99,17 @@ func (a *ackLog) ids(topic string) []string {
 	return slices.Clone(a.acked[topic])
 }
 
+// refusals returns a copy of the refusal counts by status.
+func (a *ackLog) refusals() map[int]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[int]int, len(a.refused))
+	for k, v := range a.refused {
+		out[k] = v
+	}
+	return out
+}
+
 func (a *ackLog) total() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()

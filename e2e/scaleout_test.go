@@ -31,7 +31,7 @@ func TestScaleoutThreeRelaysDeliverEverything(t *testing.T) {
 	acks := newAckLog()
 	publishSpread(relays, topics, 8, 2500, 0, acks, nil)
 	if got := acks.total(); got != 20000 {
-		t.Fatalf("%d of 20000 publishes acknowledged; refused: %v", got, acks.refused)
+		t.Fatalf("%d of 20000 publishes acknowledged; refused: %v", got, acks.refusals())
 	}
 	waitDelivered(t, 60*time.Second, subs, acks.ids)
 	checkOrderOnce(t, subs, raw, acks, true)
@@ -69,7 +69,7 @@ func TestScaleoutWedgedLinkRepaired(t *testing.T) {
 		acks.publishTo(relays[0].URL, topics[i%2], 1, i)
 	}
 	if got := acks.total(); got != 40 {
-		t.Fatalf("%d of 40 acknowledged: %v", got, acks.refused)
+		t.Fatalf("%d of 40 acknowledged: %v", got, acks.refusals())
 	}
 	start := time.Now()
 	waitDelivered(t, 2*period+5*time.Second, subs, acks.ids)
@@ -122,7 +122,7 @@ func resumeOnAnotherRelay(t *testing.T, relays []*relaytest.Process, addrs []str
 	}
 	all := acks.ids(topic)
 	if len(all) != 30 {
-		t.Fatalf("%d of 30 acknowledged: %v", len(all), acks.refused)
+		t.Fatalf("%d of 30 acknowledged: %v", len(all), acks.refusals())
 	}
 	relaytest.Eventually(t, 10*time.Second, "the missed 15 and the live 5 on relay B", func() bool { return len(b.IDs(topic)) >= 20 })
 	if got := b.IDs(topic); !slices.Equal(got, all[10:]) {
