@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -137,12 +136,12 @@ type feedHub struct {
 	timeout  time.Duration
 	limit    int64 // notices queued per topic actor (its mailbox bound)
 
-	feed persistence.Feed // set once by start
+	feed persistence.Feed // set once by start, under mu (see getFeed)
 
 	mu     sync.Mutex
 	topics map[string]*hubTopic
 	outage bool // OnLink(false) since the last OnLink(true)
-	up     atomic.Bool
+	closed bool
 
 	kick chan struct{} // an immediate position check
 	stop chan struct{}
@@ -193,30 +192,47 @@ func (h *feedHub) start() error {
 	h.mu.Lock()
 	h.feed = f
 	h.mu.Unlock()
-	h.up.Store(f.Up())
 	h.obs.FeedLink(f.Up())
 	h.wg.Add(1)
 	go h.checkLoop()
 	return nil
 }
 
-// close closes the feed and stops the position check.
+// close closes the feed and stops the position check; later watch and
+// unwatch calls do nothing.
 func (h *feedHub) close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
 	close(h.stop)
 	h.wg.Wait()
-	if h.feed != nil {
-		_ = h.feed.Close()
+	if f := h.getFeed(); f != nil {
+		_ = f.Close()
 	}
 }
 
+// getFeed returns the feed (nil before start has it: the feed may call
+// OnLink before NewFeed returns).
+func (h *feedHub) getFeed() persistence.Feed {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.feed
+}
+
 // linkUp reports the pub/sub link for /ready.
-func (h *feedHub) linkUp() bool { return h.feed != nil && h.feed.Up() }
+func (h *feedHub) linkUp() bool {
+	f := h.getFeed()
+	return f != nil && f.Up()
+}
 
 // watch adds an interest of one topic actor incarnation in topic; the
 // actor hears watchReady{gen} once the feed holds it.
 func (h *feedHub) watch(topic string, pid *actor.PID, gen uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
 	ht := h.topics[topic]
 	if ht == nil {
 		ht = &hubTopic{}
@@ -232,7 +248,7 @@ func (h *feedHub) unwatch(topic string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ht := h.topics[topic]
-	if ht == nil || ht.want == 0 {
+	if h.closed || ht == nil || ht.want == 0 {
 		return
 	}
 	ht.want--
@@ -273,21 +289,22 @@ func (h *feedHub) reconcile(topic string, ht *hubTopic) {
 	for {
 		h.mu.Lock()
 		want := ht.want > 0
-		if want == ht.have {
+		if want == ht.have || h.closed {
 			ht.busy = false
 			h.reconcileLocked(topic, ht)
 			h.mu.Unlock()
 			return
 		}
+		feed := h.feed
 		h.mu.Unlock()
 		var err error
 		if want {
 			// The interest is kept even on an error (link down): the feed
 			// subscribes again and calls OnLink(true), and the actor then
 			// catches up from the stream.
-			err = h.feed.Subscribe(topic)
+			err = feed.Subscribe(topic)
 		} else {
-			err = h.feed.Unsubscribe(topic)
+			err = feed.Unsubscribe(topic)
 		}
 		if err != nil {
 			h.log.Debug("feed: (un)subscribe failed; the link will recover it", "topic", topic, "subscribe", want, "err", err)
@@ -341,8 +358,11 @@ func (h *feedHub) OnNotice(n persistence.Notice) {
 // position check, since its topics may have missed notices while it
 // connected.
 func (h *feedHub) OnLink(up bool, err error) {
-	h.up.Store(up && h.feed != nil && h.feed.Up())
-	h.obs.FeedLink(h.up.Load())
+	all := up
+	if f := h.getFeed(); up && f != nil {
+		all = f.Up() // other cluster links may still be down
+	}
+	h.obs.FeedLink(all)
 	h.mu.Lock()
 	outage := h.outage
 	if !up {
@@ -467,11 +487,16 @@ func (t *topicActor) onSyncDone(ctx actor.Context, s *syncDone) {
 		return
 	}
 	if s.err != nil {
-		t.log.Warn("reading the stream's tip failed; retrying", "err", s.err)
+		if t.syncTries == 0 {
+			t.log.Warn("reading the stream's tip failed; subscribers wait while it is retried", "err", s.err)
+		}
+		delay := min(feedRetryDelay<<min(t.syncTries, 5), 5*time.Second)
+		t.syncTries++
 		post, self, gen := t.post, ctx.Self(), t.watchGen
-		time.AfterFunc(feedRetryDelay, func() { post.Send(self, &syncRetry{gen: gen}) })
+		time.AfterFunc(delay, func() { post.Send(self, &syncRetry{gen: gen}) })
 		return
 	}
+	t.syncTries = 0
 	t.watch = watchOn
 	t.ring.reset() // it holds nothing known to be contiguous with the tip
 	t.local = nil

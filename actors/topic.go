@@ -113,6 +113,7 @@ type topicActor struct {
 	relink       bool                // the link came back while syncing
 	suspect      messages.ID         // a tip check found the stream here, ahead
 	unwatchArmed bool
+	syncTries    int          // failed tip reads of this watch
 	local        []localBatch // own writes whose notices have not come back
 }
 
