@@ -132,3 +132,45 @@ func resumeOnAnotherRelay(t *testing.T, relays []*relaytest.Process, addrs []str
 		t.Fatalf("stream %v, want %v", s, all)
 	}
 }
+
+// TestScaleoutPollWaiterAcrossRelays: a long-poll waiting on relay B is
+// answered by a message published through relay A (waiters follow the
+// topic's channel like WebSocket subscribers), and a poll with since on B
+// gets what was published on A meanwhile.
+func TestScaleoutPollWaiterAcrossRelays(t *testing.T) {
+	srv := valkeytest.Start(t)
+	relays := startRelays(t, 2, srv.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "poll-across"
+	type result struct {
+		status int
+		a      pollAnswer
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, a := poll(t, ctx, relays[1].URL+"/api/v1/poll", map[string]any{"topics": []string{topic}, "timeout": 20})
+		done <- result{s, a}
+	}()
+	relaytest.Eventually(t, 10*time.Second, "the poll waiting on relay B", func() bool {
+		v, err := relays[1].Metric("relay_connections", `transport="poll"`)
+		return err == nil && v == 1
+	})
+	first := mustPublish(t, relays[0].URL, topic, map[string]any{"n": 0})
+	res := <-done
+	if res.status != 200 || len(res.a.Messages) != 1 || res.a.Messages[0].MessageID != first {
+		t.Fatalf("poll on B: %d %+v, want %s", res.status, res.a, first)
+	}
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, mustPublish(t, relays[0].URL, topic, map[string]any{"n": i + 1}))
+	}
+	status, a := poll(t, ctx, relays[1].URL+"/api/v1/poll", map[string]any{"topics": []string{topic}, "since": map[string]string{topic: first}, "timeout": 5})
+	var got []string
+	for _, m := range a.Messages {
+		got = append(got, m.MessageID)
+	}
+	if status != 200 || !slices.Equal(got, ids) {
+		t.Fatalf("poll with since on B: %d %v, want %v", status, got, ids)
+	}
+}
