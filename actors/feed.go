@@ -673,7 +673,12 @@ func (t *topicActor) onLinkRestored(ctx actor.Context) {
 // until it has delivered everything heard of. reason, when not "", counts
 // the read as a gap repair (metric, and a warn log).
 func (t *topicActor) repair(ctx actor.Context, reason string) {
-	if reason != "" {
+	switch reason {
+	case "":
+	case RepairLink: // the hub logged the outage once for every topic
+		t.fobs.GapRepaired(reason)
+		t.log.Debug("pub/sub link back: catching up from the stream", "after", t.lastDelivered.String())
+	default:
 		t.fobs.GapRepaired(reason)
 		t.log.Warn("live feed gap: catching up from the stream", "reason", reason, "after", t.lastDelivered.String(), "heard", t.heard.String())
 	}
