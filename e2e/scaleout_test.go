@@ -6,6 +6,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -172,5 +174,25 @@ func TestScaleoutPollWaiterAcrossRelays(t *testing.T) {
 	}
 	if status != 200 || !slices.Equal(got, ids) {
 		t.Fatalf("poll with since on B: %d %v, want %v", status, got, ids)
+	}
+}
+
+// TestScaleoutClusterRequiredRefusesStandalone: RELAY_VALKEY_CLUSTER=1
+// against a standalone server stops start-up with a message naming the
+// setting.
+func TestScaleoutClusterRequiredRefusesStandalone(t *testing.T) {
+	srv := valkeytest.Start(t)
+	bin, err := relaytest.BuildRelay()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "serve")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "RELAY_HTTP_ADDR="+relaytest.FreeAddr(t), "RELAY_VALKEY_ADDR="+srv.Addr(), "RELAY_VALKEY_CLUSTER=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "RELAY_VALKEY_CLUSTER=1") {
+		t.Fatalf("exit %v (ctx %v); output:\n%s", err, ctx.Err(), out)
 	}
 }
