@@ -52,6 +52,9 @@ type FeedObserver interface {
 	// NoticeDropped counts a notice not handed to its topic actor because
 	// the actor's queue was full (the actor repairs from the stream).
 	NoticeDropped()
+	// FeedTopics moves the gauge of topics whose channel the relay
+	// listens to by delta (bounded by the live topic actors).
+	FeedTopics(delta int)
 }
 
 func feedObserver(o Observer) FeedObserver {
@@ -64,6 +67,7 @@ func feedObserver(o Observer) FeedObserver {
 func (nopObserver) GapRepaired(string) {}
 func (nopObserver) FeedLink(bool)      {}
 func (nopObserver) NoticeDropped()     {}
+func (nopObserver) FeedTopics(int)     {}
 
 // Messages between the feed hub and topic actors, and those a topic actor
 // sends itself while following its stream.
@@ -312,6 +316,11 @@ func (h *feedHub) reconcile(topic string, ht *hubTopic) {
 		h.mu.Lock()
 		ht.have = want
 		h.mu.Unlock()
+		if want {
+			h.obs.FeedTopics(1)
+		} else {
+			h.obs.FeedTopics(-1)
+		}
 	}
 }
 

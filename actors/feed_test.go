@@ -126,6 +126,7 @@ func (c *repairCounter) GapRepaired(reason string) {
 }
 func (c *repairCounter) FeedLink(bool)  {}
 func (c *repairCounter) NoticeDropped() {}
+func (c *repairCounter) FeedTopics(int) {}
 
 func (c *repairCounter) count(reason string) int {
 	c.mu.Lock()

@@ -63,6 +63,10 @@ func TestScaleoutWedgedLinkRepaired(t *testing.T) {
 		acks.publishTo(relays[0].URL, topics[i%2], 0, i)
 	}
 	waitDelivered(t, 10*time.Second, subs, acks.ids)
+	// Only the relay with subscribers listens to the topics' channels.
+	if a, b := sumMetric(t, relays[:1], "relay_feed_topics"), sumMetric(t, relays[1:], "relay_feed_topics"); a != 0 || b != 2 {
+		t.Fatalf("relay_feed_topics: publisher-only relay %v, subscribers' relay %v; want 0 and 2", a, b)
+	}
 
 	if err := raw.Do(ctx, raw.B().ClientKill().TypePubsub().Build()).Error(); err != nil {
 		t.Fatalf("CLIENT KILL TYPE pubsub: %v", err)

@@ -13,6 +13,7 @@ type feedMetrics struct {
 	repairsBy      map[string]prometheus.Counter
 	linkUp         prometheus.Gauge
 	noticesDropped prometheus.Counter
+	topics         prometheus.Gauge
 }
 
 // knownRepairReasons are the reason label values of
@@ -28,6 +29,8 @@ func newFeedMetrics(f factory) *feedMetrics {
 			"1 while every pub/sub link to the shared store is up (always 1 with the memory store), else 0."),
 		noticesDropped: f.counter("relay_feed_notices_dropped_total",
 			"Append notices not handed to a topic actor because its queue was full (the actor repairs from the stream)."),
+		topics: f.gauge("relay_feed_topics",
+			"Topics whose live channel this relay listens to (topics with local subscribers, and for a short while after the last one left)."),
 	}
 	m.repairsBy = counters(m.repairs, knownRepairReasons)
 	m.linkUp.Set(1)
@@ -50,3 +53,6 @@ func (r *Registry) FeedLink(up bool) {
 
 // NoticeDropped implements actors.FeedObserver.
 func (r *Registry) NoticeDropped() { r.feed.noticesDropped.Inc() }
+
+// FeedTopics implements actors.FeedObserver.
+func (r *Registry) FeedTopics(delta int) { r.feed.topics.Add(float64(delta)) }
