@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -497,8 +498,18 @@ func (t *topicActor) onSyncDone(ctx actor.Context, s *syncDone) {
 	}
 	if s.err != nil {
 		if t.syncTries == 0 {
-			t.log.Warn("reading the stream's tip failed; subscribers wait while it is retried", "err", s.err)
+			t.log.Warn("reading the stream's tip failed; replaying subscribers wait while it is retried", "err", s.err)
 		}
+		// A live subscriber need not wait: nothing can be appended while
+		// the store cannot be read, so live delivery from the tip read
+		// later misses nothing it asked for. Replays wait for the tip.
+		t.stash = slices.DeleteFunc(t.stash, func(req *subscribeRequest) bool {
+			if req.pos.Live {
+				t.subscribe(ctx, req)
+				return true
+			}
+			return false
+		})
 		delay := min(feedRetryDelay<<min(t.syncTries, 5), 5*time.Second)
 		t.syncTries++
 		post, self, gen := t.post, ctx.Self(), t.watchGen

@@ -21,12 +21,13 @@ import (
 type announcingStore struct {
 	*persistence.MemoryStore
 
-	mu   sync.Mutex
-	last map[string]messages.ID
-	h    persistence.FeedHandler
-	subs map[string]int
-	drop atomic.Bool // notices are lost
-	down atomic.Bool // the link is down: notices are lost, Up is false
+	mu    sync.Mutex
+	last  map[string]messages.ID
+	h     persistence.FeedHandler
+	subs  map[string]int
+	drop  atomic.Bool // notices are lost
+	noTip atomic.Bool // Tips fails (the store cannot be read)
+	down  atomic.Bool // the link is down: notices are lost, Up is false
 }
 
 // epochOf is the memory store's epoch of topic (what its Range reports).
@@ -57,6 +58,9 @@ func (s *announcingStore) Append(ctx context.Context, topic string, batch []mess
 }
 
 func (s *announcingStore) Tips(ctx context.Context, topics []string) (map[string]persistence.Tip, error) {
+	if s.noTip.Load() {
+		return nil, messages.ErrUnavailable
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]persistence.Tip, len(topics))
@@ -253,4 +257,31 @@ func TestFeedWatchFollowsLocalSubscribers(t *testing.T) {
 	c.Unsubscribe([]string{"w"})
 	c2.Unsubscribe([]string{"w"})
 	relaytest.Eventually(t, 10*time.Second, "the channel left after the last subscriber", func() bool { return !feed.watched("w") })
+}
+
+// TestFeedLiveSubscribeWhileStoreUnreadable: while the stream's tip cannot
+// be read, a live subscribe is answered at once and a replay waits; once
+// it can, both get what follows, and the replay what it asked for.
+func TestFeedLiveSubscribeWhileStoreUnreadable(t *testing.T) {
+	store := newAnnouncingStore()
+	m := newManager(t, store, actors.Config{SharedStore: true})
+	from := publish(t, m, "u", 0)
+	fill(t, store, "u", 2)
+	store.noTip.Store(true)
+	live := newSink()
+	subscribe(t, connect(t, m, live), live, `{"type":"subscribe","topics":["u"]}`)
+	replay := newSink()
+	rc := connect(t, m, replay)
+	f, _ := messages.DecodeClientFrame([]byte(`{"type":"subscribe","topics":["u"],"since":{"u":"` + from + `"}}`))
+	rc.Subscribe(f)
+	time.Sleep(300 * time.Millisecond) // the replay is held while tips fail
+	if n := len(replay.ofType("subscribed")); n != 0 {
+		t.Fatalf("replay answered while the tip cannot be read")
+	}
+	store.noTip.Store(false)
+	relaytest.Eventually(t, 5*time.Second, "the replay answered", func() bool { return len(replay.ofType("subscribed")) == 1 })
+	last := publish(t, m, "u", 1)
+	sameIDs(t, "live", waitIDs(t, live, "u", 1, 5*time.Second), []string{last})
+	want := storedIDs(t, store, "u", mustParse(t, from))
+	sameIDs(t, "replay", waitIDs(t, replay, "u", len(want), 5*time.Second), want)
 }
