@@ -44,10 +44,17 @@ type Config struct {
 	// the store agree on what is retained.
 	StoreLimits persistence.Limits
 	// SharedStore: other relay instances may append to the same streams
-	// (Valkey). The hot ring then holds only this instance's messages, so it
-	// never serves a replay: replays read the store. (The memory store is
-	// never shared.)
+	// (Valkey). Topic actors with local subscribers then follow their
+	// stream through the store's Feed (feed.go), and the hot ring serves a
+	// replay only while it does; otherwise replays read the store. (The
+	// memory store is never shared.)
 	SharedStore bool
+	// PositionCheckInterval is how often a relay on a shared store compares
+	// every watched topic's stream tip with what it delivered, in one
+	// batched call (RELAY_POSITION_CHECK_INTERVAL, default
+	// DefaultPositionCheckInterval, 5 s): a topic found behind (a lost
+	// notice, a wedged pub/sub subscription) catches up within about that.
+	PositionCheckInterval time.Duration
 	// TopicMailboxSize bounds the publishes queued or in flight per topic
 	// (RELAY_TOPIC_MAILBOX_SIZE). A publish over it is refused at once with
 	// ErrOverloaded instead of waiting.

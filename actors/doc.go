@@ -9,7 +9,20 @@
 // connection actors say to each other), topic.go and topic_replay.go (the
 // topic actor), connection.go and connection_replay.go (the connection
 // actor), outbox.go (live and control frames toward one connection),
-// ring.go (the hot ring), budget.go (the process's replay budget).
+// ring.go (the hot ring), budget.go (the process's replay budget),
+// feed.go (following a shared store's streams across relay instances).
+//
+// Shared store (Config.SharedStore, Valkey): other instances append to the
+// same streams, so a topic actor with local subscribers follows its stream
+// through the store's Feed: it watches the topic's channel (reference
+// counted, left a little after its last local subscriber), answers
+// subscribes only once it knows the stream's tip, and delivers announced
+// appends that continue its last delivered id, its own included (never
+// straight from its own writes, which could overtake another instance's
+// append still being announced). Anything else (a notice that does not
+// continue, a link that was down, a new epoch, a tip check that finds the
+// stream ahead) is read from the stream after the last delivered id and
+// delivered in stream order.
 //
 // Collaborators are narrow: a topic actor gets the store, its slice of
 // Config, the registry as a topicHome, a poster to hand results back to

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -35,7 +36,8 @@ type TopicManager struct {
 	replay     *byteBudget // the process's replay pages
 	connDeps   *connDeps   // shared by every connection actor
 	sessions   atomic.Uint64
-	stopEvents func() // ends the supervision event subscription
+	stopEvents func()   // ends the supervision event subscription
+	hub        *feedHub // the live feed of a shared store (feed.go); nil otherwise
 }
 
 // NewTopicManager starts the manager on system. It logs and counts every
@@ -60,6 +62,17 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	deps := topicDeps{
 		store: store, cfg: topicConfigOf(&cfg), home: m.reg, post: system.Root,
 		obs: cfg.Observer, log: logger, faults: cfg.Faults,
+	}
+	if cfg.SharedStore {
+		m.hub = newFeedHub(store, m.reg, system.Root, &cfg, logger)
+		switch err := m.hub.start(); {
+		case errors.Is(err, errLocalFeed):
+			m.hub = nil // nothing to hear: topic actors deliver their own writes
+		case err != nil:
+			logger.Error("live feed unavailable: subscribers hear only this relay's publishes", "err", err)
+			m.hub = nil
+		}
+		deps.feed = m.hub
 	}
 	m.reg.spawn = func(topic string, e *topicEntry, name string) (*actor.PID, error) {
 		t := newTopicActor(deps, topic, e)
@@ -164,6 +177,9 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 func (m *TopicManager) Shutdown(ctx context.Context) {
 	m.reg.closed.Store(true)
 	m.stopEvents()
+	if m.hub != nil {
+		m.hub.close()
+	}
 	var futures []*actor.Future
 	m.reg.each(func(topic string, e *topicEntry) {
 		futures = append(futures, m.system.Root.StopFuture(e.pid))

@@ -40,6 +40,7 @@ type topicDeps struct {
 	obs    Observer
 	log    *slog.Logger
 	faults *Faults
+	feed   *feedHub // nil when the store is not shared (feed.go)
 }
 
 // Messages a topic actor sends itself or receives from publishers (what it
@@ -100,6 +101,20 @@ type topicActor struct {
 	stopping      bool
 	started       bool
 	idleTimer     *time.Timer
+
+	// Following a shared store's stream (feed.go); unused when feed is nil.
+	fobs         FeedObserver
+	watch        watchState
+	watchGen     uint64              // bumped when a watch starts or ends
+	stash        []*subscribeRequest // waiting for the watch to be on
+	epoch        string              // the stream's incarnation being followed
+	heard        messages.ID         // newest id known to be in the stream
+	repairing    bool                // a catch-up read is in flight
+	relink       bool                // the link came back while syncing
+	suspect      messages.ID         // a tip check found the stream here, ahead
+	unwatchArmed bool
+	syncTries    int          // failed tip reads of this watch
+	local        []localBatch // own writes whose notices have not come back
 }
 
 func newTopicActor(d topicDeps, name string, e *topicEntry) *topicActor {
@@ -107,6 +122,7 @@ func newTopicActor(d topicDeps, name string, e *topicEntry) *topicActor {
 	return &topicActor{
 		topicDeps: d, name: name, entry: e,
 		tobs:      d.obs.Topic(name),
+		fobs:      feedObserver(d.obs),
 		replaying: make(map[*subscription]struct{}),
 		ring:      newHotRing(d.cfg.ringRetention, d.cfg.ringMax),
 	}
@@ -121,7 +137,12 @@ func (t *topicActor) Receive(ctx actor.Context) {
 		t.armIdle(ctx)
 		if t.started { // a supervisor restart: the same value, a new incarnation
 			t.ring.reset()
-			t.startCatchUp(ctx)
+			if t.feed == nil {
+				t.startCatchUp(ctx)
+			} else if t.watch == watchOn {
+				t.repairing = false
+				t.repair(ctx, "")
+			}
 		}
 		t.started = true
 		return
@@ -157,7 +178,11 @@ func (t *topicActor) Receive(ctx actor.Context) {
 		t.continueCatchUp(ctx, msg)
 	case *subscribeRequest:
 		t.lastActive = time.Now()
-		t.subscribe(ctx, msg)
+		if t.feed != nil {
+			t.feedSubscribe(ctx, msg)
+		} else {
+			t.subscribe(ctx, msg)
+		}
 		t.entry.release() // last: a panic above leaves it counted for the retry
 	case *probeDone:
 		t.onProbe(ctx, msg)
@@ -168,10 +193,35 @@ func (t *topicActor) Receive(ctx actor.Context) {
 	case *unsubscribeRequest:
 		t.subs = slices.DeleteFunc(t.subs, func(s *subscription) bool { return s == msg.sub })
 		delete(t.replaying, msg.sub)
+		t.stash = slices.DeleteFunc(t.stash, func(r *subscribeRequest) bool { return r.sub == msg.sub })
 		t.entry.release()
+		t.maybeUnwatch(ctx)
 		t.stopIfUnused(ctx)
 	case *idleCheck:
 		t.checkIdle(ctx)
+	case *watchReady:
+		t.onWatchReady(ctx, msg.gen)
+	case *syncDone:
+		t.onSyncDone(ctx, msg)
+	case *syncRetry:
+		if msg.gen == t.watchGen && t.watch == watchSyncing {
+			t.readTip(ctx)
+		}
+	case *feedNotice:
+		t.onNotice(ctx, &msg.n)
+		t.entry.release()
+	case *tipCheck:
+		t.onTipCheck(ctx, msg)
+		t.entry.release()
+	case *tipRecheck:
+		t.onTipRecheck(ctx, msg)
+	case *linkRestored:
+		t.onLinkRestored(ctx)
+		t.entry.release()
+	case *repairDone:
+		t.onRepairDone(ctx, msg)
+	case *unwatchCheck:
+		t.onUnwatchCheck(msg)
 	}
 }
 
@@ -190,7 +240,8 @@ func (t *topicActor) recoverFrom(ctx actor.Context) {
 		if !msg.answered && !slices.Contains(t.pending, msg) {
 			t.answer(msg, publishResult{err: fmt.Errorf("topic %q failed: %w", t.name, messages.ErrUnavailable)})
 		}
-	case *writeDone, *catchUpDone, *subscribeRequest, *probeDone, *replayRequest, *storePage, *unsubscribeRequest:
+	case *writeDone, *catchUpDone, *subscribeRequest, *probeDone, *replayRequest, *storePage, *unsubscribeRequest,
+		*watchReady, *syncDone, *syncRetry, *feedNotice, *tipCheck, *tipRecheck, *linkRestored, *repairDone, *unwatchCheck:
 		ctx.Send(ctx.Self(), msg)
 	}
 	panic(r)
@@ -241,6 +292,12 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 	t.writing = false
 	now := time.Now()
 	stored := 0
+	if t.feed != nil {
+		// A shared stream: other instances append too, so what this write
+		// stored is delivered when its notice comes back, in stream order
+		// after whatever came before it (feed.go).
+		t.noteLocal(w)
+	}
 	for i := 0; i < w.n; i++ {
 		m := &w.msgs[i]
 		switch {
@@ -249,7 +306,9 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 		case m.Duplicate:
 			t.answer(w.batch[i], publishResult{msg: *m})
 		default:
-			t.deliver(m, w.batch[i].received, now)
+			if t.feed == nil {
+				t.deliver(m, w.batch[i].received, now)
+			}
 			t.answer(w.batch[i], publishResult{msg: *m})
 			stored++
 		}
@@ -343,7 +402,8 @@ func (t *topicActor) armIdle(ctx actor.Context) {
 
 // busy reports whether the actor has subscribers or work.
 func (t *topicActor) busy() bool {
-	return len(t.subs) > 0 || len(t.replaying) > 0 || len(t.pending) > 0 || t.writing || t.catchingUp
+	return len(t.subs) > 0 || len(t.replaying) > 0 || len(t.pending) > 0 || t.writing || t.catchingUp ||
+		len(t.stash) > 0 || t.watch == watchStarting || t.watch == watchSyncing
 }
 
 // checkIdle stops the actor when it has had no subscribers and no traffic for
@@ -383,6 +443,9 @@ func (t *topicActor) stopNow(ctx actor.Context) bool {
 func (t *topicActor) stopped() {
 	if t.idleTimer != nil {
 		t.idleTimer.Stop()
+	}
+	if t.feed != nil {
+		t.unwatch()
 	}
 	if t.stopping {
 		return

@@ -40,10 +40,12 @@ type (
 )
 
 // ringServes reports whether the hot ring holds every message after `after`:
-// the ring is trusted (the store is not shared), and the point is at or
-// after the ring's "complete since" base.
+// the ring is trusted (the store is not shared, or the actor follows the
+// shared stream: every id it delivered since the ring's base came in stream
+// order, gaps read from the stream; the ring is reset whenever that chain
+// breaks), and the point is at or after the ring's "complete since" base.
 func (t *topicActor) ringServes(after messages.ID) bool {
-	return t.cfg.ringReplays && t.ring.covers(after)
+	return (t.cfg.ringReplays || t.watch == watchOn) && t.ring.covers(after)
 }
 
 // subscribe answers a subscribeRequest. A live position joins the

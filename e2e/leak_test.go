@@ -24,6 +24,7 @@ type closingBrowser struct{ *testing.M }
 func (c closingBrowser) Run() int {
 	code := c.M.Run()
 	browsertest.CloseShared()
+	relaytest.RemoveRelayBinary()
 	return code
 }
 

@@ -282,8 +282,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// handleReady reports whether the relay can take publishes: the store
-// answers and the relay is not shutting down.
+// handleReady reports whether the relay can take publishes and deliver
+// them: the store answers, the pub/sub link to other instances is up (a
+// shared store only), and the relay is not shutting down.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]string{"storage": "ok"}
 	ready := true
@@ -295,6 +296,16 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		checks["storage"] = "unavailable"
 		ready = false
 		s.log.Debug("not ready: store", "err", err)
+	}
+	if s.mgr.Shared() {
+		// Other instances' publishes reach this relay's subscribers through
+		// the store's pub/sub link; while it is down they arrive late (each
+		// topic catches up from its stream when it is back).
+		checks["pubsub"] = "ok"
+		if !s.mgr.FeedUp() {
+			checks["pubsub"] = "down"
+			ready = false
+		}
 	}
 	if s.draining.Load() {
 		checks["server"] = "shutting down"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -32,7 +33,8 @@ const (
 // fills in the defaults named in each comment.
 type Config struct {
 	Target      string        // relay (default) or centrifugo
-	Addr        string        // server host:port, host 127.0.0.1 or localhost (default 127.0.0.1:8080)
+	Addr        string        // server host:port, host 127.0.0.1 or localhost (default 127.0.0.1:8080); with several, the first
+	Addrs       []string      // every server of --addr a,b,c: subscribers and publishes are spread over them in turn
 	APIKey      string        // Centrifugo's http_api.key (sent as X-API-Key)
 	Token       string        // relay bearer token (JWT or API key) when the relay has auth on
 	Subscribers int           // subscribers (default 100)
@@ -71,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Target, "target", TargetRelay, "server protocol: relay or centrifugo")
-	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "server host:port (127.0.0.1 or localhost only)")
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "server host:port (127.0.0.1 or localhost only); several, comma-separated, spread subscribers and publishes over instances sharing one store")
 	fs.StringVar(&c.APIKey, "api-key", "", "Centrifugo HTTP API key (X-API-Key)")
 	fs.StringVar(&c.Token, "token", "", "relay bearer token (JWT or API key; needs read and write) when the relay has auth on")
 	fs.IntVar(&c.Subscribers, "subscribers", 100, "subscribers")
@@ -108,6 +110,14 @@ func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config
 	return c, c.validate()
 }
 
+// addrs is every server of the run, comma-separated, for the report.
+func (c *Config) addrs() string {
+	if len(c.Addrs) == 0 {
+		return c.Addr
+	}
+	return strings.Join(c.Addrs, ",")
+}
+
 // validate checks bounds and the loopback-only rule.
 func (c *Config) validate() error {
 	var errs []error
@@ -115,8 +125,23 @@ func (c *Config) validate() error {
 	if c.Target != TargetRelay && c.Target != TargetCentrifugo {
 		bad("--target must be relay or centrifugo, got %q", c.Target)
 	}
-	if err := checkLoopbackAddr(c.Addr); err != nil {
-		errs = append(errs, err)
+	c.Addrs = nil
+	for _, a := range strings.Split(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.Addrs = append(c.Addrs, a)
+		}
+	}
+	if len(c.Addrs) == 0 {
+		c.Addrs = []string{""}
+	}
+	for _, a := range c.Addrs {
+		if err := checkLoopbackAddr(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.Addr = c.Addrs[0]
+	if len(c.Addrs) > 1 && (c.Transport != TransportWS || c.SlowSubs > 0) {
+		bad("several --addr need --transport ws and no --slow-subscribers")
 	}
 	if c.Target == TargetCentrifugo && c.APIKey == "" && c.Messages > 0 {
 		bad("--api-key is required with --target centrifugo")

@@ -39,18 +39,25 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if got, err := raiseNoFile(want); err != nil {
 		fmt.Fprintf(stderr, "bench: warning: %v; open files limited to %d\n", err, got)
 	}
-	pubClient, wsClient := newClients(cfg.Addr, cfg.Publishers, cfg.ReqTimeout)
-	defer pubClient.closeIdle()
 	var d driver
-	switch cfg.Target {
-	case TargetCentrifugo:
-		d = newCentrifugoDriver(cfg.Addr, cfg.APIKey, pubClient, wsClient)
-	default:
-		rd := newRelayDriver(cfg.Addr, pubClient, wsClient).withToken(cfg.Token)
-		d = rd
-		if cfg.Transport != TransportWS {
-			d = newConsumerDriver(rd, cfg.Transport, cfg.Subscribers)
+	spread := &spreadDriver{}
+	for _, addr := range cfg.Addrs {
+		pubClient, wsClient := newClients(addr, cfg.Publishers, cfg.ReqTimeout)
+		defer pubClient.closeIdle()
+		switch cfg.Target {
+		case TargetCentrifugo:
+			d = newCentrifugoDriver(addr, cfg.APIKey, pubClient, wsClient)
+		default:
+			rd := newRelayDriver(addr, pubClient, wsClient).withToken(cfg.Token)
+			d = rd
+			if cfg.Transport != TransportWS {
+				d = newConsumerDriver(rd, cfg.Transport, cfg.Subscribers)
+			}
 		}
+		spread.ds = append(spread.ds, d)
+	}
+	if len(spread.ds) > 1 {
+		d = spread
 	}
 	var progress io.Writer
 	if !cfg.Quiet {

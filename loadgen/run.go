@@ -37,7 +37,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 		topics[i] = topicName(cfg.Prefix, i)
 	}
 	r := &Report{
-		Label: cfg.Label, Target: cfg.Target, Addr: cfg.Addr,
+		Label: cfg.Label, Target: cfg.Target, Addr: cfg.addrs(),
 		Subscribers: cfg.Subscribers, Topics: cfg.Topics, Publishers: cfg.Publishers,
 		Messages: cfg.Messages, Rate: cfg.Rate, Bulk: cfg.Bulk, PayloadBytes: cfg.Pad,
 		Started: clock.start.UTC().Format(time.RFC3339), ServerPID: cfg.ServerPID,

@@ -72,6 +72,7 @@ type Registry struct {
 	limits          *limitMetrics          // limits.go
 	rateLimited     *prometheus.CounterVec // ratelimit.go
 	authSizes       *authSizes             // ratelimit.go
+	feed            *feedMetrics           // feed.go
 
 	// Children of the known label values; read-only after New.
 	deliveredBy   map[string]prometheus.Counter
@@ -147,6 +148,7 @@ func New(maxTopics int) *Registry {
 		httpBuckets, "route")
 
 	r.limits = newLimitMetrics(f)
+	r.feed = newFeedMetrics(f)
 
 	r.deliveredBy = counters(r.delivered, knownTransports)
 	r.restartsBy = counters(r.restarts, knownKinds)

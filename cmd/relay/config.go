@@ -19,19 +19,23 @@ import (
 
 // config is every setting of `relay serve`, parsed in one place.
 type config struct {
-	HTTPAddr         string
-	ValkeyAddrs      []string
-	ValkeyUsername   string
-	ValkeyPassword   string
-	ValkeyDB         int
-	Store            persistence.Limits
-	Actors           actors.Config
-	Gateway          gateway.Config
-	LogLevel         string
-	LogFormat        string
-	MetricsMaxTopics int
-	ShutdownTimeout  time.Duration
-	PprofAddr        string
+	HTTPAddr       string
+	ValkeyAddrs    []string
+	ValkeyUsername string
+	ValkeyPassword string
+	ValkeyDB       int
+	// ValkeyCluster (RELAY_VALKEY_CLUSTER=1) requires a Valkey Cluster:
+	// start-up fails if the server is a standalone one.
+	ValkeyCluster      bool
+	ValkeyWaitReplicas int
+	Store              persistence.Limits
+	Actors             actors.Config
+	Gateway            gateway.Config
+	LogLevel           string
+	LogFormat          string
+	MetricsMaxTopics   int
+	ShutdownTimeout    time.Duration
+	PprofAddr          string
 	// MemoryLimit is the Go runtime's soft memory limit in bytes
 	// (RELAY_MEMORY_LIMIT); 0 leaves it alone (GOMEMLIMIT, if set, applies).
 	MemoryLimit int64
@@ -60,6 +64,19 @@ func (c *config) settings() []setting {
 		{"RELAY_VALKEY_USERNAME", "", "Valkey ACL user", str(&c.ValkeyUsername)},
 		{"RELAY_VALKEY_PASSWORD", "", "Valkey password", str(&c.ValkeyPassword)},
 		{"RELAY_VALKEY_DB", "0", "Valkey database number", intIn(&c.ValkeyDB, 0, 1<<16)},
+		{"RELAY_VALKEY_CLUSTER", "0", "1: require a Valkey Cluster (the cluster client is also chosen by itself for a cluster node's address or several seeds)", func(v string) error {
+			switch v {
+			case "0", "false":
+				c.ValkeyCluster = false
+			case "1", "true":
+				c.ValkeyCluster = true
+			default:
+				return errors.New("want 0 or 1")
+			}
+			return nil
+		}},
+		{"RELAY_VALKEY_WAIT_REPLICAS", "0", "answer a publish 201 only after WAIT saw this many replicas take it (survives a master failover; costs a replication round trip per batch)", intIn(&c.ValkeyWaitReplicas, 0, 16)},
+		{"RELAY_POSITION_CHECK_INTERVAL", dur(actors.DefaultPositionCheckInterval), "how often each watched topic's stream tip is compared with what was delivered (one batched call); a topic behind catches up", duration(&c.Actors.PositionCheckInterval)},
 		{"RELAY_HOT_TIER_RETENTION", dur(actors.DefaultHotTierRetention), "recent messages kept in memory per topic", duration(&c.Actors.HotTierRetention)},
 		{"RELAY_RETENTION", "24h", "how long the store keeps a topic's messages", duration(&c.Store.Retention)},
 		{"RELAY_MAX_MESSAGES_PER_TOPIC", "1000000", "messages kept per topic", intIn(&c.Store.MaxMessages, 1, 1<<40)},

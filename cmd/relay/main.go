@@ -181,15 +181,20 @@ func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (persisten
 		return persistence.NewMemoryStore(cfg.Store), nil
 	}
 	store, err := persistence.NewValkeyStore(ctx, persistence.ValkeyConfig{
-		Addrs:    cfg.ValkeyAddrs,
-		Username: cfg.ValkeyUsername,
-		Password: cfg.ValkeyPassword,
-		DB:       cfg.ValkeyDB,
-		Limits:   cfg.Store,
-		Timeout:  cfg.Actors.StoreTimeout,
+		Addrs:        cfg.ValkeyAddrs,
+		Username:     cfg.ValkeyUsername,
+		Password:     cfg.ValkeyPassword,
+		DB:           cfg.ValkeyDB,
+		WaitReplicas: cfg.ValkeyWaitReplicas,
+		Limits:       cfg.Store,
+		Timeout:      cfg.Actors.StoreTimeout,
 	}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("valkey store: %w", err)
+	}
+	if cluster, known := store.IsCluster(); cfg.ValkeyCluster && known && !cluster {
+		store.Close()
+		return nil, fmt.Errorf("valkey store: RELAY_VALKEY_CLUSTER=1 but %v is not a cluster node", cfg.ValkeyAddrs)
 	}
 	return store, nil
 }

@@ -1,0 +1,833 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
+)
+
+// DefaultPositionCheckInterval is Config.PositionCheckInterval's default
+// (RELAY_POSITION_CHECK_INTERVAL).
+const DefaultPositionCheckInterval = 5 * time.Second
+
+// feedUnwatchLinger is how long a topic actor keeps watching its channel
+// after its last local subscriber left: long-poll clients leave and come
+// back between polls, and a watched topic answers their next poll from its
+// ring without a new subscribe round trip.
+const feedUnwatchLinger = 2 * time.Second
+
+// feedRetryDelay is how long a topic actor waits before it reads its
+// stream's tip again when the first read (starting to watch) failed.
+const feedRetryDelay = 250 * time.Millisecond
+
+// maxLocalBatchMsgs caps the messages a topic actor remembers of its own
+// writes until their notices come back (for their delivery latency, and to
+// deliver a batch too large to be inlined in its notice without a read).
+const maxLocalBatchMsgs = 4096
+
+// Reasons of FeedObserver.GapRepaired (relay_gap_repairs_total{reason}).
+const (
+	RepairLink     = "link"     // the pub/sub link was lost and is back
+	RepairGap      = "gap"      // a notice did not continue what was delivered
+	RepairPosition = "position" // the periodic tip check found the stream ahead
+	RepairEpoch    = "epoch"    // the stream has a new incarnation
+)
+
+// FeedObserver is implemented by an Observer that also counts the live
+// feed across relay instances; the actors use it when their Observer has it.
+type FeedObserver interface {
+	// GapRepaired counts a topic actor reading its stream to deliver what
+	// the feed did not bring, by reason (Repair*).
+	GapRepaired(reason string)
+	// FeedLink reports the pub/sub link's state (the relay's whole feed:
+	// up when every link is up).
+	FeedLink(up bool)
+	// NoticeDropped counts a notice not handed to its topic actor because
+	// the actor's queue was full (the actor repairs from the stream).
+	NoticeDropped()
+	// FeedTopics moves the gauge of topics whose channel the relay
+	// listens to by delta (bounded by the live topic actors).
+	FeedTopics(delta int)
+}
+
+func feedObserver(o Observer) FeedObserver {
+	if f, ok := o.(FeedObserver); ok {
+		return f
+	}
+	return nopObserver{}
+}
+
+func (nopObserver) GapRepaired(string) {}
+func (nopObserver) FeedLink(bool)      {}
+func (nopObserver) NoticeDropped()     {}
+func (nopObserver) FeedTopics(int)     {}
+
+// Messages between the feed hub and topic actors, and those a topic actor
+// sends itself while following its stream.
+type (
+	// watchReady: the hub holds an interest in the topic's channel (its
+	// subscribe may have failed: the link is down; OnLink(true) follows).
+	watchReady struct{ gen uint64 }
+	// syncDone: the stream's tip, read after the channel was subscribed.
+	syncDone struct {
+		gen uint64
+		tip persistence.Tip
+		err error
+	}
+	syncRetry struct{ gen uint64 }
+	// feedNotice: an append announced on the topic's channel.
+	feedNotice struct{ n persistence.Notice }
+	// tipCheck: the stream's tip from a batched position check. immediate:
+	// repair at once if behind (a link came up); otherwise only if still
+	// behind after a grace period (the notice may be on its way).
+	tipCheck struct {
+		tip       persistence.Tip
+		immediate bool
+	}
+	tipRecheck struct{ gen uint64 }
+	// linkRestored: the pub/sub link was down and is back.
+	linkRestored struct{}
+	// repairDone: a stream read after lastDelivered.
+	repairDone struct {
+		gen   uint64
+		page  persistence.Page
+		limit int
+		upTo  messages.ID // heard when the read started
+		err   error
+	}
+	unwatchCheck struct{ gen uint64 }
+)
+
+// watchState is where a topic actor is in following its channel.
+type watchState uint8
+
+const (
+	watchOff      watchState = iota // no local interest: not following
+	watchStarting                   // asked the hub to subscribe
+	watchSyncing                    // subscribed; reading the stream's tip
+	watchOn                         // following: lastDelivered is the stream's
+)
+
+// localBatch is one of a topic actor's own writes, kept until its notice
+// comes back.
+type localBatch struct {
+	last     messages.ID
+	msgs     []messages.Message
+	received []int64
+}
+
+// feedHub is the relay's end of the live feed (persistence.Feed): it holds
+// one reference-counted interest per watched topic, hands notices and link
+// changes to topic actors, and runs the periodic position check (one
+// batched Store.Tips call for every watched topic).
+//
+// Concurrency: safe for concurrent use; its FeedHandler methods are called
+// one at a time by the feed and only post messages.
+type feedHub struct {
+	store    persistence.Store
+	reg      *registry
+	post     poster
+	log      *slog.Logger
+	obs      FeedObserver
+	interval time.Duration
+	timeout  time.Duration
+	limit    int64 // notices queued per topic actor (its mailbox bound)
+
+	feed persistence.Feed // set once by start, under mu (see getFeed)
+
+	mu     sync.Mutex
+	topics map[string]*hubTopic
+	outage bool // OnLink(false) since the last OnLink(true)
+	closed bool
+
+	kick chan struct{} // an immediate position check
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// hubTopic is the hub's interest in one topic.
+type hubTopic struct {
+	want    int  // topic actor incarnations that watch it
+	have    bool // the feed holds our interest
+	busy    bool // a goroutine is reconciling have with want
+	waiters []hubWaiter
+}
+
+type hubWaiter struct {
+	pid *actor.PID
+	gen uint64
+}
+
+var _ persistence.FeedHandler = (*feedHub)(nil)
+
+func newFeedHub(store persistence.Store, reg *registry, post poster, cfg *Config, log *slog.Logger) *feedHub {
+	h := &feedHub{
+		store: store, reg: reg, post: post, log: log, obs: feedObserver(cfg.Observer),
+		interval: cfg.PositionCheckInterval, timeout: cfg.StoreTimeout, limit: int64(cfg.TopicMailboxSize),
+		topics: make(map[string]*hubTopic), kick: make(chan struct{}, 1), stop: make(chan struct{}),
+	}
+	if h.interval <= 0 {
+		h.interval = DefaultPositionCheckInterval
+	}
+	return h
+}
+
+// errLocalFeed: the store's feed never announces anything (one process).
+var errLocalFeed = errors.New("the store's feed is local")
+
+// start opens the feed and the position check loop. It fails with
+// errLocalFeed for a store that lives in this process.
+func (h *feedHub) start() error {
+	f, err := h.store.NewFeed(h)
+	if err != nil {
+		return err
+	}
+	if persistence.IsLocalFeed(f) {
+		_ = f.Close()
+		return errLocalFeed
+	}
+	h.mu.Lock()
+	h.feed = f
+	h.mu.Unlock()
+	h.obs.FeedLink(f.Up())
+	h.wg.Add(1)
+	go h.checkLoop()
+	return nil
+}
+
+// close closes the feed and stops the position check; later watch and
+// unwatch calls do nothing.
+func (h *feedHub) close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	close(h.stop)
+	h.wg.Wait()
+	if f := h.getFeed(); f != nil {
+		_ = f.Close()
+	}
+}
+
+// getFeed returns the feed (nil before start has it: the feed may call
+// OnLink before NewFeed returns).
+func (h *feedHub) getFeed() persistence.Feed {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.feed
+}
+
+// linkUp reports the pub/sub link for /ready.
+func (h *feedHub) linkUp() bool {
+	f := h.getFeed()
+	return f != nil && f.Up()
+}
+
+// watch adds an interest of one topic actor incarnation in topic; the
+// actor hears watchReady{gen} once the feed holds it.
+func (h *feedHub) watch(topic string, pid *actor.PID, gen uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	ht := h.topics[topic]
+	if ht == nil {
+		ht = &hubTopic{}
+		h.topics[topic] = ht
+	}
+	ht.want++
+	ht.waiters = append(ht.waiters, hubWaiter{pid, gen})
+	h.reconcileLocked(topic, ht)
+}
+
+// unwatch removes one interest added by watch.
+func (h *feedHub) unwatch(topic string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ht := h.topics[topic]
+	if h.closed || ht == nil || ht.want == 0 {
+		return
+	}
+	ht.want--
+	h.reconcileLocked(topic, ht)
+}
+
+// reconcileLocked answers waiters if the feed holds the interest, or starts
+// a goroutine that subscribes or unsubscribes (one per topic at a time, so
+// the feed sees each topic's calls in order).
+func (h *feedHub) reconcileLocked(topic string, ht *hubTopic) {
+	if ht.busy {
+		return
+	}
+	if (ht.want > 0) == ht.have {
+		h.answerLocked(ht)
+		if ht.want == 0 {
+			delete(h.topics, topic)
+		}
+		return
+	}
+	ht.busy = true
+	h.wg.Add(1)
+	go h.reconcile(topic, ht)
+}
+
+func (h *feedHub) answerLocked(ht *hubTopic) {
+	if !ht.have {
+		return
+	}
+	for _, w := range ht.waiters {
+		h.post.Send(w.pid, &watchReady{gen: w.gen})
+	}
+	ht.waiters = nil
+}
+
+func (h *feedHub) reconcile(topic string, ht *hubTopic) {
+	defer h.wg.Done()
+	for {
+		h.mu.Lock()
+		want := ht.want > 0
+		if want == ht.have || h.closed {
+			ht.busy = false
+			h.reconcileLocked(topic, ht)
+			h.mu.Unlock()
+			return
+		}
+		feed := h.feed
+		h.mu.Unlock()
+		var err error
+		if want {
+			// The interest is kept even on an error (link down): the feed
+			// subscribes again and calls OnLink(true), and the actor then
+			// catches up from the stream.
+			err = feed.Subscribe(topic)
+		} else {
+			err = feed.Unsubscribe(topic)
+		}
+		if err != nil {
+			h.log.Debug("feed: (un)subscribe failed; the link will recover it", "topic", topic, "subscribe", want, "err", err)
+		}
+		h.mu.Lock()
+		ht.have = want
+		h.mu.Unlock()
+		if want {
+			h.obs.FeedTopics(1)
+		} else {
+			h.obs.FeedTopics(-1)
+		}
+	}
+}
+
+// send hands msg to topic's live actor within its queue bound, and reports
+// whether it did.
+func (h *feedHub) send(topic string, msg any) bool {
+	v, ok := h.reg.entries.Load(topic)
+	if !ok {
+		return false
+	}
+	e := v.(*topicEntry)
+	if e.acquire(h.limit) != nil {
+		return false
+	}
+	h.post.Send(e.pid, msg)
+	return true
+}
+
+// watched returns the topics the hub holds an interest in.
+func (h *feedHub) watched() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.topics))
+	for t, ht := range h.topics {
+		if ht.have && ht.want > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// OnNotice implements persistence.FeedHandler.
+func (h *feedHub) OnNotice(n persistence.Notice) {
+	if !h.send(n.Topic, &feedNotice{n: n}) {
+		if _, ok := h.reg.entries.Load(n.Topic); ok {
+			h.obs.NoticeDropped()
+		}
+	}
+}
+
+// OnLink implements persistence.FeedHandler. A link that comes back after
+// an outage makes every watched topic catch up from the stream; a link that
+// comes up for the first time (a new cluster slot) triggers an immediate
+// position check, since its topics may have missed notices while it
+// connected.
+func (h *feedHub) OnLink(up bool, err error) {
+	all := up
+	if f := h.getFeed(); up && f != nil {
+		all = f.Up() // other cluster links may still be down
+	}
+	h.obs.FeedLink(all)
+	h.mu.Lock()
+	outage := h.outage
+	if !up {
+		h.outage = true
+	} else {
+		h.outage = false
+	}
+	h.mu.Unlock()
+	if !up {
+		return // the feed logged it; the repair follows when it is back
+	}
+	if outage {
+		topics := h.watched()
+		h.log.Warn("feed: pub/sub link back; watched topics catch up from their streams", "topics", len(topics))
+		for _, t := range topics {
+			h.send(t, &linkRestored{})
+		}
+		return
+	}
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// checkLoop runs the position check every interval, and at once when
+// kicked.
+func (h *feedHub) checkLoop() {
+	defer h.wg.Done()
+	tick := time.NewTicker(h.interval)
+	defer tick.Stop()
+	for {
+		immediate := false
+		select {
+		case <-h.stop:
+			return
+		case <-tick.C:
+		case <-h.kick:
+			immediate = true
+		}
+		h.check(immediate)
+	}
+}
+
+// maxTipsBatch caps the topics of one Tips call.
+const maxTipsBatch = 5000
+
+// check reads the tips of every watched topic (batched) and hands each to
+// its actor.
+func (h *feedHub) check(immediate bool) {
+	topics := h.watched()
+	for len(topics) > 0 {
+		n := min(len(topics), maxTipsBatch)
+		batch := topics[:n]
+		topics = topics[n:]
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		tips, err := h.store.Tips(ctx, batch)
+		cancel()
+		if err != nil {
+			h.log.Debug("feed: position check failed", "topics", len(batch), "err", err)
+			return
+		}
+		for _, t := range batch {
+			h.send(t, &tipCheck{tip: tips[t], immediate: immediate})
+		}
+	}
+}
+
+// Topic actor side: following the stream through the hub.
+
+// localInterest reports whether the actor has local subscribers (live,
+// replaying, or waiting for the watch to start).
+func (t *topicActor) localInterest() bool {
+	return len(t.subs) > 0 || len(t.replaying) > 0 || len(t.stash) > 0
+}
+
+// feedSubscribe handles a subscribeRequest when the store is shared: the
+// actor must follow its stream before it can tell a subscriber where live
+// delivery starts, so requests wait (stashed) until the watch is on.
+func (t *topicActor) feedSubscribe(ctx actor.Context, req *subscribeRequest) {
+	if t.watch == watchOn {
+		t.subscribe(ctx, req)
+		return
+	}
+	for _, r := range t.stash {
+		if r.sub == req.sub {
+			return // a retry after a restart
+		}
+	}
+	t.stash = append(t.stash, req)
+	if t.watch == watchOff {
+		t.watchGen++
+		t.watch = watchStarting
+		t.feed.watch(t.name, ctx.Self(), t.watchGen)
+	}
+}
+
+// onWatchReady reads the stream's tip now that notices are heard.
+func (t *topicActor) onWatchReady(ctx actor.Context, gen uint64) {
+	if gen != t.watchGen || t.watch != watchStarting {
+		return
+	}
+	t.watch = watchSyncing
+	t.readTip(ctx)
+}
+
+func (t *topicActor) readTip(ctx actor.Context) {
+	store, timeout, post, self, gen, topic := t.store, t.cfg.storeTimeout, t.post, ctx.Self(), t.watchGen, t.name
+	go func() {
+		rctx, cancel := context.WithTimeout(context.Background(), timeout)
+		tips, err := store.Tips(rctx, []string{topic})
+		cancel()
+		post.Send(self, &syncDone{gen: gen, tip: tips[topic], err: err})
+	}()
+}
+
+// onSyncDone starts following from the tip: every append after it is
+// heard, so live delivery starts there; the stashed subscribes are
+// answered.
+func (t *topicActor) onSyncDone(ctx actor.Context, s *syncDone) {
+	if s.gen != t.watchGen || t.watch != watchSyncing {
+		return
+	}
+	if s.err != nil {
+		if t.syncTries == 0 {
+			t.log.Warn("reading the stream's tip failed; replaying subscribers wait while it is retried", "err", s.err)
+		}
+		// A live subscriber need not wait: nothing can be appended while
+		// the store cannot be read, so live delivery from the tip read
+		// later misses nothing it asked for. Replays wait for the tip.
+		t.stash = slices.DeleteFunc(t.stash, func(req *subscribeRequest) bool {
+			if req.pos.Live {
+				t.subscribe(ctx, req)
+				return true
+			}
+			return false
+		})
+		delay := min(feedRetryDelay<<min(t.syncTries, 5), 5*time.Second)
+		t.syncTries++
+		post, self, gen := t.post, ctx.Self(), t.watchGen
+		time.AfterFunc(delay, func() { post.Send(self, &syncRetry{gen: gen}) })
+		return
+	}
+	t.syncTries = 0
+	t.watch = watchOn
+	t.ring.reset() // it holds nothing known to be contiguous with the tip
+	t.local = nil
+	t.epoch = s.tip.Epoch
+	t.lastDelivered = s.tip.Last
+	if t.heard.Less(s.tip.Last) {
+		t.heard = s.tip.Last
+	}
+	stash := t.stash
+	t.stash = nil
+	for _, req := range stash {
+		t.subscribe(ctx, req)
+	}
+	if t.relink {
+		t.relink = false
+		t.repair(ctx, RepairLink)
+	} else if t.lastDelivered.Less(t.heard) {
+		t.repair(ctx, "") // notices heard while the tip was read
+	}
+	t.maybeUnwatch(ctx)
+}
+
+// maybeUnwatch schedules the end of the watch when no local subscriber is
+// left (after feedUnwatchLinger).
+func (t *topicActor) maybeUnwatch(ctx actor.Context) {
+	if t.feed == nil || t.watch != watchOn || t.localInterest() || t.unwatchArmed {
+		return
+	}
+	t.unwatchArmed = true
+	post, self, gen := t.post, ctx.Self(), t.watchGen
+	time.AfterFunc(feedUnwatchLinger, func() { post.Send(self, &unwatchCheck{gen: gen}) })
+}
+
+func (t *topicActor) onUnwatchCheck(u *unwatchCheck) {
+	if u.gen != t.watchGen {
+		return
+	}
+	t.unwatchArmed = false
+	if t.watch != watchOn || t.localInterest() {
+		return
+	}
+	t.unwatch()
+}
+
+// unwatch stops following the stream.
+func (t *topicActor) unwatch() {
+	if t.watch == watchOff {
+		return
+	}
+	t.feed.unwatch(t.name)
+	t.watch = watchOff
+	t.watchGen++ // results of reads in flight are stale
+	t.repairing = false
+	t.relink = false
+	t.ring.reset()
+	t.local = nil
+	t.heard = messages.ID{}
+	t.suspect = messages.ID{}
+}
+
+// onNotice delivers an announced append that continues what was
+// delivered; anything else is a gap read from the stream.
+func (t *topicActor) onNotice(ctx actor.Context, n *persistence.Notice) {
+	if t.watch != watchOn {
+		if t.watch == watchSyncing && t.heard.Less(n.Last) {
+			t.heard = n.Last
+		}
+		return
+	}
+	if n.Epoch != "" && t.epoch != "" && n.Epoch != t.epoch {
+		t.newEpoch(ctx, n.Epoch, n.Last)
+		return
+	}
+	if n.Epoch != "" {
+		t.epoch = n.Epoch
+	}
+	if n.Last.IsZero() { // undecodable: read the stream
+		t.repair(ctx, RepairGap)
+		return
+	}
+	if !t.lastDelivered.Less(n.Last) {
+		return // delivered already (a repair read got there first)
+	}
+	if t.heard.Less(n.Last) {
+		t.heard = n.Last
+	}
+	if t.repairing {
+		return // the read in flight (and the next) catch up to heard
+	}
+	if n.Prev != t.lastDelivered {
+		t.repair(ctx, RepairGap)
+		return
+	}
+	now := time.Now()
+	if n.Messages != nil {
+		for i := range n.Messages {
+			t.deliver(&n.Messages[i], t.localReceived(n.Messages[i].ID), now)
+		}
+		return
+	}
+	if b := t.localBatchOf(n.Last); b != nil { // too large to inline, and ours
+		for i := range b.msgs {
+			t.deliver(&b.msgs[i], b.received[i], now)
+		}
+		return
+	}
+	t.repair(ctx, "") // not inlined: read it
+}
+
+// newEpoch handles a stream that has a new incarnation: what the ring held
+// belongs to the old one.
+func (t *topicActor) newEpoch(ctx actor.Context, epoch string, last messages.ID) {
+	t.log.Warn("stream has a new epoch; catching up from it", "epoch", epoch, "old_epoch", t.epoch)
+	t.epoch = epoch
+	t.ring.reset()
+	if t.heard.Less(last) {
+		t.heard = last
+	}
+	t.repair(ctx, RepairEpoch)
+}
+
+// onTipCheck compares the stream's tip with what was delivered. Behind
+// means a notice is lost or still on its way: an immediate check repairs at
+// once, a periodic one after a grace period, if still behind then.
+func (t *topicActor) onTipCheck(ctx actor.Context, c *tipCheck) {
+	if t.watch != watchOn {
+		return
+	}
+	tip := c.tip
+	if tip.Epoch != "" && t.epoch != "" && tip.Epoch != t.epoch {
+		t.newEpoch(ctx, tip.Epoch, tip.Last)
+		return
+	}
+	if !t.lastDelivered.Less(tip.Last) {
+		return
+	}
+	if t.heard.Less(tip.Last) {
+		t.heard = tip.Last
+	}
+	if c.immediate {
+		t.repair(ctx, "")
+		return
+	}
+	if !t.suspect.IsZero() {
+		return // a recheck is armed
+	}
+	t.suspect = tip.Last
+	post, self, gen := t.post, ctx.Self(), t.watchGen
+	grace := min(time.Second, t.feed.interval/4)
+	time.AfterFunc(grace, func() { post.Send(self, &tipRecheck{gen: gen}) })
+}
+
+func (t *topicActor) onTipRecheck(ctx actor.Context, r *tipRecheck) {
+	if r.gen != t.watchGen {
+		return
+	}
+	suspect := t.suspect
+	t.suspect = messages.ID{}
+	if t.watch == watchOn && t.lastDelivered.Less(suspect) {
+		t.repair(ctx, RepairPosition)
+	}
+}
+
+func (t *topicActor) onLinkRestored(ctx actor.Context) {
+	switch t.watch {
+	case watchOn:
+		t.repair(ctx, RepairLink)
+	case watchStarting, watchSyncing:
+		t.relink = true
+	}
+}
+
+// repair reads the stream after lastDelivered and delivers in stream order,
+// until it has delivered everything heard of. reason, when not "", counts
+// the read as a gap repair (metric, and a warn log).
+func (t *topicActor) repair(ctx actor.Context, reason string) {
+	switch reason {
+	case "":
+	case RepairLink: // the hub logged the outage once for every topic
+		t.fobs.GapRepaired(reason)
+		t.log.Debug("pub/sub link back: catching up from the stream", "after", t.lastDelivered.String())
+	default:
+		t.fobs.GapRepaired(reason)
+		t.log.Warn("live feed gap: catching up from the stream", "reason", reason, "after", t.lastDelivered.String(), "heard", t.heard.String())
+	}
+	if t.repairing {
+		return
+	}
+	t.repairing = true
+	t.readRepair(ctx)
+}
+
+func (t *topicActor) readRepair(ctx actor.Context) {
+	store, timeout, post, self, gen, topic := t.store, t.cfg.storeTimeout, t.post, ctx.Self(), t.watchGen, t.name
+	after, upTo := t.lastDelivered, t.heard
+	go func() {
+		rctx, cancel := context.WithTimeout(context.Background(), timeout)
+		page, err := store.Range(rctx, topic, after, maxReplayPageMsgs)
+		cancel()
+		post.Send(self, &repairDone{gen: gen, page: page, limit: maxReplayPageMsgs, upTo: upTo, err: err})
+	}()
+}
+
+func (t *topicActor) onRepairDone(ctx actor.Context, r *repairDone) {
+	if r.gen != t.watchGen || !t.repairing {
+		return
+	}
+	if r.err != nil {
+		// The next notice, link event or position check tries again.
+		t.repairing = false
+		t.log.Warn("catch-up read failed; retrying with the next notice or position check", "err", r.err)
+		return
+	}
+	p := &r.page
+	if p.Truncated {
+		t.log.Warn("catch-up read: messages were trimmed from the stream before they could be delivered", "after", t.lastDelivered.String())
+		t.ring.reset()
+	}
+	if p.Epoch != "" && t.epoch != "" && p.Epoch != t.epoch {
+		t.epoch = p.Epoch
+		t.ring.reset()
+	}
+	now := time.Now()
+	for i := range p.Messages {
+		m := &p.Messages[i]
+		t.deliver(m, t.localReceived(m.ID), now)
+	}
+	more := len(p.Messages) >= r.limit || !p.Next.IsZero()
+	if !more && t.lastDelivered.Less(r.upTo) {
+		// The stream ends before what was heard when the read began: the
+		// rest expired or was trimmed.
+		t.lastDelivered = r.upTo
+	}
+	if !p.Next.IsZero() && t.lastDelivered.Less(p.Next) && len(p.Messages) < r.limit {
+		t.lastDelivered = p.Next // expired entries up to Next
+	}
+	if more || t.lastDelivered.Less(t.heard) {
+		t.readRepair(ctx)
+		return
+	}
+	t.repairing = false
+}
+
+// noteLocal remembers a write of this actor until its notice comes back.
+func (t *topicActor) noteLocal(w *writeDone) {
+	if t.watch != watchOn {
+		return
+	}
+	var b localBatch
+	for i := 0; i < w.n; i++ {
+		m := &w.msgs[i]
+		if m.Duplicate || m.Conflict {
+			continue
+		}
+		b.msgs = append(b.msgs, *m)
+		b.received = append(b.received, w.batch[i].received)
+		b.last = m.ID
+	}
+	if len(b.msgs) == 0 {
+		return
+	}
+	t.local = append(t.local, b)
+	total := 0
+	for i := len(t.local) - 1; i >= 0; i-- {
+		total += len(t.local[i].msgs)
+		if total > maxLocalBatchMsgs {
+			t.local = t.local[i+1:]
+			break
+		}
+	}
+}
+
+// localReceived returns when the publish of id arrived here, if it was a
+// local one, and forgets local batches at or before id.
+func (t *topicActor) localReceived(id messages.ID) int64 {
+	for len(t.local) > 0 && t.local[0].last.Less(id) {
+		t.local = t.local[1:]
+	}
+	if len(t.local) == 0 {
+		return monoNow()
+	}
+	b := &t.local[0]
+	for i := range b.msgs {
+		if b.msgs[i].ID == id {
+			return b.received[i]
+		}
+	}
+	return monoNow()
+}
+
+// localBatchOf returns the local write whose last id is last, if any.
+func (t *topicActor) localBatchOf(last messages.ID) *localBatch {
+	for i := range t.local {
+		if t.local[i].last == last {
+			b := t.local[i]
+			t.local = t.local[i+1:]
+			return &b
+		}
+	}
+	return nil
+}
+
+// FeedUp reports whether the relay hears other instances' appends: true
+// when the store is not shared (there is nothing to hear) or every pub/sub
+// link is up. /ready reports it.
+func (m *TopicManager) FeedUp() bool {
+	if m.hub == nil {
+		return true
+	}
+	return m.hub.linkUp()
+}
+
+// Shared reports whether the relay follows a shared store's feed.
+func (m *TopicManager) Shared() bool { return m.hub != nil }
