@@ -33,8 +33,8 @@ type TopicManager struct {
 	reg        *registry
 	replay     *byteBudget // the process's replay pages
 	sessions   atomic.Uint64
-	stopEvents func() // ends the supervision event subscription
-	pols       policies // the policy set and the base (policy.go)
+	stopEvents func()    // ends the supervision event subscription
+	pols       policies  // the policy set and the base (policy.go)
 	connIdx    connIndex // live connections, for the admin view (policy_admin.go)
 }
 

@@ -16,7 +16,7 @@ type delivery struct {
 	frame    []byte
 	id       messages.ID
 	sub      *subscription
-	received int64 // monotonic nanoseconds (see monoNow) when the publish arrived
+	received int64        // monotonic nanoseconds (see monoNow) when the publish arrived
 	lim      *queueLimits // the topic's bound on its frames in this queue; nil: none
 }
 

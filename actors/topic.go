@@ -114,9 +114,9 @@ func newTopicActor(d topicDeps, name string, e *topicEntry) *topicActor {
 	d.log = d.log.With("topic", name)
 	return &topicActor{
 		topicDeps: d, name: name, entry: e,
-		tobs:      d.obs.Topic(name),
-		replaying: make(map[*subscription]struct{}),
-		ring:      newHotRing(d.cfg.ringRetention, d.cfg.ringMax),
+		tobs:        d.obs.Topic(name),
+		replaying:   make(map[*subscription]struct{}),
+		ring:        newHotRing(d.cfg.ringRetention, d.cfg.ringMax),
 		baseRingMax: d.cfg.ringMax, stats: newTopicStats(),
 	}
 }

@@ -26,6 +26,7 @@ const principalKey ctxKey = 100 + iota
 var publicPaths = map[string]bool{
 	"/health": true, "/ready": true, "/metrics": true, "/openapi.json": true, "/docs": true,
 	"/auth/login": true, "/auth/token/refresh": true, "/auth/logout": true,
+	"/": true, "/ui": true, // the operator's page (ui.go): it holds no data
 }
 
 // streamPaths hold a request open (counted by RELAY_RATE_CONNECTIONS).
