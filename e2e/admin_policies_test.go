@@ -82,7 +82,10 @@ func TestPolicyAppliesLiveWithoutReconnecting(t *testing.T) {
 	relaytest.CheckLeaks(t)
 	counters := &relaytest.Counters{}
 	r := relaytest.Start(t, relaytest.Options{
-		Actors: actors.Config{Observer: counters}, // process-wide: disconnect, 4096 frames
+		// Process-wide: disconnect past 512 queued frames. The stalled
+		// peer's socket buffers take a few MB (~2,500 of these frames), so
+		// without the policy the flood below would cut it with 4008.
+		Actors: actors.Config{Observer: counters, ConnectionQueueSize: 512},
 		// The stalled peer reads nothing for a while: not long enough for
 		// the write timeout or a missed pong to drop it.
 		Gateway: gateway.Config{WriteTimeout: 5 * time.Minute, PingInterval: 5 * time.Minute},
@@ -139,7 +142,7 @@ func TestPolicyAppliesLiveWithoutReconnecting(t *testing.T) {
 		return ok && v.Policy.Value("connection_queue_size") == "8" && v.Subscribers["websocket"] == 2
 	})
 
-	const total = 3000
+	const total = 5000
 	var fastIDs []string
 	var fastErr error
 	var wg sync.WaitGroup
