@@ -155,7 +155,7 @@ func (x *connIndex) add(c *connActor) *atomic.Pointer[outbox] {
 // ConnectionsView reads every live connection's queue depth.
 func (m *TopicManager) ConnectionsView() ConnectionsView {
 	v := ConnectionsView{ByTransport: map[string]int{"websocket": 0, "sse": 0, "poll": 0}}
-	var all []ConnectionQueue
+	all := []ConnectionQueue{}
 	m.connIdx.m.Range(func(k, ob any) bool {
 		c := k.(*connActor)
 		name := transportNames[c.transport]
