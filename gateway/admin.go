@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/policy"
 )
@@ -143,4 +145,44 @@ func (s *Server) handleAdminTopics(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleAdminConnections(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.mgr.ConnectionsView())
+}
+
+// Anonymous reads (policy field anonymous_read). With auth on, a request
+// without any credential on a read route that checks its topics (history,
+// the WebSocket) is let through without a principal; each topic it reads
+// must then have anonymous_read in its effective policy, else the answer is
+// 401 (an UNAUTHORIZED error frame on the WebSocket). A credential that is
+// present but bad is still 401 at once. SSE and long-poll are not among
+// these routes: they do not authorize their topics per request here, so
+// they keep requiring a credential.
+
+const anonymousKey ctxKey = 160
+
+func isAnonymous(ctx context.Context) bool {
+	v, _ := ctx.Value(anonymousKey).(bool)
+	return v
+}
+
+// anonymousReadPath reports whether r is a read whose handler authorizes
+// its topics (authorizeTopics or permitSubscribe).
+func anonymousReadPath(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	p := r.URL.Path
+	return p == "/ws" || (strings.HasPrefix(p, "/api/v1/topics/") && strings.HasSuffix(p, "/messages"))
+}
+
+// allowAnonymous answers a caller without a credential: reads of topics
+// whose effective policy sets anonymous_read, nothing else.
+func (s *Server) allowAnonymous(op auth.Op, topics []string) error {
+	for _, t := range topics {
+		if op != auth.OpRead {
+			return fmt.Errorf("%w: a credential is needed", messages.ErrUnauthorized)
+		}
+		if p := s.mgr.EffectivePolicy(t); p.AnonymousRead == nil || !*p.AnonymousRead {
+			return fmt.Errorf("%w: topic %q needs a credential to read (its policy does not allow anonymous reads)", messages.ErrUnauthorized, t)
+		}
+	}
+	return nil
 }
