@@ -164,13 +164,24 @@ func isAnonymous(ctx context.Context) bool {
 }
 
 // anonymousReadPath reports whether r is a read whose handler authorizes
-// its topics (authorizeTopics or permitSubscribe).
-func anonymousReadPath(r *http.Request) bool {
+// its topics (authorizeTopics or permitSubscribe). A WebSocket upgrade
+// without a credential is let in only while some rule of the policy set
+// allows anonymous reads: otherwise it is refused with 401 at once, as
+// before any policy.
+func (s *Server) anonymousReadPath(r *http.Request) bool {
 	if r.Method != http.MethodGet {
 		return false
 	}
 	p := r.URL.Path
-	return p == "/ws" || (strings.HasPrefix(p, "/api/v1/topics/") && strings.HasSuffix(p, "/messages"))
+	if p == "/ws" {
+		for _, rule := range s.mgr.Policies().Rules() {
+			if a := rule.Policy.AnonymousRead; a != nil && *a {
+				return true
+			}
+		}
+		return false
+	}
+	return strings.HasPrefix(p, "/api/v1/topics/") && strings.HasSuffix(p, "/messages")
 }
 
 // allowAnonymous answers a caller without a credential: reads of topics

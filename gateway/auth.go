@@ -58,7 +58,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if a.Enabled() && !publicPaths[path] {
 			tok := bearerToken(r, path == "/ws" || path == "/api/v1/sse")
 			var err error
-			if tok == "" && anonymousReadPath(r) {
+			if tok == "" && s.anonymousReadPath(r) {
 				// No credential on a read: the topics' policies decide
 				// (anonymous_read, see admin.go); no principal.
 				ctx = context.WithValue(ctx, anonymousKey, true)
