@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/internal/relaytest"
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
 	"github.com/pulsar-relay/relay/policy"
@@ -103,5 +104,36 @@ func TestConnectionsView(t *testing.T) {
 	c.Stop(context.Background())
 	if v := m.ConnectionsView(); v.Total != 0 || len(v.Slowest) != 0 {
 		t.Fatalf("after Stop: %+v", v)
+	}
+}
+
+// TestSupervisorBudgetPerTopic: a topic whose policy allows one restart is
+// stopped at its second failure, while a topic on the base budget (10)
+// restarts through three; the admin view counts the restarts.
+func TestSupervisorBudgetPerTopic(t *testing.T) {
+	store := persistence.NewMemoryStore(persistence.Limits{})
+	t.Cleanup(func() { _ = store.Close() })
+	faults, counters := &actors.Faults{}, &relaytest.Counters{}
+	m := newManager(t, store, actors.Config{Faults: faults, Observer: counters,
+		Supervisor: actors.SupervisorConfig{Backoff: time.Millisecond},
+		Policies: mustSet(t, `{"topics":{"fragile":{"supervisor_max_restarts":1,"supervisor_window":"1m","supervisor_backoff":"1ms"}}}`)})
+	publish(t, m, "fragile", 0)
+	publish(t, m, "sturdy", 0)
+	faults.PanicTopic("fragile", 2)
+	faults.PanicTopic("sturdy", 3)
+	for i := 1; i <= 3; i++ { // each publish meets one armed fault: 503
+		for _, topic := range []string{"fragile", "sturdy"} {
+			// Bounded: a publish that reaches a topic actor while it is
+			// being stopped after failures may go unanswered.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, _ = m.Publish(ctx, message(topic, i))
+			cancel()
+		}
+	}
+	relaytest.Eventually(t, 5*time.Second, "1 stop and 4 restarts", func() bool {
+		return counters.Stops.Load() == 1 && counters.Restarts.Load() == 4
+	})
+	if v := viewOf(t, m, "sturdy"); v.Restarts != 3 {
+		t.Fatalf("sturdy reports %d restarts, want 3", v.Restarts)
 	}
 }
