@@ -116,7 +116,7 @@ func TestSupervisorBudgetPerTopic(t *testing.T) {
 	faults, counters := &actors.Faults{}, &relaytest.Counters{}
 	m := newManager(t, store, actors.Config{Faults: faults, Observer: counters,
 		Supervisor: actors.SupervisorConfig{Backoff: time.Millisecond},
-		Policies: mustSet(t, `{"topics":{"fragile":{"supervisor_max_restarts":1,"supervisor_window":"1m","supervisor_backoff":"1ms"}}}`)})
+		Policies:   mustSet(t, `{"topics":{"fragile":{"supervisor_max_restarts":1,"supervisor_window":"1m","supervisor_backoff":"1ms"}}}`)})
 	publish(t, m, "fragile", 0)
 	publish(t, m, "sturdy", 0)
 	faults.PanicTopic("fragile", 2)
