@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pulsar-relay/relay/persistence"
+	"github.com/pulsar-relay/relay/policy"
 )
 
 // Defaults of Config. cmd/relay's settings table writes its defaults from
@@ -100,6 +101,11 @@ type Config struct {
 
 	// Supervisor is the restart budget of topic actors.
 	Supervisor SupervisorConfig
+
+	// Policies are the per-topic policies in force at start (nil: none;
+	// every topic runs with the fields above). TopicManager.SetPolicies
+	// replaces them on a running relay (policy.go).
+	Policies *policy.Set
 
 	// Observer receives counts for metrics (default: none).
 	Observer Observer

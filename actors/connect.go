@@ -76,9 +76,11 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 		slots: make(chan struct{}, maxPendingCommands),
 		done:  make(chan struct{}),
 	}
+	indexed := m.connIdx.add(c) // for the admin view (policy_admin.go)
 	props := actor.PropsFromProducer(func() actor.Actor { return c })
 	pid, err := m.conns.SpawnNamed(props, "conn/"+id)
 	if err != nil {
+		c.onStop()
 		return nil, fmt.Errorf("spawn connection: %w: %w", messages.ErrUnavailable, err)
 	}
 	obs, log := m.cfg.Observer, m.log
@@ -86,6 +88,7 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 		obs.SlowConsumerDisconnected()
 		log.Warn("slow consumer: outgoing queue full, disconnecting", "conn", id)
 	})
+	indexed.Store(c.outbox)
 	return &Connection{ID: id, pid: pid, root: m.system.Root, outbox: c.outbox, slots: c.slots, done: c.done}, nil
 }
 

@@ -89,6 +89,7 @@ type connActor struct {
 	replayQueue    []*subscription // waiting to request their next replay page
 	replayInFlight int             // bytes reserved for pages requested and not yet written
 	replayRetry    bool            // a replayKick is scheduled
+	onStop         func()          // leaves the manager's connection index
 }
 
 // subscribeState tracks a subscribe until every topic actor has replied.
@@ -212,7 +213,7 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 		if c.subs[t] != nil {
 			continue
 		}
-		s := &subscription{topic: t, conn: ctx.Self(), outbox: c.outbox, obs: c.obs.Topic(t), active: true}
+		s := &subscription{topic: t, conn: ctx.Self(), outbox: c.outbox, obs: c.obs.Topic(t), active: true, transport: c.transport}
 		c.subs[t] = s
 		st.topics = append(st.topics, t)
 		if err := c.topics.route(t, 0, &subscribeRequest{sub: s, pos: f.Position(t)}); err != nil {
@@ -378,6 +379,9 @@ func (c *connActor) write(ctx actor.Context, frame []byte) bool {
 // stopped unsubscribes everywhere and closes the socket (a no-op when the
 // gateway closed it already).
 func (c *connActor) stopped() {
+	if c.onStop != nil {
+		c.onStop()
+	}
 	c.outbox.close()
 	for _, s := range c.subs {
 		c.drop(s)

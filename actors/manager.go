@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -36,8 +35,10 @@ type TopicManager struct {
 	replay     *byteBudget // the process's replay pages
 	connDeps   *connDeps   // shared by every connection actor
 	sessions   atomic.Uint64
-	stopEvents func()   // ends the supervision event subscription
-	hub        *feedHub // the live feed of a shared store (feed.go); nil otherwise
+	stopEvents func()    // ends the supervision event subscription
+	hub        *feedHub  // the live feed of a shared store (feed.go); nil otherwise
+	pols       policies  // the policy set and the base (policy.go)
+	connIdx    connIndex // live connections, for the admin view (policy_admin.go)
 }
 
 // NewTopicManager starts the manager on system. It logs and counts every
@@ -46,11 +47,11 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	cfg = cfg.withDefaults()
 	m := &TopicManager{cfg: cfg, log: logger, post: system.Root, system: system,
 		replay: newByteBudget(cfg.ReplayBytes, replayObserver(cfg.Observer))}
-	sv := cfg.Supervisor
-	topicStrategy := actor.NewOneForOneStrategy(sv.MaxRestarts, sv.Window, func(reason any) actor.Directive {
-		time.Sleep(sv.Backoff) // runs on the failing actor's goroutine, delays only its restart
-		return actor.RestartDirective
-	})
+	m.pols.base = basePolicyOf(&cfg)
+	m.pols.set.Store(cfg.Policies)
+	m.reg = &registry{post: system.Root, maxTopics: int64(cfg.MaxTopics), obs: cfg.Observer}
+	// Each topic's restart budget and backoff come from its policy.
+	topicStrategy := &topicStrategy{reg: m.reg, def: cfg.Supervisor}
 	// A connection's state is its socket: a half-written frame cannot be
 	// recovered by a restart, so a failed connection actor is stopped, its
 	// socket closed with 1011, and the client resumes with "since".
@@ -58,7 +59,6 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	topics := system.Root.Copy().WithGuardian(topicStrategy) // WithGuardian mutates: copy first
 	m.conns = system.Root.Copy().WithGuardian(connStrategy)
 
-	m.reg = &registry{post: system.Root, maxTopics: int64(cfg.MaxTopics), obs: cfg.Observer}
 	deps := topicDeps{
 		store: store, cfg: topicConfigOf(&cfg), home: m.reg, post: system.Root,
 		obs: cfg.Observer, log: logger, faults: cfg.Faults,
@@ -76,6 +76,7 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	}
 	m.reg.spawn = func(topic string, e *topicEntry, name string) (*actor.PID, error) {
 		t := newTopicActor(deps, topic, e)
+		t.applyPolicy(m.EffectivePolicy(topic)) // under reg.mu: see SetPolicies
 		return topics.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return t }), name)
 	}
 
@@ -118,7 +119,7 @@ func (m *TopicManager) onSupervisorEvent(ev *actor.SupervisorEvent) {
 // first message (Duplicate set). Publish never waits on subscribers.
 func (m *TopicManager) Publish(ctx context.Context, msg messages.Message) (messages.Message, error) {
 	p := &publish{msg: msg, received: monoNow(), reply: make(chan publishResult, 1)}
-	if err := m.reg.route(msg.Topic, int64(m.cfg.TopicMailboxSize), p); err != nil {
+	if err := m.reg.route(msg.Topic, topicMailbox, p); err != nil {
 		return messages.Message{}, fmt.Errorf("publish: %w", err)
 	}
 	select {
@@ -148,7 +149,7 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 	now := monoNow()
 	for i, msg := range msgs {
 		p := &publish{msg: msg, received: now, reply: reply, idx: i}
-		if err := m.reg.route(msg.Topic, int64(m.cfg.TopicMailboxSize), p); err != nil {
+		if err := m.reg.route(msg.Topic, topicMailbox, p); err != nil {
 			results[i].Err = fmt.Errorf("publish: %w", err)
 			answered[i] = true
 			continue

@@ -16,7 +16,8 @@ type delivery struct {
 	frame    []byte
 	id       messages.ID
 	sub      *subscription
-	received int64 // monotonic nanoseconds (see monoNow) when the publish arrived
+	received int64        // monotonic nanoseconds (see monoNow) when the publish arrived
+	lim      *queueLimits // the topic's bound on its frames in this queue; nil: none
 }
 
 // outbox is a connection's bounded outgoing queue of live and control
@@ -72,23 +73,15 @@ func (o *outbox) push(d delivery) bool {
 		o.mu.Unlock()
 		return false
 	}
+	if d.lim != nil && !o.fitTopic(d) { // the topic's own bound (policy.go)
+		return false
+	}
 	for o.n > 0 && (o.n >= o.maxMsgs || o.bytes+len(d.frame) > o.maxBytes) {
 		if o.policy != PolicyDropOldest {
-			// The connection is being closed: what is queued will not be
-			// sent, so the close frame goes out right after the write in
-			// progress.
-			o.overflowed.Store(true)
-			clear(o.ring)
-			o.n, o.bytes = 0, 0
-			o.mu.Unlock()
-			o.overflow()
+			o.overflowLocked()
 			return false
 		}
-		o.bytes -= len(o.ring[o.head].frame)
-		o.ring[o.head] = delivery{}
-		o.head = (o.head + 1) % len(o.ring)
-		o.n--
-		o.dropped++
+		o.removeAt(0)
 	}
 	if o.n == len(o.ring) {
 		o.grow()
@@ -96,6 +89,10 @@ func (o *outbox) push(d delivery) bool {
 	o.ring[(o.head+o.n)%len(o.ring)] = d
 	o.n++
 	o.bytes += len(d.frame)
+	if d.sub != nil {
+		d.sub.outQueued++
+		d.sub.outBytes += len(d.frame)
+	}
 	wake := !o.scheduled
 	o.scheduled = true
 	o.mu.Unlock()
@@ -103,6 +100,36 @@ func (o *outbox) push(d delivery) bool {
 		o.wake()
 	}
 	return true
+}
+
+// overflowLocked marks the queue overflowed under PolicyDisconnect and
+// unlocks it. The connection is being closed: what is queued will not be
+// sent, so the close frame goes out right after the write in progress.
+func (o *outbox) overflowLocked() {
+	o.overflowed.Store(true)
+	clear(o.ring)
+	o.n, o.bytes = 0, 0
+	o.mu.Unlock()
+	o.overflow()
+}
+
+// removeAt drops the i-th oldest queued frame (a drop-oldest drop),
+// shifting the older ones up: O(i). Called with mu held.
+func (o *outbox) removeAt(i int) {
+	L := len(o.ring)
+	d := o.ring[(o.head+i)%L]
+	for j := i; j > 0; j-- {
+		o.ring[(o.head+j)%L] = o.ring[(o.head+j-1)%L]
+	}
+	o.ring[o.head] = delivery{}
+	o.head = (o.head + 1) % L
+	o.n--
+	o.bytes -= len(d.frame)
+	if d.sub != nil {
+		d.sub.outQueued--
+		d.sub.outBytes -= len(d.frame)
+	}
+	o.dropped++
 }
 
 func (o *outbox) grow() {
@@ -123,6 +150,10 @@ func (o *outbox) drain(dst []delivery, max int) ([]delivery, int) {
 		d := &o.ring[o.head]
 		dst = append(dst, *d)
 		o.bytes -= len(d.frame)
+		if d.sub != nil {
+			d.sub.outQueued--
+			d.sub.outBytes -= len(d.frame)
+		}
 		*d = delivery{}
 		o.head = (o.head + 1) % len(o.ring)
 		o.n--

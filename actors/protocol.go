@@ -61,6 +61,11 @@ type subscription struct {
 	conn   *actor.PID
 	outbox *outbox
 	obs    TopicObserver
+	// transport of the connection ("ws", "sse", "poll"), for the admin view.
+	transport string
+
+	// This subscription's frames in outbox; guarded by the outbox's mu.
+	outQueued, outBytes int
 
 	// Owned by the connection actor.
 	topicPID    *actor.PID

@@ -21,7 +21,8 @@ type poster interface {
 // topicRouter is how publishers and connection actors reach topic actors.
 type topicRouter interface {
 	// route sends msg to topic's actor, spawning it on a miss, after
-	// reserving a place in its queue (limit 0: no bound); the actor frees
+	// reserving a place in its queue (limit 0: no bound; topicMailbox: the
+	// topic's policy's mailbox size); the actor frees
 	// the place once it handled msg. Errors wrap messages.ErrOverloaded (the
 	// queue is full) or messages.ErrUnavailable (shutting down, or the
 	// process's topic cap is reached).
@@ -45,7 +46,14 @@ type topicHome interface {
 type topicEntry struct {
 	pid      *actor.PID
 	inflight atomic.Int64
+	// Set by the topic actor from its policy (policy.go): the bound of its
+	// publish queue (route with limit topicMailbox) and its restart budget.
+	mailbox    atomic.Int64
+	supervisor atomic.Pointer[SupervisorConfig]
 }
+
+// topicMailbox as route's limit means the topic's own mailbox size.
+const topicMailbox = -1
 
 var errEntryClosed = errors.New("topic actor closed")
 
@@ -138,7 +146,11 @@ func (r *registry) route(topic string, limit int64, msg any) error {
 		if err != nil {
 			return err
 		}
-		switch err := e.acquire(limit); {
+		lim := limit
+		if lim == topicMailbox {
+			lim = e.mailbox.Load()
+		}
+		switch err := e.acquire(lim); {
 		case err == nil:
 			r.post.Send(e.pid, msg)
 			return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
+	"github.com/pulsar-relay/relay/policy"
 )
 
 // topicConfig is a topic actor's slice of Config.
@@ -115,16 +116,23 @@ type topicActor struct {
 	unwatchArmed bool
 	syncTries    int          // failed tip reads of this watch
 	local        []localBatch // own writes whose notices have not come back
+	// From the topic's policy (policy.go).
+	pol         policy.Policy
+	qlim        *queueLimits
+	storeLimits persistence.Limits
+	baseRingMax int
+	stats       topicStats // for the admin view (policy_admin.go)
 }
 
 func newTopicActor(d topicDeps, name string, e *topicEntry) *topicActor {
 	d.log = d.log.With("topic", name)
 	return &topicActor{
 		topicDeps: d, name: name, entry: e,
-		tobs:      d.obs.Topic(name),
-		fobs:      feedObserver(d.obs),
-		replaying: make(map[*subscription]struct{}),
-		ring:      newHotRing(d.cfg.ringRetention, d.cfg.ringMax),
+		tobs:        d.obs.Topic(name),
+		fobs:        feedObserver(d.obs),
+		replaying:   make(map[*subscription]struct{}),
+		ring:        newHotRing(d.cfg.ringRetention, d.cfg.ringMax),
+		baseRingMax: d.cfg.ringMax, stats: newTopicStats(),
 	}
 }
 
@@ -136,6 +144,7 @@ func (t *topicActor) Receive(ctx actor.Context) {
 		t.lastActive = time.Now()
 		t.armIdle(ctx)
 		if t.started { // a supervisor restart: the same value, a new incarnation
+			t.stats.restarts++
 			t.ring.reset()
 			if t.feed == nil {
 				t.startCatchUp(ctx)
@@ -222,6 +231,12 @@ func (t *topicActor) Receive(ctx actor.Context) {
 		t.onRepairDone(ctx, msg)
 	case *unwatchCheck:
 		t.onUnwatchCheck(msg)
+	case *policyChanged:
+		t.applyPolicy(msg.set.Resolve(t.name, msg.base))
+		t.entry.release()
+	case *topicInfoRequest:
+		t.answerInfo(msg)
+		t.entry.release()
 	}
 }
 
@@ -241,7 +256,8 @@ func (t *topicActor) recoverFrom(ctx actor.Context) {
 			t.answer(msg, publishResult{err: fmt.Errorf("topic %q failed: %w", t.name, messages.ErrUnavailable)})
 		}
 	case *writeDone, *catchUpDone, *subscribeRequest, *probeDone, *replayRequest, *storePage, *unsubscribeRequest,
-		*watchReady, *syncDone, *syncRetry, *feedNotice, *tipCheck, *tipRecheck, *linkRestored, *repairDone, *unwatchCheck:
+		*watchReady, *syncDone, *syncRetry, *feedNotice, *tipCheck, *tipRecheck, *linkRestored, *repairDone, *unwatchCheck,
+		*policyChanged, *topicInfoRequest:
 		ctx.Send(ctx.Self(), msg)
 	}
 	panic(r)
@@ -275,9 +291,9 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 		msgs[i] = p.msg
 	}
 	t.writing = true
-	store, timeout, post, self := t.store, t.cfg.storeTimeout, t.post, ctx.Self()
+	store, timeout, post, self, limits := t.store, t.cfg.storeTimeout, t.post, ctx.Self(), t.storeLimits
 	go func() {
-		wctx, cancel := context.WithTimeout(context.Background(), timeout)
+		wctx, cancel := context.WithTimeout(persistence.WithLimits(context.Background(), limits), timeout)
 		n, err := store.Append(wctx, t.name, msgs)
 		cancel()
 		post.Send(self, &writeDone{batch: batch, msgs: msgs, n: n, err: err})
@@ -315,6 +331,7 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 	}
 	if stored > 0 {
 		t.tobs.Stored(stored)
+		t.stats.published.add(now, stored)
 	}
 	if w.n < len(w.batch) {
 		err := fmt.Errorf("store %q: %w", t.name, w.err)
@@ -341,8 +358,9 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 	frame := m.AppendFrame(make([]byte, 0, 128+len(m.Payload)))
 	t.ring.add(m, frame, now)
 	for _, s := range t.subs {
-		s.outbox.push(delivery{frame: frame, id: m.ID, sub: s, received: received})
+		s.outbox.push(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim})
 	}
+	t.stats.delivered.add(now, len(t.subs))
 }
 
 // startCatchUp re-reads the store after lastDelivered (after a restart) and

@@ -129,6 +129,8 @@ func TestOpenAPIValidatesEveryRoute(t *testing.T) {
 		{route: "GET /metrics", path: "/metrics", want: 200},
 		{route: "GET /openapi.json", path: "/openapi.json", want: 200},
 		{route: "GET /docs", path: "/docs", want: 200},
+		{route: "GET /", path: "/", want: 200},
+		{route: "GET /ui", path: "/ui", want: 200},
 		// Routes other branches add (auth, topics, admin): validated when
 		// served, whatever documented status they answer without a token.
 		{route: "POST /auth/login", path: "/auth/login", body: map[string]any{"username": "nobody", "password": "wrong", "grant_type": "password"}},
@@ -141,7 +143,9 @@ func TestOpenAPIValidatesEveryRoute(t *testing.T) {
 		{route: "PUT /api/v1/topics/{topic}", path: "/api/v1/topics/oa-created", body: map[string]any{"description": "e"}},
 		{route: "DELETE /api/v1/topics/{topic}", path: "/api/v1/topics/oa-created"},
 		{route: "GET /api/v1/admin/policies", path: "/api/v1/admin/policies"},
-		{route: "PUT /api/v1/admin/policies", path: "/api/v1/admin/policies", body: map[string]any{"policies": []any{}}},
+		{route: "GET /api/v1/admin/policies", path: "/api/v1/admin/policies?topic=oa"},
+		{route: "PUT /api/v1/admin/policies", path: "/api/v1/admin/policies", body: map[string]any{"version": 1, "topics": map[string]any{"oa*": map[string]any{"mailbox_size": 100}}}},
+		{route: "PUT /api/v1/admin/policies", path: "/api/v1/admin/policies", body: map[string]any{"version": 1, "topics": map[string]any{"oa*": map[string]any{"mailbox_size": 0}}}, invalid: true, want: 400},
 		{route: "GET /api/v1/admin/topics", path: "/api/v1/admin/topics"},
 		{route: "GET /api/v1/admin/connections", path: "/api/v1/admin/connections"},
 	}

@@ -26,6 +26,7 @@ const principalKey ctxKey = 100 + iota
 var publicPaths = map[string]bool{
 	"/health": true, "/ready": true, "/metrics": true, "/openapi.json": true, "/docs": true,
 	"/auth/login": true, "/auth/token/refresh": true, "/auth/logout": true,
+	"/": true, "/ui": true, // the operator's page (ui.go): it holds no data
 }
 
 // streamPaths hold a request open (counted by RELAY_RATE_CONNECTIONS).
@@ -57,12 +58,18 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if a.Enabled() && !publicPaths[path] {
 			tok := bearerToken(r, path == "/ws" || path == "/api/v1/sse")
 			var err error
-			if p, err = a.Authenticate(ctx, tok); err != nil {
+			if tok == "" && s.anonymousReadPath(r) {
+				// No credential on a read: the topics' policies decide
+				// (anonymous_read, see admin.go); no principal.
+				ctx = context.WithValue(ctx, anonymousKey, true)
+			} else if p, err = a.Authenticate(ctx, tok); err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="relay"`)
 				s.writeError(w, r, err)
 				return
 			}
-			ctx = context.WithValue(ctx, principalKey, p)
+			if p != nil {
+				ctx = context.WithValue(ctx, principalKey, p)
+			}
 		}
 		id := identityOf(p, r)
 		if r.Method == http.MethodPost && (path == "/api/v1/messages" || path == "/api/v1/messages/bulk") {
@@ -159,6 +166,9 @@ func (s *Server) authorizeTopics(r *http.Request, op auth.Op, topics []string) e
 		return nil
 	}
 	p := principalOf(r.Context())
+	if p == nil && isAnonymous(r.Context()) {
+		return s.allowAnonymous(op, topics)
+	}
 	for _, t := range topics {
 		if err := s.cfg.Auth.Allow(r.Context(), p, op, t); err != nil {
 			return err
@@ -276,10 +286,17 @@ func (wa *wsAuth) permitSubscribe(topics []string, send func([]byte)) []string {
 	p := wa.p.Load()
 	ok := topics[:0:0]
 	for _, t := range topics {
-		if err := wa.s.cfg.Auth.Allow(context.Background(), p, auth.OpRead, t); err != nil {
-			code := messages.CodeForbidden
-			if _, c := statusOf(err); c != "FORBIDDEN" {
-				code = messages.CodeSubscriptionError
+		allow := func() error { return wa.s.cfg.Auth.Allow(context.Background(), p, auth.OpRead, t) }
+		if p == nil { // connected without a credential: anonymous_read decides
+			allow = func() error { return wa.s.allowAnonymous(auth.OpRead, []string{t}) }
+		}
+		if err := allow(); err != nil {
+			code := messages.CodeSubscriptionError
+			switch _, c := statusOf(err); c {
+			case "FORBIDDEN":
+				code = messages.CodeForbidden
+			case "UNAUTHORIZED":
+				code = messages.CodeUnauthorized
 			}
 			send(messages.NewErrorFrame(code, fmt.Sprintf("topic %q: %v", t, err)))
 			continue

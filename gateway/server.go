@@ -18,6 +18,7 @@ import (
 	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
+	"github.com/pulsar-relay/relay/policy"
 )
 
 // Config tunes the gateway. The zero value of every field means its default,
@@ -97,6 +98,9 @@ type Config struct {
 	// Auth authenticates, authorizes and rate-limits (gateway/auth.go);
 	// nil: everything is open and unlimited.
 	Auth *auth.Service
+	// Policies holds the per-topic policy set the admin routes show and
+	// replace (gateway/admin.go); nil: a fresh, empty one.
+	Policies *policy.Holder
 }
 
 // Observer receives the gateway's counts (the metrics package implements
@@ -180,6 +184,9 @@ func (c Config) withDefaults() Config {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+	if c.Policies == nil {
+		c.Policies = &policy.Holder{}
+	}
 	return c
 }
 
@@ -215,6 +222,7 @@ type Server struct {
 	wg      sync.WaitGroup // WebSocket goroutines, closers, pings, the sweeper
 
 	consumers *consumers // long-poll waiters and SSE streams
+	policyMu  sync.Mutex // orders policy replacements (admin.go)
 }
 
 // New returns a gateway serving mgr's topics; it starts one background
@@ -258,6 +266,8 @@ func (s *Server) Handler() http.Handler {
 	r.Head("/ready", s.handleReady)
 	r.Get("/ws", s.handleWS)
 	s.consumerRoutes(r)
+	s.adminRoutes(r)
+	s.uiRoutes(r)
 	if s.cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.cfg.Metrics)
 	}

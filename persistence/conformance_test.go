@@ -41,6 +41,7 @@ func runConformance(t *testing.T, open openFunc) {
 		{"Tips", testTips},
 		{"TTLHidesExpired", testTTLHidesExpired},
 		{"TrimByCount", testTrimByCount},
+		{"LimitsPerAppend", testLimitsPerAppend},
 		{"TrimByAge", testTrimByAge},
 		{"RetentionElapses", testRetentionElapses},
 		{"TopicsAreIndependent", testTopicsAreIndependent},

@@ -150,7 +150,7 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 			s.idem.put(topic, m, now)
 		}
 	}
-	t.trim(s.limits, now)
+	t.trim(appendLimits(ctx, s.limits), now)
 	return len(batch), nil
 }
 

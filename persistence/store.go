@@ -125,6 +125,26 @@ type Limits struct {
 	IdempotencyWindow time.Duration
 }
 
+type limitsKey struct{}
+
+// WithLimits returns ctx carrying a topic's own retention for one Append:
+// the store trims with l.MaxMessages and l.Retention instead of its own
+// (0 keeps that dimension forever); IdempotencyWindow stays the store's.
+// The topic actors pass their topic's policy this way.
+func WithLimits(ctx context.Context, l Limits) context.Context {
+	return context.WithValue(ctx, limitsKey{}, l)
+}
+
+// appendLimits are the limits an Append trims with: ctx's (WithLimits), or
+// own.
+func appendLimits(ctx context.Context, own Limits) Limits {
+	if l, ok := ctx.Value(limitsKey{}).(Limits); ok {
+		l.IdempotencyWindow = own.IdempotencyWindow
+		return l
+	}
+	return own
+}
+
 func (l Limits) idempotencyWindow() time.Duration {
 	if l.IdempotencyWindow > 0 {
 		return l.IdempotencyWindow

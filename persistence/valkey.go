@@ -503,11 +503,12 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	}
 	keys := []string{streamKey(topic), metaKey(topic)}
 	args := make([]string, 0, 8+6*len(batch))
-	args = append(args, "0", "0", strconv.FormatInt(s.cfg.Limits.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0", "0")
-	if s.cfg.Limits.MaxMessages > 0 {
-		args[0] = strconv.Itoa(s.cfg.Limits.MaxMessages)
+	lim := appendLimits(ctx, s.cfg.Limits) // a topic's policy may set its own
+	args = append(args, "0", "0", strconv.FormatInt(lim.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0", "0")
+	if lim.MaxMessages > 0 {
+		args[0] = strconv.Itoa(lim.MaxMessages)
 	}
-	if r := s.cfg.Limits.Retention; r > 0 {
+	if r := lim.Retention; r > 0 {
 		args[1] = strconv.FormatInt(time.Now().Add(-r).UnixMilli(), 10)
 		expiry, refresh := streamExpiry(r)
 		args[4] = strconv.FormatInt(expiry.Milliseconds(), 10)

@@ -40,6 +40,9 @@ type config struct {
 	// (RELAY_MEMORY_LIMIT); 0 leaves it alone (GOMEMLIMIT, if set, applies).
 	MemoryLimit int64
 	Auth        auth.Config
+	// PoliciesFile is the per-topic policy file (RELAY_POLICIES_FILE),
+	// loaded at start and on SIGHUP; "" for none.
+	PoliciesFile string
 }
 
 // setting is one RELAY_* variable: its flag is the lower-case name with
@@ -134,6 +137,7 @@ func (c *config) settings() []setting {
 		{"RELAY_METRICS_MAX_TOPICS", "100", "distinct topic label values in metrics", intIn(&c.MetricsMaxTopics, 0, 1<<20)},
 		{"RELAY_SHUTDOWN_TIMEOUT", "8s", "graceful shutdown budget", duration(&c.ShutdownTimeout)},
 		{"RELAY_PPROF_ADDR", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); empty: off", str(&c.PprofAddr)},
+		{"RELAY_POLICIES_FILE", "", "per-topic policies, YAML or JSON (docs/policies.md); reloaded on SIGHUP; a bad file stops start-up", str(&c.PoliciesFile)},
 		// Authentication and rate limits (auth/, gateway/auth.go). Auth is on
 		// when any of the credential settings (secret, keys, JWKS, users,
 		// admin, API keys) is set.

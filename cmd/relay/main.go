@@ -20,6 +20,7 @@ import (
 	"github.com/pulsar-relay/relay/internal/app"
 	"github.com/pulsar-relay/relay/metrics"
 	"github.com/pulsar-relay/relay/persistence"
+	"github.com/pulsar-relay/relay/policy"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -119,14 +120,25 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		return fmt.Errorf("auth: %w", err)
 	}
 	defer authSvc.Close()
+	policies := &policy.Holder{}
+	if cfg.PoliciesFile != "" {
+		l, err := policies.ReloadFile(cfg.PoliciesFile, time.Now())
+		if err != nil {
+			ln.Close()
+			store.Close()
+			return fmt.Errorf("RELAY_POLICIES_FILE: %w", err)
+		}
+		logger.Info("policies loaded", "file", cfg.PoliciesFile, "rules", l.Set.Len())
+	}
 	actorCfg := cfg.Actors
 	actorCfg.StoreLimits = cfg.Store
 	gwCfg := cfg.Gateway
 	gwCfg.Version = version
 	gwCfg.MaxTTL = cfg.Store.Retention // a ttl past the retention is refused (0: messages.DefaultMaxTTL)
 	gwCfg.Auth = authSvc
+	gwCfg.Policies = policies
 	relay := app.Start(app.Options{Store: store, Actors: actorCfg, Gateway: gwCfg, Logger: logger,
-		Metrics: metrics.New(cfg.MetricsMaxTopics)}, ln)
+		Metrics: metrics.New(cfg.MetricsMaxTopics), PoliciesFile: cfg.PoliciesFile}, ln)
 	logger.Info("relay serving", "addr", relay.Addr().String(), "store", storeName(cfg), "version", version, "auth", authSvc.Enabled())
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, logger)
@@ -137,10 +149,19 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		}
 	}
 
-	select {
-	case err := <-relay.Done():
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case err := <-relay.Done():
+			return fmt.Errorf("http server: %w", err)
+		case <-hup:
+			reloadPolicies(relay, cfg, logger)
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	logger.Info("relay shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -150,6 +171,20 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	}
 	logger.Info("relay stopped")
 	return nil
+}
+
+// reloadPolicies reloads RELAY_POLICIES_FILE (SIGHUP): a bad file is
+// logged with its lines and fields, and the policies in force stay.
+func reloadPolicies(relay *app.Relay, cfg *config, logger *slog.Logger) {
+	if cfg.PoliciesFile == "" {
+		logger.Warn("SIGHUP: no RELAY_POLICIES_FILE to reload")
+		return
+	}
+	if err := relay.ReloadPolicies(); err != nil {
+		logger.Error("SIGHUP: policies refused; the ones in force stay", "file", cfg.PoliciesFile, "err", err)
+		return
+	}
+	logger.Info("SIGHUP: policies reloaded", "file", cfg.PoliciesFile)
 }
 
 // applyMemoryLimit sets the Go runtime's soft memory limit from

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/pulsar-relay/relay/gateway"
 	"github.com/pulsar-relay/relay/metrics"
 	"github.com/pulsar-relay/relay/persistence"
+	"github.com/pulsar-relay/relay/policy"
 )
 
 // Options are the parts of a relay. Store is required; the app closes it on
@@ -29,6 +31,10 @@ type Options struct {
 	// Metrics, when set, observes the actors, the gateway and the store,
 	// and is served on GET /metrics; nil turns metrics off.
 	Metrics *metrics.Registry
+	// PoliciesFile is reloaded by Relay.ReloadPolicies (SIGHUP) into
+	// Gateway.Policies; the caller loads it at start. Gateway.Policies'
+	// current set is what the topic actors start with.
+	PoliciesFile string
 }
 
 // Relay is a running relay.
@@ -58,6 +64,13 @@ func Start(opts Options, ln net.Listener) *Relay {
 		opts.Gateway.Observer = opts.Metrics
 		opts.Gateway.Metrics = opts.Metrics.Handler()
 	}
+	if opts.Gateway.Policies == nil {
+		opts.Gateway.Policies = &policy.Holder{}
+	}
+	if opts.Actors.Policies == nil {
+		opts.Actors.Policies = opts.Gateway.Policies.Current().Set
+	}
+	r.opts.Gateway.Policies = opts.Gateway.Policies
 	r.system = actors.NewActorSystem(log)
 	r.Manager = actors.NewTopicManager(r.system, store, opts.Actors, log)
 	r.Gateway = gateway.New(opts.Gateway, r.Manager, store, log)
@@ -67,6 +80,18 @@ func Start(opts Options, ln net.Listener) *Relay {
 	r.srv = r.Gateway.HTTPServer(slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	go func() { r.served <- r.srv.Serve(r.Gateway.Listener(ln)) }()
 	return r
+}
+
+// ReloadPolicies reloads Options.PoliciesFile and applies it to the running
+// topic actors; on error (the file is bad or gone) the policies in force
+// stay and the error names the file, line and field.
+func (r *Relay) ReloadPolicies() error {
+	if r.opts.PoliciesFile == "" {
+		return errors.New("no policy file configured")
+	}
+	return r.Gateway.ApplyPolicies(func(h *policy.Holder) (policy.Loaded, error) {
+		return h.ReloadFile(r.opts.PoliciesFile, time.Now())
+	})
 }
 
 // Addr is the address the relay listens on.
