@@ -74,7 +74,7 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 			topics: m.reg, post: m.post, budget: m.replay, cfg: connConfigOf(&m.cfg),
 			obs: m.cfg.Observer, robs: replayObserver(m.cfg.Observer), log: m.log, faults: m.cfg.Faults,
 		},
-		id: id, sink: sink, transport: transport,
+		id: id, sink: sink, transport: transport, flusher: m.flusher,
 		subs:  make(map[string]*subscription),
 		slots: make(chan struct{}, maxPendingCommands),
 		done:  make(chan struct{}),

@@ -34,7 +34,8 @@ type TopicManager struct {
 	reg        *registry
 	replay     *byteBudget // the process's replay pages
 	sessions   atomic.Uint64
-	stopEvents func() // ends the supervision event subscription
+	flusher    *delayedFlusher // nil unless cfg.WriteDelay > 0
+	stopEvents func()          // ends the supervision event subscription
 }
 
 // NewTopicManager starts the manager on system. It logs and counts every
@@ -54,6 +55,9 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	connStrategy := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
 	topics := system.Root.Copy().WithGuardian(topicStrategy) // WithGuardian mutates: copy first
 	m.conns = system.Root.Copy().WithGuardian(connStrategy)
+	if cfg.WriteDelay > 0 {
+		m.flusher = &delayedFlusher{post: system.Root, every: cfg.WriteDelay}
+	}
 
 	m.reg = &registry{post: system.Root, maxTopics: int64(cfg.MaxTopics), obs: cfg.Observer}
 	deps := topicDeps{
