@@ -79,7 +79,7 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 		slots: make(chan struct{}, maxPendingCommands),
 		done:  make(chan struct{}),
 	}
-	props := actor.PropsFromProducer(func() actor.Actor { return c })
+	props := actor.PropsFromProducer(func() actor.Actor { return c }, actor.WithDispatcher(m.dispatcher))
 	pid, err := m.conns.SpawnNamed(props, "conn/"+id)
 	if err != nil {
 		return nil, fmt.Errorf("spawn connection: %w: %w", messages.ErrUnavailable, err)

@@ -35,7 +35,8 @@ type TopicManager struct {
 	replay     *byteBudget // the process's replay pages
 	sessions   atomic.Uint64
 	flusher    *delayedFlusher // nil unless cfg.WriteDelay > 0
-	stopEvents func()          // ends the supervision event subscription
+	dispatcher *workerDispatcher
+	stopEvents func() // ends the supervision event subscription
 }
 
 // NewTopicManager starts the manager on system. It logs and counts every
@@ -43,7 +44,7 @@ type TopicManager struct {
 func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Config, logger *slog.Logger) *TopicManager {
 	cfg = cfg.withDefaults()
 	m := &TopicManager{cfg: cfg, log: logger, post: system.Root, system: system,
-		replay: newByteBudget(cfg.ReplayBytes, replayObserver(cfg.Observer))}
+		replay: newByteBudget(cfg.ReplayBytes, replayObserver(cfg.Observer)), dispatcher: newWorkerDispatcher()}
 	sv := cfg.Supervisor
 	topicStrategy := actor.NewOneForOneStrategy(sv.MaxRestarts, sv.Window, func(reason any) actor.Directive {
 		time.Sleep(sv.Backoff) // runs on the failing actor's goroutine, delays only its restart
@@ -66,7 +67,7 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	}
 	m.reg.spawn = func(topic string, e *topicEntry, name string) (*actor.PID, error) {
 		t := newTopicActor(deps, topic, e)
-		return topics.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return t }), name)
+		return topics.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return t }, actor.WithDispatcher(m.dispatcher)), name)
 	}
 
 	es := system.EventStream.Subscribe(func(ev any) {
@@ -162,6 +163,7 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 func (m *TopicManager) Shutdown(ctx context.Context) {
 	m.reg.closed.Store(true)
 	m.stopEvents()
+	defer m.dispatcher.stop()
 	var futures []*actor.Future
 	m.reg.each(func(topic string, e *topicEntry) {
 		futures = append(futures, m.system.Root.StopFuture(e.pid))

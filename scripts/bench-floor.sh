@@ -13,6 +13,8 @@
 # Prints a Markdown section on stdout (medians; every run on stderr).
 # Environment: FLOOR_ROUNDS=3, FLOOR_SECONDS=8 (wrk duration), FLOOR_TOPICS=1,
 # FLOOR_RELAY_ENV="RELAY_X=y ..." (extra settings for the relay),
+# FLOOR_RELAY_BINS="name=path ..." (measure these relay builds, alternating,
+# instead of one built from this checkout: before/after figures),
 # FLOOR_SKIP_RELAY=1, FLOOR_SKIP_WS=1. Bounded: about
 # ROUNDS*2*(SECONDS+3) + 20 s.
 set -euo pipefail
@@ -33,7 +35,16 @@ trap cleanup EXIT
 log() { printf '[bench-floor] %s\n' "$*" >&2; }
 command -v wrk >/dev/null || { echo "bench-floor: wrk is required (apt-get install -y wrk)" >&2; exit 1; }
 
-(cd "$REPO" && go build -o "$WORK/floor" ./bench/floor && go build -o "$WORK/relay" ./cmd/relay)
+(cd "$REPO" && go build -o "$WORK/floor" ./bench/floor)
+declare -A RELAYS=()
+RELAY_NAMES=()
+if [[ -n ${FLOOR_RELAY_BINS:-} ]]; then
+	for nb in $FLOOR_RELAY_BINS; do RELAYS[${nb%%=*}]=${nb#*=}; RELAY_NAMES+=("${nb%%=*}"); done
+elif [[ ${FLOOR_SKIP_RELAY:-0} != 1 ]]; then
+	(cd "$REPO" && go build -o "$WORK/relay" ./cmd/relay)
+	RELAYS[relay]=$WORK/relay
+	RELAY_NAMES=(relay)
+fi
 
 cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
 
@@ -76,13 +87,12 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 : >"$WORK/http"
 if [[ ${FLOOR_SKIP_HTTP:-0} != 1 ]]; then
 	for r in $(seq 1 "$ROUNDS"); do
-		for target in floor relay; do
-			[[ $target == relay && ${FLOOR_SKIP_RELAY:-0} == 1 ]] && continue
+		for target in floor "${RELAY_NAMES[@]}"; do
 			port=$(free_port)
 			if [[ $target == floor ]]; then
 				"$WORK/floor" http -addr "127.0.0.1:$port" >/dev/null &
 			else
-				env RELAY_HTTP_ADDR="127.0.0.1:$port" RELAY_LOG_LEVEL=warn ${FLOOR_RELAY_ENV:-} "$WORK/relay" serve >"$WORK/relay.log" 2>&1 &
+				env RELAY_HTTP_ADDR="127.0.0.1:$port" RELAY_LOG_LEVEL=warn ${FLOOR_RELAY_ENV:-} "${RELAYS[$target]}" serve >"$WORK/relay.log" 2>&1 &
 			fi
 			pid=$!
 			PIDS+=("$pid")
@@ -104,13 +114,13 @@ if [[ -s $WORK/http ]]; then
 	echo "| server | req/s | server CPU µs/request | non-201 | CPU vs floor |"
 	echo "|---|---:|---:|---:|---:|"
 	fcpu=$(awk '$1=="floor" {print $3}' "$WORK/http" | median)
-	for t in floor relay; do
+	for t in floor "${RELAY_NAMES[@]}"; do
 		grep -q "^$t " "$WORK/http" || continue
 		rps=$(awk -v t=$t '$1==t {print $2}' "$WORK/http" | median)
 		cpu=$(awk -v t=$t '$1==t {print $3}' "$WORK/http" | median)
 		bad=$(awk -v t=$t '$1==t {s+=$4} END {print s+0}' "$WORK/http")
 		awk -v t=$t -v r="$rps" -v c="$cpu" -v f="$fcpu" -v b="$bad" \
-			'BEGIN {printf "| %s | %.0f | %.2f | %d | %.2fx |\n", (t=="floor" ? "bare net/http (floor)" : "relay, memory store"), r, c, b, c / f}'
+			'BEGIN {printf "| %s | %.0f | %.2f | %d | %.2fx |\n", (t=="floor" ? "bare net/http (floor)" : "relay (" t "), memory store"), r, c, b, c / f}'
 	done
 	echo
 fi
