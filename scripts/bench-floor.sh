@@ -15,6 +15,8 @@
 # FLOOR_RELAY_ENV="RELAY_X=y ..." (extra settings for the relay),
 # FLOOR_RELAY_BINS="name=path ..." (measure these relay builds, alternating,
 # instead of one built from this checkout: before/after figures),
+# FLOOR_CENTRIFUGO_BIN=path (also measure Centrifugo's HTTP API publish,
+# memory engine with history, configured as bench-compare.sh does),
 # FLOOR_SKIP_RELAY=1, FLOOR_SKIP_WS=1. Bounded: about
 # ROUNDS*2*(SECONDS+3) + 20 s.
 set -euo pipefail
@@ -65,14 +67,14 @@ wait_port() {
 	return 1
 }
 
-# wrk_run NAME PID PORT: one wrk run; prints "NAME req/s cpu-us/req non201".
+# wrk_run NAME PID PORT [TARGET]: one wrk run; prints "NAME req/s cpu-us/req non2xx".
 wrk_run() {
-	local name=$1 pid=$2 port=$3
+	local name=$1 pid=$2 port=$3 target=${4:-relay}
 	# warm-up (connections, topic actor, caches), not counted
-	wrk -t1 -c32 -d1s -s "$REPO/scripts/wrk-publish.lua" "http://127.0.0.1:$port" -- "$TOPICS" >/dev/null 2>&1 || true
+	wrk -t1 -c32 -d1s -s "$REPO/scripts/wrk-publish.lua" "http://127.0.0.1:$port" -- "$TOPICS" "" "$target" >/dev/null 2>&1 || true
 	local c0 c1 out
 	c0=$(cpu_ticks "$pid")
-	out=$(wrk -t1 -c32 -d"${SECS}s" -s "$REPO/scripts/wrk-publish.lua" "http://127.0.0.1:$port" -- "$TOPICS")
+	out=$(wrk -t1 -c32 -d"${SECS}s" -s "$REPO/scripts/wrk-publish.lua" "http://127.0.0.1:$port" -- "$TOPICS" "" "$target")
 	c1=$(cpu_ticks "$pid")
 	local reqs rps bad
 	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -87,17 +89,27 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 : >"$WORK/http"
 if [[ ${FLOOR_SKIP_HTTP:-0} != 1 ]]; then
 	for r in $(seq 1 "$ROUNDS"); do
-		for target in floor "${RELAY_NAMES[@]}"; do
+		CF=()
+		[[ -n ${FLOOR_CENTRIFUGO_BIN:-} ]] && CF=(centrifugo)
+		for target in floor "${RELAY_NAMES[@]}" "${CF[@]}"; do
 			port=$(free_port)
 			if [[ $target == floor ]]; then
 				"$WORK/floor" http -addr "127.0.0.1:$port" >/dev/null &
+			elif [[ $target == centrifugo ]]; then
+				cat >"$WORK/cf.json" <<CFEOF
+{"http_server": {"address": "127.0.0.1", "port": $port}, "client": {"insecure": true},
+ "http_api": {"key": "bench-api-key"}, "engine": {"type": "memory"},
+ "channel": {"without_namespace": {"history_size": 1000000, "history_ttl": "24h"}},
+ "usage_stats": {"disabled": true}, "log": {"level": "warn"}}
+CFEOF
+				"$FLOOR_CENTRIFUGO_BIN" -c "$WORK/cf.json" >"$WORK/relay.log" 2>&1 &
 			else
 				env RELAY_HTTP_ADDR="127.0.0.1:$port" RELAY_LOG_LEVEL=warn ${FLOOR_RELAY_ENV:-} "${RELAYS[$target]}" serve >"$WORK/relay.log" 2>&1 &
 			fi
 			pid=$!
 			PIDS+=("$pid")
 			wait_port "$port" || { log "$target did not start"; cat "$WORK/relay.log" >&2; exit 1; }
-			line=$(wrk_run "$target" "$pid" "$port")
+			line=$(wrk_run "$target" "$pid" "$port" "$([[ $target == centrifugo ]] && echo centrifugo || echo relay)")
 			log "round $r: $line (name req/s cpu-us/req non-201)"
 			echo "$line" >>"$WORK/http"
 			kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -111,16 +123,16 @@ echo
 if [[ -s $WORK/http ]]; then
 	echo "HTTP ingest, \`wrk -t1 -c32 -d${SECS}s\`, ${TOPICS} topic(s), medians of $ROUNDS alternating runs:"
 	echo
-	echo "| server | req/s | server CPU µs/request | non-201 | CPU vs floor |"
+	echo "| server | req/s | server CPU µs/request | non-2xx | CPU vs floor |"
 	echo "|---|---:|---:|---:|---:|"
 	fcpu=$(awk '$1=="floor" {print $3}' "$WORK/http" | median)
-	for t in floor "${RELAY_NAMES[@]}"; do
+	for t in floor "${RELAY_NAMES[@]}" centrifugo; do
 		grep -q "^$t " "$WORK/http" || continue
 		rps=$(awk -v t=$t '$1==t {print $2}' "$WORK/http" | median)
 		cpu=$(awk -v t=$t '$1==t {print $3}' "$WORK/http" | median)
 		bad=$(awk -v t=$t '$1==t {s+=$4} END {print s+0}' "$WORK/http")
 		awk -v t=$t -v r="$rps" -v c="$cpu" -v f="$fcpu" -v b="$bad" \
-			'BEGIN {printf "| %s | %.0f | %.2f | %d | %.2fx |\n", (t=="floor" ? "bare net/http (floor)" : "relay (" t "), memory store"), r, c, b, c / f}'
+			'BEGIN {printf "| %s | %.0f | %.2f | %d | %.2fx |\n", (t=="floor" ? "bare net/http (floor)" : (t=="centrifugo" ? "Centrifugo, memory engine" : "relay (" t "), memory store")), r, c, b, c / f}'
 	done
 	echo
 fi
