@@ -36,14 +36,14 @@ type wsConn struct {
 
 var _ actors.Sink = (*wsConn)(nil)
 
-// Write implements actors.Sink: the frame becomes one WebSocket message,
-// held in memory (see heldWriter) until Flush, so the frames of one drain
-// leave in one write(2). It fails only when the socket has failed (or when
-// more than maxHeldBytes were held and writing them failed).
+// Write implements actors.Sink: the frame becomes one WebSocket text
+// message, held in memory (see heldWriter) until Flush, so the frames of
+// one drain leave in one write(2). It fails when the socket has failed, when
+// a close frame was sent, or when more than maxHeldBytes were held and
+// writing them failed.
 func (w *wsConn) Write(frame []byte) error {
-	w.out.hold()
 	w.writeStart.Store(time.Now().UnixNano())
-	err := w.c.Write(context.Background(), websocket.MessageText, frame)
+	err := w.out.writeText(frame)
 	w.writeStart.Store(0)
 	return err
 }

@@ -1,16 +1,22 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"net"
 	"sync"
 )
 
 // heldWriter sits between coder/websocket's bufio.Writer and the socket. It
-// lets the connection actor's writes of one drain leave in one write(2):
-// coder/websocket flushes its bufio.Writer after every message, and while
-// the connection actor holds (wsConn.Write calls hold) those flushes only
-// append to a buffer; wsConn.Flush, called once at the end of each message
-// the actor handled, writes it all. Each frame stays one WebSocket message.
+// lets the connection actor's writes of one drain leave in one write(2): the
+// actor's frames (writeText) are framed here as unmasked server-to-client
+// text messages, straight into a held buffer, without coder/websocket's
+// per-message locks and flush; wsConn.Flush, called once at the end of each
+// message the actor handled, writes it all. Each frame stays one WebSocket
+// message. coder/websocket still writes the control frames (pings, pongs,
+// the close frame) through its bufio.Writer, each in one Write here (a
+// control frame fits its buffer): held behind the actor's frames while the
+// actor holds, else written at once, in order either way. Once a close
+// frame went through, writeText fails (no data after a close frame).
 //
 // The buffer comes from a process-wide pool at the first held write and
 // goes back at the flush, so an idle connection holds none. At most
@@ -24,10 +30,11 @@ import (
 type heldWriter struct {
 	conn net.Conn
 
-	mu      sync.Mutex
-	holding bool
-	through bool    // closing: never hold again
-	buf     *[]byte // held bytes; nil when none
+	mu        sync.Mutex
+	holding   bool
+	through   bool    // closing: never hold again
+	closeSent bool    // a close frame went through: no more messages
+	buf       *[]byte // held bytes; nil when none
 }
 
 const (
@@ -40,17 +47,42 @@ var heldBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// hold makes the writes until the next flush stay in memory.
-func (h *heldWriter) hold() {
+// writeText holds one text message with payload p (see the type's doc).
+func (h *heldWriter) writeText(p []byte) error {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closeSent {
+		return net.ErrClosed
+	}
 	h.holding = !h.through
-	h.mu.Unlock()
+	if h.buf == nil {
+		h.buf = heldBufs.Get().(*[]byte)
+	}
+	b := *h.buf
+	switch n := len(p); {
+	case n < 126:
+		b = append(b, 0x81, byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x81, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	*h.buf = append(b, p...)
+	if !h.holding || len(*h.buf) >= maxHeldBytes {
+		return h.writeHeldLocked()
+	}
+	return nil
 }
 
-// Write implements io.Writer for coder/websocket's bufio.Writer.
+// Write implements io.Writer for coder/websocket's bufio.Writer: its control
+// frames, one per call.
 func (h *heldWriter) Write(p []byte) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(p) > 0 && p[0] == 0x88 { // FIN + close
+		h.closeSent = true
+	}
 	if !h.holding {
 		if err := h.writeHeldLocked(); err != nil {
 			return 0, err

@@ -153,3 +153,62 @@ func TestHeldThenCloseFrameGoesOut(t *testing.T) {
 	}
 	ws.s.wg.Wait()
 }
+
+// TestHeldFrameLengths: every payload length encoding (7-bit, 16-bit,
+// 64-bit) reads back as the same message.
+func TestHeldFrameLengths(t *testing.T) {
+	ws, _, cl := heldPair(t)
+	cl.SetReadLimit(1 << 20)
+	sizes := []int{0, 1, 125, 126, 127, 65535, 65536, 70000}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, n := range sizes {
+			_, data, err := cl.Read(ctx)
+			if err != nil {
+				done <- err
+				return
+			}
+			if len(data) != n || (n > 0 && (data[0] != 'a' || data[n-1] != 'a')) {
+				done <- fmt.Errorf("read %d bytes, want %d", len(data), n)
+				return
+			}
+		}
+		done <- nil
+	}()
+	for _, n := range sizes {
+		if err := ws.Write([]byte(strings.Repeat("a", n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ws.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNoMessageAfterCloseFrame: once coder/websocket sent the close frame,
+// the actor's writes fail instead of sending data after it.
+func TestNoMessageAfterCloseFrame(t *testing.T) {
+	ws, _, cl := heldPair(t)
+	ws.s = &Server{log: slog.New(slog.DiscardHandler)}
+	go func() { // the client answers the close handshake
+		for {
+			if _, _, err := cl.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	ws.Close(1000, "bye")
+	deadline := time.Now().Add(10 * time.Second) // until the close frame has gone out
+	for ws.Write([]byte(`"late"`)) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("writes still succeed 10 s after Close")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ws.s.wg.Wait()
+}
