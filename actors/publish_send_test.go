@@ -17,6 +17,7 @@ import (
 // error; a reused timer never fires early for the next publish.
 func TestPublishWithin(t *testing.T) {
 	store := relaytest.NewFaultyStore(nil)
+	t.Cleanup(func() { _ = store.Close() })
 	m := newManager(t, store, actors.Config{StoreTimeout: time.Minute})
 	for i := range 3 {
 		got, err := m.PublishWithin(context.Background(), message("within", i), time.Minute)
