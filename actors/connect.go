@@ -74,11 +74,12 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 			topics: m.reg, post: m.post, budget: m.replay, cfg: connConfigOf(&m.cfg),
 			obs: m.cfg.Observer, robs: replayObserver(m.cfg.Observer), log: m.log, faults: m.cfg.Faults,
 		},
-		id: id, sink: sink, transport: transport, flusher: m.flusher,
+		id: id, sink: sink, transport: transport,
 		subs:  make(map[string]*subscription),
 		slots: make(chan struct{}, maxPendingCommands),
 		done:  make(chan struct{}),
 	}
+	c.flusher = m.flusher
 	props := actor.PropsFromProducer(func() actor.Actor { return c }, actor.WithDispatcher(m.dispatcher))
 	pid, err := m.conns.SpawnNamed(props, "conn/"+id)
 	if err != nil {
