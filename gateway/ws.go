@@ -282,6 +282,7 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.out = &heldWriter{conn: conn}
+	setSendBuffer(conn)
 	bw := bufio.NewWriterSize(w.out, wsWriteBufferSize)
 	// Bytes the server already read past the request (a frame the client
 	// sent at once) must come first. coder/websocket keeps only what the
@@ -297,6 +298,25 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	return conn, bufio.NewReadWriter(br, bw), nil
+}
+
+// wsSendBuffer is each WebSocket's kernel send buffer (SO_SNDBUF; Linux
+// doubles it). Coalesced writes fill the kernel's buffer with whole
+// segments, so under autotuning (up to tcp_wmem's 4 MiB) a peer that reads
+// nothing could park megabytes there before a write blocks and the
+// slow-consumer policy sees it; per-frame writes used to block much sooner.
+// A fixed buffer keeps that bound, and one drain (at most maxHeldBytes)
+// still fits.
+const wsSendBuffer = 64 << 10
+
+// setSendBuffer sets conn's SO_SNDBUF to wsSendBuffer when it is TCP.
+func setSendBuffer(conn net.Conn) {
+	if lc, ok := conn.(*limitedConn); ok {
+		conn = lc.Conn
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(wsSendBuffer)
+	}
 }
 
 // Unwrap lets http.ResponseController reach the real writer.
