@@ -4,7 +4,7 @@ BIN      := bin/relay
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 
-.PHONY: run test build lint bench bench-compare fuzz clean
+.PHONY: run test build lint bench bench-compare bench-floor fuzz clean
 
 ## run: serve on :8080 with the in-process memory store (set RELAY_* to change)
 run:
@@ -26,6 +26,11 @@ lint:
 ## bench: Go benchmarks of the hot paths, allocations reported
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./...
+
+## bench-floor: this machine's floors (bare net/http under wrk, one loop writing
+## WebSocket frames to 1,000 sockets) next to the relay's ingest; Markdown on stdout
+bench-floor:
+	bash scripts/bench-floor.sh
 
 ## bench-compare: the relay side by side with Centrifugo; rewrites BENCHMARKS.md
 bench-compare:

@@ -98,6 +98,10 @@ type Config struct {
 	// it a subscribe gets a RATE_LIMIT_EXCEEDED frame.
 	SubscribeRate  int
 	SubscribeBurst int
+	// WriteDelay lets a connection collect frames for up to this long
+	// before writing them to its socket (RELAY_WRITE_DELAY; 0, the
+	// default: write at the end of each drain, adding no latency).
+	WriteDelay time.Duration
 
 	// Supervisor is the restart budget of topic actors.
 	Supervisor SupervisorConfig

@@ -77,7 +77,8 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 		done:  make(chan struct{}),
 	}
 	indexed := m.connIdx.add(c) // for the admin view (policy_admin.go)
-	props := actor.PropsFromProducer(func() actor.Actor { return c })
+	c.flusher = m.flusher
+	props := actor.PropsFromProducer(func() actor.Actor { return c }, actor.WithDispatcher(m.dispatcher))
 	pid, err := m.conns.SpawnNamed(props, "conn/"+id)
 	if err != nil {
 		c.onStop()

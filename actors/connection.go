@@ -83,7 +83,9 @@ type connActor struct {
 	batch      []delivery
 	early      []delivery // live frames of subscriptions whose last replay page is still in the mailbox
 	failed     bool
-	dirty      bool // a Write since the last Flush
+	dirty      bool            // a Write since the last Flush
+	flusher    *delayedFlusher // nil: Flush at the end of each message
+	flushLater bool            // the flusher will send flushNow
 	limiter    *rate.Limiter
 
 	replayQueue    []*subscription // waiting to request their next replay page
@@ -102,9 +104,21 @@ type subscribeState struct {
 }
 
 // Receive implements actor.Actor. Every message that wrote frames ends with
-// one Sink.Flush.
+// one Sink.Flush; with a write delay (Config.WriteDelay) the Flush waits for
+// the delayed flusher's flushNow instead, at most the delay.
 func (c *connActor) Receive(ctx actor.Context) {
-	c.receive(ctx)
+	if _, ok := ctx.Message().(*flushNow); ok {
+		c.flushLater = false
+	} else {
+		c.receive(ctx)
+		if c.dirty && !c.failed && c.flusher != nil && !isStopping(ctx.Message()) {
+			if !c.flushLater {
+				c.flushLater = true
+				c.flusher.add(ctx.Self())
+			}
+			return
+		}
+	}
 	if c.dirty && !c.failed {
 		c.dirty = false
 		if err := c.sink.Flush(); err != nil {

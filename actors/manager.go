@@ -35,10 +35,12 @@ type TopicManager struct {
 	replay     *byteBudget // the process's replay pages
 	connDeps   *connDeps   // shared by every connection actor
 	sessions   atomic.Uint64
-	stopEvents func()    // ends the supervision event subscription
-	hub        *feedHub  // the live feed of a shared store (feed.go); nil otherwise
-	pols       policies  // the policy set and the base (policy.go)
-	connIdx    connIndex // live connections, for the admin view (policy_admin.go)
+	stopEvents func()          // ends the supervision event subscription
+	hub        *feedHub        // the live feed of a shared store (feed.go); nil otherwise
+	pols       policies        // the policy set and the base (policy.go)
+	connIdx    connIndex       // live connections, for the admin view (policy_admin.go)
+	flusher    *delayedFlusher // nil unless cfg.WriteDelay > 0
+	dispatcher *workerDispatcher
 }
 
 // NewTopicManager starts the manager on system. It logs and counts every
@@ -46,7 +48,7 @@ type TopicManager struct {
 func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Config, logger *slog.Logger) *TopicManager {
 	cfg = cfg.withDefaults()
 	m := &TopicManager{cfg: cfg, log: logger, post: system.Root, system: system,
-		replay: newByteBudget(cfg.ReplayBytes, replayObserver(cfg.Observer))}
+		replay: newByteBudget(cfg.ReplayBytes, replayObserver(cfg.Observer)), dispatcher: newWorkerDispatcher()}
 	m.pols.base = basePolicyOf(&cfg)
 	m.pols.set.Store(cfg.Policies)
 	m.reg = &registry{post: system.Root, maxTopics: int64(cfg.MaxTopics), obs: cfg.Observer}
@@ -58,6 +60,9 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	connStrategy := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
 	topics := system.Root.Copy().WithGuardian(topicStrategy) // WithGuardian mutates: copy first
 	m.conns = system.Root.Copy().WithGuardian(connStrategy)
+	if cfg.WriteDelay > 0 {
+		m.flusher = &delayedFlusher{post: system.Root, every: cfg.WriteDelay}
+	}
 
 	deps := topicDeps{
 		store: store, cfg: topicConfigOf(&cfg), home: m.reg, post: system.Root,
@@ -77,7 +82,7 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	m.reg.spawn = func(topic string, e *topicEntry, name string) (*actor.PID, error) {
 		t := newTopicActor(deps, topic, e)
 		t.applyPolicy(m.EffectivePolicy(topic)) // under reg.mu: see SetPolicies
-		return topics.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return t }), name)
+		return topics.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return t }, actor.WithDispatcher(m.dispatcher)), name)
 	}
 
 	m.connDeps = &connDeps{
@@ -178,6 +183,7 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 func (m *TopicManager) Shutdown(ctx context.Context) {
 	m.reg.closed.Store(true)
 	m.stopEvents()
+	defer m.dispatcher.stop()
 	if m.hub != nil {
 		m.hub.close()
 	}

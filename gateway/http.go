@@ -158,13 +158,11 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Observer.Received(1)
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
-	defer cancel()
 	msg := req.Message(time.Now())
 	if key != "" {
 		msg.IdempotencyKey, msg.RequestHash = key, publishHash(req)
 	}
-	stored, err := s.mgr.Publish(ctx, msg)
+	stored, err := s.mgr.PublishWithin(r.Context(), msg, s.cfg.PublishTimeout)
 	if err == nil && stored.Conflict {
 		err = fmt.Errorf("%w: %s was used with another body", messages.ErrIdempotencyKeyReused, IdempotencyHeader)
 	}

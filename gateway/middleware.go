@@ -3,10 +3,10 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -29,13 +29,35 @@ func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-ID")
 		if id == "" || len(id) > 128 {
-			var b [8]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+			id = newRequestID()
 		}
-		w.Header().Set("X-Request-ID", id)
+		w.Header()["X-Request-Id"] = []string{id} // the canonical form of X-Request-ID
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
 	})
+}
+
+// requestIDPrefix makes this process's request ids differ from another's.
+var (
+	requestIDPrefix = func() uint64 {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32
+	}()
+	requestIDSeq atomic.Uint64
+)
+
+// newRequestID returns 16 hex digits: a random per-process prefix and a
+// counter. Ids are unique (per process, for 2^32 requests), not secret: a
+// counter costs a fraction of a crypto/rand read per request.
+func newRequestID() string {
+	var b [16]byte
+	v := requestIDPrefix | requestIDSeq.Add(1)&0xffffffff
+	const digits = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
 }
 
 // routeOf returns the chi route pattern of r ("/api/v1/topics/{topic}/messages"),

@@ -31,20 +31,31 @@ type wsConn struct {
 	pinging    atomic.Bool
 	reqID      string // the upgrade's request id, for logs
 	auth       *wsAuth
+	out        *heldWriter // under coder/websocket's bufio.Writer (see smallBuffers)
 }
 
 var _ actors.Sink = (*wsConn)(nil)
 
-// Write implements actors.Sink.
+// Write implements actors.Sink: the frame becomes one WebSocket text
+// message, held in memory (see heldWriter) until Flush, so the frames of
+// one drain leave in one write(2). It fails when the socket has failed, when
+// a close frame was sent, or when more than maxHeldBytes were held and
+// writing them failed.
 func (w *wsConn) Write(frame []byte) error {
 	w.writeStart.Store(time.Now().UnixNano())
-	err := w.c.Write(context.Background(), websocket.MessageText, frame)
+	err := w.out.writeText(frame)
 	w.writeStart.Store(0)
 	return err
 }
 
-// Flush implements actors.Sink; every Write has gone out already.
-func (w *wsConn) Flush() error { return nil }
+// Flush implements actors.Sink: it writes what the Writes since the last
+// Flush held, in one write(2), bounded in time by the sweeper's WriteTimeout.
+func (w *wsConn) Flush() error {
+	w.writeStart.Store(time.Now().UnixNano())
+	err := w.out.flush()
+	w.writeStart.Store(0)
+	return err
+}
 
 // Close implements actors.Sink: the close handshake runs on its own
 // goroutine (it waits for the peer), tracked so shutdown waits for it.
@@ -52,6 +63,9 @@ func (w *wsConn) Close(code int, reason string) {
 	if !w.closed.CompareAndSwap(false, true) {
 		return
 	}
+	// From now on every write goes straight out (after what is held), so
+	// the close frame never waits for a Flush that may not come.
+	w.out.passThrough()
 	w.s.wg.Add(1)
 	go func() {
 		defer w.s.wg.Done()
@@ -74,7 +88,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: relay shutting down", messages.ErrUnavailable))
 		return
 	}
-	c, err := s.acceptWebSocket(smallBuffers{w}, r)
+	sb := &smallBuffers{ResponseWriter: w}
+	c, err := s.acceptWebSocket(sb, r)
 	if err != nil {
 		s.nconns.Add(-1)
 		s.wg.Done()
@@ -82,7 +97,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.SetReadLimit(s.cfg.MaxMessageSize)
-	ws := &wsConn{c: c, s: s, opened: time.Now(), reqID: requestID(r.Context()), auth: s.wsAuthFor(r)}
+	ws := &wsConn{c: c, s: s, opened: time.Now(), reqID: requestID(r.Context()), auth: s.wsAuthFor(r), out: sb.out}
 	s.log.Debug("websocket connected", "request_id", ws.reqID, "remote", r.RemoteAddr)
 	// The connection is served on a fresh goroutine and this handler
 	// returns: the socket is hijacked, and a new goroutine starts with a
@@ -115,6 +130,7 @@ func (s *Server) serveWS(ws *wsConn) {
 		conn.Stop(stopCtx)
 		cancel()
 		ws.c.CloseNow()
+		ws.out.discard()
 		s.log.Debug("websocket closed", "request_id", ws.reqID, "conn", conn.ID)
 	}()
 	if s.draining.Load() { // shutdown began while we were upgrading
@@ -241,13 +257,22 @@ func (s *Server) check(ws *wsConn, now time.Time, ping bool) {
 
 // smallBuffers makes a hijacked connection use small bufio buffers instead
 // of net/http's 4 KiB ones, which coder/websocket keeps for the life of the
-// connection: at 10k idle connections they are a third of the memory. A
-// frame of up to wsBufferSize bytes still goes out in one write.
-type smallBuffers struct{ http.ResponseWriter }
+// connection: at 10k idle connections they are a third of the memory. The
+// writer's buffer is smaller still (wsWriteBufferSize): it writes into a
+// heldWriter, which collects the frames of one drain in a pooled buffer, so
+// only control frames written from other goroutines (pings, the close
+// frame) ever go from that small buffer to the socket.
+type smallBuffers struct {
+	http.ResponseWriter
+	out *heldWriter // set by Hijack
+}
 
-const wsBufferSize = 1024
+const (
+	wsBufferSize      = 1024
+	wsWriteBufferSize = 256 // a control frame (at most 127 bytes) fits
+)
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := w.ResponseWriter.(http.Hijacker)
 	if !ok {
 		return nil, nil, errors.New("response writer cannot hijack")
@@ -256,12 +281,15 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	w.out = &heldWriter{conn: conn}
+	setSendBuffer(conn)
+	bw := bufio.NewWriterSize(w.out, wsWriteBufferSize)
 	// Bytes the server already read past the request (a frame the client
 	// sent at once) must come first. coder/websocket keeps only what the
 	// returned reader has buffered, so they are pulled into its buffer.
 	n := brw.Reader.Buffered()
 	if n == 0 {
-		return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, wsBufferSize), bufio.NewWriterSize(conn, wsBufferSize)), nil
+		return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, wsBufferSize), bw), nil
 	}
 	early, _ := brw.Reader.Peek(n)
 	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(wsBufferSize, n))
@@ -269,8 +297,27 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn.Close()
 		return nil, nil, err
 	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, wsBufferSize)), nil
+	return conn, bufio.NewReadWriter(br, bw), nil
+}
+
+// wsSendBuffer is each WebSocket's kernel send buffer (SO_SNDBUF; Linux
+// doubles it). Coalesced writes fill the kernel's buffer with whole
+// segments, so under autotuning (up to tcp_wmem's 4 MiB) a peer that reads
+// nothing could park megabytes there before a write blocks and the
+// slow-consumer policy sees it; per-frame writes used to block much sooner.
+// A fixed buffer keeps that bound, and one drain (at most maxHeldBytes)
+// still fits.
+const wsSendBuffer = 64 << 10
+
+// setSendBuffer sets conn's SO_SNDBUF to wsSendBuffer when it is TCP.
+func setSendBuffer(conn net.Conn) {
+	if lc, ok := conn.(*limitedConn); ok {
+		conn = lc.Conn
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(wsSendBuffer)
+	}
 }
 
 // Unwrap lets http.ResponseController reach the real writer.
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }

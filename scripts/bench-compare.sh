@@ -23,8 +23,11 @@
 #   BENCH_OUT=BENCHMARKS.md   where to write the report (relative paths: to the repo root)
 #   BENCH_KEEP=1          keep the temp dir (binaries, logs, JSON reports)
 #   CENTRIFUGO_BIN=path   use this Centrifugo binary instead of installing one
+#   BENCH_WD_RUNS=1       runs per cell of the write-delay matrix
 #   BENCH_SCENARIOS=a,b   run only these labels (and "profile" for the perf
-#                         profiles); default: all
+#                         profiles, "floor" for scripts/bench-floor.sh,
+#                         "write-delay" for the RELAY_WRITE_DELAY matrix);
+#                         default: all
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -238,6 +241,7 @@ EOF
 
 SERVER_PID=""
 SERVER_PORT=""
+RELAY_EXTRA_ENV=() # extra RELAY_* settings for the next relay servers
 
 # start_server TARGET ENGINE TAG: start a fresh server; sets SERVER_PID and SERVER_PORT.
 start_server() {
@@ -247,7 +251,7 @@ start_server() {
 		local valkey_env=()
 		[[ $engine == valkey ]] && valkey_env=(RELAY_VALKEY_ADDR="127.0.0.1:$VALKEY_PORT")
 		env RELAY_HTTP_ADDR="127.0.0.1:$SERVER_PORT" RELAY_MAX_CONNECTIONS=20000 RELAY_LOG_LEVEL=warn \
-			"${valkey_env[@]}" "$RELAY" serve >"$LOGS/$tag.log" 2>&1 &
+			"${valkey_env[@]}" "${RELAY_EXTRA_ENV[@]}" "$RELAY" serve >"$LOGS/$tag.log" 2>&1 &
 		SERVER_PID=$!
 		SERVER_PIDS+=("$SERVER_PID")
 		wait_http "$SERVER_PORT" /ready "$SERVER_PID" && return 0
@@ -349,6 +353,7 @@ limit_search() {
 FANOUT=(--subscribers 1000 --topics 1 --publishers 4 --rate 100 --messages 1000 --duration 15s --grace 5s)
 MANY=(--subscribers 5000 --topics 1000 --publishers 8 --rate 2000 --messages 10000 --duration 10s --grace 5s)
 INGEST=(--subscribers 10 --topics 10 --publishers 32 --messages 200000 --duration 5s --grace 5s)
+INGEST_1TOPIC=(--subscribers 10 --topics 1 --publishers 32 --messages 200000 --duration 5s --grace 5s)
 IDLE=(--subscribers 10000 --topics 1 --messages 0 --hold 10s)
 INGEST_BULK=(--subscribers 10 --topics 10 --publishers 8 --bulk 50 --messages 300000 --duration 5s --grace 5s)
 
@@ -378,11 +383,68 @@ else
 fi
 limit_search fanout-limit-memory memory 100 150 200 300 450 700 1000 1500
 
-if [[ -n $VALKEY_BIN ]] && { wanted ingest-valkey || wanted fanout-valkey || wanted many-topics-valkey; } && start_valkey; then
+if [[ -n $VALKEY_BIN ]] && { wanted ingest-valkey || wanted ingest-valkey-1topic || wanted fanout-valkey || wanted many-topics-valkey; } && start_valkey; then
 	log "Valkey-backed"
 	scenario ingest-valkey valkey "${INGEST[@]}"
+	scenario ingest-valkey-1topic valkey "${INGEST_1TOPIC[@]}"
 	scenario fanout-valkey valkey "${FANOUT[@]}"
 	scenario many-topics-valkey valkey "${MANY[@]}"
+fi
+
+# ---------------------------------------------------------------- floors
+# This machine's floors in the same run (scripts/bench-floor.sh): a bare
+# net/http handler, the relay and Centrifugo under wrk -t1 -c32, and one
+# loop writing a 180 B WebSocket frame to 1,000 loopback sockets.
+FLOOR_MD=""
+if wanted floor && command -v wrk >/dev/null; then
+	if (($(elapsed) > BUDGET)); then
+		note "floors skipped: time budget of ${BUDGET}s used up"
+	else
+		log "floors (scripts/bench-floor.sh)"
+		FLOOR_MD="$WORK/floor.md"
+		FLOOR_ROUNDS=$RUNS FLOOR_SECONDS=6 FLOOR_RELAY_BINS="relay=$RELAY" FLOOR_CENTRIFUGO_BIN="$CF" \
+			bash "$REPO/scripts/bench-floor.sh" >"$FLOOR_MD" 2>"$LOGS/floor.err" ||
+			{ note "bench-floor failed: $(tail -n 2 "$LOGS/floor.err" | tr '\n' ' ')"; FLOOR_MD=""; }
+	fi
+elif wanted floor; then
+	note "wrk is not installed (apt-get install -y wrk): no floors"
+fi
+
+# ---------------------------------------------------------------- write delay
+# The relay alone at RELAY_WRITE_DELAY 0, 5 ms and 20 ms, 1,000 subscribers
+# on one topic, offered 100 and 400 msgs/s: CPU per delivery and p99.
+WD_MD=""
+if wanted write-delay; then
+	mkdir -p "$WORK/wd"
+	for run in $(seq 1 "${BENCH_WD_RUNS:-1}"); do
+		for wd in 0 5ms 20ms; do
+			for rate in 100 400; do
+				RELAY_EXTRA_ENV=(RELAY_WRITE_DELAY=$wd)
+				if run_one "wd" relay memory "$wd.$rate.$run" --subscribers 1000 --topics 1 --publishers 16 \
+					--rate "$rate" --messages $((rate * 4)) --duration 8s --grace 3s; then
+					mv "$RES/wd.relay.$wd.$rate.$run.json" "$WORK/wd/$wd.$rate.$run.json"
+				fi
+			done
+		done
+	done
+	RELAY_EXTRA_ENV=()
+	WD_MD="$WORK/wd.md"
+	python3 - "$WORK/wd" >"$WD_MD" <<'PY' || WD_MD=""
+import glob, json, os, statistics, sys
+rows = {}
+for f in glob.glob(os.path.join(sys.argv[1], "*.json")):
+    wd, rate, _ = os.path.basename(f)[:-5].split(".")
+    rows.setdefault((wd, int(rate)), []).append(json.load(open(f)))
+print("| RELAY_WRITE_DELAY | offered msgs/s | runs | sent/s | CPU µs/delivery | p50 ms | p99 ms | lost | clean |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+order = {"0": 0, "5ms": 1, "20ms": 2}
+for (wd, rate) in sorted(rows, key=lambda k: (k[1], order.get(k[0], 9))):
+    rs = rows[(wd, rate)]
+    med = lambda k: statistics.median(r.get(k) or 0 for r in rs)
+    print("| %s | %d | %d | %.0f | %.2f | %.1f | %.1f | %d | %d/%d |" % (wd, rate, len(rs), med("publishes_per_s"),
+          med("cpu_us_per_delivery"), med("latency_p50_ms"), med("latency_p99_ms"),
+          sum(r.get("lost") or 0 for r in rs), sum(1 for r in rs if r.get("clean")), len(rs)))
+PY
 fi
 
 # ---------------------------------------------------------------- profiles
@@ -443,15 +505,18 @@ fi
 # ---------------------------------------------------------------- report
 shopt -s nullglob
 reports=("$RES"/*.json)
-if ((${#reports[@]} == 0)); then
+if ((${#reports[@]} == 0)) && [[ -z $FLOOR_MD && -z $WD_MD ]] && ((${#PROFILED[@]} == 0)); then
 	echo "bench-compare: no run produced a report; BENCHMARKS.md left as it was" >&2
 	cat "$NOTES" >&2
 	exit 1
 fi
-SUMMARY=$("${BENCH[@]}" summarize --step-prefix fanout-limit --max-p99-ms 250 \
-	--goal "fanout-memory cpu_us_per_delivery <= 0.5" \
-	--goal "fanout-memory latency_p99_ms <= 1" \
-	--goal "ingest-valkey publishes_per_s >= 2" \
+SUMMARY="(no side-by-side scenario was selected in this run)"
+((${#reports[@]} == 0)) || SUMMARY=$("${BENCH[@]}" summarize --step-prefix fanout-limit --max-p99-ms 250 \
+	--goal "ingest-memory cpu_us_per_publish <= 1" \
+	--goal "ingest-valkey publishes_per_s >= 1.5" \
+	--goal "ingest-valkey-1topic publishes_per_s >= 1.5" \
+	--goal "many-topics-memory latency_p99_ms <= 1" \
+	--goal "many-topics-memory cpu_us_per_delivery <= 0.8" \
 	--goal "idle-10k kb_per_connection <= 0.5" \
 	"${reports[@]}")
 
@@ -546,6 +611,23 @@ error figures; above 1 is better on rates. "ahead" calls a difference within
 
 $SUMMARY
 EOF
+	if [[ -n $FLOOR_MD && -s $FLOOR_MD ]]; then
+		printf '\n## Floors: what this machine costs without the relay\n\n'
+		cat "$FLOOR_MD"
+	fi
+	if [[ -n $WD_MD && -s $WD_MD ]]; then
+		cat <<EOF
+
+## Write delay (relay only)
+
+\`RELAY_WRITE_DELAY\` lets a connection collect frames before one socket write.
+1,000 subscribers on 1 topic, 16 publishers, 4 s of messages at the offered
+rate (\`--subscribers 1000 --topics 1 --publishers 16 --rate R --messages 4R --duration 8s --grace 3s\`);
+medians of ${BENCH_WD_RUNS:-1} run(s) per cell (BENCH_WD_RUNS).
+
+EOF
+		cat "$WD_MD"
+	fi
 	if ((${#PROFILED[@]} > 0)); then
 		cat <<EOF
 
@@ -568,6 +650,10 @@ EOF
 			cat "$WORK/profile.$p.top"
 			printf '\n'
 		done
+	fi
+	if [[ -s $REPO/bench/NOTES.md ]]; then
+		printf '\n'
+		cat "$REPO/bench/NOTES.md"
 	fi
 	if [[ -s $NOTES ]]; then
 		printf '\n## Notes from this run\n\n'

@@ -109,6 +109,15 @@ func (c *config) settings() []setting {
 		{"RELAY_TOPIC_MAILBOX_SIZE", itoa(actors.DefaultTopicMailboxSize), "publishes queued per topic before 503", intIn(&c.Actors.TopicMailboxSize, 1, 1<<30)},
 		{"RELAY_CONNECTION_QUEUE_SIZE", itoa(actors.DefaultConnectionQueueSize), "live and control frames queued per connection before the slow-consumer policy", intIn(&c.Actors.ConnectionQueueSize, 1, 1<<30)},
 		{"RELAY_CONNECTION_QUEUE_BYTES", itoa(actors.DefaultConnectionQueueBytes), "bytes queued per connection before the slow-consumer policy", intIn(&c.Actors.ConnectionQueueBytes, 1024, 1<<40)},
+		{"RELAY_WRITE_DELAY", "0s", "longest a connection collects frames before writing them (fewer, larger socket writes at high rates); 0: write at the end of each drain, no added latency; at most 1s", func(v string) error {
+			if err := durationOrZero(&c.Actors.WriteDelay)(v); err != nil {
+				return err
+			}
+			if c.Actors.WriteDelay > time.Second {
+				return errors.New("at most 1s")
+			}
+			return nil
+		}},
 		{"RELAY_SLOW_CONSUMER_POLICY", string(actors.DefaultSlowConsumerPolicy), "disconnect (close 4008) or drop-oldest", func(v string) error {
 			p, err := actors.ParseSlowConsumerPolicy(v)
 			c.Actors.SlowConsumerPolicy = p

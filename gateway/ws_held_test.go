@@ -1,0 +1,214 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// countingConn counts write(2) calls on a real socket.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// heldPair returns a server-side wsConn (built like handleWS builds it, over
+// smallBuffers) and the client connected to it, over real loopback TCP.
+func heldPair(t *testing.T) (*wsConn, *countingConn, *websocket.Conn) {
+	t.Helper()
+	got := make(chan *wsConn, 1)
+	counted := make(chan *countingConn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sb := &smallBuffers{ResponseWriter: w}
+		c, err := websocket.Accept(sb, r, nil)
+		if err != nil {
+			t.Errorf("accept: %v", err)
+			return
+		}
+		cc := &countingConn{Conn: sb.out.conn}
+		sb.out.conn = cc
+		counted <- cc
+		got <- &wsConn{c: c, out: sb.out}
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.CloseNow() })
+	ws := <-got
+	t.Cleanup(func() { ws.c.CloseNow(); ws.out.discard() })
+	return ws, <-counted, cl
+}
+
+// TestHeldWritesLeaveInOneWrite: the frames written between two Flushes
+// leave in one write(2), and the client still reads each as its own
+// WebSocket message, in order.
+func TestHeldWritesLeaveInOneWrite(t *testing.T) {
+	ws, cc, cl := heldPair(t)
+	before := cc.writes.Load()
+	const n = 5
+	for i := range n {
+		if err := ws.Write(fmt.Appendf(nil, `{"seq":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cc.writes.Load() - before; got != 0 {
+		t.Fatalf("%d socket writes before Flush, want 0", got)
+	}
+	if err := ws.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := cc.writes.Load() - before; got != 1 {
+		t.Fatalf("%d socket writes for %d frames, want 1", got, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range n {
+		typ, data, err := cl.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`{"seq":%d}`, i); typ != websocket.MessageText || string(data) != want {
+			t.Fatalf("message %d: %v %q, want text %q", i, typ, data, want)
+		}
+	}
+	if ws.out.buf != nil {
+		t.Fatal("the held buffer was not returned after Flush")
+	}
+}
+
+// TestHeldWritesBounded: a burst over maxHeldBytes is written before Flush,
+// so what one connection holds stays bounded.
+func TestHeldWritesBounded(t *testing.T) {
+	ws, cc, cl := heldPair(t)
+	frame := []byte(`"` + strings.Repeat("x", 1000) + `"`)
+	n := 2 * maxHeldBytes / len(frame)
+	done := make(chan error, 1)
+	go func() { // the client reads while the server writes
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for range n {
+			if _, _, err := cl.Read(ctx); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	before := cc.writes.Load()
+	for range n {
+		if err := ws.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		if b := ws.out.buf; b != nil && len(*b) > maxHeldBytes {
+			t.Fatalf("holding %d bytes, over %d", len(*b), maxHeldBytes)
+		}
+	}
+	if got := cc.writes.Load() - before; got == 0 {
+		t.Fatal("nothing written before Flush after 2x maxHeldBytes")
+	}
+	if err := ws.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHeldThenCloseFrameGoesOut: frames held when Close is called go out
+// before the close frame, and the close handshake completes without a Flush.
+func TestHeldThenCloseFrameGoesOut(t *testing.T) {
+	ws, _, cl := heldPair(t)
+	ws.s = &Server{log: slog.New(slog.DiscardHandler)}
+	if err := ws.Write([]byte(`"last"`)); err != nil {
+		t.Fatal(err)
+	}
+	ws.Close(4008, "slow consumer") // no Flush
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, data, err := cl.Read(ctx)
+	if err != nil || string(data) != `"last"` {
+		t.Fatalf("read %q, %v; want the held frame", data, err)
+	}
+	_, _, err = cl.Read(ctx)
+	if st := websocket.CloseStatus(err); st != 4008 {
+		t.Fatalf("close status %d (%v), want 4008", st, err)
+	}
+	ws.s.wg.Wait()
+}
+
+// TestHeldFrameLengths: every payload length encoding (7-bit, 16-bit,
+// 64-bit) reads back as the same message.
+func TestHeldFrameLengths(t *testing.T) {
+	ws, _, cl := heldPair(t)
+	cl.SetReadLimit(1 << 20)
+	sizes := []int{0, 1, 125, 126, 127, 65535, 65536, 70000}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, n := range sizes {
+			_, data, err := cl.Read(ctx)
+			if err != nil {
+				done <- err
+				return
+			}
+			if len(data) != n || (n > 0 && (data[0] != 'a' || data[n-1] != 'a')) {
+				done <- fmt.Errorf("read %d bytes, want %d", len(data), n)
+				return
+			}
+		}
+		done <- nil
+	}()
+	for _, n := range sizes {
+		if err := ws.Write([]byte(strings.Repeat("a", n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ws.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNoMessageAfterCloseFrame: once coder/websocket sent the close frame,
+// the actor's writes fail instead of sending data after it.
+func TestNoMessageAfterCloseFrame(t *testing.T) {
+	ws, _, cl := heldPair(t)
+	ws.s = &Server{log: slog.New(slog.DiscardHandler)}
+	go func() { // the client answers the close handshake
+		for {
+			if _, _, err := cl.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	ws.Close(1000, "bye")
+	deadline := time.Now().Add(10 * time.Second) // until the close frame has gone out
+	for ws.Write([]byte(`"late"`)) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("writes still succeed 10 s after Close")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ws.s.wg.Wait()
+}
