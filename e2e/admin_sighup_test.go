@@ -16,26 +16,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/pulsar-relay/relay/internal/relaytest"
 	"github.com/pulsar-relay/relay/policy"
 )
-
-// adminRelayBinary builds cmd/relay once per test package.
-var adminRelayBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "relay-admin-bin")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "relay")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/pulsar-relay/relay/cmd/relay").CombinedOutput()
-	if err != nil {
-		return "", &adminBuildError{out}
-	}
-	return bin, nil
-})
-
-type adminBuildError struct{ out []byte }
-
-func (e *adminBuildError) Error() string { return "go build: " + string(e.out) }
 
 type adminLogs struct {
 	mu sync.Mutex
@@ -58,7 +41,7 @@ func (l *adminLogs) String() string {
 // returns the running command, its base URL and its logs.
 func adminProcess(t *testing.T, env ...string) (*exec.Cmd, string, *adminLogs, chan error) {
 	t.Helper()
-	bin, err := adminRelayBinary()
+	bin, err := relaytest.BuildRelay() // shared with the scale-out tests: one build per package
 	if err != nil {
 		t.Fatal(err)
 	}
