@@ -23,7 +23,7 @@ const (
 	DefaultSlowConsumerPolicy    = PolicyDisconnect
 	DefaultReplayPageBytes       = 1 << 20
 	DefaultConnectionReplayBytes = 4 << 20
-	DefaultReplayBytes           = 256 << 20
+	DefaultReplayBytes           = 64 << 20
 	DefaultSubscribeRate         = 100
 	DefaultSubscribeBurst        = 1000
 	DefaultSupervisorMaxRestarts = 10

@@ -13,7 +13,8 @@ import (
 // time (protocol.go). Before it asks for a page it reserves the page's
 // bytes (Config.ReplayPageBytes) from its own budget
 // (Config.ConnectionReplayBytes: at least one page in flight) and from the
-// process's (Config.ReplayBytes); it returns them once the page is written.
+// process's (Config.ReplayBytes); it returns them once the page is written
+// (handed to the socket, not merely received).
 // So a replay is read as fast as the socket takes it and no faster, and a
 // subscribe naming many topics holds a few pages, not one per topic.
 // Replays never pass through the outbox: they do not count against the
@@ -79,8 +80,10 @@ func (c *connActor) releaseReplay(s *subscription) {
 // the live frames of s that the outbox handed over early.
 func (c *connActor) onReplayPage(ctx actor.Context, p *replayPage) {
 	s := p.sub
-	c.releaseReplay(s)
 	defer c.pumpReplays(ctx)
+	// The page's bytes stay reserved until its frames are written: a write
+	// to a peer that does not read blocks this actor with the page in hand.
+	defer c.releaseReplay(s)
 	if !s.active || !s.replaying {
 		return // dropped meanwhile
 	}

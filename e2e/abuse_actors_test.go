@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -79,6 +80,55 @@ func TestReplayStormIsBounded(t *testing.T) {
 	}
 	if counters.ReplayWaits.Load() == 0 {
 		t.Fatal("no replay waited for the budget: the storm did not reach the bound")
+	}
+}
+
+// TestReplayPagesCountUntilWritten (item 1): a replay page stays in the
+// process budget until its frames are written, so connections whose peers
+// do not read, each blocked writing a page, hold at most RELAY_REPLAY_BYTES
+// between them (before, a page left the budget when it arrived and 50
+// stalled writers held 50 pages).
+func TestReplayPagesCountUntilWritten(t *testing.T) {
+	store := persistence.NewMemoryStore(persistence.Limits{})
+	topics := []string{"held0", "held1", "held2", "held3"}
+	pad := strings.Repeat("x", 200)
+	for _, topic := range topics {
+		batch := make([]messages.Message, 2000)
+		for j := range batch {
+			batch[j] = messages.Message{Topic: topic, Payload: json.RawMessage(fmt.Sprintf(`{"i":%d,"pad":%q}`, j, pad)), Timestamp: time.Now().UTC()}
+		}
+		if n, err := store.Append(context.Background(), topic, batch); err != nil || n != len(batch) {
+			t.Fatal(n, err)
+		}
+	}
+	const page, budget, stalled = 256 << 10, 1 << 20, 50
+	r := relaytest.Start(t, relaytest.Options{Store: store,
+		Actors:  actors.Config{ReplayBytes: budget, ReplayPageBytes: page, ConnectionReplayBytes: page},
+		Gateway: gateway.Config{WriteTimeout: time.Minute}})
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	sub, _ := json.Marshal(map[string]any{"type": "subscribe", "topics": topics, "offset": "earliest"})
+	for range stalled {
+		ws, err := dialRaw(r.WSURL, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.conn.Close()
+		if err := ws.writeText(sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second) // every connection's socket fills and its writer blocks
+	// 50 pages of 256 KiB in hand would be 12.5 MiB; the budget lets 1 MiB
+	// (plus the frames in the sockets' 64 KiB send buffers, and what the
+	// connections themselves cost).
+	if grew := int64(heap()) - int64(before); grew > 8<<20 {
+		t.Fatalf("the heap grew by %d MiB with %d stalled replays under a %d MiB budget", grew>>20, stalled, budget>>20)
 	}
 }
 
@@ -153,8 +203,10 @@ func TestTopicChurnIsBounded(t *testing.T) {
 // disconnected, instead of queueing pongs without bound.
 func TestUnreadPongsAreASlowConsumer(t *testing.T) {
 	counters := &relaytest.Counters{}
+	// The read pace would make filling the socket buffers with pongs take
+	// minutes; it has its own test (TestWSReadIsPaced).
 	r := relaytest.Start(t, relaytest.Options{Actors: actors.Config{ConnectionQueueSize: 256, Observer: counters},
-		Gateway: gateway.Config{WriteTimeout: time.Second}})
+		Gateway: gateway.Config{WriteTimeout: time.Second, WSReadRate: 1e9}})
 	ws, err := dialRaw(r.WSURL, 4096)
 	if err != nil {
 		t.Fatal(err)
@@ -174,6 +226,32 @@ func TestUnreadPongsAreASlowConsumer(t *testing.T) {
 		}
 	}
 	relaytest.Eventually(t, 10*time.Second, "the slow-consumer disconnect", func() bool { return counters.SlowDisconnects.Load() == 1 })
+}
+
+// TestWSReadIsPaced: a connection flooding pings is read at
+// RELAY_WS_READ_RATE (100 frames/s, burst 200): 300 pings sent at once are
+// all answered (nothing dropped), the last no sooner than the pace allows
+// (about a second after the burst), so one connection cannot make the relay
+// spend more CPU on its frames than that.
+func TestWSReadIsPaced(t *testing.T) {
+	r := relaytest.Start(t, relaytest.Options{Gateway: gateway.Config{WSReadRate: 100}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := r.Dial(ctx)
+	const pings = 300
+	start := time.Now()
+	for range pings {
+		c.Send(ctx, map[string]any{"type": "ping"})
+	}
+	for i := range pings {
+		if f := c.MustRead(ctx); f.Type != "pong" {
+			t.Fatalf("frame %d: %+v, want a pong", i, f)
+		}
+	}
+	// 200 pings ride the burst, the other 100 wait for 100 tokens at 100/s.
+	if took := time.Since(start); took < 900*time.Millisecond {
+		t.Fatalf("300 pings answered in %v: the read was not paced", took)
+	}
 }
 
 // maskedText encodes one masked client text frame (payload < 126 bytes).

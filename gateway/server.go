@@ -21,6 +21,9 @@ import (
 	"github.com/pulsar-relay/relay/policy"
 )
 
+// DefaultPublishTimeout is Config.PublishTimeout's default.
+const DefaultPublishTimeout = 5 * time.Second
+
 // Config tunes the gateway. The zero value of every field means its default,
 // named in the field's comment.
 type Config struct {
@@ -30,8 +33,9 @@ type Config struct {
 	// MaxConnections bounds concurrent WebSocket connections
 	// (RELAY_MAX_CONNECTIONS, default 10,000); over it the upgrade gets 503.
 	MaxConnections int
-	// PublishTimeout bounds a publish from arrival to answer (default 2s,
-	// beyond the store's own timeout only by queueing).
+	// PublishTimeout bounds a publish from arrival to answer
+	// (RELAY_PUBLISH_TIMEOUT, default DefaultPublishTimeout: the store's own
+	// timeout twice over, for queueing behind an earlier write).
 	PublishTimeout time.Duration
 	// SubscribeIdleLimit closes a connection that has not subscribed within
 	// it (default 60s).
@@ -46,6 +50,15 @@ type Config struct {
 	// MaxTopicsPerSubscribe bounds the topics of one subscribe frame
 	// (default 100).
 	MaxTopicsPerSubscribe int
+	// WSReadRate paces what one WebSocket connection may send
+	// (RELAY_WS_READ_RATE, default 100): frames per second, a frame costing
+	// one per started 16 KiB, with a burst of twice that (at least one
+	// largest frame). Over it the relay stops reading the connection until
+	// the pace allows (TCP pushes back on the client); nothing is dropped.
+	// It bounds the CPU one connection's pings, subscribes or junk frames
+	// can take, with or without credentials (RELAY_RATE_WS_FRAMES is the
+	// per-identity limit on top, which answers with an error frame).
+	WSReadRate float64
 	// AllowedOrigins are the browser origins allowed on /ws
 	// (RELAY_ALLOWED_ORIGINS): host patterns, or "*" for any; empty allows
 	// only the relay's own origin.
@@ -168,7 +181,7 @@ func (c Config) withDefaults() Config {
 			*v = d
 		}
 	}
-	dur(&c.PublishTimeout, 2*time.Second)
+	dur(&c.PublishTimeout, DefaultPublishTimeout)
 	dur(&c.SubscribeIdleLimit, 60*time.Second)
 	dur(&c.PingInterval, 30*time.Second)
 	dur(&c.PongTimeout, 10*time.Second)
@@ -177,6 +190,9 @@ func (c Config) withDefaults() Config {
 	dur(&c.HTTPWriteTimeout, 30*time.Second)
 	if c.MaxTopicsPerSubscribe <= 0 {
 		c.MaxTopicsPerSubscribe = 100
+	}
+	if c.WSReadRate <= 0 {
+		c.WSReadRate = DefaultWSReadRate
 	}
 	if c.Version == "" {
 		c.Version = "dev"

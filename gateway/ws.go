@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/messages"
@@ -158,6 +159,7 @@ func (s *Server) acceptOptions() *websocket.AcceptOptions {
 // consumer); Subscribe and Unsubscribe wait while the connection actor has a
 // backlog of them, so this loop stops reading instead of queueing.
 func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
+	pace := s.readPace()
 	for {
 		_, data, err := ws.c.Read(context.Background())
 		if err != nil {
@@ -166,6 +168,7 @@ func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
 			}
 			return
 		}
+		s.keepPace(pace, len(data))
 		if !ws.auth.frameAllowed(conn.Send) {
 			continue
 		}
@@ -194,6 +197,33 @@ func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
 			// Delivery is at-most-once per connection; acks are accepted
 			// for client compatibility and need no reply.
 		}
+	}
+}
+
+// DefaultWSReadRate is Config.WSReadRate's default: frames per second one
+// WebSocket connection may send. A subscriber sends a few frames a minute
+// (subscribe, ping, an ack per message at most), so 100/s with a burst of
+// 200 never slows one down, and a client flooding pings or junk frames gets
+// at most that much of the relay's CPU per connection.
+const DefaultWSReadRate = 100
+
+// readPaceUnit is the frame size that costs one token of the read pace.
+const readPaceUnit = 16 << 10
+
+// readPace is a connection's read pace (Config.WSReadRate).
+func (s *Server) readPace() *rate.Limiter {
+	burst := max(int(2*s.cfg.WSReadRate), int(s.cfg.MaxMessageSize/readPaceUnit)+1)
+	return rate.NewLimiter(rate.Limit(s.cfg.WSReadRate), burst)
+}
+
+// keepPace charges a frame of size bytes to the connection's read pace and
+// sleeps while the connection is over it: the read loop then stops reading,
+// so the client's frames wait in its own send buffer, not in the relay.
+func (s *Server) keepPace(pace *rate.Limiter, size int) {
+	r := pace.ReserveN(time.Now(), 1+size/readPaceUnit)
+	if d := r.Delay(); d > 0 {
+		s.lim.LimitHit("ws_read_rate")
+		time.Sleep(d)
 	}
 }
 

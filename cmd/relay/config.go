@@ -127,7 +127,7 @@ func (c *config) settings() []setting {
 		{"RELAY_SUPERVISOR_WINDOW", dur(actors.DefaultSupervisorWindow), "restart counting window", duration(&c.Actors.Supervisor.Window)},
 		{"RELAY_SUPERVISOR_BACKOFF", dur(actors.DefaultSupervisorBackoff), "pause before each restart", duration(&c.Actors.Supervisor.Backoff)},
 		{"RELAY_STORE_TIMEOUT", dur(actors.DefaultStoreTimeout), "longest one store call may take (a group-commit write, a replay or history read); a write over it answers its publishes 503", duration(&c.Actors.StoreTimeout)},
-		{"RELAY_PUBLISH_TIMEOUT", "5s", "longest a publish request waits for its acknowledgement, queueing behind earlier writes included (keep it above twice RELAY_STORE_TIMEOUT); then 503", duration(&c.Gateway.PublishTimeout)},
+		{"RELAY_PUBLISH_TIMEOUT", gateway.DefaultPublishTimeout.String(), "longest a publish request waits for its acknowledgement, queueing behind earlier writes included (keep it above twice RELAY_STORE_TIMEOUT); then 503", duration(&c.Gateway.PublishTimeout)},
 		{"RELAY_MAX_BATCH", itoa(actors.DefaultMaxBatch), "most messages one group-commit write carries (1: one store write per message)", intIn(&c.Actors.MaxBatch, 1, 1<<16)},
 		{"RELAY_TOPIC_IDLE_TIMEOUT", dur(actors.DefaultTopicIdleTimeout), "stop a topic actor without subscribers or traffic after this (one never published to stops with its last subscriber)", duration(&c.Actors.TopicIdleTimeout)},
 		{"RELAY_MAX_TOPICS", itoa(actors.DefaultMaxTopics), "live topic actors per instance; over it a publish to a new topic answers 503 and a subscribe gets SUBSCRIPTION_ERROR", intIn(&c.Actors.MaxTopics, 1, 1<<30)},
@@ -136,6 +136,7 @@ func (c *config) settings() []setting {
 		{"RELAY_SUBSCRIBE_RATE", itoa(actors.DefaultSubscribeRate), "new topic subscriptions per second per connection (burst 1000); over it RATE_LIMIT_EXCEEDED", intIn(&c.Actors.SubscribeRate, 1, 1<<20)},
 		{"RELAY_SUBSCRIBE_IDLE_LIMIT", "60s", "close a WebSocket that has not subscribed within this", duration(&c.Gateway.SubscribeIdleLimit)},
 		{"RELAY_PING_INTERVAL", "30s", "WebSocket ping interval", duration(&c.Gateway.PingInterval)},
+		{"RELAY_WS_READ_RATE", itoa(gateway.DefaultWSReadRate), "frames per second one WebSocket connection may send (one per started 16 KiB; burst twice that); over it the relay stops reading that connection for a while, nothing is dropped", floatPositive(&c.Gateway.WSReadRate)},
 		{"RELAY_PONG_TIMEOUT", "10s", "how long a ping waits for its pong", duration(&c.Gateway.PongTimeout)},
 		{"RELAY_WRITE_TIMEOUT", "10s", "longest one frame write may take before the peer is dropped", duration(&c.Gateway.WriteTimeout)},
 		{"RELAY_ALLOWED_ORIGINS", "", "browser origins allowed on /ws: host patterns, or *", func(v string) error {
@@ -382,6 +383,18 @@ func durationOrZero(p *time.Duration) func(string) error {
 			return nil
 		}
 		return duration(p)(v)
+	}
+}
+
+// floatPositive accepts a number > 0.
+func floatPositive(p *float64) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1e9 {
+			return errors.New("want a number > 0")
+		}
+		*p = f
+		return nil
 	}
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +71,20 @@ func TestConfigRejectsBadValuesNamingTheSetting(t *testing.T) {
 	}
 	if _, err := parseConfig(nil, envOf(nil), strings.NewReader("garbage line"), io.Discard); err == nil {
 		t.Error("bad .env accepted")
+	}
+}
+
+// TestEverySettingIsInTheREADME: the README's settings tables name every
+// RELAY_* variable the relay reads, so an operator finds each one there.
+func TestEverySettingIsInTheREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c config
+	for _, s := range c.settings() {
+		if !bytes.Contains(readme, []byte("`"+s.env+"`")) {
+			t.Errorf("README.md does not mention `%s` (%s)", s.env, s.help)
+		}
 	}
 }
