@@ -415,6 +415,7 @@ idle_large() {
 			scenario_n "${BENCH_IDLE_LARGE_RUNS:-1}" "$label" memory --subscribers "$n" --topics 1 --messages 0 --hold 10s
 			RELAY_EXTRA_ENV=()
 			ran=$label
+			note "$label: ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target (BENCH_IDLE_LARGE_RUNS), fewer than the other side-by-side scenarios to keep the script under 20 minutes; the relay with RELAY_MAX_CONNECTIONS=$((n + 1000))"
 		elif ((n != 50000)); then # 50,000: the note below
 			note "$label not run: $n idle connections need an open-file hard limit (\`ulimit -Hn\`) of at least $((n + 100)) and $((n + 1000)) ephemeral ports; here the limit was $hard and the port range $lo-$hi ($ports ports)"
 		fi
@@ -451,9 +452,12 @@ fi
 # Relay only (Centrifugo has no long-poll or SSE subscriber to compare):
 # the fan-out shape with long-poll and SSE subscribers, whose WebSocket row
 # is fanout-memory's relay runs (the same arguments), and an idle hold of
-# 5,000 subscribers on each of ws, poll and sse. The waiter cap per client
-# (RELAY_POLL_MAX_WAITERS_PER_CLIENT, default 50) is raised for these runs:
-# every load generator connection comes from 127.0.0.1, one client.
+# 5,000 subscribers on each of ws, poll and sse. The per-client caps are
+# raised for these runs, as every load generator connection comes from
+# 127.0.0.1, one client: long-poll waiters (RELAY_POLL_MAX_WAITERS_PER_CLIENT,
+# default 50) and connections that are not WebSockets
+# (RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT, default 1024, and
+# RELAY_MAX_HTTP_CONNECTIONS, default 4096; each waiter or stream holds one).
 # BENCH_TRANSPORT_RUNS runs per row (default 1, to keep the script's
 # default run under 20 minutes).
 IDLE_T=(--subscribers 5000 --topics 1 --messages 0 --hold 10s)
@@ -467,7 +471,8 @@ relay_only() {
 	SCEN_ORDER+=("$label")
 	SCEN_ARGS[$label]="$*"
 	SCEN_ENGINE[$label]="memory (relay only)"
-	RELAY_EXTRA_ENV=(RELAY_POLL_MAX_WAITERS_PER_CLIENT=20000)
+	RELAY_EXTRA_ENV=(RELAY_POLL_MAX_WAITERS_PER_CLIENT=20000 RELAY_MAX_HTTP_CONNECTIONS=10000
+		RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT=10000)
 	for run in $(seq 1 "${BENCH_TRANSPORT_RUNS:-1}"); do
 		if run_one "$label" relay memory "$run" "$@"; then
 			mv "$RES/$label.relay.$run.json" "$TR_DIR/"
@@ -753,9 +758,10 @@ Idle hold: \`${IDLE_T[*]} --transport ws|poll|sse\`
 (one long-poll waiter or SSE stream per subscriber, each on its own
 connection; for poll that is one \`POST /api/v1/poll\` waiting with
 \`timeout: 30\`). The relay ran with
-\`RELAY_POLL_MAX_WAITERS_PER_CLIENT=20000\` for these rows
-(every load generator connection comes from 127.0.0.1, and the default cap
-of 50 waiters per client would refuse the rest with 429). Medians of
+\`RELAY_POLL_MAX_WAITERS_PER_CLIENT=20000 RELAY_MAX_HTTP_CONNECTIONS=10000 RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT=10000\`
+for these rows: every load generator connection comes from 127.0.0.1, one
+client, and the defaults (50 waiters, 1,024 connections that are not
+WebSockets per client) would refuse the rest with 429 or 503. Medians of
 ${BENCH_TRANSPORT_RUNS:-1} run(s) per poll, sse and idle row
 (BENCH_TRANSPORT_RUNS; fewer than the side-by-side scenarios to keep the
 script short) and of $RUNS for the fan-out ws row.
