@@ -501,15 +501,16 @@ rows = [
     ("idle hold", "poll", "idle-5k-poll", load(os.path.join(tr_dir, "idle-5k-poll.relay.*.json"))),
     ("idle hold", "sse", "idle-5k-sse", load(os.path.join(tr_dir, "idle-5k-sse.relay.*.json"))),
 ]
-print("| shape | transport | label | runs | subscribers | deliveries/s | server CPU µs/delivery | latency p50 ms | latency p99 ms | server KB per connection (socket / waiter / stream) | held when sampled | lost | clean | Centrifugo |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+print("| shape | transport | label | runs | subscribers | sent msgs/s | deliveries/s | server CPU µs/delivery | latency p50 ms | latency p99 ms | server KB per connection (socket / waiter / stream) | held when sampled | lost | clean | machine load at start (1 min) | Centrifugo |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
 for shape, transport, label, rs in rows:
     if not rs:
-        print("| %s | %s | %s | 0 | | | | | | | | | not run | — |" % (shape, transport, label))
+        print("| %s | %s | %s | 0 | | | | | | | | | | not run in this run | | |" % (shape, transport, label))
         continue
     med = lambda k: statistics.median(r.get(k) or 0 for r in rs)
     fan = shape == "fan-out"
     cells = [
+        "%.0f" % med("publishes_per_s") if fan else "—",
         "%.0f" % med("deliveries_per_s") if fan else "—",
         "%.2f" % med("cpu_us_per_delivery") if fan else "—",
         "%.1f" % med("latency_p50_ms") if fan else "—",
@@ -517,9 +518,10 @@ for shape, transport, label, rs in rows:
         "%.1f" % med("kb_per_connection") if not fan else "—",
         "%.0f" % med("held") if not fan else "—",
     ]
-    print("| %s | %s | %s | %d | %d | %s | %d | %d/%d | relay only |" % (shape, transport, label, len(rs),
+    cf = "side by side in fanout-memory above" if label == "fanout-memory" else "none (relay only)"
+    print("| %s | %s | %s | %d | %d | %s | %d | %d/%d | %.2f | %s |" % (shape, transport, label, len(rs),
           rs[0].get("subscribers") or 0, " | ".join(cells), sum(r.get("lost") or 0 for r in rs),
-          sum(1 for r in rs if r.get("clean")), len(rs)))
+          sum(1 for r in rs if r.get("clean")), len(rs), med("loadavg_1m"), cf))
 PY
 fi
 
