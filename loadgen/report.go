@@ -32,6 +32,11 @@ type Report struct {
 	ConnectP50Ms  float64 `json:"connect_p50_ms"`
 	ConnectP99Ms  float64 `json:"connect_p99_ms"`
 	HoldS         float64 `json:"hold_s"`
+	// Held: subscribers still connected when the server's memory was
+	// sampled (after the hold, or after connecting without one): Connected
+	// minus those dropped by then (a long-poll answered 429, a stream or
+	// socket the server closed). KBPerConnection divides by it.
+	Held int `json:"held"`
 
 	Published     uint64  `json:"published"`
 	PublishErrors uint64  `json:"publish_errors"`
@@ -147,7 +152,7 @@ func (r *Report) writeTable(w io.Writer) error {
 	if r.ServerPID > 0 {
 		row("server cpu", "%.2f s: %.2f µs/delivery, %.2f µs/publish", r.ServerCPUS, r.CPUUsPerDelivery, r.CPUUsPerPublish)
 		row("server rss KB before / connected / after hold / end", "%d / %d / %d / %d", r.RSSBeforeKB, r.RSSConnectedKB, r.RSSAfterHoldKB, r.RSSEndKB)
-		row("KB per connection", "%.1f", r.KBPerConnection)
+		row("KB per connection", "%.1f (%d connections held when sampled)", r.KBPerConnection, r.Held)
 	}
 	if r.Messages > 0 {
 		row("load generator cpu", "%.2f s over the publish phase", r.LoadgenCPUS)

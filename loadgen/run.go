@@ -61,6 +61,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 	r.Connected, r.ConnectFailed = int(f.connected.Load()), int(f.failed.Load())
 	r.ConnectP50Ms, r.ConnectP99Ms = ms(f.connHist.quantile(0.5)), ms(f.connHist.quantile(0.99))
 	connected := probe.sample()
+	r.Held = f.held()
 	if cfg.Subscribers > 0 && r.Connected == 0 {
 		_ = f.closeAll(5 * time.Second)
 		_, first := f.errs.snapshot()
@@ -86,6 +87,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 		}
 		r.HoldS = time.Since(h0).Seconds()
 		afterHold = probe.sample()
+		r.Held = f.held()
 	}
 
 	// Publish, then wait for the last deliveries.
@@ -170,8 +172,10 @@ func fillServer(r *Report, before, connected, afterHold, cpuStart, cpuEnd, end p
 	if r.Published > 0 {
 		r.CPUUsPerPublish = float64(cpu.Microseconds()) / float64(r.Published)
 	}
-	if r.Connected > 0 {
-		r.KBPerConnection = float64(afterHold.RSSKB-before.RSSKB) / float64(r.Connected)
+	// Per connection still held when the memory was sampled: with long-poll
+	// a subscriber whose poll was refused (429) holds nothing on the server.
+	if r.Held > 0 {
+		r.KBPerConnection = float64(afterHold.RSSKB-before.RSSKB) / float64(r.Held)
 	}
 }
 

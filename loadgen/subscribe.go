@@ -23,7 +23,8 @@ type fleet struct {
 	fresh     atomic.Uint64 // deliveries that were neither duplicate nor foreign
 	connected atomic.Int64
 	failed    atomic.Int64
-	connHist  histogram // time from dial to confirmed subscription
+	dropped   atomic.Int64 // readers whose connection ended before closeAll (see held)
+	connHist  histogram    // time from dial to confirmed subscription
 	errs      errorLog
 }
 
@@ -96,11 +97,18 @@ func (f *fleet) read(tr *subTracker, conn subConn) {
 		f.delivered.Add(1)
 	})
 	if !f.closing.Load() {
+		f.dropped.Add(1)
 		tr.dropped = true
 		tr.firstErr = err
 		f.errs.note("subscriber dropped", err)
 	}
 }
+
+// held is the subscribers connected and not dropped so far: those whose
+// connection (a WebSocket, an SSE stream, a long-poll loop) is still open.
+// A long-poll answered 429 or a stream the server closed counts as
+// connected but is not held.
+func (f *fleet) held() int { return int(f.connected.Load() - f.dropped.Load()) }
 
 // subscribersOn counts, per topic, the subscribers still connected.
 func (f *fleet) subscribersOn(topics int) []int {

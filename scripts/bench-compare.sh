@@ -14,16 +14,20 @@
 #      summarize`) and writes BENCHMARKS.md.
 #
 # Bounded: a run never starts after BUDGET seconds from the start (default
-# 780 s, so the whole script ends well under 15 minutes); skipped runs are
+# 960 s, so the whole script ends under 20 minutes); skipped runs are
 # listed in BENCHMARKS.md. Every server it started is stopped on exit.
 #
 # Environment:
 #   BENCH_RUNS=3          runs per scenario and target (medians need >= 3)
-#   BENCH_BUDGET_S=780    no new run starts after this many seconds
+#   BENCH_BUDGET_S=960    no new run starts after this many seconds
 #   BENCH_OUT=BENCHMARKS.md   where to write the report (relative paths: to the repo root)
 #   BENCH_KEEP=1          keep the temp dir (binaries, logs, JSON reports)
 #   CENTRIFUGO_BIN=path   use this Centrifugo binary instead of installing one
 #   BENCH_WD_RUNS=1       runs per cell of the write-delay matrix
+#   BENCH_TRANSPORT_RUNS=1  runs per relay-only transport row (fanout-poll,
+#                         fanout-sse, idle-5k-ws, idle-5k-poll, idle-5k-sse)
+#   BENCH_IDLE_LARGE_RUNS=1 runs per target of idle-19k / idle-50k (the
+#                         largest idle count the open-file limit allows)
 #   BENCH_SCENARIOS=a,b   run only these labels (and "profile" for the perf
 #                         profiles, "floor" for scripts/bench-floor.sh,
 #                         "write-delay" for the RELAY_WRITE_DELAY matrix);
@@ -32,7 +36,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
-BUDGET=${BENCH_BUDGET_S:-780}
+BUDGET=${BENCH_BUDGET_S:-960}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 [[ $OUT == /* ]] || OUT="$REPO/$OUT"
 CF_VERSION=v6.9.1
@@ -303,15 +307,18 @@ run_one() {
 }
 
 # scenario LABEL ENGINE ARGS...: RUNS runs per target, alternating.
-scenario() {
-	local label=$1 engine=$2
-	shift 2
+scenario() { scenario_n "$RUNS" "$@"; }
+
+# scenario_n N LABEL ENGINE ARGS...: N runs per target, alternating.
+scenario_n() {
+	local n=$1 label=$2 engine=$3
+	shift 3
 	wanted "$label" || return 0
 	SCEN_ORDER+=("$label")
 	SCEN_ARGS[$label]="$*"
 	SCEN_ENGINE[$label]=$engine
 	local run
-	for run in $(seq 1 "$RUNS"); do
+	for run in $(seq 1 "$n"); do
 		if ((run % 2 == 1)); then
 			run_one "$label" relay "$engine" "$run" "$@" || true
 			run_one "$label" centrifugo "$engine" "$run" "$@" || true
@@ -369,10 +376,60 @@ relay_has_bulk() {
 	[[ $code != 404 && $code != 405 && $code != 000 ]]
 }
 
+# idle_large: the IDLE shape at the largest count this machine's limits
+# allow: 50,000 when the open-file hard limit and the ephemeral port range
+# fit it, else 19,000 (a 20,000 hard limit), else none. Each connection is
+# one descriptor in the server and one in the load generator (both Go
+# processes raise their soft limit to the hard one), and every load
+# generator socket takes an ephemeral port of 127.0.0.1, its only source
+# address. BENCH_IDLE_LARGE_RUNS runs per target (default 1: each run holds
+# the connections 10 s and takes about a minute on this machine).
+idle_large() {
+	wanted idle-19k || wanted idle-50k || return 0
+	local hard lo hi ports n ran="" raise
+	hard=$(ulimit -Hn)
+	[[ $hard == unlimited ]] && hard=1000000000
+	if ((hard < 50100)); then
+		# Try to raise it for the servers and load generators this script
+		# starts (children inherit it); where that is refused, say why.
+		if raise=$( (ulimit -n 50100) 2>&1); then
+			ulimit -n 50100
+			hard=50100
+			raise="raised to 50100 by this script"
+		else
+			raise="\`ulimit -n 50100\` failed here as $(id -un): ${raise##*: }"
+		fi
+	else
+		raise="not raised by this script"
+	fi
+	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
+	ports=$((hi - lo + 1))
+	for n in 50000 19000; do
+		local label="idle-$((n / 1000))k"
+		wanted "$label" || continue
+		[[ -n $ran && -z ${BENCH_SCENARIOS:-} ]] && continue # by default only the largest that fits
+		# N connections: N descriptors plus the processes' own (listeners,
+		# publishers, files), N ephemeral ports plus slack.
+		if ((hard >= n + 100 && ports >= n + 1000)); then
+			RELAY_EXTRA_ENV=(RELAY_MAX_CONNECTIONS=$((n + 1000)))
+			scenario_n "${BENCH_IDLE_LARGE_RUNS:-1}" "$label" memory --subscribers "$n" --topics 1 --messages 0 --hold 10s
+			RELAY_EXTRA_ENV=()
+			ran=$label
+			note "$label: ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target (BENCH_IDLE_LARGE_RUNS), fewer than the other side-by-side scenarios to keep the script under 20 minutes; the relay with RELAY_MAX_CONNECTIONS=$((n + 1000))"
+		elif ((n != 50000)); then # 50,000: the note below
+			note "$label not run: $n idle connections need an open-file hard limit (\`ulimit -Hn\`) of at least $((n + 100)) and $((n + 1000)) ephemeral ports; here the limit was $hard and the port range $lo-$hi ($ports ports)"
+		fi
+	done
+	if [[ $ran != idle-50k ]]; then
+		note "idle-50k not run: 50,000 idle connections (issue 13) need \`ulimit -n\` >= 50,100 for both the server and the load generator, and at least 51,000 ephemeral ports: the load generator dials from 127.0.0.1 only, so widen net.ipv4.ip_local_port_range (here $lo-$hi, $ports ports). This machine's open-file hard limit was $hard ($raise), so the largest idle scenario run was ${ran:-none}."
+	fi
+}
+
 log "memory engines"
 scenario fanout-memory memory "${FANOUT[@]}"
 scenario ingest-memory memory "${INGEST[@]}"
 scenario idle-10k memory "${IDLE[@]}"
+idle_large
 scenario many-topics-memory memory "${MANY[@]}"
 if ! wanted ingest-bulk-memory; then
 	:
@@ -389,6 +446,83 @@ if [[ -n $VALKEY_BIN ]] && { wanted ingest-valkey || wanted ingest-valkey-1topic
 	scenario ingest-valkey-1topic valkey "${INGEST_1TOPIC[@]}"
 	scenario fanout-valkey valkey "${FANOUT[@]}"
 	scenario many-topics-valkey valkey "${MANY[@]}"
+fi
+
+# ---------------------------------------------------------------- transports
+# Relay only (Centrifugo has no long-poll or SSE subscriber to compare):
+# the fan-out shape with long-poll and SSE subscribers, whose WebSocket row
+# is fanout-memory's relay runs (the same arguments), and an idle hold of
+# 5,000 subscribers on each of ws, poll and sse. The per-client caps are
+# raised for these runs, as every load generator connection comes from
+# 127.0.0.1, one client: long-poll waiters (RELAY_POLL_MAX_WAITERS_PER_CLIENT,
+# default 50) and connections that are not WebSockets
+# (RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT, default 1024, and
+# RELAY_MAX_HTTP_CONNECTIONS, default 4096; each waiter or stream holds one).
+# BENCH_TRANSPORT_RUNS runs per row (default 1, to keep the script's
+# default run under 20 minutes).
+IDLE_T=(--subscribers 5000 --topics 1 --messages 0 --hold 10s)
+TR_DIR="$WORK/transports"
+mkdir -p "$TR_DIR"
+# relay_only LABEL ARGS...: BENCH_TRANSPORT_RUNS relay runs, memory engine.
+relay_only() {
+	local label=$1 run
+	shift
+	wanted "$label" || return 0
+	SCEN_ORDER+=("$label")
+	SCEN_ARGS[$label]="$*"
+	SCEN_ENGINE[$label]="memory (relay only)"
+	RELAY_EXTRA_ENV=(RELAY_POLL_MAX_WAITERS_PER_CLIENT=20000 RELAY_MAX_HTTP_CONNECTIONS=10000
+		RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT=10000)
+	for run in $(seq 1 "${BENCH_TRANSPORT_RUNS:-1}"); do
+		if run_one "$label" relay memory "$run" "$@"; then
+			mv "$RES/$label.relay.$run.json" "$TR_DIR/"
+		fi
+	done
+	RELAY_EXTRA_ENV=()
+}
+relay_only fanout-poll "${FANOUT[@]}" --transport poll
+relay_only fanout-sse "${FANOUT[@]}" --transport sse
+relay_only idle-5k-ws "${IDLE_T[@]}" --transport ws
+relay_only idle-5k-poll "${IDLE_T[@]}" --transport poll
+relay_only idle-5k-sse "${IDLE_T[@]}" --transport sse
+TR_MD=""
+if compgen -G "$TR_DIR/*.json" >/dev/null; then
+	TR_MD="$WORK/transports.md"
+	python3 - "$TR_DIR" "$RES" >"$TR_MD" <<'PY' || TR_MD=""
+import glob, json, os, statistics, sys
+tr_dir, res = sys.argv[1], sys.argv[2]
+def load(pattern):
+    return [json.load(open(f)) for f in sorted(glob.glob(pattern))]
+rows = [
+    ("fan-out", "ws", "fanout-memory", load(os.path.join(res, "fanout-memory.relay.*.json"))),
+    ("fan-out", "poll", "fanout-poll", load(os.path.join(tr_dir, "fanout-poll.relay.*.json"))),
+    ("fan-out", "sse", "fanout-sse", load(os.path.join(tr_dir, "fanout-sse.relay.*.json"))),
+    ("idle hold", "ws", "idle-5k-ws", load(os.path.join(tr_dir, "idle-5k-ws.relay.*.json"))),
+    ("idle hold", "poll", "idle-5k-poll", load(os.path.join(tr_dir, "idle-5k-poll.relay.*.json"))),
+    ("idle hold", "sse", "idle-5k-sse", load(os.path.join(tr_dir, "idle-5k-sse.relay.*.json"))),
+]
+print("| shape | transport | label | runs | subscribers | sent msgs/s | deliveries/s | server CPU µs/delivery | latency p50 ms | latency p99 ms | server KB per connection (socket / waiter / stream) | held when sampled | lost | clean | machine load at start (1 min) | Centrifugo |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+for shape, transport, label, rs in rows:
+    if not rs:
+        print("| %s | %s | %s | 0 | | | | | | | | | | not run in this run | | |" % (shape, transport, label))
+        continue
+    med = lambda k: statistics.median(r.get(k) or 0 for r in rs)
+    fan = shape == "fan-out"
+    cells = [
+        "%.0f" % med("publishes_per_s") if fan else "—",
+        "%.0f" % med("deliveries_per_s") if fan else "—",
+        "%.2f" % med("cpu_us_per_delivery") if fan else "—",
+        "%.1f" % med("latency_p50_ms") if fan else "—",
+        "%.1f" % med("latency_p99_ms") if fan else "—",
+        "%.1f" % med("kb_per_connection") if not fan else "—",
+        "%.0f" % med("held") if not fan else "—",
+    ]
+    cf = "side by side in fanout-memory above" if label == "fanout-memory" else "none (relay only)"
+    print("| %s | %s | %s | %d | %d | %s | %d | %d/%d | %.2f | %s |" % (shape, transport, label, len(rs),
+          rs[0].get("subscribers") or 0, " | ".join(cells), sum(r.get("lost") or 0 for r in rs),
+          sum(1 for r in rs if r.get("clean")), len(rs), med("loadavg_1m"), cf))
+PY
 fi
 
 # ---------------------------------------------------------------- floors
@@ -505,7 +639,7 @@ fi
 # ---------------------------------------------------------------- report
 shopt -s nullglob
 reports=("$RES"/*.json)
-if ((${#reports[@]} == 0)) && [[ -z $FLOOR_MD && -z $WD_MD ]] && ((${#PROFILED[@]} == 0)); then
+if ((${#reports[@]} == 0)) && [[ -z $FLOOR_MD && -z $WD_MD && -z $TR_MD ]] && ((${#PROFILED[@]} == 0)); then
 	echo "bench-compare: no run produced a report; BENCHMARKS.md left as it was" >&2
 	cat "$NOTES" >&2
 	exit 1
@@ -566,7 +700,9 @@ use does not count against the server.
   publish, so that order is owed).
 - server CPU µs/delivery: server CPU over the publish phase / deliveries.
 - server KB/connection: (RSS after 10 s idle with all connections open − RSS
-  before connecting) / connections.
+  before connecting) / connections still open when the RSS was sampled
+  (\`held\` in the JSON report: a long-poll refused by the server or a
+  dropped stream holds nothing and is not counted).
 - A run is clean when nothing was lost, duplicated or reordered and no publish,
   connect or subscriber failed.
 - The ingest scenarios saturate both cores (server, load generator and store
@@ -611,6 +747,30 @@ error figures; above 1 is better on rates. "ahead" calls a difference within
 
 $SUMMARY
 EOF
+	if [[ -n $TR_MD && -s $TR_MD ]]; then
+		cat <<EOF
+
+## Relay subscriber transports: WebSocket, long-poll and SSE (relay only)
+
+Relay only: Centrifugo has no long-poll or SSE subscriber transport to
+compare, so these rows have no Centrifugo figures. Fan-out: the fanout-memory
+arguments (\`${FANOUT[*]}\`) with
+\`--transport ws|poll|sse\`; its ws row is fanout-memory's relay runs.
+Idle hold: \`${IDLE_T[*]} --transport ws|poll|sse\`
+(one long-poll waiter or SSE stream per subscriber, each on its own
+connection; for poll that is one \`POST /api/v1/poll\` waiting with
+\`timeout: 30\`). The relay ran with
+\`RELAY_POLL_MAX_WAITERS_PER_CLIENT=20000 RELAY_MAX_HTTP_CONNECTIONS=10000 RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT=10000\`
+for these rows: every load generator connection comes from 127.0.0.1, one
+client, and the defaults (50 waiters, 1,024 connections that are not
+WebSockets per client) would refuse the rest with 429 or 503. Medians of
+${BENCH_TRANSPORT_RUNS:-1} run(s) per poll, sse and idle row
+(BENCH_TRANSPORT_RUNS; fewer than the side-by-side scenarios to keep the
+script short) and of $RUNS for the fan-out ws row.
+
+EOF
+		cat "$TR_MD"
+	fi
 	if [[ -n $FLOOR_MD && -s $FLOOR_MD ]]; then
 		printf '\n## Floors: what this machine costs without the relay\n\n'
 		cat "$FLOOR_MD"
