@@ -65,7 +65,7 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	}
 
 	deps := topicDeps{
-		store: store, cfg: topicConfigOf(&cfg), home: m.reg, post: system.Root,
+		store: store, cfg: topicConfigOf(&cfg, persistence.AppendsInline(store)), home: m.reg, post: system.Root,
 		obs: cfg.Observer, log: logger, faults: cfg.Faults,
 	}
 	if cfg.SharedStore {

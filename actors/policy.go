@@ -129,6 +129,7 @@ func (m *TopicManager) SetPolicies(set *policy.Set) int {
 func (t *topicActor) applyPolicy(p policy.Policy) {
 	t.pol = p
 	t.cfg.maxBatch = *p.MaxBatch
+	t.storeCtx = nil
 	t.storeLimits.MaxMessages = *p.MaxMessages
 	t.storeLimits.Retention = *p.Retention
 	if *p.Retention >= 1<<62 {

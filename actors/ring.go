@@ -7,8 +7,11 @@ import (
 	"github.com/pulsar-relay/relay/messages"
 )
 
-// hotRing keeps a topic's recent messages, already encoded as frames, so a
-// subscriber resuming from a recent point replays without a store read.
+// hotRing keeps a topic's recent messages, so a subscriber resuming from a
+// recent point replays without a store read. A message delivered live is
+// kept as its frame (encoded once for every subscriber); one stored while
+// nobody listened is kept as the message and encoded on its first replay,
+// so publishing to a topic without subscribers encodes nothing.
 // It serves a replay only for points after its base: every id after the
 // base was delivered by this incarnation of the topic actor, contiguously
 // (the "complete since" point). Owned by one topic actor; not safe for
@@ -28,7 +31,8 @@ type hotRing struct {
 
 type ringEntry struct {
 	id        messages.ID
-	frame     []byte
+	frame     []byte            // nil until first needed when msg is set
+	msg       *messages.Message // the message, while its frame is not encoded
 	at        time.Time // the message's timestamp, for maxAge
 	expiresAt time.Time
 }
@@ -37,7 +41,8 @@ func newHotRing(maxAge time.Duration, maxMsgs int) hotRing {
 	return hotRing{maxAge: maxAge, maxMsgs: maxMsgs}
 }
 
-// add appends a freshly stored message. The first add of an incarnation sets
+// add appends a freshly stored message with its frame, or with a nil frame
+// to encode it when a replay first needs it. The first add of an incarnation sets
 // the base to just before it: nothing this incarnation stored is missing.
 func (r *hotRing) add(m *messages.Message, frame []byte, now time.Time) {
 	if !r.known {
@@ -47,7 +52,13 @@ func (r *hotRing) add(m *messages.Message, frame []byte, now time.Time) {
 		// is covered and a point before it goes to the store.
 	}
 	// Aged by the message's timestamp, as the store ages it for retention.
-	r.entries = append(r.entries, ringEntry{id: m.ID, frame: frame, at: m.Timestamp, expiresAt: m.ExpiresAt})
+	e := ringEntry{id: m.ID, frame: frame, at: m.Timestamp, expiresAt: m.ExpiresAt}
+	if frame == nil {
+		c := *m
+		c.IdempotencyKey, c.RequestHash = "", ""
+		e.msg = &c
+	}
+	r.entries = append(r.entries, e)
 	r.evict(now)
 }
 
@@ -84,6 +95,10 @@ func (r *hotRing) page(after messages.ID, maxBytes int, now time.Time, sub *subs
 		if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
 			next = e.id
 			continue
+		}
+		if e.frame == nil {
+			e.frame = e.msg.AppendFrame(make([]byte, 0, 128+len(e.msg.Payload)))
+			e.msg = nil
 		}
 		if len(out) >= maxReplayPageMsgs || (len(out) > 0 && size+len(e.frame) > maxBytes) {
 			return out, next, false

@@ -21,14 +21,15 @@ type topicConfig struct {
 	ringMax       int
 	ringReplays   bool // the ring may serve replays (the store is not shared)
 	maxBatch      int
+	inline        bool // the store appends without I/O: write on the actor's goroutine
 	storeTimeout  time.Duration
 	idleTimeout   time.Duration
 }
 
-func topicConfigOf(c *Config) topicConfig {
+func topicConfigOf(c *Config, inline bool) topicConfig {
 	return topicConfig{
 		ringRetention: c.HotTierRetention, ringMax: c.HotTierMaxMessages, ringReplays: !c.SharedStore,
-		maxBatch: c.MaxBatch, storeTimeout: c.StoreTimeout, idleTimeout: c.TopicIdleTimeout,
+		maxBatch: c.MaxBatch, inline: inline, storeTimeout: c.StoreTimeout, idleTimeout: c.TopicIdleTimeout,
 	}
 }
 
@@ -116,10 +117,12 @@ type topicActor struct {
 	unwatchArmed bool
 	syncTries    int          // failed tip reads of this watch
 	local        []localBatch // own writes whose notices have not come back
+	inlineWrite  writeDone    // reused by writeInline
 	// From the topic's policy (policy.go).
 	pol         policy.Policy
 	qlim        *queueLimits
 	storeLimits persistence.Limits
+	storeCtx    context.Context // carries storeLimits for inline writes; nil: make it again
 	baseRingMax int
 	stats       topicStats // for the admin view (policy_admin.go)
 }
@@ -250,6 +253,14 @@ func (t *topicActor) recoverFrom(ctx actor.Context) {
 	if r == nil {
 		return
 	}
+	if t.cfg.inline && t.writing { // a panic inside an inline write: its publishes may be stored or not
+		for _, p := range t.inlineWrite.batch {
+			t.answer(p, publishResult{err: fmt.Errorf("topic %q failed: %w", t.name, messages.ErrUnavailable)})
+		}
+		clear(t.inlineWrite.batch)
+		t.inlineWrite.batch = t.inlineWrite.batch[:0]
+		t.writing = false
+	}
 	switch msg := ctx.Message().(type) {
 	case *publish:
 		if !msg.answered && !slices.Contains(t.pending, msg) {
@@ -274,8 +285,18 @@ func (t *topicActor) answer(p *publish, r publishResult) {
 	t.entry.release()
 }
 
-// maybeWrite starts the next group-commit write if none is in flight.
+// maybeWrite starts the next group-commit write if none is in flight. With
+// an Inline store (memory) the write happens here, on the actor's
+// goroutine, and is finished at once: no writer goroutine, no context, no
+// message back (about a tenth of a publish's CPU); while it runs, the
+// publishes arriving meanwhile queue in the mailbox and form the next batch.
 func (t *topicActor) maybeWrite(ctx actor.Context) {
+	if t.cfg.inline {
+		for !t.writing && !t.catchingUp && len(t.pending) > 0 {
+			t.writeInline(ctx)
+		}
+		return
+	}
 	if t.writing || t.catchingUp || len(t.pending) == 0 {
 		return
 	}
@@ -298,6 +319,37 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 		cancel()
 		post.Send(self, &writeDone{batch: batch, msgs: msgs, n: n, err: err})
 	}()
+}
+
+// writeInline appends the next batch of pending publishes to an Inline
+// store on the actor's goroutine and finishes the write. The batch and
+// message slices are the actor's own, reused: finishWrite copies what it
+// keeps (answers, ring entries, frames).
+func (t *topicActor) writeInline(ctx actor.Context) {
+	n := min(len(t.pending), t.cfg.maxBatch)
+	w := &t.inlineWrite
+	w.batch = append(w.batch[:0], t.pending[:n]...)
+	clear(t.pending[:n])
+	switch {
+	case n < len(t.pending):
+		t.pending = t.pending[n:]
+	case cap(t.pending) <= 64: // the usual case: keep the small queue, no allocation per publish
+		t.pending = t.pending[:0]
+	default:
+		t.pending = nil // let a burst's large queue go
+	}
+	w.msgs = w.msgs[:0]
+	for _, p := range w.batch {
+		w.msgs = append(w.msgs, p.msg)
+	}
+	if t.storeCtx == nil {
+		t.storeCtx = persistence.WithLimits(context.Background(), t.storeLimits)
+	}
+	t.writing = true
+	w.n, w.err = t.store.Append(t.storeCtx, t.name, w.msgs)
+	t.finishWrite(ctx, w)
+	clear(w.batch)
+	clear(w.msgs)
 }
 
 // finishWrite acknowledges and delivers a finished write, in id order, then
@@ -343,7 +395,9 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 			t.answer(p, publishResult{err: err})
 		}
 	}
-	t.maybeWrite(ctx)
+	if !t.cfg.inline { // an inline write is finished inside maybeWrite's loop
+		t.maybeWrite(ctx)
+	}
 }
 
 // deliver puts a stored message in the ring and every live subscriber's
@@ -355,7 +409,10 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 		return
 	}
 	t.lastDelivered = m.ID
-	frame := m.AppendFrame(make([]byte, 0, 128+len(m.Payload)))
+	var frame []byte // with nobody listening, the ring encodes it if a replay needs it
+	if len(t.subs) > 0 {
+		frame = m.AppendFrame(make([]byte, 0, 128+len(m.Payload)))
+	}
 	t.ring.add(m, frame, now)
 	for _, s := range t.subs {
 		s.outbox.push(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim})

@@ -119,6 +119,9 @@ func (s *MemoryStore) topic(name string, create bool) (*memTopic, error) {
 	return t, nil
 }
 
+// AppendsInline implements Inline: Append only takes the topic's lock.
+func (s *MemoryStore) AppendsInline() bool { return true }
+
 // Append implements Store.
 func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages.Message) (int, error) {
 	if err := ctx.Err(); err != nil {

@@ -151,3 +151,28 @@ func (l Limits) idempotencyWindow() time.Duration {
 	}
 	return messages.IdempotencyWindow
 }
+
+// Inline is implemented by a store whose Append never waits on I/O or on
+// another process (the memory store): only on its own short locks. A topic
+// actor may then call Append on its own goroutine instead of starting a
+// writer goroutine per batch and waiting for its result as a message.
+type Inline interface {
+	AppendsInline() bool
+}
+
+// AppendsInline reports whether s, or the store a decorator wraps (its
+// Unwrap() Store method), is Inline. A decorator that may block in Append
+// (a fault injector that stalls) must not have Unwrap.
+func AppendsInline(s Store) bool {
+	for s != nil {
+		if in, ok := s.(Inline); ok {
+			return in.AppendsInline()
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			return false
+		}
+		s = u.Unwrap()
+	}
+	return false
+}

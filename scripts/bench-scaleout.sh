@@ -151,7 +151,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 CFV=""
-[[ -n $CF ]] && CFV=$("$CF" version 2>/dev/null | head -n 1 || true)
+[[ -n $CF ]] && CFV="Centrifugo $CF_VERSION"
 python3 - "$WORK" "$RUNS" "$ARGS" "$CFV" <<'PY'
 import json, statistics, sys, glob, os
 work, runs, args, cfv = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
