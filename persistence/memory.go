@@ -3,7 +3,6 @@ package persistence
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -31,7 +30,7 @@ var _ Store = (*MemoryStore)(nil)
 type memTopic struct {
 	epoch   string // this incarnation's random id; immutable
 	mu      sync.RWMutex
-	msgs    []messages.Message // ascending ids
+	msgs    msgLog      // ascending ids
 	origin  messages.ID        // first id ever assigned; zero until then
 	last    messages.ID        // newest id ever assigned
 	trimmed messages.ID        // newest id removed by trimming
@@ -148,7 +147,7 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 			t.origin = m.ID
 		}
 		t.last = m.ID
-		t.msgs = append(t.msgs, *m)
+		t.msgs.Append(*m)
 		if m.IdempotencyKey != "" {
 			s.idem.put(topic, m, now)
 		}
@@ -176,21 +175,20 @@ func (s *MemoryStore) lockForAppend(topic string) (*memTopic, error) {
 // trim drops messages over the count cap or older than the retention.
 func (t *memTopic) trim(l Limits, now time.Time) {
 	drop := 0
-	if l.MaxMessages > 0 && len(t.msgs) > l.MaxMessages {
-		drop = len(t.msgs) - l.MaxMessages
+	if l.MaxMessages > 0 && t.msgs.Len() > l.MaxMessages {
+		drop = t.msgs.Len() - l.MaxMessages
 	}
 	if l.Retention > 0 {
 		cutoff := now.Add(-l.Retention)
-		for drop < len(t.msgs) && t.msgs[drop].Timestamp.Before(cutoff) {
+		for drop < t.msgs.Len() && t.msgs.At(drop).Timestamp.Before(cutoff) {
 			drop++
 		}
 	}
 	if drop == 0 {
 		return
 	}
-	t.trimmed = t.msgs[drop-1].ID
-	clear(t.msgs[:drop]) // let the payloads go
-	t.msgs = t.msgs[drop:]
+	t.trimmed = t.msgs.At(drop - 1).ID
+	t.msgs.DropFront(drop)
 }
 
 // Range implements Store. A topic this store does not hold (never written
@@ -213,14 +211,14 @@ func (s *MemoryStore) Range(ctx context.Context, topic string, after messages.ID
 		Truncated: after.Less(t.trimmed) || (!after.IsZero() && after.Less(t.origin)),
 	}
 	budget := scanBudget(limit)
-	i := sort.Search(len(t.msgs), func(i int) bool { return after.Less(t.msgs[i].ID) })
-	for ; i < len(t.msgs) && len(page.Messages) < limit; i++ {
+	i := t.msgs.Search(func(m *messages.Message) bool { return after.Less(m.ID) })
+	for ; i < t.msgs.Len() && len(page.Messages) < limit; i++ {
 		if budget == 0 {
-			page.Next = t.msgs[i-1].ID
+			page.Next = t.msgs.At(i - 1).ID
 			break
 		}
 		budget--
-		m := &t.msgs[i]
+		m := t.msgs.At(i)
 		if m.Timestamp.Before(cutoff) {
 			page.Truncated = true
 			continue
@@ -255,18 +253,18 @@ func (s *MemoryStore) RevRange(ctx context.Context, topic string, before message
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	page := Page{Epoch: t.epoch}
-	i := len(t.msgs)
+	i := t.msgs.Len()
 	if !before.IsZero() {
-		i = sort.Search(len(t.msgs), func(i int) bool { return !t.msgs[i].ID.Less(before) })
+		i = t.msgs.Search(func(m *messages.Message) bool { return !m.ID.Less(before) })
 	}
 	budget := scanBudget(limit)
 	for i--; i >= 0 && len(page.Messages) < limit; i-- {
 		if budget == 0 {
-			page.Next = t.msgs[i+1].ID
+			page.Next = t.msgs.At(i + 1).ID
 			break
 		}
 		budget--
-		m := &t.msgs[i]
+		m := t.msgs.At(i)
 		if m.Timestamp.Before(cutoff) {
 			break
 		}

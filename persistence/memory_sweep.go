@@ -2,6 +2,8 @@ package persistence
 
 import (
 	"time"
+
+	"github.com/pulsar-relay/relay/messages"
 )
 
 // DefaultSweepInterval is how often a MemoryStore sweeps by default.
@@ -45,7 +47,7 @@ func (s *MemoryStore) sweep() {
 		t.mu.Lock()
 		t.trim(s.limits, now)
 		t.dropExpired(now)
-		if len(t.msgs) == 0 {
+		if t.msgs.Len() == 0 {
 			empty = append(empty, names[i])
 		}
 		t.mu.Unlock()
@@ -61,7 +63,7 @@ func (s *MemoryStore) sweep() {
 			continue
 		}
 		t.mu.Lock()
-		if len(t.msgs) == 0 { // no append came in between
+		if t.msgs.Len() == 0 { // no append came in between
 			t.dead = true
 			delete(s.topics, name)
 		}
@@ -72,17 +74,7 @@ func (s *MemoryStore) sweep() {
 // dropExpired removes messages whose ttl has passed, keeping the order.
 // Expiry is not trimming: trimmed (and so Truncated) does not change.
 func (t *memTopic) dropExpired(now time.Time) {
-	kept := t.msgs[:0]
-	for i := range t.msgs {
-		if !t.msgs[i].Expired(now) {
-			kept = append(kept, t.msgs[i])
-		}
-	}
-	clear(t.msgs[len(kept):]) // let the payloads go
-	t.msgs = kept
-	if len(t.msgs) == 0 {
-		t.msgs = nil // and the backing array
-	}
+	t.msgs.Filter(func(m *messages.Message) bool { return !m.Expired(now) })
 }
 
 // Topics returns how many topics the store holds, for a gauge.

@@ -220,7 +220,7 @@ func heldMessages(s *MemoryStore, topic string) int {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return len(t.msgs)
+	return t.msgs.Len()
 }
 
 // An append racing the sweeper's removal of its (empty) topic is never
@@ -245,8 +245,8 @@ func TestMemoryStoreAppendRacesSweep(t *testing.T) {
 		tp := s.topics["racy"]
 		s.mu.RUnlock()
 		tp.mu.Lock()
-		for j := range tp.msgs {
-			tp.msgs[j].ExpiresAt = time.Now().Add(-time.Second)
+		for j := range tp.msgs.Len() {
+			tp.msgs.At(j).ExpiresAt = time.Now().Add(-time.Second)
 		}
 		tp.mu.Unlock()
 	}
