@@ -1,15 +1,44 @@
 package messages
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 	"unicode/utf8"
 )
 
+// sameAsEncodingJSON: whatever decodePublishFast accepts, encoding/json
+// decodes to the same request (its payload compacted).
+func sameAsEncodingJSON(t *testing.T, body []byte) {
+	if CheckJSON(body, MaxJSONDepth+1) != nil {
+		return
+	}
+	fast, ok := decodePublishFast(body)
+	if !ok {
+		return
+	}
+	var slow PublishRequest
+	if err := json.Unmarshal(body, &slow); err != nil {
+		if json.Valid(fast.Payload) {
+			t.Fatalf("fast path accepted %q, encoding/json refuses it: %v", body, err)
+		}
+		return // a bad payload: validate refuses it on the fast path too
+	}
+	var a, b bytes.Buffer
+	errA, errB := json.Compact(&a, fast.Payload), json.Compact(&b, slow.Payload)
+	if fast.Topic != slow.Topic || (fast.TTL == nil) != (slow.TTL == nil) || (fast.TTL != nil && *fast.TTL != *slow.TTL) ||
+		!maps.Equal(fast.Metadata, slow.Metadata) || (fast.Metadata == nil) != (slow.Metadata == nil) || (errA == nil) != (errB == nil) || a.String() != b.String() {
+		t.Fatalf("fast and encoding/json differ on %q:\n%+v\n%+v", body, fast, slow)
+	}
+}
+
 func FuzzDecodePublish(f *testing.F) {
 	for _, s := range []string{
+		`{"topic":"t","payload":{"a":"}\"{"},"ttl":01}`, `{"topic":"t","Topic":"u","payload":{}}`,
+		`{"topic":"t","payload":{"a":[}]}`, `{"topic":"t","payload":{},"metadata":{"a":"b","a":"c"}}`, `{"topic":"t","payload":{},"metadata":{}}`, `{ "payload" : { "x" : [ 1 , 2 ] } , "topic" : "t" , "ttl" : -0 } `,
 		`{"topic":"notifications","payload":{"user_id":123}}`,
 		`{"topic":"t","payload":{},"ttl":5,"metadata":{"a":"b"}}`,
 		`{"topic":"t","payload":[1]}`, `{`, `null`, `{"topic":"","payload":{}}`,
@@ -20,6 +49,7 @@ func FuzzDecodePublish(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		sameAsEncodingJSON(t, body)
 		req, err := DecodePublish(body)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {

@@ -75,9 +75,12 @@ func DecodePublishWith(body []byte, lim PublishLimits) (PublishRequest, error) {
 	if err := CheckJSON(body, MaxJSONDepth+1); err != nil {
 		return PublishRequest{Topic: TopicOf(body)}, err
 	}
-	var req PublishRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return PublishRequest{Topic: TopicOf(body)}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
+	req, fast := decodePublishFast(body)
+	if !fast {
+		req = PublishRequest{}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return PublishRequest{Topic: TopicOf(body)}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
+		}
 	}
 	if err := req.validate(lim); err != nil {
 		return PublishRequest{Topic: req.Topic}, err
@@ -113,12 +116,19 @@ func (r *PublishRequest) validate(lim PublishLimits) error {
 	if p[0] != '{' {
 		return fmt.Errorf("%w: payload must be a JSON object", ErrInvalid)
 	}
-	var compact bytes.Buffer
-	compact.Grow(len(p))
-	if err := json.Compact(&compact, p); err != nil {
-		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
+	if isCompact(p) { // the usual case: keep it as it is, no copy
+		if !json.Valid(p) {
+			return fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
+		}
+		r.Payload = p
+	} else {
+		var compact bytes.Buffer
+		compact.Grow(len(p))
+		if err := json.Compact(&compact, p); err != nil {
+			return fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
+		}
+		r.Payload = compact.Bytes()
 	}
-	r.Payload = compact.Bytes()
 	if r.TTL != nil {
 		if *r.TTL <= 0 {
 			return fmt.Errorf("%w: ttl must be a positive number of seconds", ErrInvalid)

@@ -8,8 +8,12 @@ import (
 // Bodies of the publish decoder benchmark: a typical small message and a
 // 64 KiB one with nested objects, numbers and non-ASCII text.
 var (
-	benchSmall = []byte(`{"topic":"notifications","payload":{"user_id":123,"message":"Hello","tags":["a","b"],"score":1.5e3},"ttl":60,"metadata":{"source":"billing"}}`)
-	benchLarge = func() []byte {
+	// benchLoadgen is what `relay bench` and scripts/wrk-publish.lua send;
+	// benchEscaped takes encoding/json's path (an escaped topic).
+	benchLoadgen = []byte(`{"topic":"bench-0","payload":{"seq":1,"sent_ns":1732679000000000000,"pub":0,"pad":"0123456789abcdef0123456789abcdef"}}`)
+	benchEscaped = []byte(`{"topic":"bench\u002d0","payload":{"seq":1,"sent_ns":1732679000000000000,"pub":0,"pad":"0123456789abcdef0123456789abcdef"}}`)
+	benchSmall   = []byte(`{"topic":"notifications","payload":{"user_id":123,"message":"Hello","tags":["a","b"],"score":1.5e3},"ttl":60,"metadata":{"source":"billing"}}`)
+	benchLarge   = func() []byte {
 		var b strings.Builder
 		b.WriteString(`{"topic":"bulk.data","payload":{"items":[`)
 		for i := 0; b.Len() < 64<<10; i++ {
@@ -27,7 +31,7 @@ func BenchmarkDecodePublish(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		body []byte
-	}{{"small", benchSmall}, {"64KiB", benchLarge}} {
+	}{{"small", benchSmall}, {"64KiB", benchLarge}, {"bench", benchLoadgen}, {"escaped", benchEscaped}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(bc.body)))
 			b.ReportAllocs()
