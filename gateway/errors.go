@@ -77,17 +77,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	switch {
 	case status == http.StatusInternalServerError:
-		s.log.Error("request failed", "request_id", requestID(r.Context()), "route", routeOf(r), "status", status, "err", err)
+		s.log.Error("request failed", "request_id", requestID(w), "route", routeOf(r), "status", status, "err", err)
 	case status >= 500:
 		// A 503 is a refusal (full topic, store down, shutdown): under a
 		// flood there is one per request, so it stays at debug; the store's
 		// own failures are logged once per write, and metrics count refusals.
-		s.log.Debug("request refused", "request_id", requestID(r.Context()), "route", routeOf(r), "status", status, "err", err)
+		s.log.Debug("request refused", "request_id", requestID(w), "route", routeOf(r), "status", status, "err", err)
 	}
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, messages.ErrorBody{Error: code, Message: msg, RequestID: requestID(r.Context())})
+	writeJSON(w, status, messages.ErrorBody{Error: code, Message: msg, RequestID: requestID(w)})
 }
 
 // acceptWebSocket is websocket.Accept with the relay's refusals: when the

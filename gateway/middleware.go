@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/rand"
 	"io"
 	"log/slog"
@@ -13,18 +12,20 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 )
 
+// ctxKey types the gateway's request context keys.
 type ctxKey int
 
-const requestIDKey ctxKey = iota
-
-// requestID returns the request's id, set by withRequestID.
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+// requestID returns the request's id, set on its response by withRequestID.
+func requestID(w http.ResponseWriter) string {
+	if v := w.Header()["X-Request-Id"]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
-// withRequestID echoes a client's X-Request-ID (if sane) or makes one, puts
-// it in the context and on the response.
+// withRequestID echoes a client's X-Request-ID (if sane) or makes one, and
+// sets it on the response, where requestID finds it: not in the request's
+// context, which would copy the request (r.WithContext) on every publish.
 func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-ID")
@@ -32,7 +33,7 @@ func withRequestID(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		w.Header()["X-Request-Id"] = []string{id} // the canonical form of X-Request-ID
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -82,7 +83,7 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		d := time.Since(start)
 		s.cfg.Observer.HTTPRequest(route, ww.Status(), d)
 		if s.log.Enabled(r.Context(), slog.LevelDebug) { // skip building the attributes per request
-			s.log.Debug("http request", "request_id", requestID(r.Context()), "method", r.Method,
+			s.log.Debug("http request", "request_id", requestID(ww), "method", r.Method,
 				"route", route, "status", ww.Status(), "duration", d)
 		}
 	})

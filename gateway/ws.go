@@ -94,11 +94,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.nconns.Add(-1)
 		s.wg.Done()
-		s.log.Debug("websocket upgrade refused", "request_id", requestID(r.Context()), "err", err)
+		s.log.Debug("websocket upgrade refused", "request_id", requestID(w), "err", err)
 		return
 	}
 	c.SetReadLimit(s.cfg.MaxMessageSize)
-	ws := &wsConn{c: c, s: s, opened: time.Now(), reqID: requestID(r.Context()), auth: s.wsAuthFor(r), out: sb.out}
+	ws := &wsConn{c: c, s: s, opened: time.Now(), reqID: requestID(w), auth: s.wsAuthFor(r), out: sb.out}
 	s.log.Debug("websocket connected", "request_id", ws.reqID, "remote", r.RemoteAddr)
 	// The connection is served on a fresh goroutine and this handler
 	// returns: the socket is hijacked, and a new goroutine starts with a
