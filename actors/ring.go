@@ -31,10 +31,12 @@ type hotRing struct {
 
 type ringEntry struct {
 	id        messages.ID
-	frame     []byte            // nil until first needed when msg is set
-	msg       *messages.Message // the message, while its frame is not encoded
+	frame     []byte    // nil until a replay first needs it (payload is set)
 	at        time.Time // the message's timestamp, for maxAge
 	expiresAt time.Time
+	// While frame is nil: the rest of the message, to encode it from.
+	payload  []byte
+	metadata map[string]string
 }
 
 func newHotRing(maxAge time.Duration, maxMsgs int) hotRing {
@@ -54,9 +56,7 @@ func (r *hotRing) add(m *messages.Message, frame []byte, now time.Time) {
 	// Aged by the message's timestamp, as the store ages it for retention.
 	e := ringEntry{id: m.ID, frame: frame, at: m.Timestamp, expiresAt: m.ExpiresAt}
 	if frame == nil {
-		c := *m
-		c.IdempotencyKey, c.RequestHash = "", ""
-		e.msg = &c
+		e.payload, e.metadata = m.Payload, m.Metadata
 	}
 	r.entries = append(r.entries, e)
 	r.evict(now)
@@ -71,7 +71,10 @@ func (r *hotRing) evict(now time.Time) {
 		r.head++
 	}
 	if r.head > 1024 && r.head > len(r.entries)/2 {
-		r.entries = append(r.entries[:0:0], r.entries[r.head:]...)
+		// In place: the backing array is kept for the entries to come.
+		n := copy(r.entries, r.entries[r.head:])
+		clear(r.entries[n:])
+		r.entries = r.entries[:n]
 		r.head = 0
 	}
 }
@@ -97,8 +100,9 @@ func (r *hotRing) page(after messages.ID, maxBytes int, now time.Time, sub *subs
 			continue
 		}
 		if e.frame == nil {
-			e.frame = e.msg.AppendFrame(make([]byte, 0, 128+len(e.msg.Payload)))
-			e.msg = nil
+			m := messages.Message{ID: e.id, Topic: sub.topic, Payload: e.payload, Timestamp: e.at, Metadata: e.metadata, ExpiresAt: e.expiresAt}
+			e.frame = m.AppendFrame(make([]byte, 0, 128+len(e.payload)))
+			e.payload, e.metadata = nil, nil
 		}
 		if len(out) >= maxReplayPageMsgs || (len(out) > 0 && size+len(e.frame) > maxBytes) {
 			return out, next, false

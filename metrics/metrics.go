@@ -69,6 +69,7 @@ type Registry struct {
 	storageLatency  *prometheus.HistogramVec
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
+	httpSeries      sync.Map               // httpKey -> *httpSeries: resolved once per route and status
 	limits          *limitMetrics          // limits.go
 	rateLimited     *prometheus.CounterVec // ratelimit.go
 	authSizes       *authSizes             // ratelimit.go
@@ -280,10 +281,32 @@ func (r *Registry) Connections(transport string, delta int) {
 // relay_http_request_duration_seconds{route}, except for a WebSocket (101),
 // whose duration is the connection's lifetime. route must be a pattern.
 func (r *Registry) HTTPRequest(route string, status int, d time.Duration) {
-	r.httpRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	if status != http.StatusSwitchingProtocols {
-		r.httpDuration.WithLabelValues(route).Observe(d.Seconds())
+	k := httpKey{route, status}
+	s, ok := r.httpSeries.Load(k)
+	if !ok { // route is a pattern and status a code: a few dozen series in all
+		hs := &httpSeries{count: r.httpRequests.WithLabelValues(route, strconv.Itoa(status))}
+		if status != http.StatusSwitchingProtocols { // an upgrade's duration is the connection's life
+			hs.duration = r.httpDuration.WithLabelValues(route)
+		}
+		s, _ = r.httpSeries.LoadOrStore(k, hs)
 	}
+	hs := s.(*httpSeries)
+	hs.count.Inc()
+	if hs.duration != nil {
+		hs.duration.Observe(d.Seconds())
+	}
+}
+
+type httpKey struct {
+	route  string
+	status int
+}
+
+// httpSeries are one route and status's series, resolved once (a label
+// lookup hashes the labels and takes the vector's lock on every request).
+type httpSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer // nil for 101
 }
 
 func lookup(known map[string]prometheus.Counter, vec *prometheus.CounterVec, label string) prometheus.Counter {
