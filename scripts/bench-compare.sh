@@ -819,6 +819,13 @@ EOF
 		printf '\n## Notes from this run\n\n'
 		cat "$NOTES"
 	fi
+	# The scale-out section comes from its own script
+	# (scripts/bench-scaleout.sh, about 7 minutes): its last output is kept
+	# in bench/SCALEOUT.md and carried over.
+	if [[ -s $REPO/bench/SCALEOUT.md ]]; then
+		printf '\n'
+		cat "$REPO/bench/SCALEOUT.md"
+	fi
 } >"$OUT"
 
 log "wrote $OUT"

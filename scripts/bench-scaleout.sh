@@ -3,7 +3,8 @@
 # sharing one Valkey-compatible server (subscribers and publishers spread
 # over the instances with --addr a,b,c) and Centrifugo with its Redis engine
 # on 1 and 2 nodes in the same loop, and prints a Markdown section
-# (deliveries/s, latency p50/p99, losses) for BENCHMARKS.md.
+# (deliveries/s, latency p50/p99, losses): save it as bench/SCALEOUT.md, which
+# make bench-compare carries into BENCHMARKS.md.
 #
 # Every server listens on 127.0.0.1 and is stopped on exit. Bounded: each
 # run publishes for at most 15 s; the script takes about RUNS x 5 x 25 s.
