@@ -417,6 +417,7 @@ type prober struct {
 	rssStart  int64
 	rssEnd    int64
 	aborted   time.Duration // when -max-rss stopped the attack; 0: it did not
+	slow      []string      // "at 12.3s: 143ms": when each probe over 100 ms was sent
 }
 
 func newProber(o options) *prober {
@@ -477,6 +478,9 @@ func (p *prober) run(ctx context.Context, abort context.CancelFunc) {
 			p.failWhy[shortErr(err)]++
 		} else {
 			p.lat = append(p.lat, d)
+			if d > 100*time.Millisecond {
+				p.slow = append(p.slow, fmt.Sprintf("at %.1fs: %s", float64(n)/10, d.Round(time.Millisecond)))
+			}
 		}
 		p.mu.Unlock()
 		if n%10 == 0 {
@@ -548,6 +552,9 @@ func report(o options, st *stats, p *prober) {
 	fmt.Printf("health keep-alive: probes=%d ok=%d failed=%d p50=%s p99=%s max=%s over_100ms=%d\n",
 		len(p.lat)+p.fails, len(p.lat), p.fails, q(0.5).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond),
 		q(1).Round(10*time.Microsecond), over)
+	if len(p.slow) > 0 {
+		fmt.Printf("health probes over 100 ms (time into the attack): %s\n", strings.Join(p.slow, ", "))
+	}
 	if p.fails > 0 {
 		fmt.Printf("health keep-alive failures: %v\n", p.failWhy)
 	}
