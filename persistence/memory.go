@@ -31,10 +31,10 @@ type memTopic struct {
 	epoch   string // this incarnation's random id; immutable
 	mu      sync.RWMutex
 	msgs    msgLog      // ascending ids
-	origin  messages.ID        // first id ever assigned; zero until then
-	last    messages.ID        // newest id ever assigned
-	trimmed messages.ID        // newest id removed by trimming
-	dead    bool               // swept out of the map: writers look again
+	origin  messages.ID // first id ever assigned; zero until then
+	last    messages.ID // newest id ever assigned
+	trimmed messages.ID // newest id removed by trimming
+	dead    bool        // swept out of the map: writers look again
 }
 
 // MemoryOption configures a MemoryStore.
