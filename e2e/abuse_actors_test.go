@@ -52,16 +52,7 @@ func TestReplayStormIsBounded(t *testing.T) {
 		Gateway: gateway.Config{WriteTimeout: 2 * time.Second}})
 	sub, _ := json.Marshal(map[string]any{"type": "subscribe", "topics": topics, "offset": "earliest"})
 
-	for range 20 { // never read, with a tiny receive buffer
-		ws, err := dialRaw(r.WSURL, 4096)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ws.conn.Close()
-		if err := ws.writeText(sub); err != nil {
-			t.Fatal(err)
-		}
-	}
+	stallReplays(t, r.WSURL, sub, 20)
 	reader, err := dialRaw(r.WSURL, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -113,22 +104,29 @@ func TestReplayPagesCountUntilWritten(t *testing.T) {
 	}
 	before := heap()
 	sub, _ := json.Marshal(map[string]any{"type": "subscribe", "topics": topics, "offset": "earliest"})
-	for range stalled {
-		ws, err := dialRaw(r.WSURL, 4096)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ws.conn.Close()
-		if err := ws.writeText(sub); err != nil {
-			t.Fatal(err)
-		}
-	}
+	stallReplays(t, r.WSURL, sub, stalled)
 	time.Sleep(2 * time.Second) // every connection's socket fills and its writer blocks
 	// 50 pages of 256 KiB in hand would be 12.5 MiB; the budget lets 1 MiB
 	// (plus the frames in the sockets' 64 KiB send buffers, and what the
 	// connections themselves cost).
 	if grew := int64(heap()) - int64(before); grew > 8<<20 {
 		t.Fatalf("the heap grew by %d MiB with %d stalled replays under a %d MiB budget", grew>>20, stalled, budget>>20)
+	}
+}
+
+// stallReplays opens n connections that send sub and never read, with a
+// tiny receive buffer; they close when the test ends.
+func stallReplays(t *testing.T, wsURL string, sub []byte, n int) {
+	t.Helper()
+	for range n {
+		ws, err := dialRaw(wsURL, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.conn.Close() })
+		if err := ws.writeText(sub); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
