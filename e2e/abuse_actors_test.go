@@ -15,8 +15,11 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/gateway"
@@ -249,6 +252,39 @@ func TestWSReadIsPaced(t *testing.T) {
 	// 200 pings ride the burst, the other 100 wait for 100 tokens at 100/s.
 	if took := time.Since(start); took < 900*time.Millisecond {
 		t.Fatalf("300 pings answered in %v: the read was not paced", took)
+	}
+}
+
+// TestWSUpgradesPacedPerClient: one client's new WebSockets are paced at
+// RELAY_WS_UPGRADE_RATE (here 10/s, burst 5): 15 opened at once all
+// connect (none refused), the last no sooner than a second after the
+// first, so a connection storm from one address arrives spread out.
+func TestWSUpgradesPacedPerClient(t *testing.T) {
+	r := relaytest.Start(t, relaytest.Options{Gateway: gateway.Config{WSUpgradeRate: 10}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 15
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			c, _, err := websocket.Dial(ctx, r.WSURL, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			c.CloseNow()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a paced upgrade failed: %v", err)
+	}
+	// 5 ride the burst, the other 10 wait for 10 tokens at 10/s.
+	if took := time.Since(start); took < 900*time.Millisecond {
+		t.Fatalf("%d upgrades from one client took %v: they were not paced", n, took)
 	}
 }
 

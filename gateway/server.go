@@ -59,6 +59,12 @@ type Config struct {
 	// can take, with or without credentials (RELAY_RATE_WS_FRAMES is the
 	// per-identity limit on top, which answers with an error frame).
 	WSReadRate float64
+	// WSUpgradeRate paces new WebSocket connections per client IP address
+	// (RELAY_WS_UPGRADE_RATE, default DefaultWSUpgradeRate), with a burst
+	// of half a second's worth: an upgrade over it waits its turn (up to 5
+	// s, then 429 with Retry-After). Behind a proxy every client shares its
+	// address: raise it there.
+	WSUpgradeRate float64
 	// AllowedOrigins are the browser origins allowed on /ws
 	// (RELAY_ALLOWED_ORIGINS): host patterns, or "*" for any; empty allows
 	// only the relay's own origin.
@@ -135,6 +141,8 @@ type LimitObserver interface {
 	HTTPConnectionRefused()
 	// BodyBytesInFlight moves the count of request body bytes reserved.
 	BodyBytesInFlight(delta int64)
+	// WSUpgradeClients sets how many clients' upgrade paces are held.
+	WSUpgradeClients(n int)
 	// LimitHit counts a request cut or refused by a budget: "body_budget"
 	// (503), "decode_slots" (503: a large body waited for a decode slot
 	// past the publish timeout), "history_bytes" (a history page ended
@@ -151,6 +159,7 @@ func (nopObserver) HTTPConnections(int)                    {}
 func (nopObserver) HTTPConnectionRefused()                 {}
 func (nopObserver) BodyBytesInFlight(int64)                {}
 func (nopObserver) LimitHit(string)                        {}
+func (nopObserver) WSUpgradeClients(int)                   {}
 
 func (c Config) withDefaults() Config {
 	if c.MaxMessageSize <= 0 {
@@ -194,6 +203,9 @@ func (c Config) withDefaults() Config {
 	if c.WSReadRate <= 0 {
 		c.WSReadRate = DefaultWSReadRate
 	}
+	if c.WSUpgradeRate <= 0 {
+		c.WSUpgradeRate = DefaultWSUpgradeRate
+	}
 	if c.Version == "" {
 		c.Version = "dev"
 	}
@@ -228,6 +240,7 @@ type Server struct {
 	draining atomic.Bool
 	inflight atomic.Int64  // request body bytes reserved (MaxBodyBytesInFlight)
 	decoding chan struct{} // decode slots of large bodies (decodeSlot)
+	upgrades *upgradePacer // WebSocket upgrades per client (WSUpgradeRate)
 	conns    sync.Map      // *wsConn -> struct{}
 	nconns   atomic.Int64
 	stop     chan struct{}
@@ -247,6 +260,7 @@ func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *
 	s := &Server{cfg: cfg.withDefaults(), mgr: mgr, store: store, log: logger, stop: make(chan struct{})}
 	s.lim = s.cfg.limitObserver()
 	s.decoding = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
+	s.upgrades = newUpgradePacer(s.cfg.WSUpgradeRate)
 	s.consumers = newConsumers(s.cfg.Consumers)
 	s.wg.Add(1)
 	go s.sweep()

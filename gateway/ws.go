@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +80,16 @@ func (w *wsConn) Close(code int, reason string) {
 // handleWS upgrades to WebSocket, spawns the connection actor and runs the
 // read loop on this goroutine: the only long-lived goroutine per connection.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	if waited, err := s.upgrades.wait(r.Context(), remoteClient(r.RemoteAddr)); err != nil {
+		s.lim.LimitHit("ws_upgrade_rate")
+		if errors.Is(err, messages.ErrRateLimited) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(upgradeWaitMax/time.Second)))
+		}
+		s.writeError(w, r, err)
+		return
+	} else if waited {
+		s.lim.LimitHit("ws_upgrade_rate")
+	}
 	if n := s.nconns.Add(1); n > int64(s.cfg.MaxConnections) {
 		s.nconns.Add(-1)
 		s.writeError(w, r, fmt.Errorf("%w: connection limit (%d) reached", messages.ErrUnavailable, s.cfg.MaxConnections))
@@ -248,6 +259,7 @@ func (s *Server) sweep() {
 				s.check(k.(*wsConn), now, ping)
 				return true
 			})
+			s.lim.WSUpgradeClients(s.upgrades.sweep(now))
 		}
 	}
 }

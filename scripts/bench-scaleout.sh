@@ -89,7 +89,7 @@ start_relays() {
 	ADDRS=() SPIDS=()
 	for i in $(seq 1 "$n"); do
 		port=$(free_port)
-		RELAY_HTTP_ADDR=127.0.0.1:$port RELAY_VALKEY_ADDR=127.0.0.1:$VPORT RELAY_LOG_LEVEL=warn RELAY_MAX_CONNECTIONS=20000 \
+		RELAY_HTTP_ADDR=127.0.0.1:$port RELAY_VALKEY_ADDR=127.0.0.1:$VPORT RELAY_LOG_LEVEL=warn RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 \
 			"$WORK/relay" serve >"$WORK/relay-$run-$n-$i.log" 2>&1 &
 		SPIDS+=("$!")
 		PIDS+=("$!")

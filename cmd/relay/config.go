@@ -136,6 +136,7 @@ func (c *config) settings() []setting {
 		{"RELAY_SUBSCRIBE_RATE", itoa(actors.DefaultSubscribeRate), "new topic subscriptions per second per connection (burst 1000); over it RATE_LIMIT_EXCEEDED", intIn(&c.Actors.SubscribeRate, 1, 1<<20)},
 		{"RELAY_SUBSCRIBE_IDLE_LIMIT", "60s", "close a WebSocket that has not subscribed within this", duration(&c.Gateway.SubscribeIdleLimit)},
 		{"RELAY_PING_INTERVAL", "30s", "WebSocket ping interval", duration(&c.Gateway.PingInterval)},
+		{"RELAY_WS_UPGRADE_RATE", itoa(gateway.DefaultWSUpgradeRate), "new WebSocket connections per second per client IP (burst half that); over it an upgrade waits its turn, up to 5s, then 429 (behind a proxy: raise it)", floatPositive(&c.Gateway.WSUpgradeRate)},
 		{"RELAY_WS_READ_RATE", itoa(gateway.DefaultWSReadRate), "frames per second one WebSocket connection may send (one per started 16 KiB; burst twice that); over it the relay stops reading that connection for a while, nothing is dropped", floatPositive(&c.Gateway.WSReadRate)},
 		{"RELAY_PONG_TIMEOUT", "10s", "how long a ping waits for its pong", duration(&c.Gateway.PongTimeout)},
 		{"RELAY_WRITE_TIMEOUT", "10s", "longest one frame write may take before the peer is dropped", duration(&c.Gateway.WriteTimeout)},
