@@ -63,8 +63,12 @@ func loadKeys(ctx context.Context, cfg Config, log *slog.Logger) (*keySet, error
 			RefreshInterval:   cfg.JWKSRefresh,
 			RefreshUnknownKID: rate.NewLimiter(rate.Every(time.Minute), 1),
 			// An unknown kid past that rate is refused at once, not after a
-			// wait (the default waits up to a minute per request).
-			RateLimitWaitMax: time.Millisecond,
+			// wait (the default waits up to a minute per request):
+			// rate.Limiter.Wait refuses at once when the next token comes
+			// after this deadline. It must not be so short that the context
+			// is over before Wait looks at it (1 ms was, under -race on a
+			// busy machine: a rotated-in key was refused; TestJWKSKeysByKid).
+			RateLimitWaitMax: time.Second,
 			HTTPTimeout:      10 * time.Second,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(_ context.Context, err error) {
