@@ -46,20 +46,25 @@ type noticeJSON struct {
 	Epoch    string `json:"epoch"`
 	Prev     string `json:"prev"`
 	Last     string `json:"last"`
-	Messages []struct {
-		ID        string            `json:"id"`
-		Timestamp string            `json:"timestamp"`
-		Payload   json.RawMessage   `json:"payload"`
-		Metadata  map[string]string `json:"metadata"`
-		ExpiresAt string            `json:"expires_at"`
-	} `json:"messages"`
+	Messages []noticeMessage `json:"messages"`
+}
+
+type noticeMessage struct {
+	ID        string            `json:"id"`
+	Timestamp string            `json:"timestamp"`
+	Payload   json.RawMessage   `json:"payload"`
+	Metadata  map[string]string `json:"metadata"`
+	ExpiresAt string            `json:"expires_at"`
 }
 
 // DecodeNotice parses a notice as the append script publishes it.
 func DecodeNotice(b []byte) (Notice, error) {
 	var w noticeJSON
-	if err := json.Unmarshal(b, &w); err != nil {
-		return Notice{}, fmt.Errorf("notice: %w", err)
+	if !w.decodeFast(b) {
+		w = noticeJSON{}
+		if err := json.Unmarshal(b, &w); err != nil {
+			return Notice{}, fmt.Errorf("notice: %w", err)
+		}
 	}
 	if w.Topic == "" {
 		return Notice{}, fmt.Errorf("notice: no topic")

@@ -2,7 +2,9 @@ package persistence
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -242,7 +244,16 @@ func TestDecodeNotice(t *testing.T) {
 
 func FuzzDecodeNotice(f *testing.F) {
 	f.Add([]byte(`{"topic":"t","epoch":"e","prev":"1-0","last":"2-0","messages":[{"id":"2-0","timestamp":"2026-11-27T01:17:27.656581Z","payload":{}}]}`))
+	f.Add([]byte(`{"topic":"t","epoch":"e","prev":"1-0","last":"2-1","messages":[{"id":"2-0","timestamp":"2026-11-27T01:17:27.656581Z","payload":{"s":"}\"]"}},{"id":"2-1","timestamp":"2026-11-27T01:17:27.656581Z","payload":{},"metadata":{"k":"v\\u003c"},"expires_at":"2026-11-27T02:17:27.656581Z"}]}`))
+	f.Add([]byte(`{"topic":"t","epoch":"e","prev":"1-0","last":"2-1"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// What the fast path accepts, encoding/json reads the same way.
+		var fast, slow noticeJSON
+		if fast.decodeFast(b) {
+			if err := json.Unmarshal(b, &slow); err != nil || !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("fast and encoding/json differ on %q:\n%+v\n%+v (%v)", b, fast, slow, err)
+			}
+		}
 		n, err := DecodeNotice(b)
 		if err == nil && (n.Topic == "" || (len(n.Messages) > 0 && n.Messages[len(n.Messages)-1].ID != n.Last)) {
 			t.Fatalf("DecodeNotice accepted %q as %+v", b, n)
@@ -368,4 +379,17 @@ func TestValkeyFeedSubscribeDuringAFlood(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// BenchmarkDecodeNotice: a notice of one message as the append script
+// writes it under ingest (the relay hears one per batch it or another
+// relay appends).
+func BenchmarkDecodeNotice(b *testing.B) {
+	n := []byte(`{"topic":"bench-0","epoch":"5f0c2a9e1b7d4c33","prev":"1764590000000-41","last":"1764590000000-42","messages":[{"id":"1764590000000-42","timestamp":"2026-12-01T11:00:00.123456Z","payload":{"seq":1,"sent_ns":1732679000000000000,"pub":0,"pad":"0123456789abcdef0123456789abcdef"}}]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeNotice(n); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
