@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodePublish -fuzztime $(FUZZTIME) ./messages/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeClientFrame -fuzztime $(FUZZTIME) ./messages/
 	$(GO) test -run '^$$' -fuzz FuzzPublishHandler -fuzztime $(FUZZTIME) ./gateway/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeNotice -fuzztime $(FUZZTIME) ./persistence/
 
 clean:
 	rm -rf bin
