@@ -46,7 +46,7 @@ func decodePublishFast(b []byte) (req PublishRequest, ok bool) {
 			req.Topic = string(s)
 		case "payload":
 			bit = hasPayload
-			end := objectEnd(b, i)
+			end := JSONObjectEnd(b, i)
 			if end < 0 {
 				return req, false
 			}
@@ -161,9 +161,10 @@ func plainStringMap(b []byte, i int) (m map[string]string, next int, ok bool) {
 	}
 }
 
-// objectEnd returns the index after the object starting at b[i], matching
-// brackets outside strings, or -1. It does not check the syntax inside.
-func objectEnd(b []byte, i int) int {
+// JSONObjectEnd returns the index after the JSON object starting at b[i],
+// matching brackets outside strings, or -1. It does not check the syntax
+// inside: a caller that needs valid JSON checks the slice (json.Valid).
+func JSONObjectEnd(b []byte, i int) int {
 	if i >= len(b) || b[i] != '{' {
 		return -1
 	}

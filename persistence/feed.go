@@ -42,10 +42,10 @@ type Notice struct {
 // {"topic","epoch","prev","last","messages"?:[{"id","timestamp","payload",
 // "metadata"?,"expires_at"?}]}.
 type noticeJSON struct {
-	Topic    string `json:"topic"`
-	Epoch    string `json:"epoch"`
-	Prev     string `json:"prev"`
-	Last     string `json:"last"`
+	Topic    string          `json:"topic"`
+	Epoch    string          `json:"epoch"`
+	Prev     string          `json:"prev"`
+	Last     string          `json:"last"`
 	Messages []noticeMessage `json:"messages"`
 }
 

@@ -3,6 +3,8 @@ package persistence
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/pulsar-relay/relay/messages"
 )
 
 // decodeFast reads a notice in exactly the form the append script writes
@@ -91,34 +93,17 @@ func (w *noticeJSON) decodeFast(b []byte) bool {
 	return string(rest) == "]}"
 }
 
-// object cuts prefix and then one JSON object (brackets matched outside
-// strings; its syntax is the caller's to check) from the front of *rest.
+// object cuts prefix and then one JSON object (its syntax is the caller's
+// to check) from the front of *rest.
 func object(rest *[]byte, prefix string) ([]byte, bool) {
 	b, ok := bytes.CutPrefix(*rest, []byte(prefix))
-	if !ok || len(b) == 0 || b[0] != '{' {
+	if !ok {
 		return nil, false
 	}
-	depth := 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				if b[i] != '}' {
-					return nil, false
-				}
-				*rest = b[i+1:]
-				return b[: i+1 : i+1], true
-			}
-		}
+	end := messages.JSONObjectEnd(b, 0)
+	if end < 0 {
+		return nil, false
 	}
-	return nil, false
+	*rest = b[end:]
+	return b[:end:end], true
 }
