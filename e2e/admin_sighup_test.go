@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,26 +18,9 @@ import (
 	"github.com/pulsar-relay/relay/policy"
 )
 
-type adminLogs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *adminLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *adminLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // adminProcess runs the relay binary on a free loopback port with env; it
 // returns the running command, its base URL and its logs.
-func adminProcess(t *testing.T, env ...string) (*exec.Cmd, string, *adminLogs, chan error) {
+func adminProcess(t *testing.T, env ...string) (*exec.Cmd, string, *relaytest.SyncBuffer, chan error) {
 	t.Helper()
 	bin, err := relaytest.BuildRelay() // shared with the scale-out tests: one build per package
 	if err != nil {
@@ -54,7 +35,7 @@ func adminProcess(t *testing.T, env ...string) (*exec.Cmd, string, *adminLogs, c
 	cmd := exec.Command(bin, "serve")
 	cmd.Dir = t.TempDir() // no stray .env
 	cmd.Env = append(os.Environ(), append([]string{"RELAY_HTTP_ADDR=" + addr, "RELAY_LOG_FORMAT=json"}, env...)...)
-	logs := &adminLogs{}
+	logs := &relaytest.SyncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -72,7 +53,7 @@ func adminProcess(t *testing.T, env ...string) (*exec.Cmd, string, *adminLogs, c
 	return cmd, "http://" + addr, logs, done
 }
 
-func waitHealthy(t *testing.T, url string, logs *adminLogs, done chan error) {
+func waitHealthy(t *testing.T, url string, logs *relaytest.SyncBuffer, done chan error) {
 	t.Helper()
 	adminEventually(t, 20*time.Second, "the relay process to serve /health", func() bool {
 		select {

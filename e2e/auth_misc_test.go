@@ -1,17 +1,16 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/gateway"
+	"github.com/pulsar-relay/relay/internal/relaytest"
 )
 
 // TestAuthLoginRateLimit: login attempts are limited per username (and per
@@ -51,29 +50,11 @@ func TestAuthCORS(t *testing.T) {
 	}
 }
 
-// authLogBuffer is a log sink safe for concurrent writes.
-type authLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *authLogBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *authLogBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestAuthTokensNeverLogged: with debug logging, no token (query, header,
 // subprotocol, refused or accepted) reaches a log line.
 func TestAuthTokensNeverLogged(t *testing.T) {
 	secret := []byte("log-secret")
-	var logs authLogBuffer
+	var logs relaytest.SyncBuffer
 	r := startAuthRelayWithLogger(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret}}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	good := authUserToken(t, secret, "logged", time.Hour, "read", "write")
 	expired := authUserToken(t, secret, "logged", -time.Hour, "read")

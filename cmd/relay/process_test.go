@@ -1,40 +1,31 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/pulsar-relay/relay/internal/relaytest"
 )
 
-// buildRelay compiles the relay binary once per test run.
-var buildRelay = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "relay-bin")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "relay")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", &buildError{out}
-	}
-	return bin, nil
-})
+// buildRelay is relaytest's: one build of cmd/relay per test binary,
+// removed by TestMain.
+var buildRelay = relaytest.BuildRelay
 
-type buildError struct{ out []byte }
-
-func (e *buildError) Error() string { return "go build: " + string(e.out) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	relaytest.RemoveRelayBinary()
+	os.Exit(code)
+}
 
 // relayProcess is a relay binary running on a free loopback port with JSON
 // logs captured.
@@ -45,22 +36,8 @@ type relayProcess struct {
 	done chan error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is relaytest's; the CLI tests name it often.
+type syncBuffer = relaytest.SyncBuffer
 
 func freeAddr(t *testing.T) string {
 	t.Helper()

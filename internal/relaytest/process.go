@@ -58,24 +58,27 @@ type Process struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	logs *lockedBuffer
+	logs *SyncBuffer
 }
 
-type lockedBuffer struct {
+// SyncBuffer collects output written from several goroutines (a
+// process's logs, a command's stdout); the zero value is ready. Bounded:
+// it keeps the first 8 MiB.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *lockedBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.b.Len() > 8<<20 { // bounded: keep the first 8 MiB
+	if s.b.Len() > 8<<20 {
 		return len(p), nil
 	}
 	return s.b.Write(p)
 }
 
-func (s *lockedBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -102,7 +105,7 @@ func StartProcess(t testing.TB, env ...string) *Process {
 		t.Fatal(err)
 	}
 	addr := FreeAddr(t)
-	p := &Process{URL: "http://" + addr, WSURL: "ws://" + addr + "/ws", Env: env, t: t, bin: bin, addr: addr, logs: &lockedBuffer{}}
+	p := &Process{URL: "http://" + addr, WSURL: "ws://" + addr + "/ws", Env: env, t: t, bin: bin, addr: addr, logs: &SyncBuffer{}}
 	p.start()
 	t.Cleanup(p.Kill)
 	return p
