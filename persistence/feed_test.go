@@ -29,6 +29,18 @@ type chanHandler struct {
 	ch chan feedEvent
 }
 
+// listen opens a feed of s with a fresh chanHandler; the caller closes
+// the feed (before its store).
+func listen(t *testing.T, s *ValkeyStore) (*chanHandler, Feed) {
+	t.Helper()
+	h := newChanHandler(t)
+	feed, err := s.NewFeed(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, feed
+}
+
 func newChanHandler(t *testing.T) *chanHandler {
 	return &chanHandler{t: t, ch: make(chan feedEvent, 1024)}
 }
@@ -81,11 +93,7 @@ func TestValkeyFeedAnnouncesAppends(t *testing.T) {
 	srv := valkeytest.Start(t)
 	a := openValkey(t, srv, ValkeyConfig{})
 	b := openValkey(t, srv, ValkeyConfig{})
-	h := newChanHandler(t)
-	feed, err := b.NewFeed(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, feed := listen(t, b)
 	defer feed.Close()
 	h.link(true)
 	if !feed.Up() {
@@ -137,11 +145,7 @@ func TestValkeyFeedAnnouncesAppends(t *testing.T) {
 func TestValkeyFeedReferenceCounts(t *testing.T) {
 	srv := valkeytest.Start(t)
 	s := openValkey(t, srv, ValkeyConfig{})
-	h := newChanHandler(t)
-	feed, err := s.NewFeed(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, feed := listen(t, s)
 	defer feed.Close()
 	h.link(true)
 	for _, topic := range []string{"counted", "counted", "marker"} {
@@ -173,11 +177,7 @@ func TestValkeyFeedLinkLossAndBack(t *testing.T) {
 	srv := valkeytest.Start(t)
 	s := openValkey(t, srv, ValkeyConfig{Timeout: time.Second})
 	raw := rawClient(t, srv)
-	h := newChanHandler(t)
-	feed, err := s.NewFeed(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, feed := listen(t, s)
 	defer feed.Close()
 	h.link(true)
 	if err := feed.Subscribe("wedge"); err != nil {
@@ -268,11 +268,7 @@ func TestValkeyFeedNoticesChainInStreamOrder(t *testing.T) {
 	srv := valkeytest.Start(t)
 	a := openValkey(t, srv, ValkeyConfig{})
 	b := openValkey(t, srv, ValkeyConfig{})
-	h := newChanHandler(t)
-	feed, err := b.NewFeed(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, feed := listen(t, b)
 	defer feed.Close()
 	h.link(true)
 	if err := feed.Subscribe("chain"); err != nil {

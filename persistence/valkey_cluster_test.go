@@ -95,11 +95,7 @@ func TestValkeyClusterFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	h := newChanHandler(t)
-	feed, err := b.NewFeed(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, feed := listen(t, b)
 	defer feed.Close()
 	want := make(map[string]bool)
 	eventually(t, 10*time.Second, func() string {
@@ -249,11 +245,7 @@ func TestValkeyClusterFeedFollowsAMovedSlot(t *testing.T) {
 	s, c := openCluster(t, ValkeyConfig{})
 	const topic = "moving"
 	slot := hashSlot(topic)
-	h := newChanHandler(t)
-	feed, err := s.NewFeed(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, feed := listen(t, s)
 	defer feed.Close()
 	if err := feed.Subscribe(topic); err != nil {
 		t.Fatal(err)
@@ -316,11 +308,7 @@ func TestValkeyClusterFailoverKeepsAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	h := newChanHandler(t)
-	feed, err := s.NewFeed(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, feed := listen(t, s)
 	defer feed.Close()
 	if err := feed.Subscribe(topic); err != nil {
 		t.Fatal(err)
