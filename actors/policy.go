@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/pulsar-relay/relay/persistence"
 	"github.com/pulsar-relay/relay/policy"
 )
 
@@ -129,12 +131,12 @@ func (m *TopicManager) SetPolicies(set *policy.Set) int {
 func (t *topicActor) applyPolicy(p policy.Policy) {
 	t.pol = p
 	t.cfg.maxBatch = *p.MaxBatch
-	t.storeCtx = nil
 	t.storeLimits.MaxMessages = *p.MaxMessages
 	t.storeLimits.Retention = *p.Retention
 	if *p.Retention >= 1<<62 {
 		t.storeLimits.Retention = 0
 	}
+	t.storeCtx = persistence.WithLimits(context.Background(), t.storeLimits)
 	hot, ringMax := *p.HotRetention, t.baseRingMax
 	if hot > *p.Retention {
 		hot = *p.Retention

@@ -122,7 +122,7 @@ type topicActor struct {
 	pol         policy.Policy
 	qlim        *queueLimits
 	storeLimits persistence.Limits
-	storeCtx    context.Context // carries storeLimits for inline writes; nil: make it again
+	storeCtx    context.Context // carries storeLimits to every Append (set with them in applyPolicy)
 	baseRingMax int
 	stats       topicStats // for the admin view (policy_admin.go)
 }
@@ -312,9 +312,9 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 		msgs[i] = p.msg
 	}
 	t.writing = true
-	store, timeout, post, self, limits := t.store, t.cfg.storeTimeout, t.post, ctx.Self(), t.storeLimits
+	store, timeout, post, self, sctx := t.store, t.cfg.storeTimeout, t.post, ctx.Self(), t.storeCtx
 	go func() {
-		wctx, cancel := context.WithTimeout(persistence.WithLimits(context.Background(), limits), timeout)
+		wctx, cancel := context.WithTimeout(sctx, timeout)
 		n, err := store.Append(wctx, t.name, msgs)
 		cancel()
 		post.Send(self, &writeDone{batch: batch, msgs: msgs, n: n, err: err})
@@ -341,9 +341,6 @@ func (t *topicActor) writeInline(ctx actor.Context) {
 	w.msgs = w.msgs[:0]
 	for _, p := range w.batch {
 		w.msgs = append(w.msgs, p.msg)
-	}
-	if t.storeCtx == nil {
-		t.storeCtx = persistence.WithLimits(context.Background(), t.storeLimits)
 	}
 	t.writing = true
 	w.n, w.err = t.store.Append(t.storeCtx, t.name, w.msgs)
