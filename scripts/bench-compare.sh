@@ -54,17 +54,8 @@ SERVER_PIDS=()
 log() { printf '[bench-compare %4ds] %s\n' "$(($(date +%s) - START))" "$*" >&2; }
 note() { printf -- '- %s\n' "$*" >>"$NOTES"; log "note: $*"; }
 
-# stop_pid PID: TERM, then KILL after 10 s. Only for processes this script started.
-stop_pid() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+# stop_pid and centrifugo_config
+. "$REPO/scripts/bench-lib.sh"
 
 cleanup() {
 	local pid
@@ -218,29 +209,6 @@ flush_valkey() {
 	local reply
 	read -r -t 5 reply <&3 || true
 	exec 3<&-
-}
-
-# centrifugo_config ENGINE PORT FILE: history on every channel, as the relay
-# keeps every message (1M per topic, 24 h, the relay's defaults).
-centrifugo_config() {
-	local engine=$1 port=$2 file=$3 engine_json
-	if [[ $engine == valkey ]]; then
-		engine_json="{\"type\": \"redis\", \"redis\": {\"address\": [\"redis://127.0.0.1:$VALKEY_PORT\"]}}"
-	else
-		engine_json='{"type": "memory"}'
-	fi
-	cat >"$file" <<EOF
-{
-  "http_server": {"address": "127.0.0.1", "port": $port},
-  "client": {"insecure": true},
-  "http_api": {"key": "bench-api-key"},
-  "engine": $engine_json,
-  "channel": {"without_namespace": {"history_size": 1000000, "history_ttl": "24h"}},
-  "health": {"enabled": true},
-  "usage_stats": {"disabled": true},
-  "log": {"level": "warn"}
-}
-EOF
 }
 
 SERVER_PID=""

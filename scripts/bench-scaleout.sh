@@ -25,16 +25,8 @@ PIDS=()
 
 log() { printf '[bench-scaleout] %s\n' "$*" >&2; }
 
-stop_pid() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+# stop_pid and centrifugo_config
+. "$REPO/scripts/bench-lib.sh"
 
 cleanup() {
 	local pid
@@ -77,6 +69,7 @@ if [[ ${BENCH_CENTRIFUGO:-1} == 1 ]]; then
 fi
 
 VPORT=$(free_port)
+VALKEY_PORT=$VPORT # centrifugo_config
 mkdir -p "$WORK/valkey"
 "$VALKEY" --bind 127.0.0.1 --port "$VPORT" --save '' --appendonly yes --appendfsync everysec --dir "$WORK/valkey" >"$WORK/valkey.log" 2>&1 &
 VPID=$!
@@ -106,18 +99,7 @@ start_centrifugos() {
 	ADDRS=() SPIDS=()
 	for i in $(seq 1 "$n"); do
 		port=$(free_port)
-		cat >"$WORK/centrifugo-$i.json" <<EOF
-{
-  "http_server": {"address": "127.0.0.1", "port": $port},
-  "client": {"insecure": true},
-  "http_api": {"key": "bench-api-key"},
-  "engine": {"type": "redis", "redis": {"address": ["redis://127.0.0.1:$VPORT"]}},
-  "channel": {"without_namespace": {"history_size": 1000000, "history_ttl": "24h"}},
-  "health": {"enabled": true},
-  "usage_stats": {"disabled": true},
-  "log": {"level": "warn"}
-}
-EOF
+		centrifugo_config valkey "$port" "$WORK/centrifugo-$i.json"
 		"$CF" -c "$WORK/centrifugo-$i.json" >"$WORK/centrifugo-$run-$n-$i.log" 2>&1 &
 		SPIDS+=("$!")
 		PIDS+=("$!")

@@ -1,0 +1,39 @@
+# bench-lib.sh: shell functions the bench scripts share; source it.
+
+# stop_pid PID: TERM, then KILL after 10 s. Only for processes the
+# sourcing script started.
+stop_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+# centrifugo_config ENGINE PORT FILE: Centrifugo on 127.0.0.1:PORT with
+# history on every channel, as the relay keeps every message (1M per topic,
+# 24 h, the relay's defaults); ENGINE memory, or valkey (its Redis engine
+# on 127.0.0.1:$VALKEY_PORT).
+centrifugo_config() {
+	local engine=$1 port=$2 file=$3 engine_json
+	if [[ $engine == valkey ]]; then
+		engine_json="{\"type\": \"redis\", \"redis\": {\"address\": [\"redis://127.0.0.1:$VALKEY_PORT\"]}}"
+	else
+		engine_json='{"type": "memory"}'
+	fi
+	cat >"$file" <<JSON
+{
+  "http_server": {"address": "127.0.0.1", "port": $port},
+  "client": {"insecure": true},
+  "http_api": {"key": "bench-api-key"},
+  "engine": $engine_json,
+  "channel": {"without_namespace": {"history_size": 1000000, "history_ttl": "24h"}},
+  "health": {"enabled": true},
+  "usage_stats": {"disabled": true},
+  "log": {"level": "warn"}
+}
+JSON
+}
