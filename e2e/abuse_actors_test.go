@@ -327,3 +327,96 @@ func TestValkeyResumeSeesEveryInstance(t *testing.T) {
 		t.Fatalf("resume on one relay: %v, want both relays' %v", got, want)
 	}
 }
+
+// TestQuietTopicRetention (item 6): retention applies to a topic nobody
+// writes to again. Memory store: the sweeper drops its expired messages and
+// the topic itself; Valkey: the stream carries an expiry (retention plus a
+// margin, refreshed on append), so it goes without another write.
+func TestQuietTopicRetention(t *testing.T) {
+	const retention = 300 * time.Millisecond
+	t.Run("memory", func(t *testing.T) {
+		limits := persistence.Limits{Retention: retention}
+		store := persistence.NewMemoryStore(limits, persistence.WithSweepInterval(50*time.Millisecond))
+		t.Cleanup(func() { _ = store.Close() })
+		r := relaytest.Start(t, relaytest.Options{Store: store, Actors: actors.Config{StoreLimits: limits}})
+		r.MustPublish("quiet", map[string]any{"n": 1})
+		if store.Topics() != 1 {
+			t.Fatalf("%d topics held after one publish", store.Topics())
+		}
+		relaytest.Eventually(t, 10*time.Second, "the sweeper to drop the quiet topic", func() bool { return store.Topics() == 0 })
+	})
+	t.Run("valkey", func(t *testing.T) {
+		srv := valkeytest.Start(t)
+		r, _ := vkRelay(t, srv, persistence.Limits{Retention: time.Hour}, 2*time.Second, actors.Config{})
+		r.MustPublish("quiet", map[string]any{"n": 1})
+		raw := vkRaw(t, srv)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ttl, err := raw.Do(ctx, raw.B().Pttl().Key(vkStreamKey("quiet")).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= 0 || ttl < time.Hour.Milliseconds() {
+			t.Fatalf("the stream's PTTL is %d ms; want at least the retention (%d ms)", ttl, time.Hour.Milliseconds())
+		}
+	})
+}
+
+// TestExpiredEntriesScanBounded (item 7): on Valkey, a history read does not
+// scan every expired entry in one go: each store read looks at no more than
+// persistence.MinScan entries and one answer makes at most 16 reads, so
+// behind 20,000 expired messages the one live message is reached over
+// several answers, each a short page with a next_cursor past what it
+// skipped.
+func TestExpiredEntriesScanBounded(t *testing.T) {
+	srv := valkeytest.Start(t)
+	r, store := vkRelay(t, srv, persistence.Limits{}, 2*time.Second, actors.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	past := time.Now().Add(-time.Hour).UTC()
+	for range 40 {
+		batch := make([]messages.Message, 500)
+		for i := range batch {
+			batch[i] = messages.Message{Topic: "expired", Payload: json.RawMessage(`{}`), Timestamp: past, ExpiresAt: past.Add(time.Second)}
+		}
+		if n, err := store.Append(ctx, "expired", batch); err != nil || n != len(batch) {
+			t.Fatal(n, err)
+		}
+	}
+	live := r.MustPublish("expired", map[string]any{"live": true})
+	cursor, answers := "", 0
+	for {
+		answers++
+		if answers > 100 {
+			t.Fatal("no end after 100 history answers")
+		}
+		resp, err := http.Get(r.URL + "/api/v1/topics/expired/messages?limit=10&cursor=" + cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Messages []struct {
+				ID string `json:"message_id"`
+			} `json:"messages"`
+			Next *string `json:"next_cursor"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("history answer %d: %d %v", answers, resp.StatusCode, err)
+		}
+		if len(page.Messages) > 0 {
+			if page.Messages[0].ID != live {
+				t.Fatalf("history returned %s, want only the live %s", page.Messages[0].ID, live)
+			}
+			break
+		}
+		if page.Next == nil || *page.Next == "" {
+			t.Fatal("an empty page without next_cursor before the live message")
+		}
+		cursor = *page.Next
+	}
+	if answers < 2 {
+		t.Fatalf("one history answer scanned all 20,000 expired entries")
+	}
+}
