@@ -71,19 +71,19 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				ctx = context.WithValue(ctx, principalKey, p)
 			}
 		}
-		id := identityOf(p, r)
-		if r.Method == http.MethodPost && (path == "/api/v1/messages" || path == "/api/v1/messages/bulk") {
+		if lim := a.Limits().Publish; lim != nil && r.Method == http.MethodPost && (path == "/api/v1/messages" || path == "/api/v1/messages/bulk") {
 			var d auth.Decision
 			if p != nil {
-				d = a.Limits().Publish.AllowWith(id, p.RatePublish, p.RatePublishBurst, time.Now())
+				d = lim.AllowWith(p.Identity(), p.RatePublish, p.RatePublishBurst, time.Now())
 			} else {
-				d = a.Limits().Publish.Allow(id, time.Now())
+				d = lim.Allow(identityOf(nil, r), time.Now())
 			}
 			if !s.rateHeaders(w, r, path, d) {
 				return
 			}
 		}
 		if streamPaths[path] {
+			id := identityOf(p, r)
 			release, d := a.Limits().Connections.Acquire(id)
 			if !s.rateHeaders(w, r, path, d) {
 				return
@@ -92,7 +92,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			ctx = context.WithValue(ctx, streamGuardKey, g)
 			defer g.done()
 		}
-		next.ServeHTTP(w, r.WithContext(ctx))
+		if ctx != r.Context() {
+			r = r.WithContext(ctx) // a copy of the request: only when something was added
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -1,15 +1,16 @@
 package gateway
 
 import (
+	"bufio"
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 )
 
 // ctxKey types the gateway's request context keys.
@@ -21,20 +22,6 @@ func requestID(w http.ResponseWriter) string {
 		return v[0]
 	}
 	return ""
-}
-
-// withRequestID echoes a client's X-Request-ID (if sane) or makes one, and
-// sets it on the response, where requestID finds it: not in the request's
-// context, which would copy the request (r.WithContext) on every publish.
-func withRequestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-ID")
-		if id == "" || len(id) > 128 {
-			id = newRequestID()
-		}
-		w.Header()["X-Request-Id"] = []string{id} // the canonical form of X-Request-ID
-		next.ServeHTTP(w, r)
-	})
 }
 
 // requestIDPrefix makes this process's request ids differ from another's.
@@ -72,40 +59,92 @@ func routeOf(r *http.Request) string {
 	return "unmatched"
 }
 
-// accessLog logs every request at debug level, with its request id, and
-// reports it to the observer.
-func (s *Server) accessLog(next http.Handler) http.Handler {
+// frame is the outermost middleware; it does, with one allocation per
+// request (an exchange), what would otherwise be three middlewares with
+// five: it bounds the request in time (see Handler: the response must be
+// written within HTTPWriteTimeout, and a body must arrive within
+// HTTPReadTimeout, a read deadline lifted at the body's end, because
+// net/http then reads the connection in the background to see a client go
+// away, and an expired deadline there would cancel the request's context);
+// it echoes a client's X-Request-ID (if sane) or makes one and sets it on
+// the response, where requestID finds it (not in the request's context,
+// which would copy the request); and it reports every request to the
+// observer and, at debug level, to the log.
+func (s *Server) frame(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
+		x := &exchange{ResponseWriter: w, rc: *http.NewResponseController(w)}
+		_ = x.rc.SetWriteDeadline(start.Add(s.cfg.HTTPWriteTimeout))
+		if r.Body != nil && r.Body != http.NoBody {
+			_ = x.rc.SetReadDeadline(start.Add(s.cfg.HTTPReadTimeout))
+			x.body.ReadCloser, x.body.rc = r.Body, &x.rc
+			r.Body = &x.body
+		}
+		id := r.Header.Get("X-Request-ID")
+		if id == "" || len(id) > 128 {
+			id = newRequestID()
+		}
+		x.id[0] = id
+		w.Header()["X-Request-Id"] = x.id[:] // the canonical form of X-Request-ID
+		next.ServeHTTP(x, r)
 		route := routeOf(r)
 		d := time.Since(start)
-		s.cfg.Observer.HTTPRequest(route, ww.Status(), d)
+		status := x.statusOr200()
+		s.cfg.Observer.HTTPRequest(route, status, d)
 		if s.log.Enabled(r.Context(), slog.LevelDebug) { // skip building the attributes per request
-			s.log.Debug("http request", "request_id", requestID(ww), "method", r.Method,
-				"route", route, "status", ww.Status(), "duration", d)
+			s.log.Debug("http request", "request_id", id, "method", r.Method,
+				"route", route, "status", status, "duration", d)
 		}
 	})
 }
 
-// deadlines bounds a request in time (see Handler): the response must be
-// written within HTTPWriteTimeout, and a body must arrive within
-// HTTPReadTimeout. The read deadline is lifted when the body has been read
-// to its end: net/http then reads the connection in the background to see a
-// client go away, and an expired deadline there would cancel the request's
-// context.
-func (s *Server) deadlines(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		now := time.Now()
-		_ = rc.SetWriteDeadline(now.Add(s.cfg.HTTPWriteTimeout))
-		if r.Body != nil && r.Body != http.NoBody {
-			_ = rc.SetReadDeadline(now.Add(s.cfg.HTTPReadTimeout))
-			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
-		}
-		next.ServeHTTP(w, r)
-	})
+// exchange is frame's state for one request: the writer handed down the
+// chain, which records the status, and the connection's deadline controls.
+// Handlers reach the real writer through Unwrap (http.ResponseController)
+// or the Flush and Hijack it passes on.
+type exchange struct {
+	http.ResponseWriter
+	rc     http.ResponseController // on the real writer
+	status int                     // first status written; 0 before
+	body   deadlineBody
+	id     [1]string // the X-Request-Id header's value slice
+}
+
+func (x *exchange) WriteHeader(code int) {
+	if x.status == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
+		x.status = code
+	}
+	x.ResponseWriter.WriteHeader(code)
+}
+
+func (x *exchange) Write(b []byte) (int, error) {
+	if x.status == 0 {
+		x.status = http.StatusOK
+	}
+	return x.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher (SSE).
+func (x *exchange) Flush() {
+	if x.status == 0 {
+		x.status = http.StatusOK
+	}
+	_ = x.rc.Flush()
+}
+
+// Hijack implements http.Hijacker (WebSocket upgrades).
+func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) { return x.rc.Hijack() }
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (x *exchange) Unwrap() http.ResponseWriter { return x.ResponseWriter }
+
+// statusOr200 is the status the client got: 200 when the handler wrote
+// nothing.
+func (x *exchange) statusOr200() int {
+	if x.status == 0 {
+		return http.StatusOK
+	}
+	return x.status
 }
 
 // deadlineBody lifts the connection's read deadline at the body's end.

@@ -285,7 +285,7 @@ func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *
 // served on /health and /ready.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.deadlines, withRequestID, s.accessLog, s.cors, s.authenticate)
+	r.Use(s.frame, s.cors, s.authenticate)
 	s.authRoutes(r)
 	r.Post("/api/v1/messages", s.handlePublish)
 	r.Post("/api/v1/messages/bulk", s.handleBulk)
