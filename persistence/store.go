@@ -2,8 +2,9 @@ package persistence
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
+	"math/rand/v2"
 	"time"
 
 	"github.com/pulsar-relay/relay/messages"
@@ -103,10 +104,14 @@ const MinScan = 1000
 // at most: 4 x limit, at least MinScan.
 func scanBudget(limit int) int { return max(4*limit, MinScan) }
 
-// newEpoch returns a random epoch id: 16 hex digits.
+// newEpoch returns a random epoch id: 16 hex digits. An epoch must differ
+// from the incarnations before it, not be secret: math/rand/v2's
+// generator (randomly seeded, no system call) instead of crypto/rand, since
+// the Valkey store makes one for every append in case it starts an
+// incarnation.
 func newEpoch() string {
 	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	binary.BigEndian.PutUint64(b[:], rand.Uint64())
 	return hex.EncodeToString(b[:])
 }
 
@@ -158,6 +163,27 @@ func (l Limits) idempotencyWindow() time.Duration {
 // writer goroutine per batch and waiting for its result as a message.
 type Inline interface {
 	AppendsInline() bool
+}
+
+// AsyncAppender is implemented by a store that takes an append without the
+// caller waiting for it (the Valkey store: it sends the batches of many
+// topics together). AppendAsync stores batch as Append does and calls done
+// once with what Append would have returned, usually from another
+// goroutine, possibly from the caller's before AppendAsync returns. The
+// batch belongs to the store until done is called.
+type AsyncAppender interface {
+	AppendAsync(ctx context.Context, topic string, batch []messages.Message, done func(n int, err error))
+}
+
+// AppendAsync hands batch to s's AppendAsync when s is an AsyncAppender
+// (a decorator forwards to the store it wraps), or else calls Append on a
+// goroutine of its own; done is called once with the result.
+func AppendAsync(s Store, ctx context.Context, topic string, batch []messages.Message, done func(n int, err error)) {
+	if a, ok := s.(AsyncAppender); ok {
+		a.AppendAsync(ctx, topic, batch, done)
+		return
+	}
+	go func() { done(s.Append(ctx, topic, batch)) }()
 }
 
 // AppendsInline reports whether s, or the store a decorator wraps (its
