@@ -312,13 +312,12 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 		msgs[i] = p.msg
 	}
 	t.writing = true
-	store, timeout, post, self, sctx := t.store, t.cfg.storeTimeout, t.post, ctx.Self(), t.storeCtx
-	go func() {
-		wctx, cancel := context.WithTimeout(sctx, timeout)
-		n, err := store.Append(wctx, t.name, msgs)
+	post, self := t.post, ctx.Self()
+	wctx, cancel := context.WithTimeout(t.storeCtx, t.cfg.storeTimeout)
+	persistence.AppendAsync(t.store, wctx, t.name, msgs, func(n int, err error) {
 		cancel()
 		post.Send(self, &writeDone{batch: batch, msgs: msgs, n: n, err: err})
-	}()
+	})
 }
 
 // writeInline appends the next batch of pending publishes to an Inline

@@ -89,6 +89,16 @@ func (s *instrumentedStore) Append(ctx context.Context, topic string, batch []me
 	return n, err
 }
 
+// AppendAsync implements persistence.AsyncAppender: the measured store's
+// AppendAsync (or Append on a goroutine), timed until done.
+func (s *instrumentedStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, done func(int, error)) {
+	start := time.Now()
+	persistence.AppendAsync(s.s, ctx, topic, batch, func(n int, err error) {
+		s.done(opAppend, start, err)
+		done(n, err)
+	})
+}
+
 func (s *instrumentedStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (persistence.Page, error) {
 	start := time.Now()
 	p, err := s.s.Range(ctx, topic, after, limit)

@@ -46,6 +46,7 @@ func runConformance(t *testing.T, open openFunc) {
 		{"RetentionElapses", testRetentionElapses},
 		{"TopicsAreIndependent", testTopicsAreIndependent},
 		{"ConcurrentAppends", testConcurrentAppends},
+		{"AppendAsync", testAppendAsync},
 		{"RoundTrip", testRoundTrip},
 		{"Ping", testPing},
 		{"ClosedStoreIsUnavailable", testClosedStoreIsUnavailable},

@@ -132,6 +132,10 @@ type ValkeyStore struct {
 	stop chan struct{} // closed by Close
 	wg   sync.WaitGroup
 
+	// Group commit across topics (valkey_commit.go), under mu.
+	queue  []*appendCall
+	rounds int // commitRounds goroutines running
+
 	trimWarned atomic.Bool // a trim failure has been logged
 }
 
@@ -501,9 +505,39 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
 	}
+	a, err := prepareAppend(ctx, s.cfg.Limits, topic, batch)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var res valkey.ValkeyResult
+	var waitErr error
+	if s.cfg.WaitReplicas > 0 {
+		res, waitErr = s.appendAndWait(ctx, c, a.keys, a.args)
+	} else {
+		res = appendScript.Exec(ctx, c, a.keys, a.args)
+	}
+	return s.finishAppend(a, res, waitErr)
+}
+
+// appendCall is one batch's append script call: its keys and arguments, and
+// the batch its reply is decoded into.
+type appendCall struct {
+	topic      string
+	batch      []messages.Message
+	keys, args []string
+	ctx        context.Context        // AppendAsync's: its deadline bounds the round
+	done       func(n int, err error) // AppendAsync's
+}
+
+// prepareAppend builds the append script's keys and arguments for batch
+// (see appendScript), under own limits or those ctx carries (a topic's
+// policy may set its own).
+func prepareAppend(ctx context.Context, own Limits, topic string, batch []messages.Message) (*appendCall, error) {
 	keys := []string{streamKey(topic), metaKey(topic)}
 	args := make([]string, 0, 8+6*len(batch))
-	lim := appendLimits(ctx, s.cfg.Limits) // a topic's policy may set its own
+	lim := appendLimits(ctx, own)
 	args = append(args, "0", "0", strconv.FormatInt(lim.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0", "0")
 	if lim.MaxMessages > 0 {
 		args[0] = strconv.Itoa(lim.MaxMessages)
@@ -524,7 +558,7 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 		if len(m.Metadata) > 0 {
 			b, err := json.Marshal(m.Metadata)
 			if err != nil {
-				return 0, fmt.Errorf("valkey: append %q: metadata: %w", topic, err)
+				return nil, fmt.Errorf("valkey: append %q: metadata: %w", topic, err)
 			}
 			md = valkey.BinaryString(b)
 		}
@@ -544,16 +578,14 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	if inline <= NoticeInlineMax {
 		args[6] = "1"
 	}
+	return &appendCall{topic: topic, batch: batch, keys: keys, args: args}, nil
+}
 
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	var res valkey.ValkeyResult
-	var waitErr error
-	if s.cfg.WaitReplicas > 0 {
-		res, waitErr = s.appendAndWait(ctx, c, keys, args)
-	} else {
-		res = appendScript.Exec(ctx, c, keys, args)
-	}
+// finishAppend decodes the append script's reply res into a's batch and
+// returns what Append returns. waitErr is appendAndWait's: the batch was
+// stored on the master but not confirmed by enough replicas.
+func (s *ValkeyStore) finishAppend(a *appendCall, res valkey.ValkeyResult, waitErr error) (int, error) {
+	topic, batch := a.topic, a.batch
 	reply, err := res.ToArray()
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, err)

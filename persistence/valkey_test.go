@@ -479,3 +479,53 @@ func TestValkeyStoreWaitReplicasConfirmed(t *testing.T) {
 		t.Fatalf("%d messages stored, want 15", got)
 	}
 }
+
+// TestValkeyStoreAppendAsyncRounds: batches queued together share a round
+// (one pipeline) and each is answered as Append would answer it alone: a
+// topic whose key has the wrong type fails with the server's reason while
+// the others in its round are stored; after SCRIPT FLUSH (a restarted
+// server) the round's EVALSHA is sent again as EVAL and stores.
+func TestValkeyStoreAppendAsyncRounds(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{})
+	raw := rawClient(t, srv)
+	ctx := testCtx(t)
+	if err := raw.Do(ctx, raw.B().Set().Key("topic:{wrong}:stream").Value("x").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for round, flush := range []bool{false, true} {
+		if flush {
+			if err := raw.Do(ctx, raw.B().ScriptFlush().Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		type result struct {
+			topic string
+			batch []messages.Message
+			n     int
+			err   error
+		}
+		got := make(chan result, 3)
+		for _, topic := range []string{"good-a", "wrong", "good-b"} {
+			batch := msgs(round*2, 2)
+			AppendAsync(s, ctx, topic, batch, func(n int, err error) { got <- result{topic, batch, n, err} })
+		}
+		for range 3 {
+			r := <-got
+			if r.topic == "wrong" {
+				if r.n != 0 || !errors.Is(r.err, messages.ErrUnavailable) || !strings.Contains(r.err.Error(), "WRONGTYPE") {
+					t.Errorf("round %d: %s = %d, %v; want 0 and ErrUnavailable with WRONGTYPE", round, r.topic, r.n, r.err)
+				}
+				continue
+			}
+			if r.n != 2 || r.err != nil || r.batch[0].ID.IsZero() || !r.batch[0].ID.Less(r.batch[1].ID) {
+				t.Errorf("round %d: %s = %d, %v, ids %s %s; want both stored", round, r.topic, r.n, r.err, r.batch[0].ID, r.batch[1].ID)
+			}
+		}
+	}
+	for _, topic := range []string{"good-a", "good-b"} {
+		if got := len(mustRange(t, s, topic, messages.ID{}, 100).Messages); got != 4 {
+			t.Errorf("%s holds %d messages, want 4", topic, got)
+		}
+	}
+}

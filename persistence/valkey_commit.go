@@ -1,0 +1,127 @@
+package persistence
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+// Group commit across topics. Each topic actor has at most one append in
+// flight; with many topics, their batches are small (two or three
+// publishes each at 32 publishers over 10 topics) and each cost a goroutine,
+// a context, a command and a wake-up of its own. AppendAsync queues the
+// batch instead, and a round sends every batch queued at that moment in one
+// pipeline (DoMulti: one write, one read of the replies), one script call
+// per topic as Append makes, so what a round stores, and how each batch
+// fails, is exactly what Append would have done.
+//
+// At most maxAppendRounds rounds are in flight at once: at low load every
+// batch leaves at once in a round of its own (no added latency); under load
+// the batches that arrive while the rounds are out leave together in the
+// next. The queue holds at most one batch per topic with a write in flight,
+// so it is bounded by the topic actors the registry allows (RELAY_MAX_TOPICS).
+const (
+	maxAppendRounds = 4
+	maxRoundCalls   = 256
+)
+
+var _ AsyncAppender = (*ValkeyStore)(nil)
+
+// AppendAsync implements AsyncAppender. done is called once, with what
+// Append would have returned: from a round's goroutine, or at once on the
+// caller's when the batch cannot be queued (store closed, metadata that
+// cannot be encoded). With WaitReplicas each batch goes alone (its script
+// and WAIT share one dedicated connection).
+func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, done func(n int, err error)) {
+	if len(batch) == 0 {
+		done(0, nil)
+		return
+	}
+	if s.cfg.WaitReplicas > 0 {
+		go func() { done(s.Append(ctx, topic, batch)) }()
+		return
+	}
+	a, err := prepareAppend(ctx, s.cfg.Limits, topic, batch)
+	if err != nil {
+		done(0, err)
+		return
+	}
+	a.ctx, a.done = ctx, done
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		done(0, fmt.Errorf("valkey: append %q: %w: store closed", topic, messages.ErrUnavailable))
+		return
+	}
+	s.queue = append(s.queue, a)
+	start := s.rounds < maxAppendRounds
+	if start {
+		s.rounds++
+		s.wg.Add(1) // under mu with closed false: Close's Wait comes after
+	}
+	s.mu.Unlock()
+	if start {
+		go s.commitRounds()
+	}
+}
+
+// commitRounds sends queued batches, a round at a time, until the queue is
+// empty.
+func (s *ValkeyStore) commitRounds() {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		calls := s.queue
+		switch {
+		case len(calls) == 0:
+			s.rounds--
+			s.mu.Unlock()
+			return
+		case len(calls) > maxRoundCalls:
+			calls, s.queue = calls[:maxRoundCalls:maxRoundCalls], calls[maxRoundCalls:]
+		default:
+			s.queue = nil
+		}
+		s.mu.Unlock()
+		s.commit(calls)
+	}
+}
+
+// commit runs one round: every call's script in one pipeline, then each
+// call's done with its decoded reply. A script the server does not have
+// cached (NOSCRIPT: restarted, SCRIPT FLUSH) is sent again as EVAL.
+func (s *ValkeyStore) commit(calls []*appendCall) {
+	c, err := s.conn()
+	if err != nil {
+		for _, a := range calls {
+			a.done(0, fmt.Errorf("valkey: append %q: %w", a.topic, err))
+		}
+		return
+	}
+	// A round is bounded by the store's timeout and by the earliest
+	// deadline among its calls' contexts (each bounds its batch as it
+	// would bound Append).
+	deadline := time.Now().Add(s.timeout)
+	for _, a := range calls {
+		if d, ok := a.ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	cmds := make(valkey.Commands, len(calls))
+	for i, a := range calls {
+		cmds[i] = c.B().Evalsha().Sha1(appendSHA).Numkeys(int64(len(a.keys))).Key(a.keys...).Arg(a.args...).Build()
+	}
+	for i, res := range c.DoMulti(ctx, cmds...) {
+		a := calls[i]
+		if verr, ok := valkey.IsValkeyErr(res.Error()); ok && verr.IsNoScript() {
+			res = c.Do(ctx, c.B().Eval().Script(appendLua).Numkeys(int64(len(a.keys))).Key(a.keys...).Arg(a.args...).Build())
+		}
+		a.done(s.finishAppend(a, res, nil))
+	}
+}
