@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/pulsar-relay/relay/auth"
@@ -36,16 +35,16 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, 
 }
 
 // readBody checks the content type, reserves the body's bytes in the
-// process-wide MaxBodyBytesInFlight budget and reads a body of at most limit
-// bytes. The caller must call release when it no longer holds the body (also
-// after an error).
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, release func(), err error) {
-	release = func() {}
+// process-wide MaxBodyBytesInFlight budget, reads a body of at most limit
+// bytes and, for a large one, waits for a decode slot (decodeSlot). The
+// caller must call lease.release when it no longer holds the body (also
+// after an error), and may call lease.decoded when it has decoded it.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, lease bodyLease, err error) {
 	if !isJSON(r.Header.Get("Content-Type")) {
-		return nil, release, fmt.Errorf("%w: Content-Type must be application/json", messages.ErrUnsupportedMedia)
+		return nil, lease, fmt.Errorf("%w: Content-Type must be application/json", messages.ErrUnsupportedMedia)
 	}
 	if r.ContentLength > limit {
-		return nil, release, fmt.Errorf("%w: body of %d bytes, the limit is %d", messages.ErrTooLarge, r.ContentLength, limit)
+		return nil, lease, fmt.Errorf("%w: body of %d bytes, the limit is %d", messages.ErrTooLarge, r.ContentLength, limit)
 	}
 	reserve := limit
 	if r.ContentLength >= 0 {
@@ -54,33 +53,65 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 	if s.inflight.Add(reserve) > s.cfg.MaxBodyBytesInFlight && reserve > 0 {
 		s.inflight.Add(-reserve)
 		s.lim.LimitHit("body_budget")
-		return nil, release, fmt.Errorf("%w: too many request bodies in flight", messages.ErrUnavailable)
+		return nil, lease, fmt.Errorf("%w: too many request bodies in flight", messages.ErrUnavailable)
 	}
 	s.lim.BodyBytesInFlight(reserve)
-	release = func() {
-		s.inflight.Add(-reserve)
-		s.lim.BodyBytesInFlight(-reserve)
-	}
+	lease = bodyLease{s: s, reserved: reserve}
 	// The reservation is in the budget already, so a body of known length
 	// gets its buffer at once: no regrowth, no garbage. Without a length the
-	// buffer grows as the body arrives.
-	size := reserve
+	// buffer grows as the body arrives, up to limit. With a length, net/http
+	// stops the body there itself (no MaxBytesReader needed).
+	size, src := reserve, r.Body
 	if r.ContentLength < 0 {
 		size = min(reserve, 64<<10)
+		src = http.MaxBytesReader(w, r.Body, limit)
 	}
 	buf := make([]byte, 0, size+1)
-	body, err = readAllInto(buf, http.MaxBytesReader(w, r.Body, limit))
+	body, err = readAllInto(buf, src)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, release, fmt.Errorf("%w: body over %d bytes", messages.ErrTooLarge, tooBig.Limit)
+			return nil, lease, fmt.Errorf("%w: body over %d bytes", messages.ErrTooLarge, tooBig.Limit)
 		}
-		return nil, release, fmt.Errorf("%w: reading body: %v", messages.ErrInvalid, err)
+		return nil, lease, fmt.Errorf("%w: reading body: %v", messages.ErrInvalid, err)
 	}
-	return body, release, nil
+	if len(body) > largeBody {
+		if err := s.decodeSlot(r.Context()); err != nil {
+			return nil, lease, err
+		}
+		lease.slot = true
+	}
+	return body, lease, nil
 }
 
-// readAllInto is io.ReadAll into buf.
+// bodyLease is what readBody holds for a body: its bytes in the body budget
+// and, for a large body, a decode slot.
+type bodyLease struct {
+	s        *Server // nil: nothing held
+	reserved int64
+	slot     bool
+}
+
+// decoded gives the decode slot back; release does too if decoded was not
+// called.
+func (l *bodyLease) decoded() {
+	if l.slot {
+		l.slot = false
+		<-l.s.decoding
+	}
+}
+
+// release gives back everything the lease holds.
+func (l *bodyLease) release() {
+	if l.s == nil {
+		return
+	}
+	l.decoded()
+	l.s.inflight.Add(-l.reserved)
+	l.s.lim.BodyBytesInFlight(-l.reserved)
+	l.s = nil
+}
+
 func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
 	for {
 		if len(buf) == cap(buf) {
@@ -103,26 +134,19 @@ const largeBody = 64 << 10
 // decodeSlot waits for one of the slots that bound how many large bodies
 // (over largeBody bytes) are decoded at once: half the CPUs, at least one. A
 // flood of large publishes then cannot starve small requests, /health among
-// them, of CPU. Small bodies take no slot. done releases the slot; it may be
-// called more than once. Waiting longer than the publish timeout (or past
-// ctx) is ErrUnavailable (503).
-func (s *Server) decodeSlot(ctx context.Context, size int) (done func(), err error) {
-	if size <= largeBody {
-		return func() {}, nil
-	}
+// them, of CPU. Waiting longer than the publish timeout (or past ctx) is
+// ErrUnavailable (503). The slot is given back by bodyLease.decoded.
+func (s *Server) decodeSlot(ctx context.Context) error {
 	wait := time.NewTimer(s.cfg.PublishTimeout)
 	defer wait.Stop()
 	select {
 	case s.decoding <- struct{}{}:
+		return nil
 	case <-wait.C:
-		s.lim.LimitHit("decode_slots")
-		return func() {}, fmt.Errorf("%w: too many large requests being decoded", messages.ErrUnavailable)
 	case <-ctx.Done():
-		s.lim.LimitHit("decode_slots")
-		return func() {}, fmt.Errorf("%w: too many large requests being decoded", messages.ErrUnavailable)
 	}
-	var once sync.Once
-	return func() { once.Do(func() { <-s.decoding }) }, nil
+	s.lim.LimitHit("decode_slots")
+	return fmt.Errorf("%w: too many large requests being decoded", messages.ErrUnavailable)
 }
 
 func (s *Server) publishLimits() messages.PublishLimits {
@@ -131,19 +155,14 @@ func (s *Server) publishLimits() messages.PublishLimits {
 
 // handlePublish stores one message: 201 only after the store took it.
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	body, release, err := s.readBody(w, r, s.cfg.MaxMessageSize)
-	defer release()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	done, err := s.decodeSlot(r.Context(), len(body))
+	body, lease, err := s.readBody(w, r, s.cfg.MaxMessageSize)
+	defer lease.release()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	req, err := messages.DecodePublishWith(body, s.publishLimits())
-	done()
+	lease.decoded()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -184,18 +203,12 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 // MaxMessageSize (that item is rejected). A rejected item carries its topic
 // when it could be read.
 func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
-	body, release, err := s.readBody(w, r, s.cfg.MaxBulkSize)
-	defer release()
+	body, lease, err := s.readBody(w, r, s.cfg.MaxBulkSize)
+	defer lease.release()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	done, err := s.decodeSlot(r.Context(), len(body))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer done()
 	req, err := messages.DecodeBulk(body)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -239,7 +252,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		msgs = append(msgs, m)
 		slots = append(slots, i)
 	}
-	done() // decoding is over
+	lease.decoded() // decoding is over
 	s.cfg.Observer.Received(len(msgs))
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
