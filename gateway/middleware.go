@@ -73,12 +73,14 @@ func routeOf(r *http.Request) string {
 func (s *Server) frame(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		x := &exchange{ResponseWriter: w, rc: *http.NewResponseController(w)}
-		_ = x.rc.SetWriteDeadline(start.Add(s.cfg.HTTPWriteTimeout))
-		if r.Body != nil && r.Body != http.NoBody {
-			_ = x.rc.SetReadDeadline(start.Add(s.cfg.HTTPReadTimeout))
-			x.body.ReadCloser, x.body.rc = r.Body, &x.rc
-			r.Body = &x.body
+		x := &exchange{ResponseWriter: w}
+		if dl, ok := w.(deadliner); ok { // net/http's own writer: always, outside tests
+			_ = dl.SetWriteDeadline(start.Add(s.cfg.HTTPWriteTimeout))
+			if r.Body != nil && r.Body != http.NoBody {
+				_ = dl.SetReadDeadline(start.Add(s.cfg.HTTPReadTimeout))
+				x.body.ReadCloser, x.body.conn = r.Body, dl
+				r.Body = &x.body
+			}
 		}
 		id := r.Header.Get("X-Request-ID")
 		if id == "" || len(id) > 128 {
@@ -104,10 +106,16 @@ func (s *Server) frame(next http.Handler) http.Handler {
 // or the Flush and Hijack it passes on.
 type exchange struct {
 	http.ResponseWriter
-	rc     http.ResponseController // on the real writer
-	status int                     // first status written; 0 before
+	status int // first status written; 0 before
 	body   deadlineBody
 	id     [1]string // the X-Request-Id header's value slice
+}
+
+// deadliner is the deadline control net/http's response writer has (what
+// http.ResponseController calls, without allocating one per request).
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
 }
 
 func (x *exchange) WriteHeader(code int) {
@@ -129,11 +137,13 @@ func (x *exchange) Flush() {
 	if x.status == 0 {
 		x.status = http.StatusOK
 	}
-	_ = x.rc.Flush()
+	_ = http.NewResponseController(x.ResponseWriter).Flush()
 }
 
 // Hijack implements http.Hijacker (WebSocket upgrades).
-func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) { return x.rc.Hijack() }
+func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(x.ResponseWriter).Hijack()
+}
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (x *exchange) Unwrap() http.ResponseWriter { return x.ResponseWriter }
@@ -150,7 +160,7 @@ func (x *exchange) statusOr200() int {
 // deadlineBody lifts the connection's read deadline at the body's end.
 type deadlineBody struct {
 	io.ReadCloser
-	rc   *http.ResponseController
+	conn deadliner
 	done bool
 }
 
@@ -158,7 +168,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err == io.EOF && !b.done {
 		b.done = true
-		_ = b.rc.SetReadDeadline(time.Time{})
+		_ = b.conn.SetReadDeadline(time.Time{})
 	}
 	return n, err
 }
