@@ -50,6 +50,7 @@ type Config struct {
 	DialConc    int           // connections opened concurrently (default 64)
 	Hold        time.Duration // keep the connections idle this long after connecting, then sample memory (0: no hold)
 	ServerPID   int           // the server's pid, for CPU and RSS from /proc (0: not measured)
+	StorePID    int           // the store's (Valkey's) pid, for its CPU per publish (0: not measured)
 	Pad         int           // extra payload bytes (default 0)
 	Prefix      string        // topic name prefix (default bench-<pid>-<unix time>)
 	Label       string        // free text copied into the report (e.g. the scenario name)
@@ -89,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer, now time.Time, pid int) (Config
 	fs.IntVar(&c.DialConc, "connect-concurrency", 64, "connections opened concurrently")
 	fs.DurationVar(&c.Hold, "hold", 0, "hold the connections idle this long, then sample the server's memory (needs --server-pid for KB/conn)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "server pid: report its CPU per delivery and RSS from /proc")
+	fs.IntVar(&c.StorePID, "store-pid", 0, "store (Valkey) pid: report its CPU per publish over the publish phase, next to the server's and the load generator's")
 	fs.IntVar(&c.Pad, "payload-bytes", 0, "extra padding bytes in each payload")
 	fs.StringVar(&c.Prefix, "topic-prefix", fmt.Sprintf("bench-%d-%d", pid, now.Unix()), "topic name prefix")
 	fs.StringVar(&c.Label, "label", "", "label copied into the report")
@@ -192,6 +194,9 @@ func (c *Config) validate() error {
 	dur("progress", c.Progress, 10*time.Millisecond)
 	dur("request-timeout", c.ReqTimeout, time.Millisecond)
 	dur("slow-probe", c.SlowProbe, 10*time.Millisecond)
+	if c.StorePID < 0 {
+		bad("--store-pid must be positive")
+	}
 	if c.ServerPID < 0 {
 		bad("--server-pid must be positive")
 	}

@@ -243,7 +243,7 @@ func TestMainAgainstFakeWithServerStats(t *testing.T) {
 	code := Main(context.Background(), []string{
 		"--addr", addr, "--subscribers", "10", "--topics", "2", "--messages", "100", "--publishers", "2",
 		"--hold", "50ms", "--server-pid", fmt.Sprint(osGetpid()), "--format", "json", "--json", path, "--progress", "20ms",
-		"--label", "fake",
+		"--label", "fake", "--store-pid", fmt.Sprint(osGetpid()),
 	}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("Main = %d, stderr: %s", code, errOut.String())
@@ -254,6 +254,11 @@ func TestMainAgainstFakeWithServerStats(t *testing.T) {
 	}
 	if !rep.Clean || rep.Label != "fake" || rep.Delivered != 500 || rep.RSSBeforeKB <= 0 || rep.HoldS < 0.05 {
 		t.Fatalf("report = %+v", rep)
+	}
+	// The store, here this process too, is measured over the same phase.
+	if rep.StorePID != osGetpid() || rep.StoreCPUS <= 0 || rep.StoreCPUUsPerPublish <= 0 || rep.LoadgenCPUUsPerPublish <= 0 {
+		t.Fatalf("store and load generator CPU: pid %d, %.3f s, %.1f µs/publish, load generator %.1f µs/publish",
+			rep.StorePID, rep.StoreCPUS, rep.StoreCPUUsPerPublish, rep.LoadgenCPUUsPerPublish)
 	}
 	saved, err := readReport(path)
 	if err != nil || saved.Delivered != rep.Delivered {

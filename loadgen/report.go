@@ -94,6 +94,14 @@ type Report struct {
 	// when it nears the machine's cores, the client, not the server, limits
 	// the rates.
 	LoadgenCPUS float64 `json:"loadgen_cpu_s"`
+	// LoadgenCPUUsPerPublish is LoadgenCPUS per acknowledged publish.
+	LoadgenCPUUsPerPublish float64 `json:"loadgen_cpu_us_per_publish"`
+	// StoreCPUS is the store's (Valkey's) CPU over the publish phase, when
+	// --store-pid names it: with the server's and the load generator's it
+	// is the machine's whole budget per publish.
+	StorePID             int     `json:"store_pid,omitempty"`
+	StoreCPUS            float64 `json:"store_cpu_s,omitempty"`
+	StoreCPUUsPerPublish float64 `json:"store_cpu_us_per_publish,omitempty"`
 	// LoadAvg1 is the machine's 1-minute load average when the run started
 	// (from /proc/loadavg): other work on a shared machine shows up here.
 	LoadAvg1 float64 `json:"loadavg_1m"`
@@ -155,7 +163,10 @@ func (r *Report) writeTable(w io.Writer) error {
 		row("KB per connection", "%.1f (%d connections held when sampled)", r.KBPerConnection, r.Held)
 	}
 	if r.Messages > 0 {
-		row("load generator cpu", "%.2f s over the publish phase", r.LoadgenCPUS)
+		row("load generator cpu", "%.2f s over the publish phase: %.2f µs/publish", r.LoadgenCPUS, r.LoadgenCPUUsPerPublish)
+	}
+	if r.StorePID > 0 && r.Messages > 0 {
+		row("store cpu", "%.2f s over the publish phase: %.2f µs/publish", r.StoreCPUS, r.StoreCPUUsPerPublish)
 	}
 	if r.ServerStatsErrors != "" {
 		row("server stats error", "%s", r.ServerStatsErrors)

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,6 +45,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 		LoadAvg1: readLoadAvg(),
 	}
 	probe := &serverProbe{pid: cfg.ServerPID}
+	storeProbe := &serverProbe{pid: cfg.StorePID}
 	var lat histogram
 	f := newFleet(cfg.Subscribers, cfg.Prefix, clock, &lat)
 	var pubs pubStats
@@ -97,6 +99,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 	if cfg.Messages > 0 {
 		prog.phase("publish")
 		cpuStart = probe.sample()
+		storeStart := storeProbe.sample()
 		selfStart := selfCPU()
 		pubStartNs = clock.nowNs()
 		p0 := time.Now()
@@ -111,6 +114,10 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 		waitFor(ctx, cfg.Grace, func() bool { return f.fresh.Load() >= owed })
 		cpuEnd = probe.sample()
 		r.LoadgenCPUS = (selfCPU() - selfStart).Seconds()
+		if cfg.StorePID > 0 {
+			r.StorePID = cfg.StorePID
+			r.StoreCPUS = (storeProbe.sample().CPU - storeStart.CPU).Seconds()
+		}
 	}
 	prog.stop()
 	end := probe.sample()
@@ -145,8 +152,12 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 	if cfg.ServerPID > 0 {
 		fillServer(r, before, connected, afterHold, cpuStart, cpuEnd, end)
 	}
-	if probe.err != nil {
-		r.ServerStatsErrors = probe.err.Error()
+	if r.Published > 0 {
+		r.LoadgenCPUUsPerPublish = r.LoadgenCPUS * 1e6 / float64(r.Published)
+		r.StoreCPUUsPerPublish = r.StoreCPUS * 1e6 / float64(r.Published)
+	}
+	if err := errors.Join(probe.err, storeProbe.err); err != nil {
+		r.ServerStatsErrors = err.Error()
 	}
 	r.Errors, r.FirstErrors = mergeErrors(&f.errs, &pubs.errs, &slow.errs)
 	if cd, ok := d.(*consumerDriver); ok && cd.retries.Load() > 0 { // counted, not unclean

@@ -41,6 +41,8 @@ var figures = []figure{
 	{"latency_max_ms", "latency max ms", true, func(r *Report) float64 { return r.LatencyMaxMs }, hasDelivery},
 	{"cpu_us_per_delivery", "server CPU µs/delivery", true, func(r *Report) float64 { return r.CPUUsPerDelivery }, func(r *Report) bool { return hasServer(r) && hasDelivery(r) }},
 	{"cpu_us_per_publish", "server CPU µs/publish", true, func(r *Report) float64 { return r.CPUUsPerPublish }, func(r *Report) bool { return hasServer(r) && hasPublish(r) }},
+	{"store_cpu_us_per_publish", "store (Valkey) CPU µs/publish", true, func(r *Report) float64 { return r.StoreCPUUsPerPublish }, func(r *Report) bool { return r.StorePID > 0 && hasPublish(r) }},
+	{"loadgen_cpu_us_per_publish", "load generator CPU µs/publish", true, func(r *Report) float64 { return r.LoadgenCPUUsPerPublish }, func(r *Report) bool { return hasServer(r) && hasPublish(r) }},
 	{"connect_s", "connect time s", true, func(r *Report) float64 { return r.ConnectS }, func(r *Report) bool { return r.Subscribers >= 1000 }},
 	{"connect_failed", "connects failed", true, func(r *Report) float64 { return float64(r.ConnectFailed) }, func(r *Report) bool { return r.Subscribers > 0 }},
 	{"kb_per_connection", "server KB/connection", true, func(r *Report) float64 { return r.KBPerConnection }, func(r *Report) bool { return hasServer(r) && hasHold(r) }},

@@ -260,6 +260,7 @@ run_one() {
 	fi
 	local extra=()
 	[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
+	[[ $engine == valkey && -n $VALKEY_PID ]] && extra+=(--store-pid "$VALKEY_PID")
 	log "$tag: ${*}"
 	local rc=0
 	"${BENCH[@]}" --target "$target" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" \
@@ -696,7 +697,9 @@ $(centrifugo_config memory PORT /dev/stdout)
 
 ## Scenarios and commands
 
-Each run: \`$BENCH_NAME --target relay|centrifugo --addr 127.0.0.1:PORT --server-pid PID --label LABEL --json FILE [--api-key KEY]\` plus:
+Each run: \`$BENCH_NAME --target relay|centrifugo --addr 127.0.0.1:PORT --server-pid PID --label LABEL --json FILE [--api-key KEY] [--store-pid VALKEY_PID]\` plus
+the arguments below (\`--store-pid\` on the Valkey-backed runs: the store's CPU per publish over the
+same phase, next to the server's and the load generator's, is the machine's whole budget per publish):
 
 | label | store | arguments |
 |---|---|---|
