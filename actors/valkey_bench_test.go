@@ -31,6 +31,14 @@ func (s *countingStore) Append(ctx context.Context, topic string, batch []messag
 	return s.Store.Append(ctx, topic, batch)
 }
 
+// AppendAsync counts and forwards, so that the topic actors use the Valkey
+// store's group commit across topics as they do without the counter.
+func (s *countingStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, done func(int, error)) {
+	s.appends.Add(1)
+	s.appended.Add(int64(len(batch)))
+	persistence.AppendAsync(s.Store, ctx, topic, batch, done)
+}
+
 // BenchmarkValkeyPublish measures publish throughput through
 // TopicManager.Publish (store write, ack; no subscribers) on a real
 // Valkey-compatible server from valkeytest (AOF, appendfsync everysec), with
