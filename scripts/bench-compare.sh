@@ -32,6 +32,8 @@
 #                         profiles, "floor" for scripts/bench-floor.sh,
 #                         "write-delay" for the RELAY_WRITE_DELAY matrix);
 #                         default: all
+#   BENCH_SERVER_GOMAXPROCS=N  GOMAXPROCS for both servers (default: Go's,
+#                         the number of CPUs); the report says so
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -214,6 +216,11 @@ flush_valkey() {
 SERVER_PID=""
 SERVER_PORT=""
 RELAY_EXTRA_ENV=() # extra RELAY_* settings for the next relay servers
+# BENCH_SERVER_GOMAXPROCS: GOMAXPROCS for both servers (relay and
+# Centrifugo alike; the load generator keeps the default). Unset: Go's
+# default, the number of CPUs.
+SERVER_ENV=()
+[[ -n ${BENCH_SERVER_GOMAXPROCS:-} ]] && SERVER_ENV=(GOMAXPROCS="$BENCH_SERVER_GOMAXPROCS")
 
 # start_server TARGET ENGINE TAG: start a fresh server; sets SERVER_PID and SERVER_PORT.
 start_server() {
@@ -222,14 +229,14 @@ start_server() {
 	if [[ $target == relay ]]; then
 		local valkey_env=()
 		[[ $engine == valkey ]] && valkey_env=(RELAY_VALKEY_ADDR="127.0.0.1:$VALKEY_PORT")
-		env RELAY_HTTP_ADDR="127.0.0.1:$SERVER_PORT" RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 RELAY_LOG_LEVEL=warn \
+		env "${SERVER_ENV[@]}" RELAY_HTTP_ADDR="127.0.0.1:$SERVER_PORT" RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 RELAY_LOG_LEVEL=warn \
 			"${valkey_env[@]}" "${RELAY_EXTRA_ENV[@]}" "$RELAY" serve >"$LOGS/$tag.log" 2>&1 &
 		SERVER_PID=$!
 		SERVER_PIDS+=("$SERVER_PID")
 		wait_http "$SERVER_PORT" /ready "$SERVER_PID" && return 0
 	else
 		centrifugo_config "$engine" "$SERVER_PORT" "$WORK/centrifugo-$engine.json"
-		"$CF" -c "$WORK/centrifugo-$engine.json" >"$LOGS/$tag.log" 2>&1 &
+		env "${SERVER_ENV[@]}" "$CF" -c "$WORK/centrifugo-$engine.json" >"$LOGS/$tag.log" 2>&1 &
 		SERVER_PID=$!
 		SERVER_PIDS+=("$SERVER_PID")
 		wait_http "$SERVER_PORT" /health "$SERVER_PID" && return 0
