@@ -688,6 +688,8 @@ use does not count against the server.
 
 ## Servers
 
+$(if [[ -n ${BENCH_SERVER_GOMAXPROCS:-} ]]; then echo "Both servers ran with GOMAXPROCS=$BENCH_SERVER_GOMAXPROCS (BENCH_SERVER_GOMAXPROCS); the load generator with Go's default."; else echo "Both servers ran with Go's default GOMAXPROCS ($(nproc))."; fi)
+
 - relay: \`RELAY_HTTP_ADDR=127.0.0.1:PORT RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 RELAY_LOG_LEVEL=warn [RELAY_VALKEY_ADDR=127.0.0.1:VPORT] relay serve\`
 - Centrifugo: \`centrifugo -c config.json\` with anonymous clients allowed
   (\`client.insecure\`), history kept on every channel like the relay keeps
