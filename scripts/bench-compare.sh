@@ -131,7 +131,7 @@ fi
 [[ -n $VALKEY_BIN ]] || note "no valkey-server or redis-server could be installed: the Valkey scenarios were skipped"
 
 log "building the relay"
-(cd "$REPO" && go build -o "$WORK/bin/relay" ./cmd/relay)
+(cd "$REPO" && go build -o "$WORK/bin/relay" ./cmd/relay && go build -o "$WORK/bin/floor" ./bench/floor)
 RELAY="$WORK/bin/relay"
 
 # The load generator is `relay bench`. Until cmd/relay wires it, build a
@@ -302,7 +302,20 @@ scenario_n() {
 			run_one "$label" centrifugo "$engine" "$run" "$@" || true
 			run_one "$label" relay "$engine" "$run" "$@" || true
 		fi
+		[[ -z $AFTER_PAIR ]] || "$AFTER_PAIR"
 	done
+}
+AFTER_PAIR="" # a command scenario_n runs after each relay/Centrifugo pair
+
+# ws_floor_run: the fan-out write floor (bench/floor ws: one loop writing a
+# 180 B WebSocket frame to 1,000 loopback sockets at 100 rounds/s) taken
+# between the fanout-memory runs, so that the fan-out target (CPU per
+# delivery against the floor) compares figures from the same minutes; the
+# floor moves by a fifth between minutes on this machine. Appends its
+# CPU µs per write to $WORK/ws-floor.
+ws_floor_run() {
+	"$WORK/bin/floor" ws -conns 1000 -rate 100 -duration 5s 2>>"$LOGS/ws-floor.err" |
+		sed -n 's/.* \([0-9.]*\) CPU-us\/write.*/\1/p' >>"$WORK/ws-floor" || true
 }
 
 # limit_search LABEL ENGINE RATES...: fan-out with the rate stepped up; each
@@ -402,7 +415,7 @@ idle_large() {
 }
 
 log "memory engines"
-scenario fanout-memory memory "${FANOUT[@]}"
+AFTER_PAIR=ws_floor_run scenario fanout-memory memory "${FANOUT[@]}"
 scenario ingest-memory memory "${INGEST[@]}"
 scenario idle-10k memory "${IDLE[@]}"
 idle_large
@@ -751,8 +764,33 @@ script short) and of $RUNS for the fan-out ws row.
 EOF
 		cat "$TR_MD"
 	fi
-	if [[ -n $FLOOR_MD && -s $FLOOR_MD ]]; then
+	if [[ -s $WORK/ws-floor ]] || [[ -n $FLOOR_MD && -s $FLOOR_MD ]]; then
 		printf '\n## Floors: what this machine costs without the relay\n\n'
+	fi
+	if [[ -s $WORK/ws-floor ]]; then
+		python3 - "$WORK/ws-floor" "$RES" <<'PY' || true
+import glob, json, os, statistics, sys
+floor = [float(x) for x in open(sys.argv[1]).read().split()]
+def med(target):
+    vals = []
+    for f in glob.glob(os.path.join(sys.argv[2], f"fanout-memory.{target}.*.json")):
+        v = json.load(open(f)).get("cpu_us_per_delivery")
+        if v:
+            vals.append(v)
+    return statistics.median(vals) if vals else None
+f = statistics.median(floor)
+print("### Fan-out at 100 msgs/s against the write floor, same minutes\n")
+print(f"The write floor (`bench/floor ws -conns 1000 -rate 100 -duration 5s`) was taken after each pair of")
+print(f"fanout-memory runs: {', '.join(f'{x:.2f}' for x in floor)} CPU µs/write, median {f:.2f}.\n")
+print("| server | CPU µs/delivery (median) | vs the write floor |\n|---|---:|---:|")
+for name, target in (("relay", "relay"), ("Centrifugo", "centrifugo")):
+    m = med(target)
+    if m is not None:
+        print(f"| {name} | {m:.2f} | {m / f:.2f}x |")
+print()
+PY
+	fi
+	if [[ -n $FLOOR_MD && -s $FLOOR_MD ]]; then
 		cat "$FLOOR_MD"
 	fi
 	if [[ -n $WD_MD && -s $WD_MD ]]; then
