@@ -125,9 +125,10 @@ func TestValkeyStoreLayout(t *testing.T) {
 	}
 }
 
-// A key that is not a stream makes the script's first XADD fail: nothing is
-// stored, n is 0 and the error wraps ErrUnavailable with the server's reason.
-func TestValkeyStoreAppendFailureIsHonest(t *testing.T) {
+// openWithWrongTopic opens a store on a fresh server where topic "wrong"
+// has a string where its stream should be, and returns a raw client too.
+func openWithWrongTopic(t *testing.T) (*ValkeyStore, valkey.Client, context.Context) {
+	t.Helper()
 	srv := valkeytest.Start(t)
 	s := openValkey(t, srv, ValkeyConfig{})
 	raw := rawClient(t, srv)
@@ -135,6 +136,13 @@ func TestValkeyStoreAppendFailureIsHonest(t *testing.T) {
 	if err := raw.Do(ctx, raw.B().Set().Key("topic:{wrong}:stream").Value("x").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
+	return s, raw, ctx
+}
+
+// A key that is not a stream makes the script's first XADD fail: nothing is
+// stored, n is 0 and the error wraps ErrUnavailable with the server's reason.
+func TestValkeyStoreAppendFailureIsHonest(t *testing.T) {
+	s, _, ctx := openWithWrongTopic(t)
 	batch := msgs(0, 3)
 	n, err := s.Append(ctx, "wrong", batch)
 	if n != 0 || !errors.Is(err, messages.ErrUnavailable) || !strings.Contains(err.Error(), "WRONGTYPE") {
@@ -486,13 +494,7 @@ func TestValkeyStoreWaitReplicasConfirmed(t *testing.T) {
 // the others in its round are stored; after SCRIPT FLUSH (a restarted
 // server) the round's EVALSHA is sent again as EVAL and stores.
 func TestValkeyStoreAppendAsyncRounds(t *testing.T) {
-	srv := valkeytest.Start(t)
-	s := openValkey(t, srv, ValkeyConfig{})
-	raw := rawClient(t, srv)
-	ctx := testCtx(t)
-	if err := raw.Do(ctx, raw.B().Set().Key("topic:{wrong}:stream").Value("x").Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
+	s, raw, ctx := openWithWrongTopic(t)
 	for round, flush := range []bool{false, true} {
 		if flush {
 			if err := raw.Do(ctx, raw.B().ScriptFlush().Build()).Error(); err != nil {
