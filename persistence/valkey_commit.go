@@ -102,14 +102,36 @@ func (s *ValkeyStore) commit(calls []*appendCall) {
 		}
 		return
 	}
-	// A round is bounded by the store's timeout and by the earliest
-	// deadline among its calls' contexts (each bounds its batch as it
-	// would bound Append).
-	deadline := time.Now().Add(s.timeout)
+	// A batch whose context is already done (its deadline passed while it
+	// waited for a round) is answered at once and not sent. The round is
+	// bounded by the store's timeout and by the latest deadline of the
+	// batches in it: one about to expire does not cut the others short.
+	// All of them come from topic actors with the same RELAY_STORE_TIMEOUT,
+	// so a batch is bounded by its own deadline plus at most the spread of
+	// one round's enqueue times.
+	live := calls[:0]
+	var latest time.Time
 	for _, a := range calls {
-		if d, ok := a.ctx.Deadline(); ok && d.Before(deadline) {
-			deadline = d
+		if err := a.ctx.Err(); err != nil {
+			a.done(0, fmt.Errorf("valkey: append %q: %w: %w", a.topic, messages.ErrUnavailable, err))
+			continue
 		}
+		d, ok := a.ctx.Deadline()
+		if !ok {
+			d = time.Now().Add(s.timeout)
+		}
+		if d.After(latest) {
+			latest = d
+		}
+		live = append(live, a)
+	}
+	if len(live) == 0 {
+		return
+	}
+	calls = live
+	deadline := time.Now().Add(s.timeout)
+	if latest.Before(deadline) {
+		deadline = latest
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()

@@ -531,3 +531,37 @@ func TestValkeyStoreAppendAsyncRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestValkeyStoreAppendAsyncExpiredBatch: in one round, a batch whose
+// context expired while it waited is answered with ErrUnavailable and not
+// sent, and does not cut short the batch of another topic beside it.
+func TestValkeyStoreAppendAsyncExpiredBatch(t *testing.T) {
+	s := openValkey(t, valkeytest.Start(t), ValkeyConfig{})
+	ctx := testCtx(t)
+	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancel()
+	results := map[string]error{}
+	counts := map[string]int{}
+	var round []*appendCall
+	for _, c := range []struct {
+		topic string
+		ctx   context.Context
+	}{{"late", expired}, {"timely", ctx}} {
+		a, err := prepareAppend(c.ctx, Limits{}, c.topic, msgs(0, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.ctx, a.done = c.ctx, func(n int, err error) { counts[c.topic], results[c.topic] = n, err }
+		round = append(round, a)
+	}
+	s.commit(round) // one round, as commitRounds would send it
+	if err := results["late"]; counts["late"] != 0 || !errors.Is(err, messages.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("expired batch = %d, %v; want 0 and ErrUnavailable wrapping DeadlineExceeded", counts["late"], err)
+	}
+	if counts["timely"] != 2 || results["timely"] != nil {
+		t.Errorf("batch beside it = %d, %v; want 2, nil", counts["timely"], results["timely"])
+	}
+	if n := len(mustRange(t, s, "late", messages.ID{}, 10).Messages); n != 0 {
+		t.Errorf("the expired batch stored %d messages", n)
+	}
+}
