@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,58 +15,6 @@ import (
 	"github.com/pulsar-relay/relay/internal/relaytest"
 	"github.com/pulsar-relay/relay/policy"
 )
-
-// adminProcess runs the relay binary on a free loopback port with env; it
-// returns the running command, its base URL and its logs.
-func adminProcess(t *testing.T, env ...string) (*exec.Cmd, string, *relaytest.SyncBuffer, chan error) {
-	t.Helper()
-	bin, err := relaytest.BuildRelay() // shared with the scale-out tests: one build per package
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "serve")
-	cmd.Dir = t.TempDir() // no stray .env
-	cmd.Env = append(os.Environ(), append([]string{"RELAY_HTTP_ADDR=" + addr, "RELAY_LOG_FORMAT=json"}, env...)...)
-	logs := &relaytest.SyncBuffer{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	})
-	return cmd, "http://" + addr, logs, done
-}
-
-func waitHealthy(t *testing.T, url string, logs *relaytest.SyncBuffer, done chan error) {
-	t.Helper()
-	adminEventually(t, 20*time.Second, "the relay process to serve /health", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("relay exited: %v; logs:\n%s", err, logs.String())
-		default:
-		}
-		resp, err := http.Get(url + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-}
 
 // TestSIGHUPReloadsPolicies: a real relay process with RELAY_POLICIES_FILE;
 // the file is rewritten and the process gets SIGHUP: the running topic
@@ -83,8 +29,8 @@ func TestSIGHUPReloadsPolicies(t *testing.T) {
 		}
 	}
 	write("version: 1\ntopics:\n  jobs.*:\n    mailbox_size: 300\n")
-	cmd, url, logs, done := adminProcess(t, "RELAY_POLICIES_FILE="+file)
-	waitHealthy(t, url, logs, done)
+	p := relaytest.StartProcess(t, "RELAY_POLICIES_FILE="+file)
+	url := p.URL
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -107,7 +53,7 @@ func TestSIGHUPReloadsPolicies(t *testing.T) {
 	adminEventually(t, 10*time.Second, "jobs.a's actor with mailbox 300", func() bool { return mailbox() == "300" })
 
 	write("version: 1\ntopics:\n  jobs.*:\n    mailbox_size: 777\n    slow_consumer: drop-oldest\n")
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	adminEventually(t, 10*time.Second, "jobs.a's actor with mailbox 777 after SIGHUP", func() bool { return mailbox() == "777" })
@@ -117,11 +63,11 @@ func TestSIGHUPReloadsPolicies(t *testing.T) {
 	}
 
 	write("version: 1\ntopics:\n  jobs.*:\n    mailbox_size: many\n")
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	adminEventually(t, 10*time.Second, "the refused reload in the logs", func() bool {
-		l := logs.String()
+		l := p.Logs()
 		return strings.Contains(l, "policies refused") && strings.Contains(l, "line 4") && strings.Contains(l, "mailbox_size")
 	})
 	if got := mailbox(); got != "777" {
@@ -148,16 +94,16 @@ func TestBadPolicyFileStopsStartup(t *testing.T) {
 	if err := os.WriteFile(file, []byte("{\"version\": 1,\n \"topics\": {\"jobs.*\": {\"slow_consumer\": \"drop-newest\"}}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, _, logs, done := adminProcess(t, "RELAY_POLICIES_FILE="+file)
+	p := relaytest.LaunchProcess(t, "RELAY_POLICIES_FILE="+file)
 	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatal("relay started with a bad policy file")
+	case <-p.Exited():
+		if p.ExitErr() == nil {
+			t.Fatal("relay exited 0 with a bad policy file")
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatalf("relay still running with a bad policy file; logs:\n%s", logs.String())
+		t.Fatalf("relay still running with a bad policy file; logs:\n%s", p.Logs())
 	}
-	l := logs.String()
+	l := p.Logs()
 	if !strings.Contains(l, "RELAY_POLICIES_FILE") || !strings.Contains(l, "line 2") || !strings.Contains(l, "slow_consumer") {
 		t.Fatalf("start-up error does not name the setting, line and field:\n%s", l)
 	}

@@ -52,13 +52,14 @@ type Process struct {
 	WSURL string // ws://127.0.0.1:port/ws
 	Env   []string
 
-	t    testing.TB
-	bin  string
-	addr string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs *SyncBuffer
+	t       testing.TB
+	bin     string
+	addr    string
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	exitErr error         // cmd.Wait's, set before done closes
+	logs    *SyncBuffer
 }
 
 // SyncBuffer collects output written from several goroutines (a
@@ -100,18 +101,27 @@ func FreeAddr(t testing.TB) string {
 // answers.
 func StartProcess(t testing.TB, env ...string) *Process {
 	t.Helper()
+	p := LaunchProcess(t, env...)
+	p.waitHealthy()
+	return p
+}
+
+// LaunchProcess is StartProcess without the wait: for a process that is
+// expected to stop at start-up (see Exited).
+func LaunchProcess(t testing.TB, env ...string) *Process {
+	t.Helper()
 	bin, err := BuildRelay()
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := FreeAddr(t)
 	p := &Process{URL: "http://" + addr, WSURL: "ws://" + addr + "/ws", Env: env, t: t, bin: bin, addr: addr, logs: &SyncBuffer{}}
-	p.start()
+	p.launch()
 	t.Cleanup(p.Kill)
 	return p
 }
 
-func (p *Process) start() {
+func (p *Process) launch() {
 	p.t.Helper()
 	cmd := exec.Command(p.bin, "serve")
 	cmd.Dir = p.t.TempDir() // no stray .env
@@ -121,10 +131,46 @@ func (p *Process) start() {
 		p.t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.exitErr = err
+		p.mu.Unlock()
+		close(done)
+	}()
 	p.mu.Lock()
 	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
+}
+
+// Exited is closed when the process has exited; ExitErr then says how.
+func (p *Process) Exited() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
+}
+
+// ExitErr is the process's exit error (nil: exit status 0), once Exited
+// is closed.
+func (p *Process) ExitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exitErr
+}
+
+// Signal sends sig to the running process (SIGHUP: reload policies).
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	return cmd.Process.Signal(sig)
+}
+
+// waitHealthy waits until /health answers 200; it fails the test if the
+// process exits first or does not answer within 20 s.
+func (p *Process) waitHealthy() {
+	p.t.Helper()
+	done := p.Exited()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := HTTPClient.Get(p.URL + "/health")
