@@ -187,22 +187,7 @@ func TestPolicyAppliesLiveWithoutReconnecting(t *testing.T) {
 // "end-of-flood"; a close frame or a read error ends it with an error.
 func readUntilEnd(c *rawWS) ([]string, error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
-	var ids []string
-	for {
-		op, data, err := c.readFrame()
-		if err != nil {
-			return ids, err
-		}
-		if op == 8 {
-			return ids, fmt.Errorf("closed with %d", closeCode(data))
-		}
-		if id := messageID(data); id != "" {
-			ids = append(ids, id)
-			if bytes.Contains(data, []byte("end-of-flood")) {
-				return ids, nil
-			}
-		}
-	}
+	return c.readIDs(nil, func(_ []string, frame []byte) bool { return bytes.Contains(frame, []byte("end-of-flood")) })
 }
 
 // TestAdminConnectionsView: the connections view counts by

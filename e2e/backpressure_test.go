@@ -34,7 +34,17 @@ func messageID(frame []byte) string {
 // readN reads n message frames and returns their ids.
 func (w *rawWS) readN(n int) ([]string, error) {
 	ids := make([]string, 0, n)
-	for len(ids) < n {
+	return w.readIDs(ids, func(ids []string, _ []byte) bool { return len(ids) >= n })
+}
+
+// readIDs reads frames, appending each message's id to ids, until done says
+// so after a message (given the ids so far and the frame), the connection
+// closes (an error naming the close code) or a read fails.
+func (w *rawWS) readIDs(ids []string, done func(ids []string, frame []byte) bool) ([]string, error) {
+	if done(ids, nil) {
+		return ids, nil
+	}
+	for {
 		op, data, err := w.readFrame()
 		if err != nil {
 			return ids, err
@@ -44,9 +54,11 @@ func (w *rawWS) readN(n int) ([]string, error) {
 		}
 		if id := messageID(data); id != "" {
 			ids = append(ids, id)
+			if done(ids, data) {
+				return ids, nil
+			}
 		}
 	}
-	return ids, nil
 }
 
 // publishFast publishes total messages of about size bytes from 8
