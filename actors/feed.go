@@ -765,7 +765,7 @@ func (t *topicActor) noteLocal(w *writeDone) {
 	if t.watch != watchOn {
 		return
 	}
-	var b localBatch
+	b := localBatch{msgs: make([]messages.Message, 0, w.n), received: make([]int64, 0, w.n)}
 	for i := 0; i < w.n; i++ {
 		m := &w.msgs[i]
 		if m.Duplicate || m.Conflict {
