@@ -41,8 +41,8 @@ func InstrumentStore(s persistence.Store, r *Registry) persistence.Store {
 }
 
 // registerStoreGauges exports the sizes a store reports about itself (the
-// memory store's bounded maps): relay_store_topics and
-// relay_store_idempotency_keys. A store without them exports nothing; a
+// memory store's bounded maps and bytes): relay_store_topics,
+// relay_store_bytes and relay_store_idempotency_keys. A store without them exports nothing; a
 // second InstrumentStore on the same registry keeps the first gauges.
 func registerStoreGauges(s persistence.Store, r *Registry) {
 	if ts, ok := s.(interface{ Topics() int }); ok {
@@ -50,6 +50,12 @@ func registerStoreGauges(s persistence.Store, r *Registry) {
 			Name: "relay_store_topics",
 			Help: "Topics the in-process store holds (emptied ones are swept away).",
 		}, func() float64 { return float64(ts.Topics()) }))
+	}
+	if bs, ok := s.(interface{ Bytes() int64 }); ok {
+		_ = r.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "relay_store_bytes",
+			Help: "Bytes the in-process store's messages take (payload, metadata and a fixed overhead each; bounded by RELAY_MEMORY_STORE_BYTES).",
+		}, func() float64 { return float64(bs.Bytes()) }))
 	}
 	if ks, ok := s.(interface{ IdempotencyKeys() int }); ok {
 		_ = r.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

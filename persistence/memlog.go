@@ -19,12 +19,30 @@ const logChunk = 1024
 // holds a few slots. Not safe for concurrent use: memTopic.mu guards it.
 type msgLog struct {
 	chunks [][]messages.Message
-	head   int // position of the first live message in chunks[0]
-	n      int // live messages
+	head   int   // position of the first live message in chunks[0]
+	n      int   // live messages
+	bytes  int64 // msgBytes of the live messages
 }
 
 // Len is the number of messages held.
 func (l *msgLog) Len() int { return l.n }
+
+// Bytes is what the messages held take, by msgBytes.
+func (l *msgLog) Bytes() int64 { return l.bytes }
+
+// msgOverhead is what a stored message takes besides its payload and
+// metadata: its place in a chunk (messages.Message) and its strings' headers,
+// rounded up.
+const msgOverhead = 256
+
+// msgBytes is the memory one stored message is counted for.
+func msgBytes(m *messages.Message) int64 {
+	n := msgOverhead + len(m.Payload) + len(m.IdempotencyKey) + len(m.RequestHash)
+	for k, v := range m.Metadata {
+		n += len(k) + len(v)
+	}
+	return int64(n)
+}
 
 // At returns the i-th message (0 <= i < Len), oldest first.
 func (l *msgLog) At(i int) *messages.Message {
@@ -47,6 +65,7 @@ func (l *msgLog) Append(m messages.Message) {
 	}
 	l.chunks[last] = append(c, m)
 	l.n++
+	l.bytes += msgBytes(&m)
 }
 
 // DropFront removes the k oldest messages (k <= Len) and lets their
@@ -55,6 +74,9 @@ func (l *msgLog) DropFront(k int) {
 	for k > 0 {
 		c := l.chunks[0]
 		end := min(len(c), l.head+k)
+		for i := l.head; i < end; i++ {
+			l.bytes -= msgBytes(&c[i])
+		}
 		clear(c[l.head:end])
 		k -= end - l.head
 		l.n -= end - l.head

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pulsar-relay/relay/messages"
@@ -13,9 +14,12 @@ import (
 // restart. Ids take their millisecond from the message's Timestamp and stay
 // strictly increasing per topic even when timestamps step back.
 type MemoryStore struct {
-	limits Limits
-	now    func() time.Time
-	idem   *idemTable
+	limits   Limits
+	now      func() time.Time
+	idem     *idemTable
+	maxBytes int64        // WithByteBudget; 0: none
+	bytes    atomic.Int64 // what all topics' messages take (msgBytes)
+	evicting atomic.Bool  // one evict at a time
 
 	mu     sync.RWMutex
 	topics map[string]*memTopic
@@ -41,9 +45,19 @@ type memTopic struct {
 type MemoryOption func(*memoryOptions)
 
 type memoryOptions struct {
-	now     func() time.Time
-	idemCap int
-	sweep   time.Duration
+	now      func() time.Time
+	idemCap  int
+	sweep    time.Duration
+	maxBytes int64
+}
+
+// WithByteBudget bounds what the messages of all topics take together
+// (RELAY_MEMORY_STORE_BYTES): past it, an append is followed by trimming
+// the oldest messages of the topics holding the most, down to seven eighths
+// of the budget. Trimmed messages are gone as if by retention (a resume
+// before them reports Truncated). n <= 0: no budget.
+func WithByteBudget(n int64) MemoryOption {
+	return func(o *memoryOptions) { o.maxBytes = n }
 }
 
 // WithSweepInterval sets how often the sweeper drops expired and
@@ -81,11 +95,12 @@ func NewMemoryStore(limits Limits, opts ...MemoryOption) *MemoryStore {
 		o.sweep = DefaultSweepInterval
 	}
 	s := &MemoryStore{
-		limits: limits,
-		now:    o.now,
-		idem:   newIdemTable(limits.idempotencyWindow(), o.idemCap),
-		topics: make(map[string]*memTopic),
-		stop:   make(chan struct{}),
+		limits:   limits,
+		now:      o.now,
+		idem:     newIdemTable(limits.idempotencyWindow(), o.idemCap),
+		maxBytes: max(o.maxBytes, 0),
+		topics:   make(map[string]*memTopic),
+		stop:     make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.sweeper(o.sweep)
@@ -130,7 +145,14 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 	if err != nil {
 		return 0, fmt.Errorf("memory store: append %q: %w", topic, err)
 	}
-	defer t.mu.Unlock()
+	before := t.msgs.Bytes()
+	defer func() {
+		s.bytes.Add(t.msgs.Bytes() - before)
+		t.mu.Unlock()
+		if s.maxBytes > 0 && s.bytes.Load() > s.maxBytes {
+			s.evict()
+		}
+	}()
 	now := s.now()
 	for i := range batch {
 		m := &batch[i]
@@ -170,6 +192,64 @@ func (s *MemoryStore) lockForAppend(topic string) (*memTopic, error) {
 		}
 		t.mu.Unlock()
 	}
+}
+
+// Bytes returns what the stored messages take (by msgBytes, bounded by
+// WithByteBudget), for a gauge.
+func (s *MemoryStore) Bytes() int64 { return s.bytes.Load() }
+
+// evict trims the topics that hold the most, oldest messages first, until
+// the store holds at most seven eighths of its byte budget: each step takes
+// at most half of the largest topic, so a topic flooded with large
+// messages pays first and a small topic keeps its history. One evict runs
+// at a time (others return: it already works for them); each topic is
+// locked only while it is trimmed.
+func (s *MemoryStore) evict() {
+	if !s.evicting.CompareAndSwap(false, true) {
+		return
+	}
+	defer s.evicting.Store(false)
+	target := s.maxBytes - s.maxBytes/8
+	for s.bytes.Load() > target {
+		t := s.largest()
+		if t == nil {
+			return
+		}
+		t.mu.Lock()
+		before := t.msgs.Bytes()
+		need := min(s.bytes.Load()-target, (before+1)/2)
+		drop, freed := 0, int64(0)
+		for drop < t.msgs.Len() && freed < need {
+			freed += msgBytes(t.msgs.At(drop))
+			drop++
+		}
+		if drop > 0 {
+			t.trimmed = t.msgs.At(drop - 1).ID
+			t.msgs.DropFront(drop)
+		}
+		s.bytes.Add(t.msgs.Bytes() - before)
+		t.mu.Unlock()
+		if drop == 0 {
+			return
+		}
+	}
+}
+
+// largest returns the topic whose messages take the most (nil: none).
+func (s *MemoryStore) largest() *memTopic {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var big *memTopic
+	var most int64
+	for _, t := range s.topics {
+		t.mu.RLock()
+		n := t.msgs.Bytes()
+		t.mu.RUnlock()
+		if n > most {
+			big, most = t, n
+		}
+	}
+	return big
 }
 
 // trim drops messages over the count cap or older than the retention.

@@ -45,8 +45,10 @@ func (s *MemoryStore) sweep() {
 	var empty []string
 	for i, t := range all {
 		t.mu.Lock()
+		before := t.msgs.Bytes()
 		t.trim(s.limits, now)
 		t.dropExpired(now)
+		s.bytes.Add(t.msgs.Bytes() - before)
 		if t.msgs.Len() == 0 {
 			empty = append(empty, names[i])
 		}

@@ -3,6 +3,7 @@ package persistence
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,6 +201,9 @@ func TestMemoryStoreSweeper(t *testing.T) {
 	if p := mustRange(t, s, "mixed", mixed[0].ID, 10); p.Truncated {
 		t.Errorf("expiry reported as Truncated")
 	}
+	if got, want := s.Bytes(), msgBytes(&mixed[1])+2*msgBytes(&mixed[1]); got != want { // "old" holds two of the same size
+		t.Errorf("Bytes after the ttl sweep = %d, want %d (three messages left)", got, want)
+	}
 
 	clock.Advance(time.Hour) // past the retention
 	eventually(t, 5*time.Second, func() string {
@@ -208,6 +212,9 @@ func TestMemoryStoreSweeper(t *testing.T) {
 		}
 		return ""
 	})
+	if b := s.Bytes(); b != 0 {
+		t.Errorf("Bytes = %d with nothing held", b)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -250,4 +257,53 @@ func TestMemoryStoreAppendRacesSweep(t *testing.T) {
 		}
 		tp.mu.Unlock()
 	}
+}
+
+// TestMemoryStoreByteBudget: a topic flooded with large messages past
+// WithByteBudget loses its oldest messages (a read from the start is
+// Truncated) and the store stays within the budget, while a small topic
+// written before the flood keeps every message. Bytes follows appends,
+// trims and the sweeper.
+func TestMemoryStoreByteBudget(t *testing.T) {
+	const budget = 256 << 10
+	s := NewMemoryStore(Limits{}, WithByteBudget(budget))
+	defer s.Close()
+	ctx := context.Background()
+	small := appendAll(t, s, "small", msgs(0, 5))
+	if got, want := s.Bytes(), sumBytes(small); got != want {
+		t.Fatalf("Bytes after 5 small messages = %d, want %d", got, want)
+	}
+	pad := strings.Repeat("x", 4<<10)
+	for i := range 200 { // about 850 KB: over three times the budget
+		m := messages.Message{Payload: []byte(fmt.Sprintf(`{"i":%d,"pad":%q}`, i, pad)), Timestamp: time.Now()}
+		if n, err := s.Append(ctx, "flood", []messages.Message{m}); n != 1 || err != nil {
+			t.Fatalf("flood append %d = %d, %v", i, n, err)
+		}
+		if b := s.Bytes(); b > budget+5<<10 {
+			t.Fatalf("after flood append %d the store holds %d bytes, over the budget %d by more than one message", i, b, budget)
+		}
+	}
+	page := mustRange(t, s, "flood", messages.ID{}, 1000)
+	if !page.Truncated || len(page.Messages) == 0 || len(page.Messages) >= 200 {
+		t.Fatalf("flood after the budget: %d messages, truncated %v; want the newest only, truncated", len(page.Messages), page.Truncated)
+	}
+	if last := page.Messages[len(page.Messages)-1]; !strings.Contains(string(last.Payload), `"i":199`) {
+		t.Fatalf("the newest flood message is gone: %s", last.Payload)
+	}
+	kept := mustRange(t, s, "small", messages.ID{}, 100)
+	assertIDs(t, "small topic after the flood", kept.Messages, idsOf(small))
+	if kept.Truncated {
+		t.Errorf("the small topic reports Truncated")
+	}
+	if got, want := s.Bytes(), sumBytes(kept.Messages)+sumBytes(page.Messages); got != want {
+		t.Errorf("Bytes = %d, want the sum of what is held, %d", got, want)
+	}
+}
+
+func sumBytes(ms []messages.Message) int64 {
+	var n int64
+	for i := range ms {
+		n += msgBytes(&ms[i])
+	}
+	return n
 }

@@ -39,6 +39,10 @@ type config struct {
 	// MemoryLimit is the Go runtime's soft memory limit in bytes
 	// (RELAY_MEMORY_LIMIT); 0 leaves it alone (GOMEMLIMIT, if set, applies).
 	MemoryLimit int64
+	// MemoryStoreBytes bounds what the memory store's messages take
+	// (RELAY_MEMORY_STORE_BYTES); past it the largest topics lose their
+	// oldest messages.
+	MemoryStoreBytes int64
 	Auth        auth.Config
 	// PoliciesFile is the per-topic policy file (RELAY_POLICIES_FILE),
 	// loaded at start and on SIGHUP; "" for none.
@@ -83,6 +87,7 @@ func (c *config) settings() []setting {
 		{"RELAY_HOT_TIER_RETENTION", dur(actors.DefaultHotTierRetention), "recent messages kept in memory per topic", duration(&c.Actors.HotTierRetention)},
 		{"RELAY_RETENTION", "24h", "how long the store keeps a topic's messages", duration(&c.Store.Retention)},
 		{"RELAY_MAX_MESSAGES_PER_TOPIC", "1000000", "messages kept per topic", intIn(&c.Store.MaxMessages, 1, 1<<40)},
+		{"RELAY_MEMORY_STORE_BYTES", "1073741824", "bytes the memory store's messages may take in all (payload, metadata and 256 per message); past it the topics holding the most lose their oldest messages, as by retention (a resume before them is truncated). Not used with Valkey", byteSize(&c.MemoryStoreBytes, 1<<20)},
 		{"RELAY_MAX_CONNECTIONS", "10000", "WebSocket connections per instance", intIn(&c.Gateway.MaxConnections, 1, 1<<30)},
 		{"RELAY_MAX_MESSAGE_SIZE", "1048576", "largest request body or WebSocket frame, bytes", func(v string) error {
 			var n int

@@ -213,7 +213,7 @@ func storeName(cfg *config) string {
 // RELAY_VALKEY_ADDR is set.
 func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (persistence.Store, error) {
 	if len(cfg.ValkeyAddrs) == 0 {
-		return persistence.NewMemoryStore(cfg.Store), nil
+		return persistence.NewMemoryStore(cfg.Store, persistence.WithByteBudget(cfg.MemoryStoreBytes)), nil
 	}
 	store, err := persistence.NewValkeyStore(ctx, persistence.ValkeyConfig{
 		Addrs:        cfg.ValkeyAddrs,
