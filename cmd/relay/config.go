@@ -43,7 +43,7 @@ type config struct {
 	// (RELAY_MEMORY_STORE_BYTES); past it the largest topics lose their
 	// oldest messages.
 	MemoryStoreBytes int64
-	Auth        auth.Config
+	Auth             auth.Config
 	// PoliciesFile is the per-topic policy file (RELAY_POLICIES_FILE),
 	// loaded at start and on SIGHUP; "" for none.
 	PoliciesFile string
