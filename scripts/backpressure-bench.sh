@@ -45,17 +45,14 @@ if [[ -z ${BP_NOBUILD:-} ]]; then
 	(cd "$REPO" && go build -o bin/relay ./cmd/relay)
 fi
 
+# stop_pid
+. "$REPO/scripts/bench-lib.sh"
+
 RELAY_PID=
-# stop_relay: TERM, then KILL after 10 s; only the relay this script started.
+# stop_relay: stop the relay this script started, if any.
 stop_relay() {
 	[[ -n $RELAY_PID ]] || return 0
-	kill -TERM "$RELAY_PID" 2>/dev/null || true
-	for _ in $(seq 1 100); do
-		kill -0 "$RELAY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$RELAY_PID" 2>/dev/null || true
-	wait "$RELAY_PID" 2>/dev/null || true
+	stop_pid "$RELAY_PID"
 	RELAY_PID=
 }
 trap stop_relay EXIT
