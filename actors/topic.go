@@ -300,17 +300,7 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 	if t.writing || t.catchingUp || len(t.pending) == 0 {
 		return
 	}
-	n := min(len(t.pending), t.cfg.maxBatch)
-	batch := slices.Clone(t.pending[:n])
-	clear(t.pending[:n])
-	t.pending = t.pending[n:]
-	if len(t.pending) == 0 {
-		t.pending = nil
-	}
-	msgs := make([]messages.Message, n)
-	for i, p := range batch {
-		msgs[i] = p.msg
-	}
+	batch, msgs := t.takeBatch(nil, nil) // fresh slices: the store holds them until done
 	t.writing = true
 	post, self := t.post, ctx.Self()
 	wctx, cancel := context.WithTimeout(t.storeCtx, t.cfg.storeTimeout)
@@ -325,9 +315,20 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 // message slices are the actor's own, reused: finishWrite copies what it
 // keeps (answers, ring entries, frames).
 func (t *topicActor) writeInline(ctx actor.Context) {
-	n := min(len(t.pending), t.cfg.maxBatch)
 	w := &t.inlineWrite
-	w.batch = append(w.batch[:0], t.pending[:n]...)
+	w.batch, w.msgs = t.takeBatch(w.batch, w.msgs)
+	t.writing = true
+	w.n, w.err = t.store.Append(t.storeCtx, t.name, w.msgs)
+	t.finishWrite(ctx, w)
+	clear(w.batch)
+	clear(w.msgs)
+}
+
+// takeBatch moves the next batch of pending publishes (at most maxBatch)
+// into batch[:0] and their messages into msgs[:0], and returns both.
+func (t *topicActor) takeBatch(batch []*publish, msgs []messages.Message) ([]*publish, []messages.Message) {
+	n := min(len(t.pending), t.cfg.maxBatch)
+	batch = append(slices.Grow(batch[:0], n), t.pending[:n]...)
 	clear(t.pending[:n])
 	switch {
 	case n < len(t.pending):
@@ -337,15 +338,11 @@ func (t *topicActor) writeInline(ctx actor.Context) {
 	default:
 		t.pending = nil // let a burst's large queue go
 	}
-	w.msgs = w.msgs[:0]
-	for _, p := range w.batch {
-		w.msgs = append(w.msgs, p.msg)
+	msgs = slices.Grow(msgs[:0], n)
+	for _, p := range batch {
+		msgs = append(msgs, p.msg)
 	}
-	t.writing = true
-	w.n, w.err = t.store.Append(t.storeCtx, t.name, w.msgs)
-	t.finishWrite(ctx, w)
-	clear(w.batch)
-	clear(w.msgs)
+	return batch, msgs
 }
 
 // finishWrite acknowledges and delivers a finished write, in id order, then
