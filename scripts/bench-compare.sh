@@ -576,6 +576,8 @@ fi
 # say where each server's CPU goes (Go binaries carry their symbols; perf
 # needs no change to either server).
 PROFILED=()
+PROF_DIR=$WORK/owners
+mkdir -p "$PROF_DIR"
 profile_run() {
 	local label=$1 engine=$2 secs=$3 target
 	shift 3
@@ -610,6 +612,13 @@ profile_run() {
 			printf "| %s | %s | `%s` |\n", c, s, $0}' "$WORK/$tag.children" >"$WORK/$tag.top"
 		awk '/%/ && !/^#/ {printf "%s %s; ", $2, $1}' "$WORK/$tag.dsos" >"$WORK/$tag.dso"
 		awk '!found && $0 ~ /\] syscall\.write +-/ {print $1; found=1}' "$WORK/$tag.all" >"$WORK/$tag.write"
+		# Self time by owner (scripts/perf-owners.py): the server's own
+		# packages against the libraries, Go's runtime and the kernel.
+		local own=github.com/pulsar-relay/relay/
+		[[ $target == centrifugo ]] && own=github.com/centrifugal/
+		perf report -i "$WORK/$tag.perf" --stdio --no-children --sort symbol -g none >"$WORK/$tag.self" 2>/dev/null &&
+			python3 "$REPO/scripts/perf-owners.py" "$WORK/$tag.self" --own "$own" >"$PROF_DIR/$label.$target.json" 2>>"$LOGS/$tag.perf.log" ||
+			rm -f "$PROF_DIR/$label.$target.json"
 		PROFILED+=("$label.$target")
 	done
 }
@@ -618,8 +627,10 @@ if ! wanted profile; then
 	:
 elif command -v perf >/dev/null; then
 	profile_run fanout-memory memory 8 "${FANOUT[@]}"
+	profile_run many-topics-memory memory 6 "${MANY[@]}"
 	if [[ -n $VALKEY_PORT ]]; then
 		profile_run ingest-valkey valkey 4 "${INGEST[@]}"
+		profile_run ingest-valkey-1topic valkey 4 "${INGEST_1TOPIC[@]}"
 	fi
 else
 	note "perf is not installed: no CPU profiles (apt-get install linux-perf)"
@@ -812,8 +823,8 @@ EOF
 ## Where the server CPU goes
 
 One extra run of a scenario per server with \`perf record -F 499 -g -p PID -- sleep N\`
-while it works (fanout-memory: 8 s of delivery; ingest-valkey: 4 s of
-publishing). Cumulative share of the sampled CPU (the function and everything
+while it works (fanout-memory: 8 s of delivery; many-topics-memory: 6 s;
+ingest-valkey and ingest-valkey-1topic: 4 s of publishing). Cumulative share of the sampled CPU (the function and everything
 it calls) and self share, user-space functions at 4% or more; the split by
 binary shows how much is kernel time (on loopback the kernel's send path also
 carries the receiver's TCP work).
@@ -828,6 +839,7 @@ EOF
 			cat "$WORK/profile.$p.top"
 			printf '\n'
 		done
+		python3 "$REPO/scripts/bench-bounds.py" "$PROF_DIR" "$RES" "$WORK/ws-floor" "$(nproc)" 2>>"$LOGS/bounds.err" || true
 	fi
 	if [[ -s $REPO/bench/NOTES.md ]]; then
 		printf '\n'
