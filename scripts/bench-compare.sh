@@ -19,7 +19,7 @@
 #
 # Environment:
 #   BENCH_RUNS=3          runs per scenario and target (medians need >= 3)
-#   BENCH_BUDGET_S=960    no new run starts after this many seconds
+#   BENCH_BUDGET_S=1100   no new run starts after this many seconds
 #   BENCH_OUT=BENCHMARKS.md   where to write the report (relative paths: to the repo root)
 #   BENCH_KEEP=1          keep the temp dir (binaries, logs, JSON reports)
 #   CENTRIFUGO_BIN=path   use this Centrifugo binary instead of installing one
@@ -38,7 +38,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
-BUDGET=${BENCH_BUDGET_S:-960}
+BUDGET=${BENCH_BUDGET_S:-1100}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 [[ $OUT == /* ]] || OUT="$REPO/$OUT"
 CF_VERSION=v6.9.1
@@ -415,7 +415,28 @@ idle_large() {
 }
 
 log "memory engines"
-AFTER_PAIR=ws_floor_run scenario fanout-memory memory "${FANOUT[@]}"
+# fanout_1p_run: the relay once more on fanout-memory with GOMAXPROCS=1,
+# right after the floor: one P runs the topic actor and the connection
+# actors it wakes, so no frame crosses between cores. Set against the same
+# floor, it separates the relay's code path from the cost of handing each
+# delivery to the other core. Reports go to $ONEP_DIR (not a side-by-side
+# scenario).
+ONEP_DIR=$WORK/one-p
+ONEP_RUN=0
+fanout_1p_run() {
+	mkdir -p "$ONEP_DIR"
+	ONEP_RUN=$((ONEP_RUN + 1))
+	RELAY_EXTRA_ENV=(GOMAXPROCS=1)
+	if run_one fanout-memory-1p relay memory "$ONEP_RUN" "${FANOUT[@]}"; then
+		mv "$RES/fanout-memory-1p.relay.$ONEP_RUN.json" "$ONEP_DIR/"
+	fi
+	RELAY_EXTRA_ENV=()
+}
+after_fanout_pair() {
+	ws_floor_run
+	fanout_1p_run
+}
+AFTER_PAIR=after_fanout_pair scenario fanout-memory memory "${FANOUT[@]}"
 scenario ingest-memory memory "${INGEST[@]}"
 scenario idle-10k memory "${IDLE[@]}"
 idle_large
@@ -519,13 +540,19 @@ fi
 # net/http handler, the relay and Centrifugo under wrk -t1 -c32, and one
 # loop writing a 180 B WebSocket frame to 1,000 loopback sockets.
 FLOOR_MD=""
+# Self time by owner of the profiled runs (scripts/perf-owners.py), read by
+# scripts/bench-bounds.py: the floor script's relay run and profile_run's.
+PROF_DIR=$WORK/owners
+mkdir -p "$PROF_DIR"
+FLOOR_PROF=()
+wanted profile && FLOOR_PROF=(FLOOR_PROFILE_DIR="$PROF_DIR")
 if wanted floor && command -v wrk >/dev/null; then
 	if (($(elapsed) > BUDGET)); then
 		note "floors skipped: time budget of ${BUDGET}s used up"
 	else
 		log "floors (scripts/bench-floor.sh)"
 		FLOOR_MD="$WORK/floor.md"
-		FLOOR_ROUNDS=$RUNS FLOOR_SECONDS=6 FLOOR_RELAY_BINS="relay=$RELAY" FLOOR_CENTRIFUGO_BIN="$CF" \
+		env "${FLOOR_PROF[@]}" FLOOR_ROUNDS=$RUNS FLOOR_SECONDS=6 FLOOR_RELAY_BINS="relay=$RELAY" FLOOR_CENTRIFUGO_BIN="$CF" \
 			bash "$REPO/scripts/bench-floor.sh" >"$FLOOR_MD" 2>"$LOGS/floor.err" ||
 			{ note "bench-floor failed: $(tail -n 2 "$LOGS/floor.err" | tr '\n' ' ')"; FLOOR_MD=""; }
 	fi
@@ -576,8 +603,6 @@ fi
 # say where each server's CPU goes (Go binaries carry their symbols; perf
 # needs no change to either server).
 PROFILED=()
-PROF_DIR=$WORK/owners
-mkdir -p "$PROF_DIR"
 profile_run() {
 	local label=$1 engine=$2 secs=$3 target
 	shift 3
@@ -779,12 +804,12 @@ EOF
 		printf '\n## Floors: what this machine costs without the relay\n\n'
 	fi
 	if [[ -s $WORK/ws-floor ]]; then
-		python3 - "$WORK/ws-floor" "$RES" <<'PY' || true
+		python3 - "$WORK/ws-floor" "$RES" "$ONEP_DIR" <<'PY' || true
 import glob, json, os, statistics, sys
 floor = [float(x) for x in open(sys.argv[1]).read().split()]
-def med(target):
+def med(target, d=sys.argv[2], label="fanout-memory"):
     vals = []
-    for f in glob.glob(os.path.join(sys.argv[2], f"fanout-memory.{target}.*.json")):
+    for f in glob.glob(os.path.join(d, f"{label}.{target}.*.json")):
         v = json.load(open(f)).get("cpu_us_per_delivery")
         if v:
             vals.append(v)
@@ -798,6 +823,9 @@ for name, target in (("relay", "relay"), ("Centrifugo", "centrifugo")):
     m = med(target)
     if m is not None:
         print(f"| {name} | {m:.2f} | {m / f:.2f}x |")
+m = med("relay", sys.argv[3], "fanout-memory-1p")
+if m is not None:
+    print(f"| relay with GOMAXPROCS=1 (one P: no hand-off between cores; run after each floor) | {m:.2f} | {m / f:.2f}x |")
 print()
 PY
 	fi

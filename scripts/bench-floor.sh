@@ -17,7 +17,7 @@
 # instead of one built from this checkout: before/after figures),
 # FLOOR_CENTRIFUGO_BIN=path (also measure Centrifugo's HTTP API publish,
 # memory engine with history, configured as bench-compare.sh does),
-# FLOOR_SKIP_RELAY=1, FLOOR_SKIP_WS=1. Bounded: about
+# FLOOR_SKIP_RELAY=1, FLOOR_SKIP_WS=1, FLOOR_PROFILE_DIR=dir (see below). Bounded: about
 # ROUNDS*2*(SECONDS+3) + 20 s.
 set -euo pipefail
 
@@ -115,6 +115,31 @@ CFEOF
 			kill "$pid"; wait "$pid" 2>/dev/null || true
 		done
 	done
+fi
+
+# With FLOOR_PROFILE_DIR set (bench-compare's profile section): one more
+# wrk run of the first relay under `perf record`, after the measured rounds
+# (perf's own cost stays out of the figures), split by owner with
+# scripts/perf-owners.py into DIR/http-ingest.relay.json, and the medians
+# "floor relay" CPU µs/request into DIR/http-ingest.cpu (scripts/bench-bounds.py).
+if [[ -n ${FLOOR_PROFILE_DIR:-} && -s $WORK/http && ${#RELAY_NAMES[@]} -gt 0 ]] && command -v perf >/dev/null; then
+	name=${RELAY_NAMES[0]}
+	port=$(free_port)
+	env RELAY_HTTP_ADDR="127.0.0.1:$port" RELAY_LOG_LEVEL=warn ${FLOOR_RELAY_ENV:-} "${RELAYS[$name]}" serve >"$WORK/relay.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	if wait_port "$port"; then
+		wrk -t1 -c32 -d"$((SECS + 2))s" -s "$REPO/scripts/wrk-publish.lua" "http://127.0.0.1:$port" -- "$TOPICS" "" relay >/dev/null 2>&1 &
+		wpid=$!
+		sleep 1
+		timeout $((SECS + 20)) perf record -F 499 -g -p "$pid" -o "$WORK/http.perf" -- sleep "$SECS" >/dev/null 2>&1 || true
+		wait "$wpid" || true
+		perf report -i "$WORK/http.perf" --stdio --no-children --sort symbol -g none >"$WORK/http.self" 2>/dev/null &&
+			python3 "$REPO/scripts/perf-owners.py" "$WORK/http.self" --own github.com/pulsar-relay/relay/ >"$FLOOR_PROFILE_DIR/http-ingest.relay.json" ||
+			rm -f "$FLOOR_PROFILE_DIR/http-ingest.relay.json"
+		echo "$(awk '$1=="floor" {print $3}' "$WORK/http" | median) $(awk -v t="$name" '$1==t {print $3}' "$WORK/http" | median)" >"$FLOOR_PROFILE_DIR/http-ingest.cpu"
+	fi
+	kill "$pid"; wait "$pid" 2>/dev/null || true
 fi
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
