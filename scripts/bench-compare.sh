@@ -14,7 +14,7 @@
 #      summarize`) and writes BENCHMARKS.md.
 #
 # Bounded: a run never starts after BUDGET seconds from the start (default
-# 960 s, so the whole script ends under 20 minutes); skipped runs are
+# 1100 s, so the whole script ends under 20 minutes); skipped runs are
 # listed in BENCHMARKS.md. Every server it started is stopped on exit.
 #
 # Environment:
