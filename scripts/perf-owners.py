@@ -54,8 +54,9 @@ GC = re.compile(
 def standard(sym):
     """Whether sym is in Go's standard library: its import path's first
     element has no dot (net/http, internal/poll, sync), unlike a module's
-    (github.com/...)."""
-    if sym.startswith("vendor/") or sym.startswith("golang.org/x/"):
+    (github.com/..., golang.org/x/...). vendor/ is the standard library's
+    own copy of golang.org/x packages."""
+    if sym.startswith("vendor/"):
         return True
     if "/" in sym:
         return "." not in sym.split("/")[0]
