@@ -18,6 +18,8 @@
 // /health is probed every 100 ms on a keep-alive connection opened before
 // the attack (the latency an established client sees), and once a second on
 // a fresh connection (which a connection cap may refuse: counted apart).
+// When the attack ends its connections close all at once; the keep-alive
+// probe then runs every 20 ms for 2 s, reported apart (the teardown).
 package main
 
 import (
@@ -416,8 +418,10 @@ type prober struct {
 	rss       []int64 // kB
 	rssStart  int64
 	rssEnd    int64
-	aborted   time.Duration // when -max-rss stopped the attack; 0: it did not
-	slow      []string      // "at 12.3s: 143ms": when each probe over 100 ms was sent
+	aborted   time.Duration   // when -max-rss stopped the attack; 0: it did not
+	slow      []string        // "at 12.3s: 143ms": when each probe over 100 ms was sent
+	after     []time.Duration // keep-alive probes in the 2 s after the attack that answered 200
+	afterFail int
 }
 
 func newProber(o options) *prober {
@@ -457,8 +461,8 @@ func (p *prober) run(ctx context.Context, abort context.CancelFunc) {
 	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
-			time.Sleep(2 * time.Second) // what the relay holds just after
-			p.rssEnd = rssKB(p.o.pid)
+			p.teardown()
+			p.rssEnd = rssKB(p.o.pid) // what the relay holds 2 s after
 			return
 		case <-tick.C:
 		}
@@ -494,6 +498,23 @@ func (p *prober) run(ctx context.Context, abort context.CancelFunc) {
 			}
 			p.mu.Unlock()
 		}
+	}
+}
+
+// teardown probes every 20 ms for 2 s from the attack's end, while the
+// attacker's connections close.
+func (p *prober) teardown() {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); <-tick.C {
+		d, err := p.health(p.client)
+		p.mu.Lock()
+		if err != nil {
+			p.afterFail++
+		} else {
+			p.after = append(p.after, d)
+		}
+		p.mu.Unlock()
 	}
 }
 
@@ -559,6 +580,16 @@ func report(o options, st *stats, p *prober) {
 		fmt.Printf("health keep-alive failures: %v\n", p.failWhy)
 	}
 	fmt.Printf("health fresh connection: ok=%d refused=%v\n", p.freshOK, p.freshFail)
+	var afterMax time.Duration
+	afterOver := 0
+	for _, d := range p.after {
+		afterMax = max(afterMax, d)
+		if d > 100*time.Millisecond {
+			afterOver++
+		}
+	}
+	fmt.Printf("health after the attack (every 20 ms for 2 s, as its connections close): probes=%d failed=%d max=%s over_100ms=%d\n",
+		len(p.after)+p.afterFail, p.afterFail, afterMax.Round(10*time.Microsecond), afterOver)
 	keys := make([]string, 0, len(st.codes))
 	for k := range st.codes {
 		keys = append(keys, k)
