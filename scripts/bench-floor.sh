@@ -67,6 +67,12 @@ wait_port() {
 	return 1
 }
 
+# start_relay NAME PORT: start relay build NAME on PORT in the background
+# (memory store, FLOOR_RELAY_ENV); $! is its pid.
+start_relay() {
+	env RELAY_HTTP_ADDR="127.0.0.1:$2" RELAY_LOG_LEVEL=warn ${FLOOR_RELAY_ENV:-} "${RELAYS[$1]}" serve >"$WORK/relay.log" 2>&1 &
+}
+
 # wrk_run NAME PID PORT [TARGET]: one wrk run; prints "NAME req/s cpu-us/req non2xx".
 wrk_run() {
 	local name=$1 pid=$2 port=$3 target=${4:-relay}
@@ -104,7 +110,7 @@ if [[ ${FLOOR_SKIP_HTTP:-0} != 1 ]]; then
 CFEOF
 				"$FLOOR_CENTRIFUGO_BIN" -c "$WORK/cf.json" >"$WORK/relay.log" 2>&1 &
 			else
-				env RELAY_HTTP_ADDR="127.0.0.1:$port" RELAY_LOG_LEVEL=warn ${FLOOR_RELAY_ENV:-} "${RELAYS[$target]}" serve >"$WORK/relay.log" 2>&1 &
+				start_relay "$target" "$port"
 			fi
 			pid=$!
 			PIDS+=("$pid")
@@ -125,7 +131,7 @@ fi
 if [[ -n ${FLOOR_PROFILE_DIR:-} && -s $WORK/http && ${#RELAY_NAMES[@]} -gt 0 ]] && command -v perf >/dev/null; then
 	name=${RELAY_NAMES[0]}
 	port=$(free_port)
-	env RELAY_HTTP_ADDR="127.0.0.1:$port" RELAY_LOG_LEVEL=warn ${FLOOR_RELAY_ENV:-} "${RELAYS[$name]}" serve >"$WORK/relay.log" 2>&1 &
+	start_relay "$name" "$port"
 	pid=$!
 	PIDS+=("$pid")
 	if wait_port "$port"; then
