@@ -78,14 +78,16 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 	}
 	indexed := m.connIdx.add(c) // for the admin view (policy_admin.go)
 	c.flusher = m.flusher
-	props := actor.PropsFromProducer(func() actor.Actor { return c }, actor.WithDispatcher(m.dispatcher))
+	mb := newConnMailbox()
+	props := actor.PropsFromProducer(func() actor.Actor { return c },
+		actor.WithDispatcher(m.dispatcher), actor.WithMailbox(func() actor.Mailbox { return mb }))
 	pid, err := m.conns.SpawnNamed(props, "conn/"+id)
 	if err != nil {
 		c.onStop()
 		return nil, fmt.Errorf("spawn connection: %w: %w", messages.ErrUnavailable, err)
 	}
 	obs, log := m.cfg.Observer, m.log
-	c.outbox = newConnOutbox(&m.cfg, m.post, pid, func() {
+	c.outbox = newConnOutbox(&m.cfg, m.post, pid, mb, func() {
 		obs.SlowConsumerDisconnected()
 		log.Warn("slow consumer: outgoing queue full, disconnecting", "conn", id)
 	})

@@ -51,13 +51,14 @@ func newOutbox(maxMsgs, maxBytes int, policy SlowConsumerPolicy, wake, overflow 
 	return &outbox{maxMsgs: maxMsgs, maxBytes: maxBytes, policy: policy, wake: wake, overflow: overflow}
 }
 
-// newConnOutbox returns the outbox of connection actor pid. The first push
-// into an empty outbox wakes the actor with one flushCmd (the hop from a
-// topic actor to a connection actor); an overflow under PolicyDisconnect
-// calls onOverflow once and sends the actor overflowCmd.
-func newConnOutbox(cfg *Config, post poster, pid *actor.PID, onOverflow func()) *outbox {
+// newConnOutbox returns the outbox of connection actor pid, whose mailbox
+// is mb. The first push into an empty outbox wakes the actor with one
+// flushCmd (the hop from a topic actor to a connection actor); an overflow
+// under PolicyDisconnect calls onOverflow once and sends the actor
+// overflowCmd.
+func newConnOutbox(cfg *Config, post poster, pid *actor.PID, mb *connMailbox, onOverflow func()) *outbox {
 	return newOutbox(cfg.ConnectionQueueSize, cfg.ConnectionQueueBytes, cfg.SlowConsumerPolicy,
-		func() { post.Send(pid, theFlush) },
+		mb.wake,
 		func() {
 			onOverflow()
 			post.Send(pid, theOverflow)
