@@ -27,7 +27,7 @@ type wsConn struct {
 	c          *websocket.Conn
 	s          *Server
 	opened     time.Time
-	writeStart atomic.Int64 // unix nanos of the write in progress; 0 when none
+	writeStart atomic.Int64 // 1 + nanoseconds from opened to the start of the write in progress; 0 when none (see stamp)
 	subscribed atomic.Bool
 	closed     atomic.Bool
 	pinging    atomic.Bool
@@ -44,7 +44,7 @@ var _ actors.Sink = (*wsConn)(nil)
 // a close frame was sent, or when more than maxHeldBytes were held and
 // writing them failed.
 func (w *wsConn) Write(frame []byte) error {
-	w.writeStart.Store(time.Now().UnixNano())
+	w.writeStart.Store(w.stamp())
 	err := w.out.writeText(frame)
 	w.writeStart.Store(0)
 	return err
@@ -53,11 +53,16 @@ func (w *wsConn) Write(frame []byte) error {
 // Flush implements actors.Sink: it writes what the Writes since the last
 // Flush held, in one write(2), bounded in time by the sweeper's WriteTimeout.
 func (w *wsConn) Flush() error {
-	w.writeStart.Store(time.Now().UnixNano())
+	w.writeStart.Store(w.stamp())
 	err := w.out.flush()
 	w.writeStart.Store(0)
 	return err
 }
+
+// stamp is writeStart's value for a write starting now: one monotonic
+// clock read (time.Now reads two clocks, and Write and Flush run once per
+// delivery at low rates).
+func (w *wsConn) stamp() int64 { return int64(time.Since(w.opened)) + 1 }
 
 // Close implements actors.Sink: the close handshake runs on its own
 // goroutine (it waits for the peer), tracked so shutdown waits for it.
@@ -268,7 +273,7 @@ func (s *Server) check(ws *wsConn, now time.Time, ping bool) {
 	if ws.closed.Load() {
 		return
 	}
-	if t := ws.writeStart.Load(); t != 0 && now.Sub(time.Unix(0, t)) > s.cfg.WriteTimeout {
+	if t := ws.writeStart.Load(); t != 0 && now.Sub(ws.opened)-time.Duration(t-1) > s.cfg.WriteTimeout {
 		s.log.Info("closing connection: write timed out", "request_id", ws.reqID)
 		ws.closed.Store(true)
 		ws.c.CloseNow()
