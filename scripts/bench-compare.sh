@@ -440,7 +440,22 @@ AFTER_PAIR=after_fanout_pair scenario fanout-memory memory "${FANOUT[@]}"
 scenario ingest-memory memory "${INGEST[@]}"
 scenario idle-10k memory "${IDLE[@]}"
 idle_large
-scenario many-topics-memory memory "${MANY[@]}"
+# nogc_run: the relay once more on many-topics-memory with GOGC=off (heap
+# never collected over a run this short) after each pair: what the relay
+# costs, and how late its slowest deliveries are, without the garbage
+# collector's mark phases, in the same minutes. Reports go to $NOGC_DIR.
+NOGC_DIR=$WORK/no-gc
+NOGC_RUN=0
+nogc_run() {
+	mkdir -p "$NOGC_DIR"
+	NOGC_RUN=$((NOGC_RUN + 1))
+	RELAY_EXTRA_ENV=(GOGC=off)
+	if run_one many-topics-memory-nogc relay memory "$NOGC_RUN" "${MANY[@]}"; then
+		mv "$RES/many-topics-memory-nogc.relay.$NOGC_RUN.json" "$NOGC_DIR/"
+	fi
+	RELAY_EXTRA_ENV=()
+}
+AFTER_PAIR=nogc_run scenario many-topics-memory memory "${MANY[@]}"
 if ! wanted ingest-bulk-memory; then
 	:
 elif relay_has_bulk; then
@@ -826,6 +841,34 @@ for name, target in (("relay", "relay"), ("Centrifugo", "centrifugo")):
 m = med("relay", sys.argv[3], "fanout-memory-1p")
 if m is not None:
     print(f"| relay with GOMAXPROCS=1 (one P: no hand-off between cores; run after each floor) | {m:.2f} | {m / f:.2f}x |")
+print()
+PY
+	fi
+	if compgen -G "$NOGC_DIR/*.json" >/dev/null; then
+		python3 - "$RES" "$NOGC_DIR" <<'PY' || true
+import glob, json, os, statistics, sys
+def med(d, label, target, key):
+    vals = [json.load(open(f)).get(key) for f in glob.glob(os.path.join(d, f"{label}.{target}.*.json"))]
+    vals = [v for v in vals if v]
+    return (statistics.median(vals), len(vals)) if vals else (None, 0)
+rows = [("relay", sys.argv[1], "many-topics-memory", "relay"),
+        ("relay with GOGC=off (run after each pair)", sys.argv[2], "many-topics-memory-nogc", "relay"),
+        ("Centrifugo", sys.argv[1], "many-topics-memory", "centrifugo")]
+cf_cpu, _ = med(sys.argv[1], "many-topics-memory", "centrifugo", "cpu_us_per_delivery")
+cf_p99, _ = med(sys.argv[1], "many-topics-memory", "centrifugo", "latency_p99_ms")
+print("\n## Many topics with the garbage collector off (relay only), same minutes\n")
+print("The relay ran many-topics-memory once more with `GOGC=off` after each relay/Centrifugo pair:")
+print("the same work without the collector's mark phases (the heap is not collected over a run")
+print("this short). Ratios are to Centrifugo's medians at its defaults.\n")
+print("| server | runs | CPU µs/delivery | vs Centrifugo | latency p99 ms | vs Centrifugo |\n|---|---:|---:|---:|---:|---:|")
+for name, d, label, target in rows:
+    cpu, n = med(d, label, target, "cpu_us_per_delivery")
+    p99, _ = med(d, label, target, "latency_p99_ms")
+    if cpu is None:
+        continue
+    rc = f"{cpu / cf_cpu:.2f}x" if cf_cpu else "—"
+    rp = f"{p99 / cf_p99:.2f}x" if cf_p99 and p99 else "—"
+    print(f"| {name} | {n} | {cpu:.2f} | {rc} | {p99:.2f} | {rp} |")
 print()
 PY
 	fi
