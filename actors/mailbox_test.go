@@ -54,13 +54,13 @@ func name(msg any) string {
 	return fmt.Sprint(msg)
 }
 
-func newTestMailbox() (*connMailbox, *manualDispatcher, *recordingInvoker) {
-	m, d, inv := newConnMailbox(), &manualDispatcher{}, &recordingInvoker{}
+func newTestMailbox() (*mailbox, *manualDispatcher, *recordingInvoker) {
+	m, d, inv := newMailbox(theFlush), &manualDispatcher{}, &recordingInvoker{}
 	m.RegisterHandlers(inv, d)
 	return m, d, inv
 }
 
-func TestConnMailboxKeepsPostingOrderWithTheWakeFlag(t *testing.T) {
+func TestMailboxKeepsPostingOrderWithTheWakeFlag(t *testing.T) {
 	m, d, inv := newTestMailbox()
 	m.wake() // flag: the queue is empty
 	m.wake() // coalesced with the waiting one
@@ -91,7 +91,7 @@ func TestConnMailboxKeepsPostingOrderWithTheWakeFlag(t *testing.T) {
 	}
 }
 
-func TestConnMailboxSystemFirstAndSuspension(t *testing.T) {
+func TestMailboxSystemFirstAndSuspension(t *testing.T) {
 	m, d, inv := newTestMailbox()
 	m.PostUserMessage("a")
 	m.PostSystemMessage(&actor.SuspendMailbox{})
@@ -114,7 +114,7 @@ func TestConnMailboxSystemFirstAndSuspension(t *testing.T) {
 	}
 }
 
-func TestConnMailboxEscalatesAPanicAndGoesOn(t *testing.T) {
+func TestMailboxEscalatesAPanicAndGoesOn(t *testing.T) {
 	m, d, inv := newTestMailbox()
 	inv.panicOn = "bad"
 	m.PostUserMessage("bad")
@@ -130,8 +130,8 @@ func TestConnMailboxEscalatesAPanicAndGoesOn(t *testing.T) {
 	}
 }
 
-func TestConnMailboxConcurrentPostsAllRun(t *testing.T) {
-	m := newConnMailbox()
+func TestMailboxConcurrentPostsAllRun(t *testing.T) {
+	m := newMailbox(theFlush)
 	inv := &recordingInvoker{}
 	m.RegisterHandlers(inv, actor.NewDefaultDispatcher(300))
 	const posters, each = 4, 500
@@ -179,5 +179,65 @@ func TestConnMailboxConcurrentPostsAllRun(t *testing.T) {
 	}
 	if n != posters*each {
 		t.Fatalf("ran %d user messages, want %d", n, posters*each)
+	}
+}
+
+func TestMailboxPostHereRunsOnTheCallerWhenIdle(t *testing.T) {
+	m, d, inv := newTestMailbox()
+	m.postHere("a", 32)
+	if fmt.Sprint(inv.got) != "[a]" || len(d.runs) != 0 {
+		t.Fatalf("idle mailbox: invoked %v, %d runs scheduled; want [a] on the caller, none scheduled", inv.got, len(d.runs))
+	}
+	if m.status.Load() != mailboxIdle || m.UserMessageCount() != 0 {
+		t.Fatal("mailbox not idle and empty after postHere ran it")
+	}
+
+	// A run is scheduled (not yet running): postHere only queues.
+	m.PostUserMessage("b")
+	m.postHere("c", 32)
+	if fmt.Sprint(inv.got) != "[a]" || len(d.runs) != 1 {
+		t.Fatalf("with a run scheduled: invoked %v, %d runs; want nothing more on the caller, 1 run", inv.got, len(d.runs))
+	}
+	d.runAll()
+	if fmt.Sprint(inv.got) != "[a b c]" {
+		t.Fatalf("invoked %v, want [a b c]", inv.got)
+	}
+}
+
+func TestMailboxPostHereHandsTheRestToTheDispatcher(t *testing.T) {
+	m, d, inv := newTestMailbox()
+	// Messages queued while idle (as by a concurrent poster that lost the
+	// race to schedule), then postHere with a limit of 2.
+	m.mu.Lock()
+	m.user = append(m.user, "x", "y", "z")
+	m.pending.Add(3)
+	m.mu.Unlock()
+	m.postHere("w", 2)
+	if fmt.Sprint(inv.got) != "[x y]" || len(d.runs) != 1 {
+		t.Fatalf("invoked %v on the caller with %d runs scheduled; want [x y] and 1 run for the rest", inv.got, len(d.runs))
+	}
+	d.runAll()
+	if fmt.Sprint(inv.got) != "[x y z w]" {
+		t.Fatalf("invoked %v, want [x y z w]", inv.got)
+	}
+}
+
+func TestMailboxPostHereAfterAPanicLeavesTheRestToTheSupervisor(t *testing.T) {
+	m, d, inv := newTestMailbox()
+	inv.panicOn = "bad"
+	m.mu.Lock()
+	m.user = append(m.user, "bad")
+	m.pending.Add(1)
+	m.mu.Unlock()
+	m.postHere("after", 32)
+	if len(inv.escalated) != 1 {
+		t.Fatalf("escalated %v, want the panic", inv.escalated)
+	}
+	if len(d.runs) != 1 {
+		t.Fatalf("%d runs scheduled after the panic, want 1 for what is left", len(d.runs))
+	}
+	d.runAll()
+	if fmt.Sprint(inv.got) != "[after]" {
+		t.Fatalf("invoked %v, want [after]", inv.got)
 	}
 }

@@ -82,7 +82,10 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	m.reg.spawn = func(topic string, e *topicEntry, name string) (*actor.PID, error) {
 		t := newTopicActor(deps, topic, e)
 		t.applyPolicy(m.EffectivePolicy(topic)) // under reg.mu: see SetPolicies
-		return topics.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return t }, actor.WithDispatcher(m.dispatcher)), name)
+		mb := newMailbox(nil)
+		e.mb = mb // before the entry is published (registry.entry)
+		return topics.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return t },
+			actor.WithDispatcher(m.dispatcher), actor.WithMailbox(func() actor.Mailbox { return mb })), name)
 	}
 
 	m.connDeps = &connDeps{
@@ -124,7 +127,7 @@ func (m *TopicManager) onSupervisorEvent(ev *actor.SupervisorEvent) {
 // first message (Duplicate set). Publish never waits on subscribers.
 func (m *TopicManager) Publish(ctx context.Context, msg messages.Message) (messages.Message, error) {
 	p := &publish{msg: msg, received: monoNow(), reply: make(chan publishResult, 1)}
-	if err := m.reg.route(msg.Topic, topicMailbox, p); err != nil {
+	if err := m.reg.routeHere(msg.Topic, topicMailbox, p); err != nil {
 		return messages.Message{}, fmt.Errorf("publish: %w", err)
 	}
 	select {
@@ -154,6 +157,8 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 	now := monoNow()
 	for i, msg := range msgs {
 		p := &publish{msg: msg, received: now, reply: reply, idx: i}
+		// route, not routeHere: queued together, a topic's messages are
+		// stored as one batch (and count against its mailbox bound together).
 		if err := m.reg.route(msg.Topic, topicMailbox, p); err != nil {
 			results[i].Err = fmt.Errorf("publish: %w", err)
 			answered[i] = true

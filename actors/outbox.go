@@ -56,7 +56,7 @@ func newOutbox(maxMsgs, maxBytes int, policy SlowConsumerPolicy, wake, overflow 
 // flushCmd (the hop from a topic actor to a connection actor); an overflow
 // under PolicyDisconnect calls onOverflow once and sends the actor
 // overflowCmd.
-func newConnOutbox(cfg *Config, post poster, pid *actor.PID, mb *connMailbox, onOverflow func()) *outbox {
+func newConnOutbox(cfg *Config, post poster, pid *actor.PID, mb *mailbox, onOverflow func()) *outbox {
 	return newOutbox(cfg.ConnectionQueueSize, cfg.ConnectionQueueBytes, cfg.SlowConsumerPolicy,
 		mb.wake,
 		func() {

@@ -17,7 +17,7 @@ import (
 // with an expired ctx; otherwise it means what Publish's result means.
 func (m *TopicManager) PublishWithin(ctx context.Context, msg messages.Message, timeout time.Duration) (messages.Message, error) {
 	p := &publish{msg: msg, received: monoNow(), reply: make(chan publishResult, 1)}
-	if err := m.reg.route(msg.Topic, int64(m.cfg.TopicMailboxSize), p); err != nil {
+	if err := m.reg.routeHere(msg.Topic, int64(m.cfg.TopicMailboxSize), p); err != nil {
 		return messages.Message{}, fmt.Errorf("publish: %w", err)
 	}
 	select { // answered before any timer is needed (a fast store)

@@ -45,6 +45,7 @@ type topicHome interface {
 // the topic's queue, and -1 marks the entry closed.
 type topicEntry struct {
 	pid      *actor.PID
+	mb       *mailbox // the actor's mailbox, for routeHere; nil: post to pid
 	inflight atomic.Int64
 	// Set by the topic actor from its policy (policy.go): the bound of its
 	// publish queue (route with limit topicMailbox) and its restart budget.
@@ -141,6 +142,22 @@ func (r *registry) forget(topic string, e *topicEntry) {
 func (r *registry) closing() bool { return r.closed.Load() }
 
 func (r *registry) route(topic string, limit int64, msg any) error {
+	return r.send(topic, limit, msg, false)
+}
+
+// routeHere is route for publishers: when the topic actor is idle, its
+// mailbox runs on the caller's goroutine (mailbox.postHere), at most
+// hereLimit messages. Callers hold no lock and are not an actor's run.
+func (r *registry) routeHere(topic string, limit int64, msg any) error {
+	return r.send(topic, limit, msg, true)
+}
+
+// hereLimit bounds the messages a publisher handles on its own goroutine
+// (its own and those queued behind it meanwhile) before the rest goes to
+// the dispatcher: its answer waits for at most that much of others' work.
+const hereLimit = 32
+
+func (r *registry) send(topic string, limit int64, msg any, here bool) error {
 	for range 100 {
 		e, err := r.entry(topic)
 		if err != nil {
@@ -151,6 +168,9 @@ func (r *registry) route(topic string, limit int64, msg any) error {
 			lim = e.mailbox.Load()
 		}
 		switch err := e.acquire(lim); {
+		case err == nil && here && e.mb != nil:
+			e.mb.postHere(msg, hereLimit)
+			return nil
 		case err == nil:
 			r.post.Send(e.pid, msg)
 			return nil
