@@ -11,7 +11,47 @@ import (
 const TimestampLayout = "2006-01-02T15:04:05.000000Z"
 
 // FormatTime renders t in TimestampLayout.
-func FormatTime(t time.Time) string { return t.UTC().Format(TimestampLayout) }
+func FormatTime(t time.Time) string {
+	var buf [len(TimestampLayout)]byte
+	return string(AppendTime(buf[:0], t))
+}
+
+// AppendTime appends t in TimestampLayout, as t.UTC().AppendFormat would
+// (fractions truncated to microseconds), without parsing the layout on
+// every call: every publish answer and every frame carries a timestamp,
+// and the generic formatter was about 2% of a publish's CPU.
+func AppendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, TimestampLayout)
+	}
+	hour, min, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, min, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond()/1000, 6)
+	return append(b, 'Z')
+}
+
+// appendDigits appends v, 0 <= v < 10^width, as width decimal digits.
+func appendDigits(b []byte, v, width int) []byte {
+	var d [6]byte
+	for i := width - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:width]...)
+}
 
 // Message is a stored message: what history, poll and replay return, and what
 // a "message" frame carries. A Message is immutable once stored; it is shared
@@ -102,7 +142,7 @@ func (m *Message) appendHead(b []byte) []byte {
 // appendTail appends the fields after the payload, and the closing brace.
 func (m *Message) appendTail(b []byte) []byte {
 	b = append(b, `,"timestamp":"`...)
-	b = m.Timestamp.UTC().AppendFormat(b, TimestampLayout)
+	b = AppendTime(b, m.Timestamp)
 	b = append(b, `","metadata":`...)
 	b = appendMetadata(b, m.Metadata)
 	return append(b, '}')
@@ -134,7 +174,7 @@ func (m *Message) AppendPublishResponse(b []byte) []byte {
 	b = append(b, `","topic":"`...)
 	b = append(b, m.Topic...)
 	b = append(b, `","timestamp":"`...)
-	b = m.Timestamp.UTC().AppendFormat(b, TimestampLayout)
+	b = AppendTime(b, m.Timestamp)
 	return append(b, "\"}\n"...)
 }
 

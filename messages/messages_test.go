@@ -2,6 +2,7 @@ package messages
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -88,5 +89,36 @@ func TestPublishResponse(t *testing.T) {
 	}
 	if r["message_id"] != "5-1" || r["topic"] != "a.b" || r["timestamp"] != "2026-11-27T01:17:27.656581Z" || len(r) != 3 {
 		t.Fatalf("publish response %v", r)
+	}
+}
+
+// TestAppendTimeMatchesAppendFormat: the fixed-layout formatter writes what
+// time.AppendFormat writes for TimestampLayout, across the range of dates,
+// fractions and zones, and falls back to it outside years 0-9999.
+func TestAppendTimeMatchesAppendFormat(t *testing.T) {
+	zone := time.FixedZone("x", -7*3600-30*60)
+	times := []time.Time{
+		{}, // year 1
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2000, 2, 29, 12, 0, 0, 1000, time.UTC),
+		time.Date(2026, 12, 1, 16, 59, 6, 656581123, zone),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), // fallback
+		time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC),    // fallback
+		time.Now(),
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		times = append(times, time.Unix(r.Int64N(1<<38)-1<<37, r.Int64N(1e9)).In(zone))
+	}
+	for _, tm := range times {
+		want := tm.UTC().AppendFormat([]byte("x"), TimestampLayout)
+		if got := AppendTime([]byte("x"), tm); string(got) != string(want) {
+			t.Fatalf("AppendTime(%v) = %q, want %q", tm, got, want)
+		}
+		if got := FormatTime(tm); got != string(want[1:]) {
+			t.Fatalf("FormatTime(%v) = %q, want %q", tm, got, want[1:])
+		}
 	}
 }
