@@ -15,6 +15,14 @@ type manualDispatcher struct{ runs []func() }
 func (d *manualDispatcher) Schedule(fn func()) { d.runs = append(d.runs, fn) }
 func (d *manualDispatcher) Throughput() int    { return 300 }
 
+// wantScheduled fails t unless n runs are scheduled and not yet run.
+func (d *manualDispatcher) wantScheduled(t *testing.T, n int) {
+	t.Helper()
+	if len(d.runs) != n {
+		t.Fatalf("%d runs scheduled, want %d", len(d.runs), n)
+	}
+}
+
 // runAll runs the scheduled runs until none is left.
 func (d *manualDispatcher) runAll() {
 	for len(d.runs) > 0 {
@@ -47,11 +55,31 @@ func (r *recordingInvoker) EscalateFailure(reason, msg any) {
 }
 func (r *recordingInvoker) add(s string) { r.mu.Lock(); r.got = append(r.got, s); r.mu.Unlock() }
 
+// wantInvoked fails t unless the invoked messages, in order, print as want
+// (e.g. "[a flush b]").
+func (r *recordingInvoker) wantInvoked(t *testing.T, want string) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if got := fmt.Sprint(r.got); got != want {
+		t.Fatalf("invoked %s, want %s", got, want)
+	}
+}
+
 func name(msg any) string {
 	if msg == any(theFlush) {
 		return "flush"
 	}
 	return fmt.Sprint(msg)
+}
+
+// queueUnscheduled queues user messages without scheduling a run, as a
+// poster does that finds a run already scheduled.
+func queueUnscheduled(m *mailbox, msgs ...any) {
+	m.mu.Lock()
+	m.user = append(m.user, msgs...)
+	m.pending.Add(uint64(len(msgs)))
+	m.mu.Unlock()
 }
 
 func newTestMailbox() (*mailbox, *manualDispatcher, *recordingInvoker) {
@@ -74,10 +102,7 @@ func TestMailboxKeepsPostingOrderWithTheWakeFlag(t *testing.T) {
 		t.Fatalf("UserMessageCount = %d, want 4", n)
 	}
 	d.runAll()
-	want := []string{"flush", "a", "flush", "b"}
-	if fmt.Sprint(inv.got) != fmt.Sprint(want) {
-		t.Fatalf("invoked %v, want %v", inv.got, want)
-	}
+	inv.wantInvoked(t, "[flush a flush b]")
 	if n := m.UserMessageCount(); n != 0 {
 		t.Fatalf("UserMessageCount = %d after the run, want 0", n)
 	}
@@ -98,20 +123,13 @@ func TestMailboxSystemFirstAndSuspension(t *testing.T) {
 	m.PostSystemMessage("stop")
 	m.wake()
 	d.runAll()
-	if want := []string{"sys:stop"}; fmt.Sprint(inv.got) != fmt.Sprint(want) {
-		t.Fatalf("invoked %v while suspended, want %v", inv.got, want)
-	}
+	inv.wantInvoked(t, "[sys:stop]")
 	m.PostUserMessage("b") // still suspended: no user message runs
 	d.runAll()
-	if len(inv.got) != 1 {
-		t.Fatalf("invoked %v while suspended", inv.got)
-	}
+	inv.wantInvoked(t, "[sys:stop]")
 	m.PostSystemMessage(&actor.ResumeMailbox{})
 	d.runAll()
-	want := []string{"sys:stop", "a", "flush", "b"} // the wake found "a" queued, so it queued behind it
-	if fmt.Sprint(inv.got) != fmt.Sprint(want) {
-		t.Fatalf("invoked %v after resume, want %v", inv.got, want)
-	}
+	inv.wantInvoked(t, "[sys:stop a flush b]") // the wake found "a" queued, so it queued behind it
 }
 
 func TestMailboxEscalatesAPanicAndGoesOn(t *testing.T) {
@@ -125,11 +143,12 @@ func TestMailboxEscalatesAPanicAndGoesOn(t *testing.T) {
 	}
 	// The supervisor suspends the mailbox on a failure and resumes it after
 	// the restart; here nobody suspended it, so the rest still runs.
-	if fmt.Sprint(inv.got) != "[after]" {
-		t.Fatalf("invoked %v after the panic, want [after]", inv.got)
-	}
+	inv.wantInvoked(t, "[after]")
 }
 
+// TestMailboxConcurrentPostsAllRun: posters on several goroutines, half of
+// them running the mailbox themselves (postHere) while the others' runs go
+// to a real dispatcher; every message runs once, each poster's in order.
 func TestMailboxConcurrentPostsAllRun(t *testing.T) {
 	m := newMailbox(theFlush)
 	inv := &recordingInvoker{}
@@ -141,7 +160,11 @@ func TestMailboxConcurrentPostsAllRun(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				m.PostUserMessage(fmt.Sprintf("%d-%d", p, i))
+				if msg := fmt.Sprintf("%d-%d", p, i); p%2 == 0 {
+					m.PostUserMessage(msg)
+				} else {
+					m.postHere(msg, 3)
+				}
 				m.wake()
 			}
 		}()
@@ -185,9 +208,8 @@ func TestMailboxConcurrentPostsAllRun(t *testing.T) {
 func TestMailboxPostHereRunsOnTheCallerWhenIdle(t *testing.T) {
 	m, d, inv := newTestMailbox()
 	m.postHere("a", 32)
-	if fmt.Sprint(inv.got) != "[a]" || len(d.runs) != 0 {
-		t.Fatalf("idle mailbox: invoked %v, %d runs scheduled; want [a] on the caller, none scheduled", inv.got, len(d.runs))
-	}
+	inv.wantInvoked(t, "[a]") // on the caller
+	d.wantScheduled(t, 0)
 	if m.status.Load() != mailboxIdle || m.UserMessageCount() != 0 {
 		t.Fatal("mailbox not idle and empty after postHere ran it")
 	}
@@ -195,40 +217,28 @@ func TestMailboxPostHereRunsOnTheCallerWhenIdle(t *testing.T) {
 	// A run is scheduled (not yet running): postHere only queues.
 	m.PostUserMessage("b")
 	m.postHere("c", 32)
-	if fmt.Sprint(inv.got) != "[a]" || len(d.runs) != 1 {
-		t.Fatalf("with a run scheduled: invoked %v, %d runs; want nothing more on the caller, 1 run", inv.got, len(d.runs))
-	}
+	inv.wantInvoked(t, "[a]")
+	d.wantScheduled(t, 1)
 	d.runAll()
-	if fmt.Sprint(inv.got) != "[a b c]" {
-		t.Fatalf("invoked %v, want [a b c]", inv.got)
-	}
+	inv.wantInvoked(t, "[a b c]")
 }
 
 func TestMailboxPostHereHandsTheRestToTheDispatcher(t *testing.T) {
 	m, d, inv := newTestMailbox()
 	// Messages queued while idle (as by a concurrent poster that lost the
 	// race to schedule), then postHere with a limit of 2.
-	m.mu.Lock()
-	m.user = append(m.user, "x", "y", "z")
-	m.pending.Add(3)
-	m.mu.Unlock()
+	queueUnscheduled(m, "x", "y", "z")
 	m.postHere("w", 2)
-	if fmt.Sprint(inv.got) != "[x y]" || len(d.runs) != 1 {
-		t.Fatalf("invoked %v on the caller with %d runs scheduled; want [x y] and 1 run for the rest", inv.got, len(d.runs))
-	}
+	inv.wantInvoked(t, "[x y]") // on the caller
+	d.wantScheduled(t, 1)       // for the rest
 	d.runAll()
-	if fmt.Sprint(inv.got) != "[x y z w]" {
-		t.Fatalf("invoked %v, want [x y z w]", inv.got)
-	}
+	inv.wantInvoked(t, "[x y z w]")
 }
 
 func TestMailboxPostHereAfterAPanicLeavesTheRestToTheSupervisor(t *testing.T) {
 	m, d, inv := newTestMailbox()
 	inv.panicOn = "bad"
-	m.mu.Lock()
-	m.user = append(m.user, "bad")
-	m.pending.Add(1)
-	m.mu.Unlock()
+	queueUnscheduled(m, "bad")
 	m.postHere("after", 32)
 	if len(inv.escalated) != 1 {
 		t.Fatalf("escalated %v, want the panic", inv.escalated)
@@ -237,7 +247,5 @@ func TestMailboxPostHereAfterAPanicLeavesTheRestToTheSupervisor(t *testing.T) {
 		t.Fatalf("%d runs scheduled after the panic, want 1 for what is left", len(d.runs))
 	}
 	d.runAll()
-	if fmt.Sprint(inv.got) != "[after]" {
-		t.Fatalf("invoked %v, want [after]", inv.got)
-	}
+	inv.wantInvoked(t, "[after]")
 }
