@@ -126,13 +126,13 @@ func (m *TopicManager) onSupervisorEvent(ev *actor.SupervisorEvent) {
 // ctx's error wrapped too). A repeat of an idempotent publish returns the
 // first message (Duplicate set). Publish never waits on subscribers.
 func (m *TopicManager) Publish(ctx context.Context, msg messages.Message) (messages.Message, error) {
-	p := &publish{msg: msg, received: monoNow(), reply: make(chan publishResult, 1)}
+	p := &publish{msg: msg, received: monoNow(), reply: make(chan *publish, 1)}
 	if err := m.reg.routeHere(msg.Topic, topicMailbox, p); err != nil {
 		return messages.Message{}, fmt.Errorf("publish: %w", err)
 	}
 	select {
-	case r := <-p.reply:
-		return r.msg, r.err
+	case <-p.reply:
+		return p.result()
 	case <-ctx.Done():
 		return messages.Message{}, fmt.Errorf("publish to %q: %w: %w", msg.Topic, messages.ErrUnavailable, ctx.Err())
 	}
@@ -152,7 +152,7 @@ type PublishResult struct {
 func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) []PublishResult {
 	results := make([]PublishResult, len(msgs))
 	answered := make([]bool, len(msgs))
-	reply := make(chan publishResult, len(msgs))
+	reply := make(chan *publish, len(msgs))
 	pending := 0
 	now := monoNow()
 	for i, msg := range msgs {
@@ -168,9 +168,10 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 	}
 	for ; pending > 0; pending-- {
 		select {
-		case r := <-reply:
-			results[r.idx] = PublishResult{Msg: r.msg, Err: r.err}
-			answered[r.idx] = true
+		case p := <-reply:
+			msg, err := p.result()
+			results[p.idx] = PublishResult{Msg: msg, Err: err}
+			answered[p.idx] = true
 		case <-ctx.Done():
 			err := fmt.Errorf("publish: %w: %w", messages.ErrUnavailable, ctx.Err())
 			for i := range results {

@@ -16,20 +16,20 @@ import (
 // messages.ErrUnavailable and context.DeadlineExceeded, as Publish would
 // with an expired ctx; otherwise it means what Publish's result means.
 func (m *TopicManager) PublishWithin(ctx context.Context, msg messages.Message, timeout time.Duration) (messages.Message, error) {
-	p := &publish{msg: msg, received: monoNow(), reply: make(chan publishResult, 1)}
+	p := &publish{msg: msg, received: monoNow(), reply: make(chan *publish, 1)}
 	if err := m.reg.routeHere(msg.Topic, int64(m.cfg.TopicMailboxSize), p); err != nil {
 		return messages.Message{}, fmt.Errorf("publish: %w", err)
 	}
 	select { // answered before any timer is needed (a fast store)
-	case r := <-p.reply:
-		return r.msg, r.err
+	case <-p.reply:
+		return p.result()
 	default:
 	}
 	t := getTimer(timeout)
 	defer putTimer(t)
 	select {
-	case r := <-p.reply:
-		return r.msg, r.err
+	case <-p.reply:
+		return p.result()
 	case <-ctx.Done():
 		return messages.Message{}, fmt.Errorf("publish to %q: %w: %w", msg.Topic, messages.ErrUnavailable, ctx.Err())
 	case <-t.C:

@@ -48,19 +48,17 @@ type topicDeps struct {
 // Messages a topic actor sends itself or receives from publishers (what it
 // exchanges with connection actors is in protocol.go).
 type (
-	// publish asks the topic actor to store msg; the result goes to reply
-	// (buffered, so an abandoned publisher never blocks the actor).
+	// publish asks the topic actor to store msg. The actor answers once:
+	// it sets msg to the stored message (or err), then sends the publish
+	// itself on reply (buffered, so an abandoned publisher never blocks the
+	// actor); the publisher reads msg and err only after receiving it.
 	publish struct {
 		msg      messages.Message
+		err      error
 		received int64 // monoNow at arrival, for delivery latency
-		reply    chan publishResult
+		reply    chan *publish
 		idx      int // position in a PublishAll batch
 		answered bool
-	}
-	publishResult struct {
-		idx int
-		msg messages.Message
-		err error
 	}
 	// writeDone carries a finished group-commit write back into the actor.
 	writeDone struct {
@@ -255,7 +253,7 @@ func (t *topicActor) recoverFrom(ctx actor.Context) {
 	}
 	if t.cfg.inline && t.writing { // a panic inside an inline write: its publishes may be stored or not
 		for _, p := range t.inlineWrite.batch {
-			t.answer(p, publishResult{err: fmt.Errorf("topic %q failed: %w", t.name, messages.ErrUnavailable)})
+			t.answer(p, nil, fmt.Errorf("topic %q failed: %w", t.name, messages.ErrUnavailable))
 		}
 		clear(t.inlineWrite.batch)
 		t.inlineWrite.batch = t.inlineWrite.batch[:0]
@@ -264,7 +262,7 @@ func (t *topicActor) recoverFrom(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *publish:
 		if !msg.answered && !slices.Contains(t.pending, msg) {
-			t.answer(msg, publishResult{err: fmt.Errorf("topic %q failed: %w", t.name, messages.ErrUnavailable)})
+			t.answer(msg, nil, fmt.Errorf("topic %q failed: %w", t.name, messages.ErrUnavailable))
 		}
 	case *writeDone, *catchUpDone, *subscribeRequest, *probeDone, *replayRequest, *storePage, *unsubscribeRequest,
 		*watchReady, *syncDone, *syncRetry, *feedNotice, *tipCheck, *tipRecheck, *linkRestored, *repairDone, *unwatchCheck,
@@ -274,15 +272,28 @@ func (t *topicActor) recoverFrom(ctx actor.Context) {
 	panic(r)
 }
 
-// answer replies to a publisher once and frees its queue place.
-func (t *topicActor) answer(p *publish, r publishResult) {
+// answer replies to a publisher once, with the stored message m or err,
+// and frees its queue place.
+func (t *topicActor) answer(p *publish, m *messages.Message, err error) {
 	if p.answered {
 		return
 	}
 	p.answered = true
-	r.idx = p.idx
-	p.reply <- r
+	if err == nil {
+		p.msg = *m
+	}
+	p.err = err
+	p.reply <- p
 	t.entry.release()
+}
+
+// result is what the publisher returns once p came back on its reply
+// channel: the stored message, or the zero message and the error.
+func (p *publish) result() (messages.Message, error) {
+	if p.err != nil {
+		return messages.Message{}, p.err
+	}
+	return p.msg, nil
 }
 
 // maybeWrite starts the next group-commit write if none is in flight. With
@@ -363,14 +374,14 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 		m := &w.msgs[i]
 		switch {
 		case m.Conflict:
-			t.answer(w.batch[i], publishResult{err: fmt.Errorf("publish to %q: %w", t.name, messages.ErrIdempotencyKeyReused)})
+			t.answer(w.batch[i], nil, fmt.Errorf("publish to %q: %w", t.name, messages.ErrIdempotencyKeyReused))
 		case m.Duplicate:
-			t.answer(w.batch[i], publishResult{msg: *m})
+			t.answer(w.batch[i], m, nil)
 		default:
 			if t.feed == nil {
 				t.deliver(m, w.batch[i].received, now)
 			}
-			t.answer(w.batch[i], publishResult{msg: *m})
+			t.answer(w.batch[i], m, nil)
 			stored++
 		}
 	}
@@ -385,7 +396,7 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 		}
 		t.log.Warn("store write failed", "stored", w.n, "refused", len(w.batch)-w.n, "err", w.err)
 		for _, p := range w.batch[w.n:] {
-			t.answer(p, publishResult{err: err})
+			t.answer(p, nil, err)
 		}
 	}
 	if !t.cfg.inline { // an inline write is finished inside maybeWrite's loop
@@ -525,7 +536,7 @@ func (t *topicActor) stopped() {
 	t.home.forget(t.name, t.entry)
 	err := fmt.Errorf("topic %q stopped: %w", t.name, messages.ErrUnavailable)
 	for _, p := range t.pending {
-		t.answer(p, publishResult{err: err})
+		t.answer(p, nil, err)
 	}
 	t.pending = nil
 	for _, s := range t.subs {
