@@ -125,6 +125,11 @@ func (m *TopicManager) onSupervisorEvent(ev *actor.SupervisorEvent) {
 // topic cap is reached, or ctx ended first; nothing was acknowledged; with
 // ctx's error wrapped too). A repeat of an idempotent publish returns the
 // first message (Duplicate set). Publish never waits on subscribers.
+//
+// When the topic actor is idle, Publish runs its queued work on the
+// caller's goroutine (at most 32 messages; see mailbox.postHere), so the
+// caller must hold no lock the relay's actors take and must not be an
+// actor's run; a gateway handler qualifies.
 func (m *TopicManager) Publish(ctx context.Context, msg messages.Message) (messages.Message, error) {
 	p := &publish{msg: msg, received: monoNow(), reply: make(chan *publish, 1)}
 	if err := m.reg.routeHere(msg.Topic, topicMailbox, p); err != nil {

@@ -14,7 +14,8 @@ import (
 // this, a timer, a context and a registration with the request's context on
 // every publish. Waiting longer than timeout returns an error wrapping
 // messages.ErrUnavailable and context.DeadlineExceeded, as Publish would
-// with an expired ctx; otherwise it means what Publish's result means.
+// with an expired ctx; otherwise it means what Publish's result means. Like
+// Publish, it may run the idle topic actor on the caller's goroutine.
 func (m *TopicManager) PublishWithin(ctx context.Context, msg messages.Message, timeout time.Duration) (messages.Message, error) {
 	p := &publish{msg: msg, received: monoNow(), reply: make(chan *publish, 1)}
 	if err := m.reg.routeHere(msg.Topic, int64(m.cfg.TopicMailboxSize), p); err != nil {
