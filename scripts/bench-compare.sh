@@ -844,36 +844,33 @@ if m is not None:
 print()
 PY
 	fi
+	if [[ -n $FLOOR_MD && -s $FLOOR_MD ]]; then
+		cat "$FLOOR_MD"
+	fi
 	if compgen -G "$NOGC_DIR/*.json" >/dev/null; then
 		python3 - "$RES" "$NOGC_DIR" <<'PY' || true
 import glob, json, os, statistics, sys
-def med(d, label, target, key):
-    vals = [json.load(open(f)).get(key) for f in glob.glob(os.path.join(d, f"{label}.{target}.*.json"))]
-    vals = [v for v in vals if v]
-    return (statistics.median(vals), len(vals)) if vals else (None, 0)
-rows = [("relay", sys.argv[1], "many-topics-memory", "relay"),
-        ("relay with GOGC=off (run after each pair)", sys.argv[2], "many-topics-memory-nogc", "relay"),
-        ("Centrifugo", sys.argv[1], "many-topics-memory", "centrifugo")]
-cf_cpu, _ = med(sys.argv[1], "many-topics-memory", "centrifugo", "cpu_us_per_delivery")
-cf_p99, _ = med(sys.argv[1], "many-topics-memory", "centrifugo", "latency_p99_ms")
+def med(d, label, target):
+    """Medians of CPU per delivery and p99 over the reports, and their count."""
+    reps = [json.load(open(f)) for f in glob.glob(os.path.join(d, f"{label}.{target}.*.json"))]
+    cpu = [r["cpu_us_per_delivery"] for r in reps if r.get("cpu_us_per_delivery")]
+    p99 = [r["latency_p99_ms"] for r in reps if r.get("latency_p99_ms")]
+    return (statistics.median(cpu) if cpu else None, statistics.median(p99) if p99 else None, len(cpu))
+rows = [("relay", med(sys.argv[1], "many-topics-memory", "relay")),
+        ("relay with GOGC=off (run after each pair)", med(sys.argv[2], "many-topics-memory-nogc", "relay")),
+        ("Centrifugo", med(sys.argv[1], "many-topics-memory", "centrifugo"))]
+cf_cpu, cf_p99, _ = rows[-1][1]
+ratio = lambda v, base: f"{v / base:.2f}x" if v and base else "—"
 print("\n## Many topics with the garbage collector off (relay only), same minutes\n")
 print("The relay ran many-topics-memory once more with `GOGC=off` after each relay/Centrifugo pair:")
 print("the same work without the collector's mark phases (the heap is not collected over a run")
 print("this short). Ratios are to Centrifugo's medians at its defaults.\n")
 print("| server | runs | CPU µs/delivery | vs Centrifugo | latency p99 ms | vs Centrifugo |\n|---|---:|---:|---:|---:|---:|")
-for name, d, label, target in rows:
-    cpu, n = med(d, label, target, "cpu_us_per_delivery")
-    p99, _ = med(d, label, target, "latency_p99_ms")
-    if cpu is None:
-        continue
-    rc = f"{cpu / cf_cpu:.2f}x" if cf_cpu else "—"
-    rp = f"{p99 / cf_p99:.2f}x" if cf_p99 and p99 else "—"
-    print(f"| {name} | {n} | {cpu:.2f} | {rc} | {p99:.2f} | {rp} |")
+for name, (cpu, p99, n) in rows:
+    if cpu is not None:
+        print(f"| {name} | {n} | {cpu:.2f} | {ratio(cpu, cf_cpu)} | {p99 or 0:.2f} | {ratio(p99, cf_p99)} |")
 print()
 PY
-	fi
-	if [[ -n $FLOOR_MD && -s $FLOOR_MD ]]; then
-		cat "$FLOOR_MD"
 	fi
 	if [[ -n $WD_MD && -s $WD_MD ]]; then
 		cat <<EOF
