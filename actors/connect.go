@@ -42,6 +42,25 @@ type Sink interface {
 	Close(code int, reason string)
 }
 
+// A NoBlockSink is a Sink whose writes can be made not to block for a
+// while. A topic actor with few subscribers (at most inlineFanOut) runs an
+// idle connection actor's drain on its own goroutine instead of waking
+// another one (see mailbox.runHere): for a delivery or two, the hand-off to
+// another goroutine, often on the other core, costs more than the write.
+// That is only safe while nothing in the run can block, so the run is
+// bracketed by these two.
+type NoBlockSink interface {
+	Sink
+	// BeginNoBlock starts a stretch in which no Write or Flush blocks, from
+	// any goroutine: what the socket does not take at once stays held, in
+	// order. It reports false, starting nothing, when the sink cannot
+	// promise that now; the run then happens on the dispatcher as usual.
+	BeginNoBlock() bool
+	// EndNoBlock ends the stretch; it reports whether bytes stayed held,
+	// which a Flush outside it (a run on the dispatcher) must then write.
+	EndNoBlock() bool
+}
+
 // maxPendingCommands bounds the subscribe and unsubscribe commands a
 // connection has sent its actor and the actor has not handled: past it,
 // Subscribe and Unsubscribe wait (the gateway's reader stops reading the
@@ -91,6 +110,15 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 		obs.SlowConsumerDisconnected()
 		log.Warn("slow consumer: outgoing queue full, disconnecting", "conn", id)
 	})
+	if nb, ok := sink.(NoBlockSink); ok {
+		c.outbox.wakeHere = func() {
+			mb.runHere(nb.BeginNoBlock, func() {
+				if nb.EndNoBlock() {
+					mb.PostUserMessage(theFlushHeld)
+				}
+			})
+		}
+	}
 	indexed.Store(c.outbox)
 	return &Connection{ID: id, pid: pid, root: m.system.Root, outbox: c.outbox, slots: c.slots, done: c.done}, nil
 }

@@ -46,6 +46,9 @@ type (
 	unsubscribeCmd struct{ topics []string }
 	// flushCmd: the outbox has frames (sent by the outbox's wake-up).
 	flushCmd struct{}
+	// flushHeldCmd: a run on a topic actor's goroutine left bytes held in
+	// the sink (see NoBlockSink); Flush them.
+	flushHeldCmd struct{}
 	// overflowCmd: the outbox overflowed under PolicyDisconnect.
 	overflowCmd struct{}
 	// replayKick: retry replay requests that waited for the process budget.
@@ -54,6 +57,7 @@ type (
 
 var (
 	theFlush      = &flushCmd{}
+	theFlushHeld  = &flushHeldCmd{}
 	theOverflow   = &overflowCmd{}
 	theReplayKick = &replayKick{}
 )
@@ -107,9 +111,12 @@ type subscribeState struct {
 // one Sink.Flush; with a write delay (Config.WriteDelay) the Flush waits for
 // the delayed flusher's flushNow instead, at most the delay.
 func (c *connActor) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*flushNow); ok {
+	switch ctx.Message().(type) {
+	case *flushNow:
 		c.flushLater = false
-	} else {
+	case *flushHeldCmd:
+		c.dirty = true // a run that must not block left bytes held (NoBlockSink)
+	default:
 		c.receive(ctx)
 		if c.dirty && !c.failed && c.flusher != nil && !isStopping(ctx.Message()) {
 			if !c.flushLater {

@@ -113,6 +113,38 @@ func (m *mailbox) postHere(msg any, limit int) {
 	m.dispatcher.Schedule(m.run)
 }
 
+// runHere posts the coalesced wake-up and, when the mailbox was idle with
+// nothing else posted, runs it on the caller's goroutine: begin is asked
+// first (false: the run goes to the dispatcher), end is called after the
+// one message, still inside the run (it may post). What is left, or was
+// posted meanwhile, goes to the dispatcher. For a topic actor delivering to
+// a connection whose sink does not block between begin and end (see
+// NoBlockSink).
+func (m *mailbox) runHere(begin func() bool, end func()) {
+	m.mu.Lock()
+	if m.flush || len(m.user) > 0 || len(m.system) > 0 {
+		m.mu.Unlock()
+		m.PostUserMessage(m.coalesce)
+		return
+	}
+	m.flush = true
+	m.pending.Add(1)
+	m.mu.Unlock()
+	if !m.status.CompareAndSwap(mailboxIdle, mailboxScheduled) {
+		return // the run in progress or scheduled takes it
+	}
+	if m.suspended.Load() || !begin() {
+		m.dispatcher.Schedule(m.run)
+		return
+	}
+	more := m.drain(1)
+	end()
+	if !more && !m.idleOrReclaim() {
+		return
+	}
+	m.dispatcher.Schedule(m.run)
+}
+
 // PostSystemMessage implements actor.Mailbox.
 func (m *mailbox) PostSystemMessage(msg any) {
 	m.mu.Lock()

@@ -249,3 +249,97 @@ func TestMailboxPostHereAfterAPanicLeavesTheRestToTheSupervisor(t *testing.T) {
 	d.runAll()
 	inv.wantInvoked(t, "[after]")
 }
+
+// hereHooks records runHere's begin and end calls; begin answers ok.
+type hereHooks struct {
+	ok       bool
+	calls    []string
+	postOnEnd any // posted to m by end, as the connection's EndNoBlock does
+	m        *mailbox
+}
+
+func (h *hereHooks) begin() bool { h.calls = append(h.calls, "begin"); return h.ok }
+func (h *hereHooks) end() {
+	h.calls = append(h.calls, "end")
+	if h.postOnEnd != nil {
+		h.m.PostUserMessage(h.postOnEnd)
+	}
+}
+
+func TestMailboxRunHereRunsTheWakeOnTheCallerWhenIdle(t *testing.T) {
+	m, d, inv := newTestMailbox()
+	h := &hereHooks{ok: true, m: m}
+	m.runHere(h.begin, h.end)
+	inv.wantInvoked(t, "[flush]") // on the caller, before runHere returned
+	d.wantScheduled(t, 0)
+	if fmt.Sprint(h.calls) != "[begin end]" {
+		t.Fatalf("hooks %v, want [begin end]", h.calls)
+	}
+	if m.status.Load() != mailboxIdle || m.UserMessageCount() != 0 {
+		t.Fatal("mailbox not idle and empty after runHere ran it")
+	}
+
+	// What end posts (the flush of bytes a non-blocking write left held)
+	// goes to the dispatcher, after the run.
+	h.postOnEnd = "flush-held"
+	m.runHere(h.begin, h.end)
+	inv.wantInvoked(t, "[flush flush]")
+	d.wantScheduled(t, 1)
+	d.runAll()
+	inv.wantInvoked(t, "[flush flush flush-held]")
+}
+
+func TestMailboxRunHereDefersToTheDispatcher(t *testing.T) {
+	t.Run("begin refuses", func(t *testing.T) {
+		m, d, inv := newTestMailbox()
+		h := &hereHooks{ok: false, m: m}
+		m.runHere(h.begin, h.end)
+		inv.wantInvoked(t, "[]")
+		d.wantScheduled(t, 1)
+		if fmt.Sprint(h.calls) != "[begin]" {
+			t.Fatalf("hooks %v, want [begin] (no end without a run)", h.calls)
+		}
+		d.runAll()
+		inv.wantInvoked(t, "[flush]")
+	})
+	t.Run("messages queued", func(t *testing.T) {
+		// Something else waits (a subscribe, a replay page): the wake-up
+		// queues behind it and the run is the dispatcher's, in order.
+		m, d, inv := newTestMailbox()
+		h := &hereHooks{ok: true, m: m}
+		queueUnscheduled(m, "page")
+		m.runHere(h.begin, h.end)
+		inv.wantInvoked(t, "[]")
+		if len(h.calls) != 0 {
+			t.Fatalf("hooks %v, want none", h.calls)
+		}
+		d.wantScheduled(t, 1)
+		d.runAll()
+		inv.wantInvoked(t, "[page flush]")
+	})
+	t.Run("system message queued", func(t *testing.T) {
+		m, d, inv := newTestMailbox()
+		h := &hereHooks{ok: true, m: m}
+		m.PostSystemMessage("sys")
+		m.runHere(h.begin, h.end)
+		inv.wantInvoked(t, "[]")
+		d.wantScheduled(t, 1)
+		d.runAll()
+		inv.wantInvoked(t, "[sys:sys flush]")
+	})
+	t.Run("run in progress", func(t *testing.T) {
+		// Another goroutine's run has taken everything and not yet gone
+		// idle: the wake-up is left to it.
+		m, d, inv := newTestMailbox()
+		h := &hereHooks{ok: true, m: m}
+		m.status.Store(mailboxScheduled)
+		m.runHere(h.begin, h.end)
+		inv.wantInvoked(t, "[]")
+		d.wantScheduled(t, 0)
+		if len(h.calls) != 0 {
+			t.Fatalf("hooks %v, want none", h.calls)
+		}
+		m.process() // that run's last look
+		inv.wantInvoked(t, "[flush]")
+	})
+}

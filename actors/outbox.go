@@ -33,6 +33,7 @@ type outbox struct {
 	maxMsgs, maxBytes int
 	policy            SlowConsumerPolicy
 	wake              func() // asks the connection actor to drain; never blocks
+	wakeHere          func() // wake, running the drain on the caller's goroutine if it can; nil: wake
 	overflow          func() // called once, outside the lock, on overflow under PolicyDisconnect
 
 	mu         sync.Mutex
@@ -68,7 +69,15 @@ func newConnOutbox(cfg *Config, post poster, pid *actor.PID, mb *mailbox, onOver
 // push queues d. It reports false when the queue has overflowed under
 // PolicyDisconnect (d is not queued, and the connection is being closed).
 // Allocation-free except when the ring grows toward maxMsgs.
-func (o *outbox) push(d delivery) bool {
+func (o *outbox) push(d delivery) bool { return o.put(d, false) }
+
+// pushHere is push, and when d is the first frame queued and the
+// connection's sink allows it, the connection actor's drain runs on the
+// caller's goroutine before pushHere returns (see NoBlockSink). For topic
+// actors with few subscribers; never blocks.
+func (o *outbox) pushHere(d delivery) bool { return o.put(d, o.wakeHere != nil) }
+
+func (o *outbox) put(d delivery, here bool) bool {
 	o.mu.Lock()
 	if o.overflowed.Load() {
 		o.mu.Unlock()
@@ -97,7 +106,10 @@ func (o *outbox) push(d delivery) bool {
 	wake := !o.scheduled
 	o.scheduled = true
 	o.mu.Unlock()
-	if wake {
+	switch {
+	case wake && here:
+		o.wakeHere()
+	case wake:
 		o.wake()
 	}
 	return true

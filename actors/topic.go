@@ -92,6 +92,7 @@ type topicActor struct {
 	pending       []*publish                 // waiting for the next write
 	writing       bool                       // a write is in flight
 	lastDelivered messages.ID
+	lastReceived  int64 // monoNow when the last delivered message arrived (see inlineGap)
 	ring          hotRing
 	avgFrame      int // bytes, from the last store replay page; sizes the next
 	catchingUp    bool
@@ -408,6 +409,21 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 // outbox. The frame is encoded once and shared. Messages at or before
 // lastDelivered were delivered already (a catch-up after a restart) and are
 // skipped.
+// A quiet topic actor with at most inlineFanOut subscribers writes to them
+// on its own goroutine (see NoBlockSink): a message or two per second
+// to a few connections costs less there than a wake-up of another
+// goroutine per connection. A wide fan-out is spread over the
+// dispatcher's goroutines, and so over the cores; so is a busy topic's
+// (messages less than inlineGap apart), whose frames then queue while a
+// connection's run is on its way and leave together in one write(2),
+// where writing each at once would cost a write(2) per frame (half the
+// throughput with 8 subscribers and 32 publishers). bench/NOTES.md has the
+// figures.
+const (
+	inlineFanOut = 8
+	inlineGap    = int64(time.Millisecond)
+)
+
 func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time) {
 	if !t.lastDelivered.Less(m.ID) {
 		return
@@ -418,8 +434,16 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 		frame = m.AppendFrame(make([]byte, 0, 128+len(m.Payload)))
 	}
 	t.ring.add(m, frame, now)
-	for _, s := range t.subs {
-		s.outbox.push(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim})
+	quiet := received-t.lastReceived >= inlineGap
+	t.lastReceived = received
+	if quiet && len(t.subs) <= inlineFanOut {
+		for _, s := range t.subs {
+			s.outbox.pushHere(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim})
+		}
+	} else {
+		for _, s := range t.subs {
+			s.outbox.push(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim})
+		}
 	}
 	t.stats.delivered.add(now, len(t.subs))
 }

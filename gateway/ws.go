@@ -36,7 +36,7 @@ type wsConn struct {
 	out        *heldWriter // under coder/websocket's bufio.Writer (see smallBuffers)
 }
 
-var _ actors.Sink = (*wsConn)(nil)
+var _ actors.NoBlockSink = (*wsConn)(nil)
 
 // Write implements actors.Sink: the frame becomes one WebSocket text
 // message, held in memory (see heldWriter) until Flush, so the frames of
@@ -58,6 +58,12 @@ func (w *wsConn) Flush() error {
 	w.writeStart.Store(0)
 	return err
 }
+
+// BeginNoBlock implements actors.NoBlockSink (see heldWriter.beginNoBlock).
+func (w *wsConn) BeginNoBlock() bool { return w.out.beginNoBlock() }
+
+// EndNoBlock implements actors.NoBlockSink (see heldWriter.endNoBlock).
+func (w *wsConn) EndNoBlock() bool { return w.out.endNoBlock() }
 
 // stamp is writeStart's value for a write starting now: one monotonic
 // clock read (time.Now reads two clocks, and Write and Flush run once per
@@ -328,7 +334,7 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.out = &heldWriter{conn: conn}
+	w.out = newHeldWriter(conn)
 	setSendBuffer(conn)
 	bw := bufio.NewWriterSize(w.out, wsWriteBufferSize)
 	// Bytes the server already read past the request (a frame the client

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // heldWriter sits between coder/websocket's bufio.Writer and the socket. It
@@ -22,6 +23,13 @@ import (
 // goes back at the flush, so an idle connection holds none. At most
 // maxHeldBytes are held: past it the held bytes are written at once.
 //
+// Between beginNoBlock and endNoBlock (a connection actor run on its topic
+// actor's goroutine, see actors.NoBlockSink) no write blocks, from any
+// goroutine: each goes to the socket only as far as the kernel takes it at
+// once (one non-blocking write(2)), and the rest stays held, in order, for
+// the next Flush. Outside it, writes block as net.Conn writes do (bounded by
+// the gateway's write timeout).
+//
 // Concurrency: safe for use from several goroutines (the connection actor,
 // the sweeper's pings, coder/websocket's automatic pongs and the close
 // handshake); bytes leave in the order they were written. A write from
@@ -29,12 +37,30 @@ import (
 // Flush; after passThrough nothing is held.
 type heldWriter struct {
 	conn net.Conn
+	raw  syscall.RawConn // conn's descriptor for non-blocking writes; nil: none (noBlock runs are refused)
 
 	mu        sync.Mutex
 	holding   bool
 	through   bool    // closing: never hold again
 	closeSent bool    // a close frame went through: no more messages
+	noBlock   bool    // see beginNoBlock
+	short     bool    // a non-blocking write left bytes held
 	buf       *[]byte // held bytes; nil when none
+}
+
+// newHeldWriter returns the writer for conn (a hijacked connection).
+func newHeldWriter(conn net.Conn) *heldWriter {
+	h := &heldWriter{conn: conn}
+	inner := conn
+	if lc, ok := inner.(*limitedConn); ok {
+		inner = lc.Conn
+	}
+	if sc, ok := inner.(*net.TCPConn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			h.raw = raw
+		}
+	}
+	return h
 }
 
 const (
@@ -83,7 +109,7 @@ func (h *heldWriter) Write(p []byte) (int, error) {
 	if len(p) > 0 && p[0] == 0x88 { // FIN + close
 		h.closeSent = true
 	}
-	if !h.holding {
+	if !h.holding && !h.noBlock {
 		if err := h.writeHeldLocked(); err != nil {
 			return 0, err
 		}
@@ -93,7 +119,7 @@ func (h *heldWriter) Write(p []byte) (int, error) {
 		h.buf = heldBufs.Get().(*[]byte)
 	}
 	*h.buf = append(*h.buf, p...)
-	if len(*h.buf) >= maxHeldBytes {
+	if !h.holding || len(*h.buf) >= maxHeldBytes {
 		return len(p), h.writeHeldLocked()
 	}
 	return len(p), nil
@@ -124,13 +150,82 @@ func (h *heldWriter) discard() {
 	h.mu.Unlock()
 }
 
+// beginNoBlock starts a stretch in which no write blocks (see the type's
+// doc). It reports false, starting nothing, when the writer cannot promise
+// that now: another goroutine holds it (it may be blocked in a write), the
+// connection is closing, or the socket has no descriptor to write to
+// without blocking.
+func (h *heldWriter) beginNoBlock() bool {
+	if h.raw == nil || !h.mu.TryLock() {
+		return false
+	}
+	h.noBlock = !h.through && !h.closeSent
+	ok := h.noBlock
+	h.mu.Unlock()
+	return ok
+}
+
+// endNoBlock ends the stretch beginNoBlock started. It reports whether a
+// write in it was short: bytes are held that the next Flush must write.
+func (h *heldWriter) endNoBlock() (flushDue bool) {
+	h.mu.Lock()
+	h.noBlock = false
+	flushDue, h.short = h.short, false
+	h.mu.Unlock()
+	return flushDue
+}
+
 func (h *heldWriter) writeHeldLocked() error {
 	if h.buf == nil {
 		return nil
 	}
+	if h.noBlock {
+		return h.writeSomeLocked()
+	}
 	_, err := h.conn.Write(*h.buf)
 	h.putLocked()
 	return err
+}
+
+// writeSomeLocked writes what is held with one non-blocking write(2) and
+// keeps the rest held (and holding, so that later writes queue behind it).
+func (h *heldWriter) writeSomeLocked() error {
+	b := *h.buf
+	n, err := h.writeNow(b)
+	if err != nil {
+		h.putLocked()
+		return err
+	}
+	if n == len(b) {
+		h.putLocked()
+		return nil
+	}
+	*h.buf = append(b[:0], b[n:]...)
+	h.holding, h.short = true, true
+	return nil
+}
+
+// writeNow writes what the socket takes of b at once.
+func (h *heldWriter) writeNow(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := h.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), b)
+			if werr != syscall.EINTR {
+				return true // never wait for the socket
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case werr == syscall.EAGAIN:
+		return 0, nil
+	case werr != nil:
+		return 0, werr
+	}
+	return max(n, 0), nil
 }
 
 func (h *heldWriter) putLocked() {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -211,4 +212,123 @@ func TestNoMessageAfterCloseFrame(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	ws.s.wg.Wait()
+}
+
+// TestNoBlockWritesNeverBlockAndKeepOrder: inside a no-block stretch a
+// peer that reads nothing never makes a write block: once the socket is
+// full the frames stay held (EndNoBlock says so), behind what the socket
+// took, and a control frame written meanwhile from another goroutine
+// queues behind them. A Flush outside the stretch then writes the rest,
+// and the peer reads every frame whole and in order.
+func TestNoBlockWritesNeverBlockAndKeepOrder(t *testing.T) {
+	ws, _, cl := heldPair(t)
+	cl.SetReadLimit(1 << 20)
+	pad := strings.Repeat("x", 16<<10)
+	frame := func(i int) []byte { return fmt.Appendf(nil, `{"seq":%d,"pad":"%s"}`, i, pad) }
+
+	wrote := make(chan int, 1)
+	go func() {
+		defer close(wrote)
+		for i := range 4000 { // at most 64 MB: far past any loopback buffer
+			if !ws.BeginNoBlock() {
+				t.Errorf("BeginNoBlock refused on an idle writer")
+				return
+			}
+			if err := ws.Write(frame(i)); err != nil {
+				t.Errorf("write %d: %v", i, err)
+				return
+			}
+			if err := ws.Flush(); err != nil {
+				t.Errorf("flush %d: %v", i, err)
+				return
+			}
+			if ws.EndNoBlock() { // the socket is full: bytes stay held
+				wrote <- i + 1
+				return
+			}
+		}
+	}()
+	var n int
+	select {
+	case got, ok := <-wrote:
+		if !ok {
+			t.Fatal("the socket never filled up")
+		}
+		n = got
+	case <-time.After(20 * time.Second):
+		t.Fatal("a write inside a no-block stretch blocked on a peer that reads nothing")
+	}
+
+	// More frames and a ping from another goroutine, still not blocking.
+	if !ws.BeginNoBlock() {
+		t.Fatal("BeginNoBlock refused with bytes held")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := ws.out.Write([]byte{0x89, 0}); err != nil { // an empty ping
+			t.Errorf("ping: %v", err)
+		}
+		for i := n; i < n+3; i++ {
+			if err := ws.Write(frame(i)); err != nil {
+				t.Errorf("write %d: %v", i, err)
+			}
+		}
+		if err := ws.Flush(); err != nil {
+			t.Errorf("flush: %v", err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a write inside a no-block stretch blocked")
+	}
+	if !ws.EndNoBlock() {
+		t.Fatal("EndNoBlock: nothing held, with the peer not reading")
+	}
+	n += 3
+
+	read := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for i := range n {
+			_, b, err := cl.Read(ctx)
+			if err != nil {
+				read <- fmt.Errorf("read %d: %w", i, err)
+				return
+			}
+			if !bytes.Equal(b, frame(i)) {
+				read <- fmt.Errorf("message %d: got %.40q..., want seq %d", i, b, i)
+				return
+			}
+		}
+		read <- nil
+	}()
+	if err := ws.Flush(); err != nil { // outside a stretch: blocks until written
+		t.Fatal(err)
+	}
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	if ws.out.buf != nil {
+		t.Fatal("bytes still held after the Flush")
+	}
+}
+
+// TestNoBlockRefused: a stretch does not begin while another goroutine
+// holds the writer (it may be blocked in a write) or once the connection
+// is closing.
+func TestNoBlockRefused(t *testing.T) {
+	ws, _, _ := heldPair(t)
+	ws.out.mu.Lock()
+	refused := !ws.BeginNoBlock()
+	ws.out.mu.Unlock()
+	if !refused {
+		t.Fatal("BeginNoBlock while another goroutine holds the writer")
+	}
+	ws.out.passThrough()
+	if ws.BeginNoBlock() {
+		t.Fatal("BeginNoBlock on a closing connection")
+	}
 }

@@ -1,0 +1,156 @@
+package actors_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/internal/relaytest"
+)
+
+// noBlockSink is an actors.NoBlockSink over a fakeSink: a Write is held and
+// a Flush makes what is held visible, except inside a no-block stretch
+// with holdInside set, where the Flush keeps it held (a socket that took
+// nothing at once) and EndNoBlock reports it.
+type noBlockSink struct {
+	visible    *fakeSink
+	holdInside bool
+
+	mu             sync.Mutex
+	inside         bool
+	held           [][]byte
+	begins         int
+	writesInside   int
+	flushesOutside int
+}
+
+var _ actors.NoBlockSink = (*noBlockSink)(nil)
+
+func newNoBlockSink(holdInside bool) *noBlockSink {
+	return &noBlockSink{visible: newSink(), holdInside: holdInside}
+}
+
+func (s *noBlockSink) BeginNoBlock() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inside = true
+	s.begins++
+	return true
+}
+
+func (s *noBlockSink) EndNoBlock() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inside = false
+	return len(s.held) > 0
+}
+
+func (s *noBlockSink) Write(frame []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inside {
+		s.writesInside++
+	}
+	s.held = append(s.held, append([]byte(nil), frame...))
+	return nil
+}
+
+func (s *noBlockSink) Flush() error {
+	s.mu.Lock()
+	if s.inside && s.holdInside {
+		s.mu.Unlock()
+		return nil
+	}
+	if !s.inside {
+		s.flushesOutside++
+	}
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, f := range held {
+		if err := s.visible.Write(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *noBlockSink) Close(code int, reason string) { s.visible.Close(code, reason) }
+
+func (s *noBlockSink) counts() (begins, writesInside, flushesOutside int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.begins, s.writesInside, s.flushesOutside
+}
+
+// publishQuietly publishes n messages to topic, each more than the
+// topic's inline gap (1 ms) after the one before, so the topic is quiet.
+func publishQuietly(t *testing.T, m *actors.TopicManager, topic string, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		time.Sleep(3 * time.Millisecond)
+		ids[i] = publish(t, m, topic, i)
+	}
+	return ids
+}
+
+// TestQuietTopicWritesToFewSubscribersOnItsOwnGoroutine: a quiet topic with
+// a few subscribers writes to their sinks inside a no-block stretch (the
+// connection actor's drain run on the topic actor's goroutine), and every
+// message arrives once, in order; a topic with more subscribers than that
+// leaves every write to the dispatcher.
+func TestQuietTopicWritesToFewSubscribersOnItsOwnGoroutine(t *testing.T) {
+	m := newManager(t, nil, actors.Config{})
+	few := []*noBlockSink{newNoBlockSink(false), newNoBlockSink(false)}
+	for _, s := range few {
+		subscribe(t, connect(t, m, s), s.visible, `{"type":"subscribe","topics":["few"]}`)
+	}
+	var wide []*noBlockSink
+	for range 9 { // more than inlineFanOut
+		s := newNoBlockSink(false)
+		subscribe(t, connect(t, m, s), s.visible, `{"type":"subscribe","topics":["wide"]}`)
+		wide = append(wide, s)
+	}
+	const n = 10
+	fewIDs := publishQuietly(t, m, "few", n)
+	wideIDs := publishQuietly(t, m, "wide", n)
+	for _, s := range few {
+		sameIDs(t, "few", waitIDs(t, s.visible, "few", n, 5*time.Second), fewIDs)
+		if _, inside, _ := s.counts(); inside == 0 {
+			t.Errorf("no message to the quiet topic with 2 subscribers was written inside a no-block stretch")
+		}
+	}
+	for _, s := range wide {
+		sameIDs(t, "wide", waitIDs(t, s.visible, "wide", n, 5*time.Second), wideIDs)
+		if begins, _, _ := s.counts(); begins != 0 {
+			t.Errorf("a topic with 9 subscribers began %d no-block stretches, want 0", begins)
+		}
+	}
+}
+
+// TestBytesHeldByANoBlockRunAreFlushedAfter: when the socket takes nothing
+// inside the stretch, the connection actor flushes what stayed held in a
+// run of its own, outside the stretch; nothing is lost or reordered.
+func TestBytesHeldByANoBlockRunAreFlushedAfter(t *testing.T) {
+	m := newManager(t, nil, actors.Config{})
+	s := newNoBlockSink(true)
+	subscribe(t, connect(t, m, s), s.visible, `{"type":"subscribe","topics":["held"]}`)
+	_, _, before := s.counts()
+	const n = 10
+	ids := publishQuietly(t, m, "held", n)
+	sameIDs(t, "held", waitIDs(t, s.visible, "held", n, 5*time.Second), ids)
+	begins, inside, after := s.counts()
+	if begins == 0 || inside == 0 {
+		t.Fatalf("%d stretches, %d writes inside: the inline path was not taken", begins, inside)
+	}
+	if after == before {
+		t.Fatal("no Flush outside a stretch: the held bytes were not flushed by the connection actor")
+	}
+	relaytest.Eventually(t, 5*time.Second, "nothing left held", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.held) == 0
+	})
+}
