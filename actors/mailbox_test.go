@@ -252,10 +252,10 @@ func TestMailboxPostHereAfterAPanicLeavesTheRestToTheSupervisor(t *testing.T) {
 
 // hereHooks records runHere's begin and end calls; begin answers ok.
 type hereHooks struct {
-	ok       bool
-	calls    []string
+	ok        bool
+	calls     []string
 	postOnEnd any // posted to m by end, as the connection's EndNoBlock does
-	m        *mailbox
+	m         *mailbox
 }
 
 func (h *hereHooks) begin() bool { h.calls = append(h.calls, "begin"); return h.ok }
