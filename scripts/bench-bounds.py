@@ -19,11 +19,12 @@ that even the stricter figure misses cannot be reached by changing the
 relay's own functions; the Go scheduling and system calls its design asks
 for are outside the bound and are discussed in bench/NOTES.md.
 """
-import glob
 import json
 import os
 import statistics
 import sys
+
+from benchlib import median_of as median
 
 OWNER_COLS = [("kernel", "kernel"), ("runtime", "Go runtime"), ("gc", "allocator and GC"),
               ("stdlib", "standard library"), ("libs", "libraries"), ("own", "own code")]
@@ -37,15 +38,6 @@ SCENARIOS = [
     ("ingest-valkey-1topic", "cpu_us_per_publish", "publish"),
 ]
 UNIT = {label: key for label, key, _ in SCENARIOS}
-
-
-def median(res, label, target, key):
-    vals = []
-    for f in glob.glob(os.path.join(res, f"{label}.{target}.*.json")):
-        v = json.load(open(f)).get(key)
-        if v:
-            vals.append(v)
-    return statistics.median(vals) if vals else None
 
 
 def owners(odir, label, target):

@@ -819,16 +819,12 @@ EOF
 		printf '\n## Floors: what this machine costs without the relay\n\n'
 	fi
 	if [[ -s $WORK/ws-floor ]]; then
-		python3 - "$WORK/ws-floor" "$RES" "$ONEP_DIR" <<'PY' || true
-import glob, json, os, statistics, sys
+		PYTHONPATH="$REPO/scripts" python3 - "$WORK/ws-floor" "$RES" "$ONEP_DIR" <<'PY' || true
+import statistics, sys
+from benchlib import median_of
 floor = [float(x) for x in open(sys.argv[1]).read().split()]
 def med(target, d=sys.argv[2], label="fanout-memory"):
-    vals = []
-    for f in glob.glob(os.path.join(d, f"{label}.{target}.*.json")):
-        v = json.load(open(f)).get("cpu_us_per_delivery")
-        if v:
-            vals.append(v)
-    return statistics.median(vals) if vals else None
+    return median_of(d, label, target, "cpu_us_per_delivery")
 f = statistics.median(floor)
 print("### Fan-out at 100 msgs/s against the write floor, same minutes\n")
 print(f"The write floor (`bench/floor ws -conns 1000 -rate 100 -duration 5s`) was taken after each pair of")
@@ -848,14 +844,13 @@ PY
 		cat "$FLOOR_MD"
 	fi
 	if compgen -G "$NOGC_DIR/*.json" >/dev/null; then
-		python3 - "$RES" "$NOGC_DIR" <<'PY' || true
-import glob, json, os, statistics, sys
+		PYTHONPATH="$REPO/scripts" python3 - "$RES" "$NOGC_DIR" <<'PY' || true
+import sys
+from benchlib import median_of, reports
 def med(d, label, target):
     """Medians of CPU per delivery and p99 over the reports, and their count."""
-    reps = [json.load(open(f)) for f in glob.glob(os.path.join(d, f"{label}.{target}.*.json"))]
-    cpu = [r["cpu_us_per_delivery"] for r in reps if r.get("cpu_us_per_delivery")]
-    p99 = [r["latency_p99_ms"] for r in reps if r.get("latency_p99_ms")]
-    return (statistics.median(cpu) if cpu else None, statistics.median(p99) if p99 else None, len(cpu))
+    n = sum(1 for r in reports(d, label, target) if r.get("cpu_us_per_delivery"))
+    return (median_of(d, label, target, "cpu_us_per_delivery"), median_of(d, label, target, "latency_p99_ms"), n)
 rows = [("relay", med(sys.argv[1], "many-topics-memory", "relay")),
         ("relay with GOGC=off (run after each pair)", med(sys.argv[2], "many-topics-memory-nogc", "relay")),
         ("Centrifugo", med(sys.argv[1], "many-topics-memory", "centrifugo"))]
