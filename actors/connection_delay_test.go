@@ -47,6 +47,13 @@ func (s *heldSink) Flush() error {
 
 func (s *heldSink) Close(code int, reason string) { s.visible.Close(code, reason) }
 
+// heldCount is the number of frames written since the last Flush.
+func (s *heldSink) heldCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
+
 // TestEveryWriteIsFlushed: with and without a write delay, every frame the
 // connection actor writes is followed by a Flush (none is left held), and
 // Flush is never called without a Write before it.

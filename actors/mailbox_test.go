@@ -290,56 +290,38 @@ func TestMailboxRunHereRunsTheWakeOnTheCallerWhenIdle(t *testing.T) {
 }
 
 func TestMailboxRunHereDefersToTheDispatcher(t *testing.T) {
-	t.Run("begin refuses", func(t *testing.T) {
-		m, d, inv := newTestMailbox()
-		h := &hereHooks{ok: false, m: m}
-		m.runHere(h.begin, h.end)
-		inv.wantInvoked(t, "[]")
-		d.wantScheduled(t, 1)
-		if fmt.Sprint(h.calls) != "[begin]" {
-			t.Fatalf("hooks %v, want [begin] (no end without a run)", h.calls)
-		}
-		d.runAll()
-		inv.wantInvoked(t, "[flush]")
-	})
-	t.Run("messages queued", func(t *testing.T) {
+	runAll := func(_ *mailbox, d *manualDispatcher) { d.runAll() }
+	for _, c := range []struct {
+		name          string
+		begin         bool
+		setup         func(m *mailbox)
+		wantCalls     string // runHere's hooks
+		wantScheduled int    // after runHere
+		finish        func(m *mailbox, d *manualDispatcher)
+		want          string // invoked after finish
+	}{
+		{"begin refuses", false, func(*mailbox) {}, "[begin]", 1, runAll, "[flush]"},
 		// Something else waits (a subscribe, a replay page): the wake-up
 		// queues behind it and the run is the dispatcher's, in order.
-		m, d, inv := newTestMailbox()
-		h := &hereHooks{ok: true, m: m}
-		queueUnscheduled(m, "page")
-		m.runHere(h.begin, h.end)
-		inv.wantInvoked(t, "[]")
-		if len(h.calls) != 0 {
-			t.Fatalf("hooks %v, want none", h.calls)
-		}
-		d.wantScheduled(t, 1)
-		d.runAll()
-		inv.wantInvoked(t, "[page flush]")
-	})
-	t.Run("system message queued", func(t *testing.T) {
-		m, d, inv := newTestMailbox()
-		h := &hereHooks{ok: true, m: m}
-		m.PostSystemMessage("sys")
-		m.runHere(h.begin, h.end)
-		inv.wantInvoked(t, "[]")
-		d.wantScheduled(t, 1)
-		d.runAll()
-		inv.wantInvoked(t, "[sys:sys flush]")
-	})
-	t.Run("run in progress", func(t *testing.T) {
+		{"messages queued", true, func(m *mailbox) { queueUnscheduled(m, "page") }, "[]", 1, runAll, "[page flush]"},
+		{"system message queued", true, func(m *mailbox) { m.PostSystemMessage("sys") }, "[]", 1, runAll, "[sys:sys flush]"},
 		// Another goroutine's run has taken everything and not yet gone
-		// idle: the wake-up is left to it.
-		m, d, inv := newTestMailbox()
-		h := &hereHooks{ok: true, m: m}
-		m.status.Store(mailboxScheduled)
-		m.runHere(h.begin, h.end)
-		inv.wantInvoked(t, "[]")
-		d.wantScheduled(t, 0)
-		if len(h.calls) != 0 {
-			t.Fatalf("hooks %v, want none", h.calls)
-		}
-		m.process() // that run's last look
-		inv.wantInvoked(t, "[flush]")
-	})
+		// idle: the wake-up is left to it (its last look).
+		{"run in progress", true, func(m *mailbox) { m.status.Store(mailboxScheduled) }, "[]", 0,
+			func(m *mailbox, _ *manualDispatcher) { m.process() }, "[flush]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, d, inv := newTestMailbox()
+			h := &hereHooks{ok: c.begin, m: m}
+			c.setup(m)
+			m.runHere(h.begin, h.end)
+			inv.wantInvoked(t, "[]")
+			d.wantScheduled(t, c.wantScheduled)
+			if got := fmt.Sprint(h.calls); got != c.wantCalls {
+				t.Fatalf("hooks %v, want %s", got, c.wantCalls)
+			}
+			c.finish(m, d)
+			inv.wantInvoked(t, c.want)
+		})
+	}
 }

@@ -9,17 +9,16 @@ import (
 	"github.com/pulsar-relay/relay/internal/relaytest"
 )
 
-// noBlockSink is an actors.NoBlockSink over a fakeSink: a Write is held and
-// a Flush makes what is held visible, except inside a no-block stretch
-// with holdInside set, where the Flush keeps it held (a socket that took
+// noBlockSink is an actors.NoBlockSink over a heldSink (a Write is held, a
+// Flush makes what is held visible), except inside a no-block stretch
+// with holdInside set, where a Flush keeps it held (a socket that took
 // nothing at once) and EndNoBlock reports it.
 type noBlockSink struct {
-	visible    *fakeSink
+	*heldSink
 	holdInside bool
 
 	mu             sync.Mutex
 	inside         bool
-	held           [][]byte
 	begins         int
 	writesInside   int
 	flushesOutside int
@@ -28,7 +27,7 @@ type noBlockSink struct {
 var _ actors.NoBlockSink = (*noBlockSink)(nil)
 
 func newNoBlockSink(holdInside bool) *noBlockSink {
-	return &noBlockSink{visible: newSink(), holdInside: holdInside}
+	return &noBlockSink{heldSink: &heldSink{visible: newSink()}, holdInside: holdInside}
 }
 
 func (s *noBlockSink) BeginNoBlock() bool {
@@ -41,42 +40,32 @@ func (s *noBlockSink) BeginNoBlock() bool {
 
 func (s *noBlockSink) EndNoBlock() bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.inside = false
-	return len(s.held) > 0
+	s.mu.Unlock()
+	return s.heldCount() > 0
 }
 
 func (s *noBlockSink) Write(frame []byte) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.inside {
 		s.writesInside++
 	}
-	s.held = append(s.held, append([]byte(nil), frame...))
-	return nil
+	s.mu.Unlock()
+	return s.heldSink.Write(frame)
 }
 
 func (s *noBlockSink) Flush() error {
 	s.mu.Lock()
-	if s.inside && s.holdInside {
-		s.mu.Unlock()
-		return nil
-	}
-	if !s.inside {
+	inside := s.inside
+	if !inside {
 		s.flushesOutside++
 	}
-	held := s.held
-	s.held = nil
 	s.mu.Unlock()
-	for _, f := range held {
-		if err := s.visible.Write(f); err != nil {
-			return err
-		}
+	if inside && s.holdInside {
+		return nil
 	}
-	return nil
+	return s.heldSink.Flush()
 }
-
-func (s *noBlockSink) Close(code int, reason string) { s.visible.Close(code, reason) }
 
 func (s *noBlockSink) counts() (begins, writesInside, flushesOutside int) {
 	s.mu.Lock()
@@ -148,9 +137,5 @@ func TestBytesHeldByANoBlockRunAreFlushedAfter(t *testing.T) {
 	if after == before {
 		t.Fatal("no Flush outside a stretch: the held bytes were not flushed by the connection actor")
 	}
-	relaytest.Eventually(t, 5*time.Second, "nothing left held", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.held) == 0
-	})
+	relaytest.Eventually(t, 5*time.Second, "nothing left held", func() bool { return s.heldCount() == 0 })
 }
