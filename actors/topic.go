@@ -405,10 +405,6 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 	}
 }
 
-// deliver puts a stored message in the ring and every live subscriber's
-// outbox. The frame is encoded once and shared. Messages at or before
-// lastDelivered were delivered already (a catch-up after a restart) and are
-// skipped.
 // A quiet topic actor with at most inlineFanOut subscribers writes to them
 // on its own goroutine (see NoBlockSink): a message or two per second
 // to a few connections costs less there than a wake-up of another
@@ -424,6 +420,11 @@ const (
 	inlineGap    = int64(time.Millisecond)
 )
 
+// deliver puts a stored message in the ring and every live subscriber's
+// outbox. The frame is encoded once and shared. Messages at or before
+// lastDelivered were delivered already (a catch-up after a restart) and are
+// skipped. A quiet topic's few subscribers it also writes to, on this
+// goroutine (see inlineFanOut).
 func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time) {
 	if !t.lastDelivered.Less(m.ID) {
 		return
