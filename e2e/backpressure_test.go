@@ -331,3 +331,92 @@ func TestConnectionLimit(t *testing.T) {
 		return true
 	})
 }
+
+// TestSlowConsumerOnAQuietTopic: a quiet topic with a few subscribers
+// writes to them on its own goroutine (the publisher's), so a subscriber
+// that reads nothing must not make those writes block: every publish is
+// answered, the subscriber that reads gets every message in order, and the
+// one that does not is disconnected as a slow consumer once its queue is
+// full. Its writes would otherwise wait for WriteTimeout (5 minutes here).
+func TestSlowConsumerOnAQuietTopic(t *testing.T) {
+	relaytest.CheckLeaks(t)
+	counters := &relaytest.Counters{}
+	r := relaytest.Start(t, relaytest.Options{
+		Actors: actors.Config{SlowConsumerPolicy: actors.PolicyDisconnect, Observer: counters,
+			ConnectionQueueBytes: 1 << 20},
+		Gateway: gateway.Config{WriteTimeout: 5 * time.Minute, PingInterval: 5 * time.Minute},
+	})
+	const topic = "quiet"
+	sub := func(rcvbuf int) *rawWS {
+		c, err := dialRaw(r.WSURL, rcvbuf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.conn.Close() })
+		if err := c.writeText([]byte(`{"type":"subscribe","topics":["quiet"]}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, p, err := c.readFrame(); err != nil || !bytes.Contains(p, []byte(`"subscribed"`)) {
+			t.Fatalf("subscribe: %s %v", p, err)
+		}
+		return c
+	}
+	slow, fast := sub(16<<10), sub(0)
+	_ = slow // reads nothing from here on
+
+	// Each publish 2 ms after the one before (the topic stays quiet), 16 KB
+	// each: the slow socket's buffers fill within a few dozen, its outbox
+	// (1 MB here) within a hundred.
+	const total = 400
+	pad := strings.Repeat("x", 16<<10)
+	ids := make(chan string, total)
+	failed := make(chan error, 1)
+	go func() {
+		defer close(ids)
+		for i := range total {
+			time.Sleep(2 * time.Millisecond)
+			status, body := r.Publish(topic, map[string]any{"i": i, "pad": pad})
+			if status != http.StatusCreated {
+				failed <- fmt.Errorf("publish %d: status %d %v", i, status, body)
+				return
+			}
+			ids <- body["message_id"].(string)
+		}
+	}()
+	got := make(chan []string, 1)
+	go func() {
+		_ = fast.conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		read, err := fast.readN(total)
+		if err != nil {
+			t.Errorf("fast subscriber after %d messages: %v", len(read), err)
+		}
+		got <- read
+	}()
+	var want []string
+	deadline := time.After(2 * time.Minute) // far beyond 400 x 2 ms; short of WriteTimeout
+	for done := false; !done; {
+		select {
+		case id, ok := <-ids:
+			if !ok {
+				done = true
+				break
+			}
+			want = append(want, id)
+		case err := <-failed:
+			t.Fatal(err)
+		case <-deadline:
+			t.Fatalf("publishing stalled after %d of %d: a write to the subscriber that reads nothing blocked its topic", len(want), total)
+		}
+	}
+	select {
+	case err := <-failed:
+		t.Fatal(err)
+	default:
+	}
+	if read := <-got; fmt.Sprint(read) != fmt.Sprint(want) {
+		t.Fatalf("fast subscriber: %d messages, not the %d published in order", len(read), len(want))
+	}
+	relaytest.Eventually(t, 30*time.Second, "the slow subscriber disconnected", func() bool {
+		return counters.SlowDisconnects.Load() == 1
+	})
+}
