@@ -98,6 +98,7 @@ func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error)
 	indexed := m.connIdx.add(c) // for the admin view (policy_admin.go)
 	c.flusher = m.flusher
 	mb := newMailbox(theFlush)
+	c.mb = mb
 	props := actor.PropsFromProducer(func() actor.Actor { return c },
 		actor.WithDispatcher(m.dispatcher), actor.WithMailbox(func() actor.Mailbox { return mb }))
 	pid, err := m.conns.SpawnNamed(props, "conn/"+id)

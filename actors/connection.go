@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
@@ -77,6 +78,7 @@ type connActor struct {
 	sink      Sink
 	transport string
 	outbox    *outbox
+	mb        *mailbox      // its own (see drain)
 	slots     chan struct{} // see Connection.slots; released as commands are handled
 	done      chan struct{}
 
@@ -328,12 +330,23 @@ func (c *connActor) drop(s *subscription) {
 	c.topics.routeExisting(s.topic, &unsubscribeRequest{sub: s})
 }
 
+// hereDrainBytes bounds what a connection actor run on a topic actor's
+// goroutine (mailbox.runHere) takes from its outbox: in that run nothing
+// blocks, so what the socket does not take stays held in the sink, and
+// past this the rest waits in the outbox (under its bounds and the
+// slow-consumer policy) for a run on the dispatcher.
+const hereDrainBytes = 64 << 10
+
 // drain writes queued frames. It yields after a few rounds so commands are
 // not starved by a busy topic; a flush it sends itself continues later.
 func (c *connActor) drain(ctx actor.Context) {
+	budget := math.MaxInt
+	if c.mb != nil && c.mb.here {
+		budget = hereDrainBytes
+	}
 	for range 8 {
 		var dropped int
-		c.batch, dropped = c.outbox.drain(c.batch[:0], 256)
+		c.batch, dropped = c.outbox.drain(c.batch[:0], 256, budget)
 		if dropped > 0 {
 			c.obs.Dropped("slow_consumer", dropped)
 		}
@@ -356,10 +369,16 @@ func (c *connActor) drain(ctx actor.Context) {
 				n++
 			}
 		}
+		for _, d := range c.batch {
+			budget -= len(d.frame)
+		}
 		clear(c.batch)
 		c.obs.Delivered(c.transport, n)
 		if c.failed {
 			return
+		}
+		if budget <= 0 {
+			break
 		}
 	}
 	ctx.Send(ctx.Self(), theFlush)

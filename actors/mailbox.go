@@ -46,6 +46,10 @@ type mailbox struct {
 	// the run's last check is one load.
 	pending   atomic.Uint64
 	suspended atomic.Bool
+	// here is true during a run runHere makes on its caller's goroutine;
+	// read by the actor in that run (connection actors bound what they
+	// take then, see connActor.drain).
+	here bool
 
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
@@ -137,7 +141,9 @@ func (m *mailbox) runHere(begin func() bool, end func()) {
 		m.dispatcher.Schedule(m.run)
 		return
 	}
+	m.here = true
 	more := m.drain(1)
+	m.here = false
 	end()
 	if !more && !m.idleOrReclaim() {
 		return

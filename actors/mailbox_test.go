@@ -39,12 +39,16 @@ type recordingInvoker struct {
 	got       []string
 	escalated []any
 	panicOn   any
+	during    func() // when set, called in each user message's invocation
 }
 
 func (r *recordingInvoker) InvokeSystemMessage(msg any) { r.add("sys:" + name(msg)) }
 func (r *recordingInvoker) InvokeUserMessage(msg any) {
 	if r.panicOn != nil && msg == r.panicOn {
 		panic("boom")
+	}
+	if r.during != nil {
+		r.during()
 	}
 	r.add(name(msg))
 }
@@ -268,6 +272,8 @@ func (h *hereHooks) end() {
 
 func TestMailboxRunHereRunsTheWakeOnTheCallerWhenIdle(t *testing.T) {
 	m, d, inv := newTestMailbox()
+	var here []bool // m.here as the actor saw it, per message
+	inv.during = func() { here = append(here, m.here) }
 	h := &hereHooks{ok: true, m: m}
 	m.runHere(h.begin, h.end)
 	inv.wantInvoked(t, "[flush]") // on the caller, before runHere returned
@@ -287,6 +293,9 @@ func TestMailboxRunHereRunsTheWakeOnTheCallerWhenIdle(t *testing.T) {
 	d.wantScheduled(t, 1)
 	d.runAll()
 	inv.wantInvoked(t, "[flush flush flush-held]")
+	if fmt.Sprint(here) != "[true true false]" {
+		t.Fatalf("the actor saw here = %v, want [true true false] (a run on the caller, then the dispatcher's)", here)
+	}
 }
 
 func TestMailboxRunHereDefersToTheDispatcher(t *testing.T) {

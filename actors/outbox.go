@@ -153,15 +153,17 @@ func (o *outbox) grow() {
 	o.ring, o.head = next, 0
 }
 
-// drain moves up to max queued deliveries into dst and returns it, with the
-// number of drop-oldest drops since the last Drain. When the queue is empty it
+// drain moves up to max queued deliveries, and at most maxBytes of frames
+// (but at least one), into dst and returns it, with the number of
+// drop-oldest drops since the last Drain. When the queue is empty it
 // clears the drain request, so the next Push wakes the connection again.
-func (o *outbox) drain(dst []delivery, max int) ([]delivery, int) {
+func (o *outbox) drain(dst []delivery, max, maxBytes int) ([]delivery, int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for o.n > 0 && max > 0 {
+	for taken := 0; o.n > 0 && max > 0 && taken < maxBytes; {
 		d := &o.ring[o.head]
 		dst = append(dst, *d)
+		taken += len(d.frame)
 		o.bytes -= len(d.frame)
 		if d.sub != nil {
 			d.sub.outQueued--

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
 )
@@ -27,7 +29,7 @@ func TestOutboxWakesOncePerDrain(t *testing.T) {
 	if wakes != 1 {
 		t.Fatalf("wakes = %d, want 1 for a burst into an idle queue", wakes)
 	}
-	got, _ := o.drain(nil, 4)
+	got, _ := o.drain(nil, 4, 1<<30)
 	if len(got) != 4 || got[0].id.Seq != 1 || got[3].id.Seq != 4 {
 		t.Fatalf("first drain %v", got)
 	}
@@ -35,11 +37,11 @@ func TestOutboxWakesOncePerDrain(t *testing.T) {
 	if wakes != 1 {
 		t.Fatal("a push while a drain is pending must not wake again")
 	}
-	got, _ = o.drain(nil, 100)
+	got, _ = o.drain(nil, 100, 1<<30)
 	if len(got) != 7 || got[6].id.Seq != 11 {
 		t.Fatalf("second drain %d items", len(got))
 	}
-	if got, _ = o.drain(nil, 100); len(got) != 0 {
+	if got, _ = o.drain(nil, 100, 1<<30); len(got) != 0 {
 		t.Fatal("queue should be empty")
 	}
 	o.push(deliveries(1, 10)[0])
@@ -71,7 +73,7 @@ func TestOutboxOverflowPolicies(t *testing.T) {
 			for _, d := range deliveries(tc.push, tc.size) {
 				o.push(d)
 			}
-			got, dropped := o.drain(nil, 1000)
+			got, dropped := o.drain(nil, 1000, 1<<30)
 			if len(got) != tc.wantQueued || dropped != tc.wantDropped || overflowed != tc.wantOverflowed || o.closed() != tc.wantOverflowed {
 				t.Fatalf("queued %d dropped %d overflowed %v, want %d %d %v", len(got), dropped, overflowed, tc.wantQueued, tc.wantDropped, tc.wantOverflowed)
 			}
@@ -132,4 +134,70 @@ func TestConfigDefaultsFollowStoreLimits(t *testing.T) {
 
 func persistenceLimits(n int, d time.Duration) persistence.Limits {
 	return persistence.Limits{MaxMessages: n, Retention: d}
+}
+
+func TestOutboxDrainStopsAtItsByteBudget(t *testing.T) {
+	o := newOutbox(100, 1<<20, PolicyDisconnect, func() {}, func() {})
+	for range 10 {
+		o.push(delivery{frame: make([]byte, 100)})
+	}
+	if got, _ := o.drain(nil, 100, 250); len(got) != 3 { // 100, 200, then 300 >= 250
+		t.Fatalf("drained %d frames with a 250-byte budget, want 3", len(got))
+	}
+	if got, _ := o.drain(nil, 100, 1); len(got) != 1 {
+		t.Fatalf("drained %d frames with a 1-byte budget, want 1 (at least one)", len(got))
+	}
+	if got, _ := o.drain(nil, 100, 1<<30); len(got) != 6 {
+		t.Fatalf("drained %d frames, want the 6 left", len(got))
+	}
+}
+
+// bytesSink counts what a connection actor writes.
+type bytesSink struct{ frames, bytes int }
+
+func (s *bytesSink) Write(f []byte) error { s.frames++; s.bytes += len(f); return nil }
+func (s *bytesSink) Flush() error         { return nil }
+func (s *bytesSink) Close(int, string)    {}
+
+// sendRecorder is the actor.Context connActor.drain needs when its writes
+// succeed: Self and Send (a flush it sends itself).
+type sendRecorder struct {
+	actor.Context
+	sent []any
+}
+
+func (r *sendRecorder) Self() *actor.PID           { return nil }
+func (r *sendRecorder) Send(_ *actor.PID, msg any) { r.sent = append(r.sent, msg) }
+
+// TestConnDrainOnACallersGoroutineIsBounded: a connection actor run on a
+// topic actor's goroutine (mailbox.runHere), where no write blocks and what
+// the socket does not take stays held, takes at most hereDrainBytes (and
+// one frame) from its outbox and leaves the rest to a run of its own on
+// the dispatcher; that run drains everything.
+func TestConnDrainOnACallersGoroutineIsBounded(t *testing.T) {
+	o := newOutbox(1000, 1<<30, PolicyDisconnect, func() {}, func() {})
+	sink := &bytesSink{}
+	c := &connActor{connDeps: &connDeps{obs: nopObserver{}}, sink: sink, outbox: o, mb: newMailbox(theFlush)}
+	sub := &subscription{active: true, obs: nopObserver{}, outbox: o}
+	const frame, n = 4 << 10, 100
+	for i := range n {
+		o.push(delivery{frame: make([]byte, frame), id: messages.ID{Ms: 1, Seq: uint64(i + 1)}, sub: sub})
+	}
+
+	ctx := &sendRecorder{}
+	c.mb.here = true
+	c.drain(ctx)
+	c.mb.here = false
+	if sink.bytes > hereDrainBytes+frame {
+		t.Fatalf("a run on the caller's goroutine took %d bytes, over %d", sink.bytes, hereDrainBytes+frame)
+	}
+	if len(ctx.sent) != 1 || ctx.sent[0] != theFlush {
+		t.Fatalf("sent %v, want one flush to itself for the rest", ctx.sent)
+	}
+
+	ctx.sent = nil
+	c.drain(ctx) // the run the flush asked for, on the dispatcher
+	if sink.frames != n || len(ctx.sent) != 0 {
+		t.Fatalf("%d of %d frames written after the dispatcher's run (sent %v)", sink.frames, n, ctx.sent)
+	}
 }
