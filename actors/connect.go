@@ -43,12 +43,13 @@ type Sink interface {
 }
 
 // A NoBlockSink is a Sink whose writes can be made not to block for a
-// while. A topic actor with few subscribers (at most inlineFanOut) runs an
-// idle connection actor's drain on its own goroutine instead of waking
+// while. A quiet topic actor with few subscribers (see inlineFanOut) runs
+// an idle connection actor's drain on its own goroutine instead of waking
 // another one (see mailbox.runHere): for a delivery or two, the hand-off to
 // another goroutine, often on the other core, costs more than the write.
 // That is only safe while nothing in the run can block, so the run is
-// bracketed by these two.
+// bracketed by these two, and it takes at most hereDrainBytes from the
+// outbox.
 type NoBlockSink interface {
 	Sink
 	// BeginNoBlock starts a stretch in which no Write or Flush blocks, from
