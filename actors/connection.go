@@ -341,7 +341,7 @@ const hereDrainBytes = 64 << 10
 // not starved by a busy topic; a flush it sends itself continues later.
 func (c *connActor) drain(ctx actor.Context) {
 	budget := math.MaxInt
-	if c.mb != nil && c.mb.here {
+	if c.mb.here {
 		budget = hereDrainBytes
 	}
 	for range 8 {
@@ -369,8 +369,10 @@ func (c *connActor) drain(ctx actor.Context) {
 				n++
 			}
 		}
-		for _, d := range c.batch {
-			budget -= len(d.frame)
+		if c.mb.here { // count what this run took against its budget
+			for _, d := range c.batch {
+				budget -= len(d.frame)
+			}
 		}
 		clear(c.batch)
 		c.obs.Delivered(c.transport, n)

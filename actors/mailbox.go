@@ -111,10 +111,7 @@ func (m *mailbox) postHere(msg any, limit int) {
 	if !m.status.CompareAndSwap(mailboxIdle, mailboxScheduled) {
 		return // the run in progress or scheduled takes msg
 	}
-	if !m.drain(limit) && !m.idleOrReclaim() {
-		return
-	}
-	m.dispatcher.Schedule(m.run)
+	m.finishHere(m.drain(limit))
 }
 
 // runHere posts the coalesced wake-up and, when the mailbox was idle with
@@ -145,10 +142,16 @@ func (m *mailbox) runHere(begin func() bool, end func()) {
 	more := m.drain(1)
 	m.here = false
 	end()
-	if !more && !m.idleOrReclaim() {
-		return
+	m.finishHere(more)
+}
+
+// finishHere ends a run made on the caller's goroutine (postHere, runHere):
+// what is left (more), or was posted after the run's last look, goes to
+// the dispatcher; else the mailbox goes idle.
+func (m *mailbox) finishHere(more bool) {
+	if more || m.idleOrReclaim() {
+		m.dispatcher.Schedule(m.run)
 	}
-	m.dispatcher.Schedule(m.run)
 }
 
 // PostSystemMessage implements actor.Mailbox.

@@ -71,12 +71,10 @@ func newConnOutbox(cfg *Config, post poster, pid *actor.PID, mb *mailbox, onOver
 // Allocation-free except when the ring grows toward maxMsgs.
 func (o *outbox) push(d delivery) bool { return o.put(d, false) }
 
-// pushHere is push, and when d is the first frame queued and the
-// connection's sink allows it, the connection actor's drain runs on the
-// caller's goroutine before pushHere returns (see NoBlockSink). For topic
+// put is push; with here set, and when d is the first frame queued and the
+// connection's sink allows it (wakeHere), the connection actor's drain runs
+// on the caller's goroutine before put returns (see NoBlockSink). For topic
 // actors with few subscribers; never blocks.
-func (o *outbox) pushHere(d delivery) bool { return o.put(d, o.wakeHere != nil) }
-
 func (o *outbox) put(d delivery, here bool) bool {
 	o.mu.Lock()
 	if o.overflowed.Load() {
@@ -107,7 +105,7 @@ func (o *outbox) put(d delivery, here bool) bool {
 	o.scheduled = true
 	o.mu.Unlock()
 	switch {
-	case wake && here:
+	case wake && here && o.wakeHere != nil:
 		o.wakeHere()
 	case wake:
 		o.wake()

@@ -437,14 +437,9 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 	t.ring.add(m, frame, now)
 	quiet := received-t.lastReceived >= inlineGap
 	t.lastReceived = received
-	if quiet && len(t.subs) <= inlineFanOut {
-		for _, s := range t.subs {
-			s.outbox.pushHere(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim})
-		}
-	} else {
-		for _, s := range t.subs {
-			s.outbox.push(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim})
-		}
+	here := quiet && len(t.subs) <= inlineFanOut
+	for _, s := range t.subs {
+		s.outbox.put(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim}, here)
 	}
 	t.stats.delivered.add(now, len(t.subs))
 }
