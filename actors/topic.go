@@ -97,7 +97,7 @@ type topicActor struct {
 	avgFrame      int // bytes, from the last store replay page; sizes the next
 	catchingUp    bool
 	held          []*writeDone // writes finished during a catch-up
-	lastActive    time.Time
+	lastActive    int64 // monoNow of the last publish or subscribe (see checkIdle)
 	published     bool // ever sent a publish (a never-published topic stops with its last subscriber)
 	stopping      bool
 	started       bool
@@ -143,7 +143,7 @@ func newTopicActor(d topicDeps, name string, e *topicEntry) *topicActor {
 func (t *topicActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		t.lastActive = time.Now()
+		t.lastActive = monoNow()
 		t.armIdle(ctx)
 		if t.started { // a supervisor restart: the same value, a new incarnation
 			t.stats.restarts++
@@ -175,7 +175,7 @@ func (t *topicActor) Receive(ctx actor.Context) {
 
 	switch msg := ctx.Message().(type) {
 	case *publish:
-		t.lastActive = time.Now()
+		t.lastActive = msg.received // read on arrival already: no clock read per publish
 		t.published = true
 		t.pending = append(t.pending, msg)
 		t.maybeWrite(ctx)
@@ -188,7 +188,7 @@ func (t *topicActor) Receive(ctx actor.Context) {
 	case *catchUpDone:
 		t.continueCatchUp(ctx, msg)
 	case *subscribeRequest:
-		t.lastActive = time.Now()
+		t.lastActive = monoNow()
 		if t.feed != nil {
 			t.feedSubscribe(ctx, msg)
 		} else {
@@ -508,7 +508,7 @@ func (t *topicActor) busy() bool {
 // checkIdle stops the actor when it has had no subscribers and no traffic for
 // the idle timeout and nothing is queued for it.
 func (t *topicActor) checkIdle(ctx actor.Context) {
-	if !t.busy() && time.Since(t.lastActive) >= t.cfg.idleTimeout && t.stopNow(ctx) {
+	if !t.busy() && monoSince(t.lastActive) >= t.cfg.idleTimeout && t.stopNow(ctx) {
 		return
 	}
 	t.armIdle(ctx)
