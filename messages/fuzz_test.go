@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -45,12 +48,16 @@ func FuzzDecodePublish(f *testing.F) {
 		`{"topic":"t","payload":{"a":{"b":[[[1e99999]]]}},"ttl":9223372037}`,
 		"{\"topic\":\"t\",\"payload\":{\"s\":\"\xff\"},\"metadata\":{\"k\":\"\xc3\"}}",
 		`{"topic":"t","payload":` + nested(70) + `}`,
+		`{"topic":"t","payload":{"a":}}`, `{"topic":"t","payload":{"a":1,}}`, `{"topic":"t","payload":{ "a" : tru }}`, `{"topic":"t","payload":{}} x`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		sameAsEncodingJSON(t, body)
 		req, err := DecodePublish(body)
+		if ref, refErr := decodePublishChecked(body); fmt.Sprint(err) != fmt.Sprint(refErr) || !reflect.DeepEqual(req, ref) {
+			t.Fatalf("%q: DecodePublish = %+v, %v; with json.Valid on the payload %+v, %v", body, req, err, ref, refErr)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error %v does not wrap ErrInvalid", err)
@@ -77,6 +84,117 @@ func FuzzDecodePublish(f *testing.F) {
 		frame := m.AppendFrame(nil)
 		if !json.Valid(frame) || !utf8.Valid(frame) {
 			t.Fatalf("frame of an accepted message is not UTF-8 JSON: %q", frame)
+		}
+	})
+}
+
+// decodePublishChecked is DecodePublish with validate told nothing of the
+// body, so that it runs json.Valid on the payload.
+func decodePublishChecked(body []byte) (PublishRequest, error) {
+	if err := CheckJSON(body, MaxJSONDepth+1); err != nil {
+		return PublishRequest{Topic: TopicOf(body)}, err
+	}
+	req, fast := decodePublishFast(body)
+	if !fast {
+		req = PublishRequest{}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return PublishRequest{Topic: TopicOf(body)}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
+		}
+	}
+	if err := req.validate(PublishLimits{}, false); err != nil {
+		return PublishRequest{Topic: req.Topic}, err
+	}
+	return req, nil
+}
+
+// checkJSONLimitsReference is CheckJSON as it was before it checked the
+// syntax too: checkJSON must return the same errors.
+func checkJSONLimitsReference(b []byte, maxDepth int) error {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c == '"':
+			for i++; i < len(b); i++ {
+				c = b[i]
+				if c == '"' {
+					break
+				}
+				if c == '\\' {
+					i++
+					continue
+				}
+				if c < utf8.RuneSelf {
+					continue
+				}
+				r, size := utf8.DecodeRune(b[i:])
+				if r == utf8.RuneError && size == 1 {
+					return fmt.Errorf("%w: invalid UTF-8 at byte offset %d", ErrInvalid, i)
+				}
+				i += size - 1
+			}
+		case c == '{' || c == '[':
+			depth++
+			if depth > maxDepth {
+				return fmt.Errorf("%w: JSON nested deeper than %d levels", ErrInvalid, maxDepth)
+			}
+		case c == '}' || c == ']':
+			depth--
+		case c == '-' || c >= '0' && c <= '9':
+			start := i
+			for i+1 < len(b) && isNumberByte(b[i+1]) {
+				i++
+			}
+			if n := i + 1 - start; n > MaxNumberLen {
+				return fmt.Errorf("%w: a number literal of %d characters (the limit is %d)", ErrInvalid, n, MaxNumberLen)
+			}
+		case c >= utf8.RuneSelf:
+			if r, size := utf8.DecodeRune(b[i:]); r == utf8.RuneError && size == 1 {
+				return fmt.Errorf("%w: invalid UTF-8 at byte offset %d", ErrInvalid, i)
+			}
+		}
+	}
+	return nil
+}
+
+// jsonSyntaxCases are documents on the edges of the JSON grammar, valid or
+// not, some also over the limits after a syntax error.
+var jsonSyntaxCases = []string{
+	``, ` `, `1`, ` 1 `, `-0`, `-`, `01`, `-01`, `1.`, `.5`, `1.5`, `1e`, `1e+`, `1e-5`, `1E+05`, `1.5e3`, `0.0`, `-0.0e-0`,
+	`1-`, `1.2.3`, `1e5e`, `+1`, `0x1`, `1 2`, `12`, `-a`, `Infinity`, `NaN`,
+	`true`, `false`, `null`, `tru`, `nul`, `True`, `nulll`, `true1`, `truefalse`, `[true,false,null]`, `[tru]`, `{"a":nul}`,
+	`""`, `"`, `"abc`, `"a\"`, `"a\\"`, `"\"`, `"\u12"`, `"\u12345"`, `"\u00e9\uD83D\uDE00"`, `"\uABCD"`, `"\uabcg"`, `"\x"`, `"\a"`, `"\'"`,
+	`"\/\b\f\n\r\t\"\\"`, "\"\t\"", "\"\x00\"", "\"\x1f\"", "\"\x7f\"", "\"a\nb\"", `"\`, `"\u`, `"\u00"`,
+	`{}`, `[]`, `{ }`, `[ ]`, `[[]]`, `[{}]`, `{"a":{}}`, `{"a":[]}`, `[[[[]]]]`, `{}{}`, `[][]`, `{}]`, `[}`, `{]`, `[`, `{`, `]`, `}`,
+	`[1,]`, `[,1]`, `[,]`, `[1,,2]`, `[1 2]`, `{"a"}`, `{"a":}`, `{,}`, `{"a":1,}`, `{"a":1,,"b":2}`, `{"a" 1}`, `{"a"::1}`,
+	`{1:2}`, `{a:1}`, `{"a":1 "b":2}`, `{"a":1}x`, `{"a":1},`, `:`, `,`, `[1]:`, `{"a":"b":"c"}`, `["a":1]`, `{"a",1}`,
+	" \t\n\r{} \t\n\r", "\f{}", "{}\f", "\v1", "[1,\v2]", "{\"a\"\r:\n1\t}", "\xef\xbb\xbf{}", "{}\x00", "\u00a0{}",
+	`{"a":[1,{"b":[true,{"c":null}]}],"d":"e"}`, `[{"a":[{"b":[{}]}]}]`, `[1,[2,[3,[4]]]]`, `{"a":[}]}`, `{"a":[1}`, `[{]}`,
+	"\xff", "\"\xff\"", "x\xff", "[\"\xc3\xa9\"]", "é", "[é]", "\"a\x00\xff\"", "\"\\\xc3\xa9\"",
+	`] {"n":` + strings.Repeat("1", MaxNumberLen+1) + `}`, `x` + nested(70), `{"a":"\u12"` + strings.Repeat("[", 70),
+	`[` + strings.Repeat("1", MaxNumberLen) + `]`, `[-` + strings.Repeat("0", MaxNumberLen) + `]`, `]]]]` + strings.Repeat("[", 66),
+}
+
+// FuzzCheckJSONValid: checkJSON's errors are the limits-only scan's, and
+// when there is none it agrees with json.Valid.
+func FuzzCheckJSONValid(f *testing.F) {
+	for _, s := range jsonSyntaxCases {
+		f.Add([]byte(s), int16(MaxJSONDepth+1))
+	}
+	f.Add([]byte(nested(300)), int16(1000))
+	f.Add([]byte(`[[[1]]]`), int16(2))
+	f.Fuzz(func(t *testing.T, b []byte, maxDepth int16) {
+		for _, depth := range []int{MaxJSONDepth + 1, int(maxDepth)} {
+			valid, err := checkJSON(b, depth)
+			if want := checkJSONLimitsReference(b, depth); fmt.Sprint(err) != fmt.Sprint(want) {
+				t.Fatalf("checkJSON(%q, %d) err = %v, want %v", b, depth, err, want)
+			}
+			if err == nil && valid != json.Valid(b) {
+				t.Fatalf("checkJSON(%q, %d) valid = %v, json.Valid says %v", b, depth, valid, !valid)
+			}
+			if err != nil && valid {
+				t.Fatalf("checkJSON(%q, %d) = valid with error %v", b, depth, err)
+			}
 		}
 	})
 }

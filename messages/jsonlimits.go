@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
@@ -27,65 +28,214 @@ const (
 // UTF-8 (encoding/json would silently replace them in a string and keep
 // them as they are in a json.RawMessage), objects and arrays nested deeper
 // than maxDepth levels (the outermost value is level 1), and number literals
-// longer than MaxNumberLen characters. It does not check the syntax: a
+// longer than MaxNumberLen characters. It does not report syntax errors: a
 // document it accepts must still be parsed.
 //
-// It costs one pass over b and no allocation unless it fails.
+// It costs one pass over b (two if b nests deeper than 256 levels: see
+// checkJSON) and no allocation unless it fails.
 func CheckJSON(b []byte, maxDepth int) error {
+	_, err := checkJSON(b, maxDepth)
+	return err
+}
+
+// Syntax states of checkJSON: what may come next.
+const (
+	synValue       = iota // a value
+	synArrayFirst         // a value or ']'
+	synObjectFirst        // a key or '}'
+	synKey                // a key
+	synColon              // ':'
+	synNext               // ',' or a closing bracket; at the top level, the end
+	synBad                // not JSON: only the limits are checked from here on
+)
+
+// checkJSON is CheckJSON, and in the same pass it checks the syntax: valid
+// is json.Valid(b) when err is nil. err is the same as if the syntax were not
+// checked: once b is known not to be JSON the scan goes on for the limits.
+//
+// While b is valid so far, the limits scan's depth is the real nesting, kept
+// in a fixed bit stack; deeper than that (maxDepth over 256), json.Valid
+// decides, which also applies encoding/json's own nesting limit.
+func checkJSON(b []byte, maxDepth int) (valid bool, err error) {
+	var objects bitStack // the containers open, by depth: object or array
+	st, deep := synValue, false
 	depth := 0
 	for i := 0; i < len(b); i++ {
 		c := b[i]
-		switch {
-		case c == '"':
+		switch byteClass[c] {
+		case clSpace:
+		case clQuote:
+			switch st {
+			case synValue, synArrayFirst:
+				st = synNext
+			case synKey, synObjectFirst:
+				st = synColon
+			default:
+				st = synBad
+			}
 			// A string: skip to its closing quote, checking UTF-8.
 			for i++; i < len(b); i++ {
 				c = b[i]
 				if !strSpecial[c] {
 					continue
 				}
-				if c < utf8.RuneSelf {
-					if c == '"' {
-						break
+				if c == '"' {
+					break
+				}
+				if c == '\\' {
+					if !validEscape(b, i) {
+						st = synBad
 					}
-					i++ // a backslash: the escaped byte is ASCII in valid JSON
+					i++ // skip the escaped byte, ASCII in valid JSON
+					continue
+				}
+				if c < utf8.RuneSelf { // a control character
+					st = synBad
 					continue
 				}
 				r, size := utf8.DecodeRune(b[i:])
 				if r == utf8.RuneError && size == 1 {
-					return fmt.Errorf("%w: invalid UTF-8 at byte offset %d", ErrInvalid, i)
+					return false, fmt.Errorf("%w: invalid UTF-8 at byte offset %d", ErrInvalid, i)
 				}
 				i += size - 1
 			}
-		case c == '{' || c == '[':
+			if i >= len(b) { // unterminated
+				st = synBad
+			}
+		case clOpen:
 			depth++
 			if depth > maxDepth {
-				return fmt.Errorf("%w: JSON nested deeper than %d levels", ErrInvalid, maxDepth)
+				return false, fmt.Errorf("%w: JSON nested deeper than %d levels", ErrInvalid, maxDepth)
 			}
-		case c == '}' || c == ']':
+			switch {
+			case st != synValue && st != synArrayFirst:
+				st = synBad
+			case depth > len(objects)*64:
+				// Deeper than the stack holds: json.Valid decides.
+				st, deep = synBad, true
+			case c == '{':
+				objects.set(depth, true)
+				st = synObjectFirst
+			default:
+				objects.set(depth, false)
+				st = synArrayFirst
+			}
+		case clClose:
+			if st == synNext && depth > 0 && objects.get(depth) == (c == '}') ||
+				st == synObjectFirst && c == '}' || st == synArrayFirst && c == ']' {
+				st = synNext
+			} else {
+				st = synBad
+			}
 			depth--
-		case c == '-' || c >= '0' && c <= '9':
-			start := i
-			for i+1 < len(b) && isNumberByte(b[i+1]) {
-				i++
+		case clComma:
+			switch {
+			case st != synNext || depth == 0:
+				st = synBad
+			case objects.get(depth):
+				st = synKey
+			default:
+				st = synValue
 			}
-			if n := i + 1 - start; n > MaxNumberLen {
-				return fmt.Errorf("%w: a number literal of %d characters (the limit is %d)", ErrInvalid, n, MaxNumberLen)
+		case clColon:
+			if st == synColon {
+				st = synValue
+			} else {
+				st = synBad
 			}
-		case c >= utf8.RuneSelf:
+		case clLiteral:
+			// A literal holds no byte the limits look at: skip it whole.
+			lit := "null"
+			if c == 't' {
+				lit = "true"
+			} else if c == 'f' {
+				lit = "false"
+			}
+			if (st == synValue || st == synArrayFirst) && len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit {
+				i += len(lit) - 1
+				st = synNext
+			} else {
+				st = synBad
+			}
+		case clNumber:
+			end, ok := scanNumber(b, i)
+			if n := end - i; n > MaxNumberLen {
+				return false, fmt.Errorf("%w: a number literal of %d characters (the limit is %d)", ErrInvalid, n, MaxNumberLen)
+			}
+			if ok && (st == synValue || st == synArrayFirst) {
+				st = synNext
+			} else {
+				st = synBad
+			}
+			i = end - 1
+		case clHigh:
 			// Outside a string this is a syntax error; say what it is if it
 			// is not even UTF-8.
 			if r, size := utf8.DecodeRune(b[i:]); r == utf8.RuneError && size == 1 {
-				return fmt.Errorf("%w: invalid UTF-8 at byte offset %d", ErrInvalid, i)
+				return false, fmt.Errorf("%w: invalid UTF-8 at byte offset %d", ErrInvalid, i)
 			}
+			st = synBad
+		default:
+			st = synBad
 		}
 	}
-	return nil
+	if deep {
+		return json.Valid(b), nil
+	}
+	return st == synNext && depth == 0, nil
 }
 
+// bitStack holds one bit per nesting level, level d (from 1) at bit d-1.
+type bitStack [4]uint64
+
+func (s *bitStack) get(d int) bool { return s[(d-1)>>6]>>((d-1)&63)&1 != 0 }
+
+func (s *bitStack) set(d int, v bool) {
+	if v {
+		s[(d-1)>>6] |= 1 << ((d - 1) & 63)
+	} else {
+		s[(d-1)>>6] &^= 1 << ((d - 1) & 63)
+	}
+}
+
+// Byte classes of checkJSON's scan outside strings; clOther is a syntax
+// error.
+const (
+	clOther = iota
+	clSpace
+	clQuote
+	clOpen
+	clClose
+	clComma
+	clColon
+	clLiteral // the first letter of true, false or null
+	clNumber  // '-' or a digit
+	clHigh    // a byte of a multi-byte UTF-8 sequence, or not UTF-8
+)
+
+var byteClass = func() (t [256]uint8) {
+	for _, c := range " \t\n\r" {
+		t[c] = clSpace
+	}
+	t['"'], t['{'], t['['], t['}'], t[']'] = clQuote, clOpen, clOpen, clClose, clClose
+	t[','], t[':'], t['t'], t['f'], t['n'], t['-'] = clComma, clColon, clLiteral, clLiteral, clLiteral, clNumber
+	for c := '0'; c <= '9'; c++ {
+		t[c] = clNumber
+	}
+	for c := utf8.RuneSelf; c < 256; c++ {
+		t[c] = clHigh
+	}
+	return t
+}()
+
 // strSpecial marks the bytes a string scan stops at: the quote, the
-// backslash, and every byte of a multi-byte UTF-8 sequence.
+// backslash, the control characters (not allowed in a string), and every
+// byte of a multi-byte UTF-8 sequence.
 var strSpecial = func() (t [256]bool) {
 	t['"'], t['\\'] = true, true
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
 	for c := utf8.RuneSelf; c < 256; c++ {
 		t[c] = true
 	}
@@ -94,6 +244,64 @@ var strSpecial = func() (t [256]bool) {
 
 func isNumberByte(c byte) bool {
 	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+}
+
+// scanNumber returns the end of the run of number bytes (isNumberByte) at
+// b[i], which the limits take for one number literal, and whether the run
+// is one JSON number, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?: in
+// JSON a number is followed by none of those bytes.
+func scanNumber(b []byte, i int) (end int, ok bool) {
+	j := i
+	if b[j] == '-' {
+		j++
+	}
+	switch {
+	case j < len(b) && b[j] == '0':
+		j, ok = j+1, true
+	case j < len(b) && b[j] >= '1' && b[j] <= '9':
+		j, ok = skipDigits(b, j+1), true
+	}
+	if ok && j < len(b) && b[j] == '.' {
+		k := skipDigits(b, j+1)
+		ok, j = k > j+1, k
+	}
+	if ok && j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		k := j + 1
+		if k < len(b) && (b[k] == '+' || b[k] == '-') {
+			k++
+		}
+		m := skipDigits(b, k)
+		ok, j = m > k, m
+	}
+	for end = j; end < len(b) && isNumberByte(b[end]); end++ {
+	}
+	return end, ok && end == j
+}
+
+func skipDigits(s []byte, i int) int {
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// validEscape reports whether the backslash at b[i] starts a JSON escape:
+// one of "\/bfnrt, or u and 4 hex digits.
+func validEscape(b []byte, i int) bool {
+	if i+1 >= len(b) {
+		return false
+	}
+	switch b[i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return true
+	case 'u':
+		return i+5 < len(b) && isHex(b[i+2]) && isHex(b[i+3]) && isHex(b[i+4]) && isHex(b[i+5])
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // QuotePrefix quotes at most MaxEchoLen bytes of client input s (cut at a

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,6 +39,54 @@ func TestCheckJSON(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v does not wrap ErrInvalid", tc.name, err)
+		}
+	}
+}
+
+func TestCheckJSONValid(t *testing.T) {
+	deepArray := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	for _, tc := range []struct {
+		doc      string
+		maxDepth int
+		valid    bool
+	}{
+		{`{"a":[1,-2.5e+3,{"b":"c\"\\\/\b\f\n\r\t\u00E9"}],"d":true,"e":false,"f":null}`, 3, true},
+		{` 0 `, 1, true}, {`-0.0E-0`, 1, true}, {`""`, 1, true}, {`[]`, 1, true}, {"\t{ \"a\" :\r\n[ ] }\n", 2, true},
+		{``, 1, false}, {` `, 1, false}, {`-`, 1, false}, {`01`, 1, false}, {`1.`, 1, false}, {`.5`, 1, false},
+		{`1e`, 1, false}, {`1e+`, 1, false}, {`+1`, 1, false}, {`1 2`, 1, false}, {`{}{}`, 1, false},
+		{`"\u12"`, 1, false}, {`"\x"`, 1, false}, {"\"\x01\"", 1, false}, {`"abc`, 1, false}, {`"\"`, 1, false},
+		{`[1,]`, 1, false}, {`{"a"}`, 1, false}, {`{"a":}`, 1, false}, {`{,}`, 1, false}, {`{"a":1,}`, 1, false},
+		{`[}`, 1, false}, {`{"a":[1}]`, 2, false}, {`tru`, 1, false}, {`nulll`, 1, false}, {"\f1", 1, false}, {"1\v", 1, false},
+		// Deeper than checkJSON's stack: json.Valid decides, with its own
+		// limit of 10,000 levels.
+		{nested(300), 20000, true}, {deepArray(300), 20000, true}, {deepArray(10000), 20000, true},
+		{deepArray(10001), 20000, false}, {nested(300)[1:], 20000, false}, {deepArray(300) + "]", 20000, false},
+		{strings.Repeat("[", 300) + "}" + strings.Repeat("]", 299), 20000, false},
+	} {
+		valid, err := checkJSON([]byte(tc.doc), tc.maxDepth)
+		if err != nil || valid != tc.valid || json.Valid([]byte(tc.doc)) != tc.valid {
+			t.Errorf("checkJSON(%.40q, %d) = %v, %v; want %v (json.Valid %v)", tc.doc, tc.maxDepth, valid, err, tc.valid, json.Valid([]byte(tc.doc)))
+		}
+	}
+	for _, doc := range jsonSyntaxCases { // the fuzz seeds, with their limits errors
+		valid, err := checkJSON([]byte(doc), MaxJSONDepth+1)
+		if want := checkJSONLimitsReference([]byte(doc), MaxJSONDepth+1); fmt.Sprint(err) != fmt.Sprint(want) || err == nil && valid != json.Valid([]byte(doc)) {
+			t.Errorf("checkJSON(%.40q) = %v, %v; want error %v, json.Valid %v", doc, valid, err, want, json.Valid([]byte(doc)))
+		}
+	}
+}
+
+// A payload that is not JSON is refused whether or not the body around it
+// was checked: validate checks it when not told the body is valid.
+func TestValidateChecksPayload(t *testing.T) {
+	for _, p := range []string{`{"a":}`, `{"a":1}}`, `{"a":"\x"}`, "{\"a\":\"\x01\"}"} {
+		r := PublishRequest{Topic: "t", Payload: []byte(p)}
+		if err := r.Validate(); err == nil || !strings.Contains(err.Error(), "payload is not valid JSON") {
+			t.Errorf("Validate of payload %q = %v", p, err)
+		}
+		body := []byte(`{"topic":"t","payload":` + p + `}`)
+		if _, err := DecodePublish(body); err == nil {
+			t.Errorf("DecodePublish(%q) accepted it", body)
 		}
 	}
 }

@@ -71,8 +71,11 @@ func DecodePublish(body []byte) (PublishRequest, error) {
 // (a bulk publish echoes it), and nothing else.
 func DecodePublishWith(body []byte, lim PublishLimits) (PublishRequest, error) {
 	// The body object is level 1, so its payload's own levels get
-	// MaxJSONDepth.
-	if err := CheckJSON(body, MaxJSONDepth+1); err != nil {
+	// MaxJSONDepth. A valid body spares validate a json.Valid of the
+	// payload; any other still goes through the decoders' own checks, so
+	// that its error is what they say.
+	valid, err := checkJSON(body, MaxJSONDepth+1)
+	if err != nil {
 		return PublishRequest{Topic: TopicOf(body)}, err
 	}
 	req, fast := decodePublishFast(body)
@@ -82,7 +85,7 @@ func DecodePublishWith(body []byte, lim PublishLimits) (PublishRequest, error) {
 			return PublishRequest{Topic: TopicOf(body)}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
 		}
 	}
-	if err := req.validate(lim); err != nil {
+	if err := req.validate(lim, valid); err != nil {
 		return PublishRequest{Topic: req.Topic}, err
 	}
 	return req, nil
@@ -103,9 +106,12 @@ func TopicOf(body []byte) string {
 // Validate checks the request against the wire contract under the default
 // limits and compacts the payload in place. It does not run CheckJSON:
 // DecodePublish does, on the raw body.
-func (r *PublishRequest) Validate() error { return r.validate(PublishLimits{}) }
+func (r *PublishRequest) Validate() error { return r.validate(PublishLimits{}, false) }
 
-func (r *PublishRequest) validate(lim PublishLimits) error {
+// validate is Validate under lim. bodyValid says the request was decoded
+// from a body known to be valid JSON (checkJSON): its payload, a value cut
+// out of that body, then is too, and a compact one is not checked again.
+func (r *PublishRequest) validate(lim PublishLimits, bodyValid bool) error {
 	if err := ValidateTopic(r.Topic); err != nil {
 		return err
 	}
@@ -117,7 +123,7 @@ func (r *PublishRequest) validate(lim PublishLimits) error {
 		return fmt.Errorf("%w: payload must be a JSON object", ErrInvalid)
 	}
 	if isCompact(p) { // the usual case: keep it as it is, no copy
-		if !json.Valid(p) {
+		if !bodyValid && !json.Valid(p) {
 			return fmt.Errorf("%w: payload is not valid JSON", ErrInvalid)
 		}
 		r.Payload = p

@@ -44,8 +44,8 @@ func BenchmarkDecodePublish(b *testing.B) {
 	}
 }
 
-// BenchmarkCheckJSON is the cost of the limits alone (one pass, no
-// allocation), to set against BenchmarkDecodePublish.
+// BenchmarkCheckJSON is the cost of the limits and syntax scan alone (one
+// pass, no allocation), to set against BenchmarkDecodePublish.
 func BenchmarkCheckJSON(b *testing.B) {
 	for _, bc := range []struct {
 		name string

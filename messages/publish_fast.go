@@ -8,11 +8,13 @@ import "strconv"
 // (an object of strings without escapes), each once, keys
 // spelled exactly so, and nothing after the object but whitespace. The
 // payload is a slice of body (not copied) and its syntax is not checked
-// here: validate checks it. Anything else (escapes, other keys, metadata,
-// duplicates, other types, a key in another case, which encoding/json would
-// match) returns ok false, and DecodePublishWith decodes the body with
-// encoding/json as before, so what is accepted and its meaning do not
-// change (FuzzDecodePublish compares the two). body has passed CheckJSON.
+// here: validate checks it, unless checkJSON found the whole body valid
+// (then the slice is exactly the payload's value). Anything else (escapes,
+// other keys, metadata, duplicates, other types, a key in another case,
+// which encoding/json would match) returns ok false, and DecodePublishWith
+// decodes the body with encoding/json as before, so what is accepted and
+// its meaning do not change (FuzzDecodePublish compares the two). body has
+// passed checkJSON.
 //
 // It exists because encoding/json's Unmarshal, with its RawMessage copy,
 // was about a twentieth of a publish's CPU.
