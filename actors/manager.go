@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync/atomic"
 
@@ -66,7 +67,7 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 
 	deps := topicDeps{
 		store: store, cfg: topicConfigOf(&cfg, persistence.AppendsInline(store)), home: m.reg, post: system.Root,
-		obs: cfg.Observer, log: logger, faults: cfg.Faults,
+		obs: cfg.Observer, log: logger, faults: cfg.Faults, spread: m.dispatcher, shares: runtime.GOMAXPROCS(0),
 	}
 	if cfg.SharedStore {
 		m.hub = newFeedHub(store, m.reg, system.Root, &cfg, logger)

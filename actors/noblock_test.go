@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,33 +89,73 @@ func publishQuietly(t *testing.T, m *actors.TopicManager, topic string, n int) [
 // TestQuietTopicWritesToFewSubscribersOnItsOwnGoroutine: a quiet topic with
 // a few subscribers writes to their sinks inside a no-block stretch (the
 // connection actor's drain run on the topic actor's goroutine), and every
-// message arrives once, in order; a topic with more subscribers than that
-// leaves every write to the dispatcher.
+// message arrives once, in order.
 func TestQuietTopicWritesToFewSubscribersOnItsOwnGoroutine(t *testing.T) {
 	m := newManager(t, nil, actors.Config{})
 	few := []*noBlockSink{newNoBlockSink(false), newNoBlockSink(false)}
 	for _, s := range few {
 		subscribe(t, connect(t, m, s), s.visible, `{"type":"subscribe","topics":["few"]}`)
 	}
-	var wide []*noBlockSink
-	for range 9 { // more than inlineFanOut
-		s := newNoBlockSink(false)
-		subscribe(t, connect(t, m, s), s.visible, `{"type":"subscribe","topics":["wide"]}`)
-		wide = append(wide, s)
-	}
 	const n = 10
 	fewIDs := publishQuietly(t, m, "few", n)
-	wideIDs := publishQuietly(t, m, "wide", n)
 	for _, s := range few {
 		sameIDs(t, "few", waitIDs(t, s.visible, "few", n, 5*time.Second), fewIDs)
 		if _, inside, _ := s.counts(); inside == 0 {
 			t.Errorf("no message to the quiet topic with 2 subscribers was written inside a no-block stretch")
 		}
 	}
+}
+
+// gatedSink is a noBlockSink whose BeginNoBlock waits until gate is
+// closed: a stretch begun on the publisher's goroutine would hold up the
+// publish. entered counts the BeginNoBlock calls that began waiting.
+type gatedSink struct {
+	*noBlockSink
+	gate    chan struct{}
+	entered *atomic.Int32
+}
+
+func (s *gatedSink) BeginNoBlock() bool {
+	s.entered.Add(1)
+	<-s.gate
+	return s.noBlockSink.BeginNoBlock()
+}
+
+// TestWideQuietFanOutSpreadsOffThePublisher: a quiet topic with more
+// subscribers than it writes to itself runs their connection actors on
+// other goroutines (its shares), each inside a no-block stretch: the
+// publish is answered while a stretch is held up, and then every message
+// arrives once, in order, written inside a stretch.
+func TestWideQuietFanOutSpreadsOffThePublisher(t *testing.T) {
+	m := newManager(t, nil, actors.Config{})
+	gate := make(chan struct{})
+	openGate := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(openGate) // before the manager's: no run stays held up
+	var entered atomic.Int32
+	var wide []*gatedSink
+	for range 12 { // more than inlineFanOut
+		s := &gatedSink{noBlockSink: newNoBlockSink(false), gate: gate, entered: &entered}
+		subscribe(t, connect(t, m, s), s.visible, `{"type":"subscribe","topics":["wide"]}`)
+		wide = append(wide, s)
+	}
+	published := make(chan string, 1)
+	go func() { published <- publish(t, m, "wide", 0) }()
+	var first string
+	select {
+	case first = <-published:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publish waited for its subscribers' writes: the fan-out ran on the publisher's goroutine")
+	}
+	relaytest.Eventually(t, 10*time.Second, "a subscriber's run waiting to begin its no-block stretch", func() bool {
+		return entered.Load() > 0
+	})
+	openGate()
+	const n = 10
+	ids := append([]string{first}, publishQuietly(t, m, "wide", n-1)...)
 	for _, s := range wide {
-		sameIDs(t, "wide", waitIDs(t, s.visible, "wide", n, 5*time.Second), wideIDs)
-		if begins, _, _ := s.counts(); begins != 0 {
-			t.Errorf("a topic with 9 subscribers began %d no-block stretches, want 0", begins)
+		sameIDs(t, "wide", waitIDs(t, s.visible, "wide", n, 5*time.Second), ids)
+		if _, inside, _ := s.counts(); inside == 0 {
+			t.Errorf("no message to the wide quiet topic was written inside a no-block stretch")
 		}
 	}
 }

@@ -76,18 +76,33 @@ func (o *outbox) push(d delivery) bool { return o.put(d, false) }
 // on the caller's goroutine before put returns (see NoBlockSink). For topic
 // actors with few subscribers; never blocks.
 func (o *outbox) put(d delivery, here bool) bool {
+	ok, wake := o.queue(d)
+	switch {
+	case wake && here:
+		o.runWake()
+	case wake:
+		o.wake()
+	}
+	return ok
+}
+
+// queue queues d like push but wakes no one: wake reports that d is the
+// first frame queued since the last drain began, so the caller owes the
+// connection actor a wake-up (wake or runWake), without which what is
+// queued waits for the next one.
+func (o *outbox) queue(d delivery) (ok, wake bool) {
 	o.mu.Lock()
 	if o.overflowed.Load() {
 		o.mu.Unlock()
-		return false
+		return false, false
 	}
 	if d.lim != nil && !o.fitTopic(d) { // the topic's own bound (policy.go)
-		return false
+		return false, false
 	}
 	for o.n > 0 && (o.n >= o.maxMsgs || o.bytes+len(d.frame) > o.maxBytes) {
 		if o.policy != PolicyDropOldest {
 			o.overflowLocked()
-			return false
+			return false, false
 		}
 		o.removeAt(0)
 	}
@@ -101,16 +116,21 @@ func (o *outbox) put(d delivery, here bool) bool {
 		d.sub.outQueued++
 		d.sub.outBytes += len(d.frame)
 	}
-	wake := !o.scheduled
+	wake = !o.scheduled
 	o.scheduled = true
 	o.mu.Unlock()
-	switch {
-	case wake && here && o.wakeHere != nil:
+	return true, wake
+}
+
+// runWake is the wake-up queue owed: the connection actor's drain runs on
+// the caller's goroutine when its sink allows it (wakeHere), else on the
+// dispatcher. Never blocks.
+func (o *outbox) runWake() {
+	if o.wakeHere != nil {
 		o.wakeHere()
-	case wake:
-		o.wake()
+		return
 	}
-	return true
+	o.wake()
 }
 
 // overflowLocked marks the queue overflowed under PolicyDisconnect and
