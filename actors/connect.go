@@ -47,6 +47,8 @@ type Sink interface {
 // an idle connection actor's drain on its own goroutine instead of waking
 // another one (see mailbox.runHere): for a delivery or two, the hand-off to
 // another goroutine, often on the other core, costs more than the write.
+// One with many runs them in a few shares, one goroutine each
+// (spreadFanOut).
 // That is only safe while nothing in the run can block, so the run is
 // bracketed by these two, and it takes at most hereDrainBytes from the
 // outbox.
