@@ -86,10 +86,10 @@ func (o *outbox) put(d delivery, here bool) bool {
 	return ok
 }
 
-// queue queues d like push but wakes no one: wake reports that d is the
-// first frame queued since the last drain began, so the caller owes the
-// connection actor a wake-up (wake or runWake), without which what is
-// queued waits for the next one.
+// queue queues d like push but wakes no one: wake reports that no drain
+// was requested since the connection actor last emptied the queue, so the
+// caller owes it a wake-up (wake or runWake), without which what is queued
+// waits for the next one.
 func (o *outbox) queue(d delivery) (ok, wake bool) {
 	o.mu.Lock()
 	if o.overflowed.Load() {
