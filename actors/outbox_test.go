@@ -50,6 +50,40 @@ func TestOutboxWakesOncePerDrain(t *testing.T) {
 	}
 }
 
+// TestOutboxQueueOwesOneWakePerDrain: queue wakes no one and reports the
+// wake-up owed exactly when push would have woken; runWake pays it through
+// wakeHere when the sink has one, else through wake.
+func TestOutboxQueueOwesOneWakePerDrain(t *testing.T) {
+	wakes, here := 0, 0
+	o := newOutbox(100, 1<<20, PolicyDisconnect, func() { wakes++ }, func() { t.Fatal("overflow") })
+	ds := deliveries(3, 10)
+	if ok, wake := o.queue(ds[0]); !ok || !wake {
+		t.Fatalf("queue into an idle outbox: ok %v, wake %v; want a wake-up owed", ok, wake)
+	}
+	if ok, wake := o.queue(ds[1]); !ok || wake {
+		t.Fatalf("queue behind an owed wake-up: ok %v, wake %v; want none owed", ok, wake)
+	}
+	if wakes != 0 {
+		t.Fatalf("queue woke the connection %d times", wakes)
+	}
+	o.runWake()
+	if wakes != 1 {
+		t.Fatalf("runWake without wakeHere: %d wakes, want 1", wakes)
+	}
+	if got, _ := o.drain(nil, 100, 1<<30); len(got) != 2 {
+		t.Fatalf("drained %d, want 2", len(got))
+	}
+	o.drain(nil, 100, 1<<30) // finds it empty: the next frame owes a wake-up again
+	o.wakeHere = func() { here++ }
+	if _, wake := o.queue(ds[2]); !wake {
+		t.Fatal("queue into a drained outbox owes no wake-up")
+	}
+	o.runWake()
+	if here != 1 || wakes != 1 {
+		t.Fatalf("runWake with wakeHere: %d here, %d wakes; want 1 and 1", here, wakes)
+	}
+}
+
 func TestOutboxOverflowPolicies(t *testing.T) {
 	for _, tc := range []struct {
 		name            string
