@@ -101,8 +101,8 @@ type topicActor struct {
 	avgFrame      int // bytes, from the last store replay page; sizes the next
 	catchingUp    bool
 	held          []*writeDone // writes finished during a catch-up
-	lastActive    int64 // monoNow of the last publish or subscribe (see checkIdle)
-	published     bool // ever sent a publish (a never-published topic stops with its last subscriber)
+	lastActive    int64        // monoNow of the last publish or subscribe (see checkIdle)
+	published     bool         // ever sent a publish (a never-published topic stops with its last subscriber)
 	stopping      bool
 	started       bool
 	idleTimer     *time.Timer
