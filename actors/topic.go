@@ -441,21 +441,22 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 	t.ring.add(m, frame, now)
 	quiet := received-t.lastReceived >= inlineGap
 	t.lastReceived = received
-	switch {
-	case quiet && len(t.subs) > inlineFanOut:
-		var owed []*outbox
-		for _, s := range t.subs {
-			if _, wake := s.outbox.queue(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim}); wake {
-				owed = append(owed, s.outbox)
-			}
-		}
-		t.spreadFanOut(owed)
-	default:
-		here := quiet && len(t.subs) <= inlineFanOut
-		for _, s := range t.subs {
-			s.outbox.put(delivery{frame: frame, id: m.ID, sub: s, received: received, lim: t.qlim}, here)
+	spread := quiet && len(t.subs) > inlineFanOut
+	here := quiet && !spread
+	var owed []*outbox // spread: the outboxes owed a wake-up
+	if spread {
+		owed = make([]*outbox, 0, len(t.subs))
+	}
+	d := delivery{frame: frame, id: m.ID, received: received, lim: t.qlim}
+	for _, s := range t.subs {
+		d.sub = s
+		if !spread {
+			s.outbox.put(d, here)
+		} else if _, wake := s.outbox.queue(d); wake {
+			owed = append(owed, s.outbox)
 		}
 	}
+	t.spreadFanOut(owed)
 	t.stats.delivered.add(now, len(t.subs))
 }
 
