@@ -332,17 +332,32 @@ func TestConnectionLimit(t *testing.T) {
 	})
 }
 
-// TestSlowConsumerOnAQuietTopic: a quiet topic with a few subscribers
-// writes to them on its own goroutine (the publisher's), so a subscriber
-// that reads nothing must not make those writes block: every publish is
-// answered, the subscriber that reads gets every message in order, and the
-// one that does not is disconnected as a slow consumer once its queue is
-// full. Its writes would otherwise wait for WriteTimeout (5 minutes here).
+// TestSlowConsumerOnAQuietTopic: a quiet topic writes to its subscribers
+// inside no-block stretches: with a few, on its own goroutine (the
+// publisher's); with more than 8, in shares on the dispatcher, each share's
+// subscribers one after another. So a subscriber that reads nothing must
+// not make those writes block: every publish is answered, and every
+// subscriber that reads gets every message in order. With a few, the one
+// that reads nothing is disconnected as a slow consumer once its queue is
+// full (a blocking write would have stalled the publishes first). With
+// many, it keeps dropping its oldest frames and stays connected, so a
+// blocking write would hold up the rest of its share until WriteTimeout (5
+// minutes here), past the readers' deadline.
 func TestSlowConsumerOnAQuietTopic(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		readers int
+		policy  actors.SlowConsumerPolicy
+	}{{"few subscribers", 1, actors.PolicyDisconnect}, {"wide", 9, actors.PolicyDropOldest}} {
+		t.Run(tc.name, func(t *testing.T) { slowConsumerOnAQuietTopic(t, tc.readers, tc.policy) })
+	}
+}
+
+func slowConsumerOnAQuietTopic(t *testing.T, readers int, policy actors.SlowConsumerPolicy) {
 	relaytest.CheckLeaks(t)
 	counters := &relaytest.Counters{}
 	r := relaytest.Start(t, relaytest.Options{
-		Actors: actors.Config{SlowConsumerPolicy: actors.PolicyDisconnect, Observer: counters,
+		Actors: actors.Config{SlowConsumerPolicy: policy, Observer: counters,
 			ConnectionQueueBytes: 1 << 20},
 		Gateway: gateway.Config{WriteTimeout: 5 * time.Minute, PingInterval: 5 * time.Minute},
 	})
@@ -361,8 +376,11 @@ func TestSlowConsumerOnAQuietTopic(t *testing.T) {
 		}
 		return c
 	}
-	slow, fast := sub(16<<10), sub(0)
-	_ = slow // reads nothing from here on
+	_ = sub(16 << 10) // the slow one, first in its share: reads nothing from here on
+	fast := make([]*rawWS, readers)
+	for i := range fast {
+		fast[i] = sub(0)
+	}
 
 	// Each publish 2 ms after the one before (the topic stays quiet), 16 KB
 	// each: the slow socket's buffers fill within a few dozen, its outbox
@@ -383,15 +401,17 @@ func TestSlowConsumerOnAQuietTopic(t *testing.T) {
 			ids <- body["message_id"].(string)
 		}
 	}()
-	got := make(chan []string, 1)
-	go func() {
-		_ = fast.conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
-		read, err := fast.readN(total)
-		if err != nil {
-			t.Errorf("fast subscriber after %d messages: %v", len(read), err)
-		}
-		got <- read
-	}()
+	got := make(chan []string, readers)
+	for _, f := range fast {
+		go func() {
+			_ = f.conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+			read, err := f.readN(total)
+			if err != nil {
+				t.Errorf("a reading subscriber after %d messages: %v", len(read), err)
+			}
+			got <- read
+		}()
+	}
 	var want []string
 	deadline := time.After(2 * time.Minute) // far beyond 400 x 2 ms; short of WriteTimeout
 	for done := false; !done; {
@@ -413,8 +433,18 @@ func TestSlowConsumerOnAQuietTopic(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
-	if read := <-got; fmt.Sprint(read) != fmt.Sprint(want) {
-		t.Fatalf("fast subscriber: %d messages, not the %d published in order", len(read), len(want))
+	for range readers {
+		if read := <-got; fmt.Sprint(read) != fmt.Sprint(want) {
+			t.Fatalf("a reading subscriber: %d messages, not the %d published in order", len(read), len(want))
+		}
+	}
+	if policy == actors.PolicyDropOldest {
+		// 6.4 MB for a 1 MB queue: it dropped (reported when its blocked
+		// flush ends) and stayed connected, its socket full throughout.
+		if n := counters.SlowDisconnects.Load(); n != 0 {
+			t.Fatalf("%d slow-consumer disconnects under drop-oldest, want 0", n)
+		}
+		return
 	}
 	relaytest.Eventually(t, 30*time.Second, "the slow subscriber disconnected", func() bool {
 		return counters.SlowDisconnects.Load() == 1
