@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/internal/relaytest"
+	"github.com/pulsar-relay/relay/messages"
 )
 
 // noBlockSink is an actors.NoBlockSink over a heldSink (a Write is held, a
@@ -138,11 +140,22 @@ func TestWideQuietFanOutSpreadsOffThePublisher(t *testing.T) {
 		subscribe(t, connect(t, m, s), s.visible, `{"type":"subscribe","topics":["wide"]}`)
 		wide = append(wide, s)
 	}
-	published := make(chan string, 1)
-	go func() { published <- publish(t, m, "wide", 0) }()
+	type result struct {
+		msg messages.Message
+		err error
+	}
+	published := make(chan result, 1)
+	go func() { // m.Publish, not the publish helper: no t.Fatal off the test goroutine
+		msg, err := m.Publish(context.Background(), message("wide", 0))
+		published <- result{msg, err}
+	}()
 	var first string
 	select {
-	case first = <-published:
+	case r := <-published:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		first = r.msg.ID.String()
 	case <-time.After(10 * time.Second):
 		t.Fatal("the publish waited for its subscribers' writes: the fan-out ran on the publisher's goroutine")
 	}
