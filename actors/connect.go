@@ -46,12 +46,11 @@ type Sink interface {
 // while. A quiet topic actor with few subscribers (see inlineFanOut) runs
 // an idle connection actor's drain on its own goroutine instead of waking
 // another one (see mailbox.runHere): for a delivery or two, the hand-off to
-// another goroutine, often on the other core, costs more than the write.
-// One with many runs them in a few shares, one goroutine each
-// (spreadFanOut).
-// That is only safe while nothing in the run can block, so the run is
-// bracketed by these two, and it takes at most hereDrainBytes from the
-// outbox.
+// another goroutine, often on the other core, costs more than the write;
+// a quiet topic with many subscribers runs them in a few shares, one
+// goroutine each (spreadFanOut). That is only safe while nothing in the
+// run can block, so the run is bracketed by these two, and it takes at
+// most hereDrainBytes from the outbox.
 type NoBlockSink interface {
 	Sink
 	// BeginNoBlock starts a stretch in which no Write or Flush blocks, from

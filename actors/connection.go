@@ -345,8 +345,9 @@ func (c *connActor) drain(ctx actor.Context) {
 		budget = hereDrainBytes
 	}
 	for range 8 {
-		var dropped int
-		c.batch, dropped = c.outbox.drain(c.batch[:0], 256, budget)
+		var dropped, took int
+		c.batch, dropped, took = c.outbox.drain(c.batch[:0], 256, budget)
+		budget -= took
 		if dropped > 0 {
 			c.obs.Dropped("slow_consumer", dropped)
 		}
@@ -367,11 +368,6 @@ func (c *connActor) drain(ctx actor.Context) {
 				c.early = append(c.early, d)
 			case c.writeDelivery(ctx, d):
 				n++
-			}
-		}
-		if c.mb.here { // count what this run took against its budget
-			for _, d := range c.batch {
-				budget -= len(d.frame)
 			}
 		}
 		clear(c.batch)

@@ -173,12 +173,13 @@ func (o *outbox) grow() {
 
 // drain moves up to max queued deliveries, and at most maxBytes of frames
 // (but at least one), into dst and returns it, with the number of
-// drop-oldest drops since the last Drain. When the queue is empty it
-// clears the drain request, so the next Push wakes the connection again.
-func (o *outbox) drain(dst []delivery, max, maxBytes int) ([]delivery, int) {
+// drop-oldest drops since the last Drain and the frames' bytes it took.
+// When the queue is empty it clears the drain request, so the next Push
+// wakes the connection again.
+func (o *outbox) drain(dst []delivery, max, maxBytes int) (_ []delivery, dropped, taken int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for taken := 0; o.n > 0 && max > 0 && taken < maxBytes; {
+	for o.n > 0 && max > 0 && taken < maxBytes {
 		d := &o.ring[o.head]
 		dst = append(dst, *d)
 		taken += len(d.frame)
@@ -195,9 +196,8 @@ func (o *outbox) drain(dst []delivery, max, maxBytes int) ([]delivery, int) {
 	if o.n == 0 {
 		o.scheduled = false
 	}
-	dropped := o.dropped
-	o.dropped = 0
-	return dst, dropped
+	dropped, o.dropped = o.dropped, 0
+	return dst, dropped, taken
 }
 
 // close discards what is queued and makes every later Push a no-op that

@@ -29,7 +29,7 @@ func TestOutboxWakesOncePerDrain(t *testing.T) {
 	if wakes != 1 {
 		t.Fatalf("wakes = %d, want 1 for a burst into an idle queue", wakes)
 	}
-	got, _ := o.drain(nil, 4, 1<<30)
+	got, _, _ := o.drain(nil, 4, 1<<30)
 	if len(got) != 4 || got[0].id.Seq != 1 || got[3].id.Seq != 4 {
 		t.Fatalf("first drain %v", got)
 	}
@@ -37,11 +37,11 @@ func TestOutboxWakesOncePerDrain(t *testing.T) {
 	if wakes != 1 {
 		t.Fatal("a push while a drain is pending must not wake again")
 	}
-	got, _ = o.drain(nil, 100, 1<<30)
+	got, _, _ = o.drain(nil, 100, 1<<30)
 	if len(got) != 7 || got[6].id.Seq != 11 {
 		t.Fatalf("second drain %d items", len(got))
 	}
-	if got, _ = o.drain(nil, 100, 1<<30); len(got) != 0 {
+	if got, _, _ = o.drain(nil, 100, 1<<30); len(got) != 0 {
 		t.Fatal("queue should be empty")
 	}
 	o.push(deliveries(1, 10)[0])
@@ -70,7 +70,7 @@ func TestOutboxQueueOwesOneWakePerDrain(t *testing.T) {
 	if wakes != 1 {
 		t.Fatalf("runWake without wakeHere: %d wakes, want 1", wakes)
 	}
-	if got, _ := o.drain(nil, 100, 1<<30); len(got) != 2 {
+	if got, _, _ := o.drain(nil, 100, 1<<30); len(got) != 2 {
 		t.Fatalf("drained %d, want 2", len(got))
 	}
 	o.drain(nil, 100, 1<<30) // finds it empty: the next frame owes a wake-up again
@@ -107,7 +107,7 @@ func TestOutboxOverflowPolicies(t *testing.T) {
 			for _, d := range deliveries(tc.push, tc.size) {
 				o.push(d)
 			}
-			got, dropped := o.drain(nil, 1000, 1<<30)
+			got, dropped, _ := o.drain(nil, 1000, 1<<30)
 			if len(got) != tc.wantQueued || dropped != tc.wantDropped || overflowed != tc.wantOverflowed || o.closed() != tc.wantOverflowed {
 				t.Fatalf("queued %d dropped %d overflowed %v, want %d %d %v", len(got), dropped, overflowed, tc.wantQueued, tc.wantDropped, tc.wantOverflowed)
 			}
@@ -175,13 +175,13 @@ func TestOutboxDrainStopsAtItsByteBudget(t *testing.T) {
 	for range 10 {
 		o.push(delivery{frame: make([]byte, 100)})
 	}
-	if got, _ := o.drain(nil, 100, 250); len(got) != 3 { // 100, 200, then 300 >= 250
+	if got, _, _ := o.drain(nil, 100, 250); len(got) != 3 { // 100, 200, then 300 >= 250
 		t.Fatalf("drained %d frames with a 250-byte budget, want 3", len(got))
 	}
-	if got, _ := o.drain(nil, 100, 1); len(got) != 1 {
+	if got, _, _ := o.drain(nil, 100, 1); len(got) != 1 {
 		t.Fatalf("drained %d frames with a 1-byte budget, want 1 (at least one)", len(got))
 	}
-	if got, _ := o.drain(nil, 100, 1<<30); len(got) != 6 {
+	if got, _, _ := o.drain(nil, 100, 1<<30); len(got) != 6 {
 		t.Fatalf("drained %d frames, want the 6 left", len(got))
 	}
 }

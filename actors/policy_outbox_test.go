@@ -24,7 +24,7 @@ func TestOutboxTopicBoundDropsThatTopicsOldest(t *testing.T) {
 	push(b, 4)
 	push(a, 5) // drops a's 1
 	push(a, 6) // drops a's 3
-	got, dropped := o.drain(nil, 100, 1<<30)
+	got, dropped, _ := o.drain(nil, 100, 1<<30)
 	var seqs []uint64
 	for _, d := range got {
 		seqs = append(seqs, d.id.Seq)
