@@ -240,15 +240,23 @@ func TestIdleStopRacesPublish(t *testing.T) {
 	obs := &countingObserver{Counters: &relaytest.Counters{}}
 	m := newManager(t, store, actors.Config{TopicIdleTimeout: 2 * time.Millisecond, Observer: obs})
 	total := 0
-	// Rounds of publishes with pauses around the idle timeout, until the
-	// actor has idled out and been replaced several times.
-	for round := 0; round < 50 && obs.spawns.Load() < 5; round++ {
+	// Rounds of publishes with pauses around the idle timeout (within a
+	// round and between rounds: 0-3 ms, so a stop often lands just as the
+	// next publish arrives), until the actor has idled out and been
+	// replaced several times. Every fourth round waits for the stop, so the
+	// actor is replaced whatever the machine's load does to the timings.
+	for round := 0; round < 40 && obs.spawns.Load() < 8; round++ {
 		relaytest.Publishers(4, 25, nil, func(p, i int) bool {
 			time.Sleep(time.Duration((p*7+i*3)%4) * time.Millisecond)
 			publish(t, m, "idle", round*1000+p*100+i)
 			return true
 		})()
 		total += 100
+		if round%4 == 3 {
+			relaytest.Eventually(t, 5*time.Second, "the idle topic actor stops", func() bool { return m.ActiveTopics() == 0 })
+		} else {
+			time.Sleep(time.Duration(round%4) * time.Millisecond)
+		}
 	}
 	if n := len(storedIDs(t, store, "idle", messages.ID{})); n != total {
 		t.Fatalf("stored %d, want %d", n, total)
