@@ -101,7 +101,7 @@ func (r *hotRing) page(after messages.ID, maxBytes int, now time.Time, sub *subs
 		}
 		if e.frame == nil {
 			m := messages.Message{ID: e.id, Topic: sub.topic, Payload: e.payload, Timestamp: e.at, Metadata: e.metadata, ExpiresAt: e.expiresAt}
-			e.frame = m.AppendFrame(make([]byte, 0, 128+len(e.payload)))
+			e.frame = m.Frame()
 			e.payload, e.metadata = nil, nil
 		}
 		if len(out) >= maxReplayPageMsgs || (len(out) > 0 && size+len(e.frame) > maxBytes) {

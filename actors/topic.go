@@ -436,7 +436,7 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 	t.lastDelivered = m.ID
 	var frame []byte // with nobody listening, the ring encodes it if a replay needs it
 	if len(t.subs) > 0 {
-		frame = m.AppendFrame(make([]byte, 0, 128+len(m.Payload)))
+		frame = m.Frame()
 	}
 	t.ring.add(m, frame, now)
 	quiet := received-t.lastReceived >= inlineGap

@@ -161,7 +161,7 @@ func readReplayPage(ctx context.Context, store persistence.Store, topic string, 
 	size := 0
 	for i := range page.Messages {
 		m := &page.Messages[i]
-		frame := m.AppendFrame(make([]byte, 0, 128+len(m.Payload)))
+		frame := m.Frame()
 		if len(p.frames) > 0 && size+len(frame) > r.maxBytes {
 			p.avg = size / len(p.frames)
 			return p // trimmed: more follows

@@ -92,11 +92,33 @@ func (m *Message) AppendJSON(b []byte) []byte {
 	return m.appendFields(b)
 }
 
-// AppendFrame appends m as a WebSocket "message" frame. The topic actor calls
-// it once per message and shares the bytes with every subscriber.
+// frameHead is what a "message" frame has before m's fields.
+const frameHead = `{"type":"message",`
+
+// AppendFrame appends m as a WebSocket "message" frame.
 func (m *Message) AppendFrame(b []byte) []byte {
-	b = append(b, `{"type":"message",`...)
+	b = append(b, frameHead...)
 	return m.appendFields(b)
+}
+
+// Frame returns m as a new WebSocket "message" frame, in one allocation of
+// the size it needs. The topic actor calls it once per message and shares
+// the bytes with every subscriber.
+func (m *Message) Frame() []byte {
+	return m.AppendFrame(make([]byte, 0, len(frameHead)+m.fieldsLen()))
+}
+
+// fieldsLen is how many bytes appendFields writes for m, unless escaping
+// lengthens its metadata (append then grows the buffer): a capacity that
+// spares the encoders a regrowth and its copy.
+func (m *Message) fieldsLen() int {
+	const fixed = len(`"message_id":"`) + 2*20 + 1 + len(`","topic":"`) + len(`","payload":`) +
+		len(`,"timestamp":"`) + len(TimestampLayout) + len(`","metadata":`) + len("{}") + len("}")
+	n := fixed + len(m.Topic) + max(len(m.Payload), len("{}"))
+	for k, v := range m.Metadata {
+		n += len(k) + len(v) + len(`"":"",`)
+	}
+	return n
 }
 
 func (m *Message) appendFields(b []byte) []byte {
@@ -162,7 +184,7 @@ func appendMetadata(b []byte, md map[string]string) []byte {
 // MarshalJSON makes Message encode in its wire form wherever encoding/json
 // meets it (history and poll responses).
 func (m Message) MarshalJSON() ([]byte, error) {
-	return m.AppendJSON(make([]byte, 0, 128+len(m.Payload))), nil
+	return m.AppendJSON(make([]byte, 0, 1+m.fieldsLen())), nil
 }
 
 // AppendPublishResponse appends the 201 body of a publish,

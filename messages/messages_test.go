@@ -55,6 +55,51 @@ func TestFrameEncoding(t *testing.T) {
 	}
 }
 
+// TestFrameSizedOnce: Frame and MarshalJSON size their buffer for what they
+// write (no regrowth), for the longest ids, empty and long payloads, long
+// topics and metadata that needs no escaping; without metadata that is
+// their one allocation. Escaped metadata still encodes whole.
+func TestFrameSizedOnce(t *testing.T) {
+	long := make([]byte, 0, 3000)
+	long = append(long, `{"p":"`...)
+	for len(long) < 2990 {
+		long = append(long, 'x')
+	}
+	long = append(long, `"}`...)
+	top := ^uint64(0)
+	for _, m := range []Message{
+		{ID: ID{top, top}, Topic: "t", Timestamp: timeZero},
+		{ID: ID{1, 0}, Topic: string(make([]byte, 256)), Payload: long, Timestamp: timeZero},
+		{ID: ID{top, 7}, Topic: "a.b-c_d", Payload: json.RawMessage(`{"seq":1}`), Timestamp: timeZero,
+			Metadata: map[string]string{"source": "galaxy", "job": "1234567", "": ""}},
+	} {
+		f := m.Frame()
+		if want := string(m.AppendFrame(nil)); string(f) != want {
+			t.Fatalf("Frame %s, AppendFrame %s", f, want)
+		}
+		if sized := len(frameHead) + m.fieldsLen(); cap(f) != sized {
+			t.Errorf("Frame of %d bytes regrew its buffer of %d to %d", len(f), sized, cap(f))
+		}
+		if j, _ := m.MarshalJSON(); cap(j) != 1+m.fieldsLen() {
+			t.Errorf("MarshalJSON of %d bytes regrew its buffer of %d to %d", len(j), 1+m.fieldsLen(), cap(j))
+		}
+		if m.Metadata != nil {
+			continue // encoding/json encodes it, with allocations of its own
+		}
+		if n := testing.AllocsPerRun(20, func() { _ = m.Frame() }); n != 1 {
+			t.Errorf("Frame of %d bytes: %v allocations, want 1", len(f), n)
+		}
+		if n := testing.AllocsPerRun(20, func() { _, _ = m.MarshalJSON() }); n != 1 {
+			t.Errorf("MarshalJSON of %d bytes: %v allocations, want 1", len(f), n)
+		}
+	}
+	escaped := Message{ID: ID{1, 1}, Topic: "t", Timestamp: timeZero, Metadata: map[string]string{"k": "\x00\x01<>&\"\\"}}
+	var f map[string]any
+	if err := json.Unmarshal(escaped.Frame(), &f); err != nil || f["metadata"].(map[string]any)["k"] != escaped.Metadata["k"] {
+		t.Fatalf("escaped metadata: %v, %v", f, err)
+	}
+}
+
 func TestPositions(t *testing.T) {
 	f, err := DecodeClientFrame([]byte(`{"type":"subscribe","topics":["a","b","c"],"offset":"earliest","since":{"b":"7-1"}}`))
 	if err != nil {
@@ -78,6 +123,17 @@ func BenchmarkAppendFrame(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = m.AppendFrame(buf[:0])
+	}
+}
+
+// BenchmarkFrame: a frame as the topic actor makes one per message, for the
+// load generator's message.
+func BenchmarkFrame(b *testing.B) {
+	m := Message{ID: ID{1795744358685, 3}, Topic: "bench-17", Timestamp: timeZero,
+		Payload: json.RawMessage(`{"seq":123456,"sent_ns":1732679000000000000,"pub":3,"pad":"0123456789abcdef0123456789abcdef"}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = m.Frame()
 	}
 }
 
