@@ -207,16 +207,12 @@ func (h *heldWriter) writeSomeLocked() error {
 
 // writeNow writes what the socket takes of b at once.
 func (h *heldWriter) writeNow(b []byte) (int, error) {
-	var n int
-	var werr error
-	err := h.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = syscall.Write(int(fd), b)
-			if werr != syscall.EINTR {
-				return true // never wait for the socket
-			}
-		}
-	})
+	w := rawWrites.Get().(*rawWrite)
+	w.b = b
+	err := h.raw.Write(w.fn)
+	n, werr := w.n, w.err
+	w.b, w.err = nil, nil
+	rawWrites.Put(w)
 	switch {
 	case err != nil:
 		return 0, err
@@ -226,6 +222,32 @@ func (h *heldWriter) writeNow(b []byte) (int, error) {
 		return 0, werr
 	}
 	return max(n, 0), nil
+}
+
+// rawWrite is one non-blocking write(2) of b for syscall.RawConn.Write, with
+// its result. fn is its write method, bound once: a closure per write
+// would cost three allocations (itself and the two results it sets), and
+// a field per connection its bytes on every idle connection.
+type rawWrite struct {
+	b   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+var rawWrites = sync.Pool{New: func() any {
+	w := &rawWrite{}
+	w.fn = w.write
+	return w
+}}
+
+func (w *rawWrite) write(fd uintptr) bool {
+	for {
+		w.n, w.err = syscall.Write(int(fd), w.b)
+		if w.err != syscall.EINTR {
+			return true // never wait for the socket
+		}
+	}
 }
 
 func (h *heldWriter) putLocked() {

@@ -29,7 +29,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 
 // heldPair returns a server-side wsConn (built like handleWS builds it, over
 // smallBuffers) and the client connected to it, over real loopback TCP.
-func heldPair(t *testing.T) (*wsConn, *countingConn, *websocket.Conn) {
+func heldPair(t testing.TB) (*wsConn, *countingConn, *websocket.Conn) {
 	t.Helper()
 	got := make(chan *wsConn, 1)
 	counted := make(chan *countingConn, 1)
@@ -316,6 +316,46 @@ func TestNoBlockWritesNeverBlockAndKeepOrder(t *testing.T) {
 	}
 }
 
+// TestNoBlockFrameAllocatesNothing: a frame written and flushed inside a
+// no-block stretch (the fan-out's path) allocates nothing; its non-blocking
+// write(2) is the one that leaves.
+func TestNoBlockFrameAllocatesNothing(t *testing.T) {
+	ws, counted, cl := heldPair(t)
+	go func() { // read everything, so the socket never fills
+		for {
+			if _, _, err := cl.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	frame := []byte(`{"type":"message","message_id":"1-0","topic":"t","payload":{},"timestamp":"2026-12-01T00:00:00.000000Z","metadata":{}}`)
+	before := counted.writes.Load()
+	allocs := testing.AllocsPerRun(200, func() {
+		if !ws.BeginNoBlock() {
+			t.Fatal("BeginNoBlock refused on an idle writer")
+		}
+		if err := ws.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		if err := ws.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if ws.EndNoBlock() {
+			t.Fatal("bytes held with a reading peer")
+		}
+	})
+	want := 0.0
+	if raceOn {
+		want = 1 // pooled buffers dropped by the race detector's sync.Pool
+	}
+	if allocs > want {
+		t.Errorf("%v allocations per frame in a stretch, want %v", allocs, want)
+	}
+	if n := counted.writes.Load() - before; n != 0 {
+		t.Errorf("%d writes through net.Conn: a stretch writes with write(2) on the descriptor", n)
+	}
+}
+
 // TestNoBlockRefused: a stretch does not begin while another goroutine
 // holds the writer (it may be blocked in a write) or once the connection
 // is closing.
@@ -330,5 +370,33 @@ func TestNoBlockRefused(t *testing.T) {
 	ws.out.passThrough()
 	if ws.BeginNoBlock() {
 		t.Fatal("BeginNoBlock on a closing connection")
+	}
+}
+
+// BenchmarkNoBlockFrame: one frame written and flushed inside a no-block
+// stretch, to a peer that reads everything (the fan-out's path per
+// subscriber, write(2) included).
+func BenchmarkNoBlockFrame(b *testing.B) {
+	ws, _, cl := heldPair(b)
+	go func() {
+		for {
+			if _, _, err := cl.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	frame := []byte(`{"type":"message","message_id":"1-0","topic":"t","payload":{},"timestamp":"2026-12-01T00:00:00.000000Z","metadata":{}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !ws.BeginNoBlock() {
+			b.Fatal("BeginNoBlock refused on an idle writer")
+		}
+		if err := ws.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+		if err := ws.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		ws.EndNoBlock()
 	}
 }
