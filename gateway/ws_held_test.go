@@ -321,26 +321,10 @@ func TestNoBlockWritesNeverBlockAndKeepOrder(t *testing.T) {
 // write(2) is the one that leaves.
 func TestNoBlockFrameAllocatesNothing(t *testing.T) {
 	ws, counted, cl := heldPair(t)
-	go func() { // read everything, so the socket never fills
-		for {
-			if _, _, err := cl.Read(context.Background()); err != nil {
-				return
-			}
-		}
-	}()
-	frame := []byte(`{"type":"message","message_id":"1-0","topic":"t","payload":{},"timestamp":"2026-12-01T00:00:00.000000Z","metadata":{}}`)
+	readAll(cl)
 	before := counted.writes.Load()
 	allocs := testing.AllocsPerRun(200, func() {
-		if !ws.BeginNoBlock() {
-			t.Fatal("BeginNoBlock refused on an idle writer")
-		}
-		if err := ws.Write(frame); err != nil {
-			t.Fatal(err)
-		}
-		if err := ws.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		if ws.EndNoBlock() {
+		if stretchFrame(t, ws) {
 			t.Fatal("bytes held with a reading peer")
 		}
 	})
@@ -354,6 +338,37 @@ func TestNoBlockFrameAllocatesNothing(t *testing.T) {
 	if n := counted.writes.Load() - before; n != 0 {
 		t.Errorf("%d writes through net.Conn: a stretch writes with write(2) on the descriptor", n)
 	}
+}
+
+// stretchFrame writes and flushes one message frame inside a no-block
+// stretch, as a quiet topic's fan-out does, and reports whether bytes are
+// left held.
+func stretchFrame(tb testing.TB, ws *wsConn) (held bool) {
+	tb.Helper()
+	if !ws.BeginNoBlock() {
+		tb.Fatal("BeginNoBlock refused on an idle writer")
+	}
+	if err := ws.Write(stretchedFrame); err != nil {
+		tb.Fatal(err)
+	}
+	if err := ws.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	return ws.EndNoBlock()
+}
+
+var stretchedFrame = []byte(`{"type":"message","message_id":"1-0","topic":"t","payload":{},"timestamp":"2026-12-01T00:00:00.000000Z","metadata":{}}`)
+
+// readAll reads cl until it fails (the test's end closes it), so the
+// server's socket never fills.
+func readAll(cl *websocket.Conn) {
+	go func() {
+		for {
+			if _, _, err := cl.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
 }
 
 // TestNoBlockRefused: a stretch does not begin while another goroutine
@@ -378,25 +393,9 @@ func TestNoBlockRefused(t *testing.T) {
 // subscriber, write(2) included).
 func BenchmarkNoBlockFrame(b *testing.B) {
 	ws, _, cl := heldPair(b)
-	go func() {
-		for {
-			if _, _, err := cl.Read(context.Background()); err != nil {
-				return
-			}
-		}
-	}()
-	frame := []byte(`{"type":"message","message_id":"1-0","topic":"t","payload":{},"timestamp":"2026-12-01T00:00:00.000000Z","metadata":{}}`)
+	readAll(cl)
 	b.ReportAllocs()
 	for b.Loop() {
-		if !ws.BeginNoBlock() {
-			b.Fatal("BeginNoBlock refused on an idle writer")
-		}
-		if err := ws.Write(frame); err != nil {
-			b.Fatal(err)
-		}
-		if err := ws.Flush(); err != nil {
-			b.Fatal(err)
-		}
-		ws.EndNoBlock()
+		stretchFrame(b, ws)
 	}
 }
