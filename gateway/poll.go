@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/pulsar-relay/relay/auth"
@@ -99,11 +98,9 @@ func clearWriteDeadline(w http.ResponseWriter) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 }
 
-// pollRequest is the body of POST /api/v1/poll.
+// pollRequest is the body of POST /api/v1/poll, validated.
 type pollRequest struct {
-	Topics  []string          `json:"topics"`
-	Since   map[string]string `json:"since"`
-	Timeout *float64          `json:"timeout"`
+	messages.PollBody
 
 	since   map[string]messages.ID
 	timeout time.Duration
@@ -112,9 +109,9 @@ type pollRequest struct {
 // decodePoll parses and validates a poll body; errors wrap ErrInvalid.
 func decodePoll(body []byte) (pollRequest, error) {
 	var req pollRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&req); err != nil {
-		return req, fmt.Errorf("%w: body is not a valid poll request: %v", messages.ErrInvalid, err)
+	var err error
+	if req.PollBody, err = messages.DecodePollBody(body); err != nil {
+		return req, err
 	}
 	seen := make(map[string]bool, len(req.Topics))
 	topics := req.Topics[:0]

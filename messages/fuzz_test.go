@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +214,36 @@ func FuzzDecodeClientFrame(f *testing.F) {
 				}
 				_ = fr.Position(topic)
 			}
+		}
+	})
+}
+
+// FuzzDecodePollBody: whatever decodePollFast accepts, encoding/json's
+// Decoder (what DecodePollBody falls back to) decodes to the same body.
+func FuzzDecodePollBody(f *testing.F) {
+	for _, s := range []string{
+		`{"topics":["a"],"since":{"a":"1-0"},"timeout":30}`,
+		` { "topics" : [ "a" , "b.c" ] , "timeout" : 0 } `,
+		`{"topics":[],"since":{}}`, `{}`, `{"topics":["a"]} x`, `{"Topics":["a"]}`,
+		`{"topics":["a"],"topics":["b"]}`, `{"since":{"a":"1","a":"2"}}`, `{"timeout":1.5}`,
+		`{"timeout":01}`, `{"timeout":1e3}`, `{"topics":["\u00e9"]}`, "{\"topics\":[\"\xff\"]}",
+		`{"topics":null}`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := decodePollFast(body)
+		if !ok {
+			return
+		}
+		var want PollBody
+		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&want); err != nil {
+			t.Fatalf("fast path took %q, encoding/json refuses it: %v", body, err)
+		}
+		if !slices.Equal(fast.Topics, want.Topics) || len(fast.Topics) != len(want.Topics) ||
+			!maps.Equal(fast.Since, want.Since) ||
+			(fast.Timeout == nil) != (want.Timeout == nil) || (fast.Timeout != nil && *fast.Timeout != *want.Timeout) {
+			t.Fatalf("%q: fast path %+v, encoding/json %+v", body, fast, want)
 		}
 	})
 }

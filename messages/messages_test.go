@@ -2,7 +2,9 @@ package messages
 
 import (
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -175,6 +177,39 @@ func TestAppendTimeMatchesAppendFormat(t *testing.T) {
 		}
 		if got := FormatTime(tm); got != string(want[1:]) {
 			t.Fatalf("FormatTime(%v) = %q, want %q", tm, got, want[1:])
+		}
+	}
+}
+
+// TestDecodePollBody: the common shapes (the load generator's, a client's
+// first poll, one with every field) take the fast path; the rest
+// (fractions, other spellings, escapes, trailing data) decode as
+// encoding/json's Decoder decodes them; what neither takes is ErrInvalid.
+func TestDecodePollBody(t *testing.T) {
+	thirty, half := 30.0, 0.5
+	for _, tc := range []struct {
+		body string
+		want PollBody
+		fast bool
+	}{
+		{`{"topics":["jobs.42"],"since":{"jobs.42":"1795744358685-3"},"timeout":30}`,
+			PollBody{Topics: []string{"jobs.42"}, Since: map[string]string{"jobs.42": "1795744358685-3"}, Timeout: &thirty}, true},
+		{`{"topics": ["a", "b"]}`, PollBody{Topics: []string{"a", "b"}}, true},
+		{"{\n \"timeout\": 30,\n \"topics\": [\"a\"]\n}\n", PollBody{Topics: []string{"a"}, Timeout: &thirty}, true},
+		{`{"topics":["a"],"timeout":0.5}`, PollBody{Topics: []string{"a"}, Timeout: &half}, false},
+		{`{"Topics":["a"]}`, PollBody{Topics: []string{"a"}}, false},
+		{`{"topics":["\u0061"]}`, PollBody{Topics: []string{"a"}}, false},
+		{`{"topics":["a"]} trailing`, PollBody{Topics: []string{"a"}}, false},
+	} {
+		_, fast := decodePollFast([]byte(tc.body))
+		got, err := DecodePollBody([]byte(tc.body))
+		if err != nil || fast != tc.fast || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("DecodePollBody(%s) = %+v, %v (fast path %v); want %+v (fast path %v)", tc.body, got, err, fast, tc.want, tc.fast)
+		}
+	}
+	for _, body := range []string{``, `[]`, `{"topics":`, `{"topics":"a"}`, `{"timeout":"30"}`} {
+		if _, err := DecodePollBody([]byte(body)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("DecodePollBody(%q): %v, want ErrInvalid", body, err)
 		}
 	}
 }
