@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
 )
 
 // PollBody is the body of POST /api/v1/poll as sent: the topics to wait on,
@@ -45,73 +44,33 @@ func DecodePollBody(b []byte) (PollBody, error) {
 // body with encoding/json, so what is accepted and its meaning do not change
 // (FuzzDecodePollBody compares the two).
 func decodePollFast(b []byte) (p PollBody, ok bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return p, false
-	}
 	const hasTopics, hasSince, hasTimeout = 1, 2, 4
 	seen := 0
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return p, skipSpace(b, i+1) == len(b)
-	}
-	for {
-		key, next, ok := plainString(b, skipSpace(b, i))
-		if !ok {
-			return p, false
-		}
-		i = skipSpace(b, next)
-		if i >= len(b) || b[i] != ':' {
-			return p, false
-		}
-		i = skipSpace(b, i+1)
+	end, ok := objectMembers(b, skipSpace(b, 0), func(key []byte, i int) (int, bool) {
 		var bit int
+		ok := true
 		switch string(key) {
 		case "topics":
 			bit = hasTopics
-			if p.Topics, i, ok = plainStringArray(b, i); !ok {
-				return p, false
-			}
+			p.Topics, i, ok = plainStringArray(b, i)
 		case "since":
 			bit = hasSince
-			if p.Since, i, ok = plainStringMap(b, i); !ok {
-				return p, false
-			}
+			p.Since, i, ok = plainStringMap(b, i)
 		case "timeout":
 			bit = hasTimeout
-			j := i
-			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-				j++
+			var n int64
+			if n, i, ok = plainInt(b, i); ok && n >= 0 && n < 1e9 {
+				t := float64(n)
+				p.Timeout = &t
+			} else {
+				ok = false
 			}
-			digits := b[i:j]
-			if len(digits) == 0 || len(digits) > 9 || (len(digits) > 1 && digits[0] == '0') ||
-				(j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E')) {
-				return p, false // not JSON, or not an integer: encoding/json decides
-			}
-			n, err := strconv.Atoi(string(digits))
-			if err != nil {
-				return p, false
-			}
-			t := float64(n)
-			p.Timeout, i = &t, j
 		default:
-			return p, false
+			return i, false
 		}
-		if seen&bit != 0 {
-			return p, false
-		}
-		seen |= bit
-		i = skipSpace(b, i)
-		if i < len(b) && b[i] == ',' {
-			i++
-			continue
-		}
-		if i < len(b) && b[i] == '}' {
-			break
-		}
-		return p, false
-	}
-	if skipSpace(b, i+1) != len(b) || !p.ascii() {
+		return i, once(&seen, bit, ok)
+	})
+	if !ok || skipSpace(b, end) != len(b) || !p.ascii() {
 		return p, false
 	}
 	return p, true

@@ -19,87 +19,112 @@ import "strconv"
 // It exists because encoding/json's Unmarshal, with its RawMessage copy,
 // was about a twentieth of a publish's CPU.
 func decodePublishFast(b []byte) (req PublishRequest, ok bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return req, false
-	}
 	const hasTopic, hasPayload, hasTTL, hasMetadata = 1, 2, 4, 8
 	seen := 0
-	i++
-	for {
-		i = skipSpace(b, i)
-		key, next, ok := plainString(b, i)
-		if !ok {
-			return req, false
-		}
-		i = skipSpace(b, next)
-		if i >= len(b) || b[i] != ':' {
-			return req, false
-		}
-		i = skipSpace(b, i+1)
+	end, ok := objectMembers(b, skipSpace(b, 0), func(key []byte, i int) (int, bool) {
 		var bit int
+		ok := true
 		switch string(key) {
 		case "topic":
 			bit = hasTopic
 			var s []byte
-			if s, i, ok = plainString(b, i); !ok {
-				return req, false
+			if s, i, ok = plainString(b, i); ok {
+				req.Topic = string(s)
 			}
-			req.Topic = string(s)
 		case "payload":
 			bit = hasPayload
 			end := JSONObjectEnd(b, i)
 			if end < 0 {
-				return req, false
+				return i, false
 			}
 			req.Payload, i = b[i:end:end], end
 		case "ttl":
 			bit = hasTTL
-			j := i
-			if j < len(b) && b[j] == '-' {
-				j++
+			var ttl int64
+			if ttl, i, ok = plainInt(b, i); ok {
+				req.TTL = &ttl
 			}
-			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-				j++
-			}
-			digits := b[i:j]
-			if len(digits) > 0 && digits[0] == '-' {
-				digits = digits[1:]
-			}
-			if len(digits) > 1 && digits[0] == '0' { // not JSON: let encoding/json say so
-				return req, false
-			}
-			ttl, err := strconv.ParseInt(string(b[i:j]), 10, 64)
-			if err != nil || (j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E')) {
-				return req, false
-			}
-			req.TTL, i = &ttl, j
 		case "metadata":
 			bit = hasMetadata
-			if req.Metadata, i, ok = plainStringMap(b, i); !ok {
-				return req, false
-			}
+			req.Metadata, i, ok = plainStringMap(b, i)
 		default:
-			return req, false
+			return i, false
 		}
-		if seen&bit != 0 {
-			return req, false
+		return i, once(&seen, bit, ok)
+	})
+	if !ok || skipSpace(b, end) != len(b) || seen&(hasTopic|hasPayload) != hasTopic|hasPayload {
+		return req, false
+	}
+	return req, true
+}
+
+// objectMembers reads the JSON object at b[i] whose keys are plain strings
+// (plainString), calling value with each key and the index of its value;
+// value returns the index after the value, or false to give up. It returns
+// the index after the object.
+func objectMembers(b []byte, i int, value func(key []byte, i int) (next int, ok bool)) (next int, ok bool) {
+	if i >= len(b) || b[i] != '{' {
+		return i, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		key, j, ok := plainString(b, skipSpace(b, i))
+		if !ok {
+			return i, false
 		}
-		seen |= bit
-		i = skipSpace(b, i)
+		j = skipSpace(b, j)
+		if j >= len(b) || b[j] != ':' {
+			return i, false
+		}
+		if j, ok = value(key, skipSpace(b, j+1)); !ok {
+			return i, false
+		}
+		i = skipSpace(b, j)
 		if i < len(b) && b[i] == ',' {
 			i++
 			continue
 		}
 		if i < len(b) && b[i] == '}' {
-			break
+			return i + 1, true
 		}
-		return req, false
+		return i, false
 	}
-	if skipSpace(b, i+1) != len(b) || seen&(hasTopic|hasPayload) != hasTopic|hasPayload {
-		return req, false
+}
+
+// once marks bit in seen and reports true, or reports false when the
+// member's value was not read (ok false) or bit was seen before (a
+// repeated key, which encoding/json handles its own way).
+func once(seen *int, bit int, ok bool) bool {
+	if !ok || *seen&bit != 0 {
+		return false
 	}
-	return req, true
+	*seen |= bit
+	return true
+}
+
+// plainInt reads a JSON integer at b[i] that fits an int64: a number with
+// no fraction or exponent and no leading zero (which is not JSON: the
+// caller's fallback says so).
+func plainInt(b []byte, i int) (n int64, next int, ok bool) {
+	j := i
+	if j < len(b) && b[j] == '-' {
+		j++
+	}
+	digits := j
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	if j == digits || (j-digits > 1 && b[digits] == '0') || (j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E')) {
+		return 0, i, false
+	}
+	n, err := strconv.ParseInt(string(b[i:j]), 10, 64)
+	if err != nil {
+		return 0, i, false
+	}
+	return n, j, true
 }
 
 func skipSpace(b []byte, i int) int {
@@ -129,38 +154,18 @@ func plainString(b []byte, i int) (s []byte, next int, ok bool) {
 // plainStringMap reads a JSON object of plain strings (plainString) at
 // b[i]; a repeated key keeps its last value, as encoding/json does.
 func plainStringMap(b []byte, i int) (m map[string]string, next int, ok bool) {
-	if i >= len(b) || b[i] != '{' {
-		return nil, i, false
-	}
 	m = map[string]string{}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return m, i + 1, true
-	}
-	for {
-		k, j, ok := plainString(b, skipSpace(b, i))
-		if !ok {
-			return nil, i, false
+	next, ok = objectMembers(b, i, func(key []byte, i int) (int, bool) {
+		v, j, ok := plainString(b, i)
+		if ok {
+			m[string(key)] = string(v)
 		}
-		j = skipSpace(b, j)
-		if j >= len(b) || b[j] != ':' {
-			return nil, i, false
-		}
-		v, j, ok := plainString(b, skipSpace(b, j+1))
-		if !ok {
-			return nil, i, false
-		}
-		m[string(k)] = string(v)
-		i = skipSpace(b, j)
-		if i < len(b) && b[i] == ',' {
-			i++
-			continue
-		}
-		if i < len(b) && b[i] == '}' {
-			return m, i + 1, true
-		}
+		return j, ok
+	})
+	if !ok {
 		return nil, i, false
 	}
+	return m, next, true
 }
 
 // JSONObjectEnd returns the index after the JSON object starting at b[i],
