@@ -34,15 +34,15 @@ func DecodePollBody(b []byte) (PollBody, error) {
 	return p, nil
 }
 
-// decodePollFast decodes a poll body of the common shape: one object holding
-// "topics" (an array of strings), "since" (an object of strings) and
-// "timeout" (a non-negative integer), each at most once, keys spelled
-// exactly so, every string printable ASCII without escapes (topics and ids
-// are), and nothing after the object but whitespace. Anything else (null,
-// other keys or spellings, which encoding/json would match, escapes,
-// fractions, duplicates) returns ok false, and DecodePollBody decodes the
-// body with encoding/json, so what is accepted and its meaning do not change
-// (FuzzDecodePollBody compares the two).
+// decodePollFast decodes a poll body of the common shape: one object
+// holding "topics" (an array of strings), "since" (an object of strings)
+// and "timeout" (a non-negative integer), each at most once, keys spelled
+// exactly so, every string ASCII without escapes or control characters
+// (topics and ids are), and nothing after the object but whitespace.
+// Anything else (null, other keys or spellings, which encoding/json would
+// match, escapes, fractions, duplicates) returns ok false, and
+// DecodePollBody decodes the body with encoding/json, so what is accepted
+// and its meaning do not change (FuzzDecodePollBody compares the two).
 func decodePollFast(b []byte) (p PollBody, ok bool) {
 	const hasTopics, hasSince, hasTimeout = 1, 2, 4
 	seen := 0
