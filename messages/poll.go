@@ -37,13 +37,17 @@ func DecodePollBody(b []byte) (PollBody, error) {
 // decodePollFast decodes a poll body of the common shape: one object
 // holding "topics" (an array of strings), "since" (an object of strings)
 // and "timeout" (a non-negative integer), each at most once, keys spelled
-// exactly so, every string ASCII without escapes or control characters
-// (topics and ids are), and nothing after the object but whitespace.
-// Anything else (null, other keys or spellings, which encoding/json would
-// match, escapes, fractions, duplicates) returns ok false, and
-// DecodePollBody decodes the body with encoding/json, so what is accepted
-// and its meaning do not change (FuzzDecodePollBody compares the two).
+// exactly so, the body all ASCII, its strings without escapes or control
+// characters (topics and ids are), and nothing after the object but
+// whitespace. Anything else (null, other keys or spellings, which
+// encoding/json would match, escapes, fractions, duplicates) returns ok
+// false, and DecodePollBody decodes the body with encoding/json, so what
+// is accepted and its meaning do not change (FuzzDecodePollBody compares
+// the two).
 func decodePollFast(b []byte) (p PollBody, ok bool) {
+	if !isASCII(b) {
+		return p, false
+	}
 	const hasTopics, hasSince, hasTimeout = 1, 2, 4
 	seen := 0
 	end, ok := objectMembers(b, skipSpace(b, 0), func(key []byte, i int) (int, bool) {
@@ -70,7 +74,7 @@ func decodePollFast(b []byte) (p PollBody, ok bool) {
 		}
 		return i, once(&seen, bit, ok)
 	})
-	if !ok || skipSpace(b, end) != len(b) || !p.ascii() {
+	if !ok || skipSpace(b, end) != len(b) {
 		return p, false
 	}
 	return p, true
@@ -104,25 +108,12 @@ func plainStringArray(b []byte, i int) (a []string, next int, ok bool) {
 	}
 }
 
-// ascii reports whether every string in p is ASCII: encoding/json would
-// replace the bytes of invalid UTF-8 where the fast path keeps them.
-func (p *PollBody) ascii() bool {
-	for _, t := range p.Topics {
-		if !isASCII(t) {
-			return false
-		}
-	}
-	for k, v := range p.Since {
-		if !isASCII(k) || !isASCII(v) {
-			return false
-		}
-	}
-	return true
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
+// isASCII reports whether b is all ASCII: a poll body with other bytes
+// (which JSON allows only in strings) is left to encoding/json, which
+// replaces invalid UTF-8 where the fast path would keep it.
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
 			return false
 		}
 	}

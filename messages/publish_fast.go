@@ -1,6 +1,9 @@
 package messages
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+)
 
 // decodePublishFast decodes the common shape of a publish body without
 // encoding/json: one object holding "topic" (a string without escapes),
@@ -105,26 +108,21 @@ func once(seen *int, bit int, ok bool) bool {
 	return true
 }
 
-// plainInt reads a JSON integer at b[i] that fits an int64: a number with
-// no fraction or exponent and no leading zero (which is not JSON: the
-// caller's fallback says so).
+// plainInt reads a JSON integer at b[i] that fits an int64: a JSON number
+// (scanNumber) with no fraction or exponent.
 func plainInt(b []byte, i int) (n int64, next int, ok bool) {
-	j := i
-	if j < len(b) && b[j] == '-' {
-		j++
-	}
-	digits := j
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-		j++
-	}
-	if j == digits || (j-digits > 1 && b[digits] == '0') || (j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E')) {
+	if i >= len(b) {
 		return 0, i, false
 	}
-	n, err := strconv.ParseInt(string(b[i:j]), 10, 64)
+	end, ok := scanNumber(b, i)
+	if !ok || bytes.ContainsAny(b[i:end], ".eE") {
+		return 0, i, false
+	}
+	n, err := strconv.ParseInt(string(b[i:end]), 10, 64)
 	if err != nil {
 		return 0, i, false
 	}
-	return n, j, true
+	return n, end, true
 }
 
 func skipSpace(b []byte, i int) int {
