@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"crypto/rand"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -60,28 +59,16 @@ func routeOf(r *http.Request) string {
 }
 
 // frame is the outermost middleware; it does, with one allocation per
-// request (an exchange), what would otherwise be three middlewares with
-// five: it bounds the request in time (see Handler: the response must be
-// written within HTTPWriteTimeout, and a body must arrive within
-// HTTPReadTimeout, a read deadline lifted at the body's end, because
-// net/http then reads the connection in the background to see a client go
-// away, and an expired deadline there would cancel the request's context);
-// it echoes a client's X-Request-ID (if sane) or makes one and sets it on
-// the response, where requestID finds it (not in the request's context,
-// which would copy the request); and it reports every request to the
-// observer and, at debug level, to the log.
+// request (an exchange), what would otherwise be two middlewares with
+// four: it echoes a client's X-Request-ID (if sane) or makes one and sets
+// it on the response, where requestID finds it (not in the request's
+// context, which would copy the request); and it reports every request to
+// the observer and, at debug level, to the log. The request's deadlines
+// are the http.Server's (see HTTPServer).
 func (s *Server) frame(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		x := &exchange{ResponseWriter: w}
-		if dl, ok := w.(deadliner); ok { // net/http's own writer: always, outside tests
-			_ = dl.SetWriteDeadline(start.Add(s.cfg.HTTPWriteTimeout))
-			if r.Body != nil && r.Body != http.NoBody {
-				_ = dl.SetReadDeadline(start.Add(s.cfg.HTTPReadTimeout))
-				x.body.ReadCloser, x.body.conn = r.Body, dl
-				r.Body = &x.body
-			}
-		}
 		id := r.Header.Get("X-Request-ID")
 		if id == "" || len(id) > 128 {
 			id = newRequestID()
@@ -101,21 +88,12 @@ func (s *Server) frame(next http.Handler) http.Handler {
 }
 
 // exchange is frame's state for one request: the writer handed down the
-// chain, which records the status, and the connection's deadline controls.
-// Handlers reach the real writer through Unwrap (http.ResponseController)
-// or the Flush and Hijack it passes on.
+// chain, which records the status. Handlers reach the real writer through
+// Unwrap (http.ResponseController) or the Flush and Hijack it passes on.
 type exchange struct {
 	http.ResponseWriter
-	status int // first status written; 0 before
-	body   deadlineBody
+	status int       // first status written; 0 before
 	id     [1]string // the X-Request-Id header's value slice
-}
-
-// deadliner is the deadline control net/http's response writer has (what
-// http.ResponseController calls, without allocating one per request).
-type deadliner interface {
-	SetReadDeadline(time.Time) error
-	SetWriteDeadline(time.Time) error
 }
 
 func (x *exchange) WriteHeader(code int) {
@@ -155,20 +133,4 @@ func (x *exchange) statusOr200() int {
 		return http.StatusOK
 	}
 	return x.status
-}
-
-// deadlineBody lifts the connection's read deadline at the body's end.
-type deadlineBody struct {
-	io.ReadCloser
-	conn deadliner
-	done bool
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.done {
-		b.done = true
-		_ = b.conn.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }

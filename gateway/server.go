@@ -80,9 +80,9 @@ type Config struct {
 	// (RELAY_HISTORY_MAX_BYTES, default 4 MiB): a page that would exceed it
 	// ends early with a next_cursor (it always holds at least one message).
 	HistoryMaxBytes int64
-	// HTTPReadTimeout is how long a request body may take to arrive
-	// (RELAY_HTTP_READ_TIMEOUT, default 30s), counted from the end of the
-	// headers (which have 10s of their own).
+	// HTTPReadTimeout is how long a request, headers and body, may take to
+	// arrive (RELAY_HTTP_READ_TIMEOUT, default 30s), counted from its first
+	// byte (the headers have 10s of their own).
 	HTTPReadTimeout time.Duration
 	// HTTPWriteTimeout is how long a non-WebSocket response may take, from
 	// the end of the request headers to its last byte
@@ -269,13 +269,13 @@ func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *
 
 // Handler returns the relay's routes.
 //
-// Deadlines: every request gets a write deadline of HTTPWriteTimeout for its
-// whole response, and a request with a body a read deadline of
-// HTTPReadTimeout until the body's end (it is lifted there, so an expired
-// read deadline never cancels a handler's context afterwards). A WebSocket
-// upgrade clears both on the hijacked connection. A handler that holds its
-// response open on purpose (long-poll, SSE) must lift or extend the write
-// deadline itself:
+// Deadlines (served by HTTPServer): every request gets a write deadline of
+// HTTPWriteTimeout for its whole response, from the end of its headers,
+// and a read deadline of HTTPReadTimeout from its first byte until the
+// body's end (net/http lifts it there, so an expired read deadline never
+// cancels a handler's context afterwards). A WebSocket upgrade clears both
+// on the hijacked connection. A handler that holds its response open on
+// purpose (long-poll, SSE) must lift or extend the write deadline itself:
 //
 //	rc := http.NewResponseController(w)
 //	_ = rc.SetWriteDeadline(time.Time{})              // SSE: none
@@ -374,12 +374,21 @@ func (s *Server) Close(ctx context.Context) {
 }
 
 // HTTPServer returns the http.Server that serves Handler: a 10 s limit on
-// request headers and 120 s on idle keep-alive connections. It has no
-// whole-request ReadTimeout or WriteTimeout, which would cut WebSockets:
-// Handler sets the deadlines per request instead. Serve it on Listener(ln).
+// request headers, HTTPReadTimeout on the whole request, HTTPWriteTimeout
+// on its response (see Handler) and 120 s on idle keep-alive connections.
+// Serve it on Listener(ln).
+//
+// The deadlines are net/http's, not set per request by a middleware: it
+// sets them anyway (to zero when unset), so its own calls cost nothing
+// more, and it lifts the read deadline itself at the body's end, when it
+// starts reading the connection in the background to see a client go
+// away. A middleware doing the same spent two more deadline changes per
+// request (a timer added and removed) on the publish path.
 func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
 	return &http.Server{
 		Handler:           s.Handler(),
+		ReadTimeout:       s.cfg.HTTPReadTimeout,
+		WriteTimeout:      s.cfg.HTTPWriteTimeout,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

@@ -101,7 +101,7 @@ func (c *config) settings() []setting {
 		{"RELAY_MAX_HTTP_CONNECTIONS", "4096", "open connections that are not WebSockets; over it a new one gets a canned 503", intIn(&c.Gateway.MaxHTTPConnections, 1, 1<<30)},
 		{"RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT", "1024", "of those, from one client IP address (behind a proxy: set it to RELAY_MAX_HTTP_CONNECTIONS)", intIn(&c.Gateway.MaxHTTPConnectionsPerClient, 1, 1<<30)},
 		{"RELAY_MAX_BODY_BYTES_IN_FLIGHT", "67108864", "request body bytes being read or handled at once, over all requests (503 over it)", byteSize(&c.Gateway.MaxBodyBytesInFlight, 1024)},
-		{"RELAY_HTTP_READ_TIMEOUT", "30s", "longest a request body may take to arrive", duration(&c.Gateway.HTTPReadTimeout)},
+		{"RELAY_HTTP_READ_TIMEOUT", "30s", "longest a request (headers and body) may take to arrive", duration(&c.Gateway.HTTPReadTimeout)},
 		{"RELAY_HTTP_WRITE_TIMEOUT", "30s", "longest a non-WebSocket response may take (long-poll and SSE extend it)", duration(&c.Gateway.HTTPWriteTimeout)},
 		{"RELAY_HISTORY_MAX_BYTES", "4194304", "encoded messages per history page, bytes; a fuller page ends early with next_cursor", byteSize(&c.Gateway.HistoryMaxBytes, 1024)},
 		{"RELAY_MEMORY_LIMIT", "", "Go soft memory limit (e.g. 512MiB, 2GiB or bytes); empty: GOMEMLIMIT if set, else none", func(v string) error {
