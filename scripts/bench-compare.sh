@@ -133,6 +133,16 @@ fi
 log "building the relay"
 (cd "$REPO" && go build -o "$WORK/bin/relay" ./cmd/relay && go build -o "$WORK/bin/floor" ./bench/floor)
 RELAY="$WORK/bin/relay"
+# A measurement build, never shipped: the same relay without net/http's
+# per-request background read (nethttp_nobg_overlay), run on
+# many-topics-memory after each pair to weigh that goroutine's cost.
+RELAY_NOBG=""
+if nethttp_nobg_overlay "$WORK/nobg" >"$LOGS/nobg-build.log" 2>&1 &&
+	(cd "$REPO" && go build -overlay "$WORK/nobg/overlay.json" -o "$WORK/bin/relay-nobg" ./cmd/relay) >>"$LOGS/nobg-build.log" 2>&1; then
+	RELAY_NOBG="$WORK/bin/relay-nobg"
+else
+	note "the relay without net/http's background read could not be built ($(tail -n 1 "$LOGS/nobg-build.log")): its many-topics runs were skipped"
+fi
 
 # The load generator is `relay bench`. Until cmd/relay wires it, build a
 # stand-in main that calls the same loadgen.Main.
@@ -455,7 +465,29 @@ nogc_run() {
 	fi
 	RELAY_EXTRA_ENV=()
 }
-AFTER_PAIR=nogc_run scenario many-topics-memory memory "${MANY[@]}"
+# nobg_run: the relay built without net/http's per-request background read
+# (RELAY_NOBG) once more on many-topics-memory after each pair: what that
+# goroutine (its start, which wakes the other core's thread, and its abort
+# by a past read deadline) costs at 2,000 publishes/s. Reports go to
+# $NOBG_DIR.
+NOBG_DIR=$WORK/no-bg-read
+NOBG_RUN=0
+nobg_run() {
+	[[ -n $RELAY_NOBG ]] || return 0
+	mkdir -p "$NOBG_DIR"
+	NOBG_RUN=$((NOBG_RUN + 1))
+	local relay=$RELAY
+	RELAY=$RELAY_NOBG
+	if run_one many-topics-memory-nobg relay memory "$NOBG_RUN" "${MANY[@]}"; then
+		mv "$RES/many-topics-memory-nobg.relay.$NOBG_RUN.json" "$NOBG_DIR/"
+	fi
+	RELAY=$relay
+}
+after_many_pair() {
+	nogc_run
+	nobg_run
+}
+AFTER_PAIR=after_many_pair scenario many-topics-memory memory "${MANY[@]}"
 if ! wanted ingest-bulk-memory; then
 	:
 elif relay_has_bulk; then
@@ -843,8 +875,8 @@ PY
 	if [[ -n $FLOOR_MD && -s $FLOOR_MD ]]; then
 		cat "$FLOOR_MD"
 	fi
-	if compgen -G "$NOGC_DIR/*.json" >/dev/null; then
-		PYTHONPATH="$REPO/scripts" python3 - "$RES" "$NOGC_DIR" <<'PY' || true
+	if compgen -G "$NOGC_DIR/*.json" >/dev/null || compgen -G "$NOBG_DIR/*.json" >/dev/null; then
+		PYTHONPATH="$REPO/scripts" python3 - "$RES" "$NOGC_DIR" "$NOBG_DIR" <<'PY' || true
 import sys
 from benchlib import median_of, reports
 def med(d, label, target):
@@ -853,13 +885,20 @@ def med(d, label, target):
     return (median_of(d, label, target, "cpu_us_per_delivery"), median_of(d, label, target, "latency_p99_ms"), n)
 rows = [("relay", med(sys.argv[1], "many-topics-memory", "relay")),
         ("relay with GOGC=off (run after each pair)", med(sys.argv[2], "many-topics-memory-nogc", "relay")),
+        ("relay built without net/http's background read (run after each pair)",
+         med(sys.argv[3], "many-topics-memory-nobg", "relay")),
         ("Centrifugo", med(sys.argv[1], "many-topics-memory", "centrifugo"))]
 cf_cpu, cf_p99, _ = rows[-1][1]
 ratio = lambda v, base: f"{v / base:.2f}x" if v and base else "—"
-print("\n## Many topics with the garbage collector off (relay only), same minutes\n")
-print("The relay ran many-topics-memory once more with `GOGC=off` after each relay/Centrifugo pair:")
+print("\n## Many topics: the relay without the collector, and without net/http's background read, same minutes\n")
+print("The relay ran many-topics-memory twice more after each relay/Centrifugo pair: with `GOGC=off`,")
 print("the same work without the collector's mark phases (the heap is not collected over a run")
-print("this short). Ratios are to Centrifugo's medians at its defaults.\n")
+print("this short), and built with `go build -overlay` from a copy of net/http that never starts")
+print("its per-request background read (`nethttp_nobg_overlay` in scripts/bench-lib.sh; a")
+print("measurement build, never shipped: a handler's context is then not canceled when its client")
+print("leaves). net/http starts that goroutine at each request body's end, which wakes the other")
+print("core's thread, and aborts it with a past read deadline before the next request; no handler")
+print("can avoid it. Ratios are to Centrifugo's medians at its defaults.\n")
 print("| server | runs | CPU µs/delivery | vs Centrifugo | latency p99 ms | vs Centrifugo |\n|---|---:|---:|---:|---:|---:|")
 for name, (cpu, p99, n) in rows:
     if cpu is not None:

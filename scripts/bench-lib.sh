@@ -37,3 +37,30 @@ centrifugo_config() {
 }
 JSON
 }
+
+# nethttp_nobg_overlay DIR: write DIR/overlay.json for `go build -overlay`,
+# replacing Go's net/http/server.go with a copy that never starts the
+# per-request background read (the goroutine net/http starts at a request
+# body's end to see the client go away, and aborts with a past read
+# deadline before the next request). For measurement builds only: without
+# it a handler's context is not canceled when its client leaves. Fails
+# when this Go's server.go has no background-read start of the known shape.
+nethttp_nobg_overlay() {
+	local dir=$1 src
+	src="$(go env GOROOT)/src/net/http/server.go"
+	mkdir -p "$dir"
+	python3 - "$src" "$dir/server.go" <<'PY' || return 1
+import sys
+s = open(sys.argv[1]).read()
+old = """		if requestBodyRemains(req.Body) {
+			registerOnHitEOF(req.Body, w.conn.r.startBackgroundRead)
+		} else {
+			w.conn.r.startBackgroundRead()
+		}
+"""
+if s.count(old) != 1:
+    sys.exit("net/http's server.go has no background-read start of the known shape")
+open(sys.argv[2], "w").write(s.replace(old, ""))
+PY
+	printf '{"Replace": {"%s": "%s"}}\n' "$src" "$dir/server.go" >"$dir/overlay.json"
+}
