@@ -47,13 +47,17 @@ func newRequestID() string {
 	return string(b[:])
 }
 
-// routeOf returns the chi route pattern of r ("/api/v1/topics/{topic}/messages"),
-// never the raw path, so it is safe as a metric label.
+// routeOf returns the route pattern of r ("/api/v1/topics/{topic}/messages"):
+// chi's, or a hot route's path (router.ServeHTTP); never the raw path, so
+// it is safe as a metric label.
 func routeOf(r *http.Request) string {
 	if rc := chi.RouteContext(r.Context()); rc != nil {
 		if p := rc.RoutePattern(); p != "" {
 			return p
 		}
+	}
+	if r.Pattern != "" {
+		return r.Pattern
 	}
 	return "unmatched"
 }

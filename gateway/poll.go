@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/messages"
 )
@@ -443,10 +441,11 @@ func frameTopicAndID(frame []byte) (topic, id []byte, ok bool) {
 	return rest[:j], id, true
 }
 
-// consumerRoutes registers long-poll, SSE and the API document.
-func (s *Server) consumerRoutes(r chi.Router) {
-	r.Post("/api/v1/poll", s.handlePoll)
-	r.Post("/messages/poll", s.handlePoll)
+// consumerRoutes registers long-poll (hot routes), SSE and the API
+// document.
+func (s *Server) consumerRoutes(r *router) {
+	r.hotPost("/api/v1/poll", s.handlePoll)
+	r.hotPost("/messages/poll", s.handlePoll)
 	r.Get("/api/v1/sse", s.handleSSE)
 	r.Options("/api/v1/sse", s.handleSSEPreflight)
 	r.Get("/openapi.json", s.handleOpenAPI)

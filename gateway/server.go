@@ -283,12 +283,20 @@ func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *
 //
 // A route that exists with another method answers 405 with Allow; HEAD is
 // served on /health and /ready.
+//
+// The hot routes, the POSTs a producer or a Galaxy client makes per message
+// (publish, bulk, long-poll), run the same middlewares and handlers without
+// chi's routing (see router): chi copies every request to carry its route
+// context (r.WithContext), about a tenth of a publish's CPU
+// (bench/NOTES.md). They are registered with chi as well, which serves
+// their paths' other methods (405, CORS preflights) and lists them.
 func (s *Server) Handler() http.Handler {
-	r := chi.NewRouter()
-	r.Use(s.frame, s.cors, s.authenticate)
+	mw := chi.Middlewares{s.frame, s.cors, s.authenticate}
+	r := &router{Mux: chi.NewRouter(), mw: mw, hot: map[string]http.Handler{}}
+	r.Use(mw...)
 	s.authRoutes(r)
-	r.Post("/api/v1/messages", s.handlePublish)
-	r.Post("/api/v1/messages/bulk", s.handleBulk)
+	r.hotPost("/api/v1/messages", s.handlePublish)
+	r.hotPost("/api/v1/messages/bulk", s.handleBulk)
 	r.Get("/api/v1/topics/{topic}/messages", s.handleHistory)
 	r.Get("/health", s.handleHealth)
 	r.Head("/health", s.handleHealth)
@@ -305,7 +313,7 @@ func (s *Server) Handler() http.Handler {
 		s.writeError(w, req, errNotFound)
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
-		allowed := allowedMethods(r, req.URL.Path)
+		allowed := allowedMethods(r.Mux, req.URL.Path)
 		if len(allowed) == 0 { // a method chi does not know, on a path that does not exist
 			s.writeError(w, req, errNotFound)
 			return
@@ -315,6 +323,38 @@ func (s *Server) Handler() http.Handler {
 			messages.QuotePrefix(req.Method), messages.QuotePrefix(req.URL.Path), strings.Join(allowed, ", ")))
 	})
 	return r
+}
+
+// router is the relay's chi Mux with its hot routes served first: a POST
+// to one of their exact paths goes straight to its handler, wrapped in the
+// same middlewares, without chi's per-request route context (a copy of the
+// request). Everything else, those paths' other methods included, is
+// chi's. Read-only once Handler returns.
+type router struct {
+	*chi.Mux
+	mw  chi.Middlewares
+	hot map[string]http.Handler // POST handlers by exact path, with mw
+}
+
+// hotPost registers h for POST path with chi and as a hot route.
+func (r *router) hotPost(path string, h http.HandlerFunc) {
+	r.Post(path, h)
+	r.hot[path] = r.mw.HandlerFunc(h)
+}
+
+// ServeHTTP serves a hot route itself and hands the rest to chi. A hot
+// request's Pattern is set to its path (in place, as net/http's ServeMux
+// does), where routeOf finds it. A path with escapes (RawPath set) is left
+// to chi, which routes on the escaped form.
+func (r *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method == http.MethodPost && req.URL.RawPath == "" {
+		if h := r.hot[req.URL.Path]; h != nil {
+			req.Pattern = req.URL.Path
+			h.ServeHTTP(w, req)
+			return
+		}
+	}
+	r.Mux.ServeHTTP(w, req)
 }
 
 // routeMethods are the methods a 405's Allow header may list.
