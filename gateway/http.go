@@ -193,7 +193,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	// status and body as the first answer.
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write(stored.AppendPublishResponse(make([]byte, 0, 128+len(stored.Topic))))
+	_, _ = w.Write(stored.PublishResponse())
 }
 
 // handleBulk publishes up to messages.MaxBulk messages in one request and

@@ -200,6 +200,14 @@ func (m *Message) AppendPublishResponse(b []byte) []byte {
 	return append(b, "\"}\n"...)
 }
 
+// PublishResponse returns the 201 body of a publish (AppendPublishResponse)
+// in one allocation of the size it needs.
+func (m *Message) PublishResponse() []byte {
+	const fixed = len(`{"message_id":"`) + 2*20 + 1 + len(`","topic":"`) + len(`","timestamp":"`) +
+		len(TimestampLayout) + len("\"}\n")
+	return m.AppendPublishResponse(make([]byte, 0, fixed+len(m.Topic)))
+}
+
 // HistoryResponse is the body of GET /api/v1/topics/{topic}/messages.
 // NextCursor is the id to pass as "after" for the next page, empty at the end.
 type HistoryResponse struct {
