@@ -15,8 +15,10 @@ const logChunk = 1024
 // topic, pointers and all, at every growth: about 2.4 µs per message at
 // 350,000 messages, a tenth of a publish's CPU under load.) Chunk k holds
 // positions [k*logChunk, (k+1)*logChunk) counted from the first chunk's
-// start; the last chunk grows by doubling, so a topic of a few messages
-// holds a few slots. Not safe for concurrent use: memTopic.mu guards it.
+// start. A log's first chunk grows by doubling, so a topic of a few
+// messages holds a few slots; every later chunk is made whole at once (the
+// topic has filled one already), so no message is copied by a regrowth.
+// Not safe for concurrent use: memTopic.mu guards it.
 type msgLog struct {
 	chunks [][]messages.Message
 	head   int   // position of the first live message in chunks[0]
@@ -54,7 +56,11 @@ func (l *msgLog) At(i int) *messages.Message {
 func (l *msgLog) Append(m messages.Message) {
 	last := len(l.chunks) - 1
 	if last < 0 || len(l.chunks[last]) == logChunk {
-		l.chunks = append(l.chunks, make([]messages.Message, 0, min(4, logChunk)))
+		size := logChunk
+		if last < 0 {
+			size = min(4, logChunk)
+		}
+		l.chunks = append(l.chunks, make([]messages.Message, 0, size))
 		last++
 	}
 	c := l.chunks[last]

@@ -30,7 +30,11 @@ func TestMsgLog(t *testing.T) {
 			want = append(want, m)
 		}
 	}
-	add(3000)
+	add(logChunk + 1)
+	if c := cap(l.chunks[1]); c != logChunk {
+		t.Fatalf("a chunk after the first was made with room for %d messages, want %d", c, logChunk)
+	}
+	add(3000 - logChunk - 1)
 	check("append 3000")
 	l.DropFront(1)
 	want = want[1:]
