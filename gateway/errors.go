@@ -163,8 +163,16 @@ func (a *acceptRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, brw, nil
 }
 
+// setJSONType marks an answer's body as JSON. It sets the header's map
+// entry to one shared value slice: net/http only reads a header's values
+// (WriteHeader copies them), and Header.Set would check the key's case and
+// make a one-element slice on every answer.
+func setJSONType(h http.Header) { h["Content-Type"] = jsonContentType }
+
+var jsonContentType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	setJSONType(w.Header())
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

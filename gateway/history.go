@@ -140,7 +140,7 @@ func encodedSize(m *messages.Message) int64 {
 // writeHistory streams {"messages":[...],"next_cursor":...} through a small
 // buffer, one message at a time, under the request's write deadline.
 func (s *Server) writeHistory(w http.ResponseWriter, msgs []messages.Message, next messages.ID) {
-	w.Header().Set("Content-Type", "application/json")
+	setJSONType(w.Header())
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, historyWriteBuffer)
 	scratch := make([]byte, 0, 512)

@@ -191,7 +191,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	// A Duplicate carries the first message's id and timestamp: the same
 	// status and body as the first answer.
-	w.Header().Set("Content-Type", "application/json")
+	setJSONType(w.Header())
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write(stored.PublishResponse())
 }

@@ -73,7 +73,13 @@ func (s *Server) frame(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		x := &exchange{ResponseWriter: w}
-		id := r.Header.Get("X-Request-ID")
+		var id string
+		// The map, not Header.Get: Get canonicalizes its key, and for
+		// "X-Request-ID" that allocates on every request; net/http stores
+		// the request's keys canonical already.
+		if v := r.Header["X-Request-Id"]; len(v) > 0 {
+			id = v[0]
+		}
 		if id == "" || len(id) > 128 {
 			id = newRequestID()
 		}

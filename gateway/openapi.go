@@ -21,7 +21,7 @@ func OpenAPIDocument() []byte { return openAPIDocument }
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	setJSONType(h)
 	h.Set("Cache-Control", "no-cache")
 	if s.sseOriginAllowed(r) {
 		setCORS(w, r)

@@ -300,7 +300,7 @@ func writePollRawResponse(w http.ResponseWriter, list []byte, hasMore bool) {
 	b = append(b, `],"has_more":`...)
 	b = strconv.AppendBool(b, hasMore)
 	b = append(b, "}\n"...)
-	w.Header().Set("Content-Type", "application/json")
+	setJSONType(w.Header())
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 }
