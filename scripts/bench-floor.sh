@@ -6,6 +6,10 @@
 #      relay-sized publishes (scripts/wrk-publish.lua), ROUNDS times
 #      alternating; server CPU-us per request from /proc/PID/stat
 #      (utime+stime) deltas around wrk.
+#      The bare handler runs twice per round: as net/http's defaults have it,
+#      the floor the targets use, and with the relay's default server
+#      timeouts (floor http -timeouts), which is what net/http's per-request
+#      deadlines cost apart from the relay's code (FLOOR_SKIP_TIMEOUTS=1: not).
 #   2. Fan-out writes: one loop writing a 180 B WebSocket frame to 1,000
 #      loopback TCP connections at 100 rounds/s and flat out (bench/floor ws),
 #      CPU-us per write.
@@ -17,8 +21,8 @@
 # instead of one built from this checkout: before/after figures),
 # FLOOR_CENTRIFUGO_BIN=path (also measure Centrifugo's HTTP API publish,
 # memory engine with history, configured as bench-compare.sh does),
-# FLOOR_SKIP_RELAY=1, FLOOR_SKIP_WS=1, FLOOR_PROFILE_DIR=dir (see below). Bounded: about
-# ROUNDS*2*(SECONDS+3) + 20 s.
+# FLOOR_SKIP_RELAY=1, FLOOR_SKIP_WS=1, FLOOR_SKIP_TIMEOUTS=1, FLOOR_PROFILE_DIR=dir (see below). Bounded: about
+# ROUNDS*3*(SECONDS+3) + 20 s.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -97,10 +101,14 @@ if [[ ${FLOOR_SKIP_HTTP:-0} != 1 ]]; then
 	for r in $(seq 1 "$ROUNDS"); do
 		CF=()
 		[[ -n ${FLOOR_CENTRIFUGO_BIN:-} ]] && CF=(centrifugo)
-		for target in floor "${RELAY_NAMES[@]}" "${CF[@]}"; do
+		TMO=(floor-timeouts)
+		[[ ${FLOOR_SKIP_TIMEOUTS:-0} == 1 ]] && TMO=()
+		for target in floor "${TMO[@]}" "${RELAY_NAMES[@]}" "${CF[@]}"; do
 			port=$(free_port)
 			if [[ $target == floor ]]; then
 				"$WORK/floor" http -addr "127.0.0.1:$port" >/dev/null &
+			elif [[ $target == floor-timeouts ]]; then
+				"$WORK/floor" http -timeouts -addr "127.0.0.1:$port" >/dev/null &
 			elif [[ $target == centrifugo ]]; then
 				cat >"$WORK/cf.json" <<CFEOF
 {"http_server": {"address": "127.0.0.1", "port": $port}, "client": {"insecure": true},
@@ -157,13 +165,13 @@ if [[ -s $WORK/http ]]; then
 	echo "| server | req/s | server CPU µs/request | non-2xx | CPU vs floor |"
 	echo "|---|---:|---:|---:|---:|"
 	fcpu=$(awk '$1=="floor" {print $3}' "$WORK/http" | median)
-	for t in floor "${RELAY_NAMES[@]}" centrifugo; do
+	for t in floor floor-timeouts "${RELAY_NAMES[@]}" centrifugo; do
 		grep -q "^$t " "$WORK/http" || continue
 		rps=$(awk -v t=$t '$1==t {print $2}' "$WORK/http" | median)
 		cpu=$(awk -v t=$t '$1==t {print $3}' "$WORK/http" | median)
 		bad=$(awk -v t=$t '$1==t {s+=$4} END {print s+0}' "$WORK/http")
 		awk -v t=$t -v r="$rps" -v c="$cpu" -v f="$fcpu" -v b="$bad" \
-			'BEGIN {printf "| %s | %.0f | %.2f | %d | %.2fx |\n", (t=="floor" ? "bare net/http (floor)" : (t=="centrifugo" ? "Centrifugo, memory engine" : "relay (" t "), memory store")), r, c, b, c / f}'
+			'BEGIN {printf "| %s | %.0f | %.2f | %d | %.2fx |\n", (t=="floor" ? "bare net/http (floor)" : (t=="floor-timeouts" ? "bare net/http with the relay'"'"'s server timeouts" : (t=="centrifugo" ? "Centrifugo, memory engine" : "relay (" t "), memory store"))), r, c, b, c / f}'
 	done
 	echo
 fi

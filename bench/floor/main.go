@@ -2,11 +2,14 @@
 // hot paths, so BENCHMARKS.md can put the relay's CPU per unit of work next
 // to what the kernel and net/http alone cost here:
 //
-//	floor http [-addr 127.0.0.1:0]
+//	floor http [-addr 127.0.0.1:0] [-timeouts]
 //	    serves a bare net/http handler: POST reads the body and answers 201
 //	    with a fixed JSON body of the relay's size. Prints "listening ADDR"
 //	    and "pid PID", then serves until killed. Drive it with wrk
 //	    (scripts/bench-floor.sh does, with scripts/wrk-publish.lua).
+//	    -timeouts gives its http.Server the relay's default timeouts (read
+//	    and write 30s, headers 10s, idle 120s): what net/http's deadlines
+//	    cost per request, apart from the relay's code.
 //	floor ws [-conns 1000] [-rate 100] [-duration 5s] [-size 180] [-batch 1]
 //	    one loop writing one WebSocket text frame of -size bytes (header
 //	    included) to each of -conns loopback TCP connections, -rate rounds per
@@ -62,6 +65,7 @@ var reply = []byte(`{"message_id":"1732679000000-0","topic":"bench-0","timestamp
 func serveHTTP(args []string) error {
 	fs := flag.NewFlagSet("http", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	timeouts := fs.Bool("timeouts", false, "the relay's default server timeouts")
 	fs.Parse(args)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -77,7 +81,12 @@ func serveHTTP(args []string) error {
 		w.WriteHeader(http.StatusCreated)
 		w.Write(reply)
 	})
-	return http.Serve(ln, h)
+	srv := &http.Server{Handler: h}
+	if *timeouts { // as gateway.Server.HTTPServer with the default config
+		srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
+		srv.ReadHeaderTimeout, srv.IdleTimeout = 10*time.Second, 120*time.Second
+	}
+	return srv.Serve(ln)
 }
 
 // frame returns an unmasked server-to-client text frame of size bytes in all,
