@@ -23,6 +23,11 @@
 #   BENCH_OUT=BENCHMARKS.md   where to write the report (relative paths: to the repo root)
 #   BENCH_KEEP=1          keep the temp dir (binaries, logs, JSON reports)
 #   CENTRIFUGO_BIN=path   use this Centrifugo binary instead of installing one
+#   BENCH_FLOOR_ROUNDS=7  alternating wrk rounds of the HTTP floors (each: the
+#                         bare handler, it with the relay's timeouts, the relay,
+#                         Centrifugo); more than BENCH_RUNS because one 5 s wrk
+#                         run's CPU per request moves by up to a third with the
+#                         machine, more than the servers differ
 #   BENCH_WD_RUNS=1       runs per cell of the write-delay matrix
 #   BENCH_TRANSPORT_RUNS=1  runs per relay-only transport row (fanout-poll,
 #                         fanout-sse, idle-5k-ws, idle-5k-poll, idle-5k-sse)
@@ -599,7 +604,7 @@ if wanted floor && command -v wrk >/dev/null; then
 	else
 		log "floors (scripts/bench-floor.sh)"
 		FLOOR_MD="$WORK/floor.md"
-		env "${FLOOR_PROF[@]}" FLOOR_ROUNDS=$RUNS FLOOR_SECONDS=6 FLOOR_RELAY_BINS="relay=$RELAY" FLOOR_CENTRIFUGO_BIN="$CF" \
+		env "${FLOOR_PROF[@]}" FLOOR_ROUNDS=${BENCH_FLOOR_ROUNDS:-7} FLOOR_SECONDS=5 FLOOR_RELAY_BINS="relay=$RELAY" FLOOR_CENTRIFUGO_BIN="$CF" \
 			bash "$REPO/scripts/bench-floor.sh" >"$FLOOR_MD" 2>"$LOGS/floor.err" ||
 			{ note "bench-floor failed: $(tail -n 2 "$LOGS/floor.err" | tr '\n' ' ')"; FLOOR_MD=""; }
 	fi
