@@ -153,6 +153,10 @@ func (c *Connection) Send(frame []byte) { c.outbox.push(delivery{frame: frame}) 
 // Stop stops the actor, unsubscribing it everywhere, and waits until it has
 // stopped or ctx ends.
 func (c *Connection) Stop(ctx context.Context) {
+	// Replay pages stop being read for it now, not once the actor gets to
+	// its stop: when hundreds of connections close at once, that can be
+	// tens of milliseconds of reading pages for nobody.
+	c.outbox.flags.Or(outboxStopping)
 	f := c.root.StopFuture(c.pid)
 	done := make(chan struct{})
 	go func() { _, _ = f.Result(); close(done) }()

@@ -321,6 +321,7 @@ func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 // drop ends a subscription: the topic actor forgets it, its replay budget
 // is returned, and queued frames for it are skipped.
 func (c *connActor) drop(s *subscription) {
+	s.left.Store(true)
 	s.active = false
 	s.replaying = false
 	c.releaseReplay(s)

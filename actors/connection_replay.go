@@ -33,7 +33,7 @@ func (c *connActor) enqueueReplay(s *subscription) {
 // allow.
 func (c *connActor) pumpReplays(ctx actor.Context) {
 	page := c.cfg.replayPageBytes
-	for len(c.replayQueue) > 0 && !c.failed {
+	for len(c.replayQueue) > 0 && !c.failed && !c.outbox.isStopping() {
 		s := c.replayQueue[0]
 		if !s.active || !s.replaying {
 			c.popReplay()

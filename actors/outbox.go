@@ -36,14 +36,29 @@ type outbox struct {
 	wakeHere          func() // wake, running the drain on the caller's goroutine if it can; nil: wake
 	overflow          func() // called once, outside the lock, on overflow under PolicyDisconnect
 
-	mu         sync.Mutex
-	ring       []delivery
-	head, n    int
-	bytes      int
-	scheduled  bool        // a drain is requested or running
-	overflowed atomic.Bool // set under mu; read without it by the drainer
-	dropped    int         // drop-oldest drops not yet reported
+	mu        sync.Mutex
+	ring      []delivery
+	head, n   int
+	bytes     int
+	scheduled bool          // a drain is requested or running
+	flags     atomic.Uint32 // outboxClosed (set under mu) and outboxStopping; read without mu
+	dropped   int           // drop-oldest drops not yet reported
 }
+
+// Bits of outbox.flags, one word so an idle connection's outbox stays in
+// its 128-byte size class.
+const (
+	// outboxClosed: overflowed under PolicyDisconnect, or closed; read by
+	// the drainer without the lock.
+	outboxClosed = 1 << iota
+	// outboxStopping: the connection is stopping (Connection.Stop); no
+	// replay page is requested or read for it any more.
+	outboxStopping
+)
+
+// isStopping reports whether the connection owning o is stopping (false
+// for a nil outbox).
+func (o *outbox) isStopping() bool { return o != nil && o.flags.Load()&outboxStopping != 0 }
 
 // newOutbox returns an empty queue bounded by maxMsgs and maxBytes.
 func newOutbox(maxMsgs, maxBytes int, policy SlowConsumerPolicy, wake, overflow func()) *outbox {
@@ -92,7 +107,7 @@ func (o *outbox) put(d delivery, here bool) bool {
 // waits for the next one.
 func (o *outbox) queue(d delivery) (ok, wake bool) {
 	o.mu.Lock()
-	if o.overflowed.Load() {
+	if o.closed() {
 		o.mu.Unlock()
 		return false, false
 	}
@@ -137,7 +152,7 @@ func (o *outbox) runWake() {
 // unlocks it. The connection is being closed: what is queued will not be
 // sent, so the close frame goes out right after the write in progress.
 func (o *outbox) overflowLocked() {
-	o.overflowed.Store(true)
+	o.flags.Or(outboxClosed)
 	clear(o.ring)
 	o.n, o.bytes = 0, 0
 	o.mu.Unlock()
@@ -205,11 +220,11 @@ func (o *outbox) drain(dst []delivery, max, maxBytes int) (_ []delivery, dropped
 func (o *outbox) close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.overflowed.Store(true)
+	o.flags.Or(outboxClosed)
 	clear(o.ring)
 	o.n, o.bytes = 0, 0
 }
 
 // closed reports whether the queue overflowed under PolicyDisconnect or was
 // closed: nothing more should be written to the connection.
-func (o *outbox) closed() bool { return o.overflowed.Load() }
+func (o *outbox) closed() bool { return o.flags.Load()&outboxClosed != 0 }

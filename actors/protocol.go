@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"sync/atomic"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/pulsar-relay/relay/messages"
@@ -75,4 +77,15 @@ type subscription struct {
 	replayAfter messages.ID // the next replayRequest's "after"
 	reserved    int         // replay bytes reserved for the request in flight
 	queued      bool        // waiting in the connection's replay queue
+
+	// left is set when the connection drops the subscription (drop); a
+	// replay page being read for it stops there (readReplayPage, see gone).
+	// Without it, the pages of connections closing at once were read and
+	// encoded for nobody: up to the process's replay budget, 64 MiB by
+	// default. (Last: it fits in the padding after queued.)
+	left atomic.Bool
 }
+
+// gone reports whether no one will read what is encoded for s: its
+// connection dropped it or is stopping. Safe from any goroutine.
+func (s *subscription) gone() bool { return s.left.Load() || s.outbox.isStopping() }

@@ -150,9 +150,15 @@ func (t *topicActor) onReplayRequest(ctx actor.Context, r *replayRequest) {
 }
 
 // readReplayPage reads up to limit messages after r.after and encodes
-// them as frames within r.maxBytes (at least one).
+// them as frames within r.maxBytes (at least one). For a subscription
+// that is gone meanwhile (its connection dropped it or is stopping) it
+// stops where it is: the page goes nowhere (the connection skips it, the
+// topic actor has forgotten or will forget the subscription).
 func readReplayPage(ctx context.Context, store persistence.Store, topic string, r *replayRequest, limit int) *storePage {
 	p := &storePage{req: r, next: r.after}
+	if r.sub.gone() {
+		return p
+	}
 	page, err := store.Range(ctx, topic, r.after, limit)
 	if err != nil {
 		p.err = err
@@ -160,6 +166,9 @@ func readReplayPage(ctx context.Context, store persistence.Store, topic string, 
 	}
 	size := 0
 	for i := range page.Messages {
+		if r.sub.gone() {
+			return p
+		}
 		m := &page.Messages[i]
 		frame := m.Frame()
 		if len(p.frames) > 0 && size+len(frame) > r.maxBytes {
