@@ -438,14 +438,30 @@ log "memory engines"
 # scenario).
 ONEP_DIR=$WORK/one-p
 ONEP_RUN=0
-fanout_1p_run() {
-	mkdir -p "$ONEP_DIR"
-	ONEP_RUN=$((ONEP_RUN + 1))
-	RELAY_EXTRA_ENV=(GOMAXPROCS=1)
-	if run_one fanout-memory-1p relay memory "$ONEP_RUN" "${FANOUT[@]}"; then
-		mv "$RES/fanout-memory-1p.relay.$ONEP_RUN.json" "$ONEP_DIR/"
-	fi
+# variant_run LABEL DIR N BIN [ENV...] -- ARGS...: relay binary BIN, with
+# the settings ENV, once more with the load generator's ARGS (run N of
+# LABEL), for a relay-only figure next to a side-by-side scenario; its
+# report goes to DIR.
+variant_run() {
+	local label=$1 dir=$2 n=$3 relay=$RELAY
+	RELAY=$4
+	shift 4
 	RELAY_EXTRA_ENV=()
+	while (($#)) && [[ $1 != -- ]]; do
+		RELAY_EXTRA_ENV+=("$1")
+		shift
+	done
+	shift
+	mkdir -p "$dir"
+	if run_one "$label" relay memory "$n" "$@"; then
+		mv "$RES/$label.relay.$n.json" "$dir/"
+	fi
+	RELAY=$relay
+	RELAY_EXTRA_ENV=()
+}
+fanout_1p_run() {
+	ONEP_RUN=$((ONEP_RUN + 1))
+	variant_run fanout-memory-1p "$ONEP_DIR" "$ONEP_RUN" "$RELAY" GOMAXPROCS=1 -- "${FANOUT[@]}"
 }
 after_fanout_pair() {
 	ws_floor_run
@@ -455,42 +471,22 @@ AFTER_PAIR=after_fanout_pair scenario fanout-memory memory "${FANOUT[@]}"
 scenario ingest-memory memory "${INGEST[@]}"
 scenario idle-10k memory "${IDLE[@]}"
 idle_large
-# nogc_run: the relay once more on many-topics-memory with GOGC=off (heap
-# never collected over a run this short) after each pair: what the relay
-# costs, and how late its slowest deliveries are, without the garbage
-# collector's mark phases, in the same minutes. Reports go to $NOGC_DIR.
-NOGC_DIR=$WORK/no-gc
-NOGC_RUN=0
-nogc_run() {
-	mkdir -p "$NOGC_DIR"
-	NOGC_RUN=$((NOGC_RUN + 1))
-	RELAY_EXTRA_ENV=(GOGC=off)
-	if run_one many-topics-memory-nogc relay memory "$NOGC_RUN" "${MANY[@]}"; then
-		mv "$RES/many-topics-memory-nogc.relay.$NOGC_RUN.json" "$NOGC_DIR/"
-	fi
-	RELAY_EXTRA_ENV=()
-}
-# nobg_run: the relay built without net/http's per-request background read
-# (RELAY_NOBG) once more on many-topics-memory after each pair: what that
-# goroutine (its start, which wakes the other core's thread, and its abort
-# by a past read deadline) costs at 2,000 publishes/s. Reports go to
+# After each many-topics-memory pair the relay runs it twice more, in the
+# same minutes: with GOGC=off (the heap is never collected over a run this
+# short: what the relay costs, and how late its slowest deliveries are,
+# without the collector's mark phases), and built without net/http's
+# per-request background read (RELAY_NOBG: what that goroutine, its start,
+# which wakes the other core's thread, and its abort by a past read
+# deadline, costs at 2,000 publishes/s). Reports go to $NOGC_DIR and
 # $NOBG_DIR.
+NOGC_DIR=$WORK/no-gc
 NOBG_DIR=$WORK/no-bg-read
-NOBG_RUN=0
-nobg_run() {
-	[[ -n $RELAY_NOBG ]] || return 0
-	mkdir -p "$NOBG_DIR"
-	NOBG_RUN=$((NOBG_RUN + 1))
-	local relay=$RELAY
-	RELAY=$RELAY_NOBG
-	if run_one many-topics-memory-nobg relay memory "$NOBG_RUN" "${MANY[@]}"; then
-		mv "$RES/many-topics-memory-nobg.relay.$NOBG_RUN.json" "$NOBG_DIR/"
-	fi
-	RELAY=$relay
-}
+MANY_PAIR=0
 after_many_pair() {
-	nogc_run
-	nobg_run
+	MANY_PAIR=$((MANY_PAIR + 1))
+	variant_run many-topics-memory-nogc "$NOGC_DIR" "$MANY_PAIR" "$RELAY" GOGC=off -- "${MANY[@]}"
+	[[ -z $RELAY_NOBG ]] ||
+		variant_run many-topics-memory-nobg "$NOBG_DIR" "$MANY_PAIR" "$RELAY_NOBG" -- "${MANY[@]}"
 }
 AFTER_PAIR=after_many_pair scenario many-topics-memory memory "${MANY[@]}"
 if ! wanted ingest-bulk-memory; then
