@@ -249,6 +249,11 @@ start_server() {
 		SERVER_PID=$!
 		SERVER_PIDS+=("$SERVER_PID")
 		wait_http "$SERVER_PORT" /ready "$SERVER_PID" && return 0
+	elif [[ $target == floor ]]; then
+		"$WORK/bin/floor" valkey -addr "127.0.0.1:$SERVER_PORT" -valkey "127.0.0.1:$VALKEY_PORT" >"$LOGS/$tag.log" 2>&1 &
+		SERVER_PID=$!
+		SERVER_PIDS+=("$SERVER_PID")
+		wait_http "$SERVER_PORT" /health "$SERVER_PID" && return 0
 	else
 		centrifugo_config "$engine" "$SERVER_PORT" "$WORK/centrifugo-$engine.json"
 		env "${SERVER_ENV[@]}" "$CF" -c "$WORK/centrifugo-$engine.json" >"$LOGS/$tag.log" 2>&1 &
@@ -280,12 +285,13 @@ run_one() {
 		note "$tag: the $target server did not start ($(tail -n 3 "$LOGS/$tag.log" | tr '\n' ' '))"
 		return 1
 	fi
-	local extra=()
+	local extra=() speaks=$target
 	[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
+	[[ $target == floor ]] && speaks=relay # bench/floor valkey speaks the relay's contract
 	[[ $engine == valkey && -n $VALKEY_PID ]] && extra+=(--store-pid "$VALKEY_PID")
 	log "$tag: ${*}"
 	local rc=0
-	"${BENCH[@]}" --target "$target" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" \
+	"${BENCH[@]}" --target "$speaks" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" \
 		--label "$label" --json "$RES/$tag.json" --progress 5s "${extra[@]}" "$@" \
 		>"$LOGS/$tag.out" 2>"$LOGS/$tag.err" || rc=$?
 	stop_pid "$SERVER_PID"
@@ -498,10 +504,33 @@ else
 fi
 limit_search fanout-limit-memory memory 100 150 200 300 450 700 1000 1500
 
+# valkey_floor_run: after each pair of a Valkey ingest scenario, the same
+# load (VFLOOR_ARGS) against the Valkey floor (bench/floor valkey: the least
+# a relay-shaped server does per publish, one script call storing and
+# announcing it, one pattern subscription, writes coalesced per subscriber),
+# on the same Valkey in the same minutes. What it reaches against
+# Centrifugo is what this machine allows any server of this shape with this
+# load generator. Reports go to $VFLOOR_DIR.
+VFLOOR_DIR=$WORK/valkey-floor
+VFLOOR_RUN=0
+VFLOOR_LABEL=""
+VFLOOR_ARGS=()
+valkey_floor_run() {
+	VFLOOR_RUN=$((VFLOOR_RUN + 1))
+	mkdir -p "$VFLOOR_DIR"
+	if run_one "$VFLOOR_LABEL" floor valkey "$VFLOOR_RUN" "${VFLOOR_ARGS[@]}"; then
+		mv "$RES/$VFLOOR_LABEL.floor.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
+	fi
+}
+
 if [[ -n $VALKEY_BIN ]] && { wanted ingest-valkey || wanted ingest-valkey-1topic || wanted fanout-valkey || wanted many-topics-valkey; } && start_valkey; then
 	log "Valkey-backed"
-	scenario ingest-valkey valkey "${INGEST[@]}"
-	scenario ingest-valkey-1topic valkey "${INGEST_1TOPIC[@]}"
+	VFLOOR_LABEL=ingest-valkey
+	VFLOOR_ARGS=("${INGEST[@]}")
+	AFTER_PAIR=valkey_floor_run scenario ingest-valkey valkey "${INGEST[@]}"
+	VFLOOR_LABEL=ingest-valkey-1topic
+	VFLOOR_ARGS=("${INGEST_1TOPIC[@]}")
+	AFTER_PAIR=valkey_floor_run scenario ingest-valkey-1topic valkey "${INGEST_1TOPIC[@]}"
 	scenario fanout-valkey valkey "${FANOUT[@]}"
 	scenario many-topics-valkey valkey "${MANY[@]}"
 fi
@@ -665,7 +694,7 @@ profile_run() {
 		local extra=()
 		[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
 		log "$tag: perf record for ${secs}s"
-		"${BENCH[@]}" --target "$target" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --quiet \
+		"${BENCH[@]}" --target "$speaks" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --quiet \
 			--label "$tag" "${extra[@]}" "$@" >"$LOGS/$tag.out" 2>"$LOGS/$tag.err" &
 		local bench_pid=$!
 		sleep 1
@@ -875,6 +904,37 @@ PY
 	fi
 	if [[ -n $FLOOR_MD && -s $FLOOR_MD ]]; then
 		cat "$FLOOR_MD"
+	fi
+	if compgen -G "$VFLOOR_DIR/*.json" >/dev/null; then
+		PYTHONPATH="$REPO/scripts" python3 - "$RES" "$VFLOOR_DIR" <<'PY' || true
+import sys
+from benchlib import median_of, reports
+keys = ["publishes_per_s", "cpu_us_per_publish", "store_cpu_us_per_publish", "loadgen_cpu_us_per_publish"]
+print("\n## Valkey ingest against the Valkey floor, same minutes\n")
+print("After each relay/Centrifugo pair of the two Valkey ingest scenarios, the same load ran against")
+print("`bench/floor valkey` on the same Valkey: the least a relay-shaped server does per publish (one")
+print("script call that XADDs and PUBLISHes it, answered 201 once stored; one pattern subscription;")
+print("each subscriber's frames coalesced into one write). It leaves out everything else the relay")
+print("does (validation, limits, epochs, trimming, expiry, idempotency, back-pressure, metrics). The")
+print("three processes share the machine's cores, so publishes/s follows the sum of their CPU per")
+print("publish. Medians; the last column is the sum.\n")
+print("| scenario | server | runs | publishes/s | vs Centrifugo | server CPU µs/publish | Valkey CPU µs/publish | load generator CPU µs/publish | all three |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for label in ("ingest-valkey", "ingest-valkey-1topic"):
+    cf = median_of(sys.argv[1], label, "centrifugo", "publishes_per_s")
+    for name, d, target in (("relay", sys.argv[1], "relay"), ("Valkey floor", sys.argv[2], "floor"), ("Centrifugo", sys.argv[1], "centrifugo")):
+        n = len(reports(d, label, target))
+        if not n:
+            continue
+        m = [median_of(d, label, target, k) for k in keys]
+        if m[0] is None:
+            continue
+        vs = f"{m[0] / cf:.2f}x" if cf else "—"
+        cpu = [f"{v:.1f}" if v else "—" for v in m[1:]]
+        total = f"{sum(m[1:]):.1f}" if all(m[1:]) else "—"
+        print(f"| {label} | {name} | {n} | {m[0]:.0f} | {vs} | {cpu[0]} | {cpu[1]} | {cpu[2]} | {total} |")
+print()
+PY
 	fi
 	if compgen -G "$NOGC_DIR/*.json" >/dev/null || compgen -G "$NOBG_DIR/*.json" >/dev/null; then
 		PYTHONPATH="$REPO/scripts" python3 - "$RES" "$NOGC_DIR" "$NOBG_DIR" <<'PY' || true

@@ -18,6 +18,11 @@
 //	    the writing, from /proc/self/stat) is the writer's alone, kernel send
 //	    path included, as for the relay. -batch k writes k frames per
 //	    connection in one write(2): the floor for coalesced deliveries.
+//	floor valkey [-addr 127.0.0.1:0] [-valkey 127.0.0.1:6379]
+//	    the least a relay-shaped server does per publish with Valkey (see
+//	    valkey.go): publishes stored by one script call and answered 201,
+//	    delivered to WebSocket subscribers from one pattern subscription.
+//	    Speaks the part of the relay's contract that `relay bench` uses.
 //
 // It is a bench tool, not part of the relay.
 package main
@@ -39,7 +44,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: floor http|ws|sink [flags]")
+		fmt.Fprintln(os.Stderr, "usage: floor http|ws|valkey|sink [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -50,6 +55,8 @@ func main() {
 		err = wsFloor(os.Args[2:])
 	case "sink":
 		err = sink(os.Args[2:])
+	case "valkey":
+		err = serveValkey(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
