@@ -694,7 +694,7 @@ profile_run() {
 		local extra=()
 		[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
 		log "$tag: perf record for ${secs}s"
-		"${BENCH[@]}" --target "$speaks" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --quiet \
+		"${BENCH[@]}" --target "$target" --addr "127.0.0.1:$SERVER_PORT" --server-pid "$SERVER_PID" --quiet \
 			--label "$tag" "${extra[@]}" "$@" >"$LOGS/$tag.out" 2>"$LOGS/$tag.err" &
 		local bench_pid=$!
 		sleep 1
