@@ -294,7 +294,15 @@ func (h *feedHub) reconcile(topic string, ht *hubTopic) {
 	for {
 		h.mu.Lock()
 		want := ht.want > 0
-		if want == ht.have || h.closed {
+		if h.closed {
+			// Nothing more to (un)subscribe: reconcileLocked would start
+			// another goroutine for a want that differs from have, and
+			// close would wait for those forever.
+			ht.busy = false
+			h.mu.Unlock()
+			return
+		}
+		if want == ht.have {
 			ht.busy = false
 			h.reconcileLocked(topic, ht)
 			h.mu.Unlock()
