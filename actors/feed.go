@@ -623,12 +623,14 @@ func (t *topicActor) onNotice(ctx actor.Context, n *persistence.Notice) {
 		for i := range n.Messages {
 			t.deliver(&n.Messages[i], t.localReceived(n.Messages[i].ID), now)
 		}
+		t.flushDeliveries()
 		return
 	}
 	if b := t.localBatchOf(n.Last); b != nil { // too large to inline, and ours
 		for i := range b.msgs {
 			t.deliver(&b.msgs[i], b.received[i], now)
 		}
+		t.flushDeliveries()
 		return
 	}
 	t.repair(ctx, "") // not inlined: read it
@@ -752,6 +754,7 @@ func (t *topicActor) onRepairDone(ctx actor.Context, r *repairDone) {
 		m := &p.Messages[i]
 		t.deliver(m, t.localReceived(m.ID), now)
 	}
+	t.flushDeliveries()
 	more := len(p.Messages) >= r.limit || !p.Next.IsZero()
 	if !more && t.lastDelivered.Less(r.upTo) {
 		// The stream ends before what was heard when the read began: the

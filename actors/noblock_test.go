@@ -193,3 +193,34 @@ func TestBytesHeldByANoBlockRunAreFlushedAfter(t *testing.T) {
 	}
 	relaytest.Eventually(t, 5*time.Second, "nothing left held", func() bool { return s.heldCount() == 0 })
 }
+
+// TestANoticesMessagesLeaveInOneWriteRun: the messages of one batch (here
+// one notice of five, appended by "another relay") are queued to every
+// subscriber before any connection actor is woken, so a quiet topic's few
+// subscribers get them in one no-block stretch: one write(2) each, where
+// waking after each message wrote the first alone and left the rest to
+// the dispatcher.
+func TestANoticesMessagesLeaveInOneWriteRun(t *testing.T) {
+	store := newAnnouncingStore()
+	m := newManager(t, store, actors.Config{SharedStore: true})
+	few := []*noBlockSink{newNoBlockSink(false), newNoBlockSink(false)}
+	for _, s := range few {
+		subscribe(t, connect(t, m, s), s.visible, `{"type":"subscribe","topics":["batch"]}`)
+	}
+	var before [2][3]int // the subscribe answer's writes
+	for i, s := range few {
+		before[i][0], before[i][1], before[i][2] = s.counts()
+	}
+	time.Sleep(3 * time.Millisecond) // quiet: past the inline gap
+	fill(t, store, "batch", 5)
+	want := storedIDs(t, store, "batch", messages.ID{})
+	for i, s := range few {
+		sameIDs(t, "batch", waitIDs(t, s.visible, "batch", 5, 5*time.Second), want)
+		begins, inside, outside := s.counts()
+		begins, inside, outside = begins-before[i][0], inside-before[i][1], outside-before[i][2]
+		if begins != 1 || inside != 5 || outside != 0 {
+			t.Errorf("subscriber %d: %d no-block stretches with %d writes inside and %d flushes outside; want the 5 frames in 1 stretch, none outside",
+				i, begins, inside, outside)
+		}
+	}
+}

@@ -81,21 +81,13 @@ func newConnOutbox(cfg *Config, post poster, pid *actor.PID, mb *mailbox, onOver
 		})
 }
 
-// push queues d. It reports false when the queue has overflowed under
-// PolicyDisconnect (d is not queued, and the connection is being closed).
-// Allocation-free except when the ring grows toward maxMsgs.
-func (o *outbox) push(d delivery) bool { return o.put(d, false) }
-
-// put is push; with here set, and when d is the first frame queued and the
-// connection's sink allows it (wakeHere), the connection actor's drain runs
-// on the caller's goroutine before put returns (see NoBlockSink). For topic
-// actors with few subscribers; never blocks.
-func (o *outbox) put(d delivery, here bool) bool {
+// push queues d and wakes the connection actor when d is the first frame
+// since its last drain. It reports false when the queue has overflowed
+// under PolicyDisconnect (d is not queued, and the connection is being
+// closed). Allocation-free except when the ring grows toward maxMsgs.
+func (o *outbox) push(d delivery) bool {
 	ok, wake := o.queue(d)
-	switch {
-	case wake && here:
-		o.runWake()
-	case wake:
+	if wake {
 		o.wake()
 	}
 	return ok

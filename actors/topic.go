@@ -98,7 +98,8 @@ type topicActor struct {
 	pending       []*publish                 // waiting for the next write
 	writing       bool                       // a write is in flight
 	lastDelivered messages.ID
-	lastReceived  int64 // monoNow when the last delivered message arrived (see inlineGap)
+	lastReceived  int64       // monoNow when the last delivered message arrived (see inlineGap)
+	run           deliveryRun // the wake-ups owed by the deliveries not yet flushed
 	ring          hotRing
 	avgFrame      int // bytes, from the last store replay page; sizes the next
 	catchingUp    bool
@@ -392,6 +393,7 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 			stored++
 		}
 	}
+	t.flushDeliveries()
 	if stored > 0 {
 		t.tobs.Stored(stored)
 		t.stats.published.add(now, stored)
@@ -426,11 +428,25 @@ const (
 	inlineGap    = int64(time.Millisecond)
 )
 
+// deliveryRun is what the deliveries of one batch (a write's messages, a
+// notice's, a read page's) owe their subscribers' connection actors: the
+// outboxes that got their first frame since their last drain, woken once
+// by flushDeliveries after the batch, so that a subscriber's frames of one
+// batch leave in one write(2). Whether the batch is quiet (see inlineGap)
+// is decided by its first message.
+type deliveryRun struct {
+	active bool
+	quiet  bool
+	owed   []*outbox
+}
+
 // deliver puts a stored message in the ring and every live subscriber's
 // outbox. The frame is encoded once and shared. Messages at or before
 // lastDelivered were delivered already (a catch-up after a restart) and are
-// skipped. A quiet topic's few subscribers it also writes to, on this
-// goroutine (see inlineFanOut); a quiet topic's many it spreads.
+// skipped. The wake-ups it owes wait for flushDeliveries, which every
+// caller runs after its batch: a quiet batch's few subscribers this
+// goroutine writes to itself (see inlineFanOut), a quiet batch's many it
+// spreads, and a busy one's it leaves to the dispatcher.
 func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time) {
 	if !t.lastDelivered.Less(m.ID) {
 		return
@@ -441,25 +457,47 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 		frame = m.Frame()
 	}
 	t.ring.add(m, frame, now)
-	quiet := received-t.lastReceived >= inlineGap
-	t.lastReceived = received
-	spread := quiet && len(t.subs) > inlineFanOut
-	here := quiet && !spread
-	var owed []*outbox // spread: the outboxes owed a wake-up
-	if spread {
-		owed = make([]*outbox, 0, len(t.subs))
+	if !t.run.active {
+		t.run.active = true
+		t.run.quiet = received-t.lastReceived >= inlineGap
+		if cap(t.run.owed) < len(t.subs) { // a spread run's went with its shares
+			t.run.owed = make([]*outbox, 0, len(t.subs))
+		}
 	}
+	t.lastReceived = received
 	d := delivery{frame: frame, id: m.ID, received: received, lim: t.qlim}
 	for _, s := range t.subs {
 		d.sub = s
-		if !spread {
-			s.outbox.put(d, here)
-		} else if _, wake := s.outbox.queue(d); wake {
-			owed = append(owed, s.outbox)
+		if _, wake := s.outbox.queue(d); wake {
+			t.run.owed = append(t.run.owed, s.outbox)
 		}
 	}
-	t.spreadFanOut(owed)
 	t.stats.delivered.add(now, len(t.subs))
+}
+
+// flushDeliveries wakes the connection actors the deliveries since the
+// last flush owe a wake-up (see deliveryRun).
+func (t *topicActor) flushDeliveries() {
+	r := &t.run
+	if !r.active {
+		return
+	}
+	owed := r.owed
+	switch {
+	case r.quiet && len(t.subs) > inlineFanOut:
+		t.spreadFanOut(owed)
+		owed = nil // the shares hold it
+	case r.quiet:
+		for _, o := range owed {
+			o.runWake()
+		}
+	default:
+		for _, o := range owed {
+			o.wake()
+		}
+	}
+	clear(owed)
+	*r = deliveryRun{owed: owed[:0]}
 }
 
 // spreadFanOut wakes the connection actors owed a wake-up by a wide quiet
@@ -533,6 +571,7 @@ func (t *topicActor) continueCatchUp(ctx actor.Context, c *catchUpDone) {
 	for i := range c.msgs {
 		t.deliver(&c.msgs[i], monoNow(), now)
 	}
+	t.flushDeliveries()
 	if c.err == nil && !c.next.IsZero() {
 		t.readAfter(ctx, c.next)
 		return
