@@ -156,7 +156,7 @@ func (c *Connection) Stop(ctx context.Context) {
 	// Replay pages stop being read for it now, not once the actor gets to
 	// its stop: when hundreds of connections close at once, that can be
 	// tens of milliseconds of reading pages for nobody.
-	c.outbox.flags.Or(outboxStopping)
+	c.outbox.markStopping()
 	f := c.root.StopFuture(c.pid)
 	done := make(chan struct{})
 	go func() { _, _ = f.Result(); close(done) }()

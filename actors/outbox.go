@@ -56,6 +56,9 @@ const (
 	outboxStopping
 )
 
+// markStopping records that the connection owning o is stopping.
+func (o *outbox) markStopping() { o.flags.Or(outboxStopping) }
+
 // isStopping reports whether the connection owning o is stopping (false
 // for a nil outbox).
 func (o *outbox) isStopping() bool { return o != nil && o.flags.Load()&outboxStopping != 0 }
