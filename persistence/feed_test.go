@@ -103,14 +103,17 @@ func TestValkeyFeedAnnouncesAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	batch := msgs(0, 3)
+	// Every combination of the optional fields: none, metadata, expiry, both.
+	batch := msgs(0, 4)
 	batch[1].Metadata = map[string]string{"k": "v \"q\""}
 	batch[2].ExpiresAt = time.Now().Add(time.Hour).UTC()
+	batch[3].Metadata = map[string]string{"k": "w"}
+	batch[3].ExpiresAt = time.Now().Add(2 * time.Hour).UTC()
 	stored := appendAll(t, a, "news", batch)
 	n := h.notice("first append")
 	tip := mustTip(t, a, "news")
-	if n.Topic != "news" || n.Epoch != tip.Epoch || !n.Prev.IsZero() || n.Last != stored[2].ID {
-		t.Fatalf("notice %+v; want topic news, epoch %s, no prev, last %s", n, tip.Epoch, stored[2].ID)
+	if n.Topic != "news" || n.Epoch != tip.Epoch || !n.Prev.IsZero() || n.Last != stored[3].ID {
+		t.Fatalf("notice %+v; want topic news, epoch %s, no prev, last %s", n, tip.Epoch, stored[3].ID)
 	}
 	assertIDs(t, "notice messages", n.Messages, idsOf(stored))
 	for i, m := range n.Messages {
@@ -126,8 +129,8 @@ func TestValkeyFeedAnnouncesAppends(t *testing.T) {
 	// nothing; a large batch is announced without its messages.
 	keyedMsg := appendAll(t, a, "news", []messages.Message{keyed(3, "k", "h")})[0]
 	n = h.notice("second append")
-	if n.Prev != stored[2].ID || n.Last != keyedMsg.ID || len(n.Messages) != 1 {
-		t.Fatalf("second notice %+v; want prev %s, last %s, 1 message", n, stored[2].ID, keyedMsg.ID)
+	if n.Prev != stored[3].ID || n.Last != keyedMsg.ID || len(n.Messages) != 1 {
+		t.Fatalf("second notice %+v; want prev %s, last %s, 1 message", n, stored[3].ID, keyedMsg.ID)
 	}
 	appendAll(t, a, "news", []messages.Message{keyed(4, "k", "h")}) // a repeat
 	big := msgs(5, 2)

@@ -397,16 +397,18 @@ for i = 9, #ARGV, 6 do
       local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
       if lms and now <= tonumber(lms) then xid = lms .. '-' .. (tonumber(lseq) + 1) end
     end
-    local args = {'XADD', key, xid, 'payload', ARGV[i], 'timestamp', ARGV[i + 1]}
-    if ARGV[i + 2] ~= '' then
-      args[#args + 1] = 'metadata'
-      args[#args + 1] = ARGV[i + 2]
+    -- One call per field set: no argument table to build and unpack.
+    local md, ex = ARGV[i + 2], ARGV[i + 3]
+    local id
+    if md == '' and ex == '' then
+      id = redis.pcall('XADD', key, xid, 'payload', ARGV[i], 'timestamp', ARGV[i + 1])
+    elseif ex == '' then
+      id = redis.pcall('XADD', key, xid, 'payload', ARGV[i], 'timestamp', ARGV[i + 1], 'metadata', md)
+    elseif md == '' then
+      id = redis.pcall('XADD', key, xid, 'payload', ARGV[i], 'timestamp', ARGV[i + 1], 'expires_at', ex)
+    else
+      id = redis.pcall('XADD', key, xid, 'payload', ARGV[i], 'timestamp', ARGV[i + 1], 'metadata', md, 'expires_at', ex)
     end
-    if ARGV[i + 3] ~= '' then
-      args[#args + 1] = 'expires_at'
-      args[#args + 1] = ARGV[i + 3]
-    end
-    local id = redis.pcall(unpack(args))
     if type(id) == 'table' and id.err then
       out[1] = id.err
       break
@@ -418,10 +420,12 @@ for i = 9, #ARGV, 6 do
     first = first or id
     last = id
     if inline then
+      -- Each part lacks its closing brace: the concat below adds them, so
+      -- no string is made (and hashed, as Lua does every string) twice.
       local m = '{"id":"' .. id .. '","timestamp":"' .. ARGV[i + 1] .. '","payload":' .. ARGV[i]
-      if ARGV[i + 2] ~= '' then m = m .. ',"metadata":' .. ARGV[i + 2] end
-      if ARGV[i + 3] ~= '' then m = m .. ',"expires_at":"' .. ARGV[i + 3] .. '"' end
-      parts[#parts + 1] = m .. '}'
+      if md ~= '' then m = m .. ',"metadata":' .. md end
+      if ex ~= '' then m = m .. ',"expires_at":"' .. ex .. '"' end
+      parts[#parts + 1] = m
     end
   end
 end
@@ -445,8 +449,12 @@ if ARGV[5] ~= '0' then
   end
 end
 local notice = '{"topic":"' .. ARGV[6] .. '","epoch":"' .. epoch .. '","prev":"' .. prev .. '","last":"' .. last .. '"'
-if inline then notice = notice .. ',"messages":[' .. table.concat(parts, ',') .. ']' end
-try('SPUBLISH', 'topic:{' .. ARGV[6] .. '}:live', notice .. '}')
+if inline then
+  notice = notice .. ',"messages":[' .. table.concat(parts, '},') .. '}]}'
+else
+  notice = notice .. '}'
+end
+try('SPUBLISH', 'topic:{' .. ARGV[6] .. '}:live', notice)
 local trimmed = 0
 if ARGV[1] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MAXLEN', '~', ARGV[1]) or 0) end
 if ARGV[2] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MINID', '~', ARGV[2]) or 0) end
