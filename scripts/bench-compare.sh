@@ -14,12 +14,12 @@
 #      summarize`) and writes BENCHMARKS.md.
 #
 # Bounded: a run never starts after BUDGET seconds from the start (default
-# 1100 s, so the whole script ends under 20 minutes); skipped runs are
+# 1300 s, so the whole script ends under 25 minutes); skipped runs are
 # listed in BENCHMARKS.md. Every server it started is stopped on exit.
 #
 # Environment:
 #   BENCH_RUNS=3          runs per scenario and target (medians need >= 3)
-#   BENCH_BUDGET_S=1100   no new run starts after this many seconds
+#   BENCH_BUDGET_S=1300   no new run starts after this many seconds
 #   BENCH_OUT=BENCHMARKS.md   where to write the report (relative paths: to the repo root)
 #   BENCH_KEEP=1          keep the temp dir (binaries, logs, JSON reports)
 #   CENTRIFUGO_BIN=path   use this Centrifugo binary instead of installing one
@@ -43,7 +43,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
-BUDGET=${BENCH_BUDGET_S:-1100}
+BUDGET=${BENCH_BUDGET_S:-1300}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 [[ $OUT == /* ]] || OUT="$REPO/$OUT"
 CF_VERSION=v6.9.1
@@ -230,7 +230,8 @@ flush_valkey() {
 
 SERVER_PID=""
 SERVER_PORT=""
-RELAY_EXTRA_ENV=() # extra RELAY_* settings for the next relay servers
+RELAY_EXTRA_ENV=()    # extra RELAY_* settings for the next relay servers
+SERVER_RUNTIME_ENV=() # Go runtime settings (GODEBUG=...) for the next servers, relay and Centrifugo alike
 # BENCH_SERVER_GOMAXPROCS: GOMAXPROCS for both servers (relay and
 # Centrifugo alike; the load generator keeps the default). Unset: Go's
 # default, the number of CPUs.
@@ -244,7 +245,7 @@ start_server() {
 	if [[ $target == relay ]]; then
 		local valkey_env=()
 		[[ $engine == valkey ]] && valkey_env=(RELAY_VALKEY_ADDR="127.0.0.1:$VALKEY_PORT")
-		env "${SERVER_ENV[@]}" RELAY_HTTP_ADDR="127.0.0.1:$SERVER_PORT" RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 RELAY_LOG_LEVEL=warn \
+		env "${SERVER_ENV[@]}" "${SERVER_RUNTIME_ENV[@]}" RELAY_HTTP_ADDR="127.0.0.1:$SERVER_PORT" RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 RELAY_LOG_LEVEL=warn \
 			"${valkey_env[@]}" "${RELAY_EXTRA_ENV[@]}" "$RELAY" serve >"$LOGS/$tag.log" 2>&1 &
 		SERVER_PID=$!
 		SERVER_PIDS+=("$SERVER_PID")
@@ -256,7 +257,7 @@ start_server() {
 		wait_http "$SERVER_PORT" /health "$SERVER_PID" && return 0
 	else
 		centrifugo_config "$engine" "$SERVER_PORT" "$WORK/centrifugo-$engine.json"
-		env "${SERVER_ENV[@]}" "$CF" -c "$WORK/centrifugo-$engine.json" >"$LOGS/$tag.log" 2>&1 &
+		env "${SERVER_ENV[@]}" "${SERVER_RUNTIME_ENV[@]}" "$CF" -c "$WORK/centrifugo-$engine.json" >"$LOGS/$tag.log" 2>&1 &
 		SERVER_PID=$!
 		SERVER_PIDS+=("$SERVER_PID")
 		wait_http "$SERVER_PORT" /health "$SERVER_PID" && return 0
@@ -477,22 +478,51 @@ AFTER_PAIR=after_fanout_pair scenario fanout-memory memory "${FANOUT[@]}"
 scenario ingest-memory memory "${INGEST[@]}"
 scenario idle-10k memory "${IDLE[@]}"
 idle_large
+# runtime_variant_run LABEL DIR N ENV... -- ARGS...: the relay, then
+# Centrifugo (both Go programs), once more each with the Go runtime
+# settings ENV and the load generator's ARGS (run N of LABEL); the reports
+# go to DIR.
+runtime_variant_run() {
+	local label=$1 dir=$2 n=$3 target
+	shift 3
+	SERVER_RUNTIME_ENV=()
+	while (($#)) && [[ $1 != -- ]]; do
+		SERVER_RUNTIME_ENV+=("$1")
+		shift
+	done
+	shift
+	mkdir -p "$dir"
+	for target in relay centrifugo; do
+		if run_one "$label" "$target" memory "$n" "$@"; then
+			mv "$RES/$label.$target.$n.json" "$dir/"
+		fi
+	done
+	SERVER_RUNTIME_ENV=()
+}
+
 # After each many-topics-memory pair the relay runs it twice more, in the
 # same minutes: with GOGC=off (the heap is never collected over a run this
 # short: what the relay costs, and how late its slowest deliveries are,
 # without the collector's mark phases), and built without net/http's
 # per-request background read (RELAY_NOBG: what that goroutine, its start,
 # which wakes the other core's thread, and its abort by a past read
-# deadline, costs at 2,000 publishes/s). Reports go to $NOGC_DIR and
-# $NOBG_DIR.
+# deadline, costs at 2,000 publishes/s). Then both servers run it once
+# more with GODEBUG=schedtrace=3600000: Go's sysmon thread then never
+# sleeps deeply, so a system call no longer wakes it into 20 µs polls
+# (what that costs both Go servers at a load that leaves them idle between
+# requests; the setting's side effect, not its purpose: it prints a line
+# of scheduler state at start and every hour). Reports go to $NOGC_DIR,
+# $NOBG_DIR and $SYSMON_DIR.
 NOGC_DIR=$WORK/no-gc
 NOBG_DIR=$WORK/no-bg-read
+SYSMON_DIR=$WORK/sysmon-awake
 MANY_PAIR=0
 after_many_pair() {
 	MANY_PAIR=$((MANY_PAIR + 1))
 	variant_run many-topics-memory-nogc "$NOGC_DIR" "$MANY_PAIR" "$RELAY" GOGC=off -- "${MANY[@]}"
 	[[ -z $RELAY_NOBG ]] ||
 		variant_run many-topics-memory-nobg "$NOBG_DIR" "$MANY_PAIR" "$RELAY_NOBG" -- "${MANY[@]}"
+	runtime_variant_run many-topics-memory-sysmon "$SYSMON_DIR" "$MANY_PAIR" GODEBUG=schedtrace=3600000 -- "${MANY[@]}"
 }
 AFTER_PAIR=after_many_pair scenario many-topics-memory memory "${MANY[@]}"
 if ! wanted ingest-bulk-memory; then
@@ -936,8 +966,8 @@ for label in ("ingest-valkey", "ingest-valkey-1topic"):
 print()
 PY
 	fi
-	if compgen -G "$NOGC_DIR/*.json" >/dev/null || compgen -G "$NOBG_DIR/*.json" >/dev/null; then
-		PYTHONPATH="$REPO/scripts" python3 - "$RES" "$NOGC_DIR" "$NOBG_DIR" <<'PY' || true
+	if compgen -G "$NOGC_DIR/*.json" >/dev/null || compgen -G "$NOBG_DIR/*.json" >/dev/null || compgen -G "$SYSMON_DIR/*.json" >/dev/null; then
+		PYTHONPATH="$REPO/scripts" python3 - "$RES" "$NOGC_DIR" "$NOBG_DIR" "$SYSMON_DIR" <<'PY' || true
 import sys
 from benchlib import median_of, reports
 def med(d, label, target):
@@ -948,10 +978,13 @@ rows = [("relay", med(sys.argv[1], "many-topics-memory", "relay")),
         ("relay with GOGC=off (run after each pair)", med(sys.argv[2], "many-topics-memory-nogc", "relay")),
         ("relay built without net/http's background read (run after each pair)",
          med(sys.argv[3], "many-topics-memory-nobg", "relay")),
+        ("relay with GODEBUG=schedtrace=3600000 (run after each pair)", med(sys.argv[4], "many-topics-memory-sysmon", "relay")),
+        ("Centrifugo with GODEBUG=schedtrace=3600000 (run after each pair)",
+         med(sys.argv[4], "many-topics-memory-sysmon", "centrifugo")),
         ("Centrifugo", med(sys.argv[1], "many-topics-memory", "centrifugo"))]
 cf_cpu, cf_p99, _ = rows[-1][1]
 ratio = lambda v, base: f"{v / base:.2f}x" if v and base else "—"
-print("\n## Many topics: the relay without the collector, and without net/http's background read, same minutes\n")
+print("\n## Many topics: the relay without the collector, without net/http's background read, and both servers without sysmon's deep sleep, same minutes\n")
 print("The relay ran many-topics-memory twice more after each relay/Centrifugo pair: with `GOGC=off`,")
 print("the same work without the collector's mark phases (the heap is not collected over a run")
 print("this short), and built with `go build -overlay` from a copy of net/http that never starts")
@@ -959,11 +992,20 @@ print("its per-request background read (`nethttp_nobg_overlay` in scripts/bench-
 print("measurement build, never shipped: a handler's context is then not canceled when its client")
 print("leaves). net/http starts that goroutine at each request body's end, which wakes the other")
 print("core's thread, and aborts it with a past read deadline before the next request; no handler")
-print("can avoid it. Ratios are to Centrifugo's medians at its defaults.\n")
+print("can avoid it. Then both servers ran it once more with `GODEBUG=schedtrace=3600000`. Go's")
+print("sysmon thread sleeps deeply while every P is idle, and the next system call wakes it and")
+print("resets its poll to every 20 µs for at least a millisecond (runtime/proc.go: `sysmon`,")
+print("`entersyscallWakeSysmon`): at 2,000 requests/s, idle between them, that is tens of thread")
+print("wake-ups per request. With schedtrace set, sysmon never sleeps deeply and backs off to 10 ms")
+print("polls; the setting's purpose is a line of scheduler state on stderr (at start, then every")
+print("hour). Neither server ships with it. Ratios are to Centrifugo's medians at its defaults.\n")
 print("| server | runs | CPU µs/delivery | vs Centrifugo | latency p99 ms | vs Centrifugo |\n|---|---:|---:|---:|---:|---:|")
 for name, (cpu, p99, n) in rows:
     if cpu is not None:
         print(f"| {name} | {n} | {cpu:.2f} | {ratio(cpu, cf_cpu)} | {p99 or 0:.2f} | {ratio(p99, cf_p99)} |")
+(r_cpu, _, r_n), (c_cpu, _, c_n) = rows[3][1], rows[4][1]
+if r_cpu and c_cpu:
+    print(f"\nBoth with `GODEBUG=schedtrace=3600000`: the relay's CPU per delivery is {r_cpu / c_cpu:.2f}x Centrifugo's.")
 print()
 PY
 	fi
