@@ -426,7 +426,7 @@ idle_large() {
 			scenario_n "${BENCH_IDLE_LARGE_RUNS:-1}" "$label" memory --subscribers "$n" --topics 1 --messages 0 --hold 10s
 			RELAY_EXTRA_ENV=()
 			ran=$label
-			note "$label: ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target (BENCH_IDLE_LARGE_RUNS), fewer than the other side-by-side scenarios to keep the script under 20 minutes; the relay with RELAY_MAX_CONNECTIONS=$((n + 1000))"
+			note "$label: ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target (BENCH_IDLE_LARGE_RUNS), fewer than the other side-by-side scenarios to keep the script under 25 minutes; the relay with RELAY_MAX_CONNECTIONS=$((n + 1000))"
 		elif ((n != 50000)); then # 50,000: the note below
 			note "$label not run: $n idle connections need an open-file hard limit (\`ulimit -Hn\`) of at least $((n + 100)) and $((n + 1000)) ephemeral ports; here the limit was $hard and the port range $lo-$hi ($ports ports)"
 		fi
@@ -576,7 +576,7 @@ fi
 # (RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT, default 1024, and
 # RELAY_MAX_HTTP_CONNECTIONS, default 4096; each waiter or stream holds one).
 # BENCH_TRANSPORT_RUNS runs per row (default 1, to keep the script's
-# default run under 20 minutes).
+# default run under 25 minutes).
 IDLE_T=(--subscribers 5000 --topics 1 --messages 0 --hold 10s)
 TR_DIR="$WORK/transports"
 mkdir -p "$TR_DIR"
