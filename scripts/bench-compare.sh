@@ -231,7 +231,7 @@ flush_valkey() {
 SERVER_PID=""
 SERVER_PORT=""
 RELAY_EXTRA_ENV=()    # extra RELAY_* settings for the next relay servers
-SERVER_RUNTIME_ENV=() # Go runtime settings (GODEBUG=...) for the next servers, relay and Centrifugo alike
+SERVER_RUNTIME_ENV=() # Go runtime settings (GOGC, GODEBUG, ...) for the next servers, relay and Centrifugo alike
 # BENCH_SERVER_GOMAXPROCS: GOMAXPROCS for both servers (relay and
 # Centrifugo alike; the load generator keeps the default). Unset: Go's
 # default, the number of CPUs.
@@ -445,30 +445,33 @@ log "memory engines"
 # scenario).
 ONEP_DIR=$WORK/one-p
 ONEP_RUN=0
-# variant_run LABEL DIR N BIN [ENV...] -- ARGS...: relay binary BIN, with
-# the settings ENV, once more with the load generator's ARGS (run N of
-# LABEL), for a relay-only figure next to a side-by-side scenario; its
-# report goes to DIR.
+# variant_run LABEL DIR N BIN TARGETS [ENV...] -- ARGS...: each of
+# TARGETS ("relay", or "relay centrifugo"), the relay as binary BIN, once
+# more with the Go runtime settings ENV and the load generator's ARGS (run
+# N of LABEL), for figures next to a side-by-side scenario; the reports go
+# to DIR.
 variant_run() {
-	local label=$1 dir=$2 n=$3 relay=$RELAY
+	local label=$1 dir=$2 n=$3 relay=$RELAY targets=$5 target
 	RELAY=$4
-	shift 4
-	RELAY_EXTRA_ENV=()
+	shift 5
+	SERVER_RUNTIME_ENV=()
 	while (($#)) && [[ $1 != -- ]]; do
-		RELAY_EXTRA_ENV+=("$1")
+		SERVER_RUNTIME_ENV+=("$1")
 		shift
 	done
 	shift
 	mkdir -p "$dir"
-	if run_one "$label" relay memory "$n" "$@"; then
-		mv "$RES/$label.relay.$n.json" "$dir/"
-	fi
+	for target in $targets; do
+		if run_one "$label" "$target" memory "$n" "$@"; then
+			mv "$RES/$label.$target.$n.json" "$dir/"
+		fi
+	done
 	RELAY=$relay
-	RELAY_EXTRA_ENV=()
+	SERVER_RUNTIME_ENV=()
 }
 fanout_1p_run() {
 	ONEP_RUN=$((ONEP_RUN + 1))
-	variant_run fanout-memory-1p "$ONEP_DIR" "$ONEP_RUN" "$RELAY" GOMAXPROCS=1 -- "${FANOUT[@]}"
+	variant_run fanout-memory-1p "$ONEP_DIR" "$ONEP_RUN" "$RELAY" relay GOMAXPROCS=1 -- "${FANOUT[@]}"
 }
 after_fanout_pair() {
 	ws_floor_run
@@ -478,28 +481,6 @@ AFTER_PAIR=after_fanout_pair scenario fanout-memory memory "${FANOUT[@]}"
 scenario ingest-memory memory "${INGEST[@]}"
 scenario idle-10k memory "${IDLE[@]}"
 idle_large
-# runtime_variant_run LABEL DIR N ENV... -- ARGS...: the relay, then
-# Centrifugo (both Go programs), once more each with the Go runtime
-# settings ENV and the load generator's ARGS (run N of LABEL); the reports
-# go to DIR.
-runtime_variant_run() {
-	local label=$1 dir=$2 n=$3 target
-	shift 3
-	SERVER_RUNTIME_ENV=()
-	while (($#)) && [[ $1 != -- ]]; do
-		SERVER_RUNTIME_ENV+=("$1")
-		shift
-	done
-	shift
-	mkdir -p "$dir"
-	for target in relay centrifugo; do
-		if run_one "$label" "$target" memory "$n" "$@"; then
-			mv "$RES/$label.$target.$n.json" "$dir/"
-		fi
-	done
-	SERVER_RUNTIME_ENV=()
-}
-
 # After each many-topics-memory pair the relay runs it twice more, in the
 # same minutes: with GOGC=off (the heap is never collected over a run this
 # short: what the relay costs, and how late its slowest deliveries are,
@@ -519,10 +500,10 @@ SYSMON_DIR=$WORK/sysmon-awake
 MANY_PAIR=0
 after_many_pair() {
 	MANY_PAIR=$((MANY_PAIR + 1))
-	variant_run many-topics-memory-nogc "$NOGC_DIR" "$MANY_PAIR" "$RELAY" GOGC=off -- "${MANY[@]}"
+	variant_run many-topics-memory-nogc "$NOGC_DIR" "$MANY_PAIR" "$RELAY" relay GOGC=off -- "${MANY[@]}"
 	[[ -z $RELAY_NOBG ]] ||
-		variant_run many-topics-memory-nobg "$NOBG_DIR" "$MANY_PAIR" "$RELAY_NOBG" -- "${MANY[@]}"
-	runtime_variant_run many-topics-memory-sysmon "$SYSMON_DIR" "$MANY_PAIR" GODEBUG=schedtrace=3600000 -- "${MANY[@]}"
+		variant_run many-topics-memory-nobg "$NOBG_DIR" "$MANY_PAIR" "$RELAY_NOBG" relay -- "${MANY[@]}"
+	variant_run many-topics-memory-sysmon "$SYSMON_DIR" "$MANY_PAIR" "$RELAY" "relay centrifugo" GODEBUG=schedtrace=3600000 -- "${MANY[@]}"
 }
 AFTER_PAIR=after_many_pair scenario many-topics-memory memory "${MANY[@]}"
 if ! wanted ingest-bulk-memory; then
