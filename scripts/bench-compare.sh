@@ -961,13 +961,14 @@ def med(d, label, target):
     """Medians of CPU per delivery and p99 over the reports, and their count."""
     n = sum(1 for r in reports(d, label, target) if r.get("cpu_us_per_delivery"))
     return (median_of(d, label, target, "cpu_us_per_delivery"), median_of(d, label, target, "latency_p99_ms"), n)
+sysmon_relay = med(sys.argv[4], "many-topics-memory-sysmon", "relay")
+sysmon_cf = med(sys.argv[4], "many-topics-memory-sysmon", "centrifugo")
 rows = [("relay", med(sys.argv[1], "many-topics-memory", "relay")),
         ("relay with GOGC=off (run after each pair)", med(sys.argv[2], "many-topics-memory-nogc", "relay")),
         ("relay built without net/http's background read (run after each pair)",
          med(sys.argv[3], "many-topics-memory-nobg", "relay")),
-        ("relay with GODEBUG=schedtrace=3600000 (run after each pair)", med(sys.argv[4], "many-topics-memory-sysmon", "relay")),
-        ("Centrifugo with GODEBUG=schedtrace=3600000 (run after each pair)",
-         med(sys.argv[4], "many-topics-memory-sysmon", "centrifugo")),
+        ("relay with GODEBUG=schedtrace=3600000 (run after each pair)", sysmon_relay),
+        ("Centrifugo with GODEBUG=schedtrace=3600000 (run after each pair)", sysmon_cf),
         ("Centrifugo", med(sys.argv[1], "many-topics-memory", "centrifugo"))]
 cf_cpu, cf_p99, _ = rows[-1][1]
 ratio = lambda v, base: f"{v / base:.2f}x" if v and base else "—"
@@ -990,7 +991,7 @@ print("| server | runs | CPU µs/delivery | vs Centrifugo | latency p99 ms | vs 
 for name, (cpu, p99, n) in rows:
     if cpu is not None:
         print(f"| {name} | {n} | {cpu:.2f} | {ratio(cpu, cf_cpu)} | {p99 or 0:.2f} | {ratio(p99, cf_p99)} |")
-(r_cpu, _, r_n), (c_cpu, _, c_n) = rows[3][1], rows[4][1]
+r_cpu, c_cpu = sysmon_relay[0], sysmon_cf[0]
 if r_cpu and c_cpu:
     print(f"\nBoth with `GODEBUG=schedtrace=3600000`: the relay's CPU per delivery is {r_cpu / c_cpu:.2f}x Centrifugo's.")
 print()
