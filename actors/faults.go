@@ -8,6 +8,7 @@ import "sync"
 type Faults struct {
 	mu          sync.Mutex
 	topicPanics map[string]int
+	flushPanics map[string]int
 	connPanics  map[string]int
 }
 
@@ -19,6 +20,18 @@ func (f *Faults) PanicTopic(topic string, n int) {
 		f.topicPanics = make(map[string]int)
 	}
 	f.topicPanics[topic] += n
+}
+
+// PanicTopicFlush makes the actor of topic panic the next n times it is
+// about to wake its subscribers for deliveries it has queued (between
+// queueing a batch's frames and the wake-ups they owe).
+func (f *Faults) PanicTopicFlush(topic string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.flushPanics == nil {
+		f.flushPanics = make(map[string]int)
+	}
+	f.flushPanics[topic] += n
 }
 
 // PanicConnection makes the connection actor with session id panic on its
@@ -50,6 +63,18 @@ func (f *Faults) maybePanicTopic(topic string) {
 	f.mu.Unlock()
 	if hit {
 		panic("injected fault: topic " + topic)
+	}
+}
+
+func (f *Faults) maybePanicFlush(topic string) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	hit := take(f, f.flushPanics, topic)
+	f.mu.Unlock()
+	if hit {
+		panic("injected fault: topic " + topic + " before waking its subscribers")
 	}
 }
 

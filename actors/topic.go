@@ -154,6 +154,10 @@ func (t *topicActor) Receive(ctx actor.Context) {
 		t.armIdle(ctx)
 		if t.started { // a supervisor restart: the same value, a new incarnation
 			t.stats.restarts++
+			// Frames the failed incarnation queued but had not woken their
+			// connection actors for (a panic between deliver and its flush)
+			// leave now, not with the next batch or a catch-up's.
+			t.flushDeliveries()
 			t.ring.reset()
 			if t.feed == nil {
 				t.startCatchUp(ctx)
@@ -482,6 +486,7 @@ func (t *topicActor) flushDeliveries() {
 	if !r.active {
 		return
 	}
+	t.faults.maybePanicFlush(t.name)
 	owed := r.owed
 	switch {
 	case r.quiet && len(t.subs) > inlineFanOut:

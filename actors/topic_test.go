@@ -317,3 +317,24 @@ func TestIdleLifecycle(t *testing.T) {
 		c.Stop(context.Background())
 	})
 }
+
+// TestRestartBeforeWake: a topic actor that fails after it queued a
+// batch's frames but before it woke the subscribers they belong to wakes
+// them when it comes back: the stored message reaches the subscriber
+// without waiting for another publish.
+func TestRestartBeforeWake(t *testing.T) {
+	store := persistence.NewMemoryStore(persistence.Limits{})
+	t.Cleanup(func() { _ = store.Close() })
+	faults, counters := &actors.Faults{}, &relaytest.Counters{}
+	m := newManager(t, store, actors.Config{Faults: faults, Observer: counters,
+		Supervisor: actors.SupervisorConfig{Backoff: time.Millisecond}})
+	s := newSink()
+	c := connect(t, m, s)
+	subscribe(t, c, s, `{"type":"subscribe","topics":["wake"]}`)
+	faults.PanicTopicFlush("wake", 1)
+	id := publish(t, m, "wake", 1)
+	sameIDs(t, "subscriber", waitIDs(t, s, "wake", 1, 5*time.Second), []string{id})
+	if counters.Restarts.Load() == 0 {
+		t.Fatal("no restart happened; the test did not test a restart")
+	}
+}
