@@ -177,12 +177,7 @@ func TestPublishAllReportsCancellation(t *testing.T) {
 func TestRestartMidBatch(t *testing.T) {
 	store := relaytest.NewFaultyStore(nil)
 	store.Stall(5 * time.Millisecond) // writes take a while, so batches form
-	faults, counters := &actors.Faults{}, &relaytest.Counters{}
-	m := newManager(t, store, actors.Config{Faults: faults, Observer: counters,
-		Supervisor: actors.SupervisorConfig{Backoff: time.Millisecond}})
-	s := newSink()
-	c := connect(t, m, s)
-	subscribe(t, c, s, `{"type":"subscribe","topics":["crash"]}`)
+	m, faults, counters, s := subscribedWithFaults(t, store, "crash")
 	var mu sync.Mutex
 	acked := map[string]bool{}
 	var refused atomic.Int64
@@ -325,16 +320,24 @@ func TestIdleLifecycle(t *testing.T) {
 func TestRestartBeforeWake(t *testing.T) {
 	store := persistence.NewMemoryStore(persistence.Limits{})
 	t.Cleanup(func() { _ = store.Close() })
-	faults, counters := &actors.Faults{}, &relaytest.Counters{}
-	m := newManager(t, store, actors.Config{Faults: faults, Observer: counters,
-		Supervisor: actors.SupervisorConfig{Backoff: time.Millisecond}})
-	s := newSink()
-	c := connect(t, m, s)
-	subscribe(t, c, s, `{"type":"subscribe","topics":["wake"]}`)
+	m, faults, counters, s := subscribedWithFaults(t, store, "wake")
 	faults.PanicTopicFlush("wake", 1)
 	id := publish(t, m, "wake", 1)
 	sameIDs(t, "subscriber", waitIDs(t, s, "wake", 1, 5*time.Second), []string{id})
 	if counters.Restarts.Load() == 0 {
 		t.Fatal("no restart happened; the test did not test a restart")
 	}
+}
+
+// subscribedWithFaults starts a manager on store with fault injection, a
+// restart counter and a 1 ms restart backoff, and one connection (on sink)
+// subscribed to topic.
+func subscribedWithFaults(t *testing.T, store persistence.Store, topic string) (*actors.TopicManager, *actors.Faults, *relaytest.Counters, *fakeSink) {
+	t.Helper()
+	faults, counters := &actors.Faults{}, &relaytest.Counters{}
+	m := newManager(t, store, actors.Config{Faults: faults, Observer: counters,
+		Supervisor: actors.SupervisorConfig{Backoff: time.Millisecond}})
+	s := newSink()
+	subscribe(t, connect(t, m, s), s, `{"type":"subscribe","topics":["`+topic+`"]}`)
+	return m, faults, counters, s
 }
