@@ -36,13 +36,17 @@ bench-floor:
 bench-compare:
 	bash scripts/bench-compare.sh
 
-## fuzz: a short run of each fuzz target (FUZZTIME=30s each)
+## fuzz: a short run of every fuzz target of every package (FUZZTIME=30s each),
+## found with go test -list, so a new Fuzz* function runs without editing this
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodePublish -fuzztime $(FUZZTIME) ./messages/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeClientFrame -fuzztime $(FUZZTIME) ./messages/
-	$(GO) test -run '^$$' -fuzz FuzzPublishHandler -fuzztime $(FUZZTIME) ./gateway/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeNotice -fuzztime $(FUZZTIME) ./persistence/
+	@set -e; pkgs=$$($(GO) list ./...); for pkg in $$pkgs; do \
+		list=$$($(GO) test -list '^Fuzz' $$pkg); \
+		for f in $$(echo "$$list" | grep '^Fuzz' || true); do \
+			echo "== $$f ($$pkg)"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 clean:
 	rm -rf bin
