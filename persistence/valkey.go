@@ -421,7 +421,8 @@ for i = 9, #ARGV, 6 do
     last = id
     if inline then
       -- Each part lacks its closing brace: the concat below adds them, so
-      -- no string is made (and hashed, as Lua does every string) twice.
+      -- a part without metadata or expiry is made (and hashed, as Lua does
+      -- every string) once; one with them is extended once per field.
       local m = '{"id":"' .. id .. '","timestamp":"' .. ARGV[i + 1] .. '","payload":' .. ARGV[i]
       if md ~= '' then m = m .. ',"metadata":' .. md end
       if ex ~= '' then m = m .. ',"expires_at":"' .. ex .. '"' end
