@@ -22,10 +22,15 @@ const (
 // the process exit code. The report goes to stdout (a table, or JSON with
 // --format json) and, with --json PATH, to that file as JSON; progress and
 // errors go to stderr. `bench summarize ...` instead turns saved JSON
-// reports into a Markdown comparison (see summarizeMain).
+// reports into a Markdown comparison (see summarizeMain), and `bench merge
+// ...` simultaneous hold runs against several servers into one report (see
+// mergeMain).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "summarize" {
 		return summarizeMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "merge" {
+		return mergeMain(args[1:], stdout, stderr)
 	}
 	cfg, err := parseFlags(args, stderr, time.Now(), os.Getpid())
 	if err != nil {

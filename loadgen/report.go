@@ -79,16 +79,21 @@ type Report struct {
 	SlowOutcomes    map[string]int `json:"slow_outcomes,omitempty"`
 	SlowFramesRead  uint64         `json:"slow_frames_read,omitempty"`
 
-	ServerPID         int     `json:"server_pid,omitempty"`
-	ServerCPUS        float64 `json:"server_cpu_s"`
-	CPUUsPerDelivery  float64 `json:"cpu_us_per_delivery"`
-	CPUUsPerPublish   float64 `json:"cpu_us_per_publish"`
-	RSSBeforeKB       int64   `json:"rss_before_kb"`
-	RSSConnectedKB    int64   `json:"rss_connected_kb"`
-	RSSAfterHoldKB    int64   `json:"rss_after_hold_kb"`
-	RSSEndKB          int64   `json:"rss_end_kb"`
-	KBPerConnection   float64 `json:"kb_per_connection"`
-	ServerStatsErrors string  `json:"server_stats_error,omitempty"`
+	ServerPID        int     `json:"server_pid,omitempty"`
+	ServerCPUS       float64 `json:"server_cpu_s"`
+	CPUUsPerDelivery float64 `json:"cpu_us_per_delivery"`
+	CPUUsPerPublish  float64 `json:"cpu_us_per_publish"`
+	RSSBeforeKB      int64   `json:"rss_before_kb"`
+	RSSConnectedKB   int64   `json:"rss_connected_kb"`
+	RSSAfterHoldKB   int64   `json:"rss_after_hold_kb"`
+	RSSEndKB         int64   `json:"rss_end_kb"`
+	KBPerConnection  float64 `json:"kb_per_connection"`
+	// Processes: how many server processes held the connections, each
+	// with its own load generator, when this report merges simultaneous
+	// runs (`bench merge`); 0 for a single run. The RSS figures are then
+	// their sums.
+	Processes         int    `json:"processes,omitempty"`
+	ServerStatsErrors string `json:"server_stats_error,omitempty"`
 
 	// LoadgenCPUS is this load generator's own CPU over the publish phase:
 	// when it nears the machine's cores, the client, not the server, limits
@@ -161,6 +166,9 @@ func (r *Report) writeTable(w io.Writer) error {
 		row("server cpu", "%.2f s: %.2f µs/delivery, %.2f µs/publish", r.ServerCPUS, r.CPUUsPerDelivery, r.CPUUsPerPublish)
 		row("server rss KB before / connected / after hold / end", "%d / %d / %d / %d", r.RSSBeforeKB, r.RSSConnectedKB, r.RSSAfterHoldKB, r.RSSEndKB)
 		row("KB per connection", "%.1f (%d connections held when sampled)", r.KBPerConnection, r.Held)
+		if r.Processes > 0 {
+			row("server processes (merged runs)", "%d", r.Processes)
+		}
 	}
 	if r.Messages > 0 {
 		row("load generator cpu", "%.2f s over the publish phase: %.2f µs/publish", r.LoadgenCPUS, r.LoadgenCPUUsPerPublish)

@@ -1,13 +1,11 @@
 package loadgen
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -114,19 +112,10 @@ func summarizeMain(args []string, stdout, stderr io.Writer) int {
 		}
 		gs = append(gs, pg)
 	}
-	var reps []*Report
-	for _, path := range fs.Args() {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			fmt.Fprintf(stderr, "bench summarize: %v\n", err)
-			return exitFail
-		}
-		var r Report
-		if err := json.Unmarshal(b, &r); err != nil {
-			fmt.Fprintf(stderr, "bench summarize: %s: %v\n", path, err)
-			return exitFail
-		}
-		reps = append(reps, &r)
+	reps, err := readReports(fs.Args())
+	if err != nil {
+		fmt.Fprintf(stderr, "bench summarize: %v\n", err)
+		return exitFail
 	}
 	if len(reps) == 0 {
 		fmt.Fprintln(stderr, "bench summarize: no report files given")

@@ -35,8 +35,9 @@
 #   BENCH_WD_RUNS=1       runs per cell of the write-delay matrix
 #   BENCH_TRANSPORT_RUNS=1  runs per relay-only transport row (fanout-poll,
 #                         fanout-sse, idle-5k-ws, idle-5k-poll, idle-5k-sse)
-#   BENCH_IDLE_LARGE_RUNS=1 runs per target of idle-19k / idle-50k (the
-#                         largest idle count the open-file limit allows)
+#   BENCH_IDLE_LARGE_RUNS=1 runs per target of idle-50k (held by several
+#                         server processes at once when one may not open
+#                         50,100 files) or idle-19k
 #   BENCH_SCENARIOS=a,b   run only these labels (and "profile" for the perf
 #                         profiles, "floor" for scripts/bench-floor.sh,
 #                         "write-delay" for the RELAY_WRITE_DELAY matrix);
@@ -398,8 +399,10 @@ relay_has_bulk() {
 # one descriptor in the server and one in the load generator (both Go
 # processes raise their soft limit to the hard one), and every load
 # generator socket takes an ephemeral port of 127.0.0.1, its only source
-# address. BENCH_IDLE_LARGE_RUNS runs per target (default 1: each run holds
-# the connections 10 s and takes about a minute on this machine).
+# address. When one process cannot hold 50,000 but the hard limit allows at
+# least 10,000, 50,000 are held by several servers at once (idle_split).
+# BENCH_IDLE_LARGE_RUNS runs per target (default 1: each run holds the
+# connections 10 s and takes about a minute on this machine).
 idle_large() {
 	wanted idle-19k || wanted idle-50k || return 0
 	local hard lo hi ports n ran="" raise
@@ -432,6 +435,8 @@ idle_large() {
 			RELAY_EXTRA_ENV=()
 			ran=$label
 			note "$label: ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target (BENCH_IDLE_LARGE_RUNS), fewer than the other side-by-side scenarios to keep the script under 25 minutes; the relay with RELAY_MAX_CONNECTIONS=$((n + 1000))"
+		elif ((n == 50000 && hard >= 10000)); then
+			idle_split "$label" "$n" "$hard" "$raise" "$ports" && ran=$label
 		elif ((n != 50000)); then # 50,000: the note below
 			note "$label not run: $n idle connections need an open-file hard limit (\`ulimit -Hn\`) of at least $((n + 100)) and $((n + 1000)) ephemeral ports; here the limit was $hard and the port range $lo-$hi ($ports ports)"
 		fi
@@ -439,6 +444,94 @@ idle_large() {
 	if [[ $ran != idle-50k ]]; then
 		note "idle-50k not run: 50,000 idle connections (issue 13) need \`ulimit -n\` >= 50,100 for both the server and the load generator, and at least 51,000 ephemeral ports: the load generator dials from 127.0.0.1 only, so widen net.ipv4.ip_local_port_range (here $lo-$hi, $ports ports). This machine's open-file hard limit was $hard ($raise), so the largest idle scenario run was ${ran:-none}."
 	fi
+}
+
+# idle_split LABEL N HARD RAISE PORTS: N idle connections held at the same
+# time by K servers of each target, K the fewest whose share fits the
+# open-file hard limit HARD with 1,000 to spare. Each server has its own
+# load generator (a process may not open more files either), all K started
+# together; `relay bench merge` turns their reports into one, whose KB per
+# connection is the servers' summed growth over the N connections. Every
+# load generator dials one server from 127.0.0.1, so it needs N/K ephemeral
+# ports: Linux shares a port between sockets to different destinations. A
+# sampler counts the servers' open descriptors every 0.2 s, to show all N
+# were held at once. Returns 1 when no run of either target was merged.
+idle_split() {
+	local label=$1 n=$2 hard=$3 raise=$4 ports=$5 k share run target merged=0
+	k=$(((n + hard - 1001) / (hard - 1000)))
+	share=$(((n + k - 1) / k))
+	if ((ports < share + 1000)); then
+		note "$label not run: $k servers of $share connections each need $((share + 1000)) ephemeral ports, the range has $ports"
+		return 1
+	fi
+	SCEN_ORDER+=("$label")
+	SCEN_ARGS[$label]="--subscribers $n --topics 1 --messages 0 --hold 10s, held by $k server processes at once ($share each)"
+	SCEN_ENGINE[$label]=memory
+	for run in $(seq 1 "${BENCH_IDLE_LARGE_RUNS:-1}"); do
+		for target in relay centrifugo; do
+			split_hold_run "$label" "$target" "$run" "$k" "$share" && merged=1
+		done
+	done
+	note "$label: held by $k server processes of each target at once, $share connections each, each with its own load generator: one process may open at most $hard files here ($raise). KB per connection is the $k servers' summed RSS growth over the connections held (\`relay bench merge\`); ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target"
+	((merged))
+}
+
+# split_hold_run LABEL TARGET RUN K SHARE: one run of idle_split.
+split_hold_run() {
+	local label=$1 target=$2 run=$3 k=$4 share=$5 i tag="$label.$target.$run"
+	if (($(elapsed) > BUDGET)); then
+		note "$tag skipped: time budget of ${BUDGET}s used up"
+		return 1
+	fi
+	local pids=() ports=() gens=() parts=() extra=() rc=0 fail=""
+	[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
+	for i in $(seq 1 "$k"); do
+		if ! start_server "$target" memory "$tag.p$i"; then
+			fail="the $target server $i of $k did not start ($(tail -n 3 "$LOGS/$tag.p$i.log" | tr '\n' ' '))"
+			break
+		fi
+		pids+=("$SERVER_PID")
+		ports+=("$SERVER_PORT")
+	done
+	if [[ -z $fail ]]; then
+		log "$tag: $k servers, $share connections each"
+		(
+			max=0
+			while sleep 0.2; do
+				sum=0
+				for pid in "${pids[@]}"; do
+					sum=$((sum + $(ls "/proc/$pid/fd" 2>/dev/null | wc -l)))
+				done
+				((sum > max)) && { max=$sum; echo "$max" >"$WORK/$tag.fds"; }
+			done
+		) &
+		local sampler=$!
+		for i in $(seq 0 $((k - 1))); do
+			"${BENCH[@]}" --target "$target" --addr "127.0.0.1:${ports[$i]}" --server-pid "${pids[$i]}" \
+				--label "$label" --json "$WORK/$tag.p$i.json" --quiet "${extra[@]}" \
+				--subscribers "$share" --topics 1 --messages 0 --hold 10s \
+				>"$LOGS/$tag.p$i.out" 2>"$LOGS/$tag.p$i.err" &
+			gens+=($!)
+			parts+=("$WORK/$tag.p$i.json")
+		done
+		for i in "${!gens[@]}"; do
+			wait "${gens[$i]}" || { rc=$?; fail="load generator $((i + 1)) of $k exited $rc: $(tail -n 2 "$LOGS/$tag.p$i.err" | tr '\n' ' ')"; }
+		done
+		kill "$sampler" 2>/dev/null || true
+		wait "$sampler" 2>/dev/null || true
+	fi
+	for i in "${pids[@]}"; do
+		stop_pid "$i"
+	done
+	if [[ -z $fail ]] && ! "${BENCH[@]}" merge "${parts[@]}" >"$RES/$tag.json" 2>"$LOGS/$tag.merge.err"; then
+		fail="merge failed: $(tail -n 2 "$LOGS/$tag.merge.err" | tr '\n' ' ')"
+	fi
+	if [[ -n $fail ]]; then
+		note "$tag: $fail"
+		rm -f "$RES/$tag.json"
+		return 1
+	fi
+	note "$tag: at most $(cat "$WORK/$tag.fds" 2>/dev/null || echo "?") descriptors open in the $k $target servers at once (the connections plus each server's own)"
 }
 
 log "memory engines"
@@ -770,6 +863,7 @@ SUMMARY="(no side-by-side scenario was selected in this run)"
 	--goal "many-topics-memory latency_p99_ms <= 1" \
 	--goal "many-topics-memory cpu_us_per_delivery <= 0.8" \
 	--goal "idle-10k kb_per_connection <= 0.5" \
+	--goal "idle-50k kb_per_connection <= 0.5" \
 	"${reports[@]}")
 
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
