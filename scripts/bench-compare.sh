@@ -155,49 +155,9 @@ else
 	note "the relay without net/http's background read could not be built ($(tail -n 1 "$LOGS/nobg-build.log")): its many-topics runs were skipped"
 fi
 
-# The load generator is `relay bench`. Until cmd/relay wires it, build a
-# stand-in main that calls the same loadgen.Main.
-if "$RELAY" bench -h >/dev/null 2>&1; then
-	BENCH=("$RELAY" bench)
-	BENCH_NAME="relay bench"
-else
-	log "relay bench is not wired yet: building a stand-in for loadgen.Main"
-	mkdir -p "$WORK/shim"
-	cat >"$WORK/shim/go.mod" <<EOF
-module benchshim
-
-go 1.26.0
-
-require github.com/pulsar-relay/relay v0.0.0
-
-replace github.com/pulsar-relay/relay => $REPO
-EOF
-	cp "$REPO/go.sum" "$WORK/shim/go.sum"
-	cat >"$WORK/shim/main.go" <<'EOF'
-// Command benchshim runs loadgen.Main, as `relay bench` will.
-package main
-
-import (
-	"context"
-	"os"
-	"os/signal"
-
-	"github.com/pulsar-relay/relay/loadgen"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := loadgen.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
-EOF
-	(cd "$WORK/shim" && GOFLAGS=-mod=mod go build -o "$WORK/bin/bench" .) >"$LOGS/shim-build.log" 2>&1 ||
-		{ cat "$LOGS/shim-build.log" >&2; exit 1; }
-	BENCH=("$WORK/bin/bench")
-	BENCH_NAME="loadgen.Main through a stand-in binary (relay bench was not wired yet)"
-	note "relay bench was not wired in cmd/relay yet; the script ran loadgen.Main through a stand-in main"
-fi
+# The load generator is `relay bench` (package loadgen), from the same build.
+BENCH=("$RELAY" bench)
+BENCH_NAME="relay bench"
 
 # ---------------------------------------------------------------- servers
 VALKEY_PORT=""
@@ -330,10 +290,10 @@ scenario_n() {
 			run_one "$label" centrifugo "$engine" "$run" "$@" || true
 			run_one "$label" relay "$engine" "$run" "$@" || true
 		fi
-		[[ -z $AFTER_PAIR ]] || "$AFTER_PAIR"
+		[[ -z $AFTER_PAIR ]] || "$AFTER_PAIR" "$label" "$@"
 	done
 }
-AFTER_PAIR="" # a command scenario_n runs after each relay/Centrifugo pair
+AFTER_PAIR="" # a command scenario_n runs after each relay/Centrifugo pair, with the scenario's LABEL ARGS...
 
 # ws_floor_run: the fan-out write floor (bench/floor ws: one loop writing a
 # 180 B WebSocket frame to 1,000 loopback sockets at 100 rounds/s) taken
@@ -613,8 +573,8 @@ else
 fi
 limit_search fanout-limit-memory memory 100 150 200 300 450 700 1000 1500
 
-# valkey_floor_run: after each pair of a Valkey ingest scenario, the same
-# load (VFLOOR_ARGS) against the Valkey floor (bench/floor valkey: the least
+# valkey_floor_run LABEL ARGS...: after each pair of a Valkey ingest
+# scenario LABEL, the same load (ARGS) against the Valkey floor (bench/floor valkey: the least
 # a relay-shaped server does per publish, one script call storing and
 # announcing it, one pattern subscription, writes coalesced per subscriber),
 # on the same Valkey in the same minutes. What it reaches against
@@ -622,23 +582,19 @@ limit_search fanout-limit-memory memory 100 150 200 300 450 700 1000 1500
 # load generator. Reports go to $VFLOOR_DIR.
 VFLOOR_DIR=$WORK/valkey-floor
 VFLOOR_RUN=0
-VFLOOR_LABEL=""
-VFLOOR_ARGS=()
 valkey_floor_run() {
+	local label=$1
+	shift
 	VFLOOR_RUN=$((VFLOOR_RUN + 1))
 	mkdir -p "$VFLOOR_DIR"
-	if run_one "$VFLOOR_LABEL" floor valkey "$VFLOOR_RUN" "${VFLOOR_ARGS[@]}"; then
-		mv "$RES/$VFLOOR_LABEL.floor.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
+	if run_one "$label" floor valkey "$VFLOOR_RUN" "$@"; then
+		mv "$RES/$label.floor.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
 	fi
 }
 
 if [[ -n $VALKEY_BIN ]] && { wanted ingest-valkey || wanted ingest-valkey-1topic || wanted fanout-valkey || wanted many-topics-valkey; } && start_valkey; then
 	log "Valkey-backed"
-	VFLOOR_LABEL=ingest-valkey
-	VFLOOR_ARGS=("${INGEST[@]}")
 	AFTER_PAIR=valkey_floor_run scenario_n "$VALKEY_INGEST_RUNS" ingest-valkey valkey "${INGEST[@]}"
-	VFLOOR_LABEL=ingest-valkey-1topic
-	VFLOOR_ARGS=("${INGEST_1TOPIC[@]}")
 	AFTER_PAIR=valkey_floor_run scenario_n "$VALKEY_INGEST_RUNS" ingest-valkey-1topic valkey "${INGEST_1TOPIC[@]}"
 	scenario fanout-valkey valkey "${FANOUT[@]}"
 	scenario many-topics-valkey valkey "${MANY[@]}"
