@@ -427,12 +427,16 @@ idle_split() {
 	SCEN_ORDER+=("$label")
 	SCEN_ARGS[$label]="--subscribers $n --topics 1 --messages 0 --hold 10s, held by $k server processes at once ($share each)"
 	SCEN_ENGINE[$label]=memory
+	RELAY_EXTRA_ENV=(RELAY_MAX_CONNECTIONS=$((share + 1000)))
 	for run in $(seq 1 "${BENCH_IDLE_LARGE_RUNS:-1}"); do
-		for target in relay centrifugo; do
+		local order="relay centrifugo" # alternating, as scenario_n does
+		((run % 2 == 0)) && order="centrifugo relay"
+		for target in $order; do
 			split_hold_run "$label" "$target" "$run" "$k" "$share" && merged=1
 		done
 	done
-	note "$label: held by $k server processes of each target at once, $share connections each, each with its own load generator: one process may open at most $hard files here ($raise). KB per connection is the $k servers' summed RSS growth over the connections held (\`relay bench merge\`); ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target"
+	RELAY_EXTRA_ENV=()
+	note "$label: held by $k server processes of each target at once, $share connections each, each with its own load generator: one process may open at most $hard files here ($raise). KB per connection is the $k servers' summed RSS growth over the connections held (\`relay bench merge\`); ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target; the relays with RELAY_MAX_CONNECTIONS=$((share + 1000))"
 	((merged))
 }
 
