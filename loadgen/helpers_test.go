@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"encoding/json"
 	"os"
 	"time"
 )
@@ -11,10 +10,9 @@ func timeNow() time.Time { return time.Now() }
 func osGetpid() int { return os.Getpid() }
 
 func readReport(path string) (*Report, error) {
-	b, err := os.ReadFile(path)
+	reps, err := readReports([]string{path})
 	if err != nil {
 		return nil, err
 	}
-	var r Report
-	return &r, json.Unmarshal(b, &r)
+	return reps[0], nil
 }

@@ -26,11 +26,13 @@ const (
 // ...` simultaneous hold runs against several servers into one report (see
 // mergeMain).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "summarize" {
-		return summarizeMain(args[1:], stdout, stderr)
-	}
-	if len(args) > 0 && args[0] == "merge" {
-		return mergeMain(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "summarize":
+			return summarizeMain(args[1:], stdout, stderr)
+		case "merge":
+			return mergeMain(args[1:], stdout, stderr)
+		}
 	}
 	cfg, err := parseFlags(args, stderr, time.Now(), os.Getpid())
 	if err != nil {
