@@ -14,7 +14,7 @@
 #      summarize`) and writes BENCHMARKS.md.
 #
 # Bounded: a run never starts after BUDGET seconds from the start (default
-# 1300 s, so the whole script ends under 25 minutes); skipped runs are
+# 1450 s, so the whole script ends under 28 minutes); skipped runs are
 # listed in BENCHMARKS.md. Every server it started is stopped on exit.
 #
 # Environment:
@@ -23,7 +23,7 @@
 #                         ingest-valkey-1topic (with the Valkey floor after
 #                         each pair): three processes share the two cores
 #                         there, and one run's publishes/s moves by a third
-#   BENCH_BUDGET_S=1300   no new run starts after this many seconds
+#   BENCH_BUDGET_S=1450   no new run starts after this many seconds
 #   BENCH_OUT=BENCHMARKS.md   where to write the report (relative paths: to the repo root)
 #   BENCH_KEEP=1          keep the temp dir (binaries, logs, JSON reports)
 #   CENTRIFUGO_BIN=path   use this Centrifugo binary instead of installing one
@@ -49,7 +49,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 VALKEY_INGEST_RUNS=${BENCH_VALKEY_INGEST_RUNS:-$((RUNS > 5 ? RUNS : 5))}
-BUDGET=${BENCH_BUDGET_S:-1300}
+BUDGET=${BENCH_BUDGET_S:-1450}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 [[ $OUT == /* ]] || OUT="$REPO/$OUT"
 CF_VERSION=v6.9.1
@@ -216,8 +216,10 @@ start_server() {
 		SERVER_PID=$!
 		SERVER_PIDS+=("$SERVER_PID")
 		wait_http "$SERVER_PORT" /ready "$SERVER_PID" && return 0
-	elif [[ $target == floor ]]; then
-		"$WORK/bin/floor" valkey -addr "127.0.0.1:$SERVER_PORT" -valkey "127.0.0.1:$VALKEY_PORT" >"$LOGS/$tag.log" 2>&1 &
+	elif [[ $target == floor || $target == actorfloor ]]; then
+		local kind=valkey
+		[[ $target == actorfloor ]] && kind=actor
+		"$WORK/bin/floor" "$kind" -addr "127.0.0.1:$SERVER_PORT" -valkey "127.0.0.1:$VALKEY_PORT" >"$LOGS/$tag.log" 2>&1 &
 		SERVER_PID=$!
 		SERVER_PIDS+=("$SERVER_PID")
 		wait_http "$SERVER_PORT" /health "$SERVER_PID" && return 0
@@ -254,7 +256,7 @@ run_one() {
 	fi
 	local extra=() speaks=$target
 	[[ $target == centrifugo ]] && extra=(--api-key bench-api-key)
-	[[ $target == floor ]] && speaks=relay # bench/floor valkey speaks the relay's contract
+	[[ $target == floor || $target == actorfloor ]] && speaks=relay # bench/floor valkey and actor speak the relay's contract
 	[[ $engine == valkey && -n $VALKEY_PID ]] && extra+=(--store-pid "$VALKEY_PID")
 	log "$tag: ${*}"
 	local rc=0
@@ -394,7 +396,7 @@ idle_large() {
 			scenario_n "${BENCH_IDLE_LARGE_RUNS:-1}" "$label" memory --subscribers "$n" --topics 1 --messages 0 --hold 10s
 			RELAY_EXTRA_ENV=()
 			ran=$label
-			note "$label: ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target (BENCH_IDLE_LARGE_RUNS), fewer than the other side-by-side scenarios to keep the script under 25 minutes; the relay with RELAY_MAX_CONNECTIONS=$((n + 1000))"
+			note "$label: ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target (BENCH_IDLE_LARGE_RUNS), fewer than the other side-by-side scenarios to keep the script under 28 minutes; the relay with RELAY_MAX_CONNECTIONS=$((n + 1000))"
 		elif ((n == 50000 && hard >= 10000)); then
 			idle_split "$label" "$n" "$hard" "$raise" "$ports" && ran=$label
 		elif ((n != 50000)); then # 50,000: the note below
@@ -580,20 +582,28 @@ limit_search fanout-limit-memory memory 100 150 200 300 450 700 1000 1500
 # valkey_floor_run LABEL ARGS...: after each pair of a Valkey ingest
 # scenario LABEL, the same load (ARGS) against the Valkey floor (bench/floor valkey: the least
 # a relay-shaped server does per publish, one script call storing and
-# announcing it, one pattern subscription, writes coalesced per subscriber),
-# on the same Valkey in the same minutes. What it reaches against
-# Centrifugo is what this machine allows any server of this shape with this
-# load generator. Reports go to $VFLOOR_DIR.
+# announcing it, one pattern subscription, writes coalesced per subscriber)
+# and against the actor floor (bench/floor actor: the same work with the
+# relay's actors and hand-offs, stock protoactor-go), in alternating order,
+# on the same Valkey in the same minutes. What the Valkey floor reaches
+# against Centrifugo is what this machine allows any server of this shape
+# with this load generator; the actor floor's distance to it is what the
+# relay's actor design costs, and the relay's distance to the actor floor
+# what its own work costs. Reports go to $VFLOOR_DIR.
 VFLOOR_DIR=$WORK/valkey-floor
 VFLOOR_RUN=0
 valkey_floor_run() {
-	local label=$1
+	local label=$1 target
 	shift
 	VFLOOR_RUN=$((VFLOOR_RUN + 1))
 	mkdir -p "$VFLOOR_DIR"
-	if run_one "$label" floor valkey "$VFLOOR_RUN" "$@"; then
-		mv "$RES/$label.floor.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
-	fi
+	local order=(floor actorfloor)
+	((VFLOOR_RUN % 2 == 0)) && order=(actorfloor floor)
+	for target in "${order[@]}"; do
+		if run_one "$label" "$target" valkey "$VFLOOR_RUN" "$@"; then
+			mv "$RES/$label.$target.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
+		fi
+	done
 }
 
 if [[ -n $VALKEY_BIN ]] && { wanted ingest-valkey || wanted ingest-valkey-1topic || wanted fanout-valkey || wanted many-topics-valkey; } && start_valkey; then
@@ -615,7 +625,7 @@ fi
 # (RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT, default 1024, and
 # RELAY_MAX_HTTP_CONNECTIONS, default 4096; each waiter or stream holds one).
 # BENCH_TRANSPORT_RUNS runs per row (default 1, to keep the script's
-# default run under 25 minutes).
+# default run under 28 minutes).
 IDLE_T=(--subscribers 5000 --topics 1 --messages 0 --hold 10s)
 TR_DIR="$WORK/transports"
 mkdir -p "$TR_DIR"
@@ -981,19 +991,27 @@ PY
 import sys
 from benchlib import median_of, reports
 keys = ["publishes_per_s", "cpu_us_per_publish", "store_cpu_us_per_publish", "loadgen_cpu_us_per_publish"]
-print("\n## Valkey ingest against the Valkey floor, same minutes\n")
+print("\n## Valkey ingest against the Valkey floor and the actor floor, same minutes\n")
 print("After each relay/Centrifugo pair of the two Valkey ingest scenarios, the same load ran against")
 print("`bench/floor valkey` on the same Valkey: the least a relay-shaped server does per publish (one")
 print("script call that XADDs and PUBLISHes it, answered 201 once stored; one pattern subscription;")
 print("each subscriber's frames coalesced into one write). It leaves out everything else the relay")
-print("does (validation, limits, epochs, trimming, expiry, idempotency, back-pressure, metrics). The")
-print("three processes share the machine's cores, so publishes/s follows the sum of their CPU per")
-print("publish. Medians; the last column is the sum.\n")
+print("does (validation, limits, epochs, trimming, expiry, idempotency, back-pressure, metrics).")
+print("Then (in alternating order) against `bench/floor actor`: the same work in the relay's shape,")
+print("on stock protoactor-go: a topic actor per topic and a connection actor per subscriber, with")
+print("the relay's hand-offs per publish (handler to topic actor; one write of the batch queued")
+print("meanwhile on a goroutine of its own, one script call storing it and announcing its frames;")
+print("back to the topic actor and each handler; the announcement to the topic actor and on to each")
+print("connection actor, one write each), and none of the relay's guarantees. The Valkey floor's")
+print("distance to the actor floor is what the actor design costs; the actor floor's to the relay")
+print("what the relay's own work costs. The three processes share the machine's cores, so")
+print("publishes/s follows the sum of their CPU per publish. Medians; the last column is the sum.\n")
 print("| scenario | server | runs | publishes/s | vs Centrifugo | server CPU µs/publish | Valkey CPU µs/publish | load generator CPU µs/publish | all three |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for label in ("ingest-valkey", "ingest-valkey-1topic"):
     cf = median_of(sys.argv[1], label, "centrifugo", "publishes_per_s")
-    for name, d, target in (("relay", sys.argv[1], "relay"), ("Valkey floor", sys.argv[2], "floor"), ("Centrifugo", sys.argv[1], "centrifugo")):
+    for name, d, target in (("relay", sys.argv[1], "relay"), ("actor floor", sys.argv[2], "actorfloor"),
+                            ("Valkey floor", sys.argv[2], "floor"), ("Centrifugo", sys.argv[1], "centrifugo")):
         n = len(reports(d, label, target))
         if not n:
             continue

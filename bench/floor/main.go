@@ -23,6 +23,10 @@
 //	    valkey.go): publishes stored by one script call and answered 201,
 //	    delivered to WebSocket subscribers from one pattern subscription.
 //	    Speaks the part of the relay's contract that `relay bench` uses.
+//	floor actor [-addr 127.0.0.1:0] [-valkey 127.0.0.1:6379]
+//	    the Valkey floor's work in the relay's shape (see actor.go): stock
+//	    protoactor-go, an actor per topic and per subscriber, and the
+//	    relay's hand-offs per publish; none of the relay's guarantees.
 //
 // It is a bench tool, not part of the relay.
 package main
@@ -44,7 +48,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: floor http|ws|valkey|sink [flags]")
+		fmt.Fprintln(os.Stderr, "usage: floor http|ws|valkey|actor|sink [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -57,6 +61,8 @@ func main() {
 		err = sink(os.Args[2:])
 	case "valkey":
 		err = serveValkey(os.Args[2:])
+	case "actor":
+		err = serveActor(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
