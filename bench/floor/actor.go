@@ -3,18 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/base64"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/valkey-io/valkey-go"
@@ -83,11 +77,7 @@ type actorFloor struct {
 }
 
 func serveActor(args []string) error {
-	fs := flag.NewFlagSet("actor", flag.ExitOnError)
-	addr := fs.String("addr", "127.0.0.1:0", "listen address")
-	vaddr := fs.String("valkey", "127.0.0.1:6379", "Valkey address")
-	fs.Parse(args)
-	vk, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{*vaddr}, DisableCache: true, AlwaysPipelining: true})
+	addr, vk, err := floorFlags("actor", args)
 	if err != nil {
 		return err
 	}
@@ -98,32 +88,8 @@ func serveActor(args []string) error {
 		vk:     vk,
 		topics: map[string]*actor.PID{},
 	}
-	ready := make(chan struct{})
-	go func() {
-		err := vk.Receive(context.Background(), vk.B().Psubscribe().Pattern("floor:*").Build(), f.notice)
-		fmt.Fprintln(os.Stderr, "floor: subscription ended:", err)
-		os.Exit(1)
-	}()
-	go func() {
-		for {
-			if n, _ := vk.Do(context.Background(), vk.B().Publish().Channel("floor:").Message("").Build()).AsInt64(); n > 0 {
-				close(ready)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	<-ready
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("listening %s\npid %d\n", ln.Addr(), os.Getpid())
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/messages", f.publish)
-	mux.HandleFunc("GET /ws", f.subscribe)
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {})
-	return (&http.Server{Handler: mux}).Serve(ln)
+	subscribeFloor(vk, f.notice)
+	return serveFloor(addr, f.publish, f.subscribe)
 }
 
 // topic returns the topic actor of name, spawning it on first use.
@@ -142,17 +108,10 @@ func (f *actorFloor) topic(name string) *actor.PID {
 // publish hands the body's payload to its topic actor and answers 201 once
 // the actor says Valkey stored it.
 func (f *actorFloor) publish(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	topic, payload, ok := splitPublish(body)
+	t, payload, ok := readPublish(w, r)
 	if !ok {
-		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	t := string(topic)
 	p := &afPublish{payload: payload, reply: make(chan *afPublish, 1)}
 	f.sys.Root.Send(f.topic(t), p)
 	<-p.reply
@@ -160,9 +119,7 @@ func (f *actorFloor) publish(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusCreated)
-	fmt.Fprintf(w, `{"message_id":%q,"topic":%q}`+"\n", p.id, t)
+	answerPublish(w, p.id, t)
 }
 
 // notice hands an announced batch to its topic's actor.
@@ -176,51 +133,19 @@ func (f *actorFloor) notice(m valkey.PubSubMessage) {
 	}
 }
 
-// subscribe upgrades by hand (as the Valkey floor does), spawns the
-// subscriber's connection actor and registers it with its topic actor.
+// subscribe spawns the subscriber's connection actor and registers it
+// with its topic actor until the client closes.
 func (f *actorFloor) subscribe(w http.ResponseWriter, r *http.Request) {
-	key := r.Header.Get("Sec-WebSocket-Key")
-	if key == "" || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		http.Error(w, "want a WebSocket upgrade", http.StatusBadRequest)
-		return
-	}
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
+	conn, rd, name, ok := acceptSubscriber(w, r)
+	if !ok {
 		return
 	}
 	defer conn.Close()
-	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n")
-	if err := brw.Flush(); err != nil {
-		return
-	}
-	msg, err := readClientFrame(brw.Reader)
-	if err != nil {
-		return
-	}
-	i := bytes.Index(msg, []byte(`"topics":["`))
-	if i < 0 {
-		return
-	}
-	rest := msg[i+len(`"topics":["`):]
-	j := bytes.IndexByte(rest, '"')
-	if j <= 0 {
-		return
-	}
-	name := string(rest[:j])
-	if _, err := conn.Write(appendFrame(nil, []byte(`{"type":"subscribed","topics":["`+name+`"]}`))); err != nil {
-		return
-	}
 	c := &afConn{conn: conn}
 	pid := f.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return c }))
 	tp := f.topic(name)
 	f.sys.Root.Send(tp, &afSubscribe{pid: pid})
-	for {
-		if _, err := readClientFrame(brw.Reader); err != nil {
-			break
-		}
-	}
+	holdSubscriber(rd)
 	f.sys.Root.Send(tp, &afLeave{pid: pid})
 	f.sys.Root.Stop(pid)
 }

@@ -1,21 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"crypto/sha1"
-	"encoding/base64"
-	"encoding/binary"
-	"flag"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/valkey-io/valkey-go"
 )
@@ -35,9 +23,7 @@ import (
 // What it leaves out, and the relay cannot: validation, limits, ids and
 // replay, trimming and expiry, epochs, idempotency, authentication,
 // back-pressure (a subscriber's queue grows without bound), metrics. It
-// speaks exactly what `relay bench --target relay` uses: POST
-// /api/v1/messages with {"topic":"t","payload":{...}} and /ws with one
-// subscribe frame naming one topic.
+// speaks what `relay bench --target relay` uses (serve.go).
 
 // floorScript stores one message and announces it as the subscriber's frame.
 var floorScript = valkey.NewLuaScript(`
@@ -45,11 +31,6 @@ local id = redis.call('XADD', KEYS[1], '*', 'payload', ARGV[2])
 redis.call('PUBLISH', 'floor:' .. ARGV[1], '{"type":"message","topic":"' .. ARGV[1] .. '","message_id":"' .. id .. '","payload":' .. ARGV[2] .. '}')
 return id
 `)
-
-var (
-	keyTopic   = []byte(`"topic":"`)
-	keyPayload = []byte(`"payload":`)
-)
 
 // valkeyFloor holds the subscribers by topic.
 type valkeyFloor struct {
@@ -59,133 +40,45 @@ type valkeyFloor struct {
 }
 
 func serveValkey(args []string) error {
-	fs := flag.NewFlagSet("valkey", flag.ExitOnError)
-	addr := fs.String("addr", "127.0.0.1:0", "listen address")
-	vaddr := fs.String("valkey", "127.0.0.1:6379", "Valkey address")
-	fs.Parse(args)
-	vk, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{*vaddr}, DisableCache: true, AlwaysPipelining: true})
+	addr, vk, err := floorFlags("valkey", args)
 	if err != nil {
 		return err
 	}
 	defer vk.Close()
 	f := &valkeyFloor{vk: vk, subs: map[string][]*floorSub{}}
-	ready := make(chan struct{})
-	go func() {
-		err := vk.Receive(context.Background(), vk.B().Psubscribe().Pattern("floor:*").Build(), f.deliver)
-		fmt.Fprintln(os.Stderr, "floor: subscription ended:", err)
-		os.Exit(1)
-	}()
-	// The subscription is in place once a PUBLISH reaches it.
-	go func() {
-		for {
-			if n, _ := vk.Do(context.Background(), vk.B().Publish().Channel("floor:").Message("").Build()).AsInt64(); n > 0 {
-				close(ready)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	<-ready
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("listening %s\npid %d\n", ln.Addr(), os.Getpid())
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/messages", f.publish)
-	mux.HandleFunc("GET /ws", f.subscribe)
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {}) // 200: serving
-	return (&http.Server{Handler: mux}).Serve(ln)
+	subscribeFloor(vk, f.deliver)
+	return serveFloor(addr, f.publish, f.subscribe)
 }
 
 // publish stores the body's payload on its topic and answers 201 once
 // Valkey has it.
 func (f *valkeyFloor) publish(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	topic, payload, ok := splitPublish(body)
+	t, payload, ok := readPublish(w, r)
 	if !ok {
-		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	t := string(topic)
 	id, err := floorScript.Exec(r.Context(), f.vk, []string{"floor:{" + t + "}:stream"}, []string{t, valkey.BinaryString(payload)}).ToString()
 	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusCreated)
-	fmt.Fprintf(w, `{"message_id":%q,"topic":%q}`+"\n", id, t)
+	answerPublish(w, id, t)
 }
 
-// splitPublish finds the topic and the payload in the load generator's
-// publish body, {"topic":"t","payload":{...}}.
-func splitPublish(body []byte) (topic, payload []byte, ok bool) {
-	i := bytes.Index(body, keyTopic)
-	if i < 0 {
-		return nil, nil, false
-	}
-	rest := body[i+len(keyTopic):]
-	j := bytes.IndexByte(rest, '"')
-	k := bytes.Index(body, keyPayload)
-	end := bytes.LastIndexByte(body, '}')
-	if j <= 0 || k < 0 || end <= k+len(keyPayload) {
-		return nil, nil, false
-	}
-	return rest[:j], bytes.TrimSpace(body[k+len(keyPayload) : end]), true
-}
-
-// subscribe upgrades to a WebSocket by hand (RFC 6455, no extensions),
-// reads one subscribe frame naming one topic, answers "subscribed", and
-// holds the connection, discarding what the client sends, until it closes.
+// subscribe registers the subscriber with its topic and holds the
+// connection, discarding what the client sends, until it closes.
 func (f *valkeyFloor) subscribe(w http.ResponseWriter, r *http.Request) {
-	key := r.Header.Get("Sec-WebSocket-Key")
-	if key == "" || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		http.Error(w, "want a WebSocket upgrade", http.StatusBadRequest)
-		return
-	}
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
+	conn, rd, topic, ok := acceptSubscriber(w, r)
+	if !ok {
 		return
 	}
 	defer conn.Close()
-	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n")
-	if err := brw.Flush(); err != nil {
-		return
-	}
-	msg, err := readClientFrame(brw.Reader)
-	if err != nil {
-		return
-	}
-	i := bytes.Index(msg, []byte(`"topics":["`))
-	if i < 0 {
-		return
-	}
-	rest := msg[i+len(`"topics":["`):]
-	j := bytes.IndexByte(rest, '"')
-	if j <= 0 {
-		return
-	}
-	topic := string(rest[:j])
 	s := &floorSub{conn: conn, wake: make(chan struct{}, 1)}
-	if _, err := conn.Write(appendFrame(nil, []byte(`{"type":"subscribed","topics":["`+topic+`"]}`))); err != nil {
-		return
-	}
 	f.mu.Lock()
 	f.subs[topic] = append(f.subs[topic], s)
 	f.mu.Unlock()
 	go s.writeLoop()
-	for {
-		if _, err := readClientFrame(brw.Reader); err != nil {
-			break
-		}
-	}
+	holdSubscriber(rd)
 	f.mu.Lock()
 	list := f.subs[topic]
 	for k, x := range list {
@@ -199,64 +92,6 @@ func (f *valkeyFloor) subscribe(w http.ResponseWriter, r *http.Request) {
 	s.closed = true
 	s.mu.Unlock()
 	s.signal()
-}
-
-// readClientFrame reads one masked client frame and returns its payload
-// unmasked (fragments and control frames are returned as they come).
-func readClientFrame(r *bufio.Reader) ([]byte, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, err
-	}
-	if h[0]&0x0f == 0x8 {
-		return nil, io.EOF // close
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var b [2]byte
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, err
-		}
-		n = uint64(binary.BigEndian.Uint16(b[:]))
-	case 127:
-		var b [8]byte
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, err
-		}
-		n = binary.BigEndian.Uint64(b[:])
-	}
-	if n > 1<<20 {
-		return nil, fmt.Errorf("frame of %d bytes", n)
-	}
-	var mask [4]byte
-	if h[1]&0x80 != 0 {
-		if _, err := io.ReadFull(r, mask[:]); err != nil {
-			return nil, err
-		}
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(r, p); err != nil {
-		return nil, err
-	}
-	for i := range p {
-		p[i] ^= mask[i&3]
-	}
-	return p, nil
-}
-
-// appendFrame appends p to dst as one unmasked server text frame.
-func appendFrame(dst, p []byte) []byte {
-	switch n := len(p); {
-	case n <= 125:
-		dst = append(dst, 0x81, byte(n))
-	case n <= 0xffff:
-		dst = append(dst, 0x81, 126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0x81, 127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	}
-	return append(dst, p...)
 }
 
 // floorSub is one subscriber: frames queue in pending and its writer
