@@ -82,14 +82,20 @@ func serveActor(args []string) error {
 		return err
 	}
 	defer vk.Close()
+	f := newActorFloor(vk)
+	subscribeFloor(vk, f.notice)
+	return serveFloor(addr, f.publish, f.subscribe)
+}
+
+// newActorFloor returns an actor floor on vk, its actor system's logs
+// discarded.
+func newActorFloor(vk valkey.Client) *actorFloor {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f := &actorFloor{
+	return &actorFloor{
 		sys:    actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet })),
 		vk:     vk,
 		topics: map[string]*actor.PID{},
 	}
-	subscribeFloor(vk, f.notice)
-	return serveFloor(addr, f.publish, f.subscribe)
 }
 
 // topic returns the topic actor of name, spawning it on first use.

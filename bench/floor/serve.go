@@ -7,6 +7,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,11 +41,14 @@ func floorFlags(name string, args []string) (addr string, vk valkey.Client, err 
 
 // subscribeFloor subscribes fn to the channels floor:<topic> and returns
 // once the subscription is in place (a PUBLISH reaches it). The process
-// exits if the subscription ends: a floor that stopped hearing its
-// announcements would measure nothing.
+// exits if the subscription ends while vk is open: a floor that stopped
+// hearing its announcements would measure nothing.
 func subscribeFloor(vk valkey.Client, fn func(valkey.PubSubMessage)) {
 	go func() {
 		err := vk.Receive(context.Background(), vk.B().Psubscribe().Pattern("floor:*").Build(), fn)
+		if errors.Is(err, valkey.ErrClosing) { // the floor closed its client
+			return
+		}
 		fmt.Fprintln(os.Stderr, "floor: subscription ended:", err)
 		os.Exit(1)
 	}()
@@ -57,18 +61,23 @@ func subscribeFloor(vk valkey.Client, fn func(valkey.PubSubMessage)) {
 }
 
 // serveFloor listens on addr, prints "listening ADDR" and "pid PID", and
-// serves publish, subscribe and GET /health (200: serving) until killed.
+// serves the floor's routes (floorRoutes) until killed.
 func serveFloor(addr string, publish, subscribe http.HandlerFunc) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("listening %s\npid %d\n", ln.Addr(), os.Getpid())
+	return (&http.Server{Handler: floorRoutes(publish, subscribe)}).Serve(ln)
+}
+
+// floorRoutes serves publish, subscribe and GET /health (200: serving).
+func floorRoutes(publish, subscribe http.HandlerFunc) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/messages", publish)
 	mux.HandleFunc("GET /ws", subscribe)
 	mux.HandleFunc("GET /health", func(http.ResponseWriter, *http.Request) {})
-	return (&http.Server{Handler: mux}).Serve(ln)
+	return mux
 }
 
 // readPublish reads a publish body and returns its topic and payload, or
