@@ -20,7 +20,7 @@
 # Environment:
 #   BENCH_RUNS=3          runs per scenario and target (medians need >= 3)
 #   BENCH_VALKEY_INGEST_RUNS=5  runs per target (or BENCH_RUNS if higher) of ingest-valkey and
-#                         ingest-valkey-1topic (with the Valkey floor after
+#                         ingest-valkey-1topic (with the Valkey and actor floors after
 #                         each pair): three processes share the two cores
 #                         there, and one run's publishes/s moves by a third
 #   BENCH_BUDGET_S=1450   no new run starts after this many seconds
