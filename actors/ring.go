@@ -16,18 +16,36 @@ import (
 // base was delivered by this incarnation of the topic actor, contiguously
 // (the "complete since" point). Owned by one topic actor; not safe for
 // concurrent use.
+//
+// The entries live in chunks that never move: the ring grows by a chunk
+// and gives up a whole chunk once its old end has passed it. One slice
+// grown by append copied every entry at each doubling and again at each
+// compaction; a topic actor's first minutes at a thousand messages a
+// second spent 3% of the relay's CPU there (bench/NOTES.md, item 52).
 type hotRing struct {
 	maxAge  time.Duration
 	maxMsgs int
 
-	entries []ringEntry // ascending ids; entries[head:] are live
-	head    int
+	// chunks hold the entries in ascending id order: chunks[0][head:] and
+	// every later chunk are live; only the last chunk has room left.
+	chunks [][]ringEntry
+	head   int
+	n      int         // live entries
+	spare  []ringEntry // the last full-size chunk given up, empty: the next one (no allocation at the cap)
 	// base: every message with an id after base is in the ring. Valid only
 	// when known is set: the ring starts knowing nothing about what the store
 	// held before this incarnation of the actor.
 	base  messages.ID
 	known bool
 }
+
+// A topic's first chunk holds ringChunkMin entries (a topic with a message
+// or two holds little), each next one twice the last, up to ringChunkMax
+// (about 60 KiB of entries).
+const (
+	ringChunkMin = 16
+	ringChunkMax = 512
+)
 
 type ringEntry struct {
 	id        messages.ID
@@ -58,24 +76,51 @@ func (r *hotRing) add(m *messages.Message, frame []byte, now time.Time) {
 	if frame == nil {
 		e.payload, e.metadata = m.Payload, m.Metadata
 	}
-	r.entries = append(r.entries, e)
+	last := len(r.chunks) - 1
+	if last < 0 || len(r.chunks[last]) == cap(r.chunks[last]) {
+		size := ringChunkMin
+		if last >= 0 {
+			size = min(2*cap(r.chunks[last]), ringChunkMax)
+		}
+		c := r.spare
+		if size != ringChunkMax || c == nil {
+			c = make([]ringEntry, 0, size)
+		}
+		r.spare = nil
+		r.chunks = append(r.chunks, c)
+		last++
+	}
+	r.chunks[last] = append(r.chunks[last], e)
+	r.n++
 	r.evict(now)
 }
 
 // evict drops entries past maxAge or over maxMsgs and moves base up.
 func (r *hotRing) evict(now time.Time) {
 	cutoff := now.Add(-r.maxAge)
-	for r.head < len(r.entries) && (len(r.entries)-r.head > r.maxMsgs || r.entries[r.head].at.Before(cutoff)) {
-		r.base = r.entries[r.head].id
-		r.entries[r.head] = ringEntry{}
+	for r.n > 0 {
+		c := r.chunks[0]
+		e := &c[r.head]
+		if r.n <= r.maxMsgs && !e.at.Before(cutoff) {
+			return
+		}
+		r.base = e.id
+		*e = ringEntry{}
 		r.head++
-	}
-	if r.head > 1024 && r.head > len(r.entries)/2 {
-		// In place: the backing array is kept for the entries to come.
-		n := copy(r.entries, r.entries[r.head:])
-		clear(r.entries[n:])
-		r.entries = r.entries[:n]
+		r.n--
+		if r.head < len(c) {
+			continue
+		}
 		r.head = 0
+		if len(r.chunks) == 1 { // the last chunk, now empty: kept for what comes next
+			r.chunks[0] = c[:0]
+			continue
+		}
+		if cap(c) == ringChunkMax {
+			r.spare = c[:0] // its entries are cleared already
+		}
+		r.chunks[0] = nil
+		r.chunks = r.chunks[1:]
 	}
 }
 
@@ -90,28 +135,49 @@ func (r *hotRing) covers(after messages.ID) bool {
 // page reaches the ring's newest message.
 func (r *hotRing) page(after messages.ID, maxBytes int, now time.Time, sub *subscription) (out []delivery, next messages.ID, end bool) {
 	next = after
-	live := r.entries[r.head:]
-	i := r.head + sort.Search(len(live), func(i int) bool { return after.Less(live[i].id) })
 	size := 0
-	for ; i < len(r.entries); i++ {
-		e := &r.entries[i]
-		if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
+	for ci, i := r.after(after); ci < len(r.chunks); ci, i = ci+1, 0 {
+		c := r.chunks[ci]
+		for ; i < len(c); i++ {
+			e := &c[i]
+			if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
+				next = e.id
+				continue
+			}
+			if e.frame == nil {
+				m := messages.Message{ID: e.id, Topic: sub.topic, Payload: e.payload, Timestamp: e.at, Metadata: e.metadata, ExpiresAt: e.expiresAt}
+				e.frame = m.Frame()
+				e.payload, e.metadata = nil, nil
+			}
+			if len(out) >= maxReplayPageMsgs || (len(out) > 0 && size+len(e.frame) > maxBytes) {
+				return out, next, false
+			}
+			out = append(out, delivery{frame: e.frame, id: e.id, sub: sub})
+			size += len(e.frame)
 			next = e.id
-			continue
 		}
-		if e.frame == nil {
-			m := messages.Message{ID: e.id, Topic: sub.topic, Payload: e.payload, Timestamp: e.at, Metadata: e.metadata, ExpiresAt: e.expiresAt}
-			e.frame = m.Frame()
-			e.payload, e.metadata = nil, nil
-		}
-		if len(out) >= maxReplayPageMsgs || (len(out) > 0 && size+len(e.frame) > maxBytes) {
-			return out, next, false
-		}
-		out = append(out, delivery{frame: e.frame, id: e.id, sub: sub})
-		size += len(e.frame)
-		next = e.id
 	}
 	return out, next, true
+}
+
+// after returns the place of the first live entry with an id after id:
+// chunk ci, index i; ci is len(r.chunks) when there is none.
+func (r *hotRing) after(id messages.ID) (ci, i int) {
+	if r.n == 0 {
+		return len(r.chunks), 0
+	}
+	ci = sort.Search(len(r.chunks), func(k int) bool {
+		c := r.chunks[k]
+		return id.Less(c[len(c)-1].id)
+	})
+	if ci == len(r.chunks) {
+		return ci, 0
+	}
+	c, lo := r.chunks[ci], 0
+	if ci == 0 {
+		lo = r.head
+	}
+	return ci, lo + sort.Search(len(c)-lo, func(k int) bool { return id.Less(c[lo+k].id) })
 }
 
 // reset forgets everything (a restarted actor reads from the store again).

@@ -1,0 +1,191 @@
+package actors
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pulsar-relay/relay/messages"
+)
+
+var ringT0 = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+
+// ringMsg is message i of a test topic: id i-0, stamped i seconds after
+// ringT0.
+func ringMsg(i int) *messages.Message {
+	return &messages.Message{ID: messages.ID{Ms: uint64(i)}, Topic: "t", Payload: []byte(fmt.Sprintf(`{"i":%d}`, i)),
+		Timestamp: ringT0.Add(time.Duration(i) * time.Second)}
+}
+
+// fillRing adds messages from..to (inclusive) to r, each with a frame and
+// at its own timestamp.
+func fillRing(r *hotRing, from, to int) {
+	for i := from; i <= to; i++ {
+		m := ringMsg(i)
+		r.add(m, m.Frame(), m.Timestamp)
+	}
+}
+
+// replayAll pages through r after `after`, maxBytes at a time, and returns
+// the ids in the order the pages gave them.
+func replayAll(t *testing.T, r *hotRing, after messages.ID, maxBytes int) []uint64 {
+	t.Helper()
+	sub := &subscription{topic: "t"}
+	var ids []uint64
+	for range 100_000 {
+		frames, next, end := r.page(after, maxBytes, ringT0, sub)
+		for _, d := range frames {
+			ids = append(ids, d.id.Ms)
+		}
+		if end {
+			return ids
+		}
+		if !after.Less(next) {
+			t.Fatalf("a page after %v moved nowhere (next %v)", after, next)
+		}
+		after = next
+	}
+	t.Fatal("paging did not end")
+	return nil
+}
+
+func wantRun(t *testing.T, got []uint64, from, to int) {
+	t.Helper()
+	if len(got) != to-from+1 {
+		t.Fatalf("replayed %d messages, want %d..%d (%d)", len(got), from, to, to-from+1)
+	}
+	for k, id := range got {
+		if id != uint64(from+k) {
+			t.Fatalf("replay[%d] = %d, want %d", k, id, from+k)
+		}
+	}
+}
+
+// The ring keeps the newest maxMsgs, covers exactly the points from its
+// base on, and replays them once each, in order, across chunk boundaries,
+// whatever the page size.
+func TestHotRingKeepsTheNewestAndReplaysThem(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		maxMsgs, add int
+	}{
+		{"less than a chunk", 1000, 10},
+		{"exactly the first chunk", 1000, ringChunkMin},
+		{"growing chunks, nothing evicted", 1000, 900},
+		{"evicting whole chunks", 1000, 5000},
+		{"a cap that is not a chunk size", 777, 3333},
+		{"one message", 1, 50},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newHotRing(time.Hour*24*365, tc.maxMsgs)
+			fillRing(&r, 1, tc.add)
+			oldest := max(1, tc.add-tc.maxMsgs+1)
+			if r.n != tc.add-oldest+1 {
+				t.Fatalf("holds %d entries, want %d", r.n, tc.add-oldest+1)
+			}
+			// Base is the last evicted id (or the first added when none
+			// was): a point at it is covered, one before it is not.
+			base := max(1, oldest-1)
+			if !r.covers(messages.ID{Ms: uint64(base)}) || r.covers(messages.ID{Ms: uint64(base - 1)}) {
+				t.Fatalf("covers(%d) = %v, covers(%d) = %v; want true, false", base, r.covers(messages.ID{Ms: uint64(base)}), base-1, r.covers(messages.ID{Ms: uint64(base - 1)}))
+			}
+			for _, maxBytes := range []int{1, 100, 1 << 20} {
+				wantRun(t, replayAll(t, &r, messages.ID{Ms: uint64(base)}, maxBytes), base+1, tc.add)
+			}
+			mid := (oldest + tc.add) / 2
+			wantRun(t, replayAll(t, &r, messages.ID{Ms: uint64(mid)}, 100), mid+1, tc.add)
+			wantRun(t, replayAll(t, &r, messages.ID{Ms: uint64(tc.add)}, 100), tc.add+1, tc.add)
+			for k, c := range r.chunks {
+				if cap(c) > ringChunkMax || cap(c) < ringChunkMin || (k < len(r.chunks)-1 && len(c) != cap(c)) {
+					t.Fatalf("chunk %d of %d: len %d cap %d", k, len(r.chunks), len(c), cap(c))
+				}
+			}
+		})
+	}
+}
+
+// An entry never moves once added: adding more (and evicting older ones)
+// leaves it where it was. A slice grown by append would have moved it.
+func TestHotRingEntriesStayPut(t *testing.T) {
+	r := newHotRing(time.Hour*24*365, 3000)
+	fillRing(&r, 1, 100)
+	ci, i := r.after(messages.ID{Ms: 99})
+	kept := &r.chunks[ci][i]
+	if kept.id.Ms != 100 {
+		t.Fatalf("the entry after 99 is %d", kept.id.Ms)
+	}
+	fillRing(&r, 101, 3000)
+	if ci, i := r.after(messages.ID{Ms: 99}); &r.chunks[ci][i] != kept || kept.id.Ms != 100 {
+		t.Fatal("entry 100 moved when the ring grew")
+	}
+}
+
+// Entries past maxAge leave; a ring emptied by age serves nothing, keeps
+// its base at the newest id it had, and takes new messages after it.
+func TestHotRingEvictsByAgeAndRefills(t *testing.T) {
+	r := newHotRing(50*time.Second, 10_000)
+	fillRing(&r, 1, 100) // message i at ringT0+i s, added then: 51..100 stay
+	if r.n != 51 || !r.covers(messages.ID{Ms: 49}) || r.covers(messages.ID{Ms: 48}) {
+		t.Fatalf("holds %d (want 51), covers 49: %v, covers 48: %v", r.n, r.covers(messages.ID{Ms: 49}), r.covers(messages.ID{Ms: 48}))
+	}
+	r.evict(ringT0.Add(time.Hour))
+	if r.n != 0 || !r.covers(messages.ID{Ms: 100}) || r.covers(messages.ID{Ms: 99}) {
+		t.Fatalf("after an hour: holds %d, covers 100: %v, covers 99: %v", r.n, r.covers(messages.ID{Ms: 100}), r.covers(messages.ID{Ms: 99}))
+	}
+	if frames, next, end := r.page(messages.ID{Ms: 100}, 1<<20, ringT0, &subscription{topic: "t"}); len(frames) != 0 || next.Ms != 100 || !end {
+		t.Fatalf("an empty ring paged %d frames, next %v, end %v", len(frames), next, end)
+	}
+	for i := 101; i <= 700; i++ { // now far on: each stays while the next 50 s come
+		m := ringMsg(i)
+		r.add(m, m.Frame(), m.Timestamp)
+	}
+	wantRun(t, replayAll(t, &r, messages.ID{Ms: 649}, 100), 650, 700)
+}
+
+// A message stored while nobody listened is kept without a frame and
+// encoded on its first replay; one whose expiry passed is skipped, and the
+// page still moves past it.
+func TestHotRingEncodesLateAndSkipsExpired(t *testing.T) {
+	r := newHotRing(time.Hour*24*365, 100)
+	a, b, c := ringMsg(1), ringMsg(2), ringMsg(3)
+	b.ExpiresAt = ringT0.Add(-time.Second)
+	r.add(a, nil, a.Timestamp)
+	r.add(b, nil, b.Timestamp)
+	r.add(c, nil, c.Timestamp)
+	frames, next, end := r.page(messages.ID{Ms: 1}, 1<<20, ringT0, &subscription{topic: "t"})
+	if len(frames) != 1 || frames[0].id.Ms != 3 || next.Ms != 3 || !end {
+		t.Fatalf("paged %v, next %v, end %v; want message 3 alone", frames, next, end)
+	}
+	if !bytes.Contains(frames[0].frame, []byte(`{"i":3}`)) || !bytes.Contains(frames[0].frame, []byte(`"topic":"t"`)) {
+		t.Fatalf("frame %s", frames[0].frame)
+	}
+}
+
+// BenchmarkHotRingAdd: a busy topic's ring taking messages with frames, at
+// the default cap. "fresh" starts a new ring every 10,000 messages (a topic
+// actor's first seconds, the ring growing), "full" keeps one at its cap.
+func BenchmarkHotRingAdd(b *testing.B) {
+	msgs := make([]*messages.Message, 10_000)
+	frames := make([][]byte, len(msgs))
+	for i := range msgs {
+		msgs[i] = ringMsg(i + 1)
+		frames[i] = msgs[i].Frame()
+	}
+	for _, fresh := range []bool{true, false} {
+		name := map[bool]string{true: "fresh", false: "full"}[fresh]
+		b.Run(name, func(b *testing.B) {
+			r := newHotRing(time.Hour*24*365, DefaultHotTierMaxMessages)
+			b.ReportAllocs()
+			for n := range b.N {
+				i := n % len(msgs)
+				if i == 0 && fresh {
+					r = newHotRing(r.maxAge, r.maxMsgs)
+				}
+				m := *msgs[i]
+				m.ID.Ms += uint64(n / len(msgs) * len(msgs)) // ids keep rising across rounds
+				r.add(&m, frames[i], m.Timestamp)
+			}
+		})
+	}
+}
