@@ -40,10 +40,12 @@ type hotRing struct {
 }
 
 // A topic's first chunk holds ringChunkMin entries (a topic with a message
-// or two holds little), each next one twice the last, up to ringChunkMax
-// (about 60 KiB of entries).
+// or two holds about what one slice grown by append held: with
+// RELAY_MAX_TOPICS topics of a message each, every byte here counts a
+// hundred thousand times), each next one twice the last, up to
+// ringChunkMax (about 60 KiB of entries).
 const (
-	ringChunkMin = 16
+	ringChunkMin = 4
 	ringChunkMax = 512
 )
 
