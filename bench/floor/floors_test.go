@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/valkey-io/valkey-go"
 
 	"github.com/pulsar-relay/relay/internal/valkeytest"
+	"github.com/pulsar-relay/relay/messages"
 )
 
 // One test body over both Valkey-backed floors, on a real Valkey-compatible
@@ -80,7 +80,7 @@ func TestValkeyFloorsStoreAndDeliver(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			var last [2]uint64
+			var last messages.ID
 			for n := range publishers * each {
 				_, b, err := sub.Read(ctx)
 				if err != nil {
@@ -99,9 +99,12 @@ func TestValkeyFloorsStoreAndDeliver(t *testing.T) {
 					t.Fatalf("frame %s: want a message on %q with an answered id and its payload", b, topic)
 				}
 				delete(answered, m.ID) // a second copy of it fails the check above
-				id := streamID(t, m.ID)
-				if n > 0 && (id[0] < last[0] || id[0] == last[0] && id[1] <= last[1]) {
-					t.Fatalf("id %s after %d-%d: not in stream order", m.ID, last[0], last[1])
+				id, err := messages.ParseID(m.ID)
+				if err != nil {
+					t.Fatalf("message id %q is not a stream id: %v", m.ID, err)
+				}
+				if n > 0 && !last.Less(id) {
+					t.Fatalf("id %s after %s: not in stream order", m.ID, last)
 				}
 				last = id
 			}
@@ -151,16 +154,4 @@ func publishFloor(base, topic string, seq int) (string, error) {
 		return "", fmt.Errorf("publish %d: status %d, %+v, %v", seq, resp.StatusCode, a, err)
 	}
 	return a.ID, nil
-}
-
-// streamID parses a stream id "ms-seq".
-func streamID(t *testing.T, s string) [2]uint64 {
-	t.Helper()
-	ms, seq, ok := strings.Cut(s, "-")
-	a, err1 := strconv.ParseUint(ms, 10, 64)
-	b, err2 := strconv.ParseUint(seq, 10, 64)
-	if !ok || err1 != nil || err2 != nil {
-		t.Fatalf("message id %q is not a stream id", s)
-	}
-	return [2]uint64{a, b}
 }
