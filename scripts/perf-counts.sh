@@ -24,7 +24,10 @@ VALKEY_PORT=26479 SERVER_PORT=28479
 
 FUNCS=(mallocgc 'timer).modify' 'timer).stop' selectgo newproc1 gopark chansend chanrecv)
 
+PIDS=() # what count started, stopped on exit even when a step fails
 cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	perf probe -q -d 'pcrelay:*' -d 'pcfloor:*' 2>/dev/null || true
 	rm -rf "$WORK"
 }
@@ -55,13 +58,16 @@ count() {
 	redis-server --bind 127.0.0.1 --port $VALKEY_PORT --dir "$WORK/vk" --save '' \
 		--appendonly yes --appendfsync everysec >"$WORK/vk.log" 2>&1 &
 	vk=$!
+	PIDS+=("$vk")
 	sleep 0.5
 	"$@" >"$WORK/$name.log" 2>&1 &
 	srv=$!
+	PIDS+=("$srv")
 	for _ in $(seq 50); do curl -sf "127.0.0.1:$SERVER_PORT/health" >/dev/null && break; sleep 0.1; done
 	"$WORK/relay" bench --target relay --addr "127.0.0.1:$SERVER_PORT" --subscribers 10 --topics "$TOPICS" \
 		--publishers 32 --messages 400000 --duration 6s --grace 5s --quiet --json "$WORK/$name.json" >/dev/null 2>&1 &
 	bench=$!
+	PIDS+=("$bench")
 	sleep 2
 	perf record -q -a -e "$group:*" -o "$WORK/$name.perf" -- sleep 3 >/dev/null 2>&1
 	wait "$bench" || true
