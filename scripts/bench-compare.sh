@@ -91,33 +91,6 @@ wanted() {
 	[[ -z ${BENCH_SCENARIOS:-} || ",$BENCH_SCENARIOS," == *",$1,"* ]]
 }
 
-# free_port: a port below the ephemeral range that nothing listens on.
-free_port() {
-	local p i
-	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 10000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	echo "no free port found" >&2
-	return 1
-}
-
-# wait_http PORT PATH PID: until GET answers 200 (at most 20 s) or PID dies.
-wait_http() {
-	local port=$1 path=$2 pid=$3 i
-	for i in $(seq 1 200); do
-		kill -0 "$pid" 2>/dev/null || return 1
-		if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$path" || true) == 200 ]]; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
 # ---------------------------------------------------------------- installs
 command -v go >/dev/null || { echo "bench-compare: go is required" >&2; exit 1; }
 command -v curl >/dev/null || { echo "bench-compare: curl is required" >&2; exit 1; }
@@ -170,14 +143,10 @@ start_valkey() {
 		--appendonly yes --appendfsync everysec --protected-mode yes >"$LOGS/valkey.log" 2>&1 &
 	VALKEY_PID=$!
 	SERVER_PIDS+=("$VALKEY_PID")
-	local i
-	for i in $(seq 1 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$VALKEY_PORT") 2>/dev/null; then
-			log "$(basename "$VALKEY_BIN") on 127.0.0.1:$VALKEY_PORT"
-			return 0
-		fi
-		sleep 0.1
-	done
+	if wait_tcp "$VALKEY_PORT" "$VALKEY_PID"; then
+		log "$(basename "$VALKEY_BIN") on 127.0.0.1:$VALKEY_PORT"
+		return 0
+	fi
 	echo "bench-compare: $(basename "$VALKEY_BIN") did not start" >&2
 	cat "$LOGS/valkey.log" >&2
 	return 1

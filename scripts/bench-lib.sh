@@ -13,6 +13,45 @@ stop_pid() {
 	wait "$pid" 2>/dev/null || true
 }
 
+# free_port: a port below the ephemeral range that nothing listens on.
+free_port() {
+	local p i
+	for i in $(seq 1 200); do
+		p=$((20000 + RANDOM % 10000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	echo "no free port found" >&2
+	return 1
+}
+
+# wait_tcp PORT PID: until 127.0.0.1:PORT accepts a connection (at most
+# 10 s) or PID dies.
+wait_tcp() {
+	local port=$1 pid=$2 i
+	for i in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# wait_http PORT PATH PID: until GET answers 200 (at most 20 s) or PID dies.
+wait_http() {
+	local port=$1 path=$2 pid=$3 i
+	for i in $(seq 1 200); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$path" || true) == 200 ]]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
 # centrifugo_config ENGINE PORT FILE: Centrifugo on 127.0.0.1:PORT with
 # history on every channel, as the relay keeps every message (1M per topic,
 # 24 h, the relay's defaults); ENGINE memory, or valkey (its Redis engine

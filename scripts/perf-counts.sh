@@ -11,7 +11,7 @@
 # the handler's: calls per publish. The probes slow both servers by about
 # half; the counts per publish stay (two runs agree within a few percent).
 #
-# Needs root (uprobes), perf, redis-server and Go. Every probe it adds is
+# Needs root (uprobes), perf, redis-server, curl and Go. Every probe it adds is
 # removed on exit. Servers listen on 127.0.0.1 only; each run is bounded
 # (6 s of publishing, at most 400,000 messages).
 set -euo pipefail
@@ -20,7 +20,8 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/bench-lib.sh
 . "$REPO/scripts/bench-lib.sh"
 WORK=$(mktemp -d /tmp/perf-counts.XXXXXX)
-VALKEY_PORT=26479 SERVER_PORT=28479
+VALKEY_PORT=$(free_port) SERVER_PORT=$(free_port)
+while [[ $SERVER_PORT == "$VALKEY_PORT" ]]; do SERVER_PORT=$(free_port); done
 
 FUNCS=(mallocgc 'timer).modify' 'timer).stop' selectgo newproc1 gopark chansend chanrecv)
 
@@ -59,11 +60,11 @@ count() {
 		--appendonly yes --appendfsync everysec >"$WORK/vk.log" 2>&1 &
 	vk=$!
 	PIDS+=("$vk")
-	sleep 0.5
+	wait_tcp $VALKEY_PORT "$vk" || { echo "perf-counts: redis-server did not start" >&2; return 1; }
 	"$@" >"$WORK/$name.log" 2>&1 &
 	srv=$!
 	PIDS+=("$srv")
-	for _ in $(seq 50); do curl -sf "127.0.0.1:$SERVER_PORT/health" >/dev/null && break; sleep 0.1; done
+	wait_http $SERVER_PORT /health "$srv" || { echo "perf-counts: $name did not start: $(tail -n 1 "$WORK/$name.log")" >&2; return 1; }
 	"$WORK/relay" bench --target relay --addr "127.0.0.1:$SERVER_PORT" --subscribers 10 --topics "$TOPICS" \
 		--publishers 32 --messages 400000 --duration 6s --grace 5s --quiet --json "$WORK/$name.json" >/dev/null 2>&1 &
 	bench=$!
