@@ -326,9 +326,8 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 	batch, msgs := t.takeBatch(nil, nil) // fresh slices: the store holds them until done
 	t.writing = true
 	post, self := t.post, ctx.Self()
-	wctx, cancel := context.WithTimeout(t.storeCtx, t.cfg.storeTimeout)
-	persistence.AppendAsync(t.store, wctx, t.name, msgs, func(n int, err error) {
-		cancel()
+	deadline := time.Now().Add(t.cfg.storeTimeout)
+	persistence.AppendAsync(t.store, t.storeCtx, t.name, msgs, deadline, func(n int, err error) {
 		post.Send(self, &writeDone{batch: batch, msgs: msgs, n: n, err: err})
 	})
 }

@@ -33,10 +33,10 @@ func (s *countingStore) Append(ctx context.Context, topic string, batch []messag
 
 // AppendAsync counts and forwards, so that the topic actors use the Valkey
 // store's group commit across topics as they do without the counter.
-func (s *countingStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, done func(int, error)) {
+func (s *countingStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, deadline time.Time, done func(int, error)) {
 	s.appends.Add(1)
 	s.appended.Add(int64(len(batch)))
-	persistence.AppendAsync(s.Store, ctx, topic, batch, done)
+	persistence.AppendAsync(s.Store, ctx, topic, batch, deadline, done)
 }
 
 // BenchmarkValkeyPublish measures publish throughput through

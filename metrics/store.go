@@ -97,9 +97,9 @@ func (s *instrumentedStore) Append(ctx context.Context, topic string, batch []me
 
 // AppendAsync implements persistence.AsyncAppender: the measured store's
 // AppendAsync (or Append on a goroutine), timed until done.
-func (s *instrumentedStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, done func(int, error)) {
+func (s *instrumentedStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, deadline time.Time, done func(int, error)) {
 	start := time.Now()
-	persistence.AppendAsync(s.s, ctx, topic, batch, func(n int, err error) {
+	persistence.AppendAsync(s.s, ctx, topic, batch, deadline, func(n int, err error) {
 		s.done(opAppend, start, err)
 		done(n, err)
 	})

@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,17 +12,23 @@ import (
 	"github.com/pulsar-relay/relay/messages"
 )
 
-// appendAsync runs AppendAsync (the store's, or Append on a goroutine) and
-// waits for its done, failing the test if done is called more than once or
-// not within 10 s.
+// appendAsync runs AppendAsync (the store's, or Append on a goroutine)
+// with a deadline 5 s away and waits for its done, failing the test if done
+// is called more than once or not within 10 s.
 func appendAsync(t *testing.T, s Store, topic string, batch []messages.Message) (int, error) {
+	t.Helper()
+	return appendAsyncBy(t, s, topic, batch, time.Now().Add(5*time.Second))
+}
+
+// appendAsyncBy is appendAsync with the given deadline.
+func appendAsyncBy(t *testing.T, s Store, topic string, batch []messages.Message, deadline time.Time) (int, error) {
 	t.Helper()
 	type result struct {
 		n   int
 		err error
 	}
 	got := make(chan result, 2)
-	AppendAsync(s, testCtx(t), topic, batch, func(n int, err error) { got <- result{n, err} })
+	AppendAsync(s, testCtx(t), topic, batch, deadline, func(n int, err error) { got <- result{n, err} })
 	select {
 	case r := <-got:
 		select {
@@ -40,10 +47,18 @@ func appendAsync(t *testing.T, s Store, topic string, batch []messages.Message) 
 // (the Valkey store sends the batches of one moment in one round) are
 // stored as Append stores them: done once per batch, every message
 // stored in order with increasing ids, and an idempotent repeat in a later
-// batch answered with the first message's id. After Close, done reports
-// ErrUnavailable.
+// batch answered with the first message's id. A batch whose deadline has
+// passed is answered with ErrUnavailable wrapping DeadlineExceeded and
+// stores nothing. After Close, done reports ErrUnavailable.
 func testAppendAsync(t *testing.T, open openFunc) {
 	s := open(t, Limits{})
+	n, err := appendAsyncBy(t, s, "async-late", msgs(0, 2), time.Now().Add(-time.Millisecond))
+	if n != 0 || !errors.Is(err, messages.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("AppendAsync past its deadline = %d, %v; want 0 and ErrUnavailable wrapping DeadlineExceeded", n, err)
+	}
+	if got := mustRange(t, s, "async-late", messages.ID{}, 10).Messages; len(got) != 0 {
+		t.Errorf("a batch past its deadline stored %d messages", len(got))
+	}
 	const topics, batches, per = 20, 10, 3
 	var wg sync.WaitGroup
 	var calls atomic.Int64

@@ -171,19 +171,35 @@ type Inline interface {
 // once with what Append would have returned, usually from another
 // goroutine, possibly from the caller's before AppendAsync returns. The
 // batch belongs to the store until done is called.
+//
+// The append is bounded by deadline as Append is by a context deadline: a
+// batch still queued at deadline is answered with an error wrapping
+// messages.ErrUnavailable and not sent. deadline is a time rather than a
+// context per batch because a topic actor makes one per write: a context
+// with a deadline is four allocations and a timer armed and stopped, on
+// every batch. ctx carries values (a topic's Limits) and cancellation; its
+// own deadline, if earlier, applies too. A zero deadline adds none.
 type AsyncAppender interface {
-	AppendAsync(ctx context.Context, topic string, batch []messages.Message, done func(n int, err error))
+	AppendAsync(ctx context.Context, topic string, batch []messages.Message, deadline time.Time, done func(n int, err error))
 }
 
 // AppendAsync hands batch to s's AppendAsync when s is an AsyncAppender
 // (a decorator forwards to the store it wraps), or else calls Append on a
-// goroutine of its own; done is called once with the result.
-func AppendAsync(s Store, ctx context.Context, topic string, batch []messages.Message, done func(n int, err error)) {
+// goroutine of its own with deadline on its context; done is called once
+// with the result.
+func AppendAsync(s Store, ctx context.Context, topic string, batch []messages.Message, deadline time.Time, done func(n int, err error)) {
 	if a, ok := s.(AsyncAppender); ok {
-		a.AppendAsync(ctx, topic, batch, done)
+		a.AppendAsync(ctx, topic, batch, deadline, done)
 		return
 	}
-	go func() { done(s.Append(ctx, topic, batch)) }()
+	go func() {
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		done(s.Append(ctx, topic, batch))
+	}()
 }
 
 // AppendsInline reports whether s, or the store a decorator wraps (its

@@ -536,7 +536,8 @@ type appendCall struct {
 	topic      string
 	batch      []messages.Message
 	keys, args []string
-	ctx        context.Context        // AppendAsync's: its deadline bounds the round
+	ctx        context.Context        // AppendAsync's: its values and cancellation
+	deadline   time.Time              // AppendAsync's: bounds the batch and its round
 	done       func(n int, err error) // AppendAsync's
 }
 

@@ -34,15 +34,26 @@ var _ AsyncAppender = (*ValkeyStore)(nil)
 // AppendAsync implements AsyncAppender. done is called once, with what
 // Append would have returned: from a round's goroutine, or at once on the
 // caller's when the batch cannot be queued (store closed, metadata that
-// cannot be encoded). With WaitReplicas each batch goes alone (its script
-// and WAIT share one dedicated connection).
-func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, done func(n int, err error)) {
+// cannot be encoded). The batch is bounded by the earliest of deadline,
+// ctx's deadline and the store's Timeout from now. With WaitReplicas each
+// batch goes alone (its script and WAIT share one dedicated connection).
+func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, deadline time.Time, done func(n int, err error)) {
 	if len(batch) == 0 {
 		done(0, nil)
 		return
 	}
+	if d := time.Now().Add(s.timeout); deadline.IsZero() || d.Before(deadline) {
+		deadline = d
+	}
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
 	if s.cfg.WaitReplicas > 0 {
-		go func() { done(s.Append(ctx, topic, batch)) }()
+		go func() {
+			ctx, cancel := context.WithDeadline(ctx, deadline)
+			defer cancel()
+			done(s.Append(ctx, topic, batch))
+		}()
 		return
 	}
 	a, err := prepareAppend(ctx, s.cfg.Limits, topic, batch)
@@ -50,7 +61,7 @@ func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []mes
 		done(0, err)
 		return
 	}
-	a.ctx, a.done = ctx, done
+	a.ctx, a.deadline, a.done = ctx, deadline, done
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -102,8 +113,8 @@ func (s *ValkeyStore) commit(calls []*appendCall) {
 		}
 		return
 	}
-	// A batch whose context is already done (its deadline passed while it
-	// waited for a round) is answered at once and not sent. The round is
+	// A batch whose context is done or whose deadline passed while it
+	// waited for a round is answered at once and not sent. The round is
 	// bounded by the store's timeout and by the latest deadline of the
 	// batches in it: one about to expire does not cut the others short.
 	// All of them come from topic actors with the same RELAY_STORE_TIMEOUT,
@@ -111,17 +122,18 @@ func (s *ValkeyStore) commit(calls []*appendCall) {
 	// one round's enqueue times.
 	live := calls[:0]
 	var latest time.Time
+	now := time.Now()
 	for _, a := range calls {
-		if err := a.ctx.Err(); err != nil {
+		err := a.ctx.Err()
+		if err == nil && !now.Before(a.deadline) {
+			err = context.DeadlineExceeded
+		}
+		if err != nil {
 			a.done(0, fmt.Errorf("valkey: append %q: %w: %w", a.topic, messages.ErrUnavailable, err))
 			continue
 		}
-		d, ok := a.ctx.Deadline()
-		if !ok {
-			d = time.Now().Add(s.timeout)
-		}
-		if d.After(latest) {
-			latest = d
+		if a.deadline.After(latest) {
+			latest = a.deadline
 		}
 		live = append(live, a)
 	}
@@ -129,7 +141,7 @@ func (s *ValkeyStore) commit(calls []*appendCall) {
 		return
 	}
 	calls = live
-	deadline := time.Now().Add(s.timeout)
+	deadline := now.Add(s.timeout)
 	if latest.Before(deadline) {
 		deadline = latest
 	}

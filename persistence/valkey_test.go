@@ -510,7 +510,7 @@ func TestValkeyStoreAppendAsyncRounds(t *testing.T) {
 		got := make(chan result, 3)
 		for _, topic := range []string{"good-a", "wrong", "good-b"} {
 			batch := msgs(round*2, 2)
-			AppendAsync(s, ctx, topic, batch, func(n int, err error) { got <- result{topic, batch, n, err} })
+			AppendAsync(s, ctx, topic, batch, time.Now().Add(5*time.Second), func(n int, err error) { got <- result{topic, batch, n, err} })
 		}
 		for range 3 {
 			r := <-got
@@ -533,35 +533,47 @@ func TestValkeyStoreAppendAsyncRounds(t *testing.T) {
 }
 
 // TestValkeyStoreAppendAsyncExpiredBatch: in one round, a batch whose
-// context expired while it waited is answered with ErrUnavailable and not
-// sent, and does not cut short the batch of another topic beside it.
+// deadline passed while it waited, or whose context was canceled, is
+// answered with ErrUnavailable and not sent, and does not cut short the
+// batch of another topic beside it.
 func TestValkeyStoreAppendAsyncExpiredBatch(t *testing.T) {
 	s := openValkey(t, valkeytest.Start(t), ValkeyConfig{})
 	ctx := testCtx(t)
-	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
-	defer cancel()
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
 	results := map[string]error{}
 	counts := map[string]int{}
 	var round []*appendCall
 	for _, c := range []struct {
-		topic string
-		ctx   context.Context
-	}{{"late", expired}, {"timely", ctx}} {
+		topic    string
+		ctx      context.Context
+		deadline time.Time
+		want     error
+	}{
+		{"late", ctx, time.Now().Add(-time.Second), context.DeadlineExceeded},
+		{"canceled", canceled, time.Now().Add(5 * time.Second), context.Canceled},
+		{"timely", ctx, time.Now().Add(5 * time.Second), nil},
+	} {
 		a, err := prepareAppend(c.ctx, Limits{}, c.topic, msgs(0, 2))
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.ctx, a.done = c.ctx, func(n int, err error) { counts[c.topic], results[c.topic] = n, err }
+		a.ctx, a.deadline, a.done = c.ctx, c.deadline, func(n int, err error) { counts[c.topic], results[c.topic] = n, err }
 		round = append(round, a)
+		if c.want == nil {
+			continue
+		}
+		defer func() {
+			if err := results[c.topic]; counts[c.topic] != 0 || !errors.Is(err, messages.ErrUnavailable) || !errors.Is(err, c.want) {
+				t.Errorf("%s batch = %d, %v; want 0 and ErrUnavailable wrapping %v", c.topic, counts[c.topic], err, c.want)
+			}
+			if n := len(mustRange(t, s, c.topic, messages.ID{}, 10).Messages); n != 0 {
+				t.Errorf("the %s batch stored %d messages", c.topic, n)
+			}
+		}()
 	}
 	s.commit(round) // one round, as commitRounds would send it
-	if err := results["late"]; counts["late"] != 0 || !errors.Is(err, messages.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("expired batch = %d, %v; want 0 and ErrUnavailable wrapping DeadlineExceeded", counts["late"], err)
-	}
 	if counts["timely"] != 2 || results["timely"] != nil {
 		t.Errorf("batch beside it = %d, %v; want 2, nil", counts["timely"], results["timely"])
-	}
-	if n := len(mustRange(t, s, "late", messages.ID{}, 10).Messages); n != 0 {
-		t.Errorf("the expired batch stored %d messages", n)
 	}
 }
