@@ -34,16 +34,18 @@ var _ AsyncAppender = (*ValkeyStore)(nil)
 // AppendAsync implements AsyncAppender. done is called once, with what
 // Append would have returned: from a round's goroutine, or at once on the
 // caller's when the batch cannot be queued (store closed, metadata that
-// cannot be encoded). The batch is bounded by the earliest of deadline,
-// ctx's deadline and the store's Timeout from now. With WaitReplicas each
-// batch goes alone (its script and WAIT share one dedicated connection).
+// cannot be encoded). The batch is bounded by the earlier of deadline (a
+// zero one: the store's Timeout from now) and ctx's deadline, and the round
+// that sends it by Timeout as well (commit), so a caller's deadline needs
+// no second clock read here. With WaitReplicas each batch goes alone (its
+// script and WAIT share one dedicated connection).
 func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, deadline time.Time, done func(n int, err error)) {
 	if len(batch) == 0 {
 		done(0, nil)
 		return
 	}
-	if d := time.Now().Add(s.timeout); deadline.IsZero() || d.Before(deadline) {
-		deadline = d
+	if deadline.IsZero() {
+		deadline = time.Now().Add(s.timeout)
 	}
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
