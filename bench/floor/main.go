@@ -44,9 +44,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pulsar-relay/relay/internal/sysmon"
 )
 
 func main() {
+	// The floors run under the relay server's runtime setting (sysmon kept
+	// out of its deep sleep), so what separates them from the relay is the
+	// relay's work, not the runtime's policy.
+	sysmon.KeepAwake()
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: floor http|ws|valkey|actor|sink [flags]")
 		os.Exit(2)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/pulsar-relay/relay/internal/relaytest"
+	"github.com/pulsar-relay/relay/internal/sysmon"
 )
 
 // buildRelay is relaytest's: one build of cmd/relay per test binary,
@@ -178,5 +181,41 @@ func TestProcessRefusesBadConfig(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 2 || !strings.Contains(string(out), "RELAY_RETENTION") {
 		t.Fatalf("got %v, output %q; want exit 2 naming RELAY_RETENTION", err, out)
+	}
+}
+
+// godebugOf returns the GODEBUG in the environment of the process pid runs
+// now (after any re-execution), from /proc.
+func godebugOf(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// `relay serve` re-executes itself in place (the pid it was started as)
+// with sysmon.Setting added to GODEBUG, says so in its first log lines, and
+// keeps an operator's schedtrace (schedtrace=0: Go's default sysmon).
+func TestProcessServeKeepsSysmonAwake(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("sysmon.KeepAwake re-executes on Linux only")
+	}
+	p := startProcess(t, "GODEBUG=gctrace=0")
+	if got, want := godebugOf(t, p.cmd.Process.Pid), "gctrace=0,"+sysmon.Setting; got != want {
+		t.Fatalf("GODEBUG of the serving process = %q, want %q", got, want)
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, `"msg":"go runtime","GODEBUG":"gctrace=0,`+sysmon.Setting+`"`) {
+		t.Fatalf("no go runtime line with the setting; logs:\n%s", logs)
+	}
+	p = startProcess(t, "GODEBUG=schedtrace=0")
+	if got := godebugOf(t, p.cmd.Process.Pid); got != "schedtrace=0" {
+		t.Fatalf("GODEBUG of the serving process = %q, want the operator's schedtrace=0", got)
 	}
 }
