@@ -479,7 +479,7 @@ log "memory engines"
 ONEP_DIR=$WORK/one-p
 ONEP_RUN=0
 # variant_run LABEL DIR N BIN TARGETS [ENV...] -- ARGS...: each of
-# TARGETS ("relay", or "relay centrifugo"), the relay as binary BIN, once
+# TARGETS ("relay", "centrifugo" or both), the relay as binary BIN, once
 # more with the Go runtime settings ENV and the load generator's ARGS (run
 # N of LABEL), for figures next to a side-by-side scenario; the reports go
 # to DIR.
@@ -520,13 +520,12 @@ idle_large
 # without the collector's mark phases), and built without net/http's
 # per-request background read (RELAY_NOBG: what that goroutine, its start,
 # which wakes the other core's thread, and its abort by a past read
-# deadline, costs at 2,000 publishes/s). Then both servers run it once
-# more with GODEBUG=schedtrace=3600000: Go's sysmon thread then never
-# sleeps deeply, so a system call no longer wakes it into 20 µs polls
-# (what that costs both Go servers at a load that leaves them idle between
-# requests; the setting's side effect, not its purpose: it prints a line
-# of scheduler state at start and every hour). Reports go to $NOGC_DIR,
-# $NOBG_DIR and $SYSMON_DIR.
+# deadline, costs at 2,000 publishes/s). Then Centrifugo runs it once more
+# with the setting `relay serve` gives itself (internal/sysmon:
+# GODEBUG=schedtrace=2147483647, so Go's sysmon thread never sleeps deeply
+# and a system call no longer wakes it into 20 µs polls): the two servers
+# under the same runtime policy. Reports go to $NOGC_DIR, $NOBG_DIR and
+# $SYSMON_DIR.
 NOGC_DIR=$WORK/no-gc
 NOBG_DIR=$WORK/no-bg-read
 SYSMON_DIR=$WORK/sysmon-awake
@@ -536,7 +535,7 @@ after_many_pair() {
 	variant_run many-topics-memory-nogc "$NOGC_DIR" "$MANY_PAIR" "$RELAY" relay GOGC=off -- "${MANY[@]}"
 	[[ -z $RELAY_NOBG ]] ||
 		variant_run many-topics-memory-nobg "$NOBG_DIR" "$MANY_PAIR" "$RELAY_NOBG" relay -- "${MANY[@]}"
-	variant_run many-topics-memory-sysmon "$SYSMON_DIR" "$MANY_PAIR" "$RELAY" "relay centrifugo" GODEBUG=schedtrace=3600000 -- "${MANY[@]}"
+	variant_run many-topics-memory-sysmon "$SYSMON_DIR" "$MANY_PAIR" "$RELAY" centrifugo GODEBUG=schedtrace=2147483647 -- "${MANY[@]}"
 }
 AFTER_PAIR=after_many_pair scenario many-topics-memory memory "${MANY[@]}"
 if ! wanted ingest-bulk-memory; then
@@ -1002,18 +1001,16 @@ def med(d, label, target):
     """Medians of CPU per delivery and p99 over the reports, and their count."""
     n = sum(1 for r in reports(d, label, target) if r.get("cpu_us_per_delivery"))
     return (median_of(d, label, target, "cpu_us_per_delivery"), median_of(d, label, target, "latency_p99_ms"), n)
-sysmon_relay = med(sys.argv[4], "many-topics-memory-sysmon", "relay")
 sysmon_cf = med(sys.argv[4], "many-topics-memory-sysmon", "centrifugo")
 rows = [("relay", med(sys.argv[1], "many-topics-memory", "relay")),
         ("relay with GOGC=off (run after each pair)", med(sys.argv[2], "many-topics-memory-nogc", "relay")),
         ("relay built without net/http's background read (run after each pair)",
          med(sys.argv[3], "many-topics-memory-nobg", "relay")),
-        ("relay with GODEBUG=schedtrace=3600000 (run after each pair)", sysmon_relay),
-        ("Centrifugo with GODEBUG=schedtrace=3600000 (run after each pair)", sysmon_cf),
+        ("Centrifugo with GODEBUG=schedtrace=2147483647, the relay's own setting (run after each pair)", sysmon_cf),
         ("Centrifugo", med(sys.argv[1], "many-topics-memory", "centrifugo"))]
 cf_cpu, cf_p99, _ = rows[-1][1]
 ratio = lambda v, base: f"{v / base:.2f}x" if v and base else "—"
-print("\n## Many topics: the relay without the collector, without net/http's background read, and both servers without sysmon's deep sleep, same minutes\n")
+print("\n## Many topics: the relay without the collector and without net/http's background read, and Centrifugo without sysmon's deep sleep, same minutes\n")
 print("The relay ran many-topics-memory twice more after each relay/Centrifugo pair: with `GOGC=off`,")
 print("the same work without the collector's mark phases (the heap is not collected over a run")
 print("this short), and built with `go build -overlay` from a copy of net/http that never starts")
@@ -1021,20 +1018,20 @@ print("its per-request background read (`nethttp_nobg_overlay` in scripts/bench-
 print("measurement build, never shipped: a handler's context is then not canceled when its client")
 print("leaves). net/http starts that goroutine at each request body's end, which wakes the other")
 print("core's thread, and aborts it with a past read deadline before the next request; no handler")
-print("can avoid it. Then both servers ran it once more with `GODEBUG=schedtrace=3600000`. Go's")
-print("sysmon thread sleeps deeply while every P is idle, and the next system call wakes it and")
-print("resets its poll to every 20 µs for at least a millisecond (runtime/proc.go: `sysmon`,")
-print("`entersyscallWakeSysmon`): at 2,000 requests/s, idle between them, that is tens of thread")
-print("wake-ups per request. With schedtrace set, sysmon never sleeps deeply and backs off to 10 ms")
-print("polls; the setting's purpose is a line of scheduler state on stderr (at start, then every")
-print("hour). Neither server ships with it. Ratios are to Centrifugo's medians at its defaults.\n")
+print("can avoid it. Then Centrifugo ran it once more with `GODEBUG=schedtrace=2147483647`, the")
+print("setting `relay serve` gives itself (internal/sysmon, item 54). Go's sysmon thread sleeps")
+print("deeply while every P is idle, and the next system call wakes it and resets its poll to every")
+print("20 µs for at least 50 polls (runtime/proc.go: `sysmon`, `entersyscallWakeSysmon`): at 2,000")
+print("requests/s, idle between them, that is tens of thread wake-ups per request. With a schedtrace")
+print("period set, sysmon never sleeps deeply and backs off to 10 ms polls. Centrifugo ships without")
+print("it. Ratios are to Centrifugo's medians at its defaults.\n")
 print("| server | runs | CPU µs/delivery | vs Centrifugo | latency p99 ms | vs Centrifugo |\n|---|---:|---:|---:|---:|---:|")
 for name, (cpu, p99, n) in rows:
     if cpu is not None:
         print(f"| {name} | {n} | {cpu:.2f} | {ratio(cpu, cf_cpu)} | {p99 or 0:.2f} | {ratio(p99, cf_p99)} |")
-r_cpu, c_cpu = sysmon_relay[0], sysmon_cf[0]
+r_cpu, c_cpu = rows[0][1][0], sysmon_cf[0]
 if r_cpu and c_cpu:
-    print(f"\nBoth with `GODEBUG=schedtrace=3600000`: the relay's CPU per delivery is {r_cpu / c_cpu:.2f}x Centrifugo's.")
+    print(f"\nBoth without sysmon's deep sleep: the relay's CPU per delivery is {r_cpu / c_cpu:.2f}x Centrifugo's.")
 print()
 PY
 	fi
