@@ -14,16 +14,17 @@
 #      summarize`) and writes BENCHMARKS.md.
 #
 # Bounded: a run never starts after BUDGET seconds from the start (default
-# 1450 s, so the whole script ends under 28 minutes); skipped runs are
+# 1600 s, so the whole script ends under 30 minutes); skipped runs are
 # listed in BENCHMARKS.md. Every server it started is stopped on exit.
 #
 # Environment:
 #   BENCH_RUNS=3          runs per scenario and target (medians need >= 3)
 #   BENCH_VALKEY_INGEST_RUNS=5  runs per target (or BENCH_RUNS if higher) of ingest-valkey and
-#                         ingest-valkey-1topic (with the Valkey and actor floors after
-#                         each pair): three processes share the two cores
+#                         ingest-valkey-1topic (with the Valkey and actor floors and
+#                         Centrifugo under the relay's sysmon setting after each
+#                         pair): three processes share the two cores
 #                         there, and one run's publishes/s moves by a third
-#   BENCH_BUDGET_S=1450   no new run starts after this many seconds
+#   BENCH_BUDGET_S=1600   no new run starts after this many seconds
 #   BENCH_OUT=BENCHMARKS.md   where to write the report (relative paths: to the repo root)
 #   BENCH_KEEP=1          keep the temp dir (binaries, logs, JSON reports)
 #   CENTRIFUGO_BIN=path   use this Centrifugo binary instead of installing one
@@ -49,7 +50,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 VALKEY_INGEST_RUNS=${BENCH_VALKEY_INGEST_RUNS:-$((RUNS > 5 ? RUNS : 5))}
-BUDGET=${BENCH_BUDGET_S:-1450}
+BUDGET=${BENCH_BUDGET_S:-1600}
 OUT=${BENCH_OUT:-BENCHMARKS.md}
 [[ $OUT == /* ]] || OUT="$REPO/$OUT"
 CF_VERSION=v6.9.1
@@ -365,7 +366,7 @@ idle_large() {
 			scenario_n "${BENCH_IDLE_LARGE_RUNS:-1}" "$label" memory --subscribers "$n" --topics 1 --messages 0 --hold 10s
 			RELAY_EXTRA_ENV=()
 			ran=$label
-			note "$label: ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target (BENCH_IDLE_LARGE_RUNS), fewer than the other side-by-side scenarios to keep the script under 28 minutes; the relay with RELAY_MAX_CONNECTIONS=$((n + 1000))"
+			note "$label: ${BENCH_IDLE_LARGE_RUNS:-1} run(s) per target (BENCH_IDLE_LARGE_RUNS), fewer than the other side-by-side scenarios to keep the script under 30 minutes; the relay with RELAY_MAX_CONNECTIONS=$((n + 1000))"
 		elif ((n == 50000 && hard >= 10000)); then
 			idle_split "$label" "$n" "$hard" "$raise" "$ports" && ran=$label
 		elif ((n != 50000)); then # 50,000: the note below
@@ -557,7 +558,11 @@ limit_search fanout-limit-memory memory 100 150 200 300 450 700 1000 1500
 # against Centrifugo is what this machine allows any server of this shape
 # with this load generator; the actor floor's distance to it is what the
 # relay's actor design costs, and the relay's distance to the actor floor
-# what its own work costs. Reports go to $VFLOOR_DIR.
+# what its own work costs. Centrifugo runs it once more too, with the
+# setting `relay serve` gives itself (GODEBUG=schedtrace=2147483647,
+# internal/sysmon; label LABEL-sysmon): the relay's ratio to Centrifugo
+# under the same runtime policy. The three runs' order rotates. Reports go
+# to $VFLOOR_DIR.
 VFLOOR_DIR=$WORK/valkey-floor
 VFLOOR_RUN=0
 valkey_floor_run() {
@@ -565,10 +570,16 @@ valkey_floor_run() {
 	shift
 	VFLOOR_RUN=$((VFLOOR_RUN + 1))
 	mkdir -p "$VFLOOR_DIR"
-	local order=(floor actorfloor)
-	((VFLOOR_RUN % 2 == 0)) && order=(actorfloor floor)
+	local order=(floor actorfloor cfsysmon)
+	order=("${order[@]:VFLOOR_RUN % 3}" "${order[@]:0:VFLOOR_RUN % 3}")
 	for target in "${order[@]}"; do
-		if run_one "$label" "$target" valkey "$VFLOOR_RUN" "$@"; then
+		if [[ $target == cfsysmon ]]; then
+			SERVER_RUNTIME_ENV=(GODEBUG=schedtrace=2147483647)
+			if run_one "$label-sysmon" centrifugo valkey "$VFLOOR_RUN" "$@"; then
+				mv "$RES/$label-sysmon.centrifugo.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
+			fi
+			SERVER_RUNTIME_ENV=()
+		elif run_one "$label" "$target" valkey "$VFLOOR_RUN" "$@"; then
 			mv "$RES/$label.$target.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
 		fi
 	done
@@ -593,7 +604,7 @@ fi
 # (RELAY_MAX_HTTP_CONNECTIONS_PER_CLIENT, default 1024, and
 # RELAY_MAX_HTTP_CONNECTIONS, default 4096; each waiter or stream holds one).
 # BENCH_TRANSPORT_RUNS runs per row (default 1, to keep the script's
-# default run under 28 minutes).
+# default run under 30 minutes).
 IDLE_T=(--subscribers 5000 --topics 1 --messages 0 --hold 10s)
 TR_DIR="$WORK/transports"
 mkdir -p "$TR_DIR"
@@ -972,24 +983,37 @@ print("meanwhile on a goroutine of its own, one script call storing it and annou
 print("back to the topic actor and each handler; the announcement to the topic actor and on to each")
 print("connection actor, one write each), and none of the relay's guarantees. The Valkey floor's")
 print("distance to the actor floor is what the actor design costs; the actor floor's to the relay")
-print("what the relay's own work costs. The three processes share the machine's cores, so")
-print("publishes/s follows the sum of their CPU per publish. Medians; the last column is the sum.\n")
+print("what the relay's own work costs. Last (the three in rotating order), Centrifugo with")
+print("`GODEBUG=schedtrace=2147483647`, the setting `relay serve` and the floors give themselves")
+print("(internal/sysmon, item 54; Centrifugo ships without it): the two servers under the same")
+print("runtime policy. The three processes share the machine's cores, so publishes/s follows the")
+print("sum of their CPU per publish. Medians, ratios to Centrifugo at its defaults; the last")
+print("column is the sum.\n")
 print("| scenario | server | runs | publishes/s | vs Centrifugo | server CPU µs/publish | Valkey CPU µs/publish | load generator CPU µs/publish | all three |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for label in ("ingest-valkey", "ingest-valkey-1topic"):
     cf = median_of(sys.argv[1], label, "centrifugo", "publishes_per_s")
-    for name, d, target in (("relay", sys.argv[1], "relay"), ("actor floor", sys.argv[2], "actorfloor"),
-                            ("Valkey floor", sys.argv[2], "floor"), ("Centrifugo", sys.argv[1], "centrifugo")):
-        n = len(reports(d, label, target))
+    for name, d, lab, target in (("relay", sys.argv[1], label, "relay"),
+                                 ("actor floor", sys.argv[2], label, "actorfloor"),
+                                 ("Valkey floor", sys.argv[2], label, "floor"),
+                                 ("Centrifugo with the relay's sysmon setting", sys.argv[2], label + "-sysmon", "centrifugo"),
+                                 ("Centrifugo", sys.argv[1], label, "centrifugo")):
+        n = len(reports(d, lab, target))
         if not n:
             continue
-        m = [median_of(d, label, target, k) for k in keys]
+        m = [median_of(d, lab, target, k) for k in keys]
         if m[0] is None:
             continue
         vs = f"{m[0] / cf:.2f}x" if cf else "—"
         cpu = [f"{v:.1f}" if v else "—" for v in m[1:]]
         total = f"{sum(m[1:]):.1f}" if all(m[1:]) else "—"
         print(f"| {label} | {name} | {n} | {m[0]:.0f} | {vs} | {cpu[0]} | {cpu[1]} | {cpu[2]} | {total} |")
+print()
+for label in ("ingest-valkey", "ingest-valkey-1topic"):
+    r = median_of(sys.argv[1], label, "relay", "publishes_per_s")
+    c = median_of(sys.argv[2], label + "-sysmon", "centrifugo", "publishes_per_s")
+    if r and c:
+        print(f"{label}, both servers without sysmon's deep sleep: the relay makes {r / c:.2f}x Centrifugo's publishes/s.")
 print()
 PY
 	fi
