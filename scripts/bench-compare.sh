@@ -168,6 +168,9 @@ SERVER_PID=""
 SERVER_PORT=""
 RELAY_EXTRA_ENV=()    # extra RELAY_* settings for the next relay servers
 SERVER_RUNTIME_ENV=() # Go runtime settings (GOGC, GODEBUG, ...) for the next servers, relay and Centrifugo alike
+# The setting `relay serve` gives itself (internal/sysmon.Setting), for Centrifugo's runs under the
+# relay's runtime policy.
+SYSMON_GODEBUG=GODEBUG=schedtrace=2147483647
 # BENCH_SERVER_GOMAXPROCS: GOMAXPROCS for both servers (relay and
 # Centrifugo alike; the load generator keeps the default). Unset: Go's
 # default, the number of CPUs.
@@ -536,7 +539,7 @@ after_many_pair() {
 	variant_run many-topics-memory-nogc "$NOGC_DIR" "$MANY_PAIR" "$RELAY" relay GOGC=off -- "${MANY[@]}"
 	[[ -z $RELAY_NOBG ]] ||
 		variant_run many-topics-memory-nobg "$NOBG_DIR" "$MANY_PAIR" "$RELAY_NOBG" relay -- "${MANY[@]}"
-	variant_run many-topics-memory-sysmon "$SYSMON_DIR" "$MANY_PAIR" "$RELAY" centrifugo GODEBUG=schedtrace=2147483647 -- "${MANY[@]}"
+	variant_run many-topics-memory-sysmon "$SYSMON_DIR" "$MANY_PAIR" "$RELAY" centrifugo "$SYSMON_GODEBUG" -- "${MANY[@]}"
 }
 AFTER_PAIR=after_many_pair scenario many-topics-memory memory "${MANY[@]}"
 if ! wanted ingest-bulk-memory; then
@@ -574,7 +577,7 @@ valkey_floor_run() {
 	order=("${order[@]:VFLOOR_RUN % 3}" "${order[@]:0:VFLOOR_RUN % 3}")
 	for target in "${order[@]}"; do
 		if [[ $target == cfsysmon ]]; then
-			SERVER_RUNTIME_ENV=(GODEBUG=schedtrace=2147483647)
+			SERVER_RUNTIME_ENV=("$SYSMON_GODEBUG")
 			if run_one "$label-sysmon" centrifugo valkey "$VFLOOR_RUN" "$@"; then
 				mv "$RES/$label-sysmon.centrifugo.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
 			fi
@@ -991,12 +994,14 @@ print("sum of their CPU per publish. Medians, ratios to Centrifugo at its defaul
 print("column is the sum.\n")
 print("| scenario | server | runs | publishes/s | vs Centrifugo | server CPU µs/publish | Valkey CPU µs/publish | load generator CPU µs/publish | all three |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+SYSMON_CF = "Centrifugo with the relay's sysmon setting"
+rates = {}  # (label, row name) -> median publishes/s
 for label in ("ingest-valkey", "ingest-valkey-1topic"):
     cf = median_of(sys.argv[1], label, "centrifugo", "publishes_per_s")
     for name, d, lab, target in (("relay", sys.argv[1], label, "relay"),
                                  ("actor floor", sys.argv[2], label, "actorfloor"),
                                  ("Valkey floor", sys.argv[2], label, "floor"),
-                                 ("Centrifugo with the relay's sysmon setting", sys.argv[2], label + "-sysmon", "centrifugo"),
+                                 (SYSMON_CF, sys.argv[2], label + "-sysmon", "centrifugo"),
                                  ("Centrifugo", sys.argv[1], label, "centrifugo")):
         n = len(reports(d, lab, target))
         if not n:
@@ -1008,10 +1013,10 @@ for label in ("ingest-valkey", "ingest-valkey-1topic"):
         cpu = [f"{v:.1f}" if v else "—" for v in m[1:]]
         total = f"{sum(m[1:]):.1f}" if all(m[1:]) else "—"
         print(f"| {label} | {name} | {n} | {m[0]:.0f} | {vs} | {cpu[0]} | {cpu[1]} | {cpu[2]} | {total} |")
+        rates[label, name] = m[0]
 print()
 for label in ("ingest-valkey", "ingest-valkey-1topic"):
-    r = median_of(sys.argv[1], label, "relay", "publishes_per_s")
-    c = median_of(sys.argv[2], label + "-sysmon", "centrifugo", "publishes_per_s")
+    r, c = rates.get((label, "relay")), rates.get((label, SYSMON_CF))
     if r and c:
         print(f"{label}, both servers without sysmon's deep sleep: the relay makes {r / c:.2f}x Centrifugo's publishes/s.")
 print()
