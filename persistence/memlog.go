@@ -1,30 +1,107 @@
 package persistence
 
 import (
+	"math"
 	"sort"
+	"time"
 
 	"github.com/pulsar-relay/relay/messages"
 )
 
-// logChunk is how many messages one chunk of a msgLog holds.
+// logChunk is how many entries one chunk of a msgLog holds.
 const logChunk = 1024
 
+// Payload blocks: a msgLog copies each payload of up to maxBlockPayload
+// bytes into the newest of its blocks, made at minBlock bytes for a new
+// log and doubled up to maxBlock as the log fills, but never larger than
+// what the log holds (Bytes): a topic trimmed down to a few messages gets
+// small blocks again, so what blocks hold beyond live payloads stays within
+// what the store counts.
+const (
+	minBlock        = 256
+	maxBlock        = 32 << 10
+	maxBlockPayload = maxBlock / 8
+)
+
 // msgLog is one topic's messages in ascending id order, in chunks of
-// logChunk: appending never copies what is stored, and trimming from the
-// front frees whole chunks. (One slice grown by append copied the whole
-// topic, pointers and all, at every growth: about 2.4 µs per message at
-// 350,000 messages, a tenth of a publish's CPU under load.) Chunk k holds
-// positions [k*logChunk, (k+1)*logChunk) counted from the first chunk's
-// start. A log's first chunk grows by doubling, so a topic of a few
+// logChunk entries: appending never copies what is stored, and trimming
+// from the front frees whole chunks. (One slice grown by append copied the
+// whole topic, pointers and all, at every growth: about 2.4 µs per message
+// at 350,000 messages, a tenth of a publish's CPU under load.) Chunk k
+// holds positions [k*logChunk, (k+1)*logChunk) counted from the first
+// chunk's start. A log's first chunk grows by doubling, so a topic of a few
 // messages holds a few slots; every later chunk is made whole at once (the
-// topic has filled one already), so no message is copied by a regrowth.
+// topic has filled one already), so no entry is copied by a regrowth.
+//
+// An entry keeps what a reader gets back and nothing more: the topic is the
+// log's, the idempotency fields are the store's idemTable's, times are
+// Unix nanoseconds, and a small payload is copied into one of the log's
+// blocks, append-only byte slabs shared by many payloads, instead of
+// keeping the caller's buffer (a publish's whole request body). That is 64
+// bytes an entry and the payload itself, against 152 and the body's size
+// class as messages.Message values: a store that grows by a message per
+// publish grows the process by half as much, and on this VM every new page
+// is a fault costing about 18 µs (bench/NOTES.md, item 55). A block lives
+// as long as the newest entry in it; trimming from the front frees blocks
+// in order. Stored bytes are never written again, so a reader may keep a
+// payload after the lock is released.
+//
 // Not safe for concurrent use: memTopic.mu guards it.
 type msgLog struct {
-	chunks [][]messages.Message
-	head   int   // position of the first live message in chunks[0]
-	n      int   // live messages
-	bytes  int64 // msgBytes of the live messages
+	chunks [][]logEntry
+	head   int    // position of the first live entry in chunks[0]
+	n      int    // live entries
+	bytes  int64  // msgBytes of the live messages
+	block  []byte // the newest payload block; payloads are appended to it
 }
+
+// logEntry is one stored message.
+type logEntry struct {
+	id       messages.ID
+	payload  []byte // in a block of the log, or the caller's own when large
+	metadata map[string]string
+	ts       int64 // Timestamp, Unix ns (unixNano)
+	expires  int64 // ExpiresAt, Unix ns; 0: never
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time. Stored times
+// come back in UTC (timeOf), as from the Valkey store.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// timeOf is unixNano's inverse: the zero time for 0, else UTC.
+func timeOf(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+// noCutoff is a cutoff before every stored timestamp (no retention).
+const noCutoff = math.MinInt64
+
+// message is e as a message of topic.
+func (e *logEntry) message(topic string) messages.Message {
+	return messages.Message{
+		ID:        e.id,
+		Topic:     topic,
+		Payload:   e.payload,
+		Timestamp: timeOf(e.ts),
+		Metadata:  e.metadata,
+		ExpiresAt: timeOf(e.expires),
+	}
+}
+
+// expired reports whether e's ttl has passed at now (Unix ns), as
+// messages.Message.Expired.
+func (e *logEntry) expired(now int64) bool { return e.expires != 0 && now >= e.expires }
+
+// bytes is msgBytes of e's message.
+func (e *logEntry) bytes() int64 { return entryBytes(len(e.payload), e.metadata) }
 
 // Len is the number of messages held.
 func (l *msgLog) Len() int { return l.n }
@@ -32,46 +109,79 @@ func (l *msgLog) Len() int { return l.n }
 // Bytes is what the messages held take, by msgBytes.
 func (l *msgLog) Bytes() int64 { return l.bytes }
 
-// msgOverhead is what a stored message takes besides its payload and
-// metadata: its place in a chunk (messages.Message) and its strings' headers,
-// rounded up.
+// msgOverhead is what a stored message is counted for besides its payload
+// and metadata. An entry takes 64 bytes; the rest is headroom for the
+// collector, which lets the heap reach about twice what is live before it
+// runs, so that RELAY_MEMORY_STORE_BYTES stays near what the process holds.
 const msgOverhead = 256
 
-// msgBytes is the memory one stored message is counted for.
-func msgBytes(m *messages.Message) int64 {
-	n := msgOverhead + len(m.Payload) + len(m.IdempotencyKey) + len(m.RequestHash)
-	for k, v := range m.Metadata {
+// msgBytes is the memory one stored message is counted for. Idempotency
+// fields are not stored with it (the idemTable, bounded by its own cap,
+// keeps them).
+func msgBytes(m *messages.Message) int64 { return entryBytes(len(m.Payload), m.Metadata) }
+
+func entryBytes(payload int, metadata map[string]string) int64 {
+	n := msgOverhead + payload
+	for k, v := range metadata {
 		n += len(k) + len(v)
 	}
 	return int64(n)
 }
 
-// At returns the i-th message (0 <= i < Len), oldest first.
-func (l *msgLog) At(i int) *messages.Message {
+// At returns the i-th entry (0 <= i < Len), oldest first. It stays valid
+// until the log changes.
+func (l *msgLog) At(i int) *logEntry {
 	i += l.head
 	return &l.chunks[i/logChunk][i%logChunk]
 }
 
-// Append adds m at the end.
-func (l *msgLog) Append(m messages.Message) {
+// Append adds m at the end. m.Payload is copied when small; a large one is
+// kept as it is, so the caller must not change it afterwards.
+func (l *msgLog) Append(m *messages.Message) {
+	l.add(logEntry{
+		id:       m.ID,
+		payload:  l.keep(m.Payload),
+		metadata: m.Metadata,
+		ts:       unixNano(m.Timestamp),
+		expires:  unixNano(m.ExpiresAt),
+	})
+}
+
+// keep returns p as the log stores it: copied into the newest block when
+// it is small, p itself otherwise.
+func (l *msgLog) keep(p []byte) []byte {
+	if len(p) > maxBlockPayload {
+		return p
+	}
+	if len(l.block)+len(p) > cap(l.block) {
+		size := max(min(2*cap(l.block), maxBlock, int(l.bytes)), minBlock, len(p))
+		l.block = make([]byte, 0, size)
+	}
+	start := len(l.block)
+	l.block = append(l.block, p...)
+	return l.block[start:len(l.block):len(l.block)]
+}
+
+// add appends e, whose payload the log already holds.
+func (l *msgLog) add(e logEntry) {
 	last := len(l.chunks) - 1
 	if last < 0 || len(l.chunks[last]) == logChunk {
 		size := logChunk
 		if last < 0 {
 			size = min(4, logChunk)
 		}
-		l.chunks = append(l.chunks, make([]messages.Message, 0, size))
+		l.chunks = append(l.chunks, make([]logEntry, 0, size))
 		last++
 	}
 	c := l.chunks[last]
 	if len(c) == cap(c) {
-		grown := make([]messages.Message, len(c), min(2*cap(c), logChunk))
+		grown := make([]logEntry, len(c), min(2*cap(c), logChunk))
 		copy(grown, c)
 		c = grown
 	}
-	l.chunks[last] = append(c, m)
+	l.chunks[last] = append(c, e)
 	l.n++
-	l.bytes += msgBytes(&m)
+	l.bytes += e.bytes()
 }
 
 // DropFront removes the k oldest messages (k <= Len) and lets their
@@ -81,7 +191,7 @@ func (l *msgLog) DropFront(k int) {
 		c := l.chunks[0]
 		end := min(len(c), l.head+k)
 		for i := l.head; i < end; i++ {
-			l.bytes -= msgBytes(&c[i])
+			l.bytes -= c[i].bytes()
 		}
 		clear(c[l.head:end])
 		k -= end - l.head
@@ -98,14 +208,22 @@ func (l *msgLog) DropFront(k int) {
 	}
 }
 
-// Search is sort.Search over the messages.
-func (l *msgLog) Search(f func(*messages.Message) bool) int {
-	return sort.Search(l.n, func(i int) bool { return f(l.At(i)) })
+// After returns the position of the first message with an id after id
+// (Len when none).
+func (l *msgLog) After(id messages.ID) int {
+	return sort.Search(l.n, func(i int) bool { return id.Less(l.At(i).id) })
+}
+
+// From returns the position of the first message with an id at or after id
+// (Len when none).
+func (l *msgLog) From(id messages.ID) int {
+	return sort.Search(l.n, func(i int) bool { return !l.At(i).id.Less(id) })
 }
 
 // Filter keeps the messages keep reports true for, in order. When it keeps
-// them all it changes nothing (no copy).
-func (l *msgLog) Filter(keep func(*messages.Message) bool) {
+// them all it changes nothing (no copy). Kept payloads are not copied
+// again: they stay in the blocks they are in.
+func (l *msgLog) Filter(keep func(*logEntry) bool) {
 	first := -1
 	for i := 0; i < l.n; i++ {
 		if !keep(l.At(i)) {
@@ -116,11 +234,14 @@ func (l *msgLog) Filter(keep func(*messages.Message) bool) {
 	if first < 0 {
 		return
 	}
-	var kept msgLog
+	kept := msgLog{block: l.block}
 	for i := 0; i < l.n; i++ {
-		if m := l.At(i); keep(m) {
-			kept.Append(*m)
+		if e := l.At(i); keep(e) {
+			kept.add(*e)
 		}
+	}
+	if kept.n == 0 {
+		kept = msgLog{}
 	}
 	*l = kept
 }

@@ -32,6 +32,7 @@ type MemoryStore struct {
 var _ Store = (*MemoryStore)(nil)
 
 type memTopic struct {
+	name    string // the topic's name; immutable
 	epoch   string // this incarnation's random id; immutable
 	mu      sync.RWMutex
 	msgs    msgLog      // ascending ids
@@ -127,7 +128,7 @@ func (s *MemoryStore) topic(name string, create bool) (*memTopic, error) {
 		return nil, fmt.Errorf("memory store: %w: closed", messages.ErrUnavailable)
 	}
 	if t = s.topics[name]; t == nil {
-		t = &memTopic{epoch: newEpoch()}
+		t = &memTopic{name: name, epoch: newEpoch()}
 		s.topics[name] = t
 	}
 	return t, nil
@@ -169,7 +170,7 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 			t.origin = m.ID
 		}
 		t.last = m.ID
-		t.msgs.Append(*m)
+		t.msgs.Append(m)
 		if m.IdempotencyKey != "" {
 			s.idem.put(topic, m, now)
 		}
@@ -220,11 +221,11 @@ func (s *MemoryStore) evict() {
 		need := min(s.bytes.Load()-target, (before+1)/2)
 		drop, freed := 0, int64(0)
 		for drop < t.msgs.Len() && freed < need {
-			freed += msgBytes(t.msgs.At(drop))
+			freed += t.msgs.At(drop).bytes()
 			drop++
 		}
 		if drop > 0 {
-			t.trimmed = t.msgs.At(drop - 1).ID
+			t.trimmed = t.msgs.At(drop - 1).id
 			t.msgs.DropFront(drop)
 		}
 		s.bytes.Add(t.msgs.Bytes() - before)
@@ -259,15 +260,15 @@ func (t *memTopic) trim(l Limits, now time.Time) {
 		drop = t.msgs.Len() - l.MaxMessages
 	}
 	if l.Retention > 0 {
-		cutoff := now.Add(-l.Retention)
-		for drop < t.msgs.Len() && t.msgs.At(drop).Timestamp.Before(cutoff) {
+		cutoff := now.Add(-l.Retention).UnixNano()
+		for drop < t.msgs.Len() && t.msgs.At(drop).ts < cutoff {
 			drop++
 		}
 	}
 	if drop == 0 {
 		return
 	}
-	t.trimmed = t.msgs.At(drop - 1).ID
+	t.trimmed = t.msgs.At(drop - 1).id
 	t.msgs.DropFront(drop)
 }
 
@@ -283,7 +284,7 @@ func (s *MemoryStore) Range(ctx context.Context, topic string, after messages.ID
 		return Page{Truncated: !after.IsZero()}, nil
 	}
 	now := s.now()
-	cutoff := s.cutoff(now)
+	cutoff, nowNs := s.cutoff(now), now.UnixNano()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	page := Page{
@@ -291,32 +292,32 @@ func (s *MemoryStore) Range(ctx context.Context, topic string, after messages.ID
 		Truncated: after.Less(t.trimmed) || (!after.IsZero() && after.Less(t.origin)),
 	}
 	budget := scanBudget(limit)
-	i := t.msgs.Search(func(m *messages.Message) bool { return after.Less(m.ID) })
-	for ; i < t.msgs.Len() && len(page.Messages) < limit; i++ {
+	for i := t.msgs.After(after); i < t.msgs.Len() && len(page.Messages) < limit; i++ {
 		if budget == 0 {
-			page.Next = t.msgs.At(i - 1).ID
+			page.Next = t.msgs.At(i - 1).id
 			break
 		}
 		budget--
-		m := t.msgs.At(i)
-		if m.Timestamp.Before(cutoff) {
+		e := t.msgs.At(i)
+		if e.ts < cutoff {
 			page.Truncated = true
 			continue
 		}
-		if m.Expired(now) {
+		if e.expired(nowNs) {
 			continue
 		}
-		page.Messages = append(page.Messages, *m)
+		page.Messages = append(page.Messages, e.message(t.name))
 	}
 	return page, nil
 }
 
-// cutoff is the oldest timestamp retained at now; zero without retention.
-func (s *MemoryStore) cutoff(now time.Time) time.Time {
+// cutoff is the oldest timestamp retained at now, in Unix ns; noCutoff
+// without retention.
+func (s *MemoryStore) cutoff(now time.Time) int64 {
 	if s.limits.Retention > 0 {
-		return now.Add(-s.limits.Retention)
+		return now.Add(-s.limits.Retention).UnixNano()
 	}
-	return time.Time{}
+	return noCutoff
 }
 
 // RevRange implements Store.
@@ -329,27 +330,27 @@ func (s *MemoryStore) RevRange(ctx context.Context, topic string, before message
 		return Page{}, nil
 	}
 	now := s.now()
-	cutoff := s.cutoff(now)
+	cutoff, nowNs := s.cutoff(now), now.UnixNano()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	page := Page{Epoch: t.epoch}
 	i := t.msgs.Len()
 	if !before.IsZero() {
-		i = t.msgs.Search(func(m *messages.Message) bool { return !m.ID.Less(before) })
+		i = t.msgs.From(before)
 	}
 	budget := scanBudget(limit)
 	for i--; i >= 0 && len(page.Messages) < limit; i-- {
 		if budget == 0 {
-			page.Next = t.msgs.At(i + 1).ID
+			page.Next = t.msgs.At(i + 1).id
 			break
 		}
 		budget--
-		m := t.msgs.At(i)
-		if m.Timestamp.Before(cutoff) {
+		e := t.msgs.At(i)
+		if e.ts < cutoff {
 			break
 		}
-		if !m.Expired(now) {
-			page.Messages = append(page.Messages, *m)
+		if !e.expired(nowNs) {
+			page.Messages = append(page.Messages, e.message(t.name))
 		}
 	}
 	return page, nil

@@ -2,8 +2,6 @@ package persistence
 
 import (
 	"time"
-
-	"github.com/pulsar-relay/relay/messages"
 )
 
 // DefaultSweepInterval is how often a MemoryStore sweeps by default.
@@ -76,7 +74,8 @@ func (s *MemoryStore) sweep() {
 // dropExpired removes messages whose ttl has passed, keeping the order.
 // Expiry is not trimming: trimmed (and so Truncated) does not change.
 func (t *memTopic) dropExpired(now time.Time) {
-	t.msgs.Filter(func(m *messages.Message) bool { return !m.Expired(now) })
+	ns := now.UnixNano()
+	t.msgs.Filter(func(e *logEntry) bool { return !e.expired(ns) })
 }
 
 // Topics returns how many topics the store holds, for a gauge.

@@ -253,7 +253,7 @@ func TestMemoryStoreAppendRacesSweep(t *testing.T) {
 		s.mu.RUnlock()
 		tp.mu.Lock()
 		for j := range tp.msgs.Len() {
-			tp.msgs.At(j).ExpiresAt = time.Now().Add(-time.Second)
+			tp.msgs.At(j).expires = time.Now().Add(-time.Second).UnixNano()
 		}
 		tp.mu.Unlock()
 	}
