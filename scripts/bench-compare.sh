@@ -482,15 +482,15 @@ log "memory engines"
 # scenario).
 ONEP_DIR=$WORK/one-p
 ONEP_RUN=0
-# variant_run LABEL DIR N BIN TARGETS [ENV...] -- ARGS...: each of
-# TARGETS ("relay", "centrifugo" or both), the relay as binary BIN, once
-# more with the Go runtime settings ENV and the load generator's ARGS (run
-# N of LABEL), for figures next to a side-by-side scenario; the reports go
-# to DIR.
+# variant_run LABEL DIR N BIN TARGETS ENGINE [ENV...] -- ARGS...: each of
+# TARGETS ("relay", "centrifugo" or both, or a floor), the relay as binary
+# BIN, once more on ENGINE (memory or valkey) with the Go runtime settings
+# ENV and the load generator's ARGS (run N of LABEL), for figures next to a
+# side-by-side scenario; the reports go to DIR.
 variant_run() {
-	local label=$1 dir=$2 n=$3 relay=$RELAY targets=$5 target
+	local label=$1 dir=$2 n=$3 relay=$RELAY targets=$5 engine=$6 target
 	RELAY=$4
-	shift 5
+	shift 6
 	SERVER_RUNTIME_ENV=()
 	while (($#)) && [[ $1 != -- ]]; do
 		SERVER_RUNTIME_ENV+=("$1")
@@ -499,7 +499,7 @@ variant_run() {
 	shift
 	mkdir -p "$dir"
 	for target in $targets; do
-		if run_one "$label" "$target" memory "$n" "$@"; then
+		if run_one "$label" "$target" "$engine" "$n" "$@"; then
 			mv "$RES/$label.$target.$n.json" "$dir/"
 		fi
 	done
@@ -508,7 +508,7 @@ variant_run() {
 }
 fanout_1p_run() {
 	ONEP_RUN=$((ONEP_RUN + 1))
-	variant_run fanout-memory-1p "$ONEP_DIR" "$ONEP_RUN" "$RELAY" relay GOMAXPROCS=1 -- "${FANOUT[@]}"
+	variant_run fanout-memory-1p "$ONEP_DIR" "$ONEP_RUN" "$RELAY" relay memory GOMAXPROCS=1 -- "${FANOUT[@]}"
 }
 after_fanout_pair() {
 	ws_floor_run
@@ -536,10 +536,10 @@ SYSMON_DIR=$WORK/sysmon-awake
 MANY_PAIR=0
 after_many_pair() {
 	MANY_PAIR=$((MANY_PAIR + 1))
-	variant_run many-topics-memory-nogc "$NOGC_DIR" "$MANY_PAIR" "$RELAY" relay GOGC=off -- "${MANY[@]}"
+	variant_run many-topics-memory-nogc "$NOGC_DIR" "$MANY_PAIR" "$RELAY" relay memory GOGC=off -- "${MANY[@]}"
 	[[ -z $RELAY_NOBG ]] ||
-		variant_run many-topics-memory-nobg "$NOBG_DIR" "$MANY_PAIR" "$RELAY_NOBG" relay -- "${MANY[@]}"
-	variant_run many-topics-memory-sysmon "$SYSMON_DIR" "$MANY_PAIR" "$RELAY" centrifugo "$SYSMON_GODEBUG" -- "${MANY[@]}"
+		variant_run many-topics-memory-nobg "$NOBG_DIR" "$MANY_PAIR" "$RELAY_NOBG" relay memory -- "${MANY[@]}"
+	variant_run many-topics-memory-sysmon "$SYSMON_DIR" "$MANY_PAIR" "$RELAY" centrifugo memory "$SYSMON_GODEBUG" -- "${MANY[@]}"
 }
 AFTER_PAIR=after_many_pair scenario many-topics-memory memory "${MANY[@]}"
 if ! wanted ingest-bulk-memory; then
@@ -572,18 +572,13 @@ valkey_floor_run() {
 	local label=$1 target
 	shift
 	VFLOOR_RUN=$((VFLOOR_RUN + 1))
-	mkdir -p "$VFLOOR_DIR"
 	local order=(floor actorfloor cfsysmon)
 	order=("${order[@]:VFLOOR_RUN % 3}" "${order[@]:0:VFLOOR_RUN % 3}")
 	for target in "${order[@]}"; do
 		if [[ $target == cfsysmon ]]; then
-			SERVER_RUNTIME_ENV=("$SYSMON_GODEBUG")
-			if run_one "$label-sysmon" centrifugo valkey "$VFLOOR_RUN" "$@"; then
-				mv "$RES/$label-sysmon.centrifugo.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
-			fi
-			SERVER_RUNTIME_ENV=()
-		elif run_one "$label" "$target" valkey "$VFLOOR_RUN" "$@"; then
-			mv "$RES/$label.$target.$VFLOOR_RUN.json" "$VFLOOR_DIR/"
+			variant_run "$label-sysmon" "$VFLOOR_DIR" "$VFLOOR_RUN" "$RELAY" centrifugo valkey "$SYSMON_GODEBUG" -- "$@"
+		else
+			variant_run "$label" "$VFLOOR_DIR" "$VFLOOR_RUN" "$RELAY" "$target" valkey -- "$@"
 		fi
 	done
 }
