@@ -128,29 +128,30 @@ func TestHotRingCoverage(t *testing.T) {
 		t.Fatal("an empty ring knows nothing of the store")
 	}
 	for i := uint64(1); i <= 5; i++ {
-		m := &messages.Message{ID: messages.ID{Ms: 10, Seq: i}, Timestamp: now}
-		r.add(m, []byte{byte(i)}, now)
+		m := &messages.Message{ID: messages.ID{Ms: 10, Seq: i}, Payload: []byte(`{}`), Timestamp: now}
+		r.add(m, now)
 	}
 	// Holds 3, 4, 5: covers points at or after 2.
 	if r.covers(messages.ID{Ms: 10, Seq: 1}) || !r.covers(messages.ID{Ms: 10, Seq: 2}) || !r.covers(messages.ID{Ms: 10, Seq: 5}) {
 		t.Fatalf("coverage wrong, base %v", r.base)
 	}
-	got, next, end := r.page(messages.ID{Ms: 10, Seq: 3}, 1<<20, now, nil)
+	sub := &subscription{topic: "t"}
+	got, next, end := r.page(messages.ID{Ms: 10, Seq: 3}, 1<<20, now, sub)
 	if len(got) != 2 || got[0].id.Seq != 4 || got[1].id.Seq != 5 || next.Seq != 5 || !end {
 		t.Fatalf("page after 3: %v next %v end %v", got, next, end)
 	}
-	got, next, end = r.page(messages.ID{Ms: 10, Seq: 2}, 1, now, nil)
+	got, next, end = r.page(messages.ID{Ms: 10, Seq: 2}, 1, now, sub)
 	if len(got) != 1 || got[0].id.Seq != 3 || next.Seq != 3 || end {
 		t.Fatalf("a 1-byte page holds one frame and is not the end: %v next %v end %v", got, next, end)
 	}
-	expired := &messages.Message{ID: messages.ID{Ms: 10, Seq: 6}, Timestamp: now, ExpiresAt: now.Add(-time.Second)}
-	r.add(expired, []byte{6}, now)
-	if got, next, end := r.page(messages.ID{Ms: 10, Seq: 5}, 1<<20, now, nil); len(got) != 0 || next.Seq != 6 || !end {
+	expired := &messages.Message{ID: messages.ID{Ms: 10, Seq: 6}, Payload: []byte(`{}`), Timestamp: now, ExpiresAt: now.Add(-time.Second)}
+	r.add(expired, now)
+	if got, next, end := r.page(messages.ID{Ms: 10, Seq: 5}, 1<<20, now, sub); len(got) != 0 || next.Seq != 6 || !end {
 		t.Fatalf("expired message replayed: %v (next %v, end %v)", got, next, end)
 	}
 	old := newHotRing(time.Minute, 100)
-	old.add(&messages.Message{ID: messages.ID{Ms: 1, Seq: 1}, Timestamp: now.Add(-2 * time.Minute)}, nil, now)
-	old.add(&messages.Message{ID: messages.ID{Ms: 2, Seq: 1}, Timestamp: now}, nil, now)
+	old.add(&messages.Message{ID: messages.ID{Ms: 1, Seq: 1}, Timestamp: now.Add(-2 * time.Minute)}, now)
+	old.add(&messages.Message{ID: messages.ID{Ms: 2, Seq: 1}, Timestamp: now}, now)
 	if old.covers(messages.ID{Ms: 1}) || !old.covers(messages.ID{Ms: 1, Seq: 1}) {
 		t.Fatal("age eviction should move the base past the evicted message")
 	}

@@ -4,14 +4,19 @@ import (
 	"sort"
 	"time"
 
+	"github.com/pulsar-relay/relay/internal/slab"
 	"github.com/pulsar-relay/relay/messages"
 )
 
 // hotRing keeps a topic's recent messages, so a subscriber resuming from a
-// recent point replays without a store read. A message delivered live is
-// kept as its frame (encoded once for every subscriber); one stored while
-// nobody listened is kept as the message and encoded on its first replay,
-// so publishing to a topic without subscribers encodes nothing.
+// recent point replays without a store read. A message is kept compactly:
+// its times in Unix ns and its payload copied into the ring's slab (not
+// the frame live delivery encoded, nor the request body it came in), and
+// encoded on its first replay, whose frame is kept from then on. A ring
+// at its default cap holds 10,000 messages a topic, so what an entry
+// takes is what a busy relay's heap grows by in its first minutes, a
+// fault per new page (bench/NOTES.md, item 56): 72 bytes and the payload
+// now, against 120 and a 256-byte frame kept before.
 // It serves a replay only for points after its base: every id after the
 // base was delivered by this incarnation of the topic actor, contiguously
 // (the "complete since" point). Owned by one topic actor; not safe for
@@ -32,6 +37,7 @@ type hotRing struct {
 	head   int
 	n      int         // live entries
 	spare  []ringEntry // the last full-size chunk given up, empty: the next one (no allocation at the cap)
+	slab   slab.Slab   // the payloads' copies
 	// base: every message with an id after base is in the ring. Valid only
 	// when known is set: the ring starts knowing nothing about what the store
 	// held before this incarnation of the actor.
@@ -51,22 +57,28 @@ const (
 
 type ringEntry struct {
 	id        messages.ID
-	frame     []byte    // nil until a replay first needs it (payload is set)
-	at        time.Time // the message's timestamp, for maxAge
-	expiresAt time.Time
-	// While frame is nil: the rest of the message, to encode it from.
-	payload  []byte
+	at        int64 // the message's timestamp, Unix ns (messages.UnixNano), for maxAge
+	expiresAt int64 // Unix ns; 0: never
+	// data is the message's payload (in the ring's slab) until a replay
+	// first needs its frame, then the frame (framed set, metadata nil).
+	data     []byte
 	metadata map[string]string
+	framed   bool
 }
+
+// ringHeldPerEntry is what the ring tells its slab it holds per entry
+// (slab.Copy's held): a ring with few entries gets small blocks.
+const ringHeldPerEntry = 256
 
 func newHotRing(maxAge time.Duration, maxMsgs int) hotRing {
 	return hotRing{maxAge: maxAge, maxMsgs: maxMsgs}
 }
 
-// add appends a freshly stored message with its frame, or with a nil frame
-// to encode it when a replay first needs it. The first add of an incarnation sets
-// the base to just before it: nothing this incarnation stored is missing.
-func (r *hotRing) add(m *messages.Message, frame []byte, now time.Time) {
+// add appends a freshly stored message, to encode when a replay first
+// needs it. m.Payload is copied when small (slab.Copy); a large one is
+// kept as it is. The first add of an incarnation sets the base to just
+// before it: nothing this incarnation stored is missing.
+func (r *hotRing) add(m *messages.Message, now time.Time) {
 	if !r.known {
 		r.known = true
 		r.base = m.ID
@@ -74,9 +86,12 @@ func (r *hotRing) add(m *messages.Message, frame []byte, now time.Time) {
 		// is covered and a point before it goes to the store.
 	}
 	// Aged by the message's timestamp, as the store ages it for retention.
-	e := ringEntry{id: m.ID, frame: frame, at: m.Timestamp, expiresAt: m.ExpiresAt}
-	if frame == nil {
-		e.payload, e.metadata = m.Payload, m.Metadata
+	e := ringEntry{
+		id:        m.ID,
+		at:        messages.UnixNano(m.Timestamp),
+		expiresAt: messages.UnixNano(m.ExpiresAt),
+		data:      r.slab.Copy(m.Payload, r.n*ringHeldPerEntry),
+		metadata:  m.Metadata,
 	}
 	last := len(r.chunks) - 1
 	if last < 0 || len(r.chunks[last]) == cap(r.chunks[last]) {
@@ -99,11 +114,11 @@ func (r *hotRing) add(m *messages.Message, frame []byte, now time.Time) {
 
 // evict drops entries past maxAge or over maxMsgs and moves base up.
 func (r *hotRing) evict(now time.Time) {
-	cutoff := now.Add(-r.maxAge)
+	cutoff := now.Add(-r.maxAge).UnixNano()
 	for r.n > 0 {
 		c := r.chunks[0]
 		e := &c[r.head]
-		if r.n <= r.maxMsgs && !e.at.Before(cutoff) {
+		if r.n <= r.maxMsgs && e.at >= cutoff {
 			return
 		}
 		r.base = e.id
@@ -138,24 +153,25 @@ func (r *hotRing) covers(after messages.ID) bool {
 func (r *hotRing) page(after messages.ID, maxBytes int, now time.Time, sub *subscription) (out []delivery, next messages.ID, end bool) {
 	next = after
 	size := 0
+	nowNs := now.UnixNano()
 	for ci, i := r.after(after); ci < len(r.chunks); ci, i = ci+1, 0 {
 		c := r.chunks[ci]
 		for ; i < len(c); i++ {
 			e := &c[i]
-			if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
+			if e.expiresAt != 0 && nowNs >= e.expiresAt {
 				next = e.id
 				continue
 			}
-			if e.frame == nil {
-				m := messages.Message{ID: e.id, Topic: sub.topic, Payload: e.payload, Timestamp: e.at, Metadata: e.metadata, ExpiresAt: e.expiresAt}
-				e.frame = m.Frame()
-				e.payload, e.metadata = nil, nil
+			if !e.framed {
+				m := messages.Message{ID: e.id, Topic: sub.topic, Payload: e.data, Metadata: e.metadata,
+					Timestamp: messages.TimeOfUnixNano(e.at), ExpiresAt: messages.TimeOfUnixNano(e.expiresAt)}
+				e.data, e.metadata, e.framed = m.Frame(), nil, true
 			}
-			if len(out) >= maxReplayPageMsgs || (len(out) > 0 && size+len(e.frame) > maxBytes) {
+			if len(out) >= maxReplayPageMsgs || (len(out) > 0 && size+len(e.data) > maxBytes) {
 				return out, next, false
 			}
-			out = append(out, delivery{frame: e.frame, id: e.id, sub: sub})
-			size += len(e.frame)
+			out = append(out, delivery{frame: e.data, id: e.id, sub: sub})
+			size += len(e.data)
 			next = e.id
 		}
 	}

@@ -455,11 +455,11 @@ func (t *topicActor) deliver(m *messages.Message, received int64, now time.Time)
 		return
 	}
 	t.lastDelivered = m.ID
-	var frame []byte // with nobody listening, the ring encodes it if a replay needs it
+	var frame []byte // with nobody listening, nothing is encoded
 	if len(t.subs) > 0 {
 		frame = m.Frame()
 	}
-	t.ring.add(m, frame, now)
+	t.ring.add(m, now)
 	if !t.run.active {
 		t.run.active = true
 		t.run.quiet = received-t.lastReceived >= inlineGap

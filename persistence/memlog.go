@@ -3,25 +3,13 @@ package persistence
 import (
 	"math"
 	"sort"
-	"time"
 
+	"github.com/pulsar-relay/relay/internal/slab"
 	"github.com/pulsar-relay/relay/messages"
 )
 
 // logChunk is how many entries one chunk of a msgLog holds.
 const logChunk = 1024
-
-// Payload blocks: a msgLog copies each payload of up to maxBlockPayload
-// bytes into the newest of its blocks, made at minBlock bytes for a new
-// log and doubled up to maxBlock as the log fills, but never larger than
-// what the log holds (Bytes): a topic trimmed down to a few messages gets
-// small blocks again, so what blocks hold beyond live payloads stays within
-// what the store counts.
-const (
-	minBlock        = 256
-	maxBlock        = 32 << 10
-	maxBlockPayload = maxBlock / 8
-)
 
 // msgLog is one topic's messages in ascending id order, in chunks of
 // logChunk entries: appending never copies what is stored, and trimming
@@ -35,50 +23,33 @@ const (
 //
 // An entry keeps what a reader gets back and nothing more: the topic is the
 // log's, the idempotency fields are the store's idemTable's, times are
-// Unix nanoseconds, and a small payload is copied into one of the log's
-// blocks, append-only byte slabs shared by many payloads, instead of
-// keeping the caller's buffer (a publish's whole request body). That is 64
-// bytes an entry and the payload itself, against 152 and the body's size
-// class as messages.Message values: a store that grows by a message per
-// publish grows the process by half as much, and on this VM every new page
-// is a fault costing about 18 µs (bench/NOTES.md, item 55). A block lives
-// as long as the newest entry in it; trimming from the front frees blocks
-// in order. Stored bytes are never written again, so a reader may keep a
-// payload after the lock is released.
+// Unix nanoseconds, and a payload of up to slab.MaxCopy bytes is copied
+// into the log's slab (append-only blocks shared by many payloads, sized
+// by what the log holds) instead of keeping the caller's buffer (a
+// publish's whole request body). That is 64 bytes an entry and the
+// payload itself, against 152 and the body's size class as
+// messages.Message values: a store that grows by a message per publish
+// grows the process by half as much, and on this VM every new page is a
+// fault costing about 18 µs (bench/NOTES.md, item 55). Trimming from the
+// front frees blocks in order. Stored bytes are never written again, so a
+// reader may keep a payload after the lock is released.
 //
 // Not safe for concurrent use: memTopic.mu guards it.
 type msgLog struct {
 	chunks [][]logEntry
-	head   int    // position of the first live entry in chunks[0]
-	n      int    // live entries
-	bytes  int64  // msgBytes of the live messages
-	block  []byte // the newest payload block; payloads are appended to it
+	head   int       // position of the first live entry in chunks[0]
+	n      int       // live entries
+	bytes  int64     // msgBytes of the live messages
+	slab   slab.Slab // the payloads' copies
 }
 
 // logEntry is one stored message.
 type logEntry struct {
 	id       messages.ID
-	payload  []byte // in a block of the log, or the caller's own when large
+	payload  []byte // in the log's slab, or the caller's own when large
 	metadata map[string]string
-	ts       int64 // Timestamp, Unix ns (unixNano)
+	ts       int64 // Timestamp, Unix ns (messages.UnixNano)
 	expires  int64 // ExpiresAt, Unix ns; 0: never
-}
-
-// unixNano is t in Unix nanoseconds, 0 for the zero time. Stored times
-// come back in UTC (timeOf), as from the Valkey store.
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// timeOf is unixNano's inverse: the zero time for 0, else UTC.
-func timeOf(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns).UTC()
 }
 
 // noCutoff is a cutoff before every stored timestamp (no retention).
@@ -90,9 +61,9 @@ func (e *logEntry) message(topic string) messages.Message {
 		ID:        e.id,
 		Topic:     topic,
 		Payload:   e.payload,
-		Timestamp: timeOf(e.ts),
+		Timestamp: messages.TimeOfUnixNano(e.ts),
 		Metadata:  e.metadata,
-		ExpiresAt: timeOf(e.expires),
+		ExpiresAt: messages.TimeOfUnixNano(e.expires),
 	}
 }
 
@@ -136,30 +107,15 @@ func (l *msgLog) At(i int) *logEntry {
 }
 
 // Append adds m at the end. m.Payload is copied when small; a large one is
-// kept as it is, so the caller must not change it afterwards.
+// kept as it is, so the caller must not change it afterwards (slab.Copy).
 func (l *msgLog) Append(m *messages.Message) {
 	l.add(logEntry{
 		id:       m.ID,
-		payload:  l.keep(m.Payload),
+		payload:  l.slab.Copy(m.Payload, int(l.bytes)),
 		metadata: m.Metadata,
-		ts:       unixNano(m.Timestamp),
-		expires:  unixNano(m.ExpiresAt),
+		ts:       messages.UnixNano(m.Timestamp),
+		expires:  messages.UnixNano(m.ExpiresAt),
 	})
-}
-
-// keep returns p as the log stores it: copied into the newest block when
-// it is small, p itself otherwise.
-func (l *msgLog) keep(p []byte) []byte {
-	if len(p) > maxBlockPayload {
-		return p
-	}
-	if len(l.block)+len(p) > cap(l.block) {
-		size := max(min(2*cap(l.block), maxBlock, int(l.bytes)), minBlock, len(p))
-		l.block = make([]byte, 0, size)
-	}
-	start := len(l.block)
-	l.block = append(l.block, p...)
-	return l.block[start:len(l.block):len(l.block)]
 }
 
 // add appends e, whose payload the log already holds.
@@ -234,7 +190,7 @@ func (l *msgLog) Filter(keep func(*logEntry) bool) {
 	if first < 0 {
 		return
 	}
-	kept := msgLog{block: l.block}
+	kept := msgLog{slab: l.slab}
 	for i := 0; i < l.n; i++ {
 		if e := l.At(i); keep(e) {
 			kept.add(*e)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulsar-relay/relay/internal/slab"
 	"github.com/pulsar-relay/relay/messages"
 )
 
@@ -139,7 +140,7 @@ func TestMsgLogEntries(t *testing.T) {
 		t.Errorf("expired does not turn at ExpiresAt")
 	}
 
-	large := bytes.Repeat([]byte("y"), maxBlockPayload+1)
+	large := bytes.Repeat([]byte("y"), slab.MaxCopy+1)
 	large[0], large[len(large)-1] = '{', '}'
 	l.Append(&messages.Message{ID: messages.ID{Ms: 3}, Payload: large, Timestamp: ts})
 	if p := l.At(2).payload; &p[0] != &large[0] {
@@ -183,9 +184,10 @@ func TestMemoryStoreHeapPerMessage(t *testing.T) {
 	}
 }
 
-// TestMsgLogBlocksFollowWhatItHolds: a busy log copies payloads into blocks
-// of maxBlock bytes; trimmed down to a message, its next block is small
-// again, so blocks never hold much more than the log is counted for.
+// TestMsgLogBlocksFollowWhatItHolds: a busy log copies payloads into
+// blocks of slab.MaxBlock bytes; trimmed down to a message, its next block
+// is small again (the log hands its Bytes to slab.Copy), so blocks never
+// hold much more than the log is counted for.
 func TestMsgLogBlocksFollowWhatItHolds(t *testing.T) {
 	var l msgLog
 	p := []byte(`{"pad":"` + strings.Repeat("x", 90) + `"}`)
@@ -197,18 +199,18 @@ func TestMsgLogBlocksFollowWhatItHolds(t *testing.T) {
 	for range 2000 {
 		add()
 	}
-	if cap(l.block) != maxBlock {
-		t.Fatalf("a log of 2000 messages appends into a block of %d bytes, want %d", cap(l.block), maxBlock)
+	if l.slab.Room() != slab.MaxBlock {
+		t.Fatalf("a log of 2000 messages appends into a block of %d bytes, want %d", l.slab.Room(), slab.MaxBlock)
 	}
 	l.DropFront(l.Len() - 1)
-	for cap(l.block) == maxBlock {
+	for l.slab.Room() == slab.MaxBlock {
 		if id > 4000 {
 			t.Fatal("the large block never filled")
 		}
 		add()
 		l.DropFront(1)
 	}
-	if cap(l.block) > 2*minBlock || int64(cap(l.block)) > l.Bytes() {
-		t.Fatalf("holding %d bytes (%d messages), the log made a block of %d", l.Bytes(), l.Len(), cap(l.block))
+	if l.slab.Room() > 2*slab.MinBlock || int64(l.slab.Room()) > l.Bytes() {
+		t.Fatalf("holding %d bytes (%d messages), the log made a block of %d", l.Bytes(), l.Len(), l.slab.Room())
 	}
 }
