@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/pulsar-relay/relay/internal/heaptest"
 	"github.com/pulsar-relay/relay/messages"
 )
 
@@ -210,24 +210,15 @@ func BenchmarkHotRingAdd(b *testing.B) {
 func TestHotRingHeapPerMessage(t *testing.T) {
 	const n = 20000
 	r := newHotRing(time.Hour, n)
-	body := `{"topic":"galaxy.jobs.heap","payload":{"seq":1,"sent_ns":1732679000000000000,"pub":0,"pad":"0123456789abcdef0123456789abcdef"}}`
-	start := strings.Index(body, `{"seq"`)
 	now := time.Now()
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range n {
-		b := []byte(body)
-		m := &messages.Message{ID: messages.ID{Ms: uint64(i + 1)}, Topic: "galaxy.jobs.heap", Payload: b[start : len(b)-1], Timestamp: now}
+	per := heaptest.PerOp(n, func(i int) {
+		m := &messages.Message{ID: messages.ID{Ms: uint64(i + 1)}, Topic: "galaxy.jobs.heap", Payload: heaptest.RequestPayload(), Timestamp: now}
 		_ = m.Frame() // live delivery's frame, gone once written
 		r.add(m, now)
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := float64(after.HeapAlloc-before.HeapAlloc) / n
-	t.Logf("%.0f heap bytes per message in the ring (payload %d)", per, len(body)-1-start)
+	})
+	t.Logf("%.0f heap bytes per message in the ring (payload %d)", per, heaptest.PayloadLen)
 	if per > 200 {
-		t.Errorf("%.0f heap bytes per message in the ring for a %d-byte payload, want at most 200", per, len(body)-1-start)
+		t.Errorf("%.0f heap bytes per message in the ring for a %d-byte payload, want at most 200", per, heaptest.PayloadLen)
 	}
 	runtime.KeepAlive(&r)
 }

@@ -3,11 +3,11 @@ package persistence
 import (
 	"bytes"
 	"context"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pulsar-relay/relay/internal/heaptest"
 	"github.com/pulsar-relay/relay/internal/slab"
 	"github.com/pulsar-relay/relay/messages"
 )
@@ -162,25 +162,16 @@ func TestMemoryStoreHeapPerMessage(t *testing.T) {
 	s := NewMemoryStore(Limits{})
 	defer s.Close()
 	ctx := context.Background()
-	body := `{"topic":"galaxy.jobs.heap","payload":{"seq":1,"sent_ns":1732679000000000000,"pub":0,"pad":"0123456789abcdef0123456789abcdef"}}`
-	start := strings.Index(body, `{"seq"`)
 	batch := make([]messages.Message, 1)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range n {
-		b := []byte(body)
-		batch[0] = messages.Message{Payload: b[start : len(b)-1], Timestamp: time.Unix(0, int64(i)+1)}
+	per := heaptest.PerOp(n, func(i int) {
+		batch[0] = messages.Message{Payload: heaptest.RequestPayload(), Timestamp: time.Unix(0, int64(i)+1)}
 		if _, err := s.Append(ctx, "heap", batch); err != nil {
 			t.Fatal(err)
 		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := float64(after.HeapAlloc-before.HeapAlloc) / n
-	t.Logf("%.0f heap bytes per stored message (payload %d)", per, len(body)-1-start)
+	})
+	t.Logf("%.0f heap bytes per stored message (payload %d)", per, heaptest.PayloadLen)
 	if per > 180 {
-		t.Errorf("%.0f heap bytes per stored message of a %d-byte payload, want at most 180", per, len(body)-1-start)
+		t.Errorf("%.0f heap bytes per stored message of a %d-byte payload, want at most 180", per, heaptest.PayloadLen)
 	}
 }
 
