@@ -13,6 +13,7 @@ import (
 const (
 	DefaultHotTierRetention      = 600 * time.Second
 	DefaultHotTierMaxMessages    = 10_000
+	DefaultHotTierBytes          = 256 << 20
 	DefaultTopicMailboxSize      = 10_000
 	DefaultMaxBatch              = 512
 	DefaultStoreTimeout          = 2 * time.Second
@@ -40,6 +41,9 @@ type Config struct {
 	// HotTierMaxMessages caps the ring per topic, so a busy topic's ring
 	// stays bounded in memory whatever the retention.
 	HotTierMaxMessages int
+	// HotTierBytes bounds what all topics' rings hold together
+	// (RELAY_HOT_TIER_BYTES; see hotBudget).
+	HotTierBytes int64
 	// StoreLimits are the store's retention limits: the hot ring never
 	// holds more than the store keeps, so a replay from the ring and one from
 	// the store agree on what is retained.
@@ -158,6 +162,9 @@ func (c Config) withDefaults() Config {
 	}
 	defDur(&c.HotTierRetention, DefaultHotTierRetention)
 	def(&c.HotTierMaxMessages, DefaultHotTierMaxMessages)
+	if c.HotTierBytes <= 0 {
+		c.HotTierBytes = DefaultHotTierBytes
+	}
 	if m := c.StoreLimits.MaxMessages; m > 0 && m < c.HotTierMaxMessages {
 		c.HotTierMaxMessages = m
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -337,4 +339,63 @@ func TestReplayFollowsPageNext(t *testing.T) {
 	want := append(storedIDs(t, inner, "sparse", messages.ID{}), "")
 	want[len(want)-1] = publish(t, m, "sparse", 99)
 	sameIDs(t, "replay then live", waitIDs(t, s, "sparse", len(want), 5*time.Second), want)
+}
+
+// hotTierWatch is an Observer that keeps the hot tier's gauge function.
+type hotTierWatch struct {
+	nopObs
+	mu    sync.Mutex
+	bytes func() int64
+}
+
+func (w *hotTierWatch) ObserveHotTier(f func() int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.bytes = f
+}
+
+func (w *hotTierWatch) held() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.bytes()
+}
+
+// TestHotTierBudget: past RELAY_HOT_TIER_BYTES a topic's ring gives up its
+// oldest messages, a resume from before them reads the store (every
+// message, in order), and a stopped topic actor gives its ring's bytes
+// back.
+func TestHotTierBudget(t *testing.T) {
+	const limit = 64 << 10
+	watch := &hotTierWatch{}
+	store := persistence.NewMemoryStore(persistence.Limits{})
+	t.Cleanup(func() { _ = store.Close() })
+	m := newManager(t, store, actors.Config{HotTierBytes: limit, TopicIdleTimeout: 200 * time.Millisecond, Observer: watch})
+	pad := strings.Repeat("x", 1000)
+	var first string
+	for i := range 200 { // about 215 KB
+		msg := message("t", i)
+		msg.Payload = []byte(fmt.Sprintf(`{"i":%d,"pad":%q}`, i, pad))
+		got, err := m.Publish(context.Background(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = got.ID.String()
+		}
+		if held := watch.held(); held > limit+2<<10 {
+			t.Fatalf("after publish %d the rings hold %d bytes, over the budget %d by more than a message", i, held, limit)
+		}
+	}
+	want := storedIDs(t, store, "t", mustParse(t, first))
+	if len(want) != 199 {
+		t.Fatalf("the store holds %d messages after the first, want 199", len(want))
+	}
+	s := newSink()
+	c := connect(t, m, s)
+	subscribe(t, c, s, `{"type":"subscribe","topics":["t"],"since":{"t":"`+first+`"}}`)
+	sameIDs(t, "resume from the first message", waitIDs(t, s, "t", len(want), 5*time.Second), want)
+	stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.Stop(stop) // unsubscribed, the topic actor goes idle and stops
+	relaytest.Eventually(t, 10*time.Second, "the idle topic actor's ring bytes back in the budget", func() bool { return watch.held() == 0 })
 }

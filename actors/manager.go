@@ -34,6 +34,7 @@ type TopicManager struct {
 	conns      *actor.RootContext // spawns connection actors under their guardian
 	reg        *registry
 	replay     *byteBudget // the process's replay pages
+	hot        *hotBudget  // the topics' hot rings
 	connDeps   *connDeps   // shared by every connection actor
 	sessions   atomic.Uint64
 	stopEvents func()          // ends the supervision event subscription
@@ -49,7 +50,11 @@ type TopicManager struct {
 func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Config, logger *slog.Logger) *TopicManager {
 	cfg = cfg.withDefaults()
 	m := &TopicManager{cfg: cfg, log: logger, post: system.Root, system: system,
-		replay: newByteBudget(cfg.ReplayBytes, replayObserver(cfg.Observer)), dispatcher: newWorkerDispatcher()}
+		replay: newByteBudget(cfg.ReplayBytes, replayObserver(cfg.Observer)), dispatcher: newWorkerDispatcher(),
+		hot: newHotBudget(cfg.HotTierBytes)}
+	if o, ok := cfg.Observer.(HotTierObserver); ok {
+		o.ObserveHotTier(m.hot.bytes)
+	}
 	m.pols.base = basePolicyOf(&cfg)
 	m.pols.set.Store(cfg.Policies)
 	m.reg = &registry{post: system.Root, maxTopics: int64(cfg.MaxTopics), obs: cfg.Observer}
@@ -68,6 +73,7 @@ func NewTopicManager(system *actor.ActorSystem, store persistence.Store, cfg Con
 	deps := topicDeps{
 		store: store, cfg: topicConfigOf(&cfg, persistence.AppendsInline(store)), home: m.reg, post: system.Root,
 		obs: cfg.Observer, log: logger, faults: cfg.Faults, spread: m.dispatcher, shares: runtime.GOMAXPROCS(0),
+		hot: m.hot,
 	}
 	if cfg.SharedStore {
 		m.hub = newFeedHub(store, m.reg, system.Root, &cfg, logger)

@@ -58,6 +58,13 @@ type ReplayObserver interface {
 	ReplayWaited()
 }
 
+// HotTierObserver is implemented by an Observer that reports the hot
+// tier's size: the manager hands it, once, a function returning what every
+// topic's ring holds (bounded by Config.HotTierBytes), to read at will.
+type HotTierObserver interface {
+	ObserveHotTier(bytes func() int64)
+}
+
 func replayObserver(o Observer) ReplayObserver {
 	if r, ok := o.(ReplayObserver); ok {
 		return r

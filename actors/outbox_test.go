@@ -122,7 +122,7 @@ func TestOutboxOverflowPolicies(t *testing.T) {
 }
 
 func TestHotRingCoverage(t *testing.T) {
-	r := newHotRing(time.Hour, 3)
+	r := newHotRing(time.Hour, 3, nil)
 	now := time.Now()
 	if r.covers(messages.ID{}) {
 		t.Fatal("an empty ring knows nothing of the store")
@@ -149,7 +149,7 @@ func TestHotRingCoverage(t *testing.T) {
 	if got, next, end := r.page(messages.ID{Ms: 10, Seq: 5}, 1<<20, now, sub); len(got) != 0 || next.Seq != 6 || !end {
 		t.Fatalf("expired message replayed: %v (next %v, end %v)", got, next, end)
 	}
-	old := newHotRing(time.Minute, 100)
+	old := newHotRing(time.Minute, 100, nil)
 	old.add(&messages.Message{ID: messages.ID{Ms: 1, Seq: 1}, Timestamp: now.Add(-2 * time.Minute)}, now)
 	old.add(&messages.Message{ID: messages.ID{Ms: 2, Seq: 1}, Timestamp: now}, now)
 	if old.covers(messages.ID{Ms: 1}) || !old.covers(messages.ID{Ms: 1, Seq: 1}) {

@@ -3,6 +3,7 @@ package actors
 import (
 	"sort"
 	"time"
+	"unsafe"
 
 	"github.com/pulsar-relay/relay/internal/slab"
 	"github.com/pulsar-relay/relay/messages"
@@ -38,6 +39,8 @@ type hotRing struct {
 	n      int         // live entries
 	spare  []ringEntry // the last full-size chunk given up, empty: the next one (no allocation at the cap)
 	slab   slab.Slab   // the payloads' copies
+	bytes  int64       // what the live entries cost (entryCost), charged to budget
+	budget *hotBudget  // shared by every topic's ring; nil: none
 	// base: every message with an id after base is in the ring. Valid only
 	// when known is set: the ring starts knowing nothing about what the store
 	// held before this incarnation of the actor.
@@ -66,12 +69,27 @@ type ringEntry struct {
 	framed   bool
 }
 
-// ringHeldPerEntry is what the ring tells its slab it holds per entry
-// (slab.Copy's held): a ring with few entries gets small blocks.
-const ringHeldPerEntry = 256
+// ringEntrySize is what an entry takes in its chunk.
+const ringEntrySize = int64(unsafe.Sizeof(ringEntry{}))
 
-func newHotRing(maxAge time.Duration, maxMsgs int) hotRing {
-	return hotRing{maxAge: maxAge, maxMsgs: maxMsgs}
+// cost is what e is counted for in the hot tier's budget: its place in a
+// chunk, its payload or frame, and its metadata.
+func (e *ringEntry) cost() int64 {
+	n := ringEntrySize + int64(len(e.data))
+	for k, v := range e.metadata {
+		n += int64(len(k) + len(v))
+	}
+	return n
+}
+
+func newHotRing(maxAge time.Duration, maxMsgs int, budget *hotBudget) hotRing {
+	return hotRing{maxAge: maxAge, maxMsgs: maxMsgs, budget: budget}
+}
+
+// charge moves what the ring holds, and its budget, by n.
+func (r *hotRing) charge(n int64) {
+	r.bytes += n
+	r.budget.charge(n)
 }
 
 // add appends a freshly stored message, to encode when a replay first
@@ -90,8 +108,12 @@ func (r *hotRing) add(m *messages.Message, now time.Time) {
 		id:        m.ID,
 		at:        messages.UnixNano(m.Timestamp),
 		expiresAt: messages.UnixNano(m.ExpiresAt),
-		data:      r.slab.Copy(m.Payload, r.n*ringHeldPerEntry),
+		data:      r.slab.Copy(m.Payload, int(r.bytes)),
 		metadata:  m.Metadata,
+	}
+	r.charge(e.cost())
+	if r.n == 0 {
+		r.budget.holding(1)
 	}
 	last := len(r.chunks) - 1
 	if last < 0 || len(r.chunks[last]) == cap(r.chunks[last]) {
@@ -112,19 +134,25 @@ func (r *hotRing) add(m *messages.Message, now time.Time) {
 	r.evict(now)
 }
 
-// evict drops entries past maxAge or over maxMsgs and moves base up.
+// evict drops entries past maxAge or over maxMsgs, and the oldest while
+// the ring holds more than its share of a spent hot-tier budget (see
+// hotBudget), and moves base up.
 func (r *hotRing) evict(now time.Time) {
 	cutoff := now.Add(-r.maxAge).UnixNano()
 	for r.n > 0 {
 		c := r.chunks[0]
 		e := &c[r.head]
-		if r.n <= r.maxMsgs && e.at >= cutoff {
+		if r.n <= r.maxMsgs && e.at >= cutoff && !r.budget.over(r.bytes) {
 			return
 		}
 		r.base = e.id
+		r.charge(-e.cost())
 		*e = ringEntry{}
 		r.head++
 		r.n--
+		if r.n == 0 {
+			r.budget.holding(-1)
+		}
 		if r.head < len(c) {
 			continue
 		}
@@ -165,7 +193,9 @@ func (r *hotRing) page(after messages.ID, maxBytes int, now time.Time, sub *subs
 			if !e.framed {
 				m := messages.Message{ID: e.id, Topic: sub.topic, Payload: e.data, Metadata: e.metadata,
 					Timestamp: messages.TimeOfUnixNano(e.at), ExpiresAt: messages.TimeOfUnixNano(e.expiresAt)}
+				was := e.cost()
 				e.data, e.metadata, e.framed = m.Frame(), nil, true
+				r.charge(e.cost() - was) // the next add evicts if this spent the budget
 			}
 			if len(out) >= maxReplayPageMsgs || (len(out) > 0 && size+len(e.data) > maxBytes) {
 				return out, next, false
@@ -198,7 +228,12 @@ func (r *hotRing) after(id messages.ID) (ci, i int) {
 	return ci, lo + sort.Search(len(c)-lo, func(k int) bool { return id.Less(c[lo+k].id) })
 }
 
-// reset forgets everything (a restarted actor reads from the store again).
+// reset forgets everything (a restarted actor reads from the store again)
+// and gives what it held back to the budget.
 func (r *hotRing) reset() {
-	*r = newHotRing(r.maxAge, r.maxMsgs)
+	r.budget.charge(-r.bytes)
+	if r.n > 0 {
+		r.budget.holding(-1)
+	}
+	*r = newHotRing(r.maxAge, r.maxMsgs, r.budget)
 }

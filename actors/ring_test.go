@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,7 +81,7 @@ func TestHotRingKeepsTheNewestAndReplaysThem(t *testing.T) {
 		{"one message", 1, 50},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newHotRing(time.Hour*24*365, tc.maxMsgs)
+			r := newHotRing(time.Hour*24*365, tc.maxMsgs, nil)
 			fillRing(&r, 1, tc.add)
 			oldest := max(1, tc.add-tc.maxMsgs+1)
 			if r.n != tc.add-oldest+1 {
@@ -110,7 +111,7 @@ func TestHotRingKeepsTheNewestAndReplaysThem(t *testing.T) {
 // An entry never moves once added: adding more (and evicting older ones)
 // leaves it where it was. A slice grown by append would have moved it.
 func TestHotRingEntriesStayPut(t *testing.T) {
-	r := newHotRing(time.Hour*24*365, 3000)
+	r := newHotRing(time.Hour*24*365, 3000, nil)
 	fillRing(&r, 1, 100)
 	ci, i := r.after(messages.ID{Ms: 99})
 	kept := &r.chunks[ci][i]
@@ -126,7 +127,7 @@ func TestHotRingEntriesStayPut(t *testing.T) {
 // Entries past maxAge leave; a ring emptied by age serves nothing, keeps
 // its base at the newest id it had, and takes new messages after it.
 func TestHotRingEvictsByAgeAndRefills(t *testing.T) {
-	r := newHotRing(50*time.Second, 10_000)
+	r := newHotRing(50*time.Second, 10_000, nil)
 	fillRing(&r, 1, 100) // message i at ringT0+i s, added then: 51..100 stay
 	if r.n != 51 || !r.covers(messages.ID{Ms: 49}) || r.covers(messages.ID{Ms: 48}) {
 		t.Fatalf("holds %d (want 51), covers 49: %v, covers 48: %v", r.n, r.covers(messages.ID{Ms: 49}), r.covers(messages.ID{Ms: 48}))
@@ -151,7 +152,7 @@ func TestHotRingEvictsByAgeAndRefills(t *testing.T) {
 // replay encodes nothing. One whose expiry passed is skipped, and the page
 // still moves past it.
 func TestHotRingEncodesLateAndSkipsExpired(t *testing.T) {
-	r := newHotRing(time.Hour*24*365, 100)
+	r := newHotRing(time.Hour*24*365, 100, nil)
 	a, b, c := ringMsg(1), ringMsg(2), ringMsg(3)
 	b.ExpiresAt = ringT0.Add(-time.Second)
 	c.Metadata = map[string]string{"k": "v"}
@@ -187,12 +188,12 @@ func BenchmarkHotRingAdd(b *testing.B) {
 	for _, fresh := range []bool{true, false} {
 		name := map[bool]string{true: "fresh", false: "full"}[fresh]
 		b.Run(name, func(b *testing.B) {
-			r := newHotRing(time.Hour*24*365, DefaultHotTierMaxMessages)
+			r := newHotRing(time.Hour*24*365, DefaultHotTierMaxMessages, nil)
 			b.ReportAllocs()
 			for n := range b.N {
 				i := n % len(msgs)
 				if i == 0 && fresh {
-					r = newHotRing(r.maxAge, r.maxMsgs)
+					r = newHotRing(r.maxAge, r.maxMsgs, nil)
 				}
 				m := *msgs[i]
 				m.ID.Ms += uint64(n / len(msgs) * len(msgs)) // ids keep rising across rounds
@@ -209,7 +210,7 @@ func BenchmarkHotRingAdd(b *testing.B) {
 // a copy of the payload (bench/NOTES.md, item 56).
 func TestHotRingHeapPerMessage(t *testing.T) {
 	const n = 20000
-	r := newHotRing(time.Hour, n)
+	r := newHotRing(time.Hour, n, nil)
 	now := time.Now()
 	per := heaptest.PerOp(n, func(i int) {
 		m := &messages.Message{ID: messages.ID{Ms: uint64(i + 1)}, Topic: "galaxy.jobs.heap", Payload: heaptest.RequestPayload(), Timestamp: now}
@@ -221,4 +222,88 @@ func TestHotRingHeapPerMessage(t *testing.T) {
 		t.Errorf("%.0f heap bytes per message in the ring for a %d-byte payload, want at most 200", per, heaptest.PayloadLen)
 	}
 	runtime.KeepAlive(&r)
+}
+
+// TestHotRingBudget: rings sharing a hot-tier budget. Alone, a ring holds
+// at most the limit; with the budget spent, a ring that adds trims itself
+// to its share (the limit over the rings holding anything) and one that
+// does not add keeps what it has, so together they hold at most twice the
+// limit. A message larger than a share is not kept (the base moves past
+// it), framing a replayed entry is charged, a reset gives everything back,
+// and the budget always equals what the rings count.
+func TestHotRingBudget(t *testing.T) {
+	const limit = 64 << 10
+	b := newHotBudget(limit)
+	a, c := newHotRing(time.Hour*24*365, 10_000, b), newHotRing(time.Hour*24*365, 10_000, b)
+	check := func(step string, most int64) {
+		t.Helper()
+		var sum int64
+		for _, r := range []*hotRing{&a, &c} {
+			var held int64
+			for ci := range r.chunks {
+				for i := range r.chunks[ci] {
+					if ci > 0 || i >= r.head {
+						held += r.chunks[ci][i].cost()
+					}
+				}
+			}
+			if held != r.bytes {
+				t.Fatalf("%s: a ring counts %d bytes, its entries cost %d", step, r.bytes, held)
+			}
+			sum += held
+		}
+		if b.bytes() != sum {
+			t.Fatalf("%s: the budget holds %d, the rings %d", step, b.bytes(), sum)
+		}
+		if b.bytes() > most {
+			t.Fatalf("%s: the rings hold %d bytes, over %d", step, b.bytes(), most)
+		}
+	}
+	const entry = 2 << 10 // more than one message below costs
+	pad := strings.Repeat("x", 1000)
+	msg := func(i int) *messages.Message {
+		m := ringMsg(i)
+		m.Payload = []byte(fmt.Sprintf(`{"i":%d,"pad":%q}`, i, pad))
+		return m
+	}
+	for i := 1; i <= 200; i++ { // about 215 KB into a 64 KiB budget
+		m := msg(i)
+		a.add(m, m.Timestamp)
+		check(fmt.Sprintf("a add %d", i), limit+entry)
+	}
+	if a.n == 0 || a.n >= 100 || !a.covers(messages.ID{Ms: 199}) || a.covers(messages.ID{Ms: 100}) {
+		t.Fatalf("ring a holds %d messages, covers 199: %v, covers 100: %v; want the newest only", a.n, a.covers(messages.ID{Ms: 199}), a.covers(messages.ID{Ms: 100}))
+	}
+	aHeld := a.n
+	for i := 1; i <= 20; i++ { // a quiet a keeps its entries; c gets its share
+		m := msg(1000 + i)
+		c.add(m, m.Timestamp)
+		check(fmt.Sprintf("c add %d", i), 2*limit+entry)
+	}
+	if a.n != aHeld || c.n != 20 {
+		t.Fatalf("ring a holds %d (had %d), ring c %d of 20 within its half share", a.n, aHeld, c.n)
+	}
+	for i := 201; i <= 210; i++ { // a adds again: it trims itself until the budget holds or it is down to its share
+		m := msg(i)
+		a.add(m, m.Timestamp)
+		check(fmt.Sprintf("a add %d", i), 2*limit+entry)
+	}
+	if b.bytes() > limit && a.bytes > limit/2 || a.n >= aHeld || c.n != 20 {
+		t.Fatalf("the rings hold %d bytes, ring a %d (%d messages, had %d) against a share of %d; ring c %d messages", b.bytes(), a.bytes, a.n, aHeld, limit/2, c.n)
+	}
+	aHeld = a.n
+	wantRun(t, replayAll(t, &a, messages.ID{Ms: uint64(210 - aHeld)}, 1<<20), 211-aHeld, 210)
+	check("a replayed (its entries framed)", 2*limit+entry)
+	huge := ringMsg(2000)
+	huge.Payload = []byte(`{"pad":"` + strings.Repeat("y", 2*limit) + `"}`)
+	c.add(huge, huge.Timestamp)
+	check("c added a message larger than the budget", 2*limit+entry)
+	if c.n != 0 || !c.covers(messages.ID{Ms: 2000}) || c.covers(messages.ID{Ms: 1999}) {
+		t.Fatalf("after a message larger than the budget ring c holds %d, covers 2000: %v, covers 1999: %v", c.n, c.covers(messages.ID{Ms: 2000}), c.covers(messages.ID{Ms: 1999}))
+	}
+	a.reset()
+	check("a reset", 0)
+	if b.rings.Load() != 0 {
+		t.Fatalf("the budget counts %d rings holding entries, want 0", b.rings.Load())
+	}
 }

@@ -43,7 +43,8 @@ type topicDeps struct {
 	obs    Observer
 	log    *slog.Logger
 	faults *Faults
-	feed   *feedHub // nil when the store is not shared (feed.go)
+	hot    *hotBudget // every topic's ring's bytes (Config.HotTierBytes)
+	feed   *feedHub   // nil when the store is not shared (feed.go)
 	// spread runs the shares of a wide quiet fan-out (see spreadFanOut)
 	// off the actor's goroutine; shares is how many: the number of Ps.
 	spread actor.Dispatcher
@@ -140,7 +141,7 @@ func newTopicActor(d topicDeps, name string, e *topicEntry) *topicActor {
 		tobs:        d.obs.Topic(name),
 		fobs:        feedObserver(d.obs),
 		replaying:   make(map[*subscription]struct{}),
-		ring:        newHotRing(d.cfg.ringRetention, d.cfg.ringMax),
+		ring:        newHotRing(d.cfg.ringRetention, d.cfg.ringMax, d.hot),
 		baseRingMax: d.cfg.ringMax, stats: newTopicStats(),
 	}
 }
@@ -643,6 +644,7 @@ func (t *topicActor) stopped() {
 	if t.idleTimer != nil {
 		t.idleTimer.Stop()
 	}
+	t.ring.reset() // its bytes go back to the hot tier's budget
 	if t.feed != nil {
 		t.unwatch()
 	}

@@ -85,6 +85,7 @@ func (c *config) settings() []setting {
 		{"RELAY_VALKEY_WAIT_REPLICAS", "0", "answer a publish 201 only after WAIT saw this many replicas take it (survives a master failover; costs a replication round trip per batch)", intIn(&c.ValkeyWaitReplicas, 0, 16)},
 		{"RELAY_POSITION_CHECK_INTERVAL", dur(actors.DefaultPositionCheckInterval), "how often each watched topic's stream tip is compared with what was delivered (one batched call); a topic behind catches up", duration(&c.Actors.PositionCheckInterval)},
 		{"RELAY_HOT_TIER_RETENTION", dur(actors.DefaultHotTierRetention), "recent messages kept in memory per topic", duration(&c.Actors.HotTierRetention)},
+		{"RELAY_HOT_TIER_BYTES", itoa(actors.DefaultHotTierBytes), "bytes all topics' hot rings may hold together (`256MiB` or bytes); past it the busiest rings drop their oldest messages, whose replays read the store", byteSize(&c.Actors.HotTierBytes, 1<<20)},
 		{"RELAY_RETENTION", "24h", "how long the store keeps a topic's messages", duration(&c.Store.Retention)},
 		{"RELAY_MAX_MESSAGES_PER_TOPIC", "1000000", "messages kept per topic", intIn(&c.Store.MaxMessages, 1, 1<<40)},
 		{"RELAY_MEMORY_STORE_BYTES", "1073741824", "bytes the memory store's messages may take in all (payload, metadata and 256 per message); past it the topics holding the most lose their oldest messages, as by retention (a resume before them is truncated). Not used with Valkey", byteSize(&c.MemoryStoreBytes, 1<<20)},
