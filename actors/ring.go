@@ -75,11 +75,7 @@ const ringEntrySize = int64(unsafe.Sizeof(ringEntry{}))
 // cost is what e is counted for in the hot tier's budget: its place in a
 // chunk, its payload or frame, and its metadata.
 func (e *ringEntry) cost() int64 {
-	n := ringEntrySize + int64(len(e.data))
-	for k, v := range e.metadata {
-		n += int64(len(k) + len(v))
-	}
-	return n
+	return ringEntrySize + int64(len(e.data)+messages.MetadataBytes(e.metadata))
 }
 
 func newHotRing(maxAge time.Duration, maxMsgs int, budget *hotBudget) hotRing {

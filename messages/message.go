@@ -31,6 +31,16 @@ func TimeOfUnixNano(ns int64) time.Time {
 	return time.Unix(0, ns).UTC()
 }
 
+// MetadataBytes is what md's keys and values take together: what a holder
+// of a message counts for its metadata.
+func MetadataBytes(md map[string]string) int {
+	n := 0
+	for k, v := range md {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
 // FormatTime renders t in TimestampLayout.
 func FormatTime(t time.Time) string {
 	var buf [len(TimestampLayout)]byte

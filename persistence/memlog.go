@@ -92,11 +92,7 @@ const msgOverhead = 256
 func msgBytes(m *messages.Message) int64 { return entryBytes(len(m.Payload), m.Metadata) }
 
 func entryBytes(payload int, metadata map[string]string) int64 {
-	n := msgOverhead + payload
-	for k, v := range metadata {
-		n += len(k) + len(v)
-	}
-	return int64(n)
+	return int64(msgOverhead + payload + messages.MetadataBytes(metadata))
 }
 
 // At returns the i-th entry (0 <= i < Len), oldest first. It stays valid
