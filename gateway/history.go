@@ -130,10 +130,7 @@ func (s *Server) readHistory(ctx context.Context, topic string, cursor messages.
 
 // encodedSize is about the size of m in a history page.
 func encodedSize(m *messages.Message) int64 {
-	n := 128 + len(m.Topic) + len(m.Payload)
-	for k, v := range m.Metadata {
-		n += len(k) + len(v) + 6
-	}
+	n := 128 + len(m.Topic) + len(m.Payload) + messages.MetadataBytes(m.Metadata) + 6*len(m.Metadata)
 	return int64(n)
 }
 

@@ -145,11 +145,8 @@ func (m *Message) Frame() []byte {
 func (m *Message) fieldsLen() int {
 	const fixed = len(`"message_id":"`) + 2*20 + 1 + len(`","topic":"`) + len(`","payload":`) +
 		len(`,"timestamp":"`) + len(TimestampLayout) + len(`","metadata":`) + len("{}") + len("}")
-	n := fixed + len(m.Topic) + max(len(m.Payload), len("{}"))
-	for k, v := range m.Metadata {
-		n += len(k) + len(v) + len(`"":"",`)
-	}
-	return n
+	return fixed + len(m.Topic) + max(len(m.Payload), len("{}")) +
+		MetadataBytes(m.Metadata) + len(m.Metadata)*len(`"":"",`)
 }
 
 func (m *Message) appendFields(b []byte) []byte {
