@@ -17,7 +17,7 @@ and GC, which its allocations drive) is what it would still cost with its
 own functions free, on the same libraries, runtime and kernel. A target
 that even the stricter figure misses cannot be reached by changing the
 relay's own functions; the Go scheduling and system calls its design asks
-for are outside the bound and are discussed in bench/NOTES.md.
+for are outside the bound and are discussed in bench/STATUS.md.
 """
 import json
 import os
