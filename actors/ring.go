@@ -39,7 +39,7 @@ type hotRing struct {
 	n      int         // live entries
 	spare  []ringEntry // the last full-size chunk given up, empty: the next one (no allocation at the cap)
 	slab   slab.Slab   // the payloads' copies
-	bytes  int64       // what the live entries cost (entryCost), charged to budget
+	bytes  int64       // what the live entries cost (ringEntry.cost), charged to budget
 	budget *hotBudget  // shared by every topic's ring; nil: none
 	// base: every message with an id after base is in the ring. Valid only
 	// when known is set: the ring starts knowing nothing about what the store

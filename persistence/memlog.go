@@ -39,7 +39,7 @@ type msgLog struct {
 	chunks [][]logEntry
 	head   int       // position of the first live entry in chunks[0]
 	n      int       // live entries
-	bytes  int64     // msgBytes of the live messages
+	bytes  int64     // entryBytes of the live entries
 	slab   slab.Slab // the payloads' copies
 }
 
@@ -71,13 +71,13 @@ func (e *logEntry) message(topic string) messages.Message {
 // messages.Message.Expired.
 func (e *logEntry) expired(now int64) bool { return e.expires != 0 && now >= e.expires }
 
-// bytes is msgBytes of e's message.
+// bytes is entryBytes of e.
 func (e *logEntry) bytes() int64 { return entryBytes(len(e.payload), e.metadata) }
 
 // Len is the number of messages held.
 func (l *msgLog) Len() int { return l.n }
 
-// Bytes is what the messages held take, by msgBytes.
+// Bytes is what the messages held take, by entryBytes.
 func (l *msgLog) Bytes() int64 { return l.bytes }
 
 // msgOverhead is what a stored message is counted for besides its payload
@@ -86,11 +86,9 @@ func (l *msgLog) Bytes() int64 { return l.bytes }
 // runs, so that RELAY_MEMORY_STORE_BYTES stays near what the process holds.
 const msgOverhead = 256
 
-// msgBytes is the memory one stored message is counted for. Idempotency
+// entryBytes is the memory one stored message is counted for. Idempotency
 // fields are not stored with it (the idemTable, bounded by its own cap,
 // keeps them).
-func msgBytes(m *messages.Message) int64 { return entryBytes(len(m.Payload), m.Metadata) }
-
 func entryBytes(payload int, metadata map[string]string) int64 {
 	return int64(msgOverhead + payload + messages.MetadataBytes(metadata))
 }

@@ -205,3 +205,6 @@ func TestMsgLogBlocksFollowWhatItHolds(t *testing.T) {
 		t.Fatalf("holding %d bytes (%d messages), the log made a block of %d", l.Bytes(), l.Len(), l.slab.Room())
 	}
 }
+
+// msgBytes is what the log counts m for once stored.
+func msgBytes(m *messages.Message) int64 { return entryBytes(len(m.Payload), m.Metadata) }

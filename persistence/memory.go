@@ -18,7 +18,7 @@ type MemoryStore struct {
 	now      func() time.Time
 	idem     *idemTable
 	maxBytes int64        // WithByteBudget; 0: none
-	bytes    atomic.Int64 // what all topics' messages take (msgBytes)
+	bytes    atomic.Int64 // what all topics' messages take (entryBytes)
 	evicting atomic.Bool  // one evict at a time
 
 	mu     sync.RWMutex
@@ -195,7 +195,7 @@ func (s *MemoryStore) lockForAppend(topic string) (*memTopic, error) {
 	}
 }
 
-// Bytes returns what the stored messages take (by msgBytes, bounded by
+// Bytes returns what the stored messages take (by entryBytes, bounded by
 // WithByteBudget), for a gauge.
 func (s *MemoryStore) Bytes() int64 { return s.bytes.Load() }
 
