@@ -203,6 +203,47 @@ func TestAllowTable(t *testing.T) {
 	}
 }
 
+// TestManageNeedsWritingCredential: the owner's rights to change, grant and
+// delete an owned topic hold only through a credential that may write it;
+// a read-only one, or one limited to other patterns, gets 403 like a
+// stranger and changes nothing.
+func TestManageNeedsWritingCredential(t *testing.T) {
+	s := newService(t, Config{JWTSecret: []byte("x")})
+	ctx := context.Background()
+	owner := &Principal{ID: "u1", Kind: KindUser, Perms: PermRead | PermWrite}
+	if _, err := s.CreateTopic(ctx, owner, "b.secret", ""); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]*Principal{
+		"read-only":      {ID: "u1", Kind: KindAPIKey, Perms: PermRead},
+		"other patterns": {ID: "u1", Kind: KindUser, Perms: PermRead | PermWrite, Topics: []string{"a.*"}},
+		"stranger":       {ID: "u2", Kind: KindUser, Perms: PermRead | PermWrite},
+	} {
+		if _, err := s.Grant(ctx, p, "b.secret", "attacker", "write"); !errors.Is(err, messages.ErrForbidden) {
+			t.Errorf("%s: Grant = %v, want forbidden", name, err)
+		}
+		if _, err := s.UpdateTopic(ctx, p, "b.secret", TopicUpdate{Public: new(true)}); !errors.Is(err, messages.ErrForbidden) {
+			t.Errorf("%s: UpdateTopic = %v, want forbidden", name, err)
+		}
+		if err := s.DeleteTopic(ctx, p, "b.secret"); !errors.Is(err, messages.ErrForbidden) {
+			t.Errorf("%s: DeleteTopic = %v, want forbidden", name, err)
+		}
+	}
+	got, err := s.GetTopic(ctx, owner, "b.secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Public || len(got.Grants) != 0 {
+		t.Fatalf("topic changed by refused calls: %+v", got)
+	}
+	if _, err := s.Grant(ctx, owner, "b.secret", "friend", "read"); err != nil {
+		t.Fatalf("owner's own Grant: %v", err)
+	}
+	if err := s.DeleteTopic(ctx, owner, "b.secret"); err != nil {
+		t.Fatalf("owner's own DeleteTopic: %v", err)
+	}
+}
+
 func TestLimiterDecisions(t *testing.T) {
 	l := NewLimiter(50, 50, 10)
 	now := time.Unix(1000, 0)

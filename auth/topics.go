@@ -54,6 +54,17 @@ func mayUse(p *Principal, op Op, t *persistence.TopicRecord) bool {
 	return op == OpRead && t.Public
 }
 
+// mayManage: may p change or delete the owned topic t? The owner (or an
+// admin) may, but only through a credential that may write the topic: a
+// read-only key or one limited to other topic patterns of the owner's does
+// not get the owner's rights (as CreateTopic and Allow refuse it too).
+func mayManage(p *Principal, t *persistence.TopicRecord) bool {
+	if p == nil || p.IsAdmin() {
+		return true
+	}
+	return t.OwnerID == p.ID && p.Perms.Has(PermWrite) && p.MatchesTopic(t.Name)
+}
+
 // topicRecord returns the owner record of topic (nil when not owned),
 // cached for up to CacheTTL.
 func (s *Service) topicRecord(ctx context.Context, topic string) (*persistence.TopicRecord, error) {
@@ -171,7 +182,8 @@ type TopicUpdate struct {
 }
 
 // UpdateTopic changes an owned topic's description or public flag (owner
-// or admin; anyone else gets ErrForbidden, whether or not it exists).
+// or admin, see mayManage; anyone else gets ErrForbidden, whether or not it
+// exists).
 func (s *Service) UpdateTopic(ctx context.Context, p *Principal, topic string, u TopicUpdate) (Topic, error) {
 	if u.Description != nil && len(*u.Description) > 1024 {
 		return Topic{}, fmt.Errorf("%w: description over 1024 bytes", messages.ErrInvalid)
@@ -188,7 +200,7 @@ func (s *Service) UpdateTopic(ctx context.Context, p *Principal, topic string, u
 }
 
 // Grant gives user (an id) read or write on topic; permission "" or "none"
-// takes the grant away. Owner or admin only.
+// takes the grant away. Owner or admin only (mayManage).
 func (s *Service) Grant(ctx context.Context, p *Principal, topic, user, permission string) (Topic, error) {
 	switch permission {
 	case "read", "write", "", "none":
@@ -229,7 +241,7 @@ func (s *Service) modify(ctx context.Context, p *Principal, topic string, fn fun
 		return Topic{}, err
 	}
 	t, err := s.store.UpdateTopic(ctx, topic, func(t *persistence.TopicRecord) error {
-		if p != nil && !p.IsAdmin() && t.OwnerID != p.ID {
+		if !mayManage(p, t) {
 			return errForbidden
 		}
 		return fn(t)
@@ -245,14 +257,15 @@ func (s *Service) modify(ctx context.Context, p *Principal, topic string, fn fun
 }
 
 // DeleteTopic removes an owned topic and its stored messages (owner or
-// admin; anyone else gets ErrForbidden, whether or not it exists).
+// admin, see mayManage; anyone else gets ErrForbidden, whether or not it
+// exists).
 func (s *Service) DeleteTopic(ctx context.Context, p *Principal, topic string) error {
 	if err := messages.ValidateTopic(topic); err != nil {
 		return err
 	}
 	if p != nil && !p.IsAdmin() {
 		t, err := s.store.Topic(ctx, topic)
-		if errors.Is(err, messages.ErrNotFound) || (err == nil && t.OwnerID != p.ID) {
+		if errors.Is(err, messages.ErrNotFound) || (err == nil && !mayManage(p, &t)) {
 			return errForbidden
 		}
 		if err != nil {
