@@ -182,9 +182,7 @@ func (m *MemoryAuthStore) DeleteTopic(_ context.Context, name string) error {
 		return fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
 	}
 	if m.msgs != nil {
-		m.msgs.mu.Lock()
-		delete(m.msgs.topics, name)
-		m.msgs.mu.Unlock()
+		m.msgs.dropTopic(name)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ type MemoryStore struct {
 
 	mu     sync.RWMutex
 	topics map[string]*memTopic
+	floor  messages.ID // newest id of any topic removed from the map
 	closed bool
 
 	stop chan struct{} // closed by Close: ends the sweeper
@@ -39,7 +40,8 @@ type memTopic struct {
 	origin  messages.ID // first id ever assigned; zero until then
 	last    messages.ID // newest id ever assigned
 	trimmed messages.ID // newest id removed by trimming
-	dead    bool        // swept out of the map: writers look again
+	limits  Limits      // what the last append trimmed with; the sweeper's too
+	dead    bool        // removed from the map: writers look again
 }
 
 // MemoryOption configures a MemoryStore.
@@ -128,10 +130,37 @@ func (s *MemoryStore) topic(name string, create bool) (*memTopic, error) {
 		return nil, fmt.Errorf("memory store: %w: closed", messages.ErrUnavailable)
 	}
 	if t = s.topics[name]; t == nil {
-		t = &memTopic{name: name, epoch: newEpoch()}
+		// A new incarnation's ids follow every removed topic's (floor), as
+		// the Valkey store's follow the meta hash's last: a resume point
+		// from an earlier incarnation then never names a new message, even
+		// if the clock stepped back in between.
+		t = &memTopic{name: name, epoch: newEpoch(), last: s.floor, limits: s.limits}
 		s.topics[name] = t
 	}
 	return t, nil
+}
+
+// removeLocked takes t out of the map (the caller holds s.mu and t.mu):
+// its bytes leave the budget, writers that found it look again (dead), and
+// the floor keeps its newest id.
+func (s *MemoryStore) removeLocked(name string, t *memTopic) {
+	t.dead = true
+	s.bytes.Add(-t.msgs.Bytes())
+	if s.floor.Less(t.last) {
+		s.floor = t.last
+	}
+	delete(s.topics, name)
+}
+
+// dropTopic removes topic and its messages (an owned topic's deletion).
+func (s *MemoryStore) dropTopic(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.topics[name]; t != nil {
+		t.mu.Lock()
+		s.removeLocked(name, t)
+		t.mu.Unlock()
+	}
 }
 
 // AppendsInline implements Inline: Append only takes the topic's lock.
@@ -175,7 +204,8 @@ func (s *MemoryStore) Append(ctx context.Context, topic string, batch []messages
 			s.idem.put(topic, m, now)
 		}
 	}
-	t.trim(appendLimits(ctx, s.limits), now)
+	t.limits = appendLimits(ctx, s.limits)
+	t.trim(t.limits, now)
 	return len(batch), nil
 }
 

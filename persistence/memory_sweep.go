@@ -23,7 +23,8 @@ func (s *MemoryStore) sweeper(interval time.Duration) {
 }
 
 // sweep applies retention to every topic, also the quiet ones that no
-// append trims: it drops messages over the limits or past their ttl, then
+// append trims: it drops messages over the topic's limits (the last
+// append's, WithLimits, else the store's) or past their ttl, then
 // removes topics left empty from the map (their epoch goes with them, so a
 // later append starts a new incarnation and an old resume point reports
 // Truncated), and forgets expired idempotency keys. Each topic is locked
@@ -44,7 +45,7 @@ func (s *MemoryStore) sweep() {
 	for i, t := range all {
 		t.mu.Lock()
 		before := t.msgs.Bytes()
-		t.trim(s.limits, now)
+		t.trim(t.limits, now)
 		t.dropExpired(now)
 		s.bytes.Add(t.msgs.Bytes() - before)
 		if t.msgs.Len() == 0 {
@@ -64,8 +65,7 @@ func (s *MemoryStore) sweep() {
 		}
 		t.mu.Lock()
 		if t.msgs.Len() == 0 { // no append came in between
-			t.dead = true
-			delete(s.topics, name)
+			s.removeLocked(name, t)
 		}
 		t.mu.Unlock()
 	}
