@@ -148,8 +148,18 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 			t.Fatalf("topics: %+v %v", all, err)
 		}
 		now := time.Now()
-		if _, err := msgs.Append(ctx, "owned.topic", []messages.Message{{Payload: []byte(`{}`), Timestamp: now}}); err != nil {
+		first := []messages.Message{{Payload: []byte(`{}`), Timestamp: now}}
+		if _, err := msgs.Append(ctx, "owned.topic", first); err != nil {
 			t.Fatal(err)
+		}
+		if _, err := msgs.Append(ctx, "plain.topic", []messages.Message{{Payload: []byte(`{}`), Timestamp: now}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteTopic(ctx, "plain.topic"); !errors.Is(err, messages.ErrNotFound) {
+			t.Fatalf("delete of a topic nobody owns: %v, want not found", err)
+		}
+		if p, err := msgs.Range(ctx, "plain.topic", messages.ID{}, 10); err != nil || len(p.Messages) != 1 {
+			t.Fatalf("a topic nobody owns lost its messages to a refused delete: %d %v", len(p.Messages), err)
 		}
 		if err := s.DeleteTopic(ctx, "owned.topic"); err != nil {
 			t.Fatal(err)
@@ -162,6 +172,18 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		}
 		if err := s.DeleteTopic(ctx, "owned.topic"); !errors.Is(err, messages.ErrNotFound) {
 			t.Fatalf("second delete: %v", err)
+		}
+		// The topic's next incarnation continues its ids, even with the same
+		// timestamp: a resume point from before names no new message.
+		again := []messages.Message{{Payload: []byte(`{}`), Timestamp: now}}
+		if _, err := msgs.Append(ctx, "owned.topic", again); err != nil {
+			t.Fatal(err)
+		}
+		if !first[0].ID.Less(again[0].ID) {
+			t.Fatalf("id after delete %s, not after the old incarnation's %s", again[0].ID, first[0].ID)
+		}
+		if p, err := msgs.Range(ctx, "owned.topic", first[0].ID, 10); err != nil || len(p.Messages) != 1 || p.Messages[0].ID != again[0].ID {
+			t.Fatalf("Range after the old incarnation's id: %+v %v; want the new message", p, err)
 		}
 	})
 }

@@ -291,11 +291,12 @@ func (a *ValkeyAuthStore) UpdateTopic(ctx context.Context, name string, fn func(
 	return TopicRecord{}, fmt.Errorf("valkey: update topic %q: %w: too much contention", name, messages.ErrUnavailable)
 }
 
-// deleteTopicScript removes the owner record and the message stream (same
-// slot). Returns 1 when the topic was owned.
+// deleteTopicScript removes the owner record and, when there was one, the
+// message stream (same slot): a topic nobody owns keeps its messages, as in
+// the memory store. Returns 1 when the topic was owned.
 var deleteTopicScript = valkey.NewLuaScript(`
 local n = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2])
+if n == 1 then redis.call('DEL', KEYS[2]) end
 return n
 `)
 

@@ -42,6 +42,8 @@ func runConformance(t *testing.T, open openFunc) {
 		{"TTLHidesExpired", testTTLHidesExpired},
 		{"TrimByCount", testTrimByCount},
 		{"LimitsPerAppend", testLimitsPerAppend},
+		{"LimitsHoldBetweenAppends", testLimitsHoldBetweenAppends},
+		{"RetentionToForever", testRetentionToForever},
 		{"TrimByAge", testTrimByAge},
 		{"RetentionElapses", testRetentionElapses},
 		{"TopicsAreIndependent", testTopicsAreIndependent},
@@ -442,9 +444,11 @@ func testQuietTopicDisappears(t *testing.T, open openFunc) {
 	if p := mustRange(t, s, "quiet", ids[0], 10); !p.Truncated || len(p.Messages) != 0 {
 		t.Errorf("Range after an id of a vanished topic = %+v; want empty, Truncated", p)
 	}
-	// A new append starts afresh.
+	// A new append starts afresh, with ids after the old ones: a reader's
+	// resume point names no new message.
 	again := appendAll(t, s, "quiet", msgs(3, 1))
 	assertIDs(t, "after the topic came back", mustRange(t, s, "quiet", messages.ID{}, 10).Messages, idsOf(again))
+	assertIDs(t, "after the old incarnation's last id", mustRange(t, s, "quiet", ids[2], 10).Messages, idsOf(again))
 }
 
 func messagesOf(ids []messages.ID) []messages.Message {

@@ -448,6 +448,11 @@ if ARGV[5] ~= '0' then
     try('PEXPIRE', key, ARGV[5])
     try('PEXPIRE', meta, ARGV[5])
   end
+elseif not fresh and tonumber(redis.call('PTTL', meta)) >= 0 then
+  -- Kept forever now (a policy or RELAY_RETENTION changed to 0): an
+  -- expiry set under the old retention must not delete the stream later.
+  try('PERSIST', key)
+  try('PERSIST', meta)
 end
 local notice = '{"topic":"' .. ARGV[6] .. '","epoch":"' .. epoch .. '","prev":"' .. prev .. '","last":"' .. last .. '"'
 if inline then
