@@ -307,3 +307,35 @@ func sumBytes(ms []messages.Message) int64 {
 	}
 	return n
 }
+
+// Deleting an owned topic takes its bytes out of the budget: left counted,
+// they would make every later append evict other topics' messages.
+func TestMemoryDeleteTopicFreesBudget(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemoryStore(Limits{}, WithByteBudget(100_000))
+	defer s.Close()
+	as := NewMemoryAuthStore(s)
+	big := []byte(`{"x":"` + strings.Repeat("a", 1000) + `"}`)
+	if err := as.CreateTopic(ctx, TopicRecord{Name: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 70; i++ {
+		if _, err := s.Append(ctx, "gone", []messages.Message{{Payload: big, Timestamp: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := as.DeleteTopic(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if b := s.Bytes(); b != 0 {
+		t.Fatalf("after the only topic was deleted the store counts %d bytes", b)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := s.Append(ctx, "fresh", []messages.Message{{Payload: big, Timestamp: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, err := s.Range(ctx, "fresh", messages.ID{}, 100); err != nil || len(p.Messages) != 10 || p.Truncated {
+		t.Fatalf("a topic far under the budget holds %d of 10 (truncated %v, %v)", len(p.Messages), p.Truncated, err)
+	}
+}
