@@ -90,11 +90,27 @@ func (m *mailbox) PostUserMessage(msg any) {
 		}
 		m.flush = true
 	default:
-		m.user = append(m.user, msg)
+		m.push(msg)
 	}
 	m.pending.Add(1)
 	m.mu.Unlock()
 	m.schedule()
+}
+
+// push appends msg to the user queue, m.user[m.head:] (m.mu held). When
+// the array is full and at least half of it is consumed, the queue moves
+// to the front instead of the array growing: a queue that never empties
+// (a topic actor under steady overload) keeps an array of a few times its
+// length, not one of every message handled since it was last empty. Each
+// move copies at most as many entries as it frees, so a push stays O(1)
+// amortized.
+func (m *mailbox) push(msg any) {
+	if len(m.user) == cap(m.user) && m.head > 0 && m.head >= len(m.user)/2 {
+		n := copy(m.user, m.user[m.head:])
+		clear(m.user[n:])
+		m.user, m.head = m.user[:n], 0
+	}
+	m.user = append(m.user, msg)
 }
 
 // postHere posts msg and, when no run is scheduled, runs the mailbox on the
@@ -105,7 +121,7 @@ func (m *mailbox) PostUserMessage(msg any) {
 // much of the actor's work instead of two goroutine hand-offs.
 func (m *mailbox) postHere(msg any, limit int) {
 	m.mu.Lock()
-	m.user = append(m.user, msg)
+	m.push(msg)
 	m.pending.Add(1)
 	m.mu.Unlock()
 	if !m.status.CompareAndSwap(mailboxIdle, mailboxScheduled) {

@@ -334,3 +334,46 @@ func TestMailboxRunHereDefersToTheDispatcher(t *testing.T) {
 		})
 	}
 }
+
+// growInvoker posts one message for each it handles, so the queue never
+// empties (two long), and records the largest array the queue had.
+type growInvoker struct {
+	m          *mailbox
+	left       int
+	seen       []int
+	maxCap     int
+}
+
+func (g *growInvoker) InvokeSystemMessage(any) {}
+func (g *growInvoker) InvokeUserMessage(msg any) {
+	g.seen = append(g.seen, msg.(int))
+	g.maxCap = max(g.maxCap, cap(g.m.user))
+	if g.left > 0 {
+		g.left--
+		g.m.PostUserMessage(g.left)
+	}
+}
+func (g *growInvoker) EscalateFailure(any, any) {}
+
+// A queue that never empties keeps an array of a few times its length, not
+// one of every message handled since it was last empty; order holds.
+func TestMailboxQueueThatNeverEmptiesStaysSmall(t *testing.T) {
+	const handled = 100_000
+	d, m := &manualDispatcher{}, newMailbox(nil)
+	g := &growInvoker{m: m, left: handled}
+	m.RegisterHandlers(g, d)
+	m.PostUserMessage(-1)
+	m.PostUserMessage(-2)
+	d.runAll()
+	if g.maxCap > 64 {
+		t.Fatalf("a queue at most 2 long grew an array of %d entries over %d messages", g.maxCap, handled)
+	}
+	if len(g.seen) != handled+2 {
+		t.Fatalf("handled %d messages, want %d", len(g.seen), handled+2)
+	}
+	for i := 2; i < len(g.seen); i++ {
+		if g.seen[i] != handled-(i-1) {
+			t.Fatalf("message %d is %d, want %d (posting order)", i, g.seen[i], handled-(i-1))
+		}
+	}
+}
