@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,5 +136,39 @@ func TestSupervisorBudgetPerTopic(t *testing.T) {
 	})
 	if v := viewOf(t, m, "sturdy"); v.Restarts != 3 {
 		t.Fatalf("sturdy reports %d restarts, want 3", v.Restarts)
+	}
+}
+
+// TestPublishWithinHonoursTheTopicMailbox: the single-publish path (the
+// gateway's POST /api/v1/messages) checks a topic's own mailbox_size, as
+// Publish and PublishAll do, not only the process-wide bound.
+func TestPublishWithinHonoursTheTopicMailbox(t *testing.T) {
+	store := relaytest.NewFaultyStore(nil)
+	t.Cleanup(func() { _ = store.Close() })
+	m := newManager(t, store, actors.Config{Policies: mustSet(t, `{"topics":{"jobs.*":{"mailbox_size":2}}}`)})
+	store.Stall(500 * time.Millisecond) // the first write holds; the rest queue
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	overloaded, stored := 0, 0
+	for i := 0; i < 20; i++ {
+		wg.Go(func() {
+			_, err := m.PublishWithin(context.Background(), messages.Message{Topic: "jobs.a", Payload: []byte(`{}`), Timestamp: time.Now()}, 10*time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, messages.ErrOverloaded):
+				overloaded++
+			case err == nil:
+				stored++
+			default:
+				t.Errorf("publish: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	// At most the one being written plus two queued get through while the
+	// store stalls; the 20 start well inside its 500 ms.
+	if overloaded < 10 || stored == 0 {
+		t.Fatalf("20 publishes at once into a mailbox of 2: %d refused, %d stored", overloaded, stored)
 	}
 }

@@ -18,7 +18,7 @@ import (
 // Publish, it may run the idle topic actor on the caller's goroutine.
 func (m *TopicManager) PublishWithin(ctx context.Context, msg messages.Message, timeout time.Duration) (messages.Message, error) {
 	p := &publish{msg: msg, received: monoNow(), reply: make(chan *publish, 1)}
-	if err := m.reg.routeHere(msg.Topic, int64(m.cfg.TopicMailboxSize), p); err != nil {
+	if err := m.reg.routeHere(msg.Topic, topicMailbox, p); err != nil {
 		return messages.Message{}, fmt.Errorf("publish: %w", err)
 	}
 	select { // answered before any timer is needed (a fast store)
