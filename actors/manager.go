@@ -167,6 +167,7 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 	reply := make(chan *publish, len(msgs))
 	pending := 0
 	now := monoNow()
+	published := make([]*publish, len(msgs)) // nil where route refused
 	for i, msg := range msgs {
 		p := &publish{msg: msg, received: now, reply: reply, idx: i}
 		// route, not routeHere: queued together, a topic's messages are
@@ -176,6 +177,7 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 			answered[i] = true
 			continue
 		}
+		published[i] = p
 		pending++
 	}
 	for ; pending > 0; pending-- {
@@ -185,13 +187,54 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 			results[p.idx] = PublishResult{Msg: msg, Err: err}
 			answered[p.idx] = true
 		case <-ctx.Done():
-			err := fmt.Errorf("publish: %w: %w", messages.ErrUnavailable, ctx.Err())
-			for i := range results {
-				if !answered[i] {
-					results[i].Err = err
+			return m.giveUp(ctx.Err(), published, reply, pending, results, answered)
+		}
+	}
+	return results
+}
+
+// giveUp ends PublishAll when its ctx ended with pending messages
+// unanswered: those still queued are abandoned (never written) and get
+// ErrUnavailable wrapping why; those already in a write wait for its
+// answer, up to writeGrace, so that a rejected result means not stored.
+func (m *TopicManager) giveUp(why error, published []*publish, reply chan *publish, pending int, results []PublishResult, answered []bool) []PublishResult {
+	err := fmt.Errorf("publish: %w: %w", messages.ErrUnavailable, why)
+	inWrite := 0
+	for _, p := range published {
+		if p == nil || answered[p.idx] {
+			continue
+		}
+		if m.abandon(p) {
+			results[p.idx].Err = err
+			answered[p.idx] = true
+			pending-- // its answer still comes, unread: reply has room for every message
+		} else {
+			inWrite++
+		}
+	}
+	if inWrite > 0 {
+		t := getTimer(m.writeGrace())
+		defer putTimer(t)
+	wait:
+		for ; pending > 0; pending-- {
+			select {
+			case p := <-reply:
+				if answered[p.idx] {
+					pending++ // an abandoned one's answer: not counted
+					continue
 				}
+				msg, e := p.result()
+				results[p.idx] = PublishResult{Msg: msg, Err: e}
+				answered[p.idx] = true
+			case <-t.C:
+				break wait
 			}
-			return results
+		}
+	}
+	unknown := fmt.Errorf("publish: %w: %w (its write's outcome is unknown)", messages.ErrUnavailable, why)
+	for i := range results {
+		if !answered[i] {
+			results[i].Err = unknown
 		}
 	}
 	return results

@@ -65,6 +65,7 @@ type (
 		reply    chan *publish
 		idx      int // position in a PublishAll batch
 		answered bool
+		state    atomic.Int32 // pubQueued, then pubTaken (by the actor) or pubAbandoned (by the publisher)
 	}
 	// writeDone carries a finished group-commit write back into the actor.
 	writeDone struct {
@@ -325,6 +326,9 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 		return
 	}
 	batch, msgs := t.takeBatch(nil, nil) // fresh slices: the store holds them until done
+	if len(batch) == 0 {
+		return // every pending publish was abandoned (takeBatch looked at them all)
+	}
 	t.writing = true
 	post, self := t.post, ctx.Self()
 	deadline := time.Now().Add(t.cfg.storeTimeout)
@@ -340,6 +344,9 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 func (t *topicActor) writeInline(ctx actor.Context) {
 	w := &t.inlineWrite
 	w.batch, w.msgs = t.takeBatch(w.batch, w.msgs)
+	if len(w.batch) == 0 {
+		return // every pending publish was abandoned
+	}
 	t.writing = true
 	w.n, w.err = t.store.Append(t.storeCtx, t.name, w.msgs)
 	t.finishWrite(ctx, w)
@@ -348,10 +355,21 @@ func (t *topicActor) writeInline(ctx actor.Context) {
 }
 
 // takeBatch moves the next batch of pending publishes (at most maxBatch)
-// into batch[:0] and their messages into msgs[:0], and returns both.
+// into batch[:0] and their messages into msgs[:0], and returns both. A
+// publish whose publisher gave up waiting (pubAbandoned) is answered and
+// left out: it was refused (503), so it must never be stored. The batch
+// may be empty when every pending publish was abandoned.
 func (t *topicActor) takeBatch(batch []*publish, msgs []messages.Message) ([]*publish, []messages.Message) {
-	n := min(len(t.pending), t.cfg.maxBatch)
-	batch = append(slices.Grow(batch[:0], n), t.pending[:n]...)
+	batch = slices.Grow(batch[:0], min(len(t.pending), t.cfg.maxBatch))
+	n := 0 // pending publishes looked at
+	for ; n < len(t.pending) && len(batch) < t.cfg.maxBatch; n++ {
+		p := t.pending[n]
+		if !p.state.CompareAndSwap(pubQueued, pubTaken) {
+			t.answer(p, nil, fmt.Errorf("publish to %q: %w: the publisher gave up waiting", t.name, messages.ErrUnavailable))
+			continue
+		}
+		batch = append(batch, p)
+	}
 	clear(t.pending[:n])
 	switch {
 	case n < len(t.pending):
@@ -361,7 +379,7 @@ func (t *topicActor) takeBatch(batch []*publish, msgs []messages.Message) ([]*pu
 	default:
 		t.pending = nil // let a burst's large queue go
 	}
-	msgs = slices.Grow(msgs[:0], n)
+	msgs = slices.Grow(msgs[:0], len(batch))
 	for _, p := range batch {
 		msgs = append(msgs, p.msg)
 	}
