@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,11 @@ func TestAuthLoginRateLimit(t *testing.T) {
 	res := r.do("POST", "/auth/login", "", url.Values{"username": {"admin"}, "password": {"admin-password"}})
 	if res.Status != 429 || res.Code() != "RATE_LIMIT_EXCEEDED" || res.Header.Get("Retry-After") == "" {
 		t.Fatalf("fourth attempt: %d %s %v", res.Status, res.Body, res.Header)
+	}
+	// At 3 a minute the next attempt is about 20 s away: Retry-After says
+	// so (not a blanket 1 s) and agrees with X-RateLimit-Reset.
+	if ra, err := strconv.Atoi(res.Header.Get("Retry-After")); err != nil || ra < 10 || ra > 60 {
+		t.Fatalf("Retry-After %q at 3 logins a minute, want the wait (about 20 s)", res.Header.Get("Retry-After"))
 	}
 }
 

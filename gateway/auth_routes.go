@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,7 +96,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	lim := s.cfg.Auth.Limits()
 	now := time.Now()
 	if !s.rateHeaders(w, r, "/auth/login", lim.LoginAddr.Allow(identityOf(nil, r), now)) ||
-		!s.rateHeaders(w, r, "/auth/login", lim.LoginUser.Allow("login:"+strings.ToLower(req.Username), now)) {
+		!s.rateHeaders(w, r, "/auth/login", lim.LoginUser.Allow(loginKey(req.Username), now)) {
 		return
 	}
 	pair, err := s.cfg.Auth.Login(r.Context(), req.Username, req.Password)
@@ -104,6 +106,18 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, pair)
+}
+
+// loginKey is the per-username login limiter's key: the name, or for one
+// longer than any valid username (64 bytes) its SHA-256, so that a client
+// cannot make the limiter hold large keys (a login body may be 64 KiB).
+func loginKey(username string) string {
+	name := strings.ToLower(username)
+	if len(name) <= 64 {
+		return "login:" + name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "login#" + hex.EncodeToString(sum[:])
 }
 
 type refreshRequest struct {

@@ -84,8 +84,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// own failures are logged once per write, and metrics count refusals.
 		s.log.Debug("request refused", "request_id", requestID(w), "route", routeOf(r), "status", status, "err", err)
 	}
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1") // unless the refusal's own wait is known (rateHeaders, the upgrade pacer)
 	}
 	writeJSON(w, status, messages.ErrorBody{Error: code, Message: msg, RequestID: requestID(w)})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -94,7 +95,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if waited, err := s.upgrades.wait(r.Context(), remoteClient(r.RemoteAddr)); err != nil {
 		s.lim.LimitHit("ws_upgrade_rate")
 		if errors.Is(err, messages.ErrRateLimited) {
-			w.Header().Set("Retry-After", strconv.Itoa(int(upgradeWaitMax/time.Second)))
+			wait := strconv.Itoa(int(upgradeWaitMax / time.Second))
+			h := w.Header()
+			h.Set("Retry-After", wait)
+			h.Set("X-RateLimit-Limit", strconv.Itoa(int(math.Ceil(float64(s.upgrades.limit)))))
+			h.Set("X-RateLimit-Remaining", "0")
+			h.Set("X-RateLimit-Reset", wait)
 		}
 		s.writeError(w, r, err)
 		return
@@ -156,8 +162,8 @@ func (s *Server) serveWS(ws *wsConn) {
 		ws.out.discard()
 		s.log.Debug("websocket closed", "request_id", ws.reqID, "conn", conn.ID)
 	}()
-	if s.draining.Load() { // shutdown began while we were upgrading
-		ws.Close(actors.CloseGoingAway, "server shutting down")
+	if s.draining.Load() { // shutdown began while we were upgrading (SPEC: 1013)
+		ws.Close(actors.CloseTryAgainLater, "server shutting down; try again later")
 	}
 	s.readLoop(ws, conn)
 }
