@@ -397,7 +397,7 @@ func durationOrZero(p *time.Duration) func(string) error {
 func floatPositive(p *float64) func(string) error {
 	return func(v string) error {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 || f > 1e9 {
+		if err != nil || !(f > 0 && f <= 1e9) { // written so that NaN fails too
 			return errors.New("want a number > 0")
 		}
 		*p = f
@@ -409,7 +409,7 @@ func floatPositive(p *float64) func(string) error {
 func floatMin0(p *float64) func(string) error {
 	return func(v string) error {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 || f > 1e9 {
+		if err != nil || !(f >= 0 && f <= 1e9) { // written so that NaN fails too
 			return errors.New("want a number >= 0")
 		}
 		*p = f

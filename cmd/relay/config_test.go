@@ -60,6 +60,11 @@ func TestConfigRejectsBadValuesNamingTheSetting(t *testing.T) {
 		{"RELAY_LOG_FORMAT", "xml"},
 		{"RELAY_VALKEY_DB", "-1"},
 		{"RELAY_SUPERVISOR_BACKOFF", "0"},
+		{"RELAY_RATE_PUBLISH", "NaN"}, // NaN compares false with every bound
+		{"RELAY_RATE_WS_FRAMES", "NaN"},
+		{"RELAY_WS_UPGRADE_RATE", "nan"},
+		{"RELAY_WS_READ_RATE", "NaN"},
+		{"RELAY_RATE_PUBLISH", "+Inf"},
 	} {
 		_, err := parseConfig(nil, envOf(map[string]string{tc.env: tc.value}), nil, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.env) {

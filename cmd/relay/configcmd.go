@@ -161,13 +161,14 @@ func quoteIfNeeded(v string) string {
 
 // basePolicy is the process-wide policy of cfg: what a topic gets for every
 // field no rule of the policy file sets (policy.Set.Resolve's base). Every
-// field is set. AnonymousRead is true: without auth every read is anonymous
-// (auth's own setting replaces it when auth is wired in).
+// field is set. AnonymousRead is what the server's base holds: false with
+// auth on (a read needs a credential unless a rule allows it), true without
+// it (every read is anonymous then).
 func basePolicy(cfg *config) policy.Policy {
 	a := cfg.Actors // parseConfig set every field from the settings table
 	retention, maxMessages := cfg.Store.Retention, cfg.Store.MaxMessages
 	slow := policy.SlowConsumer(a.SlowConsumerPolicy)
-	anonymous := true
+	anonymous := !cfg.Auth.Enabled()
 	return policy.Policy{
 		Retention:             &retention,
 		MaxMessages:           &maxMessages,

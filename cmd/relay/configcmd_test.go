@@ -120,6 +120,18 @@ func TestBasePolicy(t *testing.T) {
 		*b.HotRetention != 600*time.Second || *b.MaxBatch != 512 || *b.SupervisorBackoff != 100*time.Millisecond {
 		t.Fatalf("base %s", js)
 	}
+	// anonymous_read is the server's base: allowed without auth, refused
+	// with it unless a rule allows it.
+	if !*b.AnonymousRead {
+		t.Fatal("without auth the base refuses anonymous reads")
+	}
+	withAuth, err := parseConfig(nil, envOf(map[string]string{"RELAY_JWT_SECRET": strings.Repeat("k", 32)}), nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *basePolicy(withAuth).AnonymousRead {
+		t.Fatal("with auth on the base allows anonymous reads; the server's does not")
+	}
 }
 
 // TestPoliciesCheckTopic: `relay policies --check FILE --topic T` shows T's
