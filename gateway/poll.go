@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -44,6 +45,22 @@ const (
 	pollMaxPerTopic    = 100
 	pollDefaultTimeout = 30 * time.Second
 	pollMaxTimeout     = 60 * time.Second
+
+	// pollMaxBodyBytes bounds a poll request body. The largest valid body,
+	// 20 topics of 255 characters each named again in "since" with an id
+	// ("<20 digits>-<20 digits>"), plus "timeout", is about 11.3 KB as
+	// usually written and about 62 KB with every topic character \u-escaped:
+	// 64 KiB fits it, and a poll body never needs MaxMessageSize (it is
+	// read outside the request-body budget). Over it: 413.
+	pollMaxBodyBytes = 64 << 10
+	// pollFirstRead is how many messages the catch-up's first store read
+	// asks for; later reads ask for what the byte budget left is expected
+	// to hold (pollReadSize), so that a backlog of large messages is not
+	// read 101 at a time only to be cut by the budget.
+	pollFirstRead = 16
+	// pollMaxReads bounds the store reads of one topic's catch-up (a store
+	// that skips expired entries returns short pages with a Next).
+	pollMaxReads = 16
 )
 
 // consumers is the gateway's state for long-poll waiters and SSE streams.
@@ -150,8 +167,9 @@ func decodePoll(body []byte) (pollRequest, error) {
 
 // handlePoll serves POST /api/v1/poll and POST /messages/poll.
 //
-// It first reads the store after each "since" (up to 100 messages per topic)
-// and answers at once when anything is there. Otherwise it registers a
+// It first reads the store after each "since" (up to 100 messages per topic
+// and HistoryMaxBytes in all, see pollCatchUp) and answers at once when
+// anything is there. Otherwise it registers a
 // waiter: a connection actor of transport "poll" subscribed to every topic,
 // at "since" where given (so a message stored between the read and the
 // registration is replayed, not lost) and live elsewhere. The first batch of
@@ -159,7 +177,7 @@ func decodePoll(body []byte) (pollRequest, error) {
 // {"messages":[],"has_more":false}. A client that goes away frees its waiter
 // at once.
 func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
-	body, err := readJSONBody(w, r, s.cfg.MaxMessageSize)
+	body, err := readJSONBody(w, r, pollMaxBodyBytes)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -241,54 +259,111 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	writePollRawResponse(w, res.body, res.hasMore)
 }
 
-// pollCatchUp reads, for each topic with a "since", what is stored after it
-// (at most pollMaxPerTopic; hasMore when there was more).
+// pollCatchUp reads, for each topic with a "since" in the request's order,
+// what is stored after it: at most pollMaxPerTopic messages per topic and,
+// over all topics, HistoryMaxBytes of encoded messages counted as a history
+// page counts them (encodedSize; at least one message, so a reader always
+// progresses). hasMore is set when more may be left: a topic had more than
+// pollMaxPerTopic, the store stopped early, or the byte budget cut the
+// answer.
+//
+// A cut never leaves a gap: the messages kept of a topic are a prefix of
+// what follows its "since", in id order, so the client's next "since" for it
+// (the id of the last message it got of that topic) resumes right after
+// them; the topics after the cut return nothing, so their "since" stays.
 func (s *Server) pollCatchUp(ctx context.Context, req pollRequest) ([]messages.Message, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
+	budget := s.cfg.HistoryMaxBytes
 	var out []messages.Message
+	var size int64 // encodedSize of out
 	hasMore := false
 	for _, t := range req.Topics {
 		after, ok := req.since[t]
 		if !ok {
 			continue
 		}
-		var got []messages.Message
-		// A page may stop early after skipping expired entries (Page.Next):
-		// continue a bounded number of times.
-		for range 8 {
-			page, err := s.store.Range(ctx, t, after, pollMaxPerTopic+1-len(got))
+		kept := 0 // messages of t in out
+	reads:
+		for reads := 0; ; reads++ {
+			if reads == pollMaxReads {
+				hasMore = true // the store is skipping a long run: resume from here
+				break
+			}
+			// Up to one message past pollMaxPerTopic, to learn whether
+			// there is more.
+			want := min(pollMaxPerTopic+1-kept, pollReadSize(budget-size, size, len(out)))
+			page, err := s.store.Range(ctx, t, after, want)
 			if err != nil {
 				return nil, false, err
 			}
-			got = append(got, page.Messages...)
-			if page.Next.IsZero() || len(got) > pollMaxPerTopic {
-				after = messages.ID{}
-				break
+			for i := range page.Messages {
+				if kept == pollMaxPerTopic {
+					hasMore = true
+					break reads
+				}
+				m := &page.Messages[i]
+				n := encodedSize(m)
+				if len(out) > 0 && size+n > budget {
+					// The same budget as a history page: stop here;
+					// the rest of t, and the topics after it, come
+					// with the next poll.
+					s.lim.LimitHit("history_bytes")
+					return out, true, nil
+				}
+				size += n
+				out = append(out, *m)
+				kept++
 			}
-			after = page.Next
+			switch {
+			case len(page.Messages) < want && page.Next.IsZero():
+				break reads // the end of t
+			case len(page.Messages) < want:
+				after = page.Next // the store stopped early: go on from where it did
+			default:
+				after = page.Messages[len(page.Messages)-1].ID
+			}
 		}
-		if !after.IsZero() { // stopped with more to scan
-			hasMore = true
-		}
-		if len(got) > pollMaxPerTopic {
-			got = got[:pollMaxPerTopic]
-			hasMore = true
-		}
-		out = append(out, got...)
 	}
 	return out, hasMore, nil
 }
 
+// pollReadSize is how many messages the catch-up's next store read asks
+// for: pollFirstRead before anything is kept, then what the budget left
+// (left bytes) is expected to hold at the average size of the kept
+// messages, plus one to find the message that ends the answer (or that
+// there is none).
+func pollReadSize(left, size int64, kept int) int {
+	if kept == 0 {
+		return pollFirstRead
+	}
+	avg := max(size/int64(kept), 1)
+	return int(min(max(left, 0)/avg, pollMaxPerTopic)) + 1
+}
+
+// writePollResponse answers {"messages":[msgs],"has_more":hasMore}, encoded
+// message by message through a small buffer (as a history page is), never
+// as a whole.
 func writePollResponse(w http.ResponseWriter, msgs []messages.Message, hasMore bool) {
-	b := make([]byte, 0, 256*len(msgs))
+	setJSONType(w.Header())
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, historyWriteBuffer)
+	scratch := make([]byte, 0, 512)
+	_, _ = bw.WriteString(`{"messages":[`)
 	for i := range msgs {
 		if i > 0 {
-			b = append(b, ',')
+			_ = bw.WriteByte(',')
 		}
-		b = msgs[i].AppendJSON(b)
+		var err error
+		// The payload goes to the socket as stored: no copy per message.
+		if scratch, err = msgs[i].WriteJSON(bw, scratch); err != nil {
+			return // the client went away or the write deadline passed
+		}
 	}
-	writePollRawResponse(w, b, hasMore)
+	_, _ = bw.WriteString(`],"has_more":`)
+	_, _ = bw.WriteString(strconv.FormatBool(hasMore))
+	_, _ = bw.WriteString("}\n")
+	_ = bw.Flush()
 }
 
 // writePollRawResponse answers {"messages":[list],"has_more":hasMore}; list
