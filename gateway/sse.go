@@ -41,6 +41,17 @@ import (
 // "truncated" ({"topics":[…]} whose resume point is older than what is
 // retained), "relay-error" (an error frame: {"code","message"}). A
 // ": keepalive" comment goes out every 15 s.
+//
+// A SUBSCRIPTION_ERROR ends the stream. The connection actor sends one
+// when a topic cannot be served as asked: its replay failed (the store
+// could not be read; the topic goes on live, and the next live message
+// would move its position in the id past the messages never replayed, so
+// a client resuming from it would lose them for good), or its subscription
+// failed or stopped ("subscribe again", which a stream cannot do). So the
+// sink sends the "relay-error" event, writes nothing after it (no id
+// moves) and ends the stream; EventSource reconnects from the last id it
+// received and the subscription and replay are tried again. Other error
+// frames are reported and the stream goes on.
 
 const sseIDVersion = "v1"
 
@@ -335,6 +346,7 @@ type sseSink struct {
 	truncated []string // epoch-truncated topics, reported with "subscribed"
 	idBuf     []byte
 	gone      bool // the handler returned: never touch w again
+	ending    bool // a topic cannot be served: write nothing more, the stream ends
 }
 
 var _ actors.Sink = (*sseSink)(nil)
@@ -343,6 +355,9 @@ var _ actors.Sink = (*sseSink)(nil)
 func (k *sseSink) Write(frame []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.ending {
+		return nil // nothing after a SUBSCRIPTION_ERROR: it could move the id past a gap
+	}
 	switch {
 	case bytes.HasPrefix(frame, messageFramePrefix):
 		topic, id, ok := frameTopicAndID(frame)
@@ -386,6 +401,15 @@ func (k *sseSink) Write(frame []byte) error {
 		k.buf = append(k.buf, "event: relay-error\ndata: "...)
 		k.buf = append(k.buf, messages.EncodeFrame(map[string]string{"code": f.Code, "message": f.Message})...)
 		k.buf = append(k.buf, "\n\n"...)
+		if f.Code == messages.CodeSubscriptionError {
+			// End the stream here, the event written out first (the
+			// handler may return before the actor's Flush). No id after
+			// it: the client resumes from the last good one.
+			k.ending = true
+			err := k.flushLocked()
+			k.Close(actors.CloseGoingAway, "a topic cannot be served as asked")
+			return err
+		}
 	}
 	return nil
 }
