@@ -25,6 +25,9 @@ type Claims struct {
 	Topics      []string `json:"topics,omitempty"`
 	Username    string   `json:"username,omitempty"`
 	// SID is the login (refresh-token family) of a relay-issued token.
+	// External issuers (OIDC providers such as Keycloak) use the same claim
+	// for their own sessions: it names a relay login only in a token the
+	// relay's secret verifies (see verifyJWT).
 	SID string `json:"sid,omitempty"`
 }
 
@@ -132,25 +135,31 @@ func (ks *keySet) keyFor(t *jwt.Token) (any, error) {
 	return set, nil
 }
 
-// verifyJWT checks signature, exp (required), nbf, iss and aud.
-func (s *Service) verifyJWT(token string) (*Claims, error) {
-	var c Claims
-	_, err := s.parser.ParseWithClaims(token, &c, s.keys.keyFor)
+// verifyJWT checks signature, exp (required), nbf, iss and aud. own reports
+// that the token was verified with the relay's own HS256 secret, the key the
+// relay signs its access tokens with (keyFor gives an HMAC token that key and
+// nothing else): only such a token can be one the relay issued, and only its
+// sid names a relay login. A token an external issuer signed (PEM key, JWKS)
+// is never own, whatever its claims say.
+func (s *Service) verifyJWT(token string) (c *Claims, own bool, err error) {
+	c = new(Claims)
+	t, err := s.parser.ParseWithClaims(token, c, s.keys.keyFor)
 	if err != nil {
 		switch {
 		case errors.Is(err, jwt.ErrTokenExpired):
-			return nil, fmt.Errorf("%w: token expired", messages.ErrUnauthorized)
+			return nil, false, fmt.Errorf("%w: token expired", messages.ErrUnauthorized)
 		case errors.Is(err, jwt.ErrTokenNotValidYet):
-			return nil, fmt.Errorf("%w: token not valid yet", messages.ErrUnauthorized)
+			return nil, false, fmt.Errorf("%w: token not valid yet", messages.ErrUnauthorized)
 		case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience):
-			return nil, fmt.Errorf("%w: token issuer or audience not accepted", messages.ErrUnauthorized)
+			return nil, false, fmt.Errorf("%w: token issuer or audience not accepted", messages.ErrUnauthorized)
 		}
-		return nil, fmt.Errorf("%w: invalid token", messages.ErrUnauthorized)
+		return nil, false, fmt.Errorf("%w: invalid token", messages.ErrUnauthorized)
 	}
 	if c.Subject == "" {
-		return nil, fmt.Errorf("%w: token has no subject", messages.ErrUnauthorized)
+		return nil, false, fmt.Errorf("%w: token has no subject", messages.ErrUnauthorized)
 	}
-	return &c, nil
+	_, own = t.Method.(*jwt.SigningMethodHMAC)
+	return c, own && len(s.keys.secret) > 0, nil
 }
 
 // newParser builds the parser for cfg's accepted methods.

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -200,7 +201,7 @@ func (s *Service) authenticate(ctx context.Context, token string, now time.Time)
 	if s.parser == nil {
 		return nil, fmt.Errorf("%w: tokens are not accepted", messages.ErrUnauthorized)
 	}
-	c, err := s.verifyJWT(token)
+	c, own, err := s.verifyJWT(token)
 	if err != nil {
 		return nil, err
 	}
@@ -211,11 +212,18 @@ func (s *Service) authenticate(ctx context.Context, token string, now time.Time)
 	if validPatterns(c.Topics) != nil {
 		return nil, fmt.Errorf("%w: bad topic pattern in token", messages.ErrUnauthorized)
 	}
-	p := &Principal{ID: c.Subject, Username: c.Username, Kind: KindUser, Perms: perms, Topics: c.Topics, Family: c.SID}
+	p := &Principal{ID: c.Subject, Username: c.Username, Kind: KindUser, Perms: perms, Topics: c.Topics}
 	if c.ExpiresAt != nil {
 		p.ExpiresAt = c.ExpiresAt.Time
 	}
-	if c.SID != "" {
+	// The sid of a token the relay issued names one of its logins, revoked
+	// by a logout or a refresh-token replay. An external issuer's token
+	// (PEM key, JWKS) may carry a sid of its own (OIDC providers put their
+	// session there): that is no relay login, and the store, which never
+	// saw it, would call it revoked. Only a token verified with the relay's
+	// secret, whose sid has the shape of a family, is checked.
+	if own && isFamily(c.SID) {
+		p.Family = c.SID
 		revoked, err := s.store.RefreshRevoked(ctx, c.SID)
 		if err != nil {
 			return nil, err
@@ -250,8 +258,9 @@ func (s *Service) Login(ctx context.Context, username, password string) (TokenPa
 		return TokenPair{}, err
 	}
 	family := newID()
-	refresh, hash := newRefreshToken(family)
-	if err := s.store.CreateRefresh(ctx, persistence.RefreshRecord{Family: family, UserID: u.ID, Username: u.Username, Hash: hash}, s.cfg.RefreshTokenTTL); err != nil {
+	key := newFamilyKey()
+	refresh, hash := newRefreshToken(family, key)
+	if err := s.store.CreateRefresh(ctx, persistence.RefreshRecord{Family: family, UserID: u.ID, Username: u.Username, Hash: hash, Key: key}, s.cfg.RefreshTokenTTL); err != nil {
 		return TokenPair{}, err
 	}
 	return s.pair(u, family, refresh)
@@ -267,14 +276,27 @@ func (s *Service) pair(u userView, family, refresh string) (TokenPair, error) {
 
 // Refresh spends a refresh token and returns a new pair. A spent token
 // presented again revokes the whole login (every access and refresh token
-// of it) and fails; so does an unknown, expired or revoked one. Errors wrap
+// of it) and fails; so does an unknown, expired or revoked one. A token
+// the relay never issued for the login (anybody who has seen an access
+// token can read the family from its sid and add 64 hex digits) fails
+// without revoking anything: it is no replay. Errors wrap
 // messages.ErrUnauthorized.
 func (s *Service) Refresh(ctx context.Context, refresh string) (TokenPair, error) {
 	family, ok := familyOf(refresh)
 	if !ok || !s.issues {
 		return TokenPair{}, persistence.ErrRefreshInvalid
 	}
-	next, hash := newRefreshToken(family)
+	fam, err := s.store.RefreshFamily(ctx, family)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	// The family's key tells a spent token (issued for it: RotateRefresh
+	// below then revokes the login) from a forged one. A family stored
+	// before keys (Key "") keeps the old rule: any other token revokes.
+	if fam.Key != "" && !issuedFor(fam.Key, refresh) {
+		return TokenPair{}, persistence.ErrRefreshInvalid
+	}
+	next, hash := newRefreshToken(family, fam.Key)
 	rec, err := s.store.RotateRefresh(ctx, family, hashToken(refresh), hash, s.cfg.RefreshTokenTTL)
 	if err != nil {
 		if errors.Is(err, persistence.ErrRefreshReused) {
@@ -292,25 +314,94 @@ func (s *Service) Refresh(ctx context.Context, refresh string) (TokenPair, error
 }
 
 // Logout revokes the login a refresh token belongs to (its access tokens
-// too). An unknown token is not an error.
+// too) when the token is the login's current one, or a spent one of it (a
+// replay, revoked as Refresh does).
+//
+// Any other token revokes nothing and is not an error: malformed, unknown,
+// expired, revoked, or never issued for the login. The last is what a
+// caller who read the family from an access token's sid can make up; it
+// must not log the victim out. The handler answers 204 for it as for a
+// real logout, as it always has for an unknown token: a 401 for a wrong
+// secret of a live family, against 204 for an unknown one, would tell a
+// prober which logins exist, and a client learns nothing it could act on
+// (the token it presented is of no use to it either way).
 func (s *Service) Logout(ctx context.Context, refresh string) error {
 	family, ok := familyOf(refresh)
 	if !ok {
 		return nil
 	}
-	if err := s.store.RevokeRefresh(ctx, family); err != nil {
+	revoked, err := s.store.RevokeRefreshIfCurrent(ctx, family, hashToken(refresh))
+	if err != nil {
 		return err
+	}
+	if !revoked {
+		fam, err := s.store.RefreshFamily(ctx, family)
+		if errors.Is(err, persistence.ErrRefreshInvalid) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fam.Key == "" || !issuedFor(fam.Key, refresh) {
+			return nil
+		}
+		if err := s.store.RevokeRefresh(ctx, family); err != nil {
+			return err
+		}
+		s.log.Warn("auth: spent refresh token presented to logout; login revoked")
 	}
 	s.gen.Add(1)
 	return nil
 }
 
-// newRefreshToken returns "<family>.<secret>" and its hash.
-func newRefreshToken(family string) (token, hash string) {
+// Refresh tokens are "<family>.<secret>", the secret 64 hex digits: a
+// random 16-byte nonce and the first 16 bytes of HMAC-SHA256(key, family
+// "." nonce), key being the family's own random key, which only the store
+// holds. The store keeps the hash of the current token only; the MAC lets
+// the relay tell a spent token of the family (a replay) from one it never
+// issued, without keeping every spent hash.
+const (
+	refreshNonceLen = 16
+	refreshTagLen   = 16
+)
+
+// newFamilyKey returns a new family's key, hex.
+func newFamilyKey() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// newRefreshToken returns a new token of the family and its hash. key ""
+// (a family stored before keys) makes a secret of 32 random bytes.
+func newRefreshToken(family, key string) (token, hash string) {
+	var b [refreshNonceLen + refreshTagLen]byte
+	if key == "" {
+		_, _ = rand.Read(b[:])
+	} else {
+		_, _ = rand.Read(b[:refreshNonceLen])
+		copy(b[refreshNonceLen:], refreshTag(key, family, b[:refreshNonceLen]))
+	}
 	token = family + "." + hex.EncodeToString(b[:])
 	return token, hashToken(token)
+}
+
+func refreshTag(key, family string, nonce []byte) []byte {
+	k, _ := hex.DecodeString(key)
+	m := hmac.New(sha256.New, k)
+	m.Write([]byte(family + "." + hex.EncodeToString(nonce)))
+	return m.Sum(nil)[:refreshTagLen]
+}
+
+// issuedFor reports whether token (well-formed, see familyOf) carries a
+// valid MAC under its family's key: the relay issued it, spent or not.
+func issuedFor(key, token string) bool {
+	family, secret, _ := strings.Cut(token, ".")
+	b, err := hex.DecodeString(secret)
+	if err != nil || len(b) != refreshNonceLen+refreshTagLen {
+		return false
+	}
+	return hmac.Equal(b[refreshNonceLen:], refreshTag(key, family, b[:refreshNonceLen]))
 }
 
 func hashToken(t string) string {
@@ -321,13 +412,20 @@ func hashToken(t string) string {
 // familyOf returns the family of a refresh token (32 hex digits before the dot).
 func familyOf(t string) (string, bool) {
 	f, rest, ok := strings.Cut(t, ".")
-	if !ok || len(f) != 32 || len(rest) != 64 {
-		return "", false
-	}
-	if _, err := hex.DecodeString(f); err != nil {
+	if !ok || len(rest) != 64 || !isFamily(f) {
 		return "", false
 	}
 	return f, true
+}
+
+// isFamily reports whether f has the shape of a family id (newID: 32 hex
+// digits).
+func isFamily(f string) bool {
+	if len(f) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(f)
+	return err == nil
 }
 
 // Me describes the caller: GET /auth/me.

@@ -15,6 +15,9 @@ import (
 // RotateRefresh returns persistence.ErrRefreshReused (and has revoked the
 // family) when oldHash is not the family's current hash, and
 // persistence.ErrRefreshInvalid for an unknown, expired or revoked family.
+// RefreshFamily returns a live family's record (ErrRefreshInvalid
+// otherwise); RevokeRefreshIfCurrent revokes a live family only when hash
+// is its current one, atomically, and reports whether it did.
 // Every method is safe for concurrent use, and a change made through one
 // instance's Store is seen by every other at once.
 type Store interface {
@@ -24,7 +27,9 @@ type Store interface {
 
 	CreateRefresh(ctx context.Context, r persistence.RefreshRecord, ttl time.Duration) error
 	RotateRefresh(ctx context.Context, family, oldHash, newHash string, ttl time.Duration) (persistence.RefreshRecord, error)
+	RefreshFamily(ctx context.Context, family string) (persistence.RefreshRecord, error)
 	RevokeRefresh(ctx context.Context, family string) error
+	RevokeRefreshIfCurrent(ctx context.Context, family, hash string) (bool, error)
 	RefreshRevoked(ctx context.Context, family string) (bool, error)
 
 	CreateTopic(ctx context.Context, t persistence.TopicRecord) error

@@ -16,7 +16,7 @@ import (
 // Valkey keys (hash-tagged like the streams, so a topic's keys share a slot):
 //
 //	auth:{user:<username>}   string: UserRecord as JSON
-//	auth:{rt:<family>}       hash: user_id, username, hash, revoked; expires with the family
+//	auth:{rt:<family>}       hash: user_id, username, hash, key, revoked; expires with the family
 //	topic:{<topic>}:owner    string: TopicRecord as JSON (owner, description, public, grants)
 //	auth:{topics}            set: names of owned topics (the index GET /api/v1/topics reads)
 
@@ -41,7 +41,12 @@ type RefreshRecord struct {
 	UserID   string
 	Username string
 	Hash     string // hex SHA-256 of the current refresh token
-	Revoked  bool
+	// Key is the family's secret MAC key (hex; never leaves the relay):
+	// every refresh token of the family carries a MAC under it, which
+	// tells a spent token from a forged one. "" for a family stored before
+	// keys.
+	Key     string
+	Revoked bool
 }
 
 // TopicRecord is an owned topic.

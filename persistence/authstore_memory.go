@@ -112,6 +112,32 @@ func (m *MemoryAuthStore) RotateRefresh(_ context.Context, family, oldHash, newH
 	return f.rec, nil
 }
 
+// RefreshFamily returns the family's record, or ErrRefreshInvalid when it
+// is unknown, expired or revoked.
+func (m *MemoryAuthStore) RefreshFamily(_ context.Context, family string) (RefreshRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.families[family]
+	if !ok || time.Now().After(f.expires) || f.rec.Revoked {
+		return RefreshRecord{}, ErrRefreshInvalid
+	}
+	return f.rec, nil
+}
+
+// RevokeRefreshIfCurrent revokes the family only when it is live and hash
+// is its current hash, and reports whether it did.
+func (m *MemoryAuthStore) RevokeRefreshIfCurrent(_ context.Context, family, hash string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.families[family]
+	if !ok || time.Now().After(f.expires) || f.rec.Revoked || f.rec.Hash != hash {
+		return false, nil
+	}
+	f.rec.Revoked = true
+	m.families[family] = f
+	return true, nil
+}
+
 // RevokeRefresh revokes the family (no error when it is unknown).
 func (m *MemoryAuthStore) RevokeRefresh(_ context.Context, family string) error {
 	m.mu.Lock()

@@ -19,7 +19,9 @@ type authStore interface {
 	PutUser(ctx context.Context, u UserRecord) error
 	CreateRefresh(ctx context.Context, r RefreshRecord, ttl time.Duration) error
 	RotateRefresh(ctx context.Context, family, oldHash, newHash string, ttl time.Duration) (RefreshRecord, error)
+	RefreshFamily(ctx context.Context, family string) (RefreshRecord, error)
 	RevokeRefresh(ctx context.Context, family string) error
+	RevokeRefreshIfCurrent(ctx context.Context, family, hash string) (bool, error)
 	RefreshRevoked(ctx context.Context, family string) (bool, error)
 	CreateTopic(ctx context.Context, t TopicRecord) error
 	Topic(ctx context.Context, name string) (TopicRecord, error)
@@ -122,6 +124,86 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		}
 		if _, err := s.RotateRefresh(ctx, fam2, "a", "b", time.Minute); !errors.Is(err, ErrRefreshInvalid) {
 			t.Fatalf("rotate after revoke: %v", err)
+		}
+	})
+	t.Run("refresh family and revoke if current", func(t *testing.T) {
+		fam := "00112233445566778899aabbccddeeff"
+		if err := s.CreateRefresh(ctx, RefreshRecord{Family: fam, UserID: "id1", Username: "ann", Hash: "c0", Key: "k0"}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := s.RefreshFamily(ctx, fam)
+		if err != nil || rec.Family != fam || rec.UserID != "id1" || rec.Username != "ann" || rec.Hash != "c0" || rec.Key != "k0" || rec.Revoked {
+			t.Fatalf("family: %+v %v", rec, err)
+		}
+		if _, err := s.RotateRefresh(ctx, fam, "c0", "c1", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if rec, err := s.RefreshFamily(ctx, fam); err != nil || rec.Hash != "c1" || rec.Key != "k0" {
+			t.Fatalf("family after a rotation (the key stays): %+v %v", rec, err)
+		}
+		// Neither a spent hash nor a made-up one revokes.
+		for _, h := range []string{"c0", "forged", ""} {
+			if ok, err := s.RevokeRefreshIfCurrent(ctx, fam, h); err != nil || ok {
+				t.Fatalf("revoke with hash %q: %v %v, want nothing revoked", h, ok, err)
+			}
+		}
+		if rev, _ := s.RefreshRevoked(ctx, fam); rev {
+			t.Fatal("a wrong hash revoked the family")
+		}
+		// Concurrent revocations with the current hash: exactly one does it.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		done := 0
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, err := s.RevokeRefreshIfCurrent(ctx, fam, "c1")
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					mu.Lock()
+					done++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if done != 1 {
+			t.Fatalf("%d revocations with the current hash, want 1", done)
+		}
+		if rev, _ := s.RefreshRevoked(ctx, fam); !rev {
+			t.Fatal("the current hash did not revoke the family")
+		}
+		if _, err := s.RefreshFamily(ctx, fam); !errors.Is(err, ErrRefreshInvalid) {
+			t.Fatalf("revoked family: %v", err)
+		}
+		if _, err := s.RotateRefresh(ctx, fam, "c1", "c2", time.Minute); !errors.Is(err, ErrRefreshInvalid) {
+			t.Fatalf("rotate after revoke: %v", err)
+		}
+		unknown := "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
+		if _, err := s.RefreshFamily(ctx, unknown); !errors.Is(err, ErrRefreshInvalid) {
+			t.Fatalf("unknown family: %v", err)
+		}
+		if ok, err := s.RevokeRefreshIfCurrent(ctx, unknown, ""); err != nil || ok {
+			t.Fatalf("revoke of an unknown family: %v %v", ok, err)
+		}
+		// A family stored before keys reads with Key "".
+		old := "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f"
+		_ = s.CreateRefresh(ctx, RefreshRecord{Family: old, UserID: "id1", Username: "ann", Hash: "o"}, time.Minute)
+		if rec, err := s.RefreshFamily(ctx, old); err != nil || rec.Key != "" || rec.Hash != "o" {
+			t.Fatalf("family without a key: %+v %v", rec, err)
+		}
+		// An expired family is neither read nor revoked.
+		exp := "abababababababababababababababab"
+		_ = s.CreateRefresh(ctx, RefreshRecord{Family: exp, UserID: "id1", Username: "ann", Hash: "e", Key: "k"}, 20*time.Millisecond)
+		time.Sleep(60 * time.Millisecond)
+		if _, err := s.RefreshFamily(ctx, exp); !errors.Is(err, ErrRefreshInvalid) {
+			t.Fatalf("expired family: %v", err)
+		}
+		if ok, err := s.RevokeRefreshIfCurrent(ctx, exp, "e"); err != nil || ok {
+			t.Fatalf("revoke of an expired family: %v %v", ok, err)
 		}
 	})
 	t.Run("topics", func(t *testing.T) {

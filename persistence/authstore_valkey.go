@@ -103,7 +103,7 @@ func (a *ValkeyAuthStore) CreateRefresh(ctx context.Context, r RefreshRecord, tt
 	key := refreshKey(r.Family)
 	res := c.DoMulti(ctx,
 		c.B().Hset().Key(key).FieldValue().FieldValue("user_id", r.UserID).FieldValue("username", r.Username).
-			FieldValue("hash", r.Hash).FieldValue("revoked", "0").Build(),
+			FieldValue("hash", r.Hash).FieldValue("key", r.Key).FieldValue("revoked", "0").Build(),
 		c.B().Pexpire().Key(key).Milliseconds(ttl.Milliseconds()).Build())
 	for _, x := range res {
 		if err := x.Error(); err != nil {
@@ -153,6 +153,52 @@ func (a *ValkeyAuthStore) RotateRefresh(ctx context.Context, family, oldHash, ne
 	uid, _ := reply[1].ToString()
 	name, _ := reply[2].ToString()
 	return RefreshRecord{Family: family, UserID: uid, Username: name, Hash: newHash}, nil
+}
+
+// RefreshFamily returns the family's record, or ErrRefreshInvalid when it
+// is unknown, expired or revoked.
+func (a *ValkeyAuthStore) RefreshFamily(ctx context.Context, family string) (RefreshRecord, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return RefreshRecord{}, err
+	}
+	defer cancel()
+	vals, err := c.Do(ctx, c.B().Hmget().Key(refreshKey(family)).Field("hash", "revoked", "user_id", "username", "key").Build()).ToArray()
+	if err != nil {
+		return RefreshRecord{}, unavailable("get refresh", err)
+	}
+	if len(vals) < 5 || vals[0].IsNil() {
+		return RefreshRecord{}, ErrRefreshInvalid
+	}
+	str := func(i int) string { v, _ := vals[i].ToString(); return v } // nil: ""
+	if str(1) == "1" {
+		return RefreshRecord{}, ErrRefreshInvalid
+	}
+	return RefreshRecord{Family: family, Hash: str(0), UserID: str(2), Username: str(3), Key: str(4)}, nil
+}
+
+// revokeIfCurrentScript: KEYS[1] the family; ARGV[1] a hash. Revokes a live
+// family whose current hash is ARGV[1]; returns 1 when it did, else 0.
+var revokeIfCurrentScript = valkey.NewLuaScript(`
+local h = redis.call('HMGET', KEYS[1], 'hash', 'revoked')
+if not h[1] or h[2] == '1' or h[1] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'revoked', '1')
+return 1
+`)
+
+// RevokeRefreshIfCurrent revokes the family only when it is live and hash
+// is its current hash (one atomic script), and reports whether it did.
+func (a *ValkeyAuthStore) RevokeRefreshIfCurrent(ctx context.Context, family, hash string) (bool, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	n, err := revokeIfCurrentScript.Exec(ctx, c, []string{refreshKey(family)}, []string{hash}).AsInt64()
+	if err != nil {
+		return false, unavailable("revoke refresh", err)
+	}
+	return n == 1, nil
 }
 
 // RevokeRefresh revokes the family (no error when it is unknown).
