@@ -196,7 +196,9 @@ func (m *TopicManager) PublishAll(ctx context.Context, msgs []messages.Message) 
 // giveUp ends PublishAll when its ctx ended with pending messages
 // unanswered: those still queued are abandoned (never written) and get
 // ErrUnavailable wrapping why; those already in a write wait for its
-// answer, up to writeGrace, so that a rejected result means not stored.
+// answer, up to writeGrace, so that a rejected result means not stored,
+// unless ctx was cancelled (the client went away: nobody reads the
+// results).
 func (m *TopicManager) giveUp(why error, published []*publish, reply chan *publish, pending int, results []PublishResult, answered []bool) []PublishResult {
 	err := fmt.Errorf("publish: %w: %w", messages.ErrUnavailable, why)
 	inWrite := 0
@@ -212,7 +214,7 @@ func (m *TopicManager) giveUp(why error, published []*publish, reply chan *publi
 			inWrite++
 		}
 	}
-	if inWrite > 0 {
+	if inWrite > 0 && !errors.Is(why, context.Canceled) {
 		t := getTimer(m.writeGrace())
 		defer putTimer(t)
 	wait:
