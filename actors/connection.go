@@ -88,6 +88,8 @@ type connActor struct {
 	flushDue   bool
 	batch      []delivery
 	early      []delivery // live frames of subscriptions whose last replay page is still in the mailbox
+	held       []delivery // frames of subscriptions made by the subscribe in progress (at most heldBytes)
+	heldBytes  int
 	failed     bool
 	dirty      bool            // a Write since the last Flush
 	flusher    *delayedFlusher // nil: Flush at the end of each message
@@ -178,8 +180,12 @@ func (c *connActor) receive(ctx actor.Context) {
 	}
 	c.faults.maybePanicConnection(c.id)
 	if c.inProgress != nil {
+		// Commands wait for the subscribe; frames do not, but for those of
+		// the topics it subscribes, held until "subscribed" is written (a
+		// subscribe can wait seconds for a store probe, and the topics
+		// already live must not stall behind it meanwhile).
 		if _, ok := ctx.Message().(*flushCmd); ok {
-			c.flushDue = true
+			c.drain(ctx)
 		} else {
 			c.deferred = append(c.deferred, ctx.Message())
 		}
@@ -236,7 +242,7 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 		if c.subs[t] != nil {
 			continue
 		}
-		s := &subscription{topic: t, conn: ctx.Self(), outbox: c.outbox, obs: c.obs.Topic(t), active: true, transport: c.transport}
+		s := &subscription{topic: t, conn: ctx.Self(), outbox: c.outbox, obs: c.obs.Topic(t), active: true, transport: c.transport, subscribing: true}
 		c.subs[t] = s
 		st.topics = append(st.topics, t)
 		if err := c.topics.route(t, 0, &subscribeRequest{sub: s, pos: f.Position(t)}); err != nil {
@@ -296,12 +302,14 @@ func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 			c.write(ctx, messages.NewErrorFrame(messages.CodeSubscriptionError,
 				fmt.Sprintf("replay of %q failed; live delivery continues", t)))
 		}
+		s.subscribing = false
 		if !r.live {
 			s.replaying = true
 			s.replayAfter = st.frame.Position(t).After
 			c.enqueueReplay(s)
 		}
 	}
+	c.writeHeld(ctx)
 	deferred := c.deferred
 	c.deferred = nil
 	for i, cmd := range deferred {
@@ -324,8 +332,10 @@ func (c *connActor) drop(s *subscription) {
 	s.left.Store(true)
 	s.active = false
 	s.replaying = false
+	s.subscribing = false
 	c.releaseReplay(s)
 	c.early = slices.DeleteFunc(c.early, func(d delivery) bool { return d.sub == s })
+	c.held = slices.DeleteFunc(c.held, func(d delivery) bool { return d.sub == s })
 	delete(c.subs, s.topic)
 	c.obs.Subscriptions(-1)
 	c.topics.routeExisting(s.topic, &unsubscribeRequest{sub: s})
@@ -345,6 +355,16 @@ func (c *connActor) drain(ctx actor.Context) {
 	if c.mb.here {
 		budget = hereDrainBytes
 	}
+	if c.inProgress != nil {
+		// What is taken may all be held: take no more than heldMaxBytes
+		// allows, and past it leave the rest in the outbox (under its
+		// bounds) until the subscribe is done.
+		budget = min(budget, heldMaxBytes-c.heldBytes)
+		if budget <= 0 {
+			c.flushDue = true
+			return
+		}
+	}
 	for range 8 {
 		var dropped, took int
 		c.batch, dropped, took = c.outbox.drain(c.batch[:0], 256, budget)
@@ -363,6 +383,9 @@ func (c *connActor) drain(ctx actor.Context) {
 			switch {
 			case d.sub == nil: // a control frame
 				c.write(ctx, d.frame)
+			case d.sub.subscribing:
+				c.held = append(c.held, d)
+				c.heldBytes += len(d.frame)
 			case d.sub.replaying:
 				// Its topic actor made it live and sent the last replay page
 				// before this frame: the page is next in the mailbox.
@@ -380,7 +403,35 @@ func (c *connActor) drain(ctx actor.Context) {
 			break
 		}
 	}
+	if c.inProgress != nil && c.heldBytes >= heldMaxBytes {
+		c.flushDue = true // the rest once the subscribe is done
+		return
+	}
 	ctx.Send(ctx.Self(), theFlush)
+}
+
+// heldMaxBytes bounds the frames a connection holds for the topics of a
+// subscribe in progress (drain): past it, the outbox keeps the rest.
+const heldMaxBytes = 1 << 20
+
+// writeHeld writes the frames held for the subscribe just finished, after
+// its "subscribed" frame, as drain would have: a subscription now replaying
+// keeps them for after its replay (early).
+func (c *connActor) writeHeld(ctx actor.Context) {
+	n := 0
+	for _, d := range c.held {
+		switch {
+		case d.sub.replaying:
+			c.early = append(c.early, d)
+		case c.writeDelivery(ctx, d):
+			n++
+		}
+	}
+	clear(c.held)
+	c.held, c.heldBytes = c.held[:0], 0
+	if n > 0 {
+		c.obs.Delivered(c.transport, n)
+	}
 }
 
 // writeDelivery writes d unless its subscription ended or already has it.

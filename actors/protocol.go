@@ -74,6 +74,7 @@ type subscription struct {
 	lastSent    messages.ID // newest id written; older or equal ids are dropped
 	active      bool
 	replaying   bool        // pulling its replay; not yet live
+	subscribing bool        // made by the subscribe in progress: its frames wait for "subscribed" (held)
 	replayAfter messages.ID // the next replayRequest's "after"
 	reserved    int         // replay bytes reserved for the request in flight
 	queued      bool        // waiting in the connection's replay queue
