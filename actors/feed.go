@@ -139,7 +139,7 @@ type feedHub struct {
 	obs      FeedObserver
 	interval time.Duration
 	timeout  time.Duration
-	limit    int64 // notices queued per topic actor (its mailbox bound)
+	limit    int64 // notices queued per topic actor until its policy sets its mailbox bound
 
 	feed persistence.Feed // set once by start, under mu (see getFeed)
 
@@ -341,7 +341,11 @@ func (h *feedHub) send(topic string, msg any) bool {
 		return false
 	}
 	e := v.(*topicEntry)
-	if e.acquire(h.limit) != nil {
+	lim := e.mailbox.Load() // the topic's policy's mailbox_size (policy.go)
+	if lim <= 0 {
+		lim = h.limit // not set yet
+	}
+	if e.acquire(lim) != nil {
 		return false
 	}
 	h.post.Send(e.pid, msg)
@@ -508,16 +512,27 @@ func (t *topicActor) onSyncDone(ctx actor.Context, s *syncDone) {
 		if t.syncTries == 0 {
 			t.log.Warn("reading the stream's tip failed; replaying subscribers wait while it is retried", "err", s.err)
 		}
-		// A live subscriber need not wait: nothing can be appended while
-		// the store cannot be read, so live delivery from the tip read
-		// later misses nothing it asked for. Replays wait for the tip.
+		// A live subscriber need not wait: it is answered now, and live
+		// delivery to it starts where the stream was then (t.early), not
+		// at the tip read later: appends go on while the tip cannot be
+		// read (the store is back before the retry, or only that read
+		// fails), and the later tip includes them. Replays wait for the tip.
+		admitted := false
 		t.stash = slices.DeleteFunc(t.stash, func(req *subscribeRequest) bool {
 			if req.pos.Live {
 				t.subscribe(ctx, req)
+				admitted = true
 				return true
 			}
 			return false
 		})
+		if admitted && !t.early.on {
+			t.early = earlyLive{on: true, at: time.Now()}
+			if !t.heard.IsZero() {
+				// Every append after this one's comes after the answer.
+				t.early.known, t.early.from = true, t.heard
+			}
+		}
 		delay := min(feedRetryDelay<<min(t.syncTries, 5), 5*time.Second)
 		t.syncTries++
 		post, self, gen := t.post, ctx.Self(), t.watchGen
@@ -530,6 +545,20 @@ func (t *topicActor) onSyncDone(ctx actor.Context, s *syncDone) {
 	t.local = nil
 	t.epoch = s.tip.Epoch
 	t.lastDelivered = s.tip.Last
+	switch {
+	case !t.early.on || len(t.subs) == 0:
+		t.early = earlyLive{}
+	case t.early.known || t.early.lost:
+		// Live subscribers answered before the tip was known get what
+		// was appended since, by the repair below.
+		t.lastDelivered = t.early.start(s.tip.Last)
+		t.early = earlyLive{}
+	default:
+		// Nothing heard since they were answered, and nothing lost: the
+		// appends since, if any, are in the tip, their notices late
+		// (onNotice goes back for them).
+		t.early = earlyLive{at: t.early.at, late: true, tip: s.tip.Last}
+	}
 	if t.heard.Less(s.tip.Last) {
 		t.heard = s.tip.Last
 	}
@@ -545,6 +574,46 @@ func (t *topicActor) onSyncDone(ctx actor.Context, s *syncDone) {
 		t.repair(ctx, "") // notices heard while the tip was read
 	}
 	t.maybeUnwatch(ctx)
+}
+
+// earlyStartMargin is how far before the time live subscribers were
+// answered live delivery to them starts when their stream's position then
+// is unknown and notices may have been lost (earlyLive.start): ids carry
+// the store's clock in milliseconds, which may lag this process's.
+const earlyStartMargin = time.Second
+
+// earlyLive is, for live subscribers a topic actor answered while its
+// stream's tip could not be read (onSyncDone), where live delivery to them
+// starts once the tip is known: no later than where the stream was when
+// the first of them was answered, so that every append after their
+// "subscribed" frame reaches them, once and in id order.
+type earlyLive struct {
+	on    bool
+	at    time.Time   // when the first was answered
+	known bool        // from is at or before where the stream was then
+	from  messages.ID // (exclusive)
+	lost  bool        // notices may have been lost since: a later one's Prev does not tell
+	// After the tip was read with nothing heard or lost since they were
+	// answered: appends between their answer and that read are in tip,
+	// and their notices may still be on their way. The first notice
+	// decides (onNotice).
+	late bool
+	tip  messages.ID
+}
+
+// start returns where live delivery starts, the tip being tip: from when
+// known, otherwise (notices lost, or no Prev) the id of earlyStartMargin
+// before they were answered (ids are "<unix_ms>-<seq>"); never after tip.
+func (e *earlyLive) start(tip messages.ID) messages.ID {
+	from := e.from
+	if !e.known {
+		ms := e.at.Add(-earlyStartMargin).UnixMilli()
+		from = messages.ID{Ms: uint64(max(ms, 0))}
+	}
+	if tip.Less(from) {
+		return tip
+	}
+	return from
 }
 
 // maybeUnwatch schedules the end of the watch when no local subscriber is
@@ -583,17 +652,36 @@ func (t *topicActor) unwatch() {
 	t.local = nil
 	t.heard = messages.ID{}
 	t.suspect = messages.ID{}
+	t.early = earlyLive{}
 }
 
 // onNotice delivers an announced append that continues what was
 // delivered; anything else is a gap read from the stream.
 func (t *topicActor) onNotice(ctx actor.Context, n *persistence.Notice) {
 	if t.watch != watchOn {
-		if t.watch == watchSyncing && t.heard.Less(n.Last) {
+		if t.watch != watchSyncing {
+			return
+		}
+		if t.early.on && !t.early.known && !t.early.lost {
+			if n.Last.IsZero() || n.Prev.IsZero() {
+				// Undecodable, or a stream without a known Prev: it does
+				// not tell where the stream was.
+				t.early.lost = true
+			} else {
+				// The first append heard since live subscribers were
+				// answered: none came between them and it (no notice was
+				// lost: see onLinkRestored), so Prev is at or before
+				// where the stream was when they were.
+				t.early.known, t.early.from = true, n.Prev
+			}
+		}
+		if t.heard.Less(n.Last) {
 			t.heard = n.Last
 		}
 		return
 	}
+	late := t.early
+	t.early = earlyLive{}
 	if n.Epoch != "" && t.epoch != "" && n.Epoch != t.epoch {
 		t.newEpoch(ctx, n.Epoch, n.Last)
 		return
@@ -603,6 +691,15 @@ func (t *topicActor) onNotice(ctx actor.Context, n *persistence.Notice) {
 	}
 	if n.Last.IsZero() { // undecodable: read the stream
 		t.repair(ctx, RepairGap)
+		return
+	}
+	if late.late && !t.repairing && t.lastDelivered == late.tip && n.Prev.Less(late.tip) && !late.tip.Less(n.Last) {
+		// The first notice since the tip was read, with live subscribers
+		// answered before, is of an append within that tip, heard late:
+		// it and what follows it are theirs.
+		late.known, late.from = !n.Prev.IsZero(), n.Prev
+		t.lastDelivered = late.start(late.tip)
+		t.repair(ctx, "")
 		return
 	}
 	if !t.lastDelivered.Less(n.Last) {
@@ -696,6 +793,9 @@ func (t *topicActor) onLinkRestored(ctx actor.Context) {
 		t.repair(ctx, RepairLink)
 	case watchStarting, watchSyncing:
 		t.relink = true
+		if t.early.on && !t.early.known {
+			t.early.lost = true // notices of appends since may be lost
+		}
 	}
 }
 

@@ -124,6 +124,7 @@ type topicActor struct {
 	suspect      messages.ID         // a tip check found the stream here, ahead
 	unwatchArmed bool
 	syncTries    int          // failed tip reads of this watch
+	early        earlyLive    // live subscribers answered while syncing: where their delivery starts
 	local        []localBatch // own writes whose notices have not come back
 	inlineWrite  writeDone    // reused by writeInline
 	// From the topic's policy (policy.go).
