@@ -68,7 +68,9 @@ func DecodeClientFrame(data []byte) (ClientFrame, error) {
 			}
 		}
 		if f.Type == TypeSubscribe {
-			if _, err := f.positionOf(f.Topics[0]); err != nil {
+			// offset applies to every topic without a "since": checked
+			// whatever "since" holds (Position has no error to give).
+			if _, err := f.offsetPosition(); err != nil {
 				return f, err
 			}
 			for t, id := range f.Since {
@@ -108,6 +110,11 @@ func (f *ClientFrame) positionOf(topic string) (Position, error) {
 		}
 		return Position{After: id, Explicit: true}, nil
 	}
+	return f.offsetPosition()
+}
+
+// offsetPosition is where "offset" starts a topic without a "since".
+func (f *ClientFrame) offsetPosition() (Position, error) {
 	switch f.Offset {
 	case "", OffsetLast:
 		return Position{Live: true}, nil

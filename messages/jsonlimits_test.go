@@ -112,6 +112,9 @@ func TestDecodePublishLimits(t *testing.T) {
 		{"ttl that overflowed time.Duration", body(`{}`, `,"ttl":9223372037`), PublishLimits{}, false},
 		{"ttl max int64", body(`{}`, `,"ttl":9223372036854775807`), PublishLimits{}, false},
 		{"ttl of a year without retention", body(`{}`, `,"ttl":31536000`), PublishLimits{}, true},
+		{"null metadata value", body(`{}`, `,"metadata":{"k":null}`), PublishLimits{}, false},
+		{"null metadata value after an empty one", body(`{}`, `,"metadata":{"a":"","k":null}`), PublishLimits{}, false},
+		{"empty metadata value", body(`{}`, `,"metadata":{"k":""}`), PublishLimits{}, true},
 	} {
 		req, err := DecodePublishWith(tc.body, tc.lim)
 		if (err == nil) != tc.ok {

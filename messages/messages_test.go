@@ -117,6 +117,17 @@ func TestPositions(t *testing.T) {
 	if p := f.Position("a"); !p.Live {
 		t.Errorf("default offset should be live: %+v", p)
 	}
+	// A bad offset is refused whichever topic comes first, even when the
+	// first has a "since" (it fell back to a full replay of the others).
+	for _, frame := range []string{
+		`{"type":"subscribe","topics":["a","b"],"since":{"a":"5-0"},"offset":"garbage"}`,
+		`{"type":"subscribe","topics":["b","a"],"since":{"a":"5-0"},"offset":"garbage"}`,
+		`{"type":"subscribe","topics":["a"],"since":{"a":"5-0"},"offset":"garbage"}`,
+	} {
+		if _, err := DecodeClientFrame([]byte(frame)); !errors.Is(err, ErrSubscription) {
+			t.Errorf("%s: %v, want a subscription error", frame, err)
+		}
+	}
 }
 
 func BenchmarkAppendFrame(b *testing.B) {

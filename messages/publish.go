@@ -91,11 +91,40 @@ func decodePublish(body []byte, lim PublishLimits, trustValid bool) (PublishRequ
 		if err := json.Unmarshal(body, &req); err != nil {
 			return PublishRequest{Topic: TopicOf(body)}, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(err))
 		}
+		if err := noNullMetadata(body, req.Metadata); err != nil {
+			return PublishRequest{Topic: req.Topic}, err
+		}
 	}
 	if err := req.validate(lim, valid && trustValid); err != nil {
 		return PublishRequest{Topic: req.Topic}, err
 	}
 	return req, nil
+}
+
+// noNullMetadata refuses a metadata value of null, which encoding/json
+// decodes into a map[string]string as "" (metadata is string to string;
+// the fast decoder declines null values, so only this path meets them).
+// Only a body whose metadata has an empty value is decoded again.
+func noNullMetadata(body []byte, md map[string]string) error {
+	empty := false
+	for _, v := range md {
+		empty = empty || v == ""
+	}
+	if !empty {
+		return nil
+	}
+	var raw struct {
+		Metadata map[string]*string `json:"metadata"`
+	}
+	if json.Unmarshal(body, &raw) != nil {
+		return nil // decoded once already; cannot happen
+	}
+	for k, v := range raw.Metadata {
+		if v == nil {
+			return fmt.Errorf("%w: metadata %s must be a string, not null", ErrInvalid, QuotePrefix(k))
+		}
+	}
+	return nil
 }
 
 // TopicOf reads the "topic" of a publish body that did not decode as a whole, for
