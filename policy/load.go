@@ -78,9 +78,10 @@ func Parse(data []byte, format Format) (*Set, error) {
 	if len(data) > MaxDocumentSize {
 		return nil, joinErrors([]*FieldError{{Msg: fmt.Sprintf("document is over %d bytes", MaxDocumentSize)}})
 	}
+	data = bytes.TrimPrefix(data, []byte("\ufeff")) // a byte-order mark (Windows editors)
 	if format == Auto {
 		format = YAML
-		if t := bytes.TrimLeft(data, " \t\r\n\ufeff"); len(t) > 0 && t[0] == '{' {
+		if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '{' {
 			format = JSON
 		}
 	}
@@ -221,6 +222,12 @@ func (doc *rawDoc) yamlTopics(v *yaml.Node) {
 		case rv.Kind == yaml.ScalarNode && rv.ShortTag() == "!!null":
 		case rv.Kind != yaml.MappingNode:
 			doc.fail(rv.Line, k.Value, "", "want a mapping of policy fields")
+			continue
+		case len(rv.Content)/2 > len(fields):
+			// More than a valid rule can hold. Checked before the fields
+			// are copied: aliases of one large mapping would otherwise
+			// grow a small document quadratically.
+			doc.fail(rv.Line, k.Value, "", "at most %d fields per pattern", len(fields))
 			continue
 		default:
 			for j := 0; j+1 < len(rv.Content); j += 2 {
