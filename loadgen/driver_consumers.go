@@ -64,6 +64,7 @@ func (d *consumerDriver) connect(ctx context.Context, topic string) (subConn, er
 	if err != nil {
 		return nil, err
 	}
+	d.authorize(req)
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("poll connect %q: %w", topic, err)
@@ -128,6 +129,7 @@ func (c *pollConn) readLoop(deliver func(topic []byte, p payload, err error)) er
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		c.d.authorize(req)
 		resp, err := c.d.client.Do(req)
 		if err != nil {
 			// A long-poll is a read: a request that fails at the transport
@@ -181,6 +183,7 @@ func (d *consumerDriver) connectSSE(ctx context.Context, topic string) (subConn,
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	d.authorize(req)
 	resp, err := d.client.Do(req)
 	if err != nil {
 		cancel()

@@ -20,9 +20,12 @@ import (
 // generator uses, with optional faults to check the accounting end to end.
 // Every Nth publish (counting from 1) is refused with 503 (failEvery), or
 // delivered twice to every subscriber (dupEvery), or not delivered to the
-// topic's first subscriber (dropEvery). It counts what it did.
+// topic's first subscriber (dropEvery). With leakRefused a refused publish
+// is delivered all the same (a relay that stores what it answered 503). It
+// counts what it did.
 type fakeRelay struct {
 	failEvery, dupEvery, dropEvery int
+	leakRefused                    bool
 
 	mu    sync.Mutex // serialises publishes: delivery in publish order per topic
 	subs  map[string][]*websocket.Conn
@@ -102,12 +105,17 @@ func (f *fakeRelay) accept(ctx context.Context, topic string, payload json.RawMe
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n++
-	if f.failEvery > 0 && f.n%f.failEvery == 0 {
-		return "", false
-	}
 	id := fmt.Sprintf("1700000000000-%d", f.n)
 	frame := fmt.Appendf(nil, `{"type":"message","message_id":%q,"topic":%q,"payload":%s,"timestamp":"2026-01-01T00:00:00Z","metadata":{}}`,
 		id, topic, payload)
+	if f.failEvery > 0 && f.n%f.failEvery == 0 {
+		if f.leakRefused {
+			for _, c := range f.subs[topic] {
+				_ = c.Write(ctx, websocket.MessageText, frame)
+			}
+		}
+		return "", false
+	}
 	for i, c := range f.subs[topic] {
 		if i == 0 && f.dropEvery > 0 && f.n%f.dropEvery == 0 {
 			f.drops++
@@ -302,5 +310,29 @@ func TestRelayDriverBulk(t *testing.T) {
 	}
 	if rep.Lost != 0 || rep.Duplicated != 0 || rep.OutOfOrder != 0 || rep.Delivered != rep.Expected || rep.Expected == 0 {
 		t.Fatalf("report = %+v", rep)
+	}
+}
+
+// TestRefusedButDeliveredIsUnclean: with refusals allowed, a run is clean
+// when the refused publishes are not delivered, and not clean when they are
+// (503 means not stored: a delivery of one is unexpected).
+func TestRefusedButDeliveredIsUnclean(t *testing.T) {
+	for _, leak := range []bool{false, true} {
+		f := &fakeRelay{failEvery: 5, leakRefused: leak}
+		addr := newFakeRelay(t, f)
+		cfg := testConfig(addr)
+		cfg.Subscribers, cfg.Topics, cfg.Publishers, cfg.Messages = 4, 1, 2, 100
+		cfg.Grace, cfg.AllowRefusals = 500e6, true
+		pub, ws := newClients(addr, cfg.Publishers, cfg.ReqTimeout)
+		rep := runFake(t, cfg, newRelayDriver(addr, pub, ws))
+		if rep.Refused != 20 {
+			t.Fatalf("leak %v: refused %d, want 20", leak, rep.Refused)
+		}
+		if leak && (rep.Unexpected != 80 || rep.Clean) {
+			t.Errorf("refused but delivered: unexpected %d, clean %v; want 80 and false", rep.Unexpected, rep.Clean)
+		}
+		if !leak && (rep.Unexpected != 0 || !rep.Clean) {
+			t.Errorf("refused and not delivered: unexpected %d, clean %v; want 0 and true", rep.Unexpected, rep.Clean)
+		}
 	}
 }

@@ -112,9 +112,11 @@ type Report struct {
 	LoadAvg1 float64 `json:"loadavg_1m"`
 
 	// Clean: every acknowledged message reached every subscriber of its topic
-	// exactly once and in order, every publish and connect succeeded (refused
-	// publishes allowed with --allow-refusals), every slow subscriber
-	// subscribed, and no subscriber was dropped.
+	// exactly once and in order, and nothing else did (a refused publish
+	// delivered anyway is unexpected: 503 means not stored), every publish
+	// and connect succeeded (refused publishes allowed with
+	// --allow-refusals), every slow subscriber subscribed, and no subscriber
+	// was dropped.
 	Clean       bool           `json:"clean"`
 	Errors      map[string]int `json:"errors,omitempty"`
 	FirstErrors []string       `json:"first_errors,omitempty"`

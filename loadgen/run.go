@@ -72,7 +72,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 	slow := &slowSubs{}
 	if cfg.SlowSubs > 0 {
 		cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTime)
-		slow = connectSlow(cctx, cfg.Addr, cfg.SlowSubs, topics[0])
+		slow = connectSlow(cctx, cfg.Addr, cfg.SlowSubs, topics[0], cfg.Token)
 		cancel()
 	}
 	defer slow.closeAll()
@@ -167,7 +167,7 @@ func run(ctx context.Context, cfg Config, d driver, progress io.Writer) (*Report
 		r.Errors["poll retried after a transport error"] = int(cd.retries.Load())
 	}
 	r.Clean = r.ConnectFailed == 0 && r.PublishErrors == 0 && r.Lost == 0 && r.Duplicated == 0 &&
-		r.OutOfOrder == 0 && r.Foreign == 0 && r.Malformed == 0 && r.Dropped == 0 &&
+		r.OutOfOrder == 0 && r.Unexpected == 0 && r.Foreign == 0 && r.Malformed == 0 && r.Dropped == 0 &&
 		(r.Refused == 0 || cfg.AllowRefusals) && r.SlowConnected == r.SlowSubscribers
 	return r, nil
 }

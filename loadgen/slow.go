@@ -79,10 +79,10 @@ func newSlowWSClient() *http.Client {
 }
 
 // connectSlow opens n slow subscribers to topic, one after another, each
-// bounded by 30 s and all by ctx.
-func connectSlow(ctx context.Context, addr string, n int, topic string) *slowSubs {
+// bounded by 30 s and all by ctx, with token (--token) when not empty.
+func connectSlow(ctx context.Context, addr string, n int, topic, token string) *slowSubs {
 	s := &slowSubs{outcomes: map[string]int{}}
-	d := newRelayDriver(addr, nil, newSlowWSClient())
+	d := newRelayDriver(addr, nil, newSlowWSClient()).withToken(token)
 	for range n {
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		c, err := d.connect(dctx, topic)

@@ -63,7 +63,7 @@ func TestSlowSubscriberOutcomes(t *testing.T) {
 	} {
 		t.Run(tc.end, func(t *testing.T) {
 			addr := slowEndServer(t, "bench-1-0", 30, tc.end)
-			s := connectSlow(context.Background(), addr, 2, "bench-1-0")
+			s := connectSlow(context.Background(), addr, 2, "bench-1-0", "")
 			if s.connected() != 2 {
 				t.Fatalf("connected %d of 2: %v", s.connected(), s.errs.first)
 			}
@@ -82,7 +82,7 @@ func TestSlowSubscriberOutcomes(t *testing.T) {
 
 func TestSlowSubscriberProbeIsBounded(t *testing.T) {
 	addr := slowEndServer(t, "bench-1-0", 0, "open")
-	s := connectSlow(context.Background(), addr, 1, "bench-1-0")
+	s := connectSlow(context.Background(), addr, 1, "bench-1-0", "")
 	start := time.Now()
 	s.probe(100 * time.Millisecond) // shorter than slowIdle
 	if took := time.Since(start); took > time.Second {
@@ -94,7 +94,7 @@ func TestSlowSubscriberProbeIsBounded(t *testing.T) {
 }
 
 func TestSlowSubscriberConnectFails(t *testing.T) {
-	s := connectSlow(context.Background(), "127.0.0.1:1", 3, "t")
+	s := connectSlow(context.Background(), "127.0.0.1:1", 3, "t", "")
 	if s.connected() != 0 || s.outcomes[slowConnectFailed] != 3 {
 		t.Fatalf("connected %d, outcomes %v", s.connected(), s.outcomes)
 	}
