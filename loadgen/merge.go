@@ -69,6 +69,9 @@ func readReports(paths []string) ([]*Report, error) {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+		if r.Target != TargetRelay && r.Target != TargetCentrifugo {
+			return nil, fmt.Errorf("%s: not a bench report (target %q)", path, r.Target)
+		}
 		reps = append(reps, &r)
 	}
 	return reps, nil

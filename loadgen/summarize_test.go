@@ -139,4 +139,13 @@ func TestSummarizeMain(t *testing.T) {
 	if code := Main(t.Context(), []string{"summarize", filepath.Join(dir, "missing.json")}, &out, &errOut); code != exitFail {
 		t.Errorf("missing file: code %d, want %d", code, exitFail)
 	}
+	// A JSON file that is no report is refused by name (it panicked).
+	other := filepath.Join(dir, "other.json")
+	if err := os.WriteFile(other, []byte(`{"name":"not a report"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := Main(t.Context(), []string{"summarize", other}, &out, &errOut); code != exitFail || !strings.Contains(errOut.String(), "other.json") {
+		t.Errorf("not a report: code %d (%s), want %d naming the file", code, errOut.String(), exitFail)
+	}
 }

@@ -138,7 +138,7 @@ func New(maxTopics int) *Registry {
 	r.replayWaits = f.counter("relay_replay_waits_total",
 		"Replay pages that waited because the process's replay budget was spent.")
 	r.storageOps = f.counterVec("relay_storage_operations_total",
-		"Store calls, by op (append, range, rev_range, last, ping) and result (ok, error).", "op", "result")
+		"Store calls, by op (append, range, rev_range, tips, ping) and result (ok, error).", "op", "result")
 	r.storageLatency = f.histogramVec("relay_storage_latency_seconds",
 		"Duration of store calls, by op.", latencyBuckets, "op")
 	r.httpRequests = f.counterVec("relay_http_requests_total",

@@ -169,10 +169,14 @@ func basePolicy(cfg *config) policy.Policy {
 	retention, maxMessages := cfg.Store.Retention, cfg.Store.MaxMessages
 	slow := policy.SlowConsumer(a.SlowConsumerPolicy)
 	anonymous := !cfg.Auth.Enabled()
+	hot := a.HotTierRetention
+	if retention > 0 && retention < hot { // as actors.Config's defaults cap it
+		hot = retention
+	}
 	return policy.Policy{
 		Retention:             &retention,
 		MaxMessages:           &maxMessages,
-		HotRetention:          &a.HotTierRetention,
+		HotRetention:          &hot,
 		MailboxSize:           &a.TopicMailboxSize,
 		MaxBatch:              &a.MaxBatch,
 		ConnectionQueueSize:   &a.ConnectionQueueSize,

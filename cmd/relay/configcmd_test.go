@@ -120,6 +120,14 @@ func TestBasePolicy(t *testing.T) {
 		*b.HotRetention != 600*time.Second || *b.MaxBatch != 512 || *b.SupervisorBackoff != 100*time.Millisecond {
 		t.Fatalf("base %s", js)
 	}
+	// hot_retention is capped at the retention, as the server caps it.
+	short, err := parseConfig([]string{"--retention", "60s"}, envOf(nil), nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := *basePolicy(short).HotRetention; got != time.Minute {
+		t.Fatalf("hot_retention %s under a 60s retention, want 1m0s (the server's)", got)
+	}
 	// anonymous_read is the server's base: allowed without auth, refused
 	// with it unless a rule allows it.
 	if !*b.AnonymousRead {
