@@ -176,6 +176,7 @@ func (c *connActor) receive(ctx actor.Context) {
 		// A topic that failed before answering this subscribe: dropped
 		// above, so finishing skips it.
 		c.onSubscribeReply(ctx, &subscribeReply{sub: msg.sub, live: true})
+		c.pumpReplays(ctx) // its page in flight, if any, will not come back to pump
 		return
 	}
 	c.faults.maybePanicConnection(c.id)
@@ -209,6 +210,7 @@ func (c *connActor) handle(ctx actor.Context, msg any) {
 			}
 		}
 		c.write(ctx, messages.EncodeFrame(messages.UnsubscribedFrame{Type: messages.TypeUnsubscribed, Topics: msg.topics}))
+		c.pumpReplays(ctx) // a dropped page in flight will not come back to pump
 	}
 }
 
@@ -327,7 +329,9 @@ func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 }
 
 // drop ends a subscription: the topic actor forgets it, its replay budget
-// is returned, and queued frames for it are skipped.
+// is returned, and queued frames for it are skipped. The caller pumps the
+// replay queue after (pumpReplays): a page in flight for s is not answered
+// once s is gone, and its arrival is what would have pumped.
 func (c *connActor) drop(s *subscription) {
 	s.left.Store(true)
 	s.active = false
