@@ -250,3 +250,32 @@ func TestAuthSSETokenExpiry(t *testing.T) {
 		t.Fatalf("stream did not say why it ended:\n%s", body)
 	}
 }
+
+// TestAuthWebSocketExpiredTokenActsOnNothing: a frame that arrives after
+// the token's expiry, before the sweeper's next pass, is not acted on: the
+// connection is closed 1008 instead of subscribing and replaying (the
+// sweeper runs once a second, so that window was up to a second long).
+func TestAuthWebSocketExpiredTokenActsOnNothing(t *testing.T) {
+	secret := []byte("late-secret")
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	writer := authUserToken(t, secret, "writer", time.Hour, "read", "write")
+	if res := r.do("POST", "/api/v1/messages", writer, map[string]any{"topic": "late.topic", "payload": map[string]any{"secret": 1}}); res.Status != 201 {
+		t.Fatalf("publish: %d %s", res.Status, res.Body)
+	}
+	exp := time.Now().Add(2 * time.Second).Unix()
+	short := mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "late", "exp": exp, "permissions": []string{"read"}})
+	c, _, err := r.dial(ctx, short, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	time.Sleep(time.Until(time.Unix(exp, 0).Add(5 * time.Millisecond)))
+	authWSSend(ctx, t, c, map[string]any{"type": "subscribe", "topics": []string{"late.topic"}, "offset": "earliest"})
+	f, err := authWSRead(ctx, c)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation {
+		t.Fatalf("a subscribe after the token expired: %v %v, want close 1008 and no frame", f, err)
+	}
+}

@@ -56,8 +56,11 @@ func dialRaw(wsURL string, rcvbuf int) (*rawWS, error) {
 }
 
 // writeText sends one masked text frame (clients must mask).
-func (w *rawWS) writeText(p []byte) error {
-	hdr := []byte{0x81}
+func (w *rawWS) writeText(p []byte) error { return w.writeOp(0x1, p) }
+
+// writeOp sends one masked, final frame of opcode op.
+func (w *rawWS) writeOp(op byte, p []byte) error {
+	hdr := []byte{0x80 | op}
 	switch {
 	case len(p) < 126:
 		hdr = append(hdr, 0x80|byte(len(p)))
@@ -150,3 +153,37 @@ type writerConn struct {
 }
 
 func (c writerConn) Write(p []byte) (int, error) { return c.buf.Write(p) }
+
+// TestBadFramesOnTheWire: a binary frame gets an INVALID_MESSAGE error
+// frame and the connection lives on (frames are JSON in text frames); a
+// text frame that is not UTF-8 closes the connection with 1007 (RFC 6455,
+// SPEC). Both were read as if they were valid text.
+func TestBadFramesOnTheWire(t *testing.T) {
+	r := relaytest.Start(t, relaytest.Options{})
+	w, err := dialRaw(r.WSURL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.conn.Close()
+	_ = w.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := w.writeOp(0x2, []byte(`{"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+	op, p, err := w.readFrame()
+	if err != nil || op != 1 || !bytes.Contains(p, []byte(`"INVALID_MESSAGE"`)) {
+		t.Fatalf("binary frame: op %d %s %v, want an INVALID_MESSAGE error frame", op, p, err)
+	}
+	if err := w.writeText([]byte(`{"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if op, p, err := w.readFrame(); err != nil || op != 1 || !bytes.Contains(p, []byte(`"pong"`)) {
+		t.Fatalf("after the binary frame: op %d %s %v, want a pong", op, p, err)
+	}
+	if err := w.writeText([]byte("{\"type\":\"ping\",\"x\":\"\xff\xfe\"}")); err != nil {
+		t.Fatal(err)
+	}
+	op, p, err = w.readFrame()
+	if err != nil || op != 8 || closeCode(p) != 1007 {
+		t.Fatalf("text frame not UTF-8: op %d %q %v, want close 1007", op, p, err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -189,7 +190,7 @@ func (s *Server) acceptOptions() *websocket.AcceptOptions {
 func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
 	pace := s.readPace()
 	for {
-		_, data, err := ws.c.Read(context.Background())
+		typ, data, err := ws.c.Read(context.Background())
 		if err != nil {
 			if st := websocket.CloseStatus(err); st == -1 && !errors.Is(err, context.Canceled) {
 				s.log.Debug("websocket read ended", "request_id", ws.reqID, "conn", conn.ID, "err", err)
@@ -197,7 +198,26 @@ func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
 			return
 		}
 		s.keepPace(pace, len(data))
+		if ws.closed.Load() {
+			continue // closing: read on until the handshake ends the read
+		}
+		if ws.auth.expired(time.Now()) {
+			// The sweeper closes it within a second; no frame is acted on
+			// with an expired token meanwhile (a subscribe would replay).
+			ws.Close(actors.ClosePolicy, "token expired")
+			continue
+		}
+		if typ == websocket.MessageText && !utf8.Valid(data) {
+			// RFC 6455: a text message that is not UTF-8 fails the
+			// connection (SPEC: 1007); coder/websocket does not check.
+			ws.Close(int(websocket.StatusInvalidFramePayloadData), "text frame is not UTF-8")
+			continue
+		}
 		if !ws.auth.frameAllowed(conn.Send) {
+			continue
+		}
+		if typ != websocket.MessageText {
+			conn.Send(messages.NewErrorFrame(messages.CodeInvalidMessage, "frames are JSON objects in text frames, not binary"))
 			continue
 		}
 		f, err := messages.DecodeClientFrame(data)
