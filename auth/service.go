@@ -154,6 +154,16 @@ func (s *Service) Enabled() bool { return s != nil && s.enabled }
 // Limits returns the per-identity rate limits.
 func (s *Service) Limits() *Limits { return s.limits }
 
+// Leeway is the clock skew tolerated on a token's exp (Config.Leeway): a
+// token verifies until ExpiresAt + Leeway, so a holder of it (a WebSocket,
+// an SSE stream) lives as long. 0 for a nil Service.
+func (s *Service) Leeway() time.Duration {
+	if s == nil {
+		return 0
+	}
+	return s.cfg.Leeway
+}
+
 // Close stops the JWKS refresh.
 func (s *Service) Close() { s.cancel() }
 

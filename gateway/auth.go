@@ -88,7 +88,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			if !s.rateHeaders(w, r, path, d) {
 				return
 			}
-			g := &streamGuard{release: release, identity: id}
+			g := &streamGuard{release: release, identity: id, expires: s.expiryOf(p)}
 			ctx = context.WithValue(ctx, streamGuardKey, g)
 			defer g.done()
 		}
@@ -180,13 +180,27 @@ func (s *Server) authorizeTopics(r *http.Request, op auth.Op, topics []string) e
 	return nil
 }
 
-// tokenExpiry returns when the request's token expires (zero: never, or
-// auth off). An SSE stream should end at that time.
+// tokenExpiry returns when a stream request's token expires, by expiryOf
+// (zero: never, auth off, or not a stream path). An SSE stream should end
+// at that time. authenticate computes it into the request's streamGuard,
+// which a stream request always has when auth is configured.
 func tokenExpiry(r *http.Request) time.Time {
-	if p := principalOf(r.Context()); p != nil {
-		return p.ExpiresAt
+	if g, ok := r.Context().Value(streamGuardKey).(*streamGuard); ok {
+		return g.expires
 	}
 	return time.Time{}
+}
+
+// expiryOf is the one rule for when a credential held by a connection (a
+// WebSocket, an SSE stream) runs out: its token's exp plus RELAY_JWT_LEEWAY,
+// the moment auth.Service.Authenticate stops accepting it, so a connection
+// lives exactly as long as an HTTP request with the same token would be
+// served. Zero (never) for a nil principal and for an API key.
+func (s *Server) expiryOf(p *auth.Principal) time.Time {
+	if p == nil || p.ExpiresAt.IsZero() {
+		return time.Time{}
+	}
+	return p.ExpiresAt.Add(s.cfg.Auth.Leeway())
 }
 
 // streamGuard holds a stream slot (RELAY_RATE_CONNECTIONS) for the
@@ -195,6 +209,7 @@ func tokenExpiry(r *http.Request) time.Time {
 type streamGuard struct {
 	release  func()
 	identity string
+	expires  time.Time // the credential's expiry (expiryOf); zero: never
 	taken    atomic.Bool
 }
 
@@ -236,13 +251,14 @@ func (wa *wsAuth) close() {
 	}
 }
 
-// expired reports whether the connection's token has expired at now.
+// expired reports whether the connection's token has expired at now
+// (expiryOf: exp plus the leeway).
 func (wa *wsAuth) expired(now time.Time) bool {
 	if wa == nil {
 		return false
 	}
-	p := wa.p.Load()
-	return p != nil && !p.ExpiresAt.IsZero() && now.After(p.ExpiresAt)
+	exp := wa.s.expiryOf(wa.p.Load())
+	return !exp.IsZero() && now.After(exp)
 }
 
 // frameAllowed applies RELAY_RATE_WS_FRAMES; false means the frame was
@@ -261,16 +277,38 @@ func (wa *wsAuth) frameAllowed(send func([]byte)) bool {
 	return false
 }
 
-// reauth handles {"type":"auth","token"}: the new token must verify and
-// name the same subject; it then replaces the old one (and its expiry).
+// reauth handles {"type":"auth","token"}: the new token must verify, name
+// the same subject, and not end the connection sooner than its current
+// token would; it then replaces the old one (and its expiry). Otherwise the
+// connection gets an UNAUTHORIZED error frame and keeps its old token.
+//
+// Why a replacement may not expire earlier (by expiryOf, exp plus leeway)
+// than the current token: the SPEC's auth frame renews a credential "before
+// it expires", i.e. it exists to extend the connection's life. A token
+// that runs out sooner (a client re-sending a stale cached token, one
+// already past its exp and only inside the clock-skew leeway, a replay)
+// would otherwise silently shorten the life of a connection whose current
+// token is still good, and the sweep would close it with 1008. A client
+// that wants a shorter or narrower credential can reconnect with it. A
+// token with the same expiry is accepted (re-sending the current token is
+// harmless), as is any later one. A replacement already past its own
+// exp+leeway is refused too; Authenticate refuses it already, the check
+// here keeps the rule in one place whatever its cache does.
 func (wa *wsAuth) reauth(token string, send func([]byte)) {
 	if wa == nil || !wa.s.authOn() {
 		return
 	}
 	p, err := wa.s.cfg.Auth.Authenticate(context.Background(), token)
 	if err == nil {
-		if old := wa.p.Load(); old != nil && old.ID != p.ID {
+		old := wa.p.Load()
+		newExp := wa.s.expiryOf(p)
+		switch {
+		case old != nil && old.ID != p.ID:
 			err = fmt.Errorf("%w: the token names another subject", messages.ErrUnauthorized)
+		case !newExp.IsZero() && !time.Now().Before(newExp):
+			err = fmt.Errorf("%w: token expired", messages.ErrUnauthorized)
+		case old != nil && earlier(newExp, wa.s.expiryOf(old)):
+			err = fmt.Errorf("%w: the token expires before the connection's current one", messages.ErrUnauthorized)
 		}
 	}
 	if err != nil {
@@ -278,6 +316,18 @@ func (wa *wsAuth) reauth(token string, send func([]byte)) {
 		return
 	}
 	wa.p.Store(p)
+}
+
+// earlier reports whether expiry a comes before expiry b, a zero expiry
+// meaning never.
+func earlier(a, b time.Time) bool {
+	switch {
+	case a.IsZero():
+		return false
+	case b.IsZero():
+		return true
+	}
+	return a.Before(b)
 }
 
 // permitSubscribe returns the topics the connection may read; each other

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net"
 	"strconv"
 	"sync"
@@ -122,7 +123,8 @@ func (l *limitListener) refuse(c net.Conn) {
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(refusalTimeout))
 		var buf [4096]byte
-		for n := 0; n < len(buf); {
+		n := 0
+		for n < len(buf) {
 			m, err := c.Read(buf[n:])
 			n += m
 			if err != nil || bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
@@ -130,20 +132,71 @@ func (l *limitListener) refuse(c net.Conn) {
 			}
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(refusalTimeout))
-		_, _ = c.Write(cannedRefusal())
+		_, _ = c.Write(cannedRefusal(headRequestID(buf[:n])))
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}
 	}()
 }
 
-func cannedRefusal() []byte {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
-	body := `{"error":"SERVICE_UNAVAILABLE","message":"too many connections; retry later","request_id":"` + id + `"}` + "\n"
+// cannedRefusal is the 503 of a refused connection, with the request id
+// the client sent (id, from headRequestID) or, when "", a fresh one.
+func cannedRefusal(id string) []byte {
+	if id == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	// encoding/json quotes the id as writeError's bodies do (a sane id may
+	// hold '"' or '\\'); a string always marshals.
+	q, _ := json.Marshal(id)
+	body := `{"error":"SERVICE_UNAVAILABLE","message":"too many connections; retry later","request_id":` + string(q) + `}` + "\n"
 	return []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\n" +
 		"X-Request-ID: " + id + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}
+
+// headRequestID returns the X-Request-ID of a raw request head (what refuse
+// read), or "" when there is none or it is not one the frame middleware
+// would echo. frame echoes the first X-Request-ID net/http parsed when it is
+// non-empty and at most 128 bytes; net/http has by then matched the name
+// case-insensitively, trimmed the value's surrounding blanks and refused
+// control characters. This head bypassed net/http, so those checks are
+// made here: the value goes into the 503's header verbatim, and a CR or LF
+// in it would inject headers. Only complete lines count (the head may have
+// been cut at the buffer's end); the request line is skipped.
+func headRequestID(head []byte) string {
+	if i := bytes.Index(head, []byte("\r\n\r\n")); i >= 0 {
+		head = head[:i+2]
+	}
+	_, rest, ok := bytes.Cut(head, []byte("\n")) // the request line
+	for ok {
+		var line []byte
+		if line, rest, ok = bytes.Cut(rest, []byte("\n")); !ok {
+			break // incomplete: cut by the buffer or the deadline
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		name, value, found := bytes.Cut(line, []byte(":"))
+		if !found || !bytes.EqualFold(name, []byte("X-Request-ID")) {
+			continue
+		}
+		value = bytes.Trim(value, " \t")
+		if len(value) == 0 || len(value) > 128 || !validHeaderValue(value) {
+			return ""
+		}
+		return string(value)
+	}
+	return ""
+}
+
+// validHeaderValue is net/http's test of a field value (httpguts): no
+// control character but horizontal tab.
+func validHeaderValue(v []byte) bool {
+	for _, b := range v {
+		if b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // limitedConn releases its slot once: on Close, or on upgrade.
