@@ -46,6 +46,9 @@ type mailbox struct {
 	// the run's last check is one load.
 	pending   atomic.Uint64
 	suspended atomic.Bool
+	// orphan, once set (takeAll: the actor stopped for good), takes every
+	// user message posted after, on the poster's goroutine; under mu.
+	orphan func(any)
 	// here is true during a run runHere makes on its caller's goroutine;
 	// read by the actor in that run (connection actors bound what they
 	// take then, see connActor.drain).
@@ -82,6 +85,10 @@ func (m *mailbox) wake() { m.PostUserMessage(m.coalesce) }
 // PostUserMessage implements actor.Mailbox.
 func (m *mailbox) PostUserMessage(msg any) {
 	m.mu.Lock()
+	if m.orphan != nil {
+		m.handOver(msg)
+		return
+	}
 	switch {
 	case msg == m.coalesce && msg != nil && len(m.user) == 0:
 		if m.flush { // one already waits, and nothing behind it
@@ -121,6 +128,10 @@ func (m *mailbox) push(msg any) {
 // much of the actor's work instead of two goroutine hand-offs.
 func (m *mailbox) postHere(msg any, limit int) {
 	m.mu.Lock()
+	if m.orphan != nil {
+		m.handOver(msg)
+		return
+	}
 	m.push(msg)
 	m.pending.Add(1)
 	m.mu.Unlock()
@@ -139,7 +150,7 @@ func (m *mailbox) postHere(msg any, limit int) {
 // NoBlockSink).
 func (m *mailbox) runHere(begin func() bool, end func()) {
 	m.mu.Lock()
-	if m.flush || len(m.user) > 0 || len(m.system) > 0 {
+	if m.flush || len(m.user) > 0 || len(m.system) > 0 || m.orphan != nil {
 		m.mu.Unlock()
 		m.PostUserMessage(m.coalesce)
 		return
@@ -168,6 +179,38 @@ func (m *mailbox) finishHere(more bool) {
 	if more || m.idleOrReclaim() {
 		m.dispatcher.Schedule(m.run)
 	}
+}
+
+// takeAll ends the mailbox's user messages for good, when its actor
+// stopped and will never run them (protoactor leaves them in a suspended
+// mailbox): it returns those still queued, oldest first, and from then on
+// hands each user message posted to orphan, called on the poster's
+// goroutine, instead of queueing it: so that whoever waits for an answer to
+// a message (a publisher, a subscribing connection) gets one, from orphan,
+// even when it was posted too late for the stopped actor to see it. System
+// messages are still run.
+func (m *mailbox) takeAll(orphan func(any)) []any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []any
+	if m.flush {
+		m.flush = false
+		out = append(out, m.coalesce)
+	}
+	out = append(out, m.user[m.head:]...)
+	clear(m.user)
+	m.user, m.head = nil, 0
+	m.pending.Add(-uint64(len(out))) // minus the user messages taken
+	m.orphan = orphan
+	return out
+}
+
+// handOver gives msg, posted after takeAll, to orphan (m.mu held; it
+// unlocks it first).
+func (m *mailbox) handOver(msg any) {
+	orphan := m.orphan
+	m.mu.Unlock()
+	orphan(msg)
 }
 
 // PostSystemMessage implements actor.Mailbox.

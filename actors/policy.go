@@ -161,8 +161,14 @@ type topicStrategy struct {
 
 var _ actor.SupervisorStrategy = (*topicStrategy)(nil)
 
-// HandleFailure runs on the failing actor's goroutine: the backoff sleep
-// delays only that actor's restart.
+// HandleFailure runs on the failing actor's goroutine, which may be a
+// publisher's (mailbox.postHere): it must not wait out the backoff there.
+// The failed actor's mailbox stays suspended (EscalateFailure suspended
+// it) until the Restart, sent when the backoff has passed from a timer's
+// goroutine (RestartChildren only posts the system message). An actor
+// stopped meanwhile (shutdown) is not restarted: its PID has left the
+// process registry by then, and a Restart that still crosses its Stop
+// finds the topic actor ended (topicActor.Receive).
 func (s *topicStrategy) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID,
 	rs *actor.RestartStatistics, reason any, _ any) {
 	cfg := s.configOf(child)
@@ -173,9 +179,18 @@ func (s *topicStrategy) HandleFailure(system *actor.ActorSystem, sup actor.Super
 		sup.StopChildren(child)
 		return
 	}
-	time.Sleep(cfg.Backoff)
-	system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.RestartDirective})
-	sup.RestartChildren(child)
+	restart := func() {
+		if _, alive := system.ProcessRegistry.Get(child); !alive {
+			return // stopped during the backoff
+		}
+		system.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.RestartDirective})
+		sup.RestartChildren(child)
+	}
+	if cfg.Backoff <= 0 {
+		restart()
+		return
+	}
+	time.AfterFunc(cfg.Backoff, restart)
 }
 
 // configOf finds child's topic entry by its name, "topic/<topic>/<n>"

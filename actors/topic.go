@@ -110,6 +110,7 @@ type topicActor struct {
 	published     bool         // ever sent a publish (a never-published topic stops with its last subscriber)
 	stopping      bool
 	started       bool
+	ended         bool // stopped: a late restart of this incarnation starts nothing (see Receive)
 	idleTimer     *time.Timer
 
 	// Following a shared store's stream (feed.go); unused when feed is nil.
@@ -153,6 +154,12 @@ func newTopicActor(d topicDeps, name string, e *topicEntry) *topicActor {
 func (t *topicActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		if t.ended {
+			// A Restart the supervisor sent after its backoff that reached
+			// the actor after it was stopped (at shutdown): protoactor
+			// incarnates it again, unregistered. It stays inert.
+			return
+		}
 		t.lastActive = monoNow()
 		t.armIdle(ctx)
 		if t.started { // a supervisor restart: the same value, a new incarnation
@@ -331,10 +338,19 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 		return // every pending publish was abandoned (takeBatch looked at them all)
 	}
 	t.writing = true
-	post, self := t.post, ctx.Self()
+	post, self, mb := t.post, ctx.Self(), t.entry.mb
 	deadline := time.Now().Add(t.cfg.storeTimeout)
 	persistence.AppendAsync(t.store, t.storeCtx, t.name, msgs, deadline, func(n int, err error) {
-		post.Send(self, &writeDone{batch: batch, msgs: msgs, n: n, err: err})
+		w := &writeDone{batch: batch, msgs: msgs, n: n, err: err}
+		if mb != nil {
+			// Into the mailbox itself (what Send does for a live actor):
+			// if the actor stopped for good meanwhile, the mailbox hands
+			// it to stopped's orphan handler, which answers the batch,
+			// where Send would lose it to the dead letters.
+			mb.PostUserMessage(w)
+			return
+		}
+		post.Send(self, w)
 	})
 }
 
@@ -405,7 +421,7 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 		m := &w.msgs[i]
 		switch {
 		case m.Conflict:
-			t.answer(w.batch[i], nil, fmt.Errorf("publish to %q: %w", t.name, messages.ErrIdempotencyKeyReused))
+			t.answer(w.batch[i], nil, t.conflictErr())
 		case m.Duplicate:
 			t.answer(w.batch[i], m, nil)
 		default:
@@ -422,10 +438,7 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 		t.stats.published.add(now, stored)
 	}
 	if w.n < len(w.batch) {
-		err := fmt.Errorf("store %q: %w", t.name, w.err)
-		if !errors.Is(w.err, messages.ErrUnavailable) {
-			err = fmt.Errorf("store %q: %w: %w", t.name, messages.ErrUnavailable, w.err)
-		}
+		err := t.refusedErr(w.err)
 		t.log.Warn("store write failed", "stored", w.n, "refused", len(w.batch)-w.n, "err", w.err)
 		for _, p := range w.batch[w.n:] {
 			t.answer(p, nil, err)
@@ -433,6 +446,41 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 	}
 	if !t.cfg.inline { // an inline write is finished inside maybeWrite's loop
 		t.maybeWrite(ctx)
+	}
+}
+
+// conflictErr answers a publish whose idempotency key was used with
+// another request.
+func (t *topicActor) conflictErr() error {
+	return fmt.Errorf("publish to %q: %w", t.name, messages.ErrIdempotencyKeyReused)
+}
+
+// refusedErr answers the publishes of a write the store refused with err.
+func (t *topicActor) refusedErr(err error) error {
+	if errors.Is(err, messages.ErrUnavailable) {
+		return fmt.Errorf("store %q: %w", t.name, err)
+	}
+	return fmt.Errorf("store %q: %w: %w", t.name, messages.ErrUnavailable, err)
+}
+
+// answerWrite answers a finished write's publishers as finishWrite would,
+// without delivering anything: for an actor that stopped for good (its
+// subscribers are told to subscribe again, and get what was stored from the
+// store then). It reads only w and immutable fields: stopped's orphan
+// handler calls it on whatever goroutine posted w.
+func (t *topicActor) answerWrite(w *writeDone) {
+	for i := 0; i < w.n; i++ {
+		if m := &w.msgs[i]; m.Conflict {
+			t.answer(w.batch[i], nil, t.conflictErr())
+		} else {
+			t.answer(w.batch[i], m, nil) // stored, or a Duplicate's first
+		}
+	}
+	if w.n < len(w.batch) {
+		err := t.refusedErr(w.err)
+		for _, p := range w.batch[w.n:] {
+			t.answer(p, nil, err)
+		}
 	}
 }
 
@@ -657,9 +705,12 @@ func (t *topicActor) stopNow(ctx actor.Context) bool {
 }
 
 // stopped runs when the actor stops: when unused, at shutdown, or because
-// its restart budget ran out. In the last case its subscribers hear about it
+// its restart budget ran out. In the last case everyone waiting for it
+// hears: its subscribers and the connections whose subscribe it had not
+// answered get topicFailed, its publishers 503 (or their write's outcome),
 // and the next publish starts a fresh actor.
 func (t *topicActor) stopped() {
+	t.ended = true
 	if t.idleTimer != nil {
 		t.idleTimer.Stop()
 	}
@@ -675,17 +726,69 @@ func (t *topicActor) stopped() {
 	}
 	t.entry.inflight.Store(-1)
 	t.home.forget(t.name, t.entry)
-	err := fmt.Errorf("topic %q stopped: %w", t.name, messages.ErrUnavailable)
+	told := make(map[*subscription]bool)
+	fail := func(s *subscription) {
+		if !told[s] { // a subscription may be live and its request re-sent too
+			told[s] = true
+			t.post.Send(s.conn, &topicFailed{sub: s})
+		}
+	}
+	err := t.stoppedErr()
 	for _, p := range t.pending {
 		t.answer(p, nil, err)
 	}
 	t.pending = nil
+	for _, w := range t.held {
+		t.answerWrite(w)
+	}
+	t.held = nil
 	for _, s := range t.subs {
-		t.post.Send(s.conn, &topicFailed{sub: s})
+		fail(s)
 	}
 	for s := range t.replaying {
-		t.post.Send(s.conn, &topicFailed{sub: s})
+		fail(s)
 	}
-	t.subs = nil
+	for _, r := range t.stash { // released when received
+		fail(r.sub)
+	}
+	t.subs, t.stash = nil, nil
 	clear(t.replaying)
+	if t.entry.mb == nil {
+		return
+	}
+	// protoactor drops what is left in the (suspended) mailbox: the
+	// message that failed last (recoverFrom sent it back), and whatever
+	// queued behind it. What someone waits for is answered here, and
+	// what is posted from now on (a sender that got its place in the
+	// queue before the entry closed, a write in flight) by settle on its
+	// poster's goroutine.
+	for _, msg := range t.entry.mb.takeAll(func(msg any) { t.settle(msg, t.failLate) }) {
+		t.settle(msg, fail)
+	}
 }
+
+// stoppedErr answers a publish the actor stopped before storing.
+func (t *topicActor) stoppedErr() error {
+	return fmt.Errorf("topic %q stopped: %w", t.name, messages.ErrUnavailable)
+}
+
+// settle answers a message the actor, stopped for good, will not handle:
+// a publish with 503, a finished write with its outcome, a subscribe with
+// topicFailed (fail), which the connection takes as the topic's answer.
+// Anything else is dropped: no one waits for it (a replaying
+// subscription's page request: the subscription was told). It reads no
+// actor state but immutable fields (see stopped).
+func (t *topicActor) settle(msg any, fail func(*subscription)) {
+	switch msg := msg.(type) {
+	case *publish:
+		t.answer(msg, nil, t.stoppedErr())
+	case *writeDone:
+		t.answerWrite(msg)
+	case *subscribeRequest:
+		fail(msg.sub)
+		t.entry.release()
+	}
+}
+
+// failLate tells a subscribe posted after the actor stopped for good.
+func (t *topicActor) failLate(s *subscription) { t.post.Send(s.conn, &topicFailed{sub: s}) }

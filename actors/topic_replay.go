@@ -57,6 +57,12 @@ func (t *topicActor) subscribe(ctx actor.Context, req *subscribeRequest) {
 	if _, ok := t.replaying[sub]; ok {
 		return // a retry after a restart: the first is being answered
 	}
+	if sub.gone() {
+		// Its connection dropped it or is stopping: a request re-sent after
+		// a restart can come behind its own unsubscribe, and would leave a
+		// subscriber nobody reads (and the topic never idle).
+		return
+	}
 	t.ring.evict(time.Now()) // a quiet topic's ring may hold messages past the retention
 	reply := &subscribeReply{sub: sub, topic: ctx.Self()}
 	switch {
