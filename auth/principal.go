@@ -82,7 +82,8 @@ type Principal struct {
 	ExpiresAt time.Time
 	// Family is the login (refresh-token family) an access token belongs to.
 	Family string
-	// RatePublish and RatePublishBurst override the publish limit when > 0.
+	// RatePublish and RatePublishBurst override the publish limit when > 0
+	// and that limit is on (RateConfig.Publish > 0; off, nobody is limited).
 	RatePublish      float64
 	RatePublishBurst int
 }

@@ -142,7 +142,7 @@ func New(maxTopics int) *Registry {
 	r.storageLatency = f.histogramVec("relay_storage_latency_seconds",
 		"Duration of store calls, by op.", latencyBuckets, "op")
 	r.httpRequests = f.counterVec("relay_http_requests_total",
-		"HTTP requests, by chi route pattern and status code, counted when they end (a WebSocket when it closes).",
+		"HTTP requests, by chi route pattern and status code, counted when they end (a WebSocket at its upgrade).",
 		"route", "code")
 	r.httpDuration = f.histogramVec("relay_http_request_duration_seconds",
 		"Duration of HTTP requests, by chi route pattern; WebSocket upgrades (101) are not observed.",
