@@ -59,7 +59,7 @@ func TestGivingUpMeansNotStored(t *testing.T) {
 		_, err := m.PublishWithin(context.Background(), message("fate", 0), 200*time.Millisecond)
 		first <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // the first is in the (stalled) write now
+	relaytest.Eventually(t, 5*time.Second, "the first publish in the (stalled) write", func() bool { return store.InFlight() == 1 })
 	_, err := m.PublishWithin(context.Background(), message("fate", 1), 200*time.Millisecond)
 	if !errors.Is(err, messages.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("queued behind a stalled write: %v, want ErrUnavailable and DeadlineExceeded", err)

@@ -107,7 +107,7 @@ func TestSupervisorBackoffDoesNotHoldThePublisher(t *testing.T) {
 	// that publish) go idle, so that the next publish runs the mailbox on
 	// its own goroutine. (Were it still running, the publish would be
 	// answered from the dispatcher and the test would pass on any code.)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	faults.PanicTopic("slow", 1)
 
 	backoff := time.NewTimer(2500 * time.Millisecond) // started with the call
@@ -146,9 +146,9 @@ func TestSupervisorBackoffDoesNotHoldThePublisher(t *testing.T) {
 // handled last, it left a subscriber nobody reads, counted in the admin
 // view and keeping the topic from going idle.
 func TestRestartDoesNotResurrectAStoppedSubscriber(t *testing.T) {
-	faults := &actors.Faults{}
-	m := newManager(t, nil, actors.Config{Faults: faults,
-		Supervisor: actors.SupervisorConfig{MaxRestarts: 10, Window: time.Minute, Backoff: 300 * time.Millisecond}})
+	faults, counters := &actors.Faults{}, &relaytest.Counters{}
+	m := newManager(t, nil, actors.Config{Faults: faults, Observer: counters,
+		Supervisor: actors.SupervisorConfig{MaxRestarts: 10, Window: time.Minute, Backoff: time.Second}})
 	publish(t, m, "x", 0) // the topic exists
 	faults.PanicTopic("x", 2)
 	go func() { _, _ = m.Publish(context.Background(), message("x", 1)) }() // the first failure
@@ -161,6 +161,11 @@ func TestRestartDoesNotResurrectAStoppedSubscriber(t *testing.T) {
 	}
 	c.Subscribe(f) // fails the second time, and is sent back behind...
 	time.Sleep(50 * time.Millisecond)
+	if counters.Restarts.Load() != 0 {
+		// Not a pass: the scenario (subscribe and unsubscribe queued
+		// during the first backoff) did not happen.
+		t.Fatal("the topic restarted before the connection stopped: the machine was too slow for this test's 1 s backoff")
+	}
 	c.Stop(context.Background()) // ...the unsubscribe this sends
 	relaytest.Eventually(t, 5*time.Second, "two restarts", func() bool { return viewOf(t, m, "x").Restarts >= 2 })
 	publish(t, m, "x", 2) // handled after everything queued before it

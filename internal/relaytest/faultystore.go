@@ -14,9 +14,14 @@ import (
 // fail or stall. Safe for concurrent use.
 type FaultyStore struct {
 	persistence.Store
-	failing atomic.Bool
-	delay   atomic.Int64 // nanoseconds each Append waits first
+	failing  atomic.Bool
+	delay    atomic.Int64 // nanoseconds each Append waits first
+	inFlight atomic.Int64 // Appends under way
 }
+
+// InFlight returns how many Appends are under way (waiting out a Stall
+// included): a test's way to know a write has started.
+func (f *FaultyStore) InFlight() int { return int(f.inFlight.Load()) }
 
 // NewFaultyStore wraps s (a fresh memory store when nil).
 func NewFaultyStore(s persistence.Store) *FaultyStore {
@@ -34,6 +39,8 @@ func (f *FaultyStore) Stall(d time.Duration) { f.delay.Store(int64(d)) }
 
 // Append implements persistence.Store.
 func (f *FaultyStore) Append(ctx context.Context, topic string, batch []messages.Message) (int, error) {
+	f.inFlight.Add(1)
+	defer f.inFlight.Add(-1)
 	if d := time.Duration(f.delay.Load()); d > 0 {
 		t := time.NewTimer(d)
 		select {
