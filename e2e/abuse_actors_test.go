@@ -96,8 +96,9 @@ func TestReplayPagesCountUntilWritten(t *testing.T) {
 		}
 	}
 	const page, budget, stalled = 256 << 10, 1 << 20, 50
+	counters := &relaytest.Counters{}
 	r := relaytest.Start(t, relaytest.Options{Store: store,
-		Actors:  actors.Config{ReplayBytes: budget, ReplayPageBytes: page, ConnectionReplayBytes: page},
+		Actors:  actors.Config{ReplayBytes: budget, ReplayPageBytes: page, ConnectionReplayBytes: page, Observer: counters},
 		Gateway: gateway.Config{WriteTimeout: time.Minute}})
 	heap := func() uint64 {
 		runtime.GC()
@@ -108,13 +109,25 @@ func TestReplayPagesCountUntilWritten(t *testing.T) {
 	before := heap()
 	sub, _ := json.Marshal(map[string]any{"type": "subscribe", "topics": topics, "offset": "earliest"})
 	stallReplays(t, r.WSURL, sub, stalled)
-	time.Sleep(2 * time.Second) // every connection's socket fills and its writer blocks
+	// The precondition: the replays reached the budget and stay there. The
+	// pages of budget/page connections are reserved (their writers block on
+	// sockets nobody reads) while the others keep retrying: a page waits
+	// only while the budget is full, and the waiting connections retry every
+	// 20 ms, so ten waits per connection take the budget held a while, not
+	// in passing. (Were a page released on arrival, the blocked writers
+	// would hold theirs outside the budget, which would empty, and the waits
+	// would stop.)
+	relaytest.Eventually(t, 30*time.Second, "the stalled replays to fill the budget and wait on it", func() bool {
+		return counters.ReplayBytesNow.Load() == budget && counters.ReplayWaits.Load() >= 10*stalled
+	})
 	// 50 pages of 256 KiB in hand would be 12.5 MiB; the budget lets 1 MiB
 	// (plus the frames in the sockets' 64 KiB send buffers, and what the
 	// connections themselves cost).
-	if grew := int64(heap()) - int64(before); grew > 8<<20 {
+	grew := int64(heap()) - int64(before)
+	if grew > 8<<20 {
 		t.Fatalf("the heap grew by %d MiB with %d stalled replays under a %d MiB budget", grew>>20, stalled, budget>>20)
 	}
+	t.Logf("heap grew %d KiB; replay bytes held %d, waits %d", grew>>10, counters.ReplayBytesNow.Load(), counters.ReplayWaits.Load())
 }
 
 // stallReplays opens n connections that send sub and never read, with a

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -11,9 +12,20 @@ import (
 )
 
 // collect reads n message frames per client concurrently and returns, per
-// client, the ids per topic in arrival order.
+// client, the ids per topic in arrival order; it fails the test on an error,
+// so it is only for the test's goroutine (collectAsync is for any other).
 func collect(t *testing.T, ctx context.Context, clients []*relaytest.Client, n int) []map[string][]string {
 	t.Helper()
+	got, err := collectFrames(ctx, clients, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// collectFrames is collect returning the first error instead of failing
+// the test (FailNow only works on the test's goroutine).
+func collectFrames(ctx context.Context, clients []*relaytest.Client, n int) ([]map[string][]string, error) {
 	out := make([]map[string][]string, len(clients))
 	var wg sync.WaitGroup
 	errs := make(chan error, len(clients))
@@ -22,10 +34,10 @@ func collect(t *testing.T, ctx context.Context, clients []*relaytest.Client, n i
 		go func() {
 			defer wg.Done()
 			got := map[string][]string{}
-			for range n {
+			for k := range n {
 				f, err := c.Read(ctx)
 				if err != nil {
-					errs <- fmt.Errorf("client %d: %w", i, err)
+					errs <- fmt.Errorf("client %d after %d messages: %w", i, k, err)
 					return
 				}
 				if f.Type != "message" {
@@ -39,10 +51,20 @@ func collect(t *testing.T, ctx context.Context, clients []*relaytest.Client, n i
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	return out
+	return out, <-errs // nil when no client failed
+}
+
+// collectAsync runs collectFrames on its own goroutine; wait returns its
+// result once it is done (done is closed whatever collectFrames does).
+func collectAsync(ctx context.Context, clients []*relaytest.Client, n int) (wait func() ([]map[string][]string, error)) {
+	var got []map[string][]string
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		got, err = collectFrames(ctx, clients, n)
+	}()
+	return func() ([]map[string][]string, error) { <-done; return got, err }
 }
 
 // publishAll publishes perTopic messages to each topic from 8 concurrent
@@ -63,17 +85,27 @@ func publishAll(t *testing.T, r *relaytest.Relay, topics []string, perTopic int)
 			}
 		}
 	}()
+	// The publishers run off the test's goroutine: they record the first
+	// refusal (and keep draining jobs so the feeder ends) for the test to
+	// report, instead of calling FailNow.
 	var wg sync.WaitGroup
+	var failOnce sync.Once
+	var failed error
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				r.MustPublish(j.topic, map[string]any{"i": j.i})
+				if status, body := r.Publish(j.topic, map[string]any{"i": j.i}); status != http.StatusCreated {
+					failOnce.Do(func() { failed = fmt.Errorf("publish to %s: status %d body %v", j.topic, status, body) })
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	if failed != nil {
+		t.Fatal(failed)
+	}
 	want := map[string][]string{}
 	for _, tp := range topics {
 		want[tp] = storedAfter(t, r.Store, tp, "")
@@ -113,11 +145,12 @@ func TestFanOutOneTopic100Subscribers(t *testing.T) {
 		clients[i] = r.Dial(ctx)
 		clients[i].Subscribe(ctx, map[string]any{"topics": []string{"fanout"}})
 	}
-	var got []map[string][]string
-	done := make(chan struct{})
-	go func() { got = collect(t, ctx, clients, 1000); close(done) }()
+	wait := collectAsync(ctx, clients, 1000)
 	want := publishAll(t, r, []string{"fanout"}, 1000)
-	<-done
+	got, err := wait()
+	if err != nil {
+		t.Fatal(err)
+	}
 	checkDeliveries(t, got, func(int) []string { return []string{"fanout"} }, want)
 }
 
@@ -135,10 +168,11 @@ func TestFanOut50Topics(t *testing.T) {
 		clients[i].Subscribe(ctx, map[string]any{"topics": []string{topics[i%50]}})
 	}
 	const perTopic = 40
-	var got []map[string][]string
-	done := make(chan struct{})
-	go func() { got = collect(t, ctx, clients, perTopic); close(done) }()
+	wait := collectAsync(ctx, clients, perTopic)
 	want := publishAll(t, r, topics, perTopic)
-	<-done
+	got, err := wait()
+	if err != nil {
+		t.Fatal(err)
+	}
 	checkDeliveries(t, got, func(i int) []string { return []string{topics[i%50]} }, want)
 }

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"errors"
+	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -52,16 +55,31 @@ func TestPeerThatMissesPongsIsDropped(t *testing.T) {
 	}
 	defer deaf.conn.Close()
 	_ = deaf.writeText([]byte(`{"type":"subscribe","topics":["t"]}`))
-	// The raw client never answers pings: reading shows them, then the end.
-	_ = deaf.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The raw client never answers pings: reading shows them, then the end,
+	// which must be the server's doing (EOF, a reset or a close frame), not
+	// this read's own deadline. The deadline is generous: the peer is due to
+	// go about 0.4 s after it connected.
+	const bound = 15 * time.Second
+	_ = deaf.conn.SetReadDeadline(time.Now().Add(bound))
 	pings := 0
 	for {
-		op, _, err := deaf.readFrame()
+		op, p, err := deaf.readFrame()
 		if err != nil {
-			break // the server dropped the socket
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the deaf peer was still connected after %v (%d pings seen): it was never dropped", bound, pings)
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("reading the deaf peer timed out after %v (%d pings seen): it was never dropped: %v", bound, pings, err)
+			}
+			break // EOF or a reset: the server dropped the socket
 		}
 		if op == 9 {
 			pings++
+		}
+		if op == 8 {
+			t.Logf("dropped with a close frame, code %d", closeCode(p))
+			break
 		}
 	}
 	if pings == 0 {
@@ -72,12 +90,19 @@ func TestPeerThatMissesPongsIsDropped(t *testing.T) {
 	ctx := t.Context()
 	c := r.Dial(ctx)
 	c.Subscribe(ctx, map[string]any{"topics": []string{"t"}})
-	done := make(chan error, 1)
-	go func() { _, err := c.Read(ctx); done <- err }()
-	time.Sleep(time.Second) // several ping intervals
-	id := r.MustPublish("t", map[string]any{})
-	if err := <-done; err != nil {
-		t.Fatalf("answering client was dropped: %v", err)
+	type read struct {
+		f   relaytest.Frame
+		err error
 	}
-	_ = id
+	done := make(chan read, 1)
+	go func() { f, err := c.Read(ctx); done <- read{f, err} }()
+	time.Sleep(time.Second) // several ping intervals pass: not a synchronisation
+	id := r.MustPublish("t", map[string]any{})
+	got := <-done
+	if got.err != nil {
+		t.Fatalf("answering client was dropped: %v", got.err)
+	}
+	if got.f.Type != "message" || got.f.MessageID != id {
+		t.Fatalf("answering client read %+v, want message %s", got.f, id)
+	}
 }
