@@ -149,6 +149,9 @@ type feedHub struct {
 	closed bool
 
 	kick chan struct{} // an immediate position check
+	// linked: a link went up or down; checkLoop sets the link gauge from
+	// Feed.Up, which OnLink must not call (see OnLink).
+	linked chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -172,7 +175,7 @@ func newFeedHub(store persistence.Store, reg *registry, post poster, cfg *Config
 	h := &feedHub{
 		store: store, reg: reg, post: post, log: log, obs: feedObserver(cfg.Observer),
 		interval: cfg.PositionCheckInterval, timeout: cfg.StoreTimeout, limit: int64(cfg.TopicMailboxSize),
-		topics: make(map[string]*hubTopic), kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		topics: make(map[string]*hubTopic), kick: make(chan struct{}, 1), linked: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	if h.interval <= 0 {
 		h.interval = DefaultPositionCheckInterval
@@ -379,12 +382,20 @@ func (h *feedHub) OnNotice(n persistence.Notice) {
 // comes up for the first time (a new cluster slot) triggers an immediate
 // position check, since its topics may have missed notices while it
 // connected.
+//
+// It never calls the Feed (FeedHandler's contract): the feed calls it with
+// its handler lock held, and Feed.Up takes the feed's lock, which a
+// Subscribe holds while it waits for a link's reader, which waits for the
+// handler lock: the three waited on each other for good. Whether every
+// link is up (other cluster links may be down) is read by checkLoop.
 func (h *feedHub) OnLink(up bool, err error) {
-	all := up
-	if f := h.getFeed(); up && f != nil {
-		all = f.Up() // other cluster links may still be down
+	if !up {
+		h.obs.FeedLink(false)
 	}
-	h.obs.FeedLink(all)
+	select {
+	case h.linked <- struct{}{}:
+	default:
+	}
 	h.mu.Lock()
 	outage := h.outage
 	if !up {
@@ -411,7 +422,7 @@ func (h *feedHub) OnLink(up bool, err error) {
 }
 
 // checkLoop runs the position check every interval, and at once when
-// kicked.
+// kicked; it sets the link gauge when a link changed, and with every check.
 func (h *feedHub) checkLoop() {
 	defer h.wg.Done()
 	tick := time.NewTicker(h.interval)
@@ -421,11 +432,22 @@ func (h *feedHub) checkLoop() {
 		select {
 		case <-h.stop:
 			return
+		case <-h.linked:
+			h.linkGauge()
+			continue
 		case <-tick.C:
 		case <-h.kick:
 			immediate = true
 		}
+		h.linkGauge()
 		h.check(immediate)
+	}
+}
+
+// linkGauge sets the link gauge: up while every link of the feed is.
+func (h *feedHub) linkGauge() {
+	if f := h.getFeed(); f != nil {
+		h.obs.FeedLink(f.Up())
 	}
 }
 

@@ -158,7 +158,10 @@ func (f *valkeyFeed) addLocked(topic string) error {
 		return nil // connecting: it subscribes the link's topics, then OnLink(true)
 	}
 	if err := f.ssubscribe(l.dc, []string{liveChannel(topic)}); err != nil {
-		l.dc.Close() // the link starts over and subscribes everything again
+		// The link starts over and subscribes everything again. Not
+		// under f.mu: closing waits for the connection's reader, which
+		// may be waiting for the handler lock.
+		go l.dc.Close()
 		return fmt.Errorf("%w: %w", messages.ErrUnavailable, err)
 	}
 	return nil
@@ -392,7 +395,7 @@ func (f *valkeyFeed) Unsubscribe(topic string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.s.timeout)
 	defer cancel()
 	if err := l.dc.Do(ctx, l.dc.B().Sunsubscribe().Channel(liveChannel(topic)).Build()).Error(); err != nil {
-		l.dc.Close()
+		go l.dc.Close() // not under f.mu: see addLocked
 		return fmt.Errorf("valkey: feed unsubscribe %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}
 	return nil
