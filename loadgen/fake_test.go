@@ -328,8 +328,10 @@ func TestRefusedButDeliveredIsUnclean(t *testing.T) {
 		if rep.Refused != 20 {
 			t.Fatalf("leak %v: refused %d, want 20", leak, rep.Refused)
 		}
-		if leak && (rep.Unexpected != 80 || rep.Clean) {
-			t.Errorf("refused but delivered: unexpected %d, clean %v; want 80 and false", rep.Unexpected, rep.Clean)
+		// Some of the 80 may come after the run stopped waiting (it waits
+		// for what was acknowledged): any is enough to make it unclean.
+		if leak && (rep.Unexpected == 0 || rep.Unexpected > 80 || rep.Clean) {
+			t.Errorf("refused but delivered: unexpected %d, clean %v; want 1..80 and false", rep.Unexpected, rep.Clean)
 		}
 		if !leak && (rep.Unexpected != 0 || !rep.Clean) {
 			t.Errorf("refused and not delivered: unexpected %d, clean %v; want 0 and true", rep.Unexpected, rep.Clean)

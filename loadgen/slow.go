@@ -119,8 +119,8 @@ func (s *slowSubs) probe(bound time.Duration) {
 }
 
 // slowIdle: a slow subscriber that delivers nothing for this long while it is
-// being drained counts as open.
-const slowIdle = time.Second
+// being drained counts as open. A variable only so that a test can set it.
+var slowIdle = time.Second
 
 // probeSlow reads w until the connection ends, no frame comes for idle, or
 // bound has passed, and returns the outcome and how many frames it read.

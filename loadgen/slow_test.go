@@ -18,9 +18,13 @@ import (
 // topic, and then ends the connection as end says: "4008" (close frame with
 // 4008), "eof" (TCP closed without a close frame) or "open" (stays open until
 // the test ends).
-func slowEndServer(t *testing.T, topic string, frames int, end string) string {
+//
+// ended receives once per connection when the server has written all its
+// frames; it ends the connection as end says right after.
+func slowEndServer(t *testing.T, topic string, frames int, end string) (addr string, ended <-chan struct{}) {
 	t.Helper()
 	done := make(chan struct{})
+	endedc := make(chan struct{}, 64)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
@@ -39,6 +43,7 @@ func slowEndServer(t *testing.T, topic string, frames int, end string) string {
 				return
 			}
 		}
+		endedc <- struct{}{}
 		switch end {
 		case "4008":
 			_ = c.Close(4008, "slow consumer")
@@ -52,7 +57,7 @@ func slowEndServer(t *testing.T, topic string, frames int, end string) string {
 		}
 	}))
 	t.Cleanup(func() { close(done); srv.Close() })
-	return strings.TrimPrefix(srv.URL, "http://")
+	return strings.TrimPrefix(srv.URL, "http://"), endedc
 }
 
 func TestSlowSubscriberOutcomes(t *testing.T) {
@@ -62,16 +67,26 @@ func TestSlowSubscriberOutcomes(t *testing.T) {
 		{"open", slowOpen},
 	} {
 		t.Run(tc.end, func(t *testing.T) {
-			addr := slowEndServer(t, "bench-1-0", 30, tc.end)
+			addr, ended := slowEndServer(t, "bench-1-0", 30, tc.end)
 			s := connectSlow(context.Background(), addr, 2, "bench-1-0", "")
 			if s.connected() != 2 {
 				t.Fatalf("connected %d of 2: %v", s.connected(), s.errs.first)
 			}
-			time.Sleep(50 * time.Millisecond) // let the server finish its part unread
+			// Let the server write its frames, unread, before probing.
+			for range 2 {
+				select {
+				case <-ended:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the server did not finish sending")
+				}
+			}
+			// The probe ends with the connection (or after slowIdle, 1s, for
+			// one left open), far inside its bound.
+			const bound = 60 * time.Second
 			start := time.Now()
-			s.probe(5 * time.Second)
-			if took := time.Since(start); took > 3*time.Second {
-				t.Errorf("probe took %s", took)
+			s.probe(bound)
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("probe took %s; bound %s, idle %s", took, bound, slowIdle)
 			}
 			if s.outcomes[tc.want] != 2 || len(s.outcomes) != 1 || s.frames != 60 {
 				t.Fatalf("outcomes %v, frames %d; want %q: 2 and 60 frames", s.outcomes, s.frames, tc.want)
@@ -81,12 +96,21 @@ func TestSlowSubscriberOutcomes(t *testing.T) {
 }
 
 func TestSlowSubscriberProbeIsBounded(t *testing.T) {
-	addr := slowEndServer(t, "bench-1-0", 0, "open")
+	// An idle far longer than the bound, so that a probe that ignored the
+	// bound (and waited for the idle) is told apart from a slow machine.
+	old := slowIdle
+	slowIdle = 30 * time.Second
+	t.Cleanup(func() { slowIdle = old })
+	addr, _ := slowEndServer(t, "bench-1-0", 0, "open")
 	s := connectSlow(context.Background(), addr, 1, "bench-1-0", "")
+	if s.connected() != 1 {
+		t.Fatalf("connected %d of 1: %v", s.connected(), s.errs.first)
+	}
 	start := time.Now()
-	s.probe(100 * time.Millisecond) // shorter than slowIdle
-	if took := time.Since(start); took > time.Second {
-		t.Fatalf("probe bounded by 100ms took %s", took)
+	s.probe(100 * time.Millisecond)
+	// Well under both the idle and the 10s the server keeps the connection.
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("probe bounded by 100ms took %s (idle %s)", took, slowIdle)
 	}
 	if s.outcomes[slowOpen] != 1 {
 		t.Fatalf("outcomes %v", s.outcomes)

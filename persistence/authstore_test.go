@@ -3,6 +3,7 @@ package persistence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -118,7 +119,9 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 			t.Fatal("an unknown family counts as revoked")
 		}
 		fam2 := "fedcba9876543210fedcba9876543210"
-		_ = s.CreateRefresh(ctx, RefreshRecord{Family: fam2, UserID: "id1", Username: "ann", Hash: "a"}, time.Minute)
+		if err := s.CreateRefresh(ctx, RefreshRecord{Family: fam2, UserID: "id1", Username: "ann", Hash: "a"}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.RevokeRefresh(ctx, fam2); err != nil {
 			t.Fatal(err)
 		}
@@ -191,17 +194,34 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		}
 		// A family stored before keys reads with Key "".
 		old := "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f"
-		_ = s.CreateRefresh(ctx, RefreshRecord{Family: old, UserID: "id1", Username: "ann", Hash: "o"}, time.Minute)
+		if err := s.CreateRefresh(ctx, RefreshRecord{Family: old, UserID: "id1", Username: "ann", Hash: "o"}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
 		if rec, err := s.RefreshFamily(ctx, old); err != nil || rec.Key != "" || rec.Hash != "o" {
 			t.Fatalf("family without a key: %+v %v", rec, err)
 		}
 		// An expired family is neither read nor revoked.
 		exp := "abababababababababababababababab"
-		_ = s.CreateRefresh(ctx, RefreshRecord{Family: exp, UserID: "id1", Username: "ann", Hash: "e", Key: "k"}, 20*time.Millisecond)
-		time.Sleep(60 * time.Millisecond)
-		if _, err := s.RefreshFamily(ctx, exp); !errors.Is(err, ErrRefreshInvalid) {
-			t.Fatalf("expired family: %v", err)
+		// It is read once before it expires, so that its later absence is
+		// the expiry and not a family that was never stored.
+		const expTTL = time.Second
+		created := time.Now()
+		if err := s.CreateRefresh(ctx, RefreshRecord{Family: exp, UserID: "id1", Username: "ann", Hash: "e", Key: "k"}, expTTL); err != nil {
+			t.Fatal(err)
 		}
+		rec, err = s.RefreshFamily(ctx, exp)
+		if d := time.Since(created); err != nil && d >= expTTL {
+			t.Fatalf("could not read the family before it expired (%s after creating it, ttl %s): %v", d, expTTL, err)
+		}
+		if err != nil || rec.Hash != "e" || rec.Key != "k" {
+			t.Fatalf("family before it expires: %+v %v", rec, err)
+		}
+		eventually(t, 10*time.Second, func() string {
+			if _, err := s.RefreshFamily(ctx, exp); !errors.Is(err, ErrRefreshInvalid) {
+				return fmt.Sprintf("family %s after its ttl of %s: %v; want ErrRefreshInvalid", exp, expTTL, err)
+			}
+			return ""
+		})
 		if ok, err := s.RevokeRefreshIfCurrent(ctx, exp, "e"); err != nil || ok {
 			t.Fatalf("revoke of an expired family: %v %v", ok, err)
 		}

@@ -83,6 +83,20 @@ func eventually(t testing.TB, d time.Duration, cond func() string) {
 	}
 }
 
+// waitForMillisecondAfter returns once the wall clock (which the stores and
+// the local Valkey servers also read to make ids) is past unix millisecond
+// ms, so that the next append gets an id in a later millisecond.
+func waitForMillisecondAfter(t testing.TB, ms uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for uint64(time.Now().UnixMilli()) <= ms {
+		if time.Now().After(deadline) {
+			t.Fatalf("the clock did not pass millisecond %d (now %d)", ms, time.Now().UnixMilli())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -238,7 +252,11 @@ func testEmptyBatch(t *testing.T, open openFunc) {
 
 func testRangeAfterIsExclusive(t *testing.T, open openFunc) {
 	s := open(t, Limits{})
-	ids := idsOf(appendAll(t, s, "range", msgs(0, 10)))
+	// Two batches in different milliseconds, so that ids[4] and ids[5] are
+	// not adjacent and there is a point between them that is not an id.
+	ids := idsOf(appendAll(t, s, "range", msgs(0, 5)))
+	waitForMillisecondAfter(t, ids[4].Ms)
+	ids = append(ids, idsOf(appendAll(t, s, "range", msgs(5, 5)))...)
 
 	assertIDs(t, "after zero", mustRange(t, s, "range", messages.ID{}, 100).Messages, ids)
 	assertIDs(t, "after ids[3], limit 3", mustRange(t, s, "range", ids[3], 3).Messages, ids[4:7])
@@ -247,9 +265,10 @@ func testRangeAfterIsExclusive(t *testing.T, open openFunc) {
 	assertIDs(t, "limit 1", mustRange(t, s, "range", messages.ID{}, 1).Messages, ids[:1])
 	// A point between two ids (not itself an id) starts at the next one.
 	between := ids[4].Next()
-	if between.Less(ids[5]) {
-		assertIDs(t, "after a non-id point", mustRange(t, s, "range", between, 100).Messages, ids[5:])
+	if !between.Less(ids[5]) {
+		t.Fatalf("no point between ids[4] %s and ids[5] %s: the second batch shares the first's millisecond", ids[4], ids[5])
 	}
+	assertIDs(t, "after a non-id point", mustRange(t, s, "range", between, 100).Messages, ids[5:])
 	if p := mustRange(t, s, "range", ids[2], 100); p.Truncated {
 		t.Errorf("Range after a retained id reports Truncated with nothing trimmed")
 	}

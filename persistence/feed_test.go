@@ -378,14 +378,25 @@ func TestValkeyFeedSubscribeDuringAFlood(t *testing.T) {
 			}
 		}
 	}()
-	for i := range 100 {
-		start := time.Now()
-		if err := feed.Subscribe(fmt.Sprintf("late-%d", i)); err != nil {
+	// Liveness only: the subscriptions must not be stuck behind the flood.
+	// One generous deadline for all of them, no per-call timing.
+	subscribed := make(chan error, 1)
+	go func() {
+		for i := range 100 {
+			if err := feed.Subscribe(fmt.Sprintf("late-%d", i)); err != nil {
+				subscribed <- err
+				return
+			}
+		}
+		subscribed <- nil
+	}()
+	select {
+	case err := <-subscribed:
+		if err != nil {
 			t.Fatalf("Subscribe during a flood: %v", err)
 		}
-		if d := time.Since(start); d > time.Second {
-			t.Fatalf("Subscribe during a flood took %s", d)
-		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("100 Subscribe calls during a flood did not finish within 30s")
 	}
 	<-done
 	eventually(t, 10*time.Second, func() string {
