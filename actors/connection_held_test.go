@@ -1,8 +1,6 @@
 package actors_test
 
 import (
-	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,26 +9,6 @@ import (
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
 )
-
-// gatedRangeStore holds every Range of one topic until open is closed (or
-// its ctx ends), counting the reads that wait.
-type gatedRangeStore struct {
-	persistence.Store
-	topic   string
-	open    chan struct{}
-	waiting atomic.Int32
-}
-
-func (s *gatedRangeStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (persistence.Page, error) {
-	if topic == s.topic {
-		s.waiting.Add(1)
-		select {
-		case <-s.open:
-		case <-ctx.Done():
-		}
-	}
-	return s.Store.Range(ctx, topic, after, limit)
-}
 
 // TestSubscribeInProgressDoesNotStallLiveTopics: while a subscribe waits
 // for its store probe, the connection's live topics keep flowing (they
@@ -41,7 +19,7 @@ func TestSubscribeInProgressDoesNotStallLiveTopics(t *testing.T) {
 	inner := persistence.NewMemoryStore(persistence.Limits{})
 	t.Cleanup(func() { _ = inner.Close() })
 	fill(t, inner, "b", 3)
-	store := &gatedRangeStore{Store: inner, topic: "b", open: make(chan struct{})}
+	store := newGatedRangeStore(inner, func(topic string, _ int) bool { return topic == "b" })
 	// The queue holds all 20 (a loaded machine may run the connection
 	// late): what is asserted is that they are written while b waits.
 	m := newManager(t, store, actors.Config{ConnectionQueueSize: 64, StoreTimeout: 10 * time.Second})

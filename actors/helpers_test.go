@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,4 +238,28 @@ func sameIDs(t testing.TB, what string, got, want []string) {
 		}
 	}
 	t.Fatalf("%s: %d ids, want %d", what, len(got), len(want))
+}
+
+// gatedRangeStore holds the Range calls gate picks until open is closed
+// (or their ctx ends), counting the reads that wait.
+type gatedRangeStore struct {
+	persistence.Store
+	gate    func(topic string, limit int) bool
+	open    chan struct{}
+	waiting atomic.Int32
+}
+
+func newGatedRangeStore(s persistence.Store, gate func(topic string, limit int) bool) *gatedRangeStore {
+	return &gatedRangeStore{Store: s, gate: gate, open: make(chan struct{})}
+}
+
+func (s *gatedRangeStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (persistence.Page, error) {
+	if s.gate(topic, limit) {
+		s.waiting.Add(1)
+		select {
+		case <-s.open:
+		case <-ctx.Done():
+		}
+	}
+	return s.Store.Range(ctx, topic, after, limit)
 }

@@ -1,9 +1,7 @@
 package actors_test
 
 import (
-	"context"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,26 +10,6 @@ import (
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
 )
-
-// pageGateStore holds replay page reads (Range with limit > 1) of topics
-// starting with "a" until open is closed or their ctx ends; probes (limit
-// 1) pass.
-type pageGateStore struct {
-	persistence.Store
-	open    chan struct{}
-	waiting atomic.Int32
-}
-
-func (s *pageGateStore) Range(ctx context.Context, topic string, after messages.ID, limit int) (persistence.Page, error) {
-	if strings.HasPrefix(topic, "a") && limit > 1 {
-		s.waiting.Add(1)
-		select {
-		case <-s.open:
-		case <-ctx.Done():
-		}
-	}
-	return s.Store.Range(ctx, topic, after, limit)
-}
 
 // TestReplayGoesOnAfterADroppedPage: a replay waiting for the connection's
 // page budget goes on when the subscription whose page was in flight is
@@ -43,7 +21,8 @@ func TestReplayGoesOnAfterADroppedPage(t *testing.T) {
 	t.Cleanup(func() { _ = inner.Close() })
 	fill(t, inner, "a1", 5)
 	fill(t, inner, "b", 5)
-	store := &pageGateStore{Store: inner, open: make(chan struct{})}
+	// Page reads (limit > 1) of a1 wait; probes (limit 1) pass.
+	store := newGatedRangeStore(inner, func(topic string, limit int) bool { return strings.HasPrefix(topic, "a") && limit > 1 })
 	t.Cleanup(func() { close(store.open) })
 	// One page in flight per connection: b waits for a1's.
 	m := newManager(t, store, actors.Config{ReplayPageBytes: 64 << 10, ConnectionReplayBytes: 64 << 10})
