@@ -152,8 +152,8 @@ type feedHub struct {
 	// linked: a link went up or down; checkLoop sets the link gauge from
 	// Feed.Up, which OnLink must not call (see OnLink).
 	linked chan struct{}
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop   chan struct{}
+	wg     sync.WaitGroup
 }
 
 // hubTopic is the hub's interest in one topic.

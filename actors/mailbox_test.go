@@ -338,10 +338,10 @@ func TestMailboxRunHereDefersToTheDispatcher(t *testing.T) {
 // growInvoker posts one message for each it handles, so the queue never
 // empties (two long), and records the largest array the queue had.
 type growInvoker struct {
-	m          *mailbox
-	left       int
-	seen       []int
-	maxCap     int
+	m      *mailbox
+	left   int
+	seen   []int
+	maxCap int
 }
 
 func (g *growInvoker) InvokeSystemMessage(any) {}
