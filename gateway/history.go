@@ -134,9 +134,20 @@ func encodedSize(m *messages.Message) int64 {
 	return int64(n)
 }
 
-// writeHistory streams {"messages":[...],"next_cursor":...} through a small
-// buffer, one message at a time, under the request's write deadline.
+// writeHistory streams {"messages":[...],"next_cursor":...} (writeMessages).
 func (s *Server) writeHistory(w http.ResponseWriter, msgs []messages.Message, next messages.ID) {
+	tail := `],"next_cursor":null}` + "\n"
+	if !next.IsZero() {
+		tail = `],"next_cursor":"` + next.String() + `"}` + "\n"
+	}
+	writeMessages(w, msgs, tail)
+}
+
+// writeMessages answers 200 with {"messages":[msgs] and then tail (which
+// closes the list and the object), streamed through a small buffer one
+// message at a time, under the request's write deadline: a history page
+// and a long-poll answer are never held encoded as a whole.
+func writeMessages(w http.ResponseWriter, msgs []messages.Message, tail string) {
 	setJSONType(w.Header())
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, historyWriteBuffer)
@@ -152,12 +163,6 @@ func (s *Server) writeHistory(w http.ResponseWriter, msgs []messages.Message, ne
 			return // the client went away or the write deadline passed
 		}
 	}
-	_, _ = bw.WriteString(`],"next_cursor":`)
-	if next.IsZero() {
-		_, _ = bw.WriteString("null")
-	} else {
-		_, _ = bw.WriteString(`"` + next.String() + `"`)
-	}
-	_, _ = bw.WriteString("}\n")
+	_, _ = bw.WriteString(tail)
 	_ = bw.Flush()
 }

@@ -158,7 +158,7 @@ func cannedRefusal(id string) []byte {
 // headRequestID returns the X-Request-ID of a raw request head (what refuse
 // read), or "" when there is none or it is not one the frame middleware
 // would echo. frame echoes the first X-Request-ID net/http parsed when it is
-// non-empty and at most 128 bytes; net/http has by then matched the name
+// echoableRequestID; net/http has by then matched the name
 // case-insensitively, trimmed the value's surrounding blanks and refused
 // control characters. This head bypassed net/http, so those checks are
 // made here: the value goes into the 503's header verbatim, and a CR or LF
@@ -179,19 +179,19 @@ func headRequestID(head []byte) string {
 		if !found || !bytes.EqualFold(name, []byte("X-Request-ID")) {
 			continue
 		}
-		value = bytes.Trim(value, " \t")
-		if len(value) == 0 || len(value) > 128 || !validHeaderValue(value) {
+		id := string(bytes.Trim(value, " \t"))
+		if !echoableRequestID(id) || !validHeaderValue(id) {
 			return ""
 		}
-		return string(value)
+		return id
 	}
 	return ""
 }
 
 // validHeaderValue is net/http's test of a field value (httpguts): no
 // control character but horizontal tab.
-func validHeaderValue(v []byte) bool {
-	for _, b := range v {
+func validHeaderValue(v string) bool {
+	for _, b := range []byte(v) {
 		if b < ' ' && b != '\t' || b == 0x7f {
 			return false
 		}

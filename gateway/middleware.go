@@ -80,7 +80,7 @@ func (s *Server) frame(next http.Handler) http.Handler {
 		if v := r.Header["X-Request-Id"]; len(v) > 0 {
 			id = v[0]
 		}
-		if id == "" || len(id) > 128 {
+		if !echoableRequestID(id) {
 			id = newRequestID()
 		}
 		x.id[0] = id
@@ -144,3 +144,9 @@ func (x *exchange) statusOr200() int {
 	}
 	return x.status
 }
+
+// echoableRequestID reports whether a client's X-Request-ID is echoed
+// rather than replaced: not empty and at most 128 bytes (net/http has
+// refused control characters in it already; the listener's canned 503,
+// which bypasses net/http, checks them itself).
+func echoableRequestID(id string) bool { return id != "" && len(id) <= 128 }

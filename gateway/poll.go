@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -341,29 +340,10 @@ func pollReadSize(left, size int64, kept int) int {
 	return int(min(max(left, 0)/avg, pollMaxPerTopic)) + 1
 }
 
-// writePollResponse answers {"messages":[msgs],"has_more":hasMore}, encoded
-// message by message through a small buffer (as a history page is), never
-// as a whole.
+// writePollResponse answers {"messages":[msgs],"has_more":hasMore},
+// streamed (writeMessages).
 func writePollResponse(w http.ResponseWriter, msgs []messages.Message, hasMore bool) {
-	setJSONType(w.Header())
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, historyWriteBuffer)
-	scratch := make([]byte, 0, 512)
-	_, _ = bw.WriteString(`{"messages":[`)
-	for i := range msgs {
-		if i > 0 {
-			_ = bw.WriteByte(',')
-		}
-		var err error
-		// The payload goes to the socket as stored: no copy per message.
-		if scratch, err = msgs[i].WriteJSON(bw, scratch); err != nil {
-			return // the client went away or the write deadline passed
-		}
-	}
-	_, _ = bw.WriteString(`],"has_more":`)
-	_, _ = bw.WriteString(strconv.FormatBool(hasMore))
-	_, _ = bw.WriteString("}\n")
-	_ = bw.Flush()
+	writeMessages(w, msgs, `],"has_more":`+strconv.FormatBool(hasMore)+"}\n")
 }
 
 // writePollRawResponse answers {"messages":[list],"has_more":hasMore}; list

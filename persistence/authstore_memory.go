@@ -96,9 +96,9 @@ func (m *MemoryAuthStore) CreateRefresh(_ context.Context, r RefreshRecord, ttl 
 func (m *MemoryAuthStore) RotateRefresh(_ context.Context, family, oldHash, newHash string, ttl time.Duration) (RefreshRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f, ok := m.families[family]
 	now := time.Now()
-	if !ok || now.After(f.expires) || f.rec.Revoked {
+	f, ok := m.liveLocked(family, now)
+	if !ok {
 		return RefreshRecord{}, ErrRefreshInvalid
 	}
 	if f.rec.Hash != oldHash {
@@ -117,8 +117,8 @@ func (m *MemoryAuthStore) RotateRefresh(_ context.Context, family, oldHash, newH
 func (m *MemoryAuthStore) RefreshFamily(_ context.Context, family string) (RefreshRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f, ok := m.families[family]
-	if !ok || time.Now().After(f.expires) || f.rec.Revoked {
+	f, ok := m.liveLocked(family, time.Now())
+	if !ok {
 		return RefreshRecord{}, ErrRefreshInvalid
 	}
 	return f.rec, nil
@@ -129,8 +129,8 @@ func (m *MemoryAuthStore) RefreshFamily(_ context.Context, family string) (Refre
 func (m *MemoryAuthStore) RevokeRefreshIfCurrent(_ context.Context, family, hash string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f, ok := m.families[family]
-	if !ok || time.Now().After(f.expires) || f.rec.Revoked || f.rec.Hash != hash {
+	f, ok := m.liveLocked(family, time.Now())
+	if !ok || f.rec.Hash != hash {
 		return false, nil
 	}
 	f.rec.Revoked = true
@@ -153,8 +153,15 @@ func (m *MemoryAuthStore) RevokeRefresh(_ context.Context, family string) error 
 func (m *MemoryAuthStore) RefreshRevoked(_ context.Context, family string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	_, live := m.liveLocked(family, time.Now())
+	return !live, nil
+}
+
+// liveLocked returns the family when it is known, not expired at now and
+// not revoked (m.mu held).
+func (m *MemoryAuthStore) liveLocked(family string, now time.Time) (memFamily, bool) {
 	f, ok := m.families[family]
-	return !ok || f.rec.Revoked || time.Now().After(f.expires), nil
+	return f, ok && !now.After(f.expires) && !f.rec.Revoked
 }
 
 // CreateTopic records t, or fails with messages.ErrConflict when it is owned.
