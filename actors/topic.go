@@ -417,6 +417,17 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 		// after whatever came before it (feed.go).
 		t.noteLocal(w)
 	}
+	// Counted before any publisher is answered, so a scrape after a 201
+	// always includes its message.
+	for i := 0; i < w.n; i++ {
+		if m := &w.msgs[i]; !m.Conflict && !m.Duplicate {
+			stored++
+		}
+	}
+	if stored > 0 {
+		t.tobs.Stored(stored)
+		t.stats.published.add(now, stored)
+	}
 	for i := 0; i < w.n; i++ {
 		m := &w.msgs[i]
 		switch {
@@ -429,14 +440,9 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 				t.deliver(m, w.batch[i].received, now)
 			}
 			t.answer(w.batch[i], m, nil)
-			stored++
 		}
 	}
 	t.flushDeliveries()
-	if stored > 0 {
-		t.tobs.Stored(stored)
-		t.stats.published.add(now, stored)
-	}
 	if w.n < len(w.batch) {
 		err := t.refusedErr(w.err)
 		t.log.Warn("store write failed", "stored", w.n, "refused", len(w.batch)-w.n, "err", w.err)

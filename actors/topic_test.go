@@ -341,3 +341,31 @@ func subscribedWithFaults(t *testing.T, store persistence.Store, topic string) (
 	subscribe(t, connect(t, m, s), s, `{"type":"subscribe","topics":["`+topic+`"]}`)
 	return m, faults, counters, s
 }
+
+// slowStoredObserver counts stored messages, slowly: Stored sleeps before
+// it counts, so a publisher answered before Stored returns would see the
+// old count.
+type slowStoredObserver struct {
+	*relaytest.Counters
+	stored atomic.Int64
+}
+
+func (o *slowStoredObserver) Topic(string) actors.TopicObserver { return o }
+func (o *slowStoredObserver) Stored(n int) {
+	time.Sleep(20 * time.Millisecond)
+	o.stored.Add(int64(n))
+}
+func (o *slowStoredObserver) DeliveryLatency(time.Duration) {}
+
+// TestStoredCountedBeforeAnswer: a message is counted as stored before its
+// publisher is answered, so a metrics scrape after a 201 includes it.
+func TestStoredCountedBeforeAnswer(t *testing.T) {
+	obs := &slowStoredObserver{Counters: &relaytest.Counters{}}
+	m := newManager(t, nil, actors.Config{Observer: obs})
+	for i := range 5 {
+		publish(t, m, "counted", i)
+		if got := obs.stored.Load(); got != int64(i+1) {
+			t.Fatalf("after publish %d answered: %d counted as stored, want %d", i+1, got, i+1)
+		}
+	}
+}
