@@ -53,7 +53,19 @@ func (s *countingStore) AppendAsync(ctx context.Context, topic string, batch []m
 //
 //	go test -run '^$' -bench BenchmarkValkeyPublish -benchtime 20000x ./actors/
 func BenchmarkValkeyPublish(b *testing.B) {
-	srv := valkeytest.Start(b)
+	benchValkeyPublish(b, []string{valkeytest.Start(b).Addr()})
+}
+
+// BenchmarkValkeyClusterPublish is BenchmarkValkeyPublish on a fresh
+// 3-master, 3-replica cluster (each batch is its own call there, see
+// ValkeyStore.AppendAsync).
+//
+//	go test -run '^$' -bench BenchmarkValkeyClusterPublish -benchtime 20000x ./actors/
+func BenchmarkValkeyClusterPublish(b *testing.B) {
+	benchValkeyPublish(b, valkeytest.StartCluster(b).Addrs())
+}
+
+func benchValkeyPublish(b *testing.B, addrs []string) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	payload := []byte(`{"event":"job-state","job_id":"a1b2c3","state":"running"}`)
 	var run atomic.Int64 // fresh streams for every run, so runs do not share history
@@ -65,7 +77,7 @@ func BenchmarkValkeyPublish(b *testing.B) {
 		}{{"group-commit", 0}, {"xadd-per-message", 1}} {
 			b.Run(fmt.Sprintf("topics=%d/publishers=%d/%s", topics, publishers, mode.name), func(b *testing.B) {
 				vs, err := persistence.NewValkeyStore(context.Background(), persistence.ValkeyConfig{
-					Addrs:  []string{srv.Addr()},
+					Addrs:  addrs,
 					Limits: persistence.Limits{MaxMessages: 100_000, Retention: time.Hour},
 				}, log)
 				if err != nil {

@@ -388,3 +388,63 @@ func TestValkeyClusterFailoverKeepsAcknowledged(t *testing.T) {
 		}
 	}
 }
+
+// A master that stalls holds only the appends to its own slots: an append
+// to a topic on another master is answered while the stalled master's are
+// still waiting, even when those took every round group commit allows
+// (maxAppendRounds), and the stalled ones are stored once it resumes.
+func TestValkeyClusterStalledMasterHoldsOnlyItsOwnAppends(t *testing.T) {
+	s, c := openCluster(t, ValkeyConfig{Timeout: 20 * time.Second})
+	probe := nodeClient(t, c.Masters()[0].Addr())
+	ownerOf := func(topic string) string { return slotOwner(t, probe, hashSlot(topic)) }
+	stalledMaster := ownerOf("stall-0")
+	var stalled []string
+	healthy := ""
+	for i := 0; len(stalled) < maxAppendRounds+2 || healthy == ""; i++ {
+		topic := fmt.Sprintf("stall-%d", i)
+		switch owner := ownerOf(topic); {
+		case owner == stalledMaster && len(stalled) < maxAppendRounds+2:
+			stalled = append(stalled, topic)
+		case owner != stalledMaster && healthy == "":
+			healthy = topic
+		}
+	}
+	// Warm up: the client knows the slots and every master's connection.
+	for _, topic := range append([]string{healthy}, stalled...) {
+		appendAll(t, s, topic, msgs(0, 1))
+	}
+
+	// CLIENT PAUSE WRITE holds every write (EVALSHA included) the master
+	// receives until it ends or is lifted.
+	paused := nodeClient(t, stalledMaster)
+	if err := paused.Do(testCtx(t), paused.B().ClientPause().Timeout(15000).Write().Build()).Error(); err != nil {
+		t.Fatalf("CLIENT PAUSE on %s: %v", stalledMaster, err)
+	}
+	unpause := func() { _ = paused.Do(context.Background(), paused.B().ClientUnpause().Build()).Error() }
+	t.Cleanup(unpause)
+
+	type result struct {
+		topic string
+		n     int
+		err   error
+	}
+	done := make(chan result, len(stalled)+1)
+	for _, topic := range stalled {
+		s.AppendAsync(context.Background(), topic, msgs(1, 1), time.Time{}, func(n int, err error) { done <- result{topic, n, err} })
+	}
+	time.Sleep(50 * time.Millisecond) // let the stalled appends reach the paused master
+	s.AppendAsync(context.Background(), healthy, msgs(1, 1), time.Time{}, func(n int, err error) { done <- result{healthy, n, err} })
+	first := <-done
+	if first.topic != healthy {
+		t.Fatalf("%s (on the paused master) was answered (%d, %v) before %s (on a healthy master)", first.topic, first.n, first.err, healthy)
+	}
+	if first.n != 1 || first.err != nil {
+		t.Fatalf("append to %s on a healthy master: %d, %v", healthy, first.n, first.err)
+	}
+	unpause()
+	for range stalled {
+		if r := <-done; r.n != 1 || r.err != nil {
+			t.Errorf("append to %s after the pause: %d, %v", r.topic, r.n, r.err)
+		}
+	}
+}

@@ -38,7 +38,12 @@ var _ AsyncAppender = (*ValkeyStore)(nil)
 // zero one: the store's Timeout from now) and ctx's deadline, and the round
 // that sends it by Timeout as well (commit), so a caller's deadline needs
 // no second clock read here. With WaitReplicas each batch goes alone (its
-// script and WAIT share one dedicated connection).
+// script and WAIT share one dedicated connection), and so it does on a
+// cluster: valkey-go's DoMulti answers a round when its slowest master has,
+// so one master that stalls would hold the appends to every other master
+// behind it (and, once it held every round, the queue). Alone, a batch waits
+// only for its own master; valkey-go still writes the concurrent calls to
+// one master in one pipelined write (AlwaysPipelining).
 func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []messages.Message, deadline time.Time, done func(n int, err error)) {
 	if len(batch) == 0 {
 		done(0, nil)
@@ -64,10 +69,17 @@ func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []mes
 		return
 	}
 	a.ctx, a.deadline, a.done = ctx, deadline, done
+	cluster, _ := s.IsCluster()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		done(0, fmt.Errorf("valkey: append %q: %w: store closed", topic, messages.ErrUnavailable))
+		return
+	}
+	if cluster {
+		s.wg.Add(1) // under mu with closed false: Close's Wait comes after
+		s.mu.Unlock()
+		go s.appendAlone(a)
 		return
 	}
 	s.queue = append(s.queue, a)
@@ -80,6 +92,25 @@ func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []mes
 	if start {
 		go s.commitRounds()
 	}
+}
+
+// appendAlone sends one batch's script call by itself (a cluster's, see
+// AppendAsync), bounded like a round's: by its deadline and the store's
+// Timeout.
+func (s *ValkeyStore) appendAlone(a *appendCall) {
+	defer s.wg.Done()
+	c, err := s.conn()
+	if err != nil {
+		a.done(0, fmt.Errorf("valkey: append %q: %w", a.topic, err))
+		return
+	}
+	deadline := a.deadline
+	if d := time.Now().Add(s.timeout); d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(a.ctx, deadline)
+	defer cancel()
+	a.done(s.finishAppend(a, appendScript.Exec(ctx, c, a.keys, a.args), nil))
 }
 
 // commitRounds sends queued batches, a round at a time, until the queue is
