@@ -279,3 +279,87 @@ func TestAuthWebSocketExpiredTokenActsOnNothing(t *testing.T) {
 		t.Fatalf("a subscribe after the token expired: %v %v, want close 1008 and no frame", f, err)
 	}
 }
+
+// TestAuthFrameMovesStreamSlot: an anonymous WebSocket that sends an auth
+// frame counts as its user's from then on: it gives back its address's
+// stream slot (RELAY_RATE_CONNECTIONS) and takes one of the user's. With
+// the user's slots all taken, the auth frame is refused with
+// RATE_LIMIT_EXCEEDED and the connection stays anonymous, on its address.
+func TestAuthFrameMovesStreamSlot(t *testing.T) {
+	secret := []byte("move-secret-move-secret-move-sec")
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret,
+		AdminUsername: "admin", AdminPassword: "admin-password", Rates: auth.RateConfig{Connections: 1}}})
+	admin := r.login("admin", "admin-password").AccessToken
+	doc := []byte(`{"version":1,"topics":{"public.*":{"anonymous_read":true}}}`)
+	if res := r.do("PUT", "/api/v1/admin/policies", admin, doc); res.Status != 200 {
+		t.Fatalf("PUT policies: %d %s", res.Status, res.Body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok := authUserToken(t, secret, "mover", time.Hour, "read")
+	dialStatus := func(token string) (*websocket.Conn, int) {
+		c, resp, err := r.dial(ctx, token, "header")
+		if err == nil {
+			return c, 101
+		}
+		if resp == nil {
+			t.Fatalf("dial: %v", err)
+		}
+		return nil, resp.StatusCode
+	}
+	// ping waits for the pong, so every frame before it was handled.
+	ping := func(c *websocket.Conn) map[string]any {
+		authWSSend(ctx, t, c, map[string]any{"type": "ping"})
+		f, err := authWSRead(ctx, c)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return f
+	}
+
+	first, st := dialStatus("")
+	if st != 101 {
+		t.Fatalf("anonymous dial: %d", st)
+	}
+	defer first.CloseNow()
+	if _, st := dialStatus(""); st != 429 {
+		t.Fatalf("a second anonymous dial from the address holding its one slot: %d, want 429", st)
+	}
+	authWSSend(ctx, t, first, map[string]any{"type": "auth", "token": tok})
+	if f := ping(first); f["type"] != "pong" {
+		t.Fatalf("after the auth frame: %v", f)
+	}
+	// The slot moved: the address has its slot back, the user has none.
+	second, st := dialStatus("")
+	if st != 101 {
+		t.Fatalf("anonymous dial after the first connection authenticated: %d, want 101", st)
+	}
+	defer second.CloseNow()
+	if c, st := dialStatus(tok); st != 429 {
+		if c != nil {
+			c.CloseNow()
+		}
+		t.Fatalf("dial as the user whose slot the authenticated connection holds: %d, want 429", st)
+	}
+	// The user's slot is taken: the second connection's auth frame is
+	// refused and it stays on the address's slot.
+	authWSSend(ctx, t, second, map[string]any{"type": "auth", "token": tok})
+	if f := ping(second); f["type"] != "error" || f["code"] != "RATE_LIMIT_EXCEEDED" {
+		t.Fatalf("auth frame with the user's slots taken: %v", f)
+	}
+	if f, _ := authWSRead(ctx, second); f["type"] != "pong" {
+		t.Fatalf("after the refused auth frame: %v", f)
+	}
+	if _, st := dialStatus(""); st != 429 {
+		t.Fatalf("anonymous dial while the refused connection holds the address's slot: %d, want 429", st)
+	}
+	// Closing the authenticated connection frees the user's slot.
+	first.Close(websocket.StatusNormalClosure, "")
+	authEventually(t, 5*time.Second, "the user's slot to free", func() bool {
+		c, st := dialStatus(tok)
+		if c != nil {
+			c.CloseNow()
+		}
+		return st == 101
+	})
+}

@@ -222,8 +222,11 @@ func (g *streamGuard) done() {
 }
 
 // wsAuth is a WebSocket's credential: the principal (replaced by an auth
-// frame), its rate-limit identity and its stream slot. A nil *wsAuth (auth
-// and limits off) allows everything.
+// frame), its rate-limit identity and its stream slot (both moved to the
+// user by an anonymous connection's auth frame). A nil *wsAuth (auth and
+// limits off) allows everything. identity and release belong to the
+// connection's read loop (and its close after the loop); p is read by the
+// expiry sweep too.
 type wsAuth struct {
 	s        *Server
 	identity string
@@ -314,6 +317,21 @@ func (wa *wsAuth) reauth(token string, send func([]byte)) {
 	if err != nil {
 		send(messages.NewErrorFrame(messages.CodeUnauthorized, err.Error()))
 		return
+	}
+	if id := p.Identity(); id != wa.identity {
+		// An anonymous connection authenticating: from now on it counts as
+		// its user's, not its address's. It takes one of the user's stream
+		// slots and gives back the address's, or, with the user's slots all
+		// taken, stays anonymous (as an upgrade with the token would be 429).
+		release, d := wa.s.cfg.Auth.Limits().Connections.Acquire(id)
+		if !d.Allowed {
+			wa.s.rateLimited("/ws")
+			send(messages.NewErrorFrame(messages.CodeRateLimitExceeded,
+				fmt.Sprintf("%s already holds %d streams; the connection stays anonymous", id, d.Limit)))
+			return
+		}
+		wa.release()
+		wa.release, wa.identity = release, id
 	}
 	wa.p.Store(p)
 }
