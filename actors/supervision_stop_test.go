@@ -10,6 +10,7 @@ import (
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/internal/relaytest"
 	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
 )
 
 // TestFinalStopAnswersWhatWasQueued: when a topic actor stops for good
@@ -171,5 +172,57 @@ func TestRestartDoesNotResurrectAStoppedSubscriber(t *testing.T) {
 	publish(t, m, "x", 2) // handled after everything queued before it
 	if n := viewOf(t, m, "x").Subscribers["websocket"]; n != 0 {
 		t.Fatalf("topic x holds %d WebSocket subscribers after its only connection stopped", n)
+	}
+}
+
+// gatedAppendStore holds every Append until release is closed, telling
+// entered first.
+type gatedAppendStore struct {
+	persistence.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *gatedAppendStore) Append(ctx context.Context, topic string, batch []messages.Message) (int, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Store.Append(ctx, topic, batch)
+}
+
+// TestFinalStopCountsTheWriteInFlight: a write in flight when its topic
+// actor stops for good is answered when it finishes (201: stored), and its
+// message is counted as stored before that answer, as a running actor
+// counts it.
+func TestFinalStopCountsTheWriteInFlight(t *testing.T) {
+	mem := persistence.NewMemoryStore(persistence.Limits{})
+	t.Cleanup(func() { _ = mem.Close() })
+	store := &gatedAppendStore{Store: mem, entered: make(chan struct{}, 8), release: make(chan struct{})}
+	faults := &actors.Faults{}
+	obs := &slowStoredObserver{Counters: &relaytest.Counters{}}
+	m := newManager(t, store, actors.Config{Faults: faults, Observer: obs,
+		Policies: mustSet(t, `{"topics":{"fragile":{"supervisor_max_restarts":1,"supervisor_window":"1m","supervisor_backoff":"1ms"}}}`)})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := m.Publish(ctx, message("fragile", 0))
+		inFlight <- err
+	}()
+	<-store.entered // the write is out; the actor is free
+	// Two failures: a restart, then the stop for good; each failing
+	// publish is refused.
+	faults.PanicTopic("fragile", 2)
+	for i := 1; i <= 2; i++ {
+		if _, err := m.Publish(ctx, message("fragile", i)); !errors.Is(err, messages.ErrUnavailable) {
+			t.Fatalf("failing publish %d: %v, want ErrUnavailable", i, err)
+		}
+	}
+	relaytest.Eventually(t, 5*time.Second, "the actor to stop for good", func() bool { return obs.Stops.Load() > 0 })
+	close(store.release)
+	if err := <-inFlight; err != nil {
+		t.Fatalf("the publish whose write was in flight: %v, want stored", err)
+	}
+	if got := obs.stored.Load(); got != 1 {
+		t.Fatalf("%d counted as stored when the publish was answered, want 1", got)
 	}
 }

@@ -410,22 +410,13 @@ func (t *topicActor) takeBatch(batch []*publish, msgs []messages.Message) ([]*pu
 func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 	t.writing = false
 	now := time.Now()
-	stored := 0
 	if t.feed != nil {
 		// A shared stream: other instances append too, so what this write
 		// stored is delivered when its notice comes back, in stream order
 		// after whatever came before it (feed.go).
 		t.noteLocal(w)
 	}
-	// Counted before any publisher is answered, so a scrape after a 201
-	// always includes its message.
-	for i := 0; i < w.n; i++ {
-		if m := &w.msgs[i]; !m.Conflict && !m.Duplicate {
-			stored++
-		}
-	}
-	if stored > 0 {
-		t.tobs.Stored(stored)
+	if stored := w.countStored(t.tobs); stored > 0 {
 		t.stats.published.add(now, stored)
 	}
 	for i := 0; i < w.n; i++ {
@@ -455,6 +446,23 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 	}
 }
 
+// countStored counts what w newly stored (not a Duplicate's first, not a
+// Conflict) with obs and returns it. Both answering paths call it before
+// they answer any publisher, so a metrics scrape after a 201 includes its
+// message.
+func (w *writeDone) countStored(obs TopicObserver) int {
+	n := 0
+	for i := 0; i < w.n; i++ {
+		if m := &w.msgs[i]; !m.Conflict && !m.Duplicate {
+			n++
+		}
+	}
+	if n > 0 {
+		obs.Stored(n)
+	}
+	return n
+}
+
 // conflictErr answers a publish whose idempotency key was used with
 // another request.
 func (t *topicActor) conflictErr() error {
@@ -475,6 +483,7 @@ func (t *topicActor) refusedErr(err error) error {
 // store then). It reads only w and immutable fields: stopped's orphan
 // handler calls it on whatever goroutine posted w.
 func (t *topicActor) answerWrite(w *writeDone) {
+	w.countStored(t.tobs)
 	for i := 0; i < w.n; i++ {
 		if m := &w.msgs[i]; m.Conflict {
 			t.answer(w.batch[i], nil, t.conflictErr())
