@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pulsar-relay/relay/auth"
+	"github.com/pulsar-relay/relay/internal/slab"
 	"github.com/pulsar-relay/relay/messages"
 )
 
@@ -128,6 +130,21 @@ func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
 	}
 }
 
+// ownPayload returns payload, decoded from body (a publish's body, a bulk
+// request's item), as a message may keep it. The memory store and the hot
+// ring copy a payload of at most slab.MaxCopy bytes into their own blocks,
+// but keep a longer one as it is: cut out of a body much larger than itself
+// (whitespace padding, say), it would hold the whole body while both charge
+// it for its own length. Such a payload is copied. One that is most of its body, as in any
+// ordinary publish, is kept with no copy: what it holds beyond its charge
+// is at most an eighth of it plus 1 KiB.
+func ownPayload(payload, body []byte) []byte {
+	if len(payload) <= slab.MaxCopy || cap(body) <= len(payload)+len(payload)/8+1024 {
+		return payload
+	}
+	return bytes.Clone(payload)
+}
+
 // largeBody is the body size from which decoding takes a decode slot.
 const largeBody = 64 << 10
 
@@ -177,6 +194,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Observer.Received(1)
+	req.Payload = ownPayload(req.Payload, body)
 	msg := req.Message(time.Now())
 	if key != "" {
 		msg.IdempotencyKey, msg.RequestHash = key, publishHash(req)
@@ -245,6 +263,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 			resp.Results[i].Status, resp.Results[i].Error = "rejected", code
 			continue
 		}
+		item.Payload = ownPayload(item.Payload, raw)
 		m := item.Message(now)
 		if key != "" {
 			m.IdempotencyKey, m.RequestHash = bulkItemKey(key, i), hash
