@@ -172,21 +172,25 @@ func (s *Server) handleSSEPreflight(w http.ResponseWriter, r *http.Request) {
 // sseTopics reads ?topics=a,b (the parameter may repeat).
 func (s *Server) sseTopics(r *http.Request) ([]string, error) {
 	var topics []string
+	seen := make(map[string]bool)
+	errCount := fmt.Errorf("%w: \"topics\" must name 1..%d topics", messages.ErrInvalid, s.cfg.MaxTopicsPerSubscribe)
 	for _, v := range r.URL.Query()["topics"] {
 		for _, t := range strings.Split(v, ",") {
-			if t = strings.TrimSpace(t); t == "" {
+			if t = strings.TrimSpace(t); t == "" || seen[t] {
 				continue
 			}
 			if err := messages.ValidateTopic(t); err != nil {
 				return nil, err
 			}
-			if !slices.Contains(topics, t) {
-				topics = append(topics, t)
+			if len(topics) == s.cfg.MaxTopicsPerSubscribe { // refused before the rest is read
+				return nil, errCount
 			}
+			seen[t] = true
+			topics = append(topics, t)
 		}
 	}
-	if n := len(topics); n == 0 || n > s.cfg.MaxTopicsPerSubscribe {
-		return nil, fmt.Errorf("%w: \"topics\" must name 1..%d topics", messages.ErrInvalid, s.cfg.MaxTopicsPerSubscribe)
+	if len(topics) == 0 {
+		return nil, errCount
 	}
 	return topics, nil
 }
@@ -375,6 +379,9 @@ func (k *sseSink) Write(frame []byte) error {
 		k.buf = append(k.buf, "\nevent: message\ndata: "...)
 		k.buf = appendStoredForm(k.buf, frame)
 		k.buf = append(k.buf, "\n\n"...)
+		if len(k.buf) >= sseWriteThrough {
+			return k.writeOutLocked()
+		}
 	case bytes.HasPrefix(frame, subscribedPrefix):
 		var f messages.SubscribedFrame
 		_ = json.Unmarshal(frame, &f)
@@ -421,7 +428,24 @@ func (k *sseSink) Flush() error {
 	return k.flushLocked()
 }
 
+// sseWriteThrough bounds the buffer: events are written out once it holds
+// this much, not only at the actor's Flush. An event is a frame plus an id
+// that names every topic of the stream (up to MaxTopicsPerSubscribe names of
+// up to 255 bytes), and a replay page or a drain writes hundreds of events
+// before its Flush: tens of megabytes per stream unless written through.
+const sseWriteThrough = 64 << 10
+
 func (k *sseSink) flushLocked() error {
+	err := k.writeOutLocked()
+	if cap(k.buf) > sseWriteThrough { // do not keep a burst's buffer while idle
+		k.buf = nil
+	}
+	return err
+}
+
+// writeOutLocked writes the buffer out and flushes the response, bounded by
+// the write deadline, and keeps the buffer for what comes next.
+func (k *sseSink) writeOutLocked() error {
 	if k.gone {
 		return http.ErrHandlerTimeout
 	}
@@ -433,11 +457,7 @@ func (k *sseSink) flushLocked() error {
 	if err == nil {
 		err = k.rc.Flush()
 	}
-	if cap(k.buf) > 64<<10 { // do not keep a burst's buffer while idle
-		k.buf = nil
-	} else {
-		k.buf = k.buf[:0]
-	}
+	k.buf = k.buf[:0]
 	if err != nil {
 		k.Close(actors.CloseGoingAway, "write failed")
 	}
