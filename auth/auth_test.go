@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,5 +295,36 @@ func TestLimiterDecisions(t *testing.T) {
 	rel()
 	if _, d := c.Acquire("x"); !d.Allowed || len(c.m) != 1 {
 		t.Fatal("slot not freed once")
+	}
+}
+
+// TestGrantUserIDBounded: a grant's user id is bounded (it is a key of the
+// topic record every read returns): too long, not UTF-8 or with control
+// characters is ErrInvalid and nothing is stored; an external subject's id
+// of any other form is granted.
+func TestGrantUserIDBounded(t *testing.T) {
+	s := newService(t, Config{JWTSecret: []byte("x")})
+	ctx := context.Background()
+	owner := &Principal{ID: "owner", Kind: KindUser, Perms: PermRead | PermWrite}
+	if _, err := s.CreateTopic(ctx, owner, "owned", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", strings.Repeat("u", maxGranteeLen+1), "a\x00b", "tab\there", "\xff\xfe"} {
+		if _, err := s.Grant(ctx, owner, "owned", bad, "read"); !errors.Is(err, messages.ErrInvalid) {
+			t.Errorf("grant to %q: %v, want ErrInvalid", bad, err)
+		}
+	}
+	ok := []string{strings.Repeat("u", maxGranteeLen), "auth0|5f7c8ec7c33c6c004bbafe82", "Zoë Smith"}
+	for _, id := range ok {
+		if _, err := s.Grant(ctx, owner, "owned", id, "read"); err != nil {
+			t.Errorf("grant to %q: %v", id, err)
+		}
+	}
+	topic, err := s.GetTopic(ctx, owner, "owned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(topic.Grants) != len(ok) {
+		t.Fatalf("grants %v, want exactly the %d valid ones", topic.Grants, len(ok))
 	}
 }

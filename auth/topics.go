@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
@@ -207,11 +210,15 @@ func (s *Service) Grant(ctx context.Context, p *Principal, topic, user, permissi
 	default:
 		return Topic{}, fmt.Errorf("%w: permission must be read, write or none", messages.ErrInvalid)
 	}
+	revoke := permission == "" || permission == "none"
 	if user == "" {
 		return Topic{}, fmt.Errorf("%w: a grant needs a user", messages.ErrInvalid)
 	}
+	if err := validGrantee(user); err != nil && !revoke { // a grant stored before the rule can still go
+		return Topic{}, err
+	}
 	return s.modify(ctx, p, topic, func(t *persistence.TopicRecord) error {
-		if permission == "" || permission == "none" {
+		if revoke {
 			delete(t.Grants, user)
 			return nil
 		}
@@ -224,6 +231,21 @@ func (s *Service) Grant(ctx context.Context, p *Principal, topic, user, permissi
 		t.Grants[user] = permission
 		return nil
 	})
+}
+
+// maxGranteeLen bounds a grant's user id. An id is a users-file or store
+// user's, or the subject of an external JWT (which need not exist here),
+// so it is not held to usernames' characters; but it is a key of a topic
+// record that every read of the record returns, so its length is bounded.
+const maxGranteeLen = 256
+
+// validGrantee checks a grant's user id: at most maxGranteeLen bytes of
+// UTF-8 with no control characters.
+func validGrantee(user string) error {
+	if len(user) > maxGranteeLen || !utf8.ValidString(user) || strings.ContainsFunc(user, unicode.IsControl) {
+		return fmt.Errorf("%w: a grant's user id is 1..%d bytes of UTF-8 without control characters", messages.ErrInvalid, maxGranteeLen)
+	}
+	return nil
 }
 
 // ResolveUser returns the id of a username (users file or store), or
