@@ -82,17 +82,29 @@ type Connection struct {
 	done   chan struct{} // closed when the actor stopped
 }
 
+// SubscriptionQuota is a client's share of the topic actors: how many
+// topics it may subscribe at once over all its connections. A connection
+// actor calls Take(n) before it subscribes n new topics (false: it
+// subscribes none of them) and Give(n) for what it took and no longer
+// holds (dropped, refused, the connection ended), always on its own
+// goroutine; one quota serves many connections at once.
+type SubscriptionQuota interface {
+	Take(n int) bool
+	Give(n int)
+}
+
 // Connect spawns a connection actor writing to sink. transport names the
-// connection kind for metrics ("ws", "poll", "sse"). It fails with
-// ErrUnavailable once shutdown began.
-func (m *TopicManager) Connect(sink Sink, transport string) (*Connection, error) {
+// connection kind for metrics ("ws", "poll", "sse"); quota, when not nil,
+// bounds the topics its client subscribes. It fails with ErrUnavailable
+// once shutdown began.
+func (m *TopicManager) Connect(sink Sink, transport string, quota SubscriptionQuota) (*Connection, error) {
 	if m.reg.closing() {
 		return nil, fmt.Errorf("relay shutting down: %w", messages.ErrUnavailable)
 	}
 	id := "s" + strconv.FormatUint(m.sessions.Add(1), 36) + strconv.FormatInt(time.Now().UnixNano()&0xffffff, 36)
 	c := &connActor{
 		connDeps: m.connDeps,
-		id:       id, sink: sink, transport: transport,
+		id:       id, sink: sink, transport: transport, quota: quota,
 		subs:  make(map[string]*subscription),
 		slots: make(chan struct{}, maxPendingCommands),
 		done:  make(chan struct{}),

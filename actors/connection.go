@@ -78,8 +78,9 @@ type connActor struct {
 	sink      Sink
 	transport string
 	outbox    *outbox
-	mb        *mailbox      // its own (see drain)
-	slots     chan struct{} // see Connection.slots; released as commands are handled
+	quota     SubscriptionQuota // nil: none
+	mb        *mailbox          // its own (see drain)
+	slots     chan struct{}     // see Connection.slots; released as commands are handled
 	done      chan struct{}
 
 	subs       map[string]*subscription
@@ -238,6 +239,12 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 			fmt.Sprintf("subscribe rate limit: at most %g new topics per second per connection; nothing was subscribed", float64(c.cfg.subscribeRate))))
 		return
 	}
+	if c.quota != nil && newCount > 0 && !c.quota.Take(newCount) {
+		c.write(ctx, messages.NewErrorFrame(messages.CodeRateLimitExceeded,
+			"over the topics one client may subscribe at once, over all its connections (RELAY_RATE_SUBSCRIPTIONS); nothing was subscribed"))
+		return
+	}
+	taken := newCount // given back below for each topic not subscribed after all
 	st := &subscribeState{frame: f, replies: make(map[*subscription]*subscribeReply), waiting: make(map[*subscription]bool)}
 	c.inProgress = st
 	for _, t := range f.Topics {
@@ -257,8 +264,17 @@ func (c *connActor) startSubscribe(ctx actor.Context, f messages.ClientFrame) {
 		}
 		st.waiting[s] = true
 		c.obs.Subscriptions(1)
+		taken--
 	}
+	c.giveQuota(taken) // refused by the registry, or named twice in the frame
 	c.maybeFinishSubscribe(ctx)
+}
+
+// giveQuota gives n subscriptions back to the client's quota.
+func (c *connActor) giveQuota(n int) {
+	if c.quota != nil && n > 0 {
+		c.quota.Give(n)
+	}
 }
 
 func (c *connActor) onSubscribeReply(ctx actor.Context, r *subscribeReply) {
@@ -341,6 +357,7 @@ func (c *connActor) drop(s *subscription) {
 	c.early = slices.DeleteFunc(c.early, func(d delivery) bool { return d.sub == s })
 	c.held = slices.DeleteFunc(c.held, func(d delivery) bool { return d.sub == s })
 	delete(c.subs, s.topic)
+	c.giveQuota(1)
 	c.obs.Subscriptions(-1)
 	c.topics.routeExisting(s.topic, &unsubscribeRequest{sub: s})
 }

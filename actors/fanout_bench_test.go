@@ -55,7 +55,7 @@ func newFanOut(tb testing.TB, subscribers int, obs actors.Observer) *fanOut {
 	}
 	for range subscribers {
 		s := &countingSink{}
-		c, err := mgr.Connect(s, "ws")
+		c, err := mgr.Connect(s, "ws", nil)
 		if err != nil {
 			tb.Fatal(err)
 		}

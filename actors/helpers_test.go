@@ -145,7 +145,7 @@ func newManager(t testing.TB, store persistence.Store, cfg actors.Config) *actor
 // connect opens a connection on sink, stopped in cleanup.
 func connect(t testing.TB, m *actors.TopicManager, sink actors.Sink) *actors.Connection {
 	t.Helper()
-	c, err := m.Connect(sink, "ws")
+	c, err := m.Connect(sink, "ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

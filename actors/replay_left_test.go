@@ -70,7 +70,7 @@ func TestReplayPageStopsForADroppedSubscription(t *testing.T) {
 	m := NewTopicManager(system, store, Config{}, log)
 	defer system.Shutdown()
 	defer m.Shutdown(context.Background())
-	conn, err := m.Connect(nopSink{}, "ws")
+	conn, err := m.Connect(nopSink{}, "ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -294,7 +294,7 @@ func TestIdleLifecycle(t *testing.T) {
 		}
 
 		s := newSink()
-		c, err := m.Connect(s, "ws")
+		c, err := m.Connect(s, "ws", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

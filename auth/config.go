@@ -68,6 +68,10 @@ type RateConfig struct {
 	// Connections: concurrent WebSocket, SSE and poll requests per identity
 	// (RELAY_RATE_CONNECTIONS).
 	Connections int
+	// Subscriptions: topics subscribed at once per identity, over all its
+	// connections (RELAY_RATE_SUBSCRIPTIONS). Each subscribed topic keeps a
+	// topic actor, of which the relay runs at most RELAY_MAX_TOPICS.
+	Subscriptions int
 	// LoginPerMinute: login attempts per username and per address per
 	// minute (RELAY_RATE_LOGIN, default 30; negative: off).
 	LoginPerMinute int

@@ -133,6 +133,64 @@ func (l *Limiter) Len() int {
 	return len(l.m)
 }
 
+// Quota bounds a count per identity: the topics it subscribes at once over
+// all its connections. Safe for concurrent use. Only identities holding
+// some are tracked, so its map is bounded by the relay's connections. A nil
+// *Quota allows everything.
+type Quota struct {
+	max int
+	mu  sync.Mutex
+	m   map[string]int
+}
+
+// Take adds n to id's count and reports true, or, when that would pass
+// the maximum, changes nothing and reports false.
+func (q *Quota) Take(id string, n int) bool {
+	if q == nil || n <= 0 {
+		return true
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	held := q.m[id]
+	if held+n > q.max {
+		return false
+	}
+	q.m[id] = held + n
+	return true
+}
+
+// Give takes n off id's count (what Take added and is no longer held).
+func (q *Quota) Give(id string, n int) {
+	if q == nil || n <= 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if held := q.m[id] - n; held > 0 {
+		q.m[id] = held
+	} else {
+		delete(q.m, id)
+	}
+}
+
+// Max is the count an identity may hold (0: no quota).
+func (q *Quota) Max() int {
+	if q == nil {
+		return 0
+	}
+	return q.max
+}
+
+// Len is the number of identities holding some (for a gauge).
+func (q *Quota) Len() int {
+	if q == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.m)
+}
+
 // Concurrency counts concurrent streams (WebSocket, SSE, poll) per identity.
 // Only identities with a stream open are tracked, so its map is bounded by
 // the relay's connection limits.
@@ -175,6 +233,8 @@ type Limits struct {
 	Publish     *Limiter
 	WSFrames    *Limiter
 	Connections *Concurrency
+	// Subscriptions bounds the topics an identity subscribes at once.
+	Subscriptions *Quota
 	// LoginUser and LoginAddr limit login attempts per username and per
 	// remote address.
 	LoginUser *Limiter
@@ -188,6 +248,9 @@ func newLimits(c RateConfig) *Limits {
 	}
 	if c.Connections > 0 {
 		l.Connections = &Concurrency{max: c.Connections, m: map[string]int{}}
+	}
+	if c.Subscriptions > 0 {
+		l.Subscriptions = &Quota{max: c.Subscriptions, m: map[string]int{}}
 	}
 	if c.LoginPerMinute > 0 {
 		per := float64(c.LoginPerMinute) / 60

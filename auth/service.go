@@ -475,6 +475,6 @@ func (s *Service) Sizes() map[string]int {
 		"token_cache": tokens, "topic_cache": topics,
 		"rate_publish": s.limits.Publish.Len(), "rate_ws_frames": s.limits.WSFrames.Len(),
 		"rate_login_user": s.limits.LoginUser.Len(), "rate_login_addr": s.limits.LoginAddr.Len(),
-		"streams": s.limits.Connections.Len(),
+		"streams": s.limits.Connections.Len(), "subscriptions": s.limits.Subscriptions.Len(),
 	}
 }

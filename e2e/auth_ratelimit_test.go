@@ -363,3 +363,64 @@ func TestAuthFrameMovesStreamSlot(t *testing.T) {
 		return st == 101
 	})
 }
+
+// TestSubscriptionQuotaPerIdentity: RELAY_RATE_SUBSCRIPTIONS bounds the
+// topics one identity subscribes at once over all its WebSockets, SSE
+// streams and long-polls: over it a WebSocket subscribe gets
+// RATE_LIMIT_EXCEEDED (nothing subscribed), an SSE stream and a long-poll
+// 429; another identity is unaffected; an unsubscribe gives its share back.
+func TestSubscriptionQuotaPerIdentity(t *testing.T) {
+	secret := []byte("quota-secret")
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret, Rates: auth.RateConfig{Subscriptions: 3}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok := authUserToken(t, secret, "quota-user", time.Hour, "read")
+	dial := func(token string) *websocket.Conn {
+		c, _, err := r.dial(ctx, token, "header")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		return c
+	}
+	next := func(c *websocket.Conn) map[string]any {
+		f, err := authWSRead(ctx, c)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return f
+	}
+	a, b := dial(tok), dial(tok)
+	authWSSend(ctx, t, a, map[string]any{"type": "subscribe", "topics": []string{"q.1", "q.2"}})
+	if f := next(a); f["type"] != "subscribed" {
+		t.Fatalf("first subscribe: %v", f)
+	}
+	authWSSend(ctx, t, b, map[string]any{"type": "subscribe", "topics": []string{"q.3", "q.4"}})
+	if f := next(b); f["type"] != "error" || f["code"] != "RATE_LIMIT_EXCEEDED" {
+		t.Fatalf("a subscribe past the identity's 3 topics on another connection: %v", f)
+	}
+	if res := r.do("GET", "/api/v1/sse?topics=q.3,q.4", tok, nil); res.Status != http.StatusTooManyRequests || res.Code() != "RATE_LIMIT_EXCEEDED" {
+		t.Fatalf("SSE past the quota: %d %s", res.Status, res.Body)
+	}
+	if res := r.do("POST", "/api/v1/poll", tok, map[string]any{"topics": []string{"q.3", "q.4"}, "timeout": 1}); res.Status != http.StatusTooManyRequests {
+		t.Fatalf("long-poll past the quota: %d %s", res.Status, res.Body)
+	}
+	// Another identity has its own share.
+	other := dial(authUserToken(t, secret, "someone-else", time.Hour, "read"))
+	authWSSend(ctx, t, other, map[string]any{"type": "subscribe", "topics": []string{"q.3", "q.4", "q.5"}})
+	if f := next(other); f["type"] != "subscribed" {
+		t.Fatalf("another identity's subscribe: %v", f)
+	}
+	// One more fits; an unsubscribe gives one back for the long-poll.
+	authWSSend(ctx, t, b, map[string]any{"type": "subscribe", "topics": []string{"q.3"}})
+	if f := next(b); f["type"] != "subscribed" {
+		t.Fatalf("a subscribe within the quota: %v", f)
+	}
+	authWSSend(ctx, t, a, map[string]any{"type": "unsubscribe", "topics": []string{"q.1"}})
+	if f := next(a); f["type"] != "unsubscribed" {
+		t.Fatalf("unsubscribe: %v", f)
+	}
+	if res := r.do("POST", "/api/v1/poll", tok, map[string]any{"topics": []string{"q.9"}, "timeout": 1}); res.Status != http.StatusOK {
+		t.Fatalf("long-poll within the quota after an unsubscribe: %d %s", res.Status, res.Body)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/messages"
 )
@@ -219,6 +220,45 @@ func (g *streamGuard) done() {
 	if !g.taken.Load() {
 		g.release()
 	}
+}
+
+// subscriptionQuota is id's share of the topic actors
+// (RELAY_RATE_SUBSCRIPTIONS), nil when off. A WebSocket's connection actor
+// takes and gives it as topics are subscribed and dropped; an SSE stream or
+// a long-poll, whose topics are fixed, holds its topics' count for its life
+// (holdSubscriptions).
+func (s *Server) subscriptionQuota(id string) actors.SubscriptionQuota {
+	if s.cfg.Auth == nil {
+		return nil
+	}
+	q := s.cfg.Auth.Limits().Subscriptions
+	if q == nil {
+		return nil
+	}
+	return identityQuota{q: q, id: id}
+}
+
+// identityQuota is one identity's view of the subscriptions quota.
+type identityQuota struct {
+	q  *auth.Quota
+	id string
+}
+
+func (iq identityQuota) Take(n int) bool { return iq.q.Take(iq.id, n) }
+func (iq identityQuota) Give(n int)      { iq.q.Give(iq.id, n) }
+
+// holdSubscriptions takes n of r's client's subscriptions quota for an SSE
+// stream or a long-poll; release gives them back. Over the quota it is
+// ErrRateLimited (429) and release is a no-op.
+func (s *Server) holdSubscriptions(r *http.Request, n int) (release func(), err error) {
+	q := s.subscriptionQuota(clientIdentity(r))
+	if q == nil {
+		return func() {}, nil
+	}
+	if !q.Take(n) {
+		return func() {}, fmt.Errorf("%w: over the topics one client may subscribe at once, over all its connections (RELAY_RATE_SUBSCRIPTIONS)", messages.ErrRateLimited)
+	}
+	return func() { q.Give(n) }, nil
 }
 
 // wsAuth is a WebSocket's credential: the principal (replaced by an auth

@@ -218,8 +218,14 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.nconns.Add(-1)
+	releaseSubs, err := s.holdSubscriptions(r, len(req.Topics))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer releaseSubs()
 	sink := newPollSink()
-	conn, err := s.mgr.Connect(sink, "poll")
+	conn, err := s.mgr.Connect(sink, "poll", nil) // holdSubscriptions took its quota
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -233,6 +233,12 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.nconns.Add(-1)
+	releaseSubs, err := s.holdSubscriptions(r, len(topics))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer releaseSubs()
 	pos, frame, truncated, err := s.sseStart(r.Context(), topics, given)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -251,7 +257,7 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 		sink.index = append(sink.index, pos[i].topic)
 	}
 	sink.buf = append(sink.buf, "retry: 1000\n\n"...)
-	conn, err := s.mgr.Connect(sink, "sse")
+	conn, err := s.mgr.Connect(sink, "sse", nil) // holdSubscriptions took its quota
 	if err != nil {
 		_ = sink.flushLocked()
 		return

@@ -145,7 +145,14 @@ func (s *Server) serveWS(ws *wsConn) {
 	defer s.wg.Done()
 	defer s.nconns.Add(-1)
 	defer ws.auth.close()
-	conn, err := s.mgr.Connect(ws, "ws")
+	// The quota stays with the identity of the upgrade, also when an auth
+	// frame moves the stream slot (reauth): what was subscribed is given
+	// back to whom it was taken from.
+	var quota actors.SubscriptionQuota
+	if ws.auth != nil {
+		quota = s.subscriptionQuota(ws.auth.identity)
+	}
+	conn, err := s.mgr.Connect(ws, "ws", quota)
 	if err != nil {
 		ws.c.Close(websocket.StatusTryAgainLater, "relay shutting down")
 		return

@@ -66,7 +66,7 @@ start_relay() {
 		log "something already listens on $ADDR"
 		exit 1
 	fi
-	env RELAY_WS_UPGRADE_RATE=100000 RELAY_RATE_CONNECTIONS=0 "$@" RELAY_HTTP_ADDR="$ADDR" RELAY_LOG_LEVEL=warn "$BIN" serve >"$logf" 2>&1 &
+	env RELAY_WS_UPGRADE_RATE=100000 RELAY_RATE_CONNECTIONS=0 RELAY_RATE_SUBSCRIPTIONS=0 "$@" RELAY_HTTP_ADDR="$ADDR" RELAY_LOG_LEVEL=warn "$BIN" serve >"$logf" 2>&1 &
 	RELAY_PID=$!
 	for _ in $(seq 1 100); do
 		curl -fsS -o /dev/null "http://$ADDR/health" 2>/dev/null && return 0

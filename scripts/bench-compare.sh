@@ -184,7 +184,7 @@ start_server() {
 	if [[ $target == relay ]]; then
 		local valkey_env=()
 		[[ $engine == valkey ]] && valkey_env=(RELAY_VALKEY_ADDR="127.0.0.1:$VALKEY_PORT")
-		env "${SERVER_ENV[@]}" "${SERVER_RUNTIME_ENV[@]}" RELAY_HTTP_ADDR="127.0.0.1:$SERVER_PORT" RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 RELAY_RATE_CONNECTIONS=0 RELAY_LOG_LEVEL=warn \
+		env "${SERVER_ENV[@]}" "${SERVER_RUNTIME_ENV[@]}" RELAY_HTTP_ADDR="127.0.0.1:$SERVER_PORT" RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 RELAY_RATE_CONNECTIONS=0 RELAY_RATE_SUBSCRIPTIONS=0 RELAY_LOG_LEVEL=warn \
 			"${valkey_env[@]}" "${RELAY_EXTRA_ENV[@]}" "$RELAY" serve >"$LOGS/$tag.log" 2>&1 &
 		SERVER_PID=$!
 		SERVER_PIDS+=("$SERVER_PID")
@@ -874,7 +874,7 @@ use does not count against the server.
 
 $(if [[ -n ${BENCH_SERVER_GOMAXPROCS:-} ]]; then echo "Both servers ran with GOMAXPROCS=$BENCH_SERVER_GOMAXPROCS (BENCH_SERVER_GOMAXPROCS); the load generator with Go's default."; else echo "Both servers ran with Go's default GOMAXPROCS ($(nproc))."; fi)
 
-- relay: \`RELAY_HTTP_ADDR=127.0.0.1:PORT RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 RELAY_RATE_CONNECTIONS=0 RELAY_LOG_LEVEL=warn [RELAY_VALKEY_ADDR=127.0.0.1:VPORT] relay serve\`
+- relay: \`RELAY_HTTP_ADDR=127.0.0.1:PORT RELAY_MAX_CONNECTIONS=20000 RELAY_WS_UPGRADE_RATE=100000 RELAY_RATE_CONNECTIONS=0 RELAY_RATE_SUBSCRIPTIONS=0 RELAY_LOG_LEVEL=warn [RELAY_VALKEY_ADDR=127.0.0.1:VPORT] relay serve\`
 - Centrifugo: \`centrifugo -c config.json\` with anonymous clients allowed
   (\`client.insecure\`), history kept on every channel like the relay keeps
   every message (\`channel.without_namespace.history_size: 1000000\`,

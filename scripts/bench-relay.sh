@@ -54,7 +54,7 @@ fi
 for r in $(seq 1 "$RUNS"); do
 	[[ ${VALKEY:-0} == 1 ]] && { redis-cli -p "$VPORT" FLUSHALL >/dev/null 2>&1 || true; }
 	port=$(free_port)
-	env RELAY_HTTP_ADDR="127.0.0.1:$port" RELAY_MAX_CONNECTIONS=60000 RELAY_WS_UPGRADE_RATE=100000 RELAY_RATE_CONNECTIONS=0 RELAY_LOG_LEVEL=warn "${VENV[@]}" ${SERVER_ENV:-} \
+	env RELAY_HTTP_ADDR="127.0.0.1:$port" RELAY_MAX_CONNECTIONS=60000 RELAY_WS_UPGRADE_RATE=100000 RELAY_RATE_CONNECTIONS=0 RELAY_RATE_SUBSCRIPTIONS=0 RELAY_LOG_LEVEL=warn "${VENV[@]}" ${SERVER_ENV:-} \
 		"$RELAY_BIN" serve >"$WORK/server.log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")

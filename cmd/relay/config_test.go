@@ -23,7 +23,7 @@ func TestConfigDefaults(t *testing.T) {
 	if c.HTTPAddr != ":8080" || len(c.ValkeyAddrs) != 0 || c.Store.Retention != 24*time.Hour || c.Store.MaxMessages != 1_000_000 ||
 		c.Gateway.MaxConnections != 10_000 || c.Gateway.MaxMessageSize != 1<<20 || c.Actors.HotTierRetention != 600*time.Second ||
 		c.Actors.Supervisor.MaxRestarts != 10 || c.Actors.Supervisor.Window != 10*time.Second || c.Actors.Supervisor.Backoff != 100*time.Millisecond ||
-		c.Actors.SlowConsumerPolicy != actors.PolicyDisconnect || c.LogLevel != "info" || c.LogFormat != "text" || c.Auth.Rates.Connections != 1024 {
+		c.Actors.SlowConsumerPolicy != actors.PolicyDisconnect || c.LogLevel != "info" || c.LogFormat != "text" || c.Auth.Rates.Connections != 1024 || c.Auth.Rates.Subscriptions != 10_000 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
