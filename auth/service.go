@@ -471,10 +471,15 @@ func (s *Service) Sizes() map[string]int {
 	s.topicMu.Lock()
 	topics := len(s.topics)
 	s.topicMu.Unlock()
-	return map[string]int{
+	sizes := map[string]int{
 		"token_cache": tokens, "topic_cache": topics,
 		"rate_publish": s.limits.Publish.Len(), "rate_ws_frames": s.limits.WSFrames.Len(),
 		"rate_login_user": s.limits.LoginUser.Len(), "rate_login_addr": s.limits.LoginAddr.Len(),
 		"streams": s.limits.Connections.Len(), "subscriptions": s.limits.Subscriptions.Len(),
 	}
+	// The memory store's logins (a Valkey store's are Valkey's memory).
+	if f, ok := s.store.(interface{ RefreshFamilies() int }); ok {
+		sizes["logins"] = f.RefreshFamilies()
+	}
+	return sizes
 }

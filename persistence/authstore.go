@@ -60,6 +60,13 @@ type TopicRecord struct {
 	Grants      map[string]string `json:"grants,omitempty"` // user id -> "read" | "write"
 }
 
+// MaxLoginsPerUser bounds the refresh-token families (logins) one user
+// holds: a login past it ends that user's oldest (its refresh token is then
+// invalid, and its client logs in again), so one account cannot fill the
+// store. A login lives RELAY_REFRESH_TOKEN_TTL (7 days), and every client
+// start is one, so the bound is generous.
+const MaxLoginsPerUser = 1000
+
 // MaxOwnedTopics bounds the owned topics an auth store keeps (any user with
 // write permission may create them); CreateTopic over it fails with
 // messages.ErrTooManyTopics and messages.ErrUnavailable (503).
@@ -81,6 +88,7 @@ var (
 // brace can break a hash tag.
 func userKey(name string) string      { return "auth:{user:" + name + "}" }
 func refreshKey(family string) string { return "auth:{rt:" + family + "}" }
+func loginsKey(username string) string { return "auth:{ru:" + username + "}" }
 func topicOwnerKey(t string) string   { return "topic:{" + t + "}:owner" }
 
 const topicIndexKey = "auth:{topics}"

@@ -26,6 +26,7 @@ type MemoryAuthStore struct {
 	mu       sync.Mutex
 	users    map[string]UserRecord
 	families map[string]memFamily
+	byUser   map[string][]string // username -> its families, oldest first (some may be gone)
 	topics   map[string]TopicRecord
 }
 
@@ -37,7 +38,7 @@ type memFamily struct {
 // NewMemoryAuthStore returns an empty store. msgs (may be nil) is the
 // message store whose topic DeleteTopic also empties.
 func NewMemoryAuthStore(msgs *MemoryStore) *MemoryAuthStore {
-	return &MemoryAuthStore{msgs: msgs, users: map[string]UserRecord{}, families: map[string]memFamily{}, topics: map[string]TopicRecord{}}
+	return &MemoryAuthStore{msgs: msgs, users: map[string]UserRecord{}, families: map[string]memFamily{}, byUser: map[string][]string{}, topics: map[string]TopicRecord{}}
 }
 
 // User returns the user named name, or an error wrapping messages.ErrNotFound.
@@ -85,8 +86,29 @@ func (m *MemoryAuthStore) CreateRefresh(_ context.Context, r RefreshRecord, ttl 
 			return fmt.Errorf("%w: too many live logins", messages.ErrUnavailable)
 		}
 	}
+	// The user's families still held (revoked ones too: they take room
+	// until they expire), oldest first; past MaxLoginsPerUser the oldest go.
+	held := m.byUser[r.Username][:0]
+	for _, id := range m.byUser[r.Username] {
+		if f, ok := m.families[id]; ok && now.Before(f.expires) {
+			held = append(held, id)
+		}
+	}
+	for len(held) >= MaxLoginsPerUser {
+		delete(m.families, held[0])
+		held = held[1:]
+	}
+	m.byUser[r.Username] = append(held, r.Family)
 	m.families[r.Family] = memFamily{rec: r, expires: now.Add(ttl)}
 	return nil
+}
+
+// RefreshFamilies is the number of refresh-token families held (for
+// relay_auth_entries).
+func (m *MemoryAuthStore) RefreshFamilies() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.families)
 }
 
 // RotateRefresh replaces the family's current hash oldHash by newHash and

@@ -68,6 +68,33 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 			t.Fatalf("user: %+v %v", got, err)
 		}
 	})
+	t.Run("logins per user bounded", func(t *testing.T) {
+		// MaxLoginsPerUser+3 logins of one user: the 3 oldest end, the
+		// others and another user's stay.
+		family := func(user string, i int) string { return fmt.Sprintf("%s%028x", user[:4], i) }
+		create := func(user string, i int) {
+			t.Helper()
+			if err := s.CreateRefresh(ctx, RefreshRecord{Family: family(user, i), UserID: "id-" + user, Username: user, Hash: "h"}, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		create("bea0", 0)
+		for i := range MaxLoginsPerUser + 3 {
+			create("cafe", i)
+		}
+		for i := range MaxLoginsPerUser + 3 {
+			_, err := s.RefreshFamily(ctx, family("cafe", i))
+			switch {
+			case i < 3 && !errors.Is(err, ErrRefreshInvalid):
+				t.Fatalf("login %d of %d: %v, want ended (ErrRefreshInvalid)", i, MaxLoginsPerUser+3, err)
+			case i >= 3 && err != nil:
+				t.Fatalf("login %d of %d: %v, want live", i, MaxLoginsPerUser+3, err)
+			}
+		}
+		if _, err := s.RefreshFamily(ctx, family("bea0", 0)); err != nil {
+			t.Fatalf("another user's login: %v", err)
+		}
+	})
 	t.Run("refresh rotation and replay", func(t *testing.T) {
 		fam := "0123456789abcdef0123456789abcdef"
 		if err := s.CreateRefresh(ctx, RefreshRecord{Family: fam, UserID: "id1", Username: "ann", Hash: "h0"}, time.Minute); err != nil {

@@ -110,8 +110,48 @@ func (a *ValkeyAuthStore) CreateRefresh(ctx context.Context, r RefreshRecord, tt
 			return unavailable("create refresh", err)
 		}
 	}
+	// The user's logins, by creation time: past MaxLoginsPerUser the oldest
+	// go. The index is its own slot, so the families it ends are deleted
+	// with commands of their own; a login made at the same moment on
+	// another instance may pass the bound by one for that moment.
+	now := time.Now().UnixMilli()
+	over, err := loginsScript.Exec(ctx, c, []string{loginsKey(r.Username)}, []string{
+		strconv.FormatInt(now, 10), strconv.FormatInt(ttl.Milliseconds(), 10), r.Family, strconv.Itoa(MaxLoginsPerUser),
+	}).AsStrSlice()
+	if err != nil {
+		return unavailable("create refresh", err)
+	}
+	if len(over) == 0 {
+		return nil
+	}
+	dels := make(valkey.Commands, 0, len(over))
+	for _, family := range over {
+		dels = append(dels, c.B().Del().Key(refreshKey(family)).Build())
+	}
+	for _, x := range c.DoMulti(ctx, dels...) {
+		if err := x.Error(); err != nil {
+			return unavailable("end the oldest login", err)
+		}
+	}
 	return nil
 }
+
+// loginsScript: KEYS[1] a user's logins (a sorted set of families by
+// creation ms); ARGV now ms, ttl ms, the new family, the maximum. It drops
+// what is older than the ttl, adds the family, and pops and returns the
+// oldest beyond the maximum.
+var loginsScript = valkey.NewLuaScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+local out = {}
+if over > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
+end
+return out
+`)
 
 // rotateScript: KEYS[1] the family; ARGV old hash, new hash, ttl ms.
 // Returns {1, user_id, username} on success, {0} unknown/expired/revoked,
