@@ -86,10 +86,10 @@ var (
 // Key names (see the layout above). Names reaching them are validated
 // (topics to [A-Za-z0-9._-], usernames likewise, families are hex), so no
 // brace can break a hash tag.
-func userKey(name string) string      { return "auth:{user:" + name + "}" }
-func refreshKey(family string) string { return "auth:{rt:" + family + "}" }
+func userKey(name string) string       { return "auth:{user:" + name + "}" }
+func refreshKey(family string) string  { return "auth:{rt:" + family + "}" }
 func loginsKey(username string) string { return "auth:{ru:" + username + "}" }
-func topicOwnerKey(t string) string   { return "topic:{" + t + "}:owner" }
+func topicOwnerKey(t string) string    { return "topic:{" + t + "}:owner" }
 
 const topicIndexKey = "auth:{topics}"
 
