@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -101,16 +100,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 }
 
 // identityOf is the rate-limiting identity: the principal, or the remote
-// address (without port) when anonymous.
+// host (clientAddrKey: its IPv4 address or IPv6 /64) when anonymous.
 func identityOf(p *auth.Principal, r *http.Request) string {
 	if p != nil {
 		return p.Identity()
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	return "addr:" + host
+	return "addr:" + clientAddrKey(hostOf(r.RemoteAddr))
 }
 
 // bearerToken reads the credential: the Authorization header, then (when

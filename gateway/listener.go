@@ -97,16 +97,6 @@ func (l *limitListener) give(client string) {
 	l.s.lim.HTTPConnections(-1)
 }
 
-func clientIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return string(ta.IP.To16())
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
-}
 
 // refuse answers c with the canned 503 after its request head (so an HTTP
 // client reads it as the answer to its request) and closes it; when

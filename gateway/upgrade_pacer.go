@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -96,11 +95,5 @@ func (p *upgradePacer) sweep(now time.Time) int {
 	return len(p.clients)
 }
 
-// remoteClient is the client address of r (the TCP peer's IP).
-func remoteClient(r string) string {
-	host, _, err := net.SplitHostPort(r)
-	if err != nil {
-		return r
-	}
-	return host
-}
+// remoteClient is the client of the remote address r, by clientAddrKey.
+func remoteClient(r string) string { return clientAddrKey(hostOf(r)) }
