@@ -97,7 +97,6 @@ func (l *limitListener) give(client string) {
 	l.s.lim.HTTPConnections(-1)
 }
 
-
 // refuse answers c with the canned 503 after its request head (so an HTTP
 // client reads it as the answer to its request) and closes it; when
 // maxRefusing refusals are already in progress it closes c at once.
