@@ -3,6 +3,7 @@ package persistence
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -146,7 +147,7 @@ func TestMsgLogEntries(t *testing.T) {
 	if p := l.At(2).payload; &p[0] != &large[0] {
 		t.Errorf("a large payload was copied; the log keeps the caller's")
 	}
-	if l.Bytes() != msgBytes(&in)+msgBytes(&second)+int64(msgOverhead+len(large)) {
+	if l.Bytes() != topicOverhead+msgBytes(&in)+msgBytes(&second)+int64(msgOverhead+len(large)) {
 		t.Errorf("Bytes = %d", l.Bytes())
 	}
 }
@@ -208,3 +209,32 @@ func TestMsgLogBlocksFollowWhatItHolds(t *testing.T) {
 
 // msgBytes is what the log counts m for once stored.
 func msgBytes(m *messages.Message) int64 { return entryBytes(len(m.Payload), m.Metadata) }
+
+// TestMemoryStoreCountsWhatATopicTakes: a topic holding one small message
+// takes its map entry, its state and its log's first chunk and block
+// besides the message: the byte budget (Bytes) counts at least what the
+// heap keeps, so that many topics of a message each cannot hold several
+// times RELAY_MEMORY_STORE_BYTES.
+func TestMemoryStoreCountsWhatATopicTakes(t *testing.T) {
+	s := NewMemoryStore(Limits{})
+	defer s.Close()
+	ctx := context.Background()
+	const n = 20_000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("topic-%06d", i)
+	}
+	batch := make([]messages.Message, 1)
+	before := s.Bytes()
+	per := heaptest.PerOp(n, func(i int) {
+		batch[0] = messages.Message{Payload: heaptest.RequestPayload(), Timestamp: time.Unix(0, int64(i)+1)}
+		if _, err := s.Append(ctx, names[i], batch); err != nil {
+			t.Fatal(err)
+		}
+	})
+	counted := float64(s.Bytes()-before) / n
+	t.Logf("%.0f heap bytes per one-message topic, %.0f counted", per, counted)
+	if counted < per {
+		t.Errorf("a one-message topic keeps %.0f heap bytes but is counted for %.0f", per, counted)
+	}
+}

@@ -201,7 +201,7 @@ func TestMemoryStoreSweeper(t *testing.T) {
 	if p := mustRange(t, s, "mixed", mixed[0].ID, 10); p.Truncated {
 		t.Errorf("expiry reported as Truncated")
 	}
-	if got, want := s.Bytes(), msgBytes(&mixed[1])+2*msgBytes(&mixed[1]); got != want { // "old" holds two of the same size
+	if got, want := s.Bytes(), 2*topicOverhead+msgBytes(&mixed[1])+2*msgBytes(&mixed[1]); got != want { // "old" holds two of the same size
 		t.Errorf("Bytes after the ttl sweep = %d, want %d (three messages left)", got, want)
 	}
 
@@ -270,7 +270,7 @@ func TestMemoryStoreByteBudget(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	small := appendAll(t, s, "small", msgs(0, 5))
-	if got, want := s.Bytes(), sumBytes(small); got != want {
+	if got, want := s.Bytes(), topicOverhead+sumBytes(small); got != want {
 		t.Fatalf("Bytes after 5 small messages = %d, want %d", got, want)
 	}
 	pad := strings.Repeat("x", 4<<10)
@@ -295,7 +295,7 @@ func TestMemoryStoreByteBudget(t *testing.T) {
 	if kept.Truncated {
 		t.Errorf("the small topic reports Truncated")
 	}
-	if got, want := s.Bytes(), sumBytes(kept.Messages)+sumBytes(page.Messages); got != want {
+	if got, want := s.Bytes(), 2*topicOverhead+sumBytes(kept.Messages)+sumBytes(page.Messages); got != want {
 		t.Errorf("Bytes = %d, want the sum of what is held, %d", got, want)
 	}
 }
