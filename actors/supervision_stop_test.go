@@ -226,3 +226,31 @@ func TestFinalStopCountsTheWriteInFlight(t *testing.T) {
 		t.Fatalf("%d counted as stored when the publish was answered, want 1", got)
 	}
 }
+
+// TestPanicAfterCountingCountsOnce: a topic actor that panics while it
+// hands a finished write's messages to its subscribers handles the write
+// again after the restart; its messages are counted as stored once.
+func TestPanicAfterCountingCountsOnce(t *testing.T) {
+	mem := persistence.NewMemoryStore(persistence.Limits{})
+	t.Cleanup(func() { _ = mem.Close() })
+	open := make(chan struct{})
+	close(open)
+	store := &gatedAppendStore{Store: mem, entered: make(chan struct{}, 64), release: open} // asynchronous writes
+	faults := &actors.Faults{}
+	obs := &slowStoredObserver{Counters: &relaytest.Counters{}}
+	m := newManager(t, store, actors.Config{Faults: faults, Observer: obs,
+		Supervisor: actors.SupervisorConfig{Backoff: time.Millisecond}})
+	s := newSink()
+	subscribe(t, connect(t, m, s), s, `{"type":"subscribe","topics":["counted-once"]}`)
+	faults.PanicTopicFlush("counted-once", 1)
+	for i := range 2 {
+		publish(t, m, "counted-once", i)
+	}
+	waitIDs(t, s, "counted-once", 2, 5*time.Second)
+	if got := obs.stored.Load(); got != 2 {
+		t.Fatalf("%d counted as stored for 2 messages", got)
+	}
+	if obs.Restarts.Load() == 0 {
+		t.Fatal("the armed fault did not fire: the test proves nothing")
+	}
+}

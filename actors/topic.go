@@ -69,10 +69,11 @@ type (
 	}
 	// writeDone carries a finished group-commit write back into the actor.
 	writeDone struct {
-		batch []*publish
-		msgs  []messages.Message
-		n     int
-		err   error
+		batch   []*publish
+		msgs    []messages.Message
+		n       int
+		err     error
+		counted bool // countStored ran: a retry after a panic counts nothing again
 	}
 	// catchUpDone carries a store read made after a restart.
 	catchUpDone struct {
@@ -361,6 +362,7 @@ func (t *topicActor) maybeWrite(ctx actor.Context) {
 func (t *topicActor) writeInline(ctx actor.Context) {
 	w := &t.inlineWrite
 	w.batch, w.msgs = t.takeBatch(w.batch, w.msgs)
+	w.counted = false
 	if len(w.batch) == 0 {
 		return // every pending publish was abandoned
 	}
@@ -447,10 +449,15 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 }
 
 // countStored counts what w newly stored (not a Duplicate's first, not a
-// Conflict) with obs and returns it. Both answering paths call it before
-// they answer any publisher, so a metrics scrape after a 201 includes its
-// message.
+// Conflict) with obs and returns it, once: a write handled again after a
+// panic (recoverFrom sends it back) returns 0. Both answering paths call
+// it before they answer any publisher, so a metrics scrape after a 201
+// includes its message.
 func (w *writeDone) countStored(obs TopicObserver) int {
+	if w.counted {
+		return 0
+	}
+	w.counted = true
 	n := 0
 	for i := 0; i < w.n; i++ {
 		if m := &w.msgs[i]; !m.Conflict && !m.Duplicate {
