@@ -61,9 +61,9 @@ type TopicRecord struct {
 }
 
 // MaxLoginsPerUser bounds the refresh-token families (logins) one user
-// holds: a login past it ends that user's oldest (its refresh token is then
-// invalid, and its client logs in again), so one account cannot fill the
-// store. A login lives RELAY_REFRESH_TOKEN_TTL (7 days), and every client
+// holds: a login past it ends that user's least recently used one (created
+// or refreshed longest ago; its refresh token is then invalid, and its
+// client logs in again), so one account cannot fill the store. A login lives RELAY_REFRESH_TOKEN_TTL (7 days), and every client
 // start is one, so the bound is generous.
 const MaxLoginsPerUser = 1000
 

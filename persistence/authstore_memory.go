@@ -3,6 +3,7 @@ package persistence
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -23,11 +24,12 @@ const maxMemoryFamilies = 1 << 20
 type MemoryAuthStore struct {
 	msgs *MemoryStore // messages of a deleted topic go too; may be nil
 
-	mu       sync.Mutex
-	users    map[string]UserRecord
-	families map[string]memFamily
-	byUser   map[string][]string // username -> its families, oldest first (some may be gone)
-	topics   map[string]TopicRecord
+	mu        sync.Mutex
+	users     map[string]UserRecord
+	families  map[string]memFamily
+	byUser    map[string][]string // username -> its families, least recently used first (some may be gone)
+	maxLogins int                 // MaxLoginsPerUser; tests set fewer
+	topics    map[string]TopicRecord
 }
 
 type memFamily struct {
@@ -38,7 +40,7 @@ type memFamily struct {
 // NewMemoryAuthStore returns an empty store. msgs (may be nil) is the
 // message store whose topic DeleteTopic also empties.
 func NewMemoryAuthStore(msgs *MemoryStore) *MemoryAuthStore {
-	return &MemoryAuthStore{msgs: msgs, users: map[string]UserRecord{}, families: map[string]memFamily{}, byUser: map[string][]string{}, topics: map[string]TopicRecord{}}
+	return &MemoryAuthStore{msgs: msgs, users: map[string]UserRecord{}, families: map[string]memFamily{}, byUser: map[string][]string{}, maxLogins: MaxLoginsPerUser, topics: map[string]TopicRecord{}}
 }
 
 // User returns the user named name, or an error wrapping messages.ErrNotFound.
@@ -87,14 +89,15 @@ func (m *MemoryAuthStore) CreateRefresh(_ context.Context, r RefreshRecord, ttl 
 		}
 	}
 	// The user's families still held (revoked ones too: they take room
-	// until they expire), oldest first; past MaxLoginsPerUser the oldest go.
+	// until they expire), least recently used first; past
+	// MaxLoginsPerUser those go first.
 	held := m.byUser[r.Username][:0]
 	for _, id := range m.byUser[r.Username] {
 		if f, ok := m.families[id]; ok && now.Before(f.expires) {
 			held = append(held, id)
 		}
 	}
-	for len(held) >= MaxLoginsPerUser {
+	for len(held) >= m.maxLogins {
 		delete(m.families, held[0])
 		held = held[1:]
 	}
@@ -131,6 +134,13 @@ func (m *MemoryAuthStore) RotateRefresh(_ context.Context, family, oldHash, newH
 	f.rec.Hash = newHash
 	f.expires = now.Add(ttl)
 	m.families[family] = f
+	// Used now: last in its user's list (MaxLoginsPerUser ends the least
+	// recently used first).
+	if list := m.byUser[f.rec.Username]; len(list) > 0 && list[len(list)-1] != family {
+		if i := slices.Index(list, family); i >= 0 {
+			m.byUser[f.rec.Username] = append(slices.Delete(list, i, i+1), family)
+		}
+	}
 	return f.rec, nil
 }
 

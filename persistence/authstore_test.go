@@ -69,30 +69,60 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		}
 	})
 	t.Run("logins per user bounded", func(t *testing.T) {
-		// MaxLoginsPerUser+3 logins of one user: the 3 oldest end, the
-		// others and another user's stay.
-		family := func(user string, i int) string { return fmt.Sprintf("%s%028x", user[:4], i) }
-		create := func(user string, i int) {
+		// A cap of 3 (MaxLoginsPerUser in production): past it the least
+		// recently used login (created or refreshed) of that user ends.
+		setMaxLogins(t, s, 3)
+		// Family names sort in reverse order of creation, so an eviction
+		// by name or by creation alone is told apart from one by use.
+		family := func(user string, i int) string { return fmt.Sprintf("%s%028x", user[:4], 1000-i) }
+		create := func(user string, i int, ttl time.Duration) {
 			t.Helper()
-			if err := s.CreateRefresh(ctx, RefreshRecord{Family: family(user, i), UserID: "id-" + user, Username: user, Hash: "h"}, time.Minute); err != nil {
+			time.Sleep(2 * time.Millisecond) // each login its own millisecond
+			if err := s.CreateRefresh(ctx, RefreshRecord{Family: family(user, i), UserID: "id-" + user, Username: user, Hash: "h"}, ttl); err != nil {
 				t.Fatal(err)
 			}
 		}
-		create("bea0", 0)
-		for i := range MaxLoginsPerUser + 3 {
-			create("cafe", i)
+		live := func(user string, i int) bool {
+			t.Helper()
+			_, err := s.RefreshFamily(ctx, family(user, i))
+			if err != nil && !errors.Is(err, ErrRefreshInvalid) {
+				t.Fatal(err)
+			}
+			return err == nil
 		}
-		for i := range MaxLoginsPerUser + 3 {
-			_, err := s.RefreshFamily(ctx, family("cafe", i))
-			switch {
-			case i < 3 && !errors.Is(err, ErrRefreshInvalid):
-				t.Fatalf("login %d of %d: %v, want ended (ErrRefreshInvalid)", i, MaxLoginsPerUser+3, err)
-			case i >= 3 && err != nil:
-				t.Fatalf("login %d of %d: %v, want live", i, MaxLoginsPerUser+3, err)
+		create("bea0", 0, time.Minute)
+		for i := range 3 {
+			create("cafe", i, time.Minute)
+		}
+		if _, err := s.RotateRefresh(ctx, family("cafe", 0), "h", "h2", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		create("cafe", 3, time.Minute) // ends login 1: login 0 was refreshed since
+		for i, want := range []bool{true, false, true, true} {
+			if got := live("cafe", i); got != want {
+				t.Errorf("login %d: live %v, want %v", i, got, want)
 			}
 		}
-		if _, err := s.RefreshFamily(ctx, family("bea0", 0)); err != nil {
-			t.Fatalf("another user's login: %v", err)
+		if !live("bea0", 0) {
+			t.Error("another user's login ended")
+		}
+		// Logins refreshed past their first ttl still count.
+		for i := range 3 {
+			create("dad0", i, 300*time.Millisecond)
+			if _, err := s.RotateRefresh(ctx, family("dad0", i), "h", "h2", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(400 * time.Millisecond) // past the ttl they were created with
+		create("dad0", 3, time.Minute)
+		n := 0
+		for i := range 4 {
+			if live("dad0", i) {
+				n++
+			}
+		}
+		if n != 3 {
+			t.Errorf("%d live logins after one more past the first ttl, want 3", n)
 		}
 	})
 	t.Run("refresh rotation and replay", func(t *testing.T) {
@@ -315,4 +345,21 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 			t.Fatalf("Range after the old incarnation's id: %+v %v; want the new message", p, err)
 		}
 	})
+}
+
+// setMaxLogins lowers the store's MaxLoginsPerUser for t.
+func setMaxLogins(t *testing.T, s authStore, n int) {
+	t.Helper()
+	switch v := s.(type) {
+	case *MemoryAuthStore:
+		old := v.maxLogins
+		v.maxLogins = n
+		t.Cleanup(func() { v.maxLogins = old })
+	case *ValkeyAuthStore:
+		old := v.maxLogins
+		v.maxLogins = n
+		t.Cleanup(func() { v.maxLogins = old })
+	default:
+		t.Fatalf("no login cap to set on %T", s)
+	}
 }

@@ -21,11 +21,16 @@ import (
 //
 // Errors wrap messages.ErrUnavailable when Valkey cannot answer.
 // Concurrency: safe for concurrent use.
-type ValkeyAuthStore struct{ s *ValkeyStore }
+type ValkeyAuthStore struct {
+	s         *ValkeyStore
+	maxLogins int // MaxLoginsPerUser; tests set fewer
+}
 
 // NewValkeyAuthStore returns the auth store sharing s's connection. Closing
 // s closes it.
-func NewValkeyAuthStore(s *ValkeyStore) *ValkeyAuthStore { return &ValkeyAuthStore{s: s} }
+func NewValkeyAuthStore(s *ValkeyStore) *ValkeyAuthStore {
+	return &ValkeyAuthStore{s: s, maxLogins: MaxLoginsPerUser}
+}
 
 func (a *ValkeyAuthStore) client(ctx context.Context) (valkey.Client, context.Context, context.CancelFunc, error) {
 	c, err := a.s.conn()
@@ -110,13 +115,14 @@ func (a *ValkeyAuthStore) CreateRefresh(ctx context.Context, r RefreshRecord, tt
 			return unavailable("create refresh", err)
 		}
 	}
-	// The user's logins, by creation time: past MaxLoginsPerUser the oldest
-	// go. The index is its own slot, so the families it ends are deleted
+	// The user's logins, by when each was last used (created or
+	// refreshed, see RotateRefresh): past MaxLoginsPerUser the least
+	// recently used go. The index is its own slot, so the families it ends are deleted
 	// with commands of their own; a login made at the same moment on
 	// another instance may pass the bound by one for that moment.
 	now := time.Now().UnixMilli()
 	over, err := loginsScript.Exec(ctx, c, []string{loginsKey(r.Username)}, []string{
-		strconv.FormatInt(now, 10), strconv.FormatInt(ttl.Milliseconds(), 10), r.Family, strconv.Itoa(MaxLoginsPerUser),
+		strconv.FormatInt(now, 10), strconv.FormatInt(ttl.Milliseconds(), 10), r.Family, strconv.Itoa(a.maxLogins),
 	}).AsStrSlice()
 	if err != nil {
 		return unavailable("create refresh", err)
@@ -136,8 +142,8 @@ func (a *ValkeyAuthStore) CreateRefresh(ctx context.Context, r RefreshRecord, tt
 	return nil
 }
 
-// loginsScript: KEYS[1] a user's logins (a sorted set of families by
-// creation ms); ARGV now ms, ttl ms, the new family, the maximum. It drops
+// loginsScript: KEYS[1] a user's logins (a sorted set of families by the
+// ms each was last used, created or refreshed); ARGV now ms, ttl ms, the new family, the maximum. It drops
 // what is older than the ttl, adds the family, and pops and returns the
 // oldest beyond the maximum.
 var loginsScript = valkey.NewLuaScript(`
@@ -192,6 +198,14 @@ func (a *ValkeyAuthStore) RotateRefresh(ctx context.Context, family, oldHash, ne
 	}
 	uid, _ := reply[1].ToString()
 	name, _ := reply[2].ToString()
+	// Used now: the user's logins index (another slot) moves it last and
+	// lives as long as it does. Best effort: the rotation is done, and a
+	// client must get its new token; an index left behind only makes
+	// MaxLoginsPerUser forget this login a ttl early.
+	idx := loginsKey(name)
+	c.DoMulti(ctx,
+		c.B().Zadd().Key(idx).Xx().ScoreMember().ScoreMember(float64(time.Now().UnixMilli()), family).Build(),
+		c.B().Pexpire().Key(idx).Milliseconds(ttl.Milliseconds()).Build())
 	return RefreshRecord{Family: family, UserID: uid, Username: name, Hash: newHash}, nil
 }
 
