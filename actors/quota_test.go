@@ -9,6 +9,7 @@ import (
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/internal/relaytest"
 	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
 )
 
 // countQuota is a SubscriptionQuota of max topics shared by connections.
@@ -90,4 +91,67 @@ func TestSubscriptionQuota(t *testing.T) {
 	if got := q.now(); got != 0 {
 		t.Fatalf("after both connections ended: %d held, want 0", got)
 	}
+}
+
+// TestSubscriptionQuotaGivenBackOnEveryPath: a topic the registry refuses
+// (RELAY_MAX_TOPICS reached), a topic actor that stops for good, and a
+// connection stopped while its subscribe waits for a store probe each give
+// their share back.
+func TestSubscriptionQuotaGivenBackOnEveryPath(t *testing.T) {
+	t.Run("registry full", func(t *testing.T) {
+		m := newManager(t, nil, actors.Config{MaxTopics: 2})
+		q := &countQuota{max: 10}
+		s := newSink()
+		c, err := m.Connect(s, "ws", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subscribe(t, c, s, `{"type":"subscribe","topics":["r1","r2","r3"]}`)
+		if got := q.now(); got != 2 {
+			t.Fatalf("%d held after a subscribe of 3 topics with room for 2 actors, want 2", got)
+		}
+	})
+	t.Run("topic stops for good", func(t *testing.T) {
+		faults := &actors.Faults{}
+		m := newManager(t, nil, actors.Config{Faults: faults,
+			Policies: mustSet(t, `{"topics":{"fragile":{"supervisor_max_restarts":1,"supervisor_window":"1m","supervisor_backoff":"1ms"}}}`)})
+		q := &countQuota{max: 10}
+		s := newSink()
+		c, err := m.Connect(s, "ws", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subscribe(t, c, s, `{"type":"subscribe","topics":["fragile","calm"]}`)
+		faults.PanicTopic("fragile", 2)
+		for i := range 2 {
+			_, _ = m.Publish(context.Background(), message("fragile", i))
+		}
+		relaytest.Eventually(t, 5*time.Second, "the stopped topic's share given back", func() bool { return q.now() == 1 })
+	})
+	t.Run("stopped while its subscribe reads", func(t *testing.T) {
+		store := newGatedRangeStore(persistence.NewMemoryStore(persistence.Limits{}), func(string, int) bool { return true })
+		t.Cleanup(func() { close(store.open) })
+		m := newManager(t, store, actors.Config{})
+		publish(t, m, "p1", 0)
+		q := &countQuota{max: 10}
+		c, err := m.Connect(newSink(), "ws", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := messages.DecodeClientFrame([]byte(`{"type":"subscribe","topics":["p1","p2"],"offset":"earliest"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Subscribe(f)
+		relaytest.Eventually(t, 5*time.Second, "a read for the subscribe to wait", func() bool { return store.waiting.Load() > 0 })
+		if got := q.now(); got != 2 {
+			t.Fatalf("%d held while the subscribe reads, want 2", got)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.Stop(ctx)
+		if got := q.now(); got != 0 {
+			t.Fatalf("%d held after the connection stopped, want 0", got)
+		}
+	})
 }
