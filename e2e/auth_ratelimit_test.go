@@ -424,3 +424,77 @@ func TestSubscriptionQuotaPerIdentity(t *testing.T) {
 		t.Fatalf("long-poll within the quota after an unsubscribe: %d %s", res.Status, res.Body)
 	}
 }
+
+// TestAuthFrameMovesSubscriptions: an anonymous WebSocket's auth frame
+// moves the topics it holds from its address's RELAY_RATE_SUBSCRIPTIONS
+// share to its user's; with no room in the user's share the frame is
+// refused (RATE_LIMIT_EXCEEDED) and the connection stays anonymous, its
+// topics on its address.
+func TestAuthFrameMovesSubscriptions(t *testing.T) {
+	secret := []byte("moves-subs-secret-moves-subs-sec")
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret,
+		AdminUsername: "admin", AdminPassword: "admin-password", Rates: auth.RateConfig{Subscriptions: 2}}})
+	admin := r.login("admin", "admin-password").AccessToken
+	doc := []byte(`{"version":1,"topics":{"public.*":{"anonymous_read":true}}}`)
+	if res := r.do("PUT", "/api/v1/admin/policies", admin, doc); res.Status != 200 {
+		t.Fatalf("PUT policies: %d %s", res.Status, res.Body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dial := func(token string) *websocket.Conn {
+		c, _, err := r.dial(ctx, token, "header")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		return c
+	}
+	next := func(c *websocket.Conn) map[string]any {
+		f, err := authWSRead(ctx, c)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return f
+	}
+	subscribe := func(c *websocket.Conn, topics ...string) map[string]any {
+		authWSSend(ctx, t, c, map[string]any{"type": "subscribe", "topics": topics})
+		return next(c)
+	}
+	ping := func(c *websocket.Conn) map[string]any {
+		authWSSend(ctx, t, c, map[string]any{"type": "ping"})
+		return next(c)
+	}
+	tok := authUserToken(t, secret, "mover", time.Hour, "read")
+
+	a, b := dial(""), dial("")
+	if f := subscribe(a, "public.1", "public.2"); f["type"] != "subscribed" {
+		t.Fatalf("anonymous subscribe: %v", f)
+	}
+	if f := subscribe(b, "public.3"); f["type"] != "error" || f["code"] != "RATE_LIMIT_EXCEEDED" {
+		t.Fatalf("a subscribe past the address's share: %v", f)
+	}
+	authWSSend(ctx, t, a, map[string]any{"type": "auth", "token": tok})
+	if f := ping(a); f["type"] != "pong" {
+		t.Fatalf("after the auth frame: %v", f)
+	}
+	// a's two topics are the user's now: the address has room again, the
+	// user has none.
+	if f := subscribe(b, "public.3", "public.4"); f["type"] != "subscribed" {
+		t.Fatalf("a subscribe on the address after a's topics moved: %v", f)
+	}
+	if f := subscribe(dial(tok), "public.5"); f["type"] != "error" || f["code"] != "RATE_LIMIT_EXCEEDED" {
+		t.Fatalf("a subscribe past the user's share: %v", f)
+	}
+	// b's auth frame finds no room in the user's share: refused, and b's
+	// topics stay on the address.
+	authWSSend(ctx, t, b, map[string]any{"type": "auth", "token": tok})
+	if f := ping(b); f["type"] != "error" || f["code"] != "RATE_LIMIT_EXCEEDED" {
+		t.Fatalf("an auth frame with no room in the user's share: %v", f)
+	}
+	if f := next(b); f["type"] != "pong" {
+		t.Fatalf("after the refused auth frame: %v", f)
+	}
+	if f := subscribe(dial(""), "public.6"); f["type"] != "error" || f["code"] != "RATE_LIMIT_EXCEEDED" {
+		t.Fatalf("the address's share after the refused move: %v", f)
+	}
+}

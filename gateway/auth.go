@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/messages"
 )
@@ -217,43 +217,76 @@ func (g *streamGuard) done() {
 	}
 }
 
-// subscriptionQuota is id's share of the topic actors
-// (RELAY_RATE_SUBSCRIPTIONS), nil when off. A WebSocket's connection actor
-// takes and gives it as topics are subscribed and dropped; an SSE stream or
-// a long-poll, whose topics are fixed, holds its topics' count for its life
-// (holdSubscriptions).
-func (s *Server) subscriptionQuota(id string) actors.SubscriptionQuota {
+// subscriptions is the subscriptions quota (RELAY_RATE_SUBSCRIPTIONS), nil
+// when off: each identity's share of the topic actors. A WebSocket's
+// connection actor takes and gives it through a connQuota as topics are
+// subscribed and dropped; an SSE stream or a long-poll, whose topics are
+// fixed, holds its topics' count for its life (holdSubscriptions).
+func (s *Server) subscriptions() *auth.Quota {
 	if s.cfg.Auth == nil {
 		return nil
 	}
-	q := s.cfg.Auth.Limits().Subscriptions
-	if q == nil {
-		return nil
+	return s.cfg.Auth.Limits().Subscriptions
+}
+
+// connQuota is one WebSocket's view of the subscriptions quota
+// (actors.SubscriptionQuota): it keeps what the connection holds, so that
+// an auth frame can move all of it to the user (moveTo). Take and Give
+// come from the connection actor, moveTo from the read loop; mu orders
+// them.
+type connQuota struct {
+	q    *auth.Quota
+	mu   sync.Mutex
+	id   string
+	held int
+}
+
+func (c *connQuota) Take(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.q.Take(c.id, n) {
+		return false
 	}
-	return identityQuota{q: q, id: id}
+	c.held += n
+	return true
 }
 
-// identityQuota is one identity's view of the subscriptions quota.
-type identityQuota struct {
-	q  *auth.Quota
-	id string
+func (c *connQuota) Give(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.q.Give(c.id, n)
+	c.held -= n
 }
 
-func (iq identityQuota) Take(n int) bool { return iq.q.Take(iq.id, n) }
-func (iq identityQuota) Give(n int)      { iq.q.Give(iq.id, n) }
+// moveTo counts what the connection holds under id from now on, or, when
+// id's share has no room for it, changes nothing and reports false.
+func (c *connQuota) moveTo(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == c.id {
+		return true
+	}
+	if !c.q.Take(id, c.held) {
+		return false
+	}
+	c.q.Give(c.id, c.held)
+	c.id = id
+	return true
+}
 
 // holdSubscriptions takes n of r's client's subscriptions quota for an SSE
 // stream or a long-poll; release gives them back. Over the quota it is
 // ErrRateLimited (429) and release is a no-op.
 func (s *Server) holdSubscriptions(r *http.Request, n int) (release func(), err error) {
-	q := s.subscriptionQuota(clientIdentity(r))
+	q := s.subscriptions()
 	if q == nil {
 		return func() {}, nil
 	}
-	if !q.Take(n) {
+	id := clientIdentity(r)
+	if !q.Take(id, n) {
 		return func() {}, fmt.Errorf("%w: over the topics one client may subscribe at once, over all its connections (RELAY_RATE_SUBSCRIPTIONS)", messages.ErrRateLimited)
 	}
-	return func() { q.Give(n) }, nil
+	return func() { q.Give(id, n) }, nil
 }
 
 // wsAuth is a WebSocket's credential: the principal (replaced by an auth
@@ -267,6 +300,7 @@ type wsAuth struct {
 	identity string
 	p        atomic.Pointer[auth.Principal]
 	release  func()
+	quota    *connQuota // nil: RELAY_RATE_SUBSCRIPTIONS off
 }
 
 // wsAuthFor takes over the upgrade request's credential and stream slot.
@@ -275,6 +309,9 @@ func (s *Server) wsAuthFor(r *http.Request) *wsAuth {
 		return nil
 	}
 	wa := &wsAuth{s: s, identity: identityOf(principalOf(r.Context()), r), release: func() {}}
+	if q := s.subscriptions(); q != nil {
+		wa.quota = &connQuota{q: q, id: wa.identity}
+	}
 	wa.p.Store(principalOf(r.Context()))
 	if g, ok := r.Context().Value(streamGuardKey).(*streamGuard); ok && g.taken.CompareAndSwap(false, true) {
 		wa.release = g.release
@@ -356,13 +393,21 @@ func (wa *wsAuth) reauth(token string, send func([]byte)) {
 	if id := p.Identity(); id != wa.identity {
 		// An anonymous connection authenticating: from now on it counts as
 		// its user's, not its address's. It takes one of the user's stream
-		// slots and gives back the address's, or, with the user's slots all
+		// slots and the user's share of subscriptions for what it holds, and
+		// gives back the address's; or, with the user's slots or share
 		// taken, stays anonymous (as an upgrade with the token would be 429).
 		release, d := wa.s.cfg.Auth.Limits().Connections.Acquire(id)
 		if !d.Allowed {
 			wa.s.rateLimited("/ws")
 			send(messages.NewErrorFrame(messages.CodeRateLimitExceeded,
 				fmt.Sprintf("%s already holds %d streams; the connection stays anonymous", id, d.Limit)))
+			return
+		}
+		if wa.quota != nil && !wa.quota.moveTo(id) {
+			release()
+			wa.s.rateLimited("/ws")
+			send(messages.NewErrorFrame(messages.CodeRateLimitExceeded,
+				"the user's share of subscriptions (RELAY_RATE_SUBSCRIPTIONS) has no room for this connection's; it stays anonymous"))
 			return
 		}
 		wa.release()

@@ -145,12 +145,9 @@ func (s *Server) serveWS(ws *wsConn) {
 	defer s.wg.Done()
 	defer s.nconns.Add(-1)
 	defer ws.auth.close()
-	// The quota stays with the identity of the upgrade, also when an auth
-	// frame moves the stream slot (reauth): what was subscribed is given
-	// back to whom it was taken from.
-	var quota actors.SubscriptionQuota
-	if ws.auth != nil {
-		quota = s.subscriptionQuota(ws.auth.identity)
+	var quota actors.SubscriptionQuota // an untyped nil when off
+	if ws.auth != nil && ws.auth.quota != nil {
+		quota = ws.auth.quota
 	}
 	conn, err := s.mgr.Connect(ws, "ws", quota)
 	if err != nil {
