@@ -136,6 +136,31 @@ func TestPollCatchUpAndHasMore(t *testing.T) {
 	}
 }
 
+// TestPollTopicWithoutSinceReadsFromOldest: pulsar-relay-client names in
+// "since" only the topics it got a message from. Another topic of the same
+// poll has had nothing it saw, so what is stored there comes back (from
+// the oldest retained), as the original relay answers; a first poll, with
+// no "since", starts every topic now.
+func TestPollTopicWithoutSinceReadsFromOldest(t *testing.T) {
+	r := startConsumerRelay(t, relaytest.Options{})
+	ctx := context.Background()
+	a0 := mustPublish(t, r.URL, "jobs.setup", map[string]any{"n": 0})
+	b0 := mustPublish(t, r.URL, "jobs.kill", map[string]any{"n": 0})
+	b1 := mustPublish(t, r.URL, "jobs.kill", map[string]any{"n": 1})
+	status, a := poll(t, ctx, r.URL+"/messages/poll", map[string]any{
+		"topics": []string{"jobs.setup", "jobs.kill"}, "since": map[string]string{"jobs.setup": a0}, "timeout": 5,
+	})
+	if status != http.StatusOK || len(a.Messages) != 2 || a.Messages[0].MessageID != b0 || a.Messages[1].MessageID != b1 {
+		t.Fatalf("poll with since for one topic only: %d %+v, want %s and %s of jobs.kill", status, a.Messages, b0, b1)
+	}
+	// A first poll (no since) waits for what comes next, on every topic.
+	start := time.Now()
+	status, a = poll(t, ctx, r.URL+"/messages/poll", map[string]any{"topics": []string{"jobs.setup", "jobs.kill"}, "timeout": 1})
+	if status != http.StatusOK || len(a.Messages) != 0 || time.Since(start) < 900*time.Millisecond {
+		t.Fatalf("first poll: %d %+v after %s, want nothing at its timeout", status, a.Messages, time.Since(start))
+	}
+}
+
 // TestPollRaceNoGapNoDuplicate races a publish against the waiter's
 // registration, 1,000 times: every poll returns the message, exactly once
 // (issue 10, acceptance 2).

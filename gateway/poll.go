@@ -153,6 +153,19 @@ func decodePoll(body []byte) (pollRequest, error) {
 		}
 		req.since[t] = id
 	}
+	// A client that sends "since" has polled before: a topic of its poll
+	// not named there is one it has seen nothing of yet, so it reads from
+	// the oldest message retained, as the original relay answers
+	// (pulsar-relay-client names only the topics it got a message from). A
+	// message stored there between two polls would otherwise be lost. A
+	// first poll, with no "since" at all, starts every topic now.
+	if len(req.since) > 0 {
+		for _, t := range req.Topics {
+			if _, ok := req.since[t]; !ok {
+				req.since[t] = messages.ID{}
+			}
+		}
+	}
 	req.timeout = pollDefaultTimeout
 	if req.Timeout != nil {
 		d := time.Duration(*req.Timeout * float64(time.Second))
@@ -171,7 +184,8 @@ func decodePoll(body []byte) (pollRequest, error) {
 // anything is there. Otherwise it registers a
 // waiter: a connection actor of transport "poll" subscribed to every topic,
 // at "since" where given (so a message stored between the read and the
-// registration is replayed, not lost) and live elsewhere. The first batch of
+// registration is replayed, not lost; with a "since" for some topics, the
+// others from their oldest, see decodePoll), live when there is none. The first batch of
 // messages the actor writes completes the answer; the timeout answers
 // {"messages":[],"has_more":false}. A client that goes away frees its waiter
 // at once.
