@@ -61,9 +61,13 @@ type TopicRecord struct {
 }
 
 // MaxLoginsPerUser bounds the refresh-token families (logins) one user
-// holds: a login past it ends that user's least recently used one (created
-// or refreshed longest ago; its refresh token is then invalid, and its
-// client logs in again), so one account cannot fill the store. A login lives RELAY_REFRESH_TOKEN_TTL (7 days), and every client
+// holds, so one account cannot fill the store: a login past it ends one of
+// that user's, its refresh token then invalid. It ends first the oldest
+// login never refreshed (a client that logs in again instead of
+// refreshing, as pulsar-relay-client's password mode does every token
+// life, leaves one behind each time, never to be used again), and only
+// when every login was refreshed the least recently refreshed: a client
+// holding a refresh token it uses keeps it while others log in. A login lives RELAY_REFRESH_TOKEN_TTL (7 days), and every client
 // start is one, so the bound is generous.
 const MaxLoginsPerUser = 1000
 
@@ -86,10 +90,11 @@ var (
 // Key names (see the layout above). Names reaching them are validated
 // (topics to [A-Za-z0-9._-], usernames likewise, families are hex), so no
 // brace can break a hash tag.
-func userKey(name string) string       { return "auth:{user:" + name + "}" }
-func refreshKey(family string) string  { return "auth:{rt:" + family + "}" }
-func loginsKey(username string) string { return "auth:{ru:" + username + "}" }
-func topicOwnerKey(t string) string    { return "topic:{" + t + "}:owner" }
+func userKey(name string) string          { return "auth:{user:" + name + "}" }
+func refreshKey(family string) string     { return "auth:{rt:" + family + "}" }
+func loginsKey(username string) string    { return "auth:{ru:" + username + "}" }     // refreshed logins
+func newLoginsKey(username string) string { return "auth:{ru:" + username + "}:new" } // never refreshed
+func topicOwnerKey(t string) string       { return "topic:{" + t + "}:owner" }
 
 const topicIndexKey = "auth:{topics}"
 

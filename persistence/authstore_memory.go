@@ -33,8 +33,9 @@ type MemoryAuthStore struct {
 }
 
 type memFamily struct {
-	rec     RefreshRecord
-	expires time.Time
+	rec       RefreshRecord
+	expires   time.Time
+	refreshed bool // rotated at least once (see MaxLoginsPerUser)
 }
 
 // NewMemoryAuthStore returns an empty store. msgs (may be nil) is the
@@ -90,7 +91,7 @@ func (m *MemoryAuthStore) CreateRefresh(_ context.Context, r RefreshRecord, ttl 
 	}
 	// The user's families still held (revoked ones too: they take room
 	// until they expire), least recently used first; past
-	// MaxLoginsPerUser those go first.
+	// MaxLoginsPerUser the first never refreshed goes, else the first.
 	held := m.byUser[r.Username][:0]
 	for _, id := range m.byUser[r.Username] {
 		if f, ok := m.families[id]; ok && now.Before(f.expires) {
@@ -98,8 +99,12 @@ func (m *MemoryAuthStore) CreateRefresh(_ context.Context, r RefreshRecord, ttl 
 		}
 	}
 	for len(held) >= m.maxLogins {
-		delete(m.families, held[0])
-		held = held[1:]
+		i := slices.IndexFunc(held, func(id string) bool { return !m.families[id].refreshed })
+		if i < 0 {
+			i = 0
+		}
+		delete(m.families, held[i])
+		held = slices.Delete(held, i, i+1)
 	}
 	m.byUser[r.Username] = append(held, r.Family)
 	m.families[r.Family] = memFamily{rec: r, expires: now.Add(ttl)}
@@ -133,6 +138,7 @@ func (m *MemoryAuthStore) RotateRefresh(_ context.Context, family, oldHash, newH
 	}
 	f.rec.Hash = newHash
 	f.expires = now.Add(ttl)
+	f.refreshed = true
 	m.families[family] = f
 	// Used now: last in its user's list (MaxLoginsPerUser ends the least
 	// recently used first).

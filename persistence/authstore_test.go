@@ -69,8 +69,9 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		}
 	})
 	t.Run("logins per user bounded", func(t *testing.T) {
-		// A cap of 3 (MaxLoginsPerUser in production): past it the least
-		// recently used login (created or refreshed) of that user ends.
+		// A cap of 3 (MaxLoginsPerUser in production): past it the user's
+		// oldest login never refreshed ends, else the least recently
+		// refreshed.
 		setMaxLogins(t, s, 3)
 		// Family names sort in reverse order of creation, so an eviction
 		// by name or by creation alone is told apart from one by use.
@@ -97,7 +98,7 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		if _, err := s.RotateRefresh(ctx, family("cafe", 0), "h", "h2", time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		create("cafe", 3, time.Minute) // ends login 1: login 0 was refreshed since
+		create("cafe", 3, time.Minute) // ends login 1: login 0 was refreshed
 		for i, want := range []bool{true, false, true, true} {
 			if got := live("cafe", i); got != want {
 				t.Errorf("login %d: live %v, want %v", i, got, want)
@@ -105,6 +106,21 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		}
 		if !live("bea0", 0) {
 			t.Error("another user's login ended")
+		}
+		// Logins never refreshed go before refreshed ones, even when those
+		// were used longer ago: e0 refreshed, then e1 and e2 made (never
+		// refreshed); one more ends e1, not e0.
+		create("e0e0", 0, time.Minute)
+		if _, err := s.RotateRefresh(ctx, family("e0e0", 0), "h", "h2", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 3; i++ {
+			create("e0e0", i, time.Minute)
+		}
+		for i, want := range []bool{true, false, true, true} {
+			if got := live("e0e0", i); got != want {
+				t.Errorf("never-refreshed-first, login %d: live %v, want %v", i, got, want)
+			}
 		}
 		// Logins refreshed past their first ttl still count.
 		for i := range 3 {

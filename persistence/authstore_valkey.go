@@ -115,13 +115,15 @@ func (a *ValkeyAuthStore) CreateRefresh(ctx context.Context, r RefreshRecord, tt
 			return unavailable("create refresh", err)
 		}
 	}
-	// The user's logins, by when each was last used (created or
-	// refreshed, see RotateRefresh): past MaxLoginsPerUser the least
-	// recently used go. The index is its own slot, so the families it ends are deleted
-	// with commands of their own; a login made at the same moment on
-	// another instance may pass the bound by one for that moment.
+	// The user's logins, in two sorted sets by when each was last used:
+	// never refreshed and refreshed (RotateRefresh moves a login). Past
+	// MaxLoginsPerUser the oldest never refreshed go, then the least
+	// recently refreshed. The index is its own slot, so the families it
+	// ends are deleted with commands of their own; a login made at the
+	// same moment on another instance may pass the bound by one for that
+	// moment.
 	now := time.Now().UnixMilli()
-	over, err := loginsScript.Exec(ctx, c, []string{loginsKey(r.Username)}, []string{
+	over, err := loginsScript.Exec(ctx, c, []string{newLoginsKey(r.Username), loginsKey(r.Username)}, []string{
 		strconv.FormatInt(now, 10), strconv.FormatInt(ttl.Milliseconds(), 10), r.Family, strconv.Itoa(a.maxLogins),
 	}).AsStrSlice()
 	if err != nil {
@@ -142,21 +144,40 @@ func (a *ValkeyAuthStore) CreateRefresh(ctx context.Context, r RefreshRecord, tt
 	return nil
 }
 
-// loginsScript: KEYS[1] a user's logins (a sorted set of families by the
-// ms each was last used, created or refreshed); ARGV now ms, ttl ms, the new family, the maximum. It drops
-// what is older than the ttl, adds the family, and pops and returns the
-// oldest beyond the maximum.
+// loginsScript: KEYS[1] a user's logins never refreshed, KEYS[2] those
+// refreshed (sorted sets of families by the ms each was last used); ARGV
+// now ms, ttl ms, the new family, the maximum. It drops what is older than
+// the ttl, adds the family to KEYS[1], and pops and returns the logins
+// beyond the maximum: the oldest of KEYS[1] (never the new one), then the
+// oldest of KEYS[2].
 var loginsScript = valkey.NewLuaScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+local cut = tonumber(ARGV[1]) - tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cut)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cut)
 local out = {}
+local over = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + 1 - tonumber(ARGV[4])
 if over > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[1], over)
   for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
+  over = over - #popped / 2
+  if over > 0 then
+    popped = redis.call('ZPOPMIN', KEYS[2], over)
+    for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
+  end
 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return out
+`)
+
+// refreshedScript: KEYS[1] and KEYS[2] as loginsScript's; ARGV now ms,
+// the family, ttl ms. A login known to the index moves to KEYS[2] at now.
+var refreshedScript = valkey.NewLuaScript(`
+if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 or redis.call('ZSCORE', KEYS[2], ARGV[2]) then
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+return 0
 `)
 
 // rotateScript: KEYS[1] the family; ARGV old hash, new hash, ttl ms.
@@ -198,14 +219,12 @@ func (a *ValkeyAuthStore) RotateRefresh(ctx context.Context, family, oldHash, ne
 	}
 	uid, _ := reply[1].ToString()
 	name, _ := reply[2].ToString()
-	// Used now: the user's logins index (another slot) moves it last and
-	// lives as long as it does. Best effort: the rotation is done, and a
-	// client must get its new token; an index left behind only makes
-	// MaxLoginsPerUser forget this login a ttl early.
-	idx := loginsKey(name)
-	c.DoMulti(ctx,
-		c.B().Zadd().Key(idx).Xx().ScoreMember().ScoreMember(float64(time.Now().UnixMilli()), family).Build(),
-		c.B().Pexpire().Key(idx).Milliseconds(ttl.Milliseconds()).Build())
+	// Refreshed now: the user's logins index (another slot) moves it to the
+	// refreshed, last, and lives as long as it does. Best effort: the
+	// rotation is done, and a client must get its new token; an index left
+	// behind only makes MaxLoginsPerUser forget this login a ttl early.
+	_ = refreshedScript.Exec(ctx, c, []string{newLoginsKey(name), loginsKey(name)},
+		[]string{strconv.FormatInt(time.Now().UnixMilli(), 10), family, strconv.FormatInt(ttl.Milliseconds(), 10)}).Error()
 	return RefreshRecord{Family: family, UserID: uid, Username: name, Hash: newHash}, nil
 }
 
