@@ -227,6 +227,14 @@ func (h *feedHub) getFeed() persistence.Feed {
 	return h.feed
 }
 
+// inOutage reports whether the link went down and has not come back: the
+// notices of appends meanwhile are lost, and linkRestored is still to come.
+func (h *feedHub) inOutage() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.outage
+}
+
 // linkUp reports the pub/sub link for /ready.
 func (h *feedHub) linkUp() bool {
 	f := h.getFeed()
@@ -567,6 +575,13 @@ func (t *topicActor) onSyncDone(ctx actor.Context, s *syncDone) {
 	t.local = nil
 	t.epoch = s.tip.Epoch
 	t.lastDelivered = s.tip.Last
+	if t.early.on && !t.early.known && t.feed.inOutage() {
+		// The tip is back before the link: appends since the early answer
+		// are in the tip but their notices were lost, and the repair when
+		// the link is back reads after lastDelivered. Start it where the
+		// early subscribers were answered instead.
+		t.early.lost = true
+	}
 	switch {
 	case !t.early.on || len(t.subs) == 0:
 		t.early = earlyLive{}

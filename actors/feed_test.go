@@ -25,9 +25,10 @@ type announcingStore struct {
 	last  map[string]messages.ID
 	h     persistence.FeedHandler
 	subs  map[string]int
-	drop  atomic.Bool // notices are lost
-	noTip atomic.Bool // Tips fails (the store cannot be read)
-	down  atomic.Bool // the link is down: notices are lost, Up is false
+	drop  atomic.Bool  // notices are lost
+	noTip atomic.Bool  // Tips fails (the store cannot be read)
+	tips  atomic.Int64 // Tips calls answered
+	down  atomic.Bool  // the link is down: notices are lost, Up is false
 }
 
 // epochOf is the memory store's epoch of topic (what its Range reports).
@@ -61,6 +62,7 @@ func (s *announcingStore) Tips(ctx context.Context, topics []string) (map[string
 	if s.noTip.Load() {
 		return nil, messages.ErrUnavailable
 	}
+	defer s.tips.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]persistence.Tip, len(topics))
