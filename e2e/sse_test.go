@@ -142,8 +142,14 @@ func TestSSETruncatedKeepaliveCORS(t *testing.T) {
 func TestSSEEpochChangeIsTruncated(t *testing.T) {
 	r := startConsumerRelay(t, relaytest.Options{})
 	id := mustPublish(t, r.URL, "epochs", map[string]any{"i": 0})
-	// An id minted by another stream incarnation: its epoch tag cannot match.
-	s := openSSE(t, r.URL+"/api/v1/sse?topics=epochs", "Last-Event-ID", "v1;epochs="+id+".deadbeef")
+	// An id minted by an earlier stream incarnation: before this one's
+	// first message, and its epoch tag cannot match.
+	first, err := messages.ParseID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlier := messages.ID{Ms: first.Ms - 1}
+	s := openSSE(t, r.URL+"/api/v1/sse?topics=epochs", "Last-Event-ID", "v1;epochs="+earlier.String()+".deadbeef")
 	sub := s.next(t, "subscribed", 5*time.Second)
 	page, err := r.Store.Range(context.Background(), "epochs", messages.ID{}, 1)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pulsar-relay/relay/actors"
 	"github.com/pulsar-relay/relay/messages"
+	"github.com/pulsar-relay/relay/persistence"
 )
 
 // Server-Sent Events: GET /api/v1/sse?topics=a,b
@@ -325,8 +326,16 @@ func (s *Server) sseStart(ctx context.Context, topics []string, given map[string
 		at := tip.Last
 		if ok {
 			at = g.id
-			if g.epoch != "" && tag != "" && g.epoch != tag {
-				at = messages.ID{} // another incarnation of the stream: its ids mean nothing now
+			// The id's tag names another incarnation of the stream. Either
+			// the position is from an earlier one, whose messages after it
+			// are gone: read this one from its oldest, reported truncated.
+			// Or the tag is only stale: a stream that stayed open while
+			// the topic's stream was recreated (FLUSHALL, a retention
+			// expiry) gave this incarnation's ids with the tag it opened
+			// with; then the position lies within what this incarnation
+			// holds, and the client lacks only what follows it.
+			if g.epoch != "" && tag != "" && g.epoch != tag && !s.holdsPosition(ctx, t, g.id, tip) {
+				at = messages.ID{}
 				truncated = append(truncated, t)
 			}
 		}
@@ -334,6 +343,17 @@ func (s *Server) sseStart(ctx context.Context, topics []string, given map[string
 		frame.Since[t] = at.String()
 	}
 	return pos, frame, truncated, nil
+}
+
+// holdsPosition reports whether id lies within what topic's stream holds
+// now (from its oldest retained message to tip): an id this incarnation
+// gave. A read that fails says no.
+func (s *Server) holdsPosition(ctx context.Context, topic string, id messages.ID, tip persistence.Tip) bool {
+	if tip.Last.Less(id) {
+		return false
+	}
+	page, err := s.store.Range(ctx, topic, messages.ID{}, 1)
+	return err == nil && len(page.Messages) > 0 && !id.Less(page.Messages[0].ID)
 }
 
 // sseSink is the actors.Sink of an SSE stream. Writes go into a buffer;
