@@ -104,6 +104,20 @@ type (
 		err   error
 	}
 	unwatchCheck struct{ gen uint64 }
+	// repairResume: the subscribers may have room for the next repair page.
+	repairResume struct{ gen uint64 }
+)
+
+// A repair after a link outage may have far more to deliver than a
+// subscriber's queue holds (RELAY_CONNECTION_QUEUE_SIZE frames): read back
+// to back, its pages would overflow subscribers that keep up with the live
+// rate with ease (4008 under the disconnect policy). It reads the next
+// page only once every subscriber has room for one, waiting repairWaitDelay
+// at a time, repairMaxWaits times at most in a row (a subscriber that
+// drains no page in that time is a slow consumer, and its policy applies).
+const (
+	repairWaitDelay = 10 * time.Millisecond
+	repairMaxWaits  = 500
 )
 
 // watchState is where a topic actor is in following its channel.
@@ -902,10 +916,52 @@ func (t *topicActor) onRepairDone(ctx actor.Context, r *repairDone) {
 		t.lastDelivered = p.Next // expired entries up to Next
 	}
 	if more || t.lastDelivered.Less(t.heard) {
-		t.readRepair(ctx)
+		t.repairPage = repairPageOf(p.Messages)
+		t.continueRepair(ctx)
 		return
 	}
 	t.repairing = false
+}
+
+// repairPageOf is the room a repair page like msgs takes in a subscriber's
+// queue: its frames, and their bytes as the frames carry them (payload,
+// metadata and the frame's own fields, about 200 bytes).
+func repairPageOf(msgs []messages.Message) (room queueRoom) {
+	room.msgs = len(msgs)
+	for i := range msgs {
+		room.bytes += len(msgs[i].Payload) + messages.MetadataBytes(msgs[i].Metadata) + 200
+	}
+	return room
+}
+
+// continueRepair reads the next repair page once every subscriber has room
+// for one like the last (see repairWaitDelay).
+func (t *topicActor) continueRepair(ctx actor.Context) {
+	if t.repairWaits < repairMaxWaits && !t.subscribersHaveRoom(t.repairPage) {
+		t.repairWaits++
+		post, self, gen := t.post, ctx.Self(), t.watchGen
+		time.AfterFunc(repairWaitDelay, func() { post.Send(self, &repairResume{gen: gen}) })
+		return
+	}
+	t.repairWaits = 0
+	t.readRepair(ctx)
+}
+
+func (t *topicActor) onRepairResume(ctx actor.Context, r *repairResume) {
+	if r.gen == t.watchGen && t.repairing {
+		t.continueRepair(ctx)
+	}
+}
+
+// subscribersHaveRoom reports whether every live subscriber's queue can
+// take room more.
+func (t *topicActor) subscribersHaveRoom(room queueRoom) bool {
+	for _, s := range t.subs {
+		if !s.outbox.hasRoom(room) {
+			return false
+		}
+	}
+	return true
 }
 
 // noteLocal remembers a write of this actor until its notice comes back.

@@ -35,6 +35,18 @@ func (o *outbox) indexOf(s *subscription) int {
 }
 
 // depth is what the queue holds now: frames and bytes.
+// queueRoom is an amount of an outbox's queue: frames and their bytes.
+type queueRoom struct{ msgs, bytes int }
+
+// hasRoom reports whether the queue can take room more now. A closed one
+// takes anything (it drops it), and so does an empty one: what it cannot
+// take even then is its slow-consumer policy's.
+func (o *outbox) hasRoom(room queueRoom) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed() || o.n == 0 || (o.n+room.msgs <= o.maxMsgs && o.bytes+room.bytes <= o.maxBytes)
+}
+
 func (o *outbox) depth() (msgs, bytes int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -121,7 +121,9 @@ type topicActor struct {
 	stash        []*subscribeRequest // waiting for the watch to be on
 	epoch        string              // the stream's incarnation being followed
 	heard        messages.ID         // newest id known to be in the stream
-	repairing    bool                // a catch-up read is in flight
+	repairing    bool                // a catch-up read is in flight, or waits (continueRepair)
+	repairPage   queueRoom           // what the last repair page took
+	repairWaits  int                 // continueRepair's waits in a row
 	relink       bool                // the link came back while syncing
 	suspect      messages.ID         // a tip check found the stream here, ahead
 	unwatchArmed bool
@@ -253,6 +255,8 @@ func (t *topicActor) Receive(ctx actor.Context) {
 		t.entry.release()
 	case *repairDone:
 		t.onRepairDone(ctx, msg)
+	case *repairResume:
+		t.onRepairResume(ctx, msg)
 	case *unwatchCheck:
 		t.onUnwatchCheck(msg)
 	case *policyChanged:
@@ -288,7 +292,7 @@ func (t *topicActor) recoverFrom(ctx actor.Context) {
 			t.answer(msg, nil, fmt.Errorf("topic %q failed: %w", t.name, messages.ErrUnavailable))
 		}
 	case *writeDone, *catchUpDone, *subscribeRequest, *probeDone, *replayRequest, *storePage, *unsubscribeRequest,
-		*watchReady, *syncDone, *syncRetry, *feedNotice, *tipCheck, *tipRecheck, *linkRestored, *repairDone, *unwatchCheck,
+		*watchReady, *syncDone, *syncRetry, *feedNotice, *tipCheck, *tipRecheck, *linkRestored, *repairDone, *repairResume, *unwatchCheck,
 		*policyChanged, *topicInfoRequest:
 		ctx.Send(ctx.Self(), msg)
 	}
