@@ -115,22 +115,23 @@ type topicActor struct {
 	idleTimer     *time.Timer
 
 	// Following a shared store's stream (feed.go); unused when feed is nil.
-	fobs         FeedObserver
-	watch        watchState
-	watchGen     uint64              // bumped when a watch starts or ends
-	stash        []*subscribeRequest // waiting for the watch to be on
-	epoch        string              // the stream's incarnation being followed
-	heard        messages.ID         // newest id known to be in the stream
-	repairing    bool                // a catch-up read is in flight, or waits (continueRepair)
-	repairPage   queueRoom           // what the last repair page took
-	repairWaits  int                 // continueRepair's waits in a row
-	relink       bool                // the link came back while syncing
-	suspect      messages.ID         // a tip check found the stream here, ahead
-	unwatchArmed bool
-	syncTries    int          // failed tip reads of this watch
-	early        earlyLive    // live subscribers answered while syncing: where their delivery starts
-	local        []localBatch // own writes whose notices have not come back
-	inlineWrite  writeDone    // reused by writeInline
+	fobs          FeedObserver
+	watch         watchState
+	watchGen      uint64              // bumped when a watch starts or ends
+	stash         []*subscribeRequest // waiting for the watch to be on
+	epoch         string              // the stream's incarnation being followed
+	heard         messages.ID         // newest id known to be in the stream
+	repairing     bool                // a catch-up read is in flight, or waits (continueRepair)
+	writesFailing bool                // the last write failed, and that was logged
+	repairPage    queueRoom           // what the last repair page took
+	repairWaits   int                 // continueRepair's waits in a row
+	relink        bool                // the link came back while syncing
+	suspect       messages.ID         // a tip check found the stream here, ahead
+	unwatchArmed  bool
+	syncTries     int          // failed tip reads of this watch
+	early         earlyLive    // live subscribers answered while syncing: where their delivery starts
+	local         []localBatch // own writes whose notices have not come back
+	inlineWrite   writeDone    // reused by writeInline
 	// From the topic's policy (policy.go).
 	pol         policy.Policy
 	qlim        *queueLimits
@@ -442,10 +443,19 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 	t.flushDeliveries()
 	if w.n < len(w.batch) {
 		err := t.refusedErr(w.err)
-		t.log.Warn("store write failed", "stored", w.n, "refused", len(w.batch)-w.n, "err", w.err)
+		// Once per failing spell: while the store is down every publish
+		// fails at once, and a line each would flood the log (each is
+		// answered 503 and counted in relay_storage_operations_total).
+		if !t.writesFailing {
+			t.writesFailing = true
+			t.log.Warn("store write failed; publishes to this topic answer 503 until a write succeeds", "stored", w.n, "refused", len(w.batch)-w.n, "err", w.err)
+		}
 		for _, p := range w.batch[w.n:] {
 			t.answer(p, nil, err)
 		}
+	} else if t.writesFailing {
+		t.writesFailing = false
+		t.log.Info("store writes succeed again")
 	}
 	if !t.cfg.inline { // an inline write is finished inside maybeWrite's loop
 		t.maybeWrite(ctx)
