@@ -1,18 +1,17 @@
 package actors_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/internal/relaytest"
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
 )
@@ -30,24 +29,6 @@ func (s *failingStore) Append(ctx context.Context, topic string, batch []message
 	return s.Store.Append(ctx, topic, batch)
 }
 
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
 // TestStoreWriteFailureLoggedOncePerSpell: while the store refuses writes
 // every publish is answered 503, and the topic logs the failure once, not
 // once a publish; a write that succeeds ends the spell, and the next
@@ -56,7 +37,8 @@ func TestStoreWriteFailureLoggedOncePerSpell(t *testing.T) {
 	mem := persistence.NewMemoryStore(persistence.Limits{})
 	t.Cleanup(func() { _ = mem.Close() })
 	store := &failingStore{Store: mem}
-	logs := &lockedBuffer{}
+	logs := &relaytest.SyncBuffer{}
+	count := func(line string) int { return strings.Count(logs.String(), line) }
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	system := actors.NewActorSystem(log)
 	m := actors.NewTopicManager(system, store, actors.Config{}, log)
@@ -76,17 +58,17 @@ func TestStoreWriteFailureLoggedOncePerSpell(t *testing.T) {
 	}
 	store.down.Store(true)
 	refused(20)
-	if n := logs.count("store write failed"); n != 1 {
+	if n := count("store write failed"); n != 1 {
 		t.Fatalf("%d failure lines for 20 refused publishes, want 1", n)
 	}
 	store.down.Store(false)
 	publish(t, m, "spell", 100)
-	if n := logs.count("store writes succeed again"); n != 1 {
+	if n := count("store writes succeed again"); n != 1 {
 		t.Fatalf("%d recovery lines, want 1", n)
 	}
 	store.down.Store(true)
 	refused(5)
-	if n := logs.count("store write failed"); n != 2 {
+	if n := count("store write failed"); n != 2 {
 		t.Fatalf("%d failure lines over two spells, want 2", n)
 	}
 }

@@ -423,6 +423,10 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 		// after whatever came before it (feed.go).
 		t.noteLocal(w)
 	}
+	if t.writesFailing && w.n == len(w.batch) { // before the answers, as the count
+		t.writesFailing = false
+		t.log.Info("store writes succeed again")
+	}
 	if stored := w.countStored(t.tobs); stored > 0 {
 		t.stats.published.add(now, stored)
 	}
@@ -453,9 +457,6 @@ func (t *topicActor) finishWrite(ctx actor.Context, w *writeDone) {
 		for _, p := range w.batch[w.n:] {
 			t.answer(p, nil, err)
 		}
-	} else if t.writesFailing {
-		t.writesFailing = false
-		t.log.Info("store writes succeed again")
 	}
 	if !t.cfg.inline { // an inline write is finished inside maybeWrite's loop
 		t.maybeWrite(ctx)

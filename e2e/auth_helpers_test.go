@@ -209,6 +209,28 @@ func (r *authTestRelay) dial(ctx context.Context, token, via string) (*websocket
 	return websocket.Dial(ctx, u, opts)
 }
 
+// mustDial opens a WebSocket with token in the Authorization header (none
+// when ""), closed when t ends.
+func (r *authTestRelay) mustDial(ctx context.Context, t testing.TB, token string) *websocket.Conn {
+	t.Helper()
+	c, _, err := r.dial(ctx, token, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// mustWSRead reads c's next frame or fails t.
+func mustWSRead(ctx context.Context, t testing.TB, c *websocket.Conn) map[string]any {
+	t.Helper()
+	f, err := authWSRead(ctx, c)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
 func authWSSend(ctx context.Context, t testing.TB, c *websocket.Conn, v any) {
 	t.Helper()
 	b, _ := json.Marshal(v)

@@ -375,21 +375,8 @@ func TestSubscriptionQuotaPerIdentity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tok := authUserToken(t, secret, "quota-user", time.Hour, "read")
-	dial := func(token string) *websocket.Conn {
-		c, _, err := r.dial(ctx, token, "header")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.CloseNow() })
-		return c
-	}
-	next := func(c *websocket.Conn) map[string]any {
-		f, err := authWSRead(ctx, c)
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		return f
-	}
+	dial := func(token string) *websocket.Conn { return r.mustDial(ctx, t, token) }
+	next := func(c *websocket.Conn) map[string]any { return mustWSRead(ctx, t, c) }
 	a, b := dial(tok), dial(tok)
 	authWSSend(ctx, t, a, map[string]any{"type": "subscribe", "topics": []string{"q.1", "q.2"}})
 	if f := next(a); f["type"] != "subscribed" {
@@ -441,21 +428,8 @@ func TestAuthFrameMovesSubscriptions(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dial := func(token string) *websocket.Conn {
-		c, _, err := r.dial(ctx, token, "header")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.CloseNow() })
-		return c
-	}
-	next := func(c *websocket.Conn) map[string]any {
-		f, err := authWSRead(ctx, c)
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		return f
-	}
+	dial := func(token string) *websocket.Conn { return r.mustDial(ctx, t, token) }
+	next := func(c *websocket.Conn) map[string]any { return mustWSRead(ctx, t, c) }
 	subscribe := func(c *websocket.Conn, topics ...string) map[string]any {
 		authWSSend(ctx, t, c, map[string]any{"type": "subscribe", "topics": topics})
 		return next(c)
