@@ -924,12 +924,11 @@ func (t *topicActor) onRepairDone(ctx actor.Context, r *repairDone) {
 }
 
 // repairPageOf is the room a repair page like msgs takes in a subscriber's
-// queue: its frames, and their bytes as the frames carry them (payload,
-// metadata and the frame's own fields, about 200 bytes).
+// queue: its frames and their bytes.
 func repairPageOf(msgs []messages.Message) (room queueRoom) {
 	room.msgs = len(msgs)
 	for i := range msgs {
-		room.bytes += len(msgs[i].Payload) + messages.MetadataBytes(msgs[i].Metadata) + 200
+		room.bytes += msgs[i].FrameLen()
 	}
 	return room
 }

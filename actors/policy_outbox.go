@@ -34,7 +34,6 @@ func (o *outbox) indexOf(s *subscription) int {
 	return -1
 }
 
-// depth is what the queue holds now: frames and bytes.
 // queueRoom is an amount of an outbox's queue: frames and their bytes.
 type queueRoom struct{ msgs, bytes int }
 
@@ -47,6 +46,7 @@ func (o *outbox) hasRoom(room queueRoom) bool {
 	return o.closed() || o.n == 0 || (o.n+room.msgs <= o.maxMsgs && o.bytes+room.bytes <= o.maxBytes)
 }
 
+// depth is what the queue holds now: frames and bytes.
 func (o *outbox) depth() (msgs, bytes int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

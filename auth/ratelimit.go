@@ -173,14 +173,6 @@ func (q *Quota) Give(id string, n int) {
 	}
 }
 
-// Max is the count an identity may hold (0: no quota).
-func (q *Quota) Max() int {
-	if q == nil {
-		return 0
-	}
-	return q.max
-}
-
 // Len is the number of identities holding some (for a gauge).
 func (q *Quota) Len() int {
 	if q == nil {

@@ -209,6 +209,21 @@ func (r *authTestRelay) dial(ctx context.Context, token, via string) (*websocket
 	return websocket.Dial(ctx, u, opts)
 }
 
+// startAnonymousReadRelay starts an auth relay with secret, rates and an
+// admin, whose policy lets anyone read the topics "public.*" without a
+// credential (anonymous_read).
+func startAnonymousReadRelay(t testing.TB, secret []byte, rates auth.RateConfig) *authTestRelay {
+	t.Helper()
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret,
+		AdminUsername: "admin", AdminPassword: "admin-password", Rates: rates}})
+	admin := r.login("admin", "admin-password").AccessToken
+	doc := []byte(`{"version":1,"topics":{"public.*":{"anonymous_read":true}}}`)
+	if res := r.do("PUT", "/api/v1/admin/policies", admin, doc); res.Status != 200 {
+		t.Fatalf("PUT policies: %d %s", res.Status, res.Body)
+	}
+	return r
+}
+
 // mustDial opens a WebSocket with token in the Authorization header (none
 // when ""), closed when t ends.
 func (r *authTestRelay) mustDial(ctx context.Context, t testing.TB, token string) *websocket.Conn {

@@ -287,13 +287,7 @@ func TestAuthWebSocketExpiredTokenActsOnNothing(t *testing.T) {
 // RATE_LIMIT_EXCEEDED and the connection stays anonymous, on its address.
 func TestAuthFrameMovesStreamSlot(t *testing.T) {
 	secret := []byte("move-secret-move-secret-move-sec")
-	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret,
-		AdminUsername: "admin", AdminPassword: "admin-password", Rates: auth.RateConfig{Connections: 1}}})
-	admin := r.login("admin", "admin-password").AccessToken
-	doc := []byte(`{"version":1,"topics":{"public.*":{"anonymous_read":true}}}`)
-	if res := r.do("PUT", "/api/v1/admin/policies", admin, doc); res.Status != 200 {
-		t.Fatalf("PUT policies: %d %s", res.Status, res.Body)
-	}
+	r := startAnonymousReadRelay(t, secret, auth.RateConfig{Connections: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tok := authUserToken(t, secret, "mover", time.Hour, "read")
@@ -419,13 +413,7 @@ func TestSubscriptionQuotaPerIdentity(t *testing.T) {
 // topics on its address.
 func TestAuthFrameMovesSubscriptions(t *testing.T) {
 	secret := []byte("moves-subs-secret-moves-subs-sec")
-	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: secret,
-		AdminUsername: "admin", AdminPassword: "admin-password", Rates: auth.RateConfig{Subscriptions: 2}}})
-	admin := r.login("admin", "admin-password").AccessToken
-	doc := []byte(`{"version":1,"topics":{"public.*":{"anonymous_read":true}}}`)
-	if res := r.do("PUT", "/api/v1/admin/policies", admin, doc); res.Status != 200 {
-		t.Fatalf("PUT policies: %d %s", res.Status, res.Body)
-	}
+	r := startAnonymousReadRelay(t, secret, auth.RateConfig{Subscriptions: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dial := func(token string) *websocket.Conn { return r.mustDial(ctx, t, token) }

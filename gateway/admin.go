@@ -55,11 +55,7 @@ func (s *Server) adminAccess(r *http.Request) error {
 	if s.authOn() {
 		return s.requireAdmin(r)
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if ip := net.ParseIP(hostOf(r.RemoteAddr)); ip != nil && ip.IsLoopback() {
 		return nil
 	}
 	return fmt.Errorf("%w: the admin routes answer only loopback clients while auth is off", messages.ErrForbidden)

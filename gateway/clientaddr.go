@@ -37,11 +37,7 @@ func clientIP(a net.Addr) string {
 		}
 		return string(ta.IP.Mask(v6Prefix))
 	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return clientAddrKey(host)
+	return clientAddrKey(hostOf(a.String()))
 }
 
 // hostOf is the host of a "host:port" remote address (the address itself

@@ -135,9 +135,9 @@ func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
 // ring copy a payload of at most slab.MaxCopy bytes into their own blocks,
 // but keep a longer one as it is: cut out of a body much larger than itself
 // (whitespace padding, say), it would hold the whole body while both charge
-// it for its own length. Such a payload is copied. One that is most of its body, as in any
-// ordinary publish, is kept with no copy: what it holds beyond its charge
-// is at most an eighth of it plus 1 KiB.
+// it for its own length. Such a payload is copied. One that is most of its
+// body, as in any ordinary publish, is kept with no copy: what it holds
+// beyond its charge is at most an eighth of it plus 1 KiB.
 func ownPayload(payload, body []byte) []byte {
 	if len(payload) <= slab.MaxCopy || cap(body) <= len(payload)+len(payload)/8+1024 {
 		return payload

@@ -185,10 +185,10 @@ func decodePoll(body []byte) (pollRequest, error) {
 // waiter: a connection actor of transport "poll" subscribed to every topic,
 // at "since" where given (so a message stored between the read and the
 // registration is replayed, not lost; with a "since" for some topics, the
-// others from their oldest, see decodePoll), live when there is none. The first batch of
-// messages the actor writes completes the answer; the timeout answers
-// {"messages":[],"has_more":false}. A client that goes away frees its waiter
-// at once.
+// others from their oldest, see decodePoll), live when there is none. The
+// first batch of messages the actor writes completes the answer; the
+// timeout answers {"messages":[],"has_more":false}. A client that goes
+// away frees its waiter at once.
 func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	body, err := readJSONBody(w, r, pollMaxBodyBytes)
 	if err != nil {

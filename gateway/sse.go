@@ -174,7 +174,9 @@ func (s *Server) handleSSEPreflight(w http.ResponseWriter, r *http.Request) {
 func (s *Server) sseTopics(r *http.Request) ([]string, error) {
 	var topics []string
 	seen := make(map[string]bool)
-	errCount := fmt.Errorf("%w: \"topics\" must name 1..%d topics", messages.ErrInvalid, s.cfg.MaxTopicsPerSubscribe)
+	errCount := func() error {
+		return fmt.Errorf("%w: \"topics\" must name 1..%d topics", messages.ErrInvalid, s.cfg.MaxTopicsPerSubscribe)
+	}
 	for _, v := range r.URL.Query()["topics"] {
 		for _, t := range strings.Split(v, ",") {
 			if t = strings.TrimSpace(t); t == "" || seen[t] {
@@ -184,14 +186,14 @@ func (s *Server) sseTopics(r *http.Request) ([]string, error) {
 				return nil, err
 			}
 			if len(topics) == s.cfg.MaxTopicsPerSubscribe { // refused before the rest is read
-				return nil, errCount
+				return nil, errCount()
 			}
 			seen[t] = true
 			topics = append(topics, t)
 		}
 	}
 	if len(topics) == 0 {
-		return nil, errCount
+		return nil, errCount()
 	}
 	return topics, nil
 }

@@ -136,8 +136,12 @@ func (m *Message) AppendFrame(b []byte) []byte {
 // the size it needs. The topic actor calls it once per message and shares
 // the bytes with every subscriber.
 func (m *Message) Frame() []byte {
-	return m.AppendFrame(make([]byte, 0, len(frameHead)+m.fieldsLen()))
+	return m.AppendFrame(make([]byte, 0, m.FrameLen()))
 }
+
+// FrameLen is the length of m's frame (Frame), unless escaping lengthens
+// its metadata.
+func (m *Message) FrameLen() int { return len(frameHead) + m.fieldsLen() }
 
 // fieldsLen is how many bytes appendFields writes for m, unless escaping
 // lengthens its metadata (append then grows the buffer): a capacity that

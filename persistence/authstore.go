@@ -67,8 +67,7 @@ type TopicRecord struct {
 // refreshing, as pulsar-relay-client's password mode does every token
 // life, leaves one behind each time, never to be used again), and only
 // when every login was refreshed the least recently refreshed: a client
-// holding a refresh token it uses keeps it while others log in. A login lives RELAY_REFRESH_TOKEN_TTL (7 days), and every client
-// start is one, so the bound is generous.
+// holding a refresh token it uses keeps it while others log in.
 const MaxLoginsPerUser = 1000
 
 // MaxOwnedTopics bounds the owned topics an auth store keeps (any user with
