@@ -91,7 +91,8 @@ func (l *msgLog) Bytes() int64 {
 // about 630 bytes of heap (TestMemoryStoreCountsWhatATopicTakes), with
 // headroom for the collector as msgOverhead has. Without it, topics of one
 // message each held about 2.3 times what they were counted for. An empty
-// topic counts nothing: the sweeper removes it.
+// topic counts nothing: the byte budget's evict removes a topic it empties
+// at once, the sweeper one emptied by retention or ttl.
 const topicOverhead = 768
 
 // msgOverhead is what a stored message is counted for besides its payload

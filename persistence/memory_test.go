@@ -339,3 +339,84 @@ func TestMemoryDeleteTopicFreesBudget(t *testing.T) {
 		t.Fatalf("a topic far under the budget holds %d of 10 (truncated %v, %v)", len(p.Messages), p.Truncated, err)
 	}
 }
+
+// fillOneMessageTopics appends one small message to each of n new topics
+// and returns what one such topic is counted for.
+func fillOneMessageTopics(tb testing.TB, s *MemoryStore, prefix string, n int) int64 {
+	tb.Helper()
+	ctx := context.Background()
+	batch := make([]messages.Message, 1)
+	for i := range n {
+		batch[0] = messages.Message{Payload: []byte(`{"k":1}`), Timestamp: time.Now()}
+		if _, err := s.Append(ctx, fmt.Sprintf("%s-%07d", prefix, i), batch); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return topicOverhead + entryBytes(len(`{"k":1}`), nil)
+}
+
+// Past the byte budget, topics of one message lose it and leave the map at
+// once: left in it until the sweeper came, each kept about 600 bytes of
+// state nothing counted, and every later evict looked at it again.
+func TestMemoryStoreEvictRemovesEmptiedTopics(t *testing.T) {
+	const n = 2000
+	per := topicOverhead + entryBytes(len(`{"k":1}`), nil)
+	s := NewMemoryStore(Limits{}, WithByteBudget(n*per), WithSweepInterval(time.Hour))
+	defer s.Close()
+	fillOneMessageTopics(t, s, "one", n)
+	if got := s.Topics(); got != n {
+		t.Fatalf("%d topics held under the budget, want %d", got, n)
+	}
+	ctx := context.Background()
+	if _, err := s.Append(ctx, "over", []messages.Message{{Payload: []byte(`{"k":1}`), Timestamp: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	target := n*per - n*per/8
+	if b := s.Bytes(); b > target {
+		t.Fatalf("after the evict the store counts %d bytes, over seven eighths of the budget (%d)", b, target)
+	}
+	if got, want := int64(s.Topics()), s.Bytes()/per; got != want {
+		t.Fatalf("after the evict %d topics are held, want the %d that still hold a message (the sweeper has not run)", got, want)
+	}
+	emptied := 0
+	for i := range n {
+		name := fmt.Sprintf("one-%07d", i)
+		p, err := s.Range(ctx, name, messages.ID{}, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Messages) == 0 {
+			emptied++
+		}
+	}
+	if int64(emptied) != n+1-s.Bytes()/per {
+		t.Errorf("%d topics read empty, want %d", emptied, n+1-s.Bytes()/per)
+	}
+	if p, err := s.Range(ctx, "over", messages.ID{}, 10); err != nil || len(p.Messages) != 1 {
+		t.Fatalf("the newest topic holds %d of 1 (%v)", len(p.Messages), err)
+	}
+}
+
+// BenchmarkMemoryEvictManyTopics: one evict over n topics of one message
+// each (an append just over the budget trims an eighth of it).
+func BenchmarkMemoryEvictManyTopics(b *testing.B) {
+	for _, n := range []int{10_000, 40_000} {
+		b.Run(fmt.Sprintf("topics=%d", n), func(b *testing.B) {
+			per := topicOverhead + entryBytes(len(`{"k":1}`), nil)
+			over := []messages.Message{{Payload: []byte(`{"k":1}`)}}
+			for b.Loop() {
+				b.StopTimer()
+				s := NewMemoryStore(Limits{}, WithByteBudget(int64(n)*per), WithSweepInterval(time.Hour))
+				fillOneMessageTopics(b, s, "one", n)
+				over[0].Timestamp = time.Now()
+				b.StartTimer()
+				if _, err := s.Append(context.Background(), "over", over); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				s.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
