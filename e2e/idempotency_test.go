@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/valkey-io/valkey-go"
 
 	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/internal/relaytest"
 	"github.com/pulsar-relay/relay/internal/valkeytest"
 	"github.com/pulsar-relay/relay/messages"
@@ -172,4 +174,55 @@ func TestIdempotentPublishValkey(t *testing.T) {
 	}
 	b1, _ := json.Marshal(first)
 	t.Logf("first answer %s", b1)
+}
+
+// TestIdempotencySharePerClient: the memory store's idempotency records are
+// shared per client. A user flooding fresh keys (single and bulk
+// publishes) past the store's cap does not push out another user's keys:
+// the other's retries still answer its first message, and no second copy
+// is stored.
+func TestIdempotencySharePerClient(t *testing.T) {
+	store := persistence.NewMemoryStore(persistence.Limits{}, persistence.WithIdempotencyCap(40))
+	r := startAuthRelay(t, authRelayOpts{Store: store, Auth: auth.Config{JWTSecret: []byte("idem-share-secret-0123456789abcdef"),
+		AdminUsername: "admin", AdminPassword: "admin-password"}})
+	admin := r.login("admin", "admin-password").AccessToken
+	r.createUser(admin, "quiet", "quiet-password", []string{"read", "write"}, nil)
+	r.createUser(admin, "flood", "flood-password", []string{"read", "write"}, nil)
+	quiet := r.login("quiet", "quiet-password").AccessToken
+	flood := r.login("flood", "flood-password").AccessToken
+
+	send := func(token, topic, key string, i int) string {
+		t.Helper()
+		res := r.do("POST", "/api/v1/messages", token, map[string]any{"topic": topic, "payload": map[string]any{"i": i}}, "Idempotency-Key", key)
+		if res.Status != http.StatusCreated {
+			t.Fatalf("publish %s to %s: %d %s", key, topic, res.Status, res.Body)
+		}
+		return res.JSON()["message_id"].(string)
+	}
+	first := make([]string, 5)
+	for i := range first {
+		first[i] = send(quiet, "share-quiet", fmt.Sprintf("q-%d", i), i)
+	}
+	for i := range 100 {
+		send(flood, "share-flood", fmt.Sprintf("f-%d", i), i)
+	}
+	items := make([]map[string]any, 20)
+	for i := range items {
+		items[i] = map[string]any{"topic": "share-flood", "payload": map[string]any{"bulk": i}}
+	}
+	if res := r.do("POST", "/api/v1/messages/bulk", flood, map[string]any{"messages": items}, "Idempotency-Key", "f-bulk"); res.Status != http.StatusMultiStatus {
+		t.Fatalf("bulk: %d %s", res.Status, res.Body)
+	}
+	for i, id := range first {
+		if again := send(quiet, "share-quiet", fmt.Sprintf("q-%d", i), i); again != id {
+			t.Errorf("retry of q-%d answered %s, first %s: the flood pushed out its key", i, again, id)
+		}
+	}
+	page, err := store.Range(context.Background(), "share-quiet", messages.ID{}, 100)
+	if err != nil || len(page.Messages) != len(first) {
+		t.Fatalf("share-quiet holds %d messages (%v), want %d: a retry stored a second copy", len(page.Messages), err, len(first))
+	}
+	if n := store.IdempotencyKeys(); n > 40 {
+		t.Errorf("the store keeps %d records, over its cap of 40", n)
+	}
 }

@@ -197,7 +197,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	req.Payload = ownPayload(req.Payload, body)
 	msg := req.Message(time.Now())
 	if key != "" {
-		msg.IdempotencyKey, msg.RequestHash = key, publishHash(req)
+		msg.IdempotencyKey, msg.RequestHash, msg.Publisher = key, publishHash(req), clientIdentity(r)
 	}
 	stored, err := s.mgr.PublishWithin(r.Context(), msg, s.cfg.PublishTimeout)
 	if err == nil && stored.Conflict {
@@ -237,9 +237,9 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var hash string
+	var hash, publisher string
 	if key != "" {
-		hash = bulkHash(req.Messages)
+		hash, publisher = bulkHash(req.Messages), clientIdentity(r)
 	}
 	resp := messages.BulkResponse{Results: make([]messages.BulkResult, len(req.Messages))}
 	var msgs []messages.Message
@@ -266,7 +266,7 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		item.Payload = ownPayload(item.Payload, raw)
 		m := item.Message(now)
 		if key != "" {
-			m.IdempotencyKey, m.RequestHash = bulkItemKey(key, i), hash
+			m.IdempotencyKey, m.RequestHash, m.Publisher = bulkItemKey(key, i), hash, publisher
 		}
 		msgs = append(msgs, m)
 		slots = append(slots, i)

@@ -106,6 +106,11 @@ type Message struct {
 	RequestHash    string
 	Duplicate      bool
 	Conflict       bool
+	// Publisher names who sent a keyed message (the gateway's rate-limit
+	// identity; never stored, never on the wire): the memory store shares
+	// its bounded idempotency records among publishers, so that one sending
+	// fresh keys fast cannot push out another's before their window ends.
+	Publisher string
 }
 
 // IdempotencyWindow is how long a store remembers an Idempotency-Key.

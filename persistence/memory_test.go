@@ -3,6 +3,7 @@ package persistence
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -418,5 +419,89 @@ func BenchmarkMemoryEvictManyTopics(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// The idempotency records are shared among publishers: one sending fresh
+// keys fast pushes out only its own once it holds the most, never another's
+// within their window (they were first in, first out over everyone).
+func TestMemoryStoreIdempotencySharedAmongPublishers(t *testing.T) {
+	s := NewMemoryStore(Limits{}, WithIdempotencyCap(100))
+	defer s.Close()
+	from := func(who string, i int, key string) messages.Message {
+		m := keyed(i, key, "h")
+		m.Publisher = who
+		return m
+	}
+	for i := range 10 {
+		appendAll(t, s, "quiet", []messages.Message{from("quiet", i, fmt.Sprintf("q%d", i))})
+	}
+	for i := range 1000 {
+		appendAll(t, s, "flood", []messages.Message{from("flood", i, fmt.Sprintf("f%d", i))})
+	}
+	if n := s.IdempotencyKeys(); n != 100 {
+		t.Fatalf("IdempotencyKeys = %d with a cap of 100", n)
+	}
+	for i := range 10 {
+		if m := appendAll(t, s, "quiet", []messages.Message{from("quiet", i, fmt.Sprintf("q%d", i))})[0]; !m.Duplicate {
+			t.Fatalf("the quiet publisher's key q%d was pushed out by the flood", i)
+		}
+	}
+	if m := appendAll(t, s, "flood", []messages.Message{from("flood", 9, "f999")})[0]; !m.Duplicate {
+		t.Errorf("the flood's newest key was forgotten")
+	}
+	if m := appendAll(t, s, "flood", []messages.Message{from("flood", 9, "f0")})[0]; m.Duplicate {
+		t.Errorf("the flood's oldest key over its share is still remembered")
+	}
+}
+
+// idemTable's books stay consistent under any mix of publishers, repeats,
+// expiry and eviction: at most cap records, each publisher's count is what
+// the map holds of it, the heap and the owners are those holding any, and
+// no queue grows past what its records need.
+func TestIdemTableBooks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const cap = 50
+	it := newIdemTable(time.Second, cap)
+	now := time.Unix(1000, 0)
+	for step := range 20_000 {
+		now = now.Add(time.Duration(rng.IntN(20)) * time.Millisecond)
+		m := messages.Message{
+			IdempotencyKey: fmt.Sprintf("k%d", rng.IntN(200)),
+			Publisher:      fmt.Sprintf("p%d", min(rng.IntN(8), rng.IntN(8))),
+		}
+		topic := fmt.Sprintf("t%d", rng.IntN(3))
+		if it.get(topic, m.IdempotencyKey, now) == nil {
+			it.put(topic, &m, now)
+		}
+		if rng.IntN(100) == 0 {
+			it.expire(now)
+		}
+		it.mu.Lock()
+		held := map[*idemOwner]int{}
+		for _, rec := range it.m {
+			held[rec.owner]++
+		}
+		if len(it.m) > cap {
+			t.Fatalf("step %d: %d records, cap %d", step, len(it.m), cap)
+		}
+		if len(it.owners) != len(held) || len(it.most) != len(held) {
+			t.Fatalf("step %d: %d owners, %d in the heap, %d holding records", step, len(it.owners), len(it.most), len(held))
+		}
+		for i, o := range it.most {
+			if o.index != i || held[o] != o.held || it.owners[o.name] != o {
+				t.Fatalf("step %d: owner %s at %d (index %d) holds %d, counted %d", step, o.name, i, o.index, held[o], o.held)
+			}
+			if i > 0 && o.held > it.most[(i-1)/2].held {
+				t.Fatalf("step %d: the heap is out of order at %d", step, i)
+			}
+			if o.queue.len() > 2*cap {
+				t.Fatalf("step %d: owner %s's queue holds %d refs for %d records", step, o.name, o.queue.len(), o.held)
+			}
+		}
+		if it.all.len() > 2*cap {
+			t.Fatalf("step %d: the expiry queue holds %d refs for %d records", step, it.all.len(), len(it.m))
+		}
+		it.mu.Unlock()
 	}
 }
