@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -39,9 +40,13 @@ type heldWriter struct {
 	conn net.Conn
 	raw  syscall.RawConn // conn's descriptor for non-blocking writes; nil: none (noBlock runs are refused)
 
+	// through is set by passThrough (closing: never hold again) without
+	// mu, which a write stuck on a peer that does not read keeps; each
+	// holder of mu reads it before it holds.
+	through atomic.Bool
+
 	mu        sync.Mutex
 	holding   bool
-	through   bool    // closing: never hold again
 	closeSent bool    // a close frame went through: no more messages
 	noBlock   bool    // see beginNoBlock
 	short     bool    // a non-blocking write left bytes held
@@ -80,7 +85,7 @@ func (h *heldWriter) writeText(p []byte) error {
 	if h.closeSent {
 		return net.ErrClosed
 	}
-	h.holding = !h.through
+	h.holding = !h.through.Load()
 	if h.buf == nil {
 		h.buf = heldBufs.Get().(*[]byte)
 	}
@@ -109,6 +114,9 @@ func (h *heldWriter) Write(p []byte) (int, error) {
 	if len(p) > 0 && p[0] == 0x88 { // FIN + close
 		h.closeSent = true
 	}
+	if h.through.Load() {
+		h.holding = false
+	}
 	if !h.holding && !h.noBlock {
 		if err := h.writeHeldLocked(); err != nil {
 			return 0, err
@@ -134,18 +142,18 @@ func (h *heldWriter) flush() error {
 }
 
 // passThrough writes nothing itself: it makes the next write (the close
-// frame) go out at once, after what is held.
-func (h *heldWriter) passThrough() {
-	h.mu.Lock()
-	h.through, h.holding = true, false
-	h.mu.Unlock()
-}
+// frame) go out at once, after what is held. It never waits for mu: a
+// Write blocked on a peer that does not read holds mu until the socket is
+// closed, and the callers (wsConn.Close, from the sweeper and from
+// shutdown) are what closes it.
+func (h *heldWriter) passThrough() { h.through.Store(true) }
 
 // discard returns the held buffer to the pool without writing it; for a
 // socket that is closed.
 func (h *heldWriter) discard() {
+	h.through.Store(true)
 	h.mu.Lock()
-	h.through, h.holding = true, false
+	h.holding = false
 	h.putLocked()
 	h.mu.Unlock()
 }
@@ -159,7 +167,7 @@ func (h *heldWriter) beginNoBlock() bool {
 	if h.raw == nil || !h.mu.TryLock() {
 		return false
 	}
-	h.noBlock = !h.through && !h.closeSent
+	h.noBlock = !h.through.Load() && !h.closeSent
 	ok := h.noBlock
 	h.mu.Unlock()
 	return ok

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/pulsar-relay/relay/actors"
 )
 
 // countingConn counts write(2) calls on a real socket.
@@ -398,4 +400,63 @@ func BenchmarkNoBlockFrame(b *testing.B) {
 	for b.Loop() {
 		stretchFrame(b, ws)
 	}
+}
+
+// A write stuck on a peer that does not read holds the writer's lock until
+// the socket closes. passThrough (wsConn.Close) must not wait for it: the
+// sweeper and shutdown call Close, and they are what would close the
+// socket, so a Close that waited hung SIGTERM and wedged the sweeper.
+// The close handshake then ends the stuck write within its own timeout.
+func TestCloseDoesNotWaitForAStuckWrite(t *testing.T) {
+	ws, _, _ := heldPair(t) // the client never reads
+	ws.s, ws.opened = &Server{log: slog.New(slog.DiscardHandler)}, time.Now()
+	frame := bytes.Repeat([]byte("x"), 1<<20)
+	writerDone := make(chan error, 1)
+	go func() {
+		for range 256 { // 256 MiB: far past what loopback buffers take
+			if err := ws.Write(frame); err != nil {
+				writerDone <- err
+				return
+			}
+			if err := ws.Flush(); err != nil {
+				writerDone <- err
+				return
+			}
+		}
+		writerDone <- nil
+	}()
+	// Wait until a write has been stuck for a while.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if t0 := ws.writeStart.Load(); t0 != 0 && time.Since(ws.opened)-time.Duration(t0-1) > 300*time.Millisecond {
+			break
+		}
+		select {
+		case err := <-writerDone:
+			t.Fatalf("the writer ended before it blocked: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no write blocked within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() { ws.Close(actors.CloseGoingAway, "closing"); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for the stuck write")
+	}
+	// The close handshake's goroutine: coder/websocket gives the close
+	// frame 5 s, then closes the socket.
+	select {
+	case err := <-writerDone:
+		if err == nil {
+			t.Fatal("the stuck writer finished without an error")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the close handshake did not end the stuck write")
+	}
+	ws.s.wg.Wait()
 }

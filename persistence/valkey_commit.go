@@ -56,7 +56,16 @@ func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []mes
 		deadline = d
 	}
 	if s.cfg.WaitReplicas > 0 {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			done(0, fmt.Errorf("valkey: append %q: %w: store closed", topic, messages.ErrUnavailable))
+			return
+		}
+		s.wg.Add(1) // under mu with closed false: Close's Wait comes after
+		s.mu.Unlock()
 		go func() {
+			defer s.wg.Done()
 			ctx, cancel := context.WithDeadline(ctx, deadline)
 			defer cancel()
 			done(s.Append(ctx, topic, batch))

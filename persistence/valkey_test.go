@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -474,6 +475,26 @@ func TestValkeyStoreWaitReplicasUnconfirmed(t *testing.T) {
 	}
 	if got := mustRange(t, s, "waiting", messages.ID{}, 10).Messages; len(got) != 1 {
 		t.Fatalf("after the retry the master holds %d messages, want 1", len(got))
+	}
+}
+
+// Close waits for an AppendAsync under WaitReplicas, as for every other
+// append: the client is not closed under it, and its caller is answered
+// before Close returns.
+func TestValkeyStoreCloseWaitsForWaitReplicasAppend(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s, err := NewValkeyStore(context.Background(), ValkeyConfig{Addrs: []string{srv.Addr()}, Password: srv.Password(), WaitReplicas: 1, Timeout: time.Second}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answered atomic.Bool
+	s.AppendAsync(testCtx(t), "closing", []messages.Message{keyed(0, "k", "h")}, time.Time{}, func(int, error) { answered.Store(true) })
+	time.Sleep(100 * time.Millisecond) // the script has run; WAIT waits for a replica
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !answered.Load() {
+		t.Fatal("Close returned before the append under WaitReplicas was answered")
 	}
 }
 
