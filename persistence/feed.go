@@ -3,6 +3,7 @@ package persistence
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,12 +107,25 @@ func DecodeNotice(b []byte) (Notice, error) {
 }
 
 // liveChannel is the pub/sub channel of topic's notices (same hash tag as
-// its stream, so a cluster keeps it on the topic's shard).
-func liveChannel(topic string) string { return "topic:{" + topic + "}:live" }
+// its stream, so a cluster keeps it on the topic's shard): topic:{<topic>}:live,
+// prefixed with db<N>: for a database N other than 0. Pub/sub is not per
+// database, so without it a relay on one database heard another's notices
+// (and delivered messages its own store does not hold).
+func (s *ValkeyStore) liveChannel(topic string) string {
+	return s.chanPrefix + "topic:{" + topic + "}:live"
+}
 
-// channelTopic returns the topic of a live channel name, or "".
-func channelTopic(channel string) string {
-	rest, ok := strings.CutPrefix(channel, "topic:{")
+// channelPrefix is liveChannel's prefix for database db.
+func channelPrefix(db int) string {
+	if db == 0 {
+		return ""
+	}
+	return "db" + strconv.Itoa(db) + ":"
+}
+
+// channelTopic returns the topic of one of s's live channel names, or "".
+func (s *ValkeyStore) channelTopic(channel string) string {
+	rest, ok := strings.CutPrefix(channel, s.chanPrefix+"topic:{")
 	if !ok {
 		return ""
 	}

@@ -142,6 +142,44 @@ func TestValkeyFeedAnnouncesAppends(t *testing.T) {
 	}
 }
 
+// Relays on two databases of one server stay apart: pub/sub is not per
+// database, so each database's notices go on channels of their own. A
+// feed on database 0 heard database 3's appends before (and the relay
+// delivered messages its store did not hold).
+func TestValkeyFeedDatabasesApart(t *testing.T) {
+	srv := valkeytest.Start(t)
+	db0 := openValkey(t, srv, ValkeyConfig{})
+	db3 := openValkey(t, srv, ValkeyConfig{DB: 3})
+	h0, feed0 := listen(t, db0)
+	defer feed0.Close()
+	h3, feed3 := listen(t, db3)
+	defer feed3.Close()
+	h0.link(true)
+	h3.link(true)
+	for _, f := range []Feed{feed0, feed3} {
+		if err := f.Subscribe("shared"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in3 := appendAll(t, db3, "shared", msgs(0, 1))
+	if n := h3.notice("database 3's append on its own feed"); n.Last != in3[0].ID {
+		t.Fatalf("database 3's feed heard %+v, want last %s", n, in3[0].ID)
+	}
+	in0 := appendAll(t, db0, "shared", msgs(1, 1))
+	// Notices of one link arrive in order: database 0's feed hears its own
+	// append first, or database 3's leaked into it.
+	if n := h0.notice("database 0's append"); n.Last != in0[0].ID {
+		t.Fatalf("database 0's feed heard %+v first, want its own append %s (database 3's append leaked)", n, in0[0].ID)
+	}
+	if err := feed3.Subscribe("marker"); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, db3, "marker", msgs(2, 1))
+	if n := h3.notice("database 3's marker"); n.Topic != "marker" {
+		t.Fatalf("database 3's feed heard %+v before its marker: database 0's append leaked", n)
+	}
+}
+
 // Subscriptions are counted: the channel is left on the last Unsubscribe.
 // Notices of one connection arrive in order, so a notice of another topic
 // published later shows that nothing came for the left one.

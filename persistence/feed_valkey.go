@@ -157,7 +157,7 @@ func (f *valkeyFeed) addLocked(topic string) error {
 		}
 		return nil // connecting: it subscribes the link's topics, then OnLink(true)
 	}
-	if err := f.ssubscribe(l.dc, []string{liveChannel(topic)}); err != nil {
+	if err := f.ssubscribe(l.dc, []string{f.s.liveChannel(topic)}); err != nil {
 		// The link starts over and subscribes everything again. Not
 		// under f.mu: closing waits for the connection's reader, which
 		// may be waiting for the handler lock.
@@ -234,7 +234,7 @@ func (l *feedLink) connect() (<-chan error, error) {
 	}
 	chans := make([]string, 0, len(l.topics))
 	for topic := range l.topics {
-		chans = append(chans, liveChannel(topic))
+		chans = append(chans, f.s.liveChannel(topic))
 	}
 	// Subscribe under f.mu: a concurrent Subscribe either happened before
 	// (and is in chans) or waits and then sends its own SSUBSCRIBE on dc.
@@ -287,7 +287,7 @@ func (l *feedLink) onSubscription(dc valkey.DedicatedClient, s valkey.PubSubSubs
 	if s.Kind != "sunsubscribe" {
 		return
 	}
-	topic := channelTopic(s.Channel)
+	topic := l.f.s.channelTopic(s.Channel)
 	l.wmu.Lock()
 	wanted := l.want[topic]
 	l.wmu.Unlock()
@@ -335,7 +335,7 @@ func (f *valkeyFeed) call(fn func()) {
 func (f *valkeyFeed) onMessage(m valkey.PubSubMessage) {
 	n, err := DecodeNotice([]byte(m.Message))
 	if err != nil {
-		n = Notice{Topic: channelTopic(m.Channel)}
+		n = Notice{Topic: f.s.channelTopic(m.Channel)}
 		if n.Topic == "" {
 			return
 		}
@@ -394,7 +394,7 @@ func (f *valkeyFeed) Unsubscribe(topic string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), f.s.timeout)
 	defer cancel()
-	if err := l.dc.Do(ctx, l.dc.B().Sunsubscribe().Channel(liveChannel(topic)).Build()).Error(); err != nil {
+	if err := l.dc.Do(ctx, l.dc.B().Sunsubscribe().Channel(f.s.liveChannel(topic)).Build()).Error(); err != nil {
 		go l.dc.Close() // not under f.mu: see addLocked
 		return fmt.Errorf("valkey: feed unsubscribe %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}

@@ -89,7 +89,7 @@ const maxScanCount = 1000
 //
 //	topic:{<topic>}:meta         hash: epoch, origin, last (the incarnation)
 //	topic:{<topic>}:idem:<sha>   an Idempotency-Key's record, PX the window
-//	topic:{<topic>}:live         the pub/sub channel of append notices
+//	topic:{<topic>}:live         the pub/sub channel of append notices (db<N>:topic:{<topic>}:live on database N > 0)
 //
 // Cluster: one address of a cluster node, or several seeds, give valkey-go's
 // cluster client (it detects the mode). Scripts touch one topic's keys only;
@@ -119,9 +119,10 @@ const maxScanCount = 1000
 //
 // Concurrency: all methods are safe for concurrent use.
 type ValkeyStore struct {
-	cfg     ValkeyConfig
-	log     *slog.Logger
-	timeout time.Duration
+	cfg        ValkeyConfig
+	log        *slog.Logger
+	timeout    time.Duration
+	chanPrefix string // liveChannel's, from cfg.DB
 
 	client atomic.Pointer[valkeyClient] // nil until connected
 
@@ -166,7 +167,7 @@ func NewValkeyStore(ctx context.Context, cfg ValkeyConfig, logger *slog.Logger) 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("valkey: connect %s: %w", strings.Join(cfg.Addrs, ","), err)
 	}
-	s := &ValkeyStore{cfg: cfg, log: logger, timeout: cfg.Timeout, stop: make(chan struct{})}
+	s := &ValkeyStore{cfg: cfg, log: logger, timeout: cfg.Timeout, stop: make(chan struct{}), chanPrefix: channelPrefix(cfg.DB)}
 	opt := s.clientOption()
 	c, err := valkey.NewClient(opt)
 	switch {
@@ -347,7 +348,8 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // expiry of the stream and its meta hash in ms ("0" for none), set again
 // by an append when less than ARGV[8] ms of it is left, so that a topic
 // nobody writes to disappears. ARGV[6]: the topic. ARGV[7]: "1" to put the
-// messages in the notice. Then six per message: payload, timestamp,
+// messages in the notice. ARGV[9]: the live channel (liveChannel: its name
+// carries the database when it is not 0). Then six per message: payload, timestamp,
 // metadata ("" for none), expires_at ("" for none), the index in KEYS of its
 // idempotency record ("0" for none), its request hash.
 //
@@ -378,7 +380,7 @@ local function try(...)
   end
   return r
 end
-for i = 9, #ARGV, 6 do
+for i = 10, #ARGV, 6 do
   local ik = tonumber(ARGV[i + 4])
   local prev = nil
   if ik > 0 then prev = redis.pcall('GET', KEYS[ik]) end
@@ -460,7 +462,7 @@ if inline then
 else
   notice = notice .. '}'
 end
-try('SPUBLISH', 'topic:{' .. ARGV[6] .. '}:live', notice)
+try('SPUBLISH', ARGV[9], notice)
 local trimmed = 0
 if ARGV[1] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MAXLEN', '~', ARGV[1]) or 0) end
 if ARGV[2] ~= '0' then trimmed = trimmed + (try('XTRIM', key, 'MINID', '~', ARGV[2]) or 0) end
@@ -519,7 +521,7 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w", topic, err)
 	}
-	a, err := prepareAppend(ctx, s.cfg.Limits, topic, batch)
+	a, err := s.prepareAppend(ctx, topic, batch)
 	if err != nil {
 		return 0, err
 	}
@@ -549,11 +551,11 @@ type appendCall struct {
 // prepareAppend builds the append script's keys and arguments for batch
 // (see appendScript), under own limits or those ctx carries (a topic's
 // policy may set its own).
-func prepareAppend(ctx context.Context, own Limits, topic string, batch []messages.Message) (*appendCall, error) {
+func (s *ValkeyStore) prepareAppend(ctx context.Context, topic string, batch []messages.Message) (*appendCall, error) {
 	keys := []string{streamKey(topic), metaKey(topic)}
-	args := make([]string, 0, 8+6*len(batch))
-	lim := appendLimits(ctx, own)
-	args = append(args, "0", "0", strconv.FormatInt(lim.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0", "0")
+	args := make([]string, 0, 9+6*len(batch))
+	lim := appendLimits(ctx, s.cfg.Limits)
+	args = append(args, "0", "0", strconv.FormatInt(lim.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0", "0", s.liveChannel(topic))
 	if lim.MaxMessages > 0 {
 		args[0] = strconv.Itoa(lim.MaxMessages)
 	}

@@ -72,7 +72,7 @@ func (s *ValkeyStore) AppendAsync(ctx context.Context, topic string, batch []mes
 		}()
 		return
 	}
-	a, err := prepareAppend(ctx, s.cfg.Limits, topic, batch)
+	a, err := s.prepareAppend(ctx, topic, batch)
 	if err != nil {
 		done(0, err)
 		return

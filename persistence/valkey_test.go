@@ -584,7 +584,7 @@ func TestValkeyStoreAppendAsyncExpiredBatch(t *testing.T) {
 		{"canceled", canceled, time.Now().Add(5 * time.Second), context.Canceled},
 		{"timely", ctx, time.Now().Add(5 * time.Second), nil},
 	} {
-		a, err := prepareAppend(c.ctx, Limits{}, c.topic, msgs(0, 2))
+		a, err := s.prepareAppend(c.ctx, c.topic, msgs(0, 2))
 		if err != nil {
 			t.Fatal(err)
 		}
