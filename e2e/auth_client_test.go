@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,5 +125,50 @@ func TestAuthOffByDefault(t *testing.T) {
 	}
 	if h := r.do("GET", "/health", "", nil); h.JSON()["auth"] != "off" {
 		t.Fatalf("/health: %s", h.Body)
+	}
+}
+
+// TestAuthOffTopicChangesLoopbackOnly: with auth off a caller has an
+// admin's rights on the topic routes, and DELETE wipes a topic's stored
+// messages, so the routes that change topics (create, update, delete,
+// grants) answer only loopback clients, as the admin routes do. Reading
+// them stays open. Over the socket the test is a loopback client; a client
+// from another address is served through the relay's handler (the relay
+// under test listens on 127.0.0.1 only).
+func TestAuthOffTopicChangesLoopbackOnly(t *testing.T) {
+	r := startAuthRelay(t, authRelayOpts{})
+	if res := r.do("POST", "/api/v1/topics", "", map[string]any{"topic_name": "kept"}); res.Status != 201 {
+		t.Fatalf("loopback create: %d %s", res.Status, res.Body)
+	}
+	r.publish("", "kept", map[string]any{"n": 1})
+	remote := func(method, path, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.RemoteAddr = "192.0.2.7:40000"
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		rec := httptest.NewRecorder()
+		r.App.Gateway.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"DELETE", "/api/v1/topics/kept", ""},
+		{"PUT", "/api/v1/topics/kept", `{"description":"mine now"}`},
+		{"POST", "/api/v1/topics", `{"topic_name":"theirs"}`},
+		{"POST", "/api/v1/topics/kept/grants", `{"user_id":"someone","permission":"read"}`},
+		{"DELETE", "/api/v1/topics/kept/grants/someone", ""},
+	} {
+		if rec := remote(c.method, c.path, c.body); rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "FORBIDDEN") {
+			t.Errorf("%s %s from another address with auth off: %d %s, want 403", c.method, c.path, rec.Code, rec.Body)
+		}
+	}
+	if rec := remote("GET", "/api/v1/topics/kept", ""); rec.Code != http.StatusOK {
+		t.Errorf("GET a topic from another address: %d %s, want 200", rec.Code, rec.Body)
+	}
+	if res := r.do("GET", "/api/v1/topics/kept/messages", "", nil); res.Status != 200 || !strings.Contains(string(res.Body), `"n":1`) {
+		t.Fatalf("the topic's messages after the refused delete: %d %s", res.Status, res.Body)
+	}
+	if res := r.do("DELETE", "/api/v1/topics/kept", "", nil); res.Status != 204 {
+		t.Fatalf("loopback delete: %d %s", res.Status, res.Body)
 	}
 }

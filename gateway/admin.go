@@ -55,10 +55,16 @@ func (s *Server) adminAccess(r *http.Request) error {
 	if s.authOn() {
 		return s.requireAdmin(r)
 	}
-	if ip := net.ParseIP(hostOf(r.RemoteAddr)); ip != nil && ip.IsLoopback() {
+	if isLoopback(r) {
 		return nil
 	}
 	return fmt.Errorf("%w: the admin routes answer only loopback clients while auth is off", messages.ErrForbidden)
+}
+
+// isLoopback reports whether r's client is on a loopback address.
+func isLoopback(r *http.Request) bool {
+	ip := net.ParseIP(hostOf(r.RemoteAddr))
+	return ip != nil && ip.IsLoopback()
 }
 
 // policyHolder is the gateway's policy holder (Config.Policies, or its own).

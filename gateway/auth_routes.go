@@ -152,8 +152,9 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// requirePrincipal returns the caller, or answers 401 when auth is off (the
-// identity routes then mean nothing).
+// requirePrincipal returns the caller, or answers 401 when auth is on and
+// there is none. With auth off the caller is nil: it may do anything an
+// admin may.
 func (s *Server) requirePrincipal(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 	p := principalOf(r.Context())
 	if p == nil && s.authOn() {
@@ -161,6 +162,19 @@ func (s *Server) requirePrincipal(w http.ResponseWriter, r *http.Request) (*auth
 		return nil, false
 	}
 	return p, true
+}
+
+// requireManager is requirePrincipal for the routes that change topics
+// (create, update, delete and their grants): with auth off only loopback
+// clients may, as for the admin routes, since a nil caller has an admin's
+// rights and DELETE wipes a topic's stored messages.
+func (s *Server) requireManager(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
+	p, ok := s.requirePrincipal(w, r)
+	if ok && p == nil && !isLoopback(r) {
+		s.writeError(w, r, fmt.Errorf("%w: the topic routes that change topics answer only loopback clients while auth is off", messages.ErrForbidden))
+		return nil, false
+	}
+	return p, ok
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +197,7 @@ type createTopicRequest struct {
 }
 
 func (s *Server) handleCreateTopic(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.requirePrincipal(w, r)
+	p, ok := s.requireManager(w, r)
 	if !ok {
 		return
 	}
@@ -227,7 +241,7 @@ func (s *Server) handleGetTopic(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleUpdateTopic(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.requirePrincipal(w, r)
+	p, ok := s.requireManager(w, r)
 	if !ok {
 		return
 	}
@@ -245,7 +259,7 @@ func (s *Server) handleUpdateTopic(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDeleteTopic(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.requirePrincipal(w, r)
+	p, ok := s.requireManager(w, r)
 	if !ok {
 		return
 	}
@@ -265,7 +279,7 @@ type grantRequest struct {
 // handleGrant: POST /api/v1/topics/{topic}/grants {"username" or
 // "user_id", "permission": "read"|"write"|"none"} (owner or admin).
 func (s *Server) handleGrant(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.requirePrincipal(w, r)
+	p, ok := s.requireManager(w, r)
 	if !ok {
 		return
 	}
@@ -292,7 +306,7 @@ func (s *Server) handleGrant(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRevokeGrant(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.requirePrincipal(w, r)
+	p, ok := s.requireManager(w, r)
 	if !ok {
 		return
 	}
