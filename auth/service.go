@@ -446,19 +446,17 @@ type Me struct {
 	OwnedTopics []string `json:"owned_topics"`
 }
 
-// WhoAmI returns the caller's description with the topics it owns.
+// WhoAmI returns the caller's description with the topics it owns (read
+// from the owner's own index: at most persistence.MaxOwnedTopicsPerUser).
 func (s *Service) WhoAmI(ctx context.Context, p *Principal) (Me, error) {
-	all, err := s.store.Topics(ctx)
+	owned, err := s.store.OwnedTopics(ctx, p.ID)
 	if err != nil {
 		return Me{}, err
 	}
-	me := Me{UserID: p.ID, Username: p.Username, Permissions: p.Perms.Names(), OwnedTopics: []string{}}
-	for _, t := range all {
-		if t.OwnerID == p.ID {
-			me.OwnedTopics = append(me.OwnedTopics, t.Name)
-		}
+	if owned == nil {
+		owned = []string{}
 	}
-	return me, nil
+	return Me{UserID: p.ID, Username: p.Username, Permissions: p.Perms.Names(), OwnedTopics: owned}, nil
 }
 
 // Sizes reports the entries of every bounded map auth keeps, by kind, for

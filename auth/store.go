@@ -37,6 +37,8 @@ type Store interface {
 	UpdateTopic(ctx context.Context, name string, fn func(*persistence.TopicRecord) error) (persistence.TopicRecord, error)
 	DeleteTopic(ctx context.Context, name string) error
 	Topics(ctx context.Context) ([]persistence.TopicRecord, error)
+	// OwnedTopics returns the names of the topics owner holds, sorted.
+	OwnedTopics(ctx context.Context, owner string) ([]string, error)
 }
 
 var (

@@ -1,6 +1,8 @@
 package persistence
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 //	auth:{rt:<family>}       hash: user_id, username, hash, key, revoked; expires with the family
 //	topic:{<topic>}:owner    string: TopicRecord as JSON (owner, description, public, grants)
 //	auth:{topics}            set: names of owned topics (the index GET /api/v1/topics reads)
+//	auth:{owned:<hash>}      set: names of the topics one owner holds (<hash>: hex SHA-256 of the owner id, which may be an external JWT's sub)
 
 // UserRecord is one user the relay can log in.
 type UserRecord struct {
@@ -77,6 +80,15 @@ const MaxOwnedTopics = 100_000
 
 var errTooManyOwned = fmt.Errorf("%w: %w: the relay holds its maximum of %d owned topics", messages.ErrTooManyTopics, messages.ErrUnavailable, MaxOwnedTopics)
 
+// MaxOwnedTopicsPerUser bounds the topics one owner holds, so that one
+// account cannot take the relay's MaxOwnedTopics (and make every listing
+// read them); CreateTopic over it fails with messages.ErrForbidden (403).
+// Topics created with auth off (owner "", loopback clients only) are not
+// counted against it.
+const MaxOwnedTopicsPerUser = 1000
+
+var errOwnerFull = fmt.Errorf("%w: an owner may hold at most %d topics; delete one first", messages.ErrForbidden, MaxOwnedTopicsPerUser)
+
 // Errors of RotateRefresh, both wrapping messages.ErrUnauthorized.
 var (
 	// ErrRefreshReused: a spent refresh token was presented again; the
@@ -96,6 +108,11 @@ func newLoginsKey(username string) string { return "auth:{ru:" + username + "}:n
 func topicOwnerKey(t string) string       { return "topic:{" + t + "}:owner" }
 
 const topicIndexKey = "auth:{topics}"
+
+func ownedKey(owner string) string {
+	sum := sha256.Sum256([]byte(owner))
+	return "auth:{owned:" + hex.EncodeToString(sum[:16]) + "}"
+}
 
 func cloneTopic(r TopicRecord) TopicRecord {
 	if r.Grants != nil {

@@ -30,6 +30,7 @@ type MemoryAuthStore struct {
 	byUser    map[string][]string // username -> its families, least recently used first (some may be gone)
 	maxLogins int                 // MaxLoginsPerUser; tests set fewer
 	topics    map[string]TopicRecord
+	owned     map[string]map[string]struct{} // owner id -> names of its topics (owner "" not kept)
 }
 
 type memFamily struct {
@@ -41,7 +42,7 @@ type memFamily struct {
 // NewMemoryAuthStore returns an empty store. msgs (may be nil) is the
 // message store whose topic DeleteTopic also empties.
 func NewMemoryAuthStore(msgs *MemoryStore) *MemoryAuthStore {
-	return &MemoryAuthStore{msgs: msgs, users: map[string]UserRecord{}, families: map[string]memFamily{}, byUser: map[string][]string{}, maxLogins: MaxLoginsPerUser, topics: map[string]TopicRecord{}}
+	return &MemoryAuthStore{msgs: msgs, users: map[string]UserRecord{}, families: map[string]memFamily{}, byUser: map[string][]string{}, maxLogins: MaxLoginsPerUser, topics: map[string]TopicRecord{}, owned: map[string]map[string]struct{}{}}
 }
 
 // User returns the user named name, or an error wrapping messages.ErrNotFound.
@@ -212,8 +213,31 @@ func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord) error {
 	if len(m.topics) >= MaxOwnedTopics {
 		return errTooManyOwned
 	}
+	if t.OwnerID != "" {
+		names := m.owned[t.OwnerID]
+		if len(names) >= MaxOwnedTopicsPerUser {
+			return errOwnerFull
+		}
+		if names == nil {
+			names = map[string]struct{}{}
+			m.owned[t.OwnerID] = names
+		}
+		names[t.Name] = struct{}{}
+	}
 	m.topics[t.Name] = cloneTopic(t)
 	return nil
+}
+
+// OwnedTopics returns the names of the topics owner holds, sorted.
+func (m *MemoryAuthStore) OwnedTopics(_ context.Context, owner string) ([]string, error) {
+	m.mu.Lock()
+	out := make([]string, 0, len(m.owned[owner]))
+	for name := range m.owned[owner] {
+		out = append(out, name)
+	}
+	m.mu.Unlock()
+	sort.Strings(out)
+	return out, nil
 }
 
 // Topic returns the record of topic name, or messages.ErrNotFound.
@@ -246,8 +270,14 @@ func (m *MemoryAuthStore) UpdateTopic(_ context.Context, name string, fn func(*T
 // DeleteTopic removes the topic's record and its stored messages.
 func (m *MemoryAuthStore) DeleteTopic(_ context.Context, name string) error {
 	m.mu.Lock()
-	_, ok := m.topics[name]
+	t, ok := m.topics[name]
 	delete(m.topics, name)
+	if names := m.owned[t.OwnerID]; ok && names != nil {
+		delete(names, name)
+		if len(names) == 0 {
+			delete(m.owned, t.OwnerID)
+		}
+	}
 	m.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
@@ -258,14 +288,20 @@ func (m *MemoryAuthStore) DeleteTopic(_ context.Context, name string) error {
 	return nil
 }
 
-// Topics returns every owned topic, by name.
+// Topics returns every owned topic, by name. Only a shallow copy is made
+// under the store's lock (a stored record is never changed in place:
+// UpdateTopic stores a changed copy), so a long listing does not hold up
+// logins and permission checks while it copies grants.
 func (m *MemoryAuthStore) Topics(_ context.Context) ([]TopicRecord, error) {
 	m.mu.Lock()
 	out := make([]TopicRecord, 0, len(m.topics))
 	for _, t := range m.topics {
-		out = append(out, cloneTopic(t))
+		out = append(out, t)
 	}
 	m.mu.Unlock()
+	for i := range out {
+		out[i] = cloneTopic(out[i])
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }

@@ -29,6 +29,7 @@ type authStore interface {
 	UpdateTopic(ctx context.Context, name string, fn func(*TopicRecord) error) (TopicRecord, error)
 	DeleteTopic(ctx context.Context, name string) error
 	Topics(ctx context.Context) ([]TopicRecord, error)
+	OwnedTopics(ctx context.Context, owner string) ([]string, error)
 }
 
 func TestMemoryAuthStoreConformance(t *testing.T) {
@@ -359,6 +360,45 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		}
 		if p, err := msgs.Range(ctx, "owned.topic", first[0].ID, 10); err != nil || len(p.Messages) != 1 || p.Messages[0].ID != again[0].ID {
 			t.Fatalf("Range after the old incarnation's id: %+v %v; want the new message", p, err)
+		}
+	})
+	// One owner holds at most MaxOwnedTopicsPerUser topics (so one account
+	// cannot take the relay's MaxOwnedTopics); its own index answers
+	// OwnedTopics and follows creates and deletes; owner "" (auth off) is
+	// not counted.
+	t.Run("topics per owner bounded", func(t *testing.T) {
+		create := func(name, owner string) error {
+			return s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()})
+		}
+		for i := range MaxOwnedTopicsPerUser {
+			if err := create(fmt.Sprintf("full.%04d", i), "full-owner"); err != nil {
+				t.Fatalf("create %d: %v", i, err)
+			}
+		}
+		if err := create("full.over", "full-owner"); !errors.Is(err, messages.ErrForbidden) {
+			t.Fatalf("create over the owner's bound: %v, want ErrForbidden", err)
+		}
+		if err := create("other.one", "other-owner"); err != nil {
+			t.Fatalf("another owner's create: %v", err)
+		}
+		if err := create("anon.one", ""); err != nil {
+			t.Fatalf("an unowned-by-anyone create: %v", err)
+		}
+		owned, err := s.OwnedTopics(ctx, "full-owner")
+		if err != nil || len(owned) != MaxOwnedTopicsPerUser || owned[0] != "full.0000" {
+			t.Fatalf("OwnedTopics = %d names (%v), want %d from full.0000", len(owned), err, MaxOwnedTopicsPerUser)
+		}
+		if err := s.DeleteTopic(ctx, "full.0000"); err != nil {
+			t.Fatal(err)
+		}
+		if err := create("full.over", "full-owner"); err != nil {
+			t.Fatalf("create after a delete freed a place: %v", err)
+		}
+		if owned, err := s.OwnedTopics(ctx, "other-owner"); err != nil || len(owned) != 1 || owned[0] != "other.one" {
+			t.Fatalf("the other owner's topics: %v %v", owned, err)
+		}
+		if owned, err := s.OwnedTopics(ctx, "nobody"); err != nil || len(owned) != 0 {
+			t.Fatalf("an owner of nothing: %v %v", owned, err)
 		}
 	})
 }

@@ -331,6 +331,13 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error 
 	} else if n >= MaxOwnedTopics {
 		return errTooManyOwned
 	}
+	if t.OwnerID != "" {
+		if n, err := c.Do(ctx, c.B().Scard().Key(ownedKey(t.OwnerID)).Build()).AsInt64(); err != nil {
+			return unavailable("count owned topics", err)
+		} else if n >= MaxOwnedTopicsPerUser {
+			return errOwnerFull
+		}
+	}
 	b, _ := json.Marshal(t)
 	n, err := createTopicScript.Exec(ctx, c, []string{topicOwnerKey(t.Name)}, []string{string(b)}).AsInt64()
 	if err != nil {
@@ -344,7 +351,28 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error 
 	if err := c.Do(ctx, c.B().Sadd().Key(topicIndexKey).Member(t.Name).Build()).Error(); err != nil {
 		return unavailable("index topic", err)
 	}
+	if t.OwnerID != "" {
+		if err := c.Do(ctx, c.B().Sadd().Key(ownedKey(t.OwnerID)).Member(t.Name).Build()).Error(); err != nil {
+			return unavailable("index owned topic", err)
+		}
+	}
 	return nil
+}
+
+// OwnedTopics returns the names of the topics owner holds, sorted (its own
+// index: one read, however many topics others own).
+func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]string, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	names, err := c.Do(ctx, c.B().Smembers().Key(ownedKey(owner)).Build()).AsStrSlice()
+	if err != nil {
+		return nil, unavailable("list owned topics", err)
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // Topic returns the record of topic name, or messages.ErrNotFound.
@@ -412,11 +440,12 @@ func (a *ValkeyAuthStore) UpdateTopic(ctx context.Context, name string, fn func(
 
 // deleteTopicScript removes the owner record and, when there was one, the
 // message stream (same slot): a topic nobody owns keeps its messages, as in
-// the memory store. Returns 1 when the topic was owned.
+// the memory store. Returns the record it removed, or nil when the topic
+// was not owned.
 var deleteTopicScript = valkey.NewLuaScript(`
-local n = redis.call('DEL', KEYS[1])
-if n == 1 then redis.call('DEL', KEYS[2]) end
-return n
+local rec = redis.call('GET', KEYS[1])
+if rec then redis.call('DEL', KEYS[1], KEYS[2]) end
+return rec
 `)
 
 // DeleteTopic removes the topic's record and its stored messages.
@@ -426,15 +455,22 @@ func (a *ValkeyAuthStore) DeleteTopic(ctx context.Context, name string) error {
 		return err
 	}
 	defer cancel()
-	n, err := deleteTopicScript.Exec(ctx, c, []string{topicOwnerKey(name), streamKey(name)}, nil).AsInt64()
-	if err != nil {
+	text, err := deleteTopicScript.Exec(ctx, c, []string{topicOwnerKey(name), streamKey(name)}, nil).ToString()
+	owned := err == nil
+	if err != nil && !valkey.IsValkeyNil(err) {
 		return unavailable("delete topic", err)
 	}
 	if err := c.Do(ctx, c.B().Srem().Key(topicIndexKey).Member(name).Build()).Error(); err != nil {
 		return unavailable("unindex topic", err)
 	}
-	if n == 0 {
+	if !owned {
 		return fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
+	}
+	var t TopicRecord
+	if json.Unmarshal([]byte(text), &t) == nil && t.OwnerID != "" {
+		if err := c.Do(ctx, c.B().Srem().Key(ownedKey(t.OwnerID)).Member(name).Build()).Error(); err != nil {
+			return unavailable("unindex owned topic", err)
+		}
 	}
 	return nil
 }
@@ -451,16 +487,32 @@ func (a *ValkeyAuthStore) Topics(ctx context.Context) ([]TopicRecord, error) {
 		return nil, unavailable("list topics", err)
 	}
 	sort.Strings(names)
+	// One pipeline of GETs (valkey-go sends a cluster's to their masters in
+	// parallel), not a round trip per topic: 30,000 topics took 1.85 s.
 	out := make([]TopicRecord, 0, len(names))
-	for _, n := range names {
-		t, _, err := a.getTopic(ctx, c, n)
-		if errors.Is(err, messages.ErrNotFound) {
-			continue
+	for start := 0; start < len(names); start += topicsPerPipeline {
+		part := names[start:min(start+topicsPerPipeline, len(names))]
+		cmds := make(valkey.Commands, len(part))
+		for i, n := range part {
+			cmds[i] = c.B().Get().Key(topicOwnerKey(n)).Build()
 		}
-		if err != nil {
-			return nil, err
+		for i, res := range c.DoMulti(ctx, cmds...) {
+			text, err := res.ToString()
+			if valkey.IsValkeyNil(err) {
+				continue // deleted since the index was read
+			}
+			if err != nil {
+				return nil, unavailable("get topic", err)
+			}
+			var t TopicRecord
+			if err := json.Unmarshal([]byte(text), &t); err != nil {
+				return nil, fmt.Errorf("valkey: topic %q: decode: %w", part[i], err)
+			}
+			out = append(out, t)
 		}
-		out = append(out, t)
 	}
 	return out, nil
 }
+
+// topicsPerPipeline bounds one DoMulti of Topics.
+const topicsPerPipeline = 1000
