@@ -41,6 +41,8 @@ func TestBadInput(t *testing.T) {
 		{"ttl fractional", "application/json", `{"topic":"t","payload":{},"ttl":1.5}`, 400, "INVALID_REQUEST"},
 		{"metadata non-string value", "application/json", `{"topic":"t","payload":{},"metadata":{"a":1}}`, 400, "INVALID_REQUEST"},
 		{"metadata not an object", "application/json", `{"topic":"t","payload":{},"metadata":"x"}`, 400, "INVALID_REQUEST"},
+		{"a number past a 64-bit float", "application/json", `{"topic":"t","payload":{"n":1e400}}`, 400, "INVALID_REQUEST"},
+		{"a lone surrogate escape", "application/json", `{"topic":"t","payload":{"s":"\ud800"}}`, 400, "INVALID_REQUEST"},
 		{"body over the limit", "application/json", `{"topic":"t","payload":{"x":"` + strings.Repeat("x", 5000) + `"}}`, 413, "PAYLOAD_TOO_LARGE"},
 		{"wrong content type", "text/plain", `{"topic":"t","payload":{}}`, 415, "UNSUPPORTED_MEDIA_TYPE"},
 		{"form content type", "application/x-www-form-urlencoded", `topic=t`, 415, "UNSUPPORTED_MEDIA_TYPE"},

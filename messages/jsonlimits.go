@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -27,8 +28,9 @@ const (
 // encoding/json would accept but a reader could not: bytes that are not
 // UTF-8 (encoding/json would silently replace them in a string and keep
 // them as they are in a json.RawMessage), objects and arrays nested deeper
-// than maxDepth levels (the outermost value is level 1), and number literals
-// longer than MaxNumberLen characters. It does not report syntax errors: a
+// than maxDepth levels (the outermost value is level 1), number literals
+// longer than MaxNumberLen characters or beyond a 64-bit float (1e400), and
+// \u escapes of lone UTF-16 surrogates. It does not report syntax errors: a
 // document it accepts must still be parsed.
 //
 // It costs one pass over b (two if b nests deeper than 256 levels: see
@@ -85,6 +87,13 @@ func checkJSON(b []byte, maxDepth int) (valid bool, err error) {
 				if c == '\\' {
 					if !validEscape(b, i) {
 						st = synBad
+					} else if b[i+1] == 'u' {
+						n, ok := surrogates(b, i)
+						if !ok {
+							return false, fmt.Errorf("%w: a lone UTF-16 surrogate escape (\\u%s) at byte offset %d: many JSON readers refuse it", ErrInvalid, b[i+2:i+6], i)
+						}
+						i += n // the escape but its last byte
+						continue
 					}
 					i++ // skip the escaped byte, ASCII in valid JSON
 					continue
@@ -105,7 +114,7 @@ func checkJSON(b []byte, maxDepth int) (valid bool, err error) {
 		case clOpen:
 			depth++
 			if depth > maxDepth {
-				return false, fmt.Errorf("%w: JSON nested deeper than %d levels", ErrInvalid, maxDepth)
+				return false, &depthError{max: maxDepth}
 			}
 			switch {
 			case st != synValue && st != synArrayFirst:
@@ -161,6 +170,9 @@ func checkJSON(b []byte, maxDepth int) (valid bool, err error) {
 			end, ok := scanNumber(b, i)
 			if n := end - i; n > MaxNumberLen {
 				return false, fmt.Errorf("%w: a number literal of %d characters (the limit is %d)", ErrInvalid, n, MaxNumberLen)
+			}
+			if ok && outOfRange(b[i:end]) {
+				return false, fmt.Errorf("%w: the number %s is beyond what a 64-bit float holds (many JSON readers cannot read it)", ErrInvalid, b[i:end])
 			}
 			if ok && (st == synValue || st == synArrayFirst) {
 				st = synNext
@@ -277,6 +289,68 @@ func scanNumber(b []byte, i int) (end int, ok bool) {
 	}
 	return end, ok && end == j
 }
+
+// outOfRange reports whether the JSON number lit overflows a 64-bit float
+// (1e400): encoding/json and most readers refuse to decode it into a
+// number. Only an exponent can take a literal of at most MaxNumberLen
+// characters past it; one that underflows reads as 0.
+func outOfRange(lit []byte) bool {
+	if bytes.IndexAny(lit, "eE") < 0 {
+		return false
+	}
+	_, err := strconv.ParseFloat(string(lit), 64)
+	return err != nil
+}
+
+// surrogates checks the \u escape at b[i] (validEscape holds) for UTF-16
+// surrogates: a high one (D800-DBFF) must be followed by a \u escape of a
+// low one (DC00-DFFF), and a low one must not stand alone. It returns how
+// far past i the escape (or the pair) goes, minus its last byte, and false
+// for a lone surrogate, which strict readers refuse and others turn into
+// U+FFFD.
+func surrogates(b []byte, i int) (int, bool) {
+	r := hex4(b[i+2 : i+6])
+	switch {
+	case r < 0xD800 || r > 0xDFFF:
+		return 5, true
+	case r >= 0xDC00:
+		return 0, false
+	}
+	j := i + 6
+	if j+5 < len(b) && b[j] == '\\' && b[j+1] == 'u' && isHex(b[j+2]) && isHex(b[j+3]) && isHex(b[j+4]) && isHex(b[j+5]) {
+		if lo := hex4(b[j+2 : j+6]); lo >= 0xDC00 && lo <= 0xDFFF {
+			return 11, true
+		}
+	}
+	return 0, false
+}
+
+// hex4 is the value of four hex digits.
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
+// depthError is checkJSON's refusal of a document nested deeper than max
+// levels; it wraps ErrInvalid.
+type depthError struct{ max int }
+
+func (e *depthError) Error() string {
+	return fmt.Sprintf("%v: JSON nested deeper than %d levels", ErrInvalid, e.max)
+}
+
+func (e *depthError) Unwrap() error { return ErrInvalid }
 
 func skipDigits(s []byte, i int) int {
 	for i < len(s) && s[i] >= '0' && s[i] <= '9' {

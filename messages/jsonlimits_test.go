@@ -32,6 +32,21 @@ func TestCheckJSON(t *testing.T) {
 		{"number over the limit", `{"n":` + strings.Repeat("9", MaxNumberLen+1) + `}`, 1, false},
 		{"long exponent", `{"n":1e` + strings.Repeat("0", MaxNumberLen) + `}`, 1, false},
 		{"digits inside a string are text", `{"n":"` + strings.Repeat("9", 1000) + `"}`, 1, true},
+		// Every reader must read what the relay accepts: a number past a
+		// 64-bit float and a lone surrogate escape are refused by
+		// encoding/json (into any) and by strict readers.
+		{"the largest float", `{"n":1.7976931348623157e308,"m":-1e308}`, 1, true},
+		{"a number past a 64-bit float", `{"n":1e400}`, 1, false},
+		{"a negative one", `{"n":-2.5E+309}`, 1, false},
+		{"an underflow reads as 0", `{"n":1e-400}`, 1, true},
+		{"a surrogate pair escape", `{"s":"\ud83c\udf89"}`, 1, true},
+		{"a lone high surrogate", `{"s":"\ud800"}`, 1, false},
+		{"a high surrogate then text", `{"s":"\uD800abcdef"}`, 1, false},
+		{"a lone low surrogate", `{"s":"x\udc00"}`, 1, false},
+		{"two high surrogates", `{"s":"\ud800\ud800"}`, 1, false},
+		{"a high surrogate at the end", `{"s":"\ud800`, 1, false},
+		{"an escape in a key", `{"\ud800":1}`, 1, false},
+		{"BMP escapes", `{"s":"\u00e9\uFFFF\u0000"}`, 1, true},
 	} {
 		err := CheckJSON([]byte(tc.doc), tc.depth)
 		if (err == nil) != tc.ok {
@@ -178,5 +193,26 @@ func TestWriteJSONMatchesAppendJSON(t *testing.T) {
 		if err != nil || b.String() != string(m.AppendJSON(nil)) || scratch == nil {
 			t.Errorf("WriteJSON = %q, %v; AppendJSON = %q", b.String(), err, m.AppendJSON(nil))
 		}
+	}
+}
+
+// TestErrorTextsSayWhatIsWrong: a refusal names the real problem in the
+// client's terms, not Go's.
+func TestErrorTextsSayWhatIsWrong(t *testing.T) {
+	lim := PublishLimits{}
+	for _, c := range []struct{ body, want string }{
+		{`{"topic":"t","payload":{},"ttl":1.0}`, `field "ttl" must be an integer, not the JSON number 1.0`},
+		{`{"topic":"t","payload":{},"metadata":{"k":1}}`, `must be a string, not the JSON number`},
+		{`{"topic":"` + strings.Repeat("é", 300) + `","payload":{}}`, `has a character outside [A-Za-z0-9._-]`},
+		{`{"topic":"t","payload":` + nested(65) + `}`, `nested deeper than 64 levels`},
+	} {
+		_, err := DecodePublishWith([]byte(c.body), lim)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%.60s: %v, want it to say %q", c.body, err, c.want)
+		}
+	}
+	_, err := DecodePollBody([]byte(`{"topics":["a"],"timeout":"5"}`))
+	if err == nil || strings.Contains(err.Error(), "Go struct") || !strings.Contains(err.Error(), `"timeout" must be a number`) {
+		t.Errorf("poll with a string timeout: %v", err)
 	}
 }

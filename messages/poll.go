@@ -29,7 +29,7 @@ func DecodePollBody(b []byte) (PollBody, error) {
 	}
 	var p PollBody
 	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&p); err != nil {
-		return PollBody{}, fmt.Errorf("%w: body is not a valid poll request: %v", ErrInvalid, err)
+		return PollBody{}, fmt.Errorf("%w: body is not a valid poll request: %s", ErrInvalid, describeJSONError(err))
 	}
 	return p, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -16,14 +17,14 @@ func ValidateTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("%w: topic is required", ErrInvalid)
 	}
-	if len(topic) > MaxTopicLen {
-		return fmt.Errorf("%w: topic is %d characters, the limit is %d", ErrInvalid, len(topic), MaxTopicLen)
-	}
-	for i := 0; i < len(topic); i++ {
+	for i := 0; i < len(topic) && i <= MaxTopicLen; i++ {
 		c := topic[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
 			return fmt.Errorf("%w: topic %s has a character outside [A-Za-z0-9._-]", ErrInvalid, QuotePrefix(topic))
 		}
+	}
+	if len(topic) > MaxTopicLen {
+		return fmt.Errorf("%w: topic is %d characters, the limit is %d", ErrInvalid, len(topic), MaxTopicLen)
 	}
 	return nil
 }
@@ -83,6 +84,9 @@ func decodePublish(body []byte, lim PublishLimits, trustValid bool) (PublishRequ
 	// that its error is what they say.
 	valid, err := checkJSON(body, MaxJSONDepth+1)
 	if err != nil {
+		if _, deep := err.(*depthError); deep {
+			err = fmt.Errorf("%w: the payload (or the metadata) is nested deeper than %d levels", ErrInvalid, MaxJSONDepth)
+		}
 		return PublishRequest{Topic: TopicOf(body)}, err
 	}
 	req, fast := decodePublishFast(body)
@@ -192,13 +196,39 @@ func (r *PublishRequest) Message(now time.Time) Message {
 	return m
 }
 
+// jsonKind names what a JSON value decoding into t must be, for an error
+// message ("an integer" for a ttl, not Go's "int64").
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another JSON type"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another JSON type"
+}
+
 func describeJSONError(err error) string {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
 	case asError(err, &typeErr):
 		if typeErr.Field != "" {
-			return fmt.Sprintf("field %s must not be a JSON %s", QuotePrefix(typeErr.Field), typeErr.Value)
+			return fmt.Sprintf("field %s must be %s, not the JSON %s", QuotePrefix(typeErr.Field), jsonKind(typeErr.Type), typeErr.Value)
 		}
 		return fmt.Sprintf("body must be a JSON object, not a %s", typeErr.Value)
 	case asError(err, &syntaxErr):
