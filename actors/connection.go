@@ -300,8 +300,12 @@ func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 			truncated = append(truncated, t)
 		}
 	}
+	subscribed := st.frame.Topics
+	if len(st.failed) > 0 { // not subscribed: their error frames follow
+		subscribed = slices.DeleteFunc(slices.Clone(subscribed), func(t string) bool { return slices.Contains(st.failed, t) })
+	}
 	c.write(ctx, messages.EncodeFrame(messages.SubscribedFrame{
-		Type: messages.TypeSubscribed, Topics: st.frame.Topics, SessionID: c.id,
+		Type: messages.TypeSubscribed, Topics: subscribed, SessionID: c.id,
 		Timestamp: messages.FormatTime(time.Now()), Truncated: truncated,
 	}))
 	for _, t := range st.failed {

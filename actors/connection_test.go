@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -129,7 +130,12 @@ func TestTopicCap(t *testing.T) {
 	if _, err := m.Publish(context.Background(), message("c", 1)); !errors.Is(err, messages.ErrUnavailable) || !errors.Is(err, messages.ErrTooManyTopics) {
 		t.Fatalf("publish over the cap: %v", err)
 	}
-	subscribe(t, c, s, `{"type":"subscribe","topics":["c"]}`)
+	// The "subscribed" frame lists what the connection holds of the frame's
+	// topics: "b" (already held), not "c", which has its error frame.
+	got := subscribe(t, c, s, `{"type":"subscribe","topics":["c","b"]}`)
+	if !slices.Equal(got.Topics, []string{"b"}) {
+		t.Fatalf("subscribed frame lists %v, want [b]: c was refused", got.Topics)
+	}
 	relaytest.Eventually(t, 5*time.Second, "an error frame", func() bool {
 		e := s.ofType("error")
 		return len(e) == 1 && e[0].Code == messages.CodeSubscriptionError
