@@ -176,12 +176,7 @@ func (s *Server) anonymousReadPath(r *http.Request) bool {
 	}
 	p := r.URL.Path
 	if p == "/ws" {
-		for _, rule := range s.mgr.Policies().Rules() {
-			if a := rule.Policy.AnonymousRead; a != nil && *a {
-				return true
-			}
-		}
-		return false
+		return s.mgr.Policies().AnonymousReads()
 	}
 	return strings.HasPrefix(p, "/api/v1/topics/") && strings.HasSuffix(p, "/messages")
 }

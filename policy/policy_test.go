@@ -334,3 +334,34 @@ func TestParseRefusesAliasBlowUp(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// AnonymousReads says whether any rule lets anonymous readers in (a
+// WebSocket upgrade without a credential checks it on every request, so it
+// is known when the set is built, not found by copying every rule).
+func TestAnonymousReads(t *testing.T) {
+	var nilSet *Set
+	for _, c := range []struct {
+		doc  string
+		want bool
+	}{
+		{`{"topics":{"a":{"max_batch":5}}}`, false},
+		{`{"topics":{"a":{"anonymous_read":false}}}`, false},
+		{`{"topics":{"a":{"max_batch":5},"public.*":{"anonymous_read":true}}}`, true},
+		{`{"topics":{"*":{"anonymous_read":true}}}`, true},
+	} {
+		s, err := Parse([]byte(c.doc), JSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.AnonymousReads(); got != c.want {
+			t.Errorf("%s: AnonymousReads = %v, want %v", c.doc, got, c.want)
+		}
+	}
+	if nilSet.AnonymousReads() {
+		t.Error("a nil set allows anonymous reads")
+	}
+	s, _ := NewSet([]Rule{{Pattern: "x", Policy: Policy{AnonymousRead: ptr(true)}}})
+	if !s.AnonymousReads() {
+		t.Error("NewSet lost anonymous_read")
+	}
+}

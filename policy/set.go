@@ -56,6 +56,7 @@ type Set struct {
 	exact    map[string]*Rule
 	prefixes []*Rule // longest prefix first
 	any      *Rule
+	anonRead bool // some rule sets anonymous_read true (see AnonymousReads)
 }
 
 func newSet() *Set { return &Set{exact: map[string]*Rule{}} }
@@ -101,6 +102,9 @@ func (s *Set) has(pattern string) bool {
 
 func (s *Set) add(r Rule, kind patternKind) {
 	r.Policy = r.Policy.clone()
+	if a := r.Policy.AnonymousRead; a != nil && *a {
+		s.anonRead = true
+	}
 	switch kind {
 	case patternAny:
 		s.any = &r
@@ -179,6 +183,12 @@ func (s *Set) Rules() []Rule {
 	}
 	return out
 }
+
+// AnonymousReads reports whether some rule allows anonymous reads: a
+// WebSocket upgrade without a credential is let in only then. Known when
+// the set is built, so the check costs nothing per request however many
+// rules there are (Rules copies and sorts them all).
+func (s *Set) AnonymousReads() bool { return s != nil && s.anonRead }
 
 // Len is the number of rules.
 func (s *Set) Len() int {
