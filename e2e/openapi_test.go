@@ -20,8 +20,10 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/go-chi/chi/v5"
 
+	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/gateway"
 	"github.com/pulsar-relay/relay/internal/relaytest"
+	"github.com/pulsar-relay/relay/persistence"
 )
 
 // exchange is one real request whose request and response are validated
@@ -74,9 +76,18 @@ func TestOpenAPIValidatesEveryRoute(t *testing.T) {
 		openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 	})
 	_, router := loadOpenAPI(t)
-	r := startConsumerRelay(t, relaytest.Options{Gateway: gateway.Config{
+	// An auth service with auth off, so that the topic, grant and user
+	// routes are served (and walked) too.
+	store := persistence.NewMemoryStore(persistence.Limits{})
+	svc, err := auth.New(context.Background(), auth.Config{BcryptCost: 4}, persistence.NewMemoryAuthStore(store), relaytest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	r := startConsumerRelay(t, relaytest.Options{Store: store, Gateway: gateway.Config{
 		MaxMessageSize: 4096, AllowedOrigins: []string{"allowed.example"},
 		Consumers: gateway.ConsumersConfig{PollMaxWaitersPerClient: 1},
+		Auth:      svc,
 	}})
 	ctx := context.Background()
 
@@ -141,6 +152,10 @@ func TestOpenAPIValidatesEveryRoute(t *testing.T) {
 		{route: "GET /api/v1/topics", path: "/api/v1/topics"},
 		{route: "GET /api/v1/topics/{topic}", path: "/api/v1/topics/oa-created"},
 		{route: "PUT /api/v1/topics/{topic}", path: "/api/v1/topics/oa-created", body: map[string]any{"description": "e"}},
+		{route: "POST /api/v1/topics/{topic}/grants", path: "/api/v1/topics/oa-created/grants", body: map[string]any{"user_id": "u-1", "permission": "read"}},
+		{route: "POST /api/v1/topics/{topic}/grants", path: "/api/v1/topics/oa-created/grants", body: map[string]any{"user_id": "u-1", "permission": "own"}, invalid: true, want: 400},
+		{route: "DELETE /api/v1/topics/{topic}/grants/{user}", path: "/api/v1/topics/oa-created/grants/u-1", want: 204},
+		{route: "POST /api/v1/admin/users", path: "/api/v1/admin/users", body: map[string]any{"username": "oa-user", "password": "oa-password-1"}, want: 404}, // auth is off
 		{route: "DELETE /api/v1/topics/{topic}", path: "/api/v1/topics/oa-created"},
 		{route: "GET /api/v1/admin/policies", path: "/api/v1/admin/policies"},
 		{route: "GET /api/v1/admin/policies", path: "/api/v1/admin/policies?topic=oa"},
