@@ -31,22 +31,27 @@ type delivery struct {
 // owning connection actor.
 type outbox struct {
 	maxMsgs, maxBytes int
-	policy            SlowConsumerPolicy
 	wake              func() // asks the connection actor to drain; never blocks
 	wakeHere          func() // wake, running the drain on the caller's goroutine if it can; nil: wake
 	overflow          func() // called once, outside the lock, on overflow under PolicyDisconnect
 
-	mu        sync.Mutex
-	ring      []delivery
-	head, n   int
-	bytes     int
-	scheduled bool          // a drain is requested or running
-	flags     atomic.Uint32 // outboxClosed (set under mu) and outboxStopping; read without mu
-	dropped   int           // drop-oldest drops not yet reported
+	mu sync.Mutex
+	// ring[head] is the oldest queued frame; the ring's occupied slots,
+	// from head on, are n frames and idx.dead tombstones (slots of frames a
+	// topic bound dropped, see bury), never one at head.
+	ring       []delivery
+	head, n    int
+	bytes      int           // of the n frames
+	idx        *subIndex     // where each subscription's frames are; nil until a topic bound needs it, and while the queue is empty (policy_outbox.go)
+	dropOldest bool          // the SlowConsumerPolicy is PolicyDropOldest (else PolicyDisconnect)
+	scheduled  bool          // a drain is requested or running
+	flags      atomic.Uint32 // outboxClosed (set under mu) and outboxStopping; read without mu
+	dropped    int           // drop-oldest drops not yet reported
 }
 
 // Bits of outbox.flags, one word so an idle connection's outbox stays in
-// its 128-byte size class.
+// its 128-byte size class (the policy is a bool for the same reason: idx
+// took the room a string held).
 const (
 	// outboxClosed: overflowed under PolicyDisconnect, or closed; read by
 	// the drainer without the lock.
@@ -67,7 +72,7 @@ func (o *outbox) isStopping() bool { return o != nil && o.flags.Load()&outboxSto
 func newOutbox(maxMsgs, maxBytes int, policy SlowConsumerPolicy, wake, overflow func()) *outbox {
 	// The ring is allocated on first use and grows by doubling: an idle
 	// connection (most of them, at 10k+) holds none.
-	return &outbox{maxMsgs: maxMsgs, maxBytes: maxBytes, policy: policy, wake: wake, overflow: overflow}
+	return &outbox{maxMsgs: maxMsgs, maxBytes: maxBytes, dropOldest: policy == PolicyDropOldest, wake: wake, overflow: overflow}
 }
 
 // newConnOutbox returns the outbox of connection actor pid, whose mailbox
@@ -110,16 +115,26 @@ func (o *outbox) queue(d delivery) (ok, wake bool) {
 		return false, false
 	}
 	for o.n > 0 && (o.n >= o.maxMsgs || o.bytes+len(d.frame) > o.maxBytes) {
-		if o.policy != PolicyDropOldest {
+		if !o.dropOldest {
 			o.overflowLocked()
 			return false, false
 		}
-		o.removeAt(0)
+		o.popHead()
+		o.dropped++
 	}
-	if o.n == len(o.ring) {
-		o.grow()
+	if o.idx == nil {
+		if o.n == len(o.ring) {
+			o.makeRoom()
+		}
+		o.ring[(o.head+o.n)%len(o.ring)] = d
+	} else {
+		if o.n+o.idx.dead == len(o.ring) {
+			o.makeRoom()
+		}
+		slot := (o.head + o.n + o.idx.dead) % len(o.ring)
+		o.ring[slot] = d
+		o.idx.link(slot, d.sub)
 	}
-	o.ring[(o.head+o.n)%len(o.ring)] = d
 	o.n++
 	o.bytes += len(d.frame)
 	if d.sub != nil {
@@ -150,35 +165,127 @@ func (o *outbox) overflowLocked() {
 	o.flags.Or(outboxClosed)
 	clear(o.ring)
 	o.n, o.bytes = 0, 0
+	o.emptied()
 	o.mu.Unlock()
 	o.overflow()
 }
 
-// removeAt drops the i-th oldest queued frame (a drop-oldest drop),
-// shifting the older ones up: O(i). Called with mu held.
-func (o *outbox) removeAt(i int) {
-	L := len(o.ring)
-	d := o.ring[(o.head+i)%L]
-	for j := i; j > 0; j-- {
-		o.ring[(o.head+j)%L] = o.ring[(o.head+j-1)%L]
-	}
-	o.ring[o.head] = delivery{}
-	o.head = (o.head + 1) % L
-	o.n--
+// popHead takes the oldest queued frame out of the queue (o.n > 0), with
+// the tombstones behind it. Called with mu held; O(1) amortised (each
+// tombstone is passed once).
+func (o *outbox) popHead() {
+	d := &o.ring[o.head]
 	o.bytes -= len(d.frame)
 	if d.sub != nil {
 		d.sub.outQueued--
 		d.sub.outBytes -= len(d.frame)
 	}
-	o.dropped++
+	if o.idx != nil {
+		o.idx.pop(o.head, d.sub)
+	}
+	*d = delivery{}
+	o.head = (o.head + 1) % len(o.ring)
+	o.n--
+	if o.idx != nil {
+		o.skipDead()
+	}
 }
 
-func (o *outbox) grow() {
-	next := make([]delivery, min(max(2*len(o.ring), 8), o.maxMsgs))
-	for i := 0; i < o.n; i++ {
-		next[i] = o.ring[(o.head+i)%len(o.ring)]
+// emptied lets go of what only a queue with tombstones needs, once the
+// queue is empty (mu held, nothing queued, hence no tombstone: none is ever
+// at head): the index, and the ring's slots past maxMsgs (the ring goes;
+// it grows again from the next push). An empty queue holds no more than
+// without topic bounds.
+func (o *outbox) emptied() {
+	o.idx = nil
+	if len(o.ring) > o.maxMsgs {
+		o.ring, o.head = nil, 0
+	}
+}
+
+// makeRoom frees a slot in a full ring (mu held). Once tombstones are a
+// third of its slots it squeezes them out in place; otherwise it doubles
+// the ring up to maxMsgs slots, and past that (then it holds tombstones:
+// fewer than maxMsgs frames are queued when a frame is added) grows it
+// once more, to maxMsgs and a half, which holds a third of tombstones when
+// full. A squeeze moves O(slots) entries for at least slots/3 tombstones,
+// each made by one push: O(1) amortised.
+func (o *outbox) makeRoom() {
+	L, dead := len(o.ring), o.deadSlots()
+	switch slack := o.maxMsgs + max(o.maxMsgs/2, 1); {
+	case dead > 0 && (3*dead >= L || L >= slack):
+		o.squeeze()
+	case L < o.maxMsgs:
+		o.relayout(min(max(2*L, 8), o.maxMsgs))
+	case L < slack:
+		o.relayout(slack)
+	default: // not reached: L >= slack and no tombstone is more than maxMsgs frames
+		o.relayout(2 * L)
+	}
+}
+
+// relayout moves the queued frames, oldest first, to the start of a new
+// ring of size slots (at least o.n), leaving the tombstones behind.
+func (o *outbox) relayout(size int) {
+	next := make([]delivery, size)
+	L, used := len(o.ring), o.n+o.deadSlots()
+	j := 0
+	for i := range used {
+		k := (o.head + i) % L
+		if o.idx == nil || o.idx.next[k] != deadSlot {
+			next[j] = o.ring[k]
+			j++
+		}
 	}
 	o.ring, o.head = next, 0
+	if o.idx != nil {
+		o.idx.next = make([]int32, size)
+		o.idx.rebuild(o)
+	}
+}
+
+// squeeze removes the tombstones in place, keeping the frames' order and
+// head, and moves their index entries with them (mu held, idx set): O(slots)
+// moves, and map work only per subscription with frames queued.
+func (o *outbox) squeeze() {
+	x, L, used := o.idx, len(o.ring), o.n+o.deadSlots()
+	if len(x.pos) != L {
+		x.pos = make([]int32, L)
+	}
+	w := 0
+	for r := range used { // each frame's slot after the squeeze
+		if k := (o.head + r) % L; x.next[k] != deadSlot {
+			x.pos[k] = int32((o.head + w) % L)
+			w++
+		}
+	}
+	for r := range used {
+		// A frame moves to a slot at or before its own, whose frame (or
+		// tombstone) was moved or passed already.
+		src := (o.head + r) % L
+		nx := x.next[src]
+		if nx == deadSlot {
+			continue
+		}
+		if nx >= 0 {
+			nx = x.pos[nx]
+		}
+		dst := int(x.pos[src])
+		if dst != src {
+			o.ring[dst] = o.ring[src]
+		}
+		x.next[dst] = nx
+	}
+	for i := w; i < used; i++ {
+		k := (o.head + i) % L
+		o.ring[k] = delivery{}
+		x.next[k] = noSlot
+	}
+	for s, f := range x.subs {
+		x.subs[s] = subFrames{first: x.pos[f.first], last: x.pos[f.last]}
+	}
+	x.dead = 0
+	x.work += used
 }
 
 // drain moves up to max queued deliveries, and at most maxBytes of frames
@@ -189,7 +296,13 @@ func (o *outbox) grow() {
 func (o *outbox) drain(dst []delivery, max, maxBytes int) (_ []delivery, dropped, taken int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for o.n > 0 && max > 0 && taken < maxBytes {
+	for o.idx != nil && o.n > 0 && max > 0 && taken < maxBytes {
+		dst = append(dst, o.ring[o.head])
+		taken += len(o.ring[o.head].frame)
+		o.popHead()
+		max--
+	}
+	for o.n > 0 && max > 0 && taken < maxBytes { // without an index: popHead, inline
 		d := &o.ring[o.head]
 		dst = append(dst, *d)
 		taken += len(d.frame)
@@ -205,6 +318,7 @@ func (o *outbox) drain(dst []delivery, max, maxBytes int) (_ []delivery, dropped
 	}
 	if o.n == 0 {
 		o.scheduled = false
+		o.emptied()
 	}
 	dropped, o.dropped = o.dropped, 0
 	return dst, dropped, taken
@@ -218,6 +332,7 @@ func (o *outbox) close() {
 	o.flags.Or(outboxClosed)
 	clear(o.ring)
 	o.n, o.bytes = 0, 0
+	o.emptied()
 }
 
 // closed reports whether the queue overflowed under PolicyDisconnect or was

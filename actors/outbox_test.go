@@ -3,6 +3,7 @@ package actors
 import (
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -234,5 +235,80 @@ func TestConnDrainOnACallersGoroutineIsBounded(t *testing.T) {
 	c.drain(ctx) // the run the flush asked for, on the dispatcher
 	if sink.frames != n || len(ctx.sent) != 0 {
 		t.Fatalf("%d of %d frames written after the dispatcher's run (sent %v)", sink.frames, n, ctx.sent)
+	}
+}
+
+// TestOutboxTopicIndexIsAmortisedAndIdleFree: the index behind a topic
+// bound's drops (subIndex) exists only while it is needed, and the slots
+// its rebuilds and squeezes visit are O(1) a push; an idle connection's
+// outbox stays in its 128-byte size class and holds no index.
+func TestOutboxTopicIndexIsAmortisedAndIdleFree(t *testing.T) {
+	if sz := unsafe.Sizeof(outbox{}); sz > 128 {
+		t.Fatalf("outbox is %d bytes, over its 128-byte size class", sz)
+	}
+	def := &queueLimits{maxMsgs: 4096, maxBytes: 1 << 30, policy: PolicyDropOldest}
+	lim := &queueLimits{maxMsgs: 512, maxBytes: 1 << 30, policy: PolicyDropOldest}
+	frame := make([]byte, 8)
+
+	// One topic at its bound: every drop is the head's; no index.
+	o := newOutbox(4096, 1<<30, PolicyDropOldest, func() {}, func() {})
+	jobs := &subscription{topic: "jobs.a"}
+	for range 2000 {
+		o.push(delivery{frame: frame, sub: jobs, lim: lim})
+	}
+	if o.idx != nil {
+		t.Fatal("drops that all fall on the head built an index")
+	}
+
+	// Behind 3,584 frames of another topic: indexed once, then O(1).
+	o = newOutbox(4096, 1<<30, PolicyDropOldest, func() {}, func() { t.Fatal("overflow") })
+	busy, jobs := &subscription{topic: "busy"}, &subscription{topic: "jobs.a"}
+	for range 3584 {
+		o.push(delivery{frame: frame, sub: busy, lim: def})
+	}
+	for range 512 {
+		o.push(delivery{frame: frame, sub: jobs, lim: lim})
+	}
+	const pushes = 20000
+	for range pushes {
+		o.push(delivery{frame: frame, sub: jobs, lim: lim})
+	}
+	if o.idx == nil {
+		t.Fatal("no index behind frames of another topic")
+	}
+	t.Logf("%d pushes: the index visited %d slots", pushes, o.idx.work)
+	if w := o.idx.work; w > 6*pushes {
+		t.Fatalf("%d pushes: the index visited %d slots (%.1f a push), want O(1) a push", pushes, w, float64(w)/pushes)
+	}
+	if len(o.ring) != 4096+2048 {
+		t.Fatalf("ring of %d slots for a 4096-frame queue with tombstones, want 6144 (maxMsgs and a half)", len(o.ring))
+	}
+	got, dropped, _ := o.drain(nil, 5000, 1<<30)
+	if len(got) != 4096 || dropped != pushes {
+		t.Fatalf("drained %d, dropped %d", len(got), dropped)
+	}
+	if o.idx != nil || o.n != 0 || o.bytes != 0 {
+		t.Fatalf("an emptied queue holds an index (%v) or counts (%d, %d B)", o.idx != nil, o.n, o.bytes)
+	}
+	if len(o.ring) > 4096 {
+		t.Fatalf("an emptied queue holds a ring of %d slots, over its 4096", len(o.ring))
+	}
+	for i, d := range o.ring {
+		if d.frame != nil || d.sub != nil {
+			t.Fatalf("an emptied queue's slot %d still holds a frame", i)
+		}
+	}
+
+	// Close and overflow let it go too.
+	for range 600 {
+		o.push(delivery{frame: frame, sub: busy, lim: def})
+		o.push(delivery{frame: frame, sub: jobs, lim: lim})
+	}
+	if o.idx == nil {
+		t.Fatal("no index")
+	}
+	o.close()
+	if o.idx != nil {
+		t.Fatal("a closed queue holds its index")
 	}
 }
