@@ -419,3 +419,39 @@ func setMaxLogins(t *testing.T, s authStore, n int) {
 		t.Fatalf("no login cap to set on %T", s)
 	}
 }
+
+// Topics owned before the owner index existed (a Valkey written by an
+// earlier relay: records and the topic index, no per-owner sets) are
+// indexed once, by the first relay that needs the index: they count
+// against their owner's bound and show in OwnedTopics.
+func TestValkeyAuthStoreIndexesOlderOwnedTopics(t *testing.T) {
+	srv := valkeytest.Start(t)
+	vs, err := NewValkeyStore(context.Background(), ValkeyConfig{Addrs: []string{srv.Addr()}, Password: srv.Password()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vs.Close() })
+	ctx := context.Background()
+	old := NewValkeyAuthStore(vs)
+	for i := range 3 {
+		if err := old.CreateTopic(ctx, TopicRecord{ID: "x", Name: fmt.Sprintf("older.%d", i), OwnerID: "veteran", CreatedAt: time.Now().UTC()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Take the index away, as a relay of the earlier version left it.
+	c, err := vs.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, c.B().Del().Key(ownedKey("veteran"), ownedIndexedKey).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := NewValkeyAuthStore(vs) // a relay started on that Valkey
+	got, err := fresh.OwnedTopics(ctx, "veteran")
+	if err != nil || len(got) != 3 || got[0] != "older.0" {
+		t.Fatalf("OwnedTopics after the upgrade = %v, %v; want the 3 older topics", got, err)
+	}
+	if n, err := c.Do(ctx, c.B().Scard().Key(ownedKey("veteran")).Build()).AsInt64(); err != nil || n != 3 {
+		t.Fatalf("the owner's index holds %d (%v), want 3", n, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/valkey-io/valkey-go"
@@ -23,7 +24,8 @@ import (
 // Concurrency: safe for concurrent use.
 type ValkeyAuthStore struct {
 	s         *ValkeyStore
-	maxLogins int // MaxLoginsPerUser; tests set fewer
+	maxLogins int         // MaxLoginsPerUser; tests set fewer
+	indexed   atomic.Bool // the owner index is known to be built (ensureOwnedIndex)
 }
 
 // NewValkeyAuthStore returns the auth store sharing s's connection. Closing
@@ -332,6 +334,9 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error 
 		return errTooManyOwned
 	}
 	if t.OwnerID != "" {
+		if err := a.ensureOwnedIndex(ctx, c); err != nil {
+			return err
+		}
 		if n, err := c.Do(ctx, c.B().Scard().Key(ownedKey(t.OwnerID)).Build()).AsInt64(); err != nil {
 			return unavailable("count owned topics", err)
 		} else if n >= MaxOwnedTopicsPerUser {
@@ -359,6 +364,46 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error 
 	return nil
 }
 
+// ownedIndexedKey marks a Valkey whose owner index (ownedKey) holds every
+// owned topic: one written before the index existed is indexed once, by
+// the first relay that needs the index.
+const ownedIndexedKey = "auth:{owned}:indexed"
+
+// ensureOwnedIndex builds the owner index from the topic records once per
+// Valkey (marked by ownedIndexedKey), so that topics created by a relay
+// from before the index count against their owner's bound and show in
+// /auth/me. Relays doing it at once add the same members.
+func (a *ValkeyAuthStore) ensureOwnedIndex(ctx context.Context, c valkey.Client) error {
+	if a.indexed.Load() {
+		return nil
+	}
+	n, err := c.Do(ctx, c.B().Exists().Key(ownedIndexedKey).Build()).AsInt64()
+	if err != nil {
+		return unavailable("owner index", err)
+	}
+	if n == 0 {
+		all, err := a.Topics(ctx)
+		if err != nil {
+			return err
+		}
+		var cmds valkey.Commands
+		for _, t := range all {
+			if t.OwnerID != "" {
+				cmds = append(cmds, c.B().Sadd().Key(ownedKey(t.OwnerID)).Member(t.Name).Build())
+			}
+		}
+		cmds = append(cmds, c.B().Set().Key(ownedIndexedKey).Value("1").Build())
+		for _, res := range c.DoMulti(ctx, cmds...) {
+			if err := res.Error(); err != nil {
+				return unavailable("owner index", err)
+			}
+		}
+		a.s.log.Info("valkey: indexed owned topics by owner", "topics", len(all))
+	}
+	a.indexed.Store(true)
+	return nil
+}
+
 // OwnedTopics returns the names of the topics owner holds, sorted (its own
 // index: one read, however many topics others own).
 func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]string, error) {
@@ -367,6 +412,9 @@ func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]stri
 		return nil, err
 	}
 	defer cancel()
+	if err := a.ensureOwnedIndex(ctx, c); err != nil {
+		return nil, err
+	}
 	names, err := c.Do(ctx, c.B().Smembers().Key(ownedKey(owner)).Build()).AsStrSlice()
 	if err != nil {
 		return nil, unavailable("list owned topics", err)
