@@ -238,46 +238,59 @@ func (s *MemoryStore) Bytes() int64 { return s.bytes.Load() }
 // is no longer counted). One evict runs at a time (others return: it
 // already works for them); each topic is locked only while it is trimmed.
 //
-// The topics are ranked once per evict, in a heap by what they held when
-// looked at (a topic's own size is read again under its lock): ranking
-// again for every step made an evict over many one-message topics
-// quadratic (40,000 topics took 5 s, a million would take hours).
+// The topics are ranked in a heap by what they held when looked at (a
+// topic's own size is read again under its lock), and ranked again after
+// a quarter of them were trimmed, or when the heap runs out: ranking again
+// for every step made an evict over many one-message topics quadratic
+// (40,000 topics took 5 s, a million would take hours), and never ranking
+// again would miss a topic flooded while the evict runs. A topic removed
+// meanwhile (deleted, swept) leaves the heap; a ranking that frees nothing
+// ends the evict.
 func (s *MemoryStore) evict() {
 	if !s.evicting.CompareAndSwap(false, true) {
 		return
 	}
 	defer s.evicting.Store(false)
 	target := s.maxBytes - s.maxBytes/8
-	ranked := s.bySize()
 	var emptied []*memTopic
-	for s.bytes.Load() > target && ranked.Len() > 0 {
-		t := ranked[0].t
-		t.mu.Lock()
-		before := t.msgs.Bytes()
-		need := min(s.bytes.Load()-target, (before+1)/2)
-		drop, freed := 0, int64(0)
-		for !t.dead && drop < t.msgs.Len() && freed < need {
-			freed += t.msgs.At(drop).bytes()
-			drop++
-		}
-		if drop > 0 {
-			t.trimmed = t.msgs.At(drop - 1).id
-			t.msgs.DropFront(drop)
-		}
-		after := t.msgs.Bytes()
-		s.bytes.Add(after - before)
-		t.mu.Unlock()
-		if after == 0 {
-			if drop > 0 {
-				emptied = append(emptied, t)
+	defer func() { s.removeEmpty(emptied) }()
+	for s.bytes.Load() > target {
+		ranked := s.bySize()
+		progress := false
+		for steps := max(ranked.Len()/4, 1); steps > 0 && ranked.Len() > 0 && s.bytes.Load() > target; steps-- {
+			t := ranked[0].t
+			t.mu.Lock()
+			before := t.msgs.Bytes()
+			need := min(s.bytes.Load()-target, (before+1)/2)
+			drop, freed := 0, int64(0)
+			for !t.dead && drop < t.msgs.Len() && freed < need {
+				freed += t.msgs.At(drop).bytes()
+				drop++
 			}
-			heap.Pop(&ranked)
-		} else {
-			ranked[0].bytes = after
-			heap.Fix(&ranked, 0)
+			if drop > 0 {
+				t.trimmed = t.msgs.At(drop - 1).id
+				t.msgs.DropFront(drop)
+			}
+			after := t.msgs.Bytes()
+			s.bytes.Add(after - before)
+			t.mu.Unlock()
+			switch {
+			case drop == 0: // removed meanwhile, or nothing left to take
+				heap.Pop(&ranked)
+			case after == 0:
+				emptied = append(emptied, t)
+				heap.Pop(&ranked)
+				progress = true
+			default:
+				ranked[0].bytes = after
+				heap.Fix(&ranked, 0)
+				progress = true
+			}
+		}
+		if !progress {
+			return
 		}
 	}
-	s.removeEmpty(emptied)
 }
 
 // removeEmpty takes the topics of ts still empty out of the map (an append

@@ -505,3 +505,89 @@ func TestIdemTableBooks(t *testing.T) {
 		it.mu.Unlock()
 	}
 }
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 10 s", what)
+		}
+	}
+}
+
+// evictPausedOn appends enough to topic over to start an evict, holds it
+// on its first (largest) topic first by read-locking first, runs during
+// while it waits there, then lets it go and waits for it to end.
+func evictPausedOn(t *testing.T, s *MemoryStore, first string, over []messages.Message, during func()) {
+	t.Helper()
+	big, _ := s.topic(first, false)
+	big.mu.RLock()
+	appended := make(chan struct{})
+	go func() {
+		defer close(appended)
+		if _, err := s.Append(context.Background(), "trigger", over); err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor(t, "an evict to start", s.evicting.Load)
+	time.Sleep(50 * time.Millisecond) // it ranked and waits for first's lock
+	during()
+	big.mu.RUnlock()
+	select {
+	case <-appended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the evict did not end")
+	}
+	waitFor(t, "the evict to end", func() bool { return !s.evicting.Load() })
+}
+
+// An evict ranks the topics once per pass: a topic removed after the
+// ranking leaves it (it spun forever on a deleted topic, and with it
+// stuck no evict ran again), and a topic flooded while it runs is ranked
+// in the next pass, so it pays first and small topics keep their history.
+func TestMemoryStoreEvictWhileTopicsChange(t *testing.T) {
+	pad := func(n int) []messages.Message {
+		return []messages.Message{{Payload: []byte(`{"p":"` + strings.Repeat("x", n) + `"}`), Timestamp: time.Now()}}
+	}
+	fill := func(s *MemoryStore, topic string, msgs, size int) {
+		for range msgs {
+			if _, err := s.Append(context.Background(), topic, pad(size)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("deleted after the ranking", func(t *testing.T) {
+		s := NewMemoryStore(Limits{}, WithByteBudget(100_000), WithSweepInterval(time.Hour))
+		defer s.Close()
+		fill(s, "b", 5, 9_000) // 47 kB
+		fill(s, "d", 3, 9_000) // 28.5 kB: second in the ranking
+		// The evict ranks b, d and "trigger" (25 kB), then waits on b.
+		// Meanwhile d is deleted and "e" takes 56 kB: after b's step the
+		// store is still over, and d tops the ranking.
+		evictPausedOn(t, s, "b", pad(24_000), func() {
+			s.dropTopic("d")
+			fill(s, "e", 6, 9_000)
+		})
+		if b := s.Bytes(); b > 87_500 {
+			t.Fatalf("after the evict the store counts %d bytes, over seven eighths of the budget", b)
+		}
+	})
+	t.Run("flooded during the evict", func(t *testing.T) {
+		s := NewMemoryStore(Limits{}, WithByteBudget(100_000), WithSweepInterval(time.Hour))
+		defer s.Close()
+		fill(s, "b", 8, 9_000) // with the small topics, about 84 kB
+		for _, small := range []string{"s1", "s2", "s3"} {
+			fill(s, small, 5, 200)
+		}
+		evictPausedOn(t, s, "b", pad(20_000), func() { fill(s, "flood", 20, 10_000) })
+		for _, small := range []string{"s1", "s2", "s3"} {
+			if p := mustRange(t, s, small, messages.ID{}, 10); len(p.Messages) != 5 || p.Truncated {
+				t.Errorf("small topic %s holds %d of 5 (truncated %v): the flood did not pay first", small, len(p.Messages), p.Truncated)
+			}
+		}
+		if p := mustRange(t, s, "flood", messages.ID{}, 100); len(p.Messages) >= 20 {
+			t.Errorf("the flood kept all %d messages", len(p.Messages))
+		}
+	})
+}
