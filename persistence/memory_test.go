@@ -379,9 +379,14 @@ func TestMemoryStoreEvictRemovesEmptiedTopics(t *testing.T) {
 	if got, want := int64(s.Topics()), s.Bytes()/per; got != want {
 		t.Fatalf("after the evict %d topics are held, want the %d that still hold a message (the sweeper has not run)", got, want)
 	}
+	// Every topic holds the same, so any of them (the newest too) may be
+	// the one trimmed: count over all of them.
 	emptied := 0
-	for i := range n {
+	for i := range n + 1 {
 		name := fmt.Sprintf("one-%07d", i)
+		if i == n {
+			name = "over"
+		}
 		p, err := s.Range(ctx, name, messages.ID{}, 10)
 		if err != nil {
 			t.Fatal(err)
@@ -392,9 +397,6 @@ func TestMemoryStoreEvictRemovesEmptiedTopics(t *testing.T) {
 	}
 	if int64(emptied) != n+1-s.Bytes()/per {
 		t.Errorf("%d topics read empty, want %d", emptied, n+1-s.Bytes()/per)
-	}
-	if p, err := s.Range(ctx, "over", messages.ID{}, 10); err != nil || len(p.Messages) != 1 {
-		t.Fatalf("the newest topic holds %d of 1 (%v)", len(p.Messages), err)
 	}
 }
 
