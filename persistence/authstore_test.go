@@ -454,4 +454,16 @@ func TestValkeyAuthStoreIndexesOlderOwnedTopics(t *testing.T) {
 	if n, err := c.Do(ctx, c.B().Scard().Key(ownedKey("veteran")).Build()).AsInt64(); err != nil || n != 3 {
 		t.Fatalf("the owner's index holds %d (%v), want 3", n, err)
 	}
+	// A relay of the earlier version deletes a topic (its record only):
+	// the index drops the stale name when it is next read.
+	if err := c.Do(ctx, c.B().Del().Key(topicOwnerKey("older.1")).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = fresh.OwnedTopics(ctx, "veteran")
+	if err != nil || len(got) != 2 || got[0] != "older.0" || got[1] != "older.2" {
+		t.Fatalf("OwnedTopics after an earlier relay's delete = %v, %v; want older.0 and older.2", got, err)
+	}
+	if n, err := c.Do(ctx, c.B().Scard().Key(ownedKey("veteran")).Build()).AsInt64(); err != nil || n != 2 {
+		t.Fatalf("the owner's index holds %d (%v) after the stale name was read, want 2", n, err)
+	}
 }

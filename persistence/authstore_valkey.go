@@ -382,6 +382,10 @@ func (a *ValkeyAuthStore) ensureOwnedIndex(ctx context.Context, c valkey.Client)
 		return unavailable("owner index", err)
 	}
 	if n == 0 {
+		// Its own deadline: the first index of a large Valkey (100,000
+		// topics) reads every record once.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
 		all, err := a.Topics(ctx)
 		if err != nil {
 			return err
@@ -419,8 +423,35 @@ func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]stri
 	if err != nil {
 		return nil, unavailable("list owned topics", err)
 	}
-	sort.Strings(names)
-	return names, nil
+	// The index is kept beside the records, not with them (another slot),
+	// so it may name a topic deleted or re-created meanwhile (by a relay
+	// of an earlier version, or between a delete's calls): each name is
+	// checked against its record, and a stale one leaves the index.
+	cmds := make(valkey.Commands, len(names))
+	for i, n := range names {
+		cmds[i] = c.B().Get().Key(topicOwnerKey(n)).Build()
+	}
+	live := names[:0]
+	var stale []string
+	for i, res := range c.DoMulti(ctx, cmds...) {
+		text, err := res.ToString()
+		if err != nil && !valkey.IsValkeyNil(err) {
+			return nil, unavailable("get topic", err)
+		}
+		var t TopicRecord
+		if err == nil && json.Unmarshal([]byte(text), &t) == nil && t.OwnerID == owner {
+			live = append(live, names[i])
+		} else {
+			stale = append(stale, names[i])
+		}
+	}
+	if len(stale) > 0 {
+		if err := c.Do(ctx, c.B().Srem().Key(ownedKey(owner)).Member(stale...).Build()).Error(); err != nil {
+			return nil, unavailable("unindex owned topics", err)
+		}
+	}
+	sort.Strings(live)
+	return live, nil
 }
 
 // Topic returns the record of topic name, or messages.ErrNotFound.
