@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -109,7 +113,11 @@ func checkJSONLimitsReference(b []byte, maxDepth int) error {
 					break
 				}
 				if c == '\\' {
-					i++
+					skip, err := surrogateReference(b, i)
+					if err != nil {
+						return err
+					}
+					i += skip
 					continue
 				}
 				if c < utf8.RuneSelf {
@@ -136,6 +144,11 @@ func checkJSONLimitsReference(b []byte, maxDepth int) error {
 			if n := i + 1 - start; n > MaxNumberLen {
 				return fmt.Errorf("%w: a number literal of %d characters (the limit is %d)", ErrInvalid, n, MaxNumberLen)
 			}
+			if lit := b[start : i+1]; jsonNumber.Match(lit) {
+				if f, err := strconv.ParseFloat(string(lit), 64); err != nil && math.IsInf(f, 0) {
+					return fmt.Errorf("%w: the number %s is beyond what a 64-bit float holds (many JSON readers cannot read it)", ErrInvalid, lit)
+				}
+			}
 		case c >= utf8.RuneSelf:
 			if r, size := utf8.DecodeRune(b[i:]); r == utf8.RuneError && size == 1 {
 				return fmt.Errorf("%w: invalid UTF-8 at byte offset %d", ErrInvalid, i)
@@ -143,6 +156,31 @@ func checkJSONLimitsReference(b []byte, maxDepth int) error {
 		}
 	}
 	return nil
+}
+
+// jsonNumber is a whole JSON number literal.
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// surrogateReference: the escape at b[i] (a backslash in a string), when it
+// is \u and four hex digits of a UTF-16 surrogate, must be a high one
+// followed by an escaped low one (decoded with utf16, not with checkJSON's
+// own code). It returns how far to skip: past a pair, else the escaped byte.
+func surrogateReference(b []byte, i int) (int, error) {
+	hex := func(at int) (rune, bool) {
+		if at+6 > len(b) || b[at] != '\\' || b[at+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(b[at+2:at+6]), 16, 16)
+		return rune(v), err == nil
+	}
+	r, ok := hex(i)
+	if !ok || !utf16.IsSurrogate(r) {
+		return 1, nil
+	}
+	if lo, ok := hex(i + 6); ok && r < 0xDC00 && utf16.DecodeRune(r, lo) != utf8.RuneError {
+		return 11, nil
+	}
+	return 0, fmt.Errorf("%w: a lone UTF-16 surrogate escape (\\u%s) at byte offset %d: many JSON readers refuse it", ErrInvalid, b[i+2:i+6], i)
 }
 
 // jsonSyntaxCases are documents on the edges of the JSON grammar, valid or
@@ -161,6 +199,8 @@ var jsonSyntaxCases = []string{
 	"\xff", "\"\xff\"", "x\xff", "[\"\xc3\xa9\"]", "é", "[é]", "\"a\x00\xff\"", "\"\\\xc3\xa9\"",
 	`] {"n":` + strings.Repeat("1", MaxNumberLen+1) + `}`, `x` + nested(70), `{"a":"\u12"` + strings.Repeat("[", 70),
 	`[` + strings.Repeat("1", MaxNumberLen) + `]`, `[-` + strings.Repeat("0", MaxNumberLen) + `]`, `]]]]` + strings.Repeat("[", 66),
+	`[1e400]`, `[-1E309]`, `[1e-400]`, `[1.7976931348623157e308]`, `[1e400x]`, `x 1e400`, `["\ud800"]`, `["\ud800\udc00"]`,
+	`["\udc00\ud800"]`, `["\uD800\u0041"]`, `["\ud800`, `["\ud800\u"]`, `{"\udfff":1}`, `x "\ud800"`,
 }
 
 // FuzzCheckJSONValid: checkJSON's errors are the limits-only scan's, and
