@@ -72,6 +72,11 @@ type RateConfig struct {
 	// connections (RELAY_RATE_SUBSCRIPTIONS). Each subscribed topic keeps a
 	// topic actor, of which the relay runs at most RELAY_MAX_TOPICS.
 	Subscriptions int
+	// OwnedTopics: topics one user (or API key, or external token's sub)
+	// may own at once (RELAY_RATE_OWNED_TOPICS; 0: only the relay's
+	// 100,000 in all), so that one account cannot take them all. Admins
+	// are not bound by it.
+	OwnedTopics int
 	// LoginPerMinute: login attempts per username and per address per
 	// minute (RELAY_RATE_LOGIN, default 30; negative: off).
 	LoginPerMinute int

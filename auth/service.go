@@ -447,7 +447,7 @@ type Me struct {
 }
 
 // WhoAmI returns the caller's description with the topics it owns (read
-// from the owner's own index: at most persistence.MaxOwnedTopicsPerUser).
+// from the owner's own index: at most RateConfig.OwnedTopics).
 func (s *Service) WhoAmI(ctx context.Context, p *Principal) (Me, error) {
 	owned, err := s.store.OwnedTopics(ctx, p.ID)
 	if err != nil {

@@ -37,8 +37,10 @@ type Store interface {
 	UpdateTopic(ctx context.Context, name string, fn func(*persistence.TopicRecord) error) (persistence.TopicRecord, error)
 	DeleteTopic(ctx context.Context, name string) error
 	Topics(ctx context.Context) ([]persistence.TopicRecord, error)
-	// OwnedTopics returns the names of the topics owner holds, sorted.
+	// OwnedTopics returns the names of the topics owner holds, sorted;
+	// OwnedCount how many (RateConfig.OwnedTopics bounds it).
 	OwnedTopics(ctx context.Context, owner string) ([]string, error)
+	OwnedCount(ctx context.Context, owner string) (int, error)
 }
 
 var (

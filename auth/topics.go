@@ -138,6 +138,17 @@ func (s *Service) CreateTopic(ctx context.Context, p *Principal, topic, descript
 	if p != nil {
 		owner = p.ID
 	}
+	if limit := s.cfg.Rates.OwnedTopics; limit > 0 && p != nil && !p.IsAdmin() {
+		// Checked, then created, in separate calls: concurrent creates may
+		// pass the bound by as many as are in flight.
+		n, err := s.store.OwnedCount(ctx, owner)
+		if err != nil {
+			return Topic{}, err
+		}
+		if n >= limit {
+			return Topic{}, fmt.Errorf("%w: you own %d topics, the most one user may (RELAY_RATE_OWNED_TOPICS); delete one first", messages.ErrForbidden, n)
+		}
+	}
 	rec := persistence.TopicRecord{ID: newID(), Name: topic, OwnerID: owner, Description: description, CreatedAt: time.Now().UTC()}
 	if err := s.store.CreateTopic(ctx, rec); err != nil {
 		return Topic{}, err

@@ -172,3 +172,40 @@ func TestAuthOffTopicChangesLoopbackOnly(t *testing.T) {
 		t.Fatalf("loopback delete: %d %s", res.Status, res.Body)
 	}
 }
+
+// TestOwnedTopicsPerUserBounded: a user owns at most RELAY_RATE_OWNED_TOPICS
+// topics at once (403 past it, a place again after a delete), so that one
+// account cannot take the relay's 100,000; admins are not bound; /auth/me
+// lists the caller's own.
+func TestOwnedTopicsPerUserBounded(t *testing.T) {
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: []byte("owned-topics-secret-0123456789abcdef"),
+		AdminUsername: "admin", AdminPassword: "admin-password", Rates: auth.RateConfig{OwnedTopics: 3}}})
+	admin := r.login("admin", "admin-password").AccessToken
+	r.createUser(admin, "owner", "owner-password", []string{"read", "write"}, nil)
+	tok := r.login("owner", "owner-password").AccessToken
+	create := func(token, name string) authResponse {
+		return r.do("POST", "/api/v1/topics", token, map[string]any{"topic_name": name})
+	}
+	for i := range 3 {
+		if res := create(tok, fmt.Sprintf("mine.%d", i)); res.Status != 201 {
+			t.Fatalf("create %d: %d %s", i, res.Status, res.Body)
+		}
+	}
+	if res := create(tok, "mine.3"); res.Status != 403 || res.Code() != "FORBIDDEN" || !strings.Contains(res.JSON()["message"].(string), "RELAY_RATE_OWNED_TOPICS") {
+		t.Fatalf("a create past the bound: %d %s, want 403 naming RELAY_RATE_OWNED_TOPICS", res.Status, res.Body)
+	}
+	if res := r.do("GET", "/auth/me", tok, nil); res.Status != 200 || len(res.JSON()["owned_topics"].([]any)) != 3 {
+		t.Fatalf("/auth/me: %d %s, want 3 owned topics", res.Status, res.Body)
+	}
+	if res := r.do("DELETE", "/api/v1/topics/mine.0", tok, nil); res.Status != 204 {
+		t.Fatalf("delete: %d %s", res.Status, res.Body)
+	}
+	if res := create(tok, "mine.3"); res.Status != 201 {
+		t.Fatalf("a create after a delete: %d %s", res.Status, res.Body)
+	}
+	for i := range 5 {
+		if res := create(admin, fmt.Sprintf("admins.%d", i)); res.Status != 201 {
+			t.Fatalf("admin create %d: %d %s", i, res.Status, res.Body)
+		}
+	}
+}

@@ -21,7 +21,7 @@ import (
 //	auth:{rt:<family>}       hash: user_id, username, hash, key, revoked; expires with the family
 //	topic:{<topic>}:owner    string: TopicRecord as JSON (owner, description, public, grants)
 //	auth:{topics}            set: names of owned topics (the index GET /api/v1/topics reads)
-//	auth:{owned:<hash>}      set: names of the topics one owner holds (<hash>: hex SHA-256 of the owner id, which may be an external JWT's sub)
+//	auth:{owned:<hash>}      set: names of the topics one owner holds (<hash>: hex SHA-256 of the owner id, which may be an external JWT's sub; auth.RateConfig.OwnedTopics bounds it)
 
 // UserRecord is one user the relay can log in.
 type UserRecord struct {
@@ -79,15 +79,6 @@ const MaxLoginsPerUser = 1000
 const MaxOwnedTopics = 100_000
 
 var errTooManyOwned = fmt.Errorf("%w: %w: the relay holds its maximum of %d owned topics", messages.ErrTooManyTopics, messages.ErrUnavailable, MaxOwnedTopics)
-
-// MaxOwnedTopicsPerUser bounds the topics one owner holds, so that one
-// account cannot take the relay's MaxOwnedTopics (and make every listing
-// read them); CreateTopic over it fails with messages.ErrForbidden (403).
-// Topics created with auth off (owner "", loopback clients only) are not
-// counted against it.
-const MaxOwnedTopicsPerUser = 1000
-
-var errOwnerFull = fmt.Errorf("%w: an owner may hold at most %d topics; delete one first", messages.ErrForbidden, MaxOwnedTopicsPerUser)
 
 // Errors of RotateRefresh, both wrapping messages.ErrUnauthorized.
 var (

@@ -215,9 +215,6 @@ func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord) error {
 	}
 	if t.OwnerID != "" {
 		names := m.owned[t.OwnerID]
-		if len(names) >= MaxOwnedTopicsPerUser {
-			return errOwnerFull
-		}
 		if names == nil {
 			names = map[string]struct{}{}
 			m.owned[t.OwnerID] = names
@@ -226,6 +223,13 @@ func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord) error {
 	}
 	m.topics[t.Name] = cloneTopic(t)
 	return nil
+}
+
+// OwnedCount returns how many topics owner holds.
+func (m *MemoryAuthStore) OwnedCount(_ context.Context, owner string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.owned[owner]), nil
 }
 
 // OwnedTopics returns the names of the topics owner holds, sorted.

@@ -30,6 +30,7 @@ type authStore interface {
 	DeleteTopic(ctx context.Context, name string) error
 	Topics(ctx context.Context) ([]TopicRecord, error)
 	OwnedTopics(ctx context.Context, owner string) ([]string, error)
+	OwnedCount(ctx context.Context, owner string) (int, error)
 }
 
 func TestMemoryAuthStoreConformance(t *testing.T) {
@@ -362,21 +363,17 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 			t.Fatalf("Range after the old incarnation's id: %+v %v; want the new message", p, err)
 		}
 	})
-	// One owner holds at most MaxOwnedTopicsPerUser topics (so one account
-	// cannot take the relay's MaxOwnedTopics); its own index answers
-	// OwnedTopics and follows creates and deletes; owner "" (auth off) is
-	// not counted.
-	t.Run("topics per owner bounded", func(t *testing.T) {
+	// Each owner's topics are indexed (OwnedTopics, OwnedCount: what
+	// /auth/me lists and RELAY_RATE_OWNED_TOPICS bounds), following creates
+	// and deletes; owner "" (auth off) is not indexed.
+	t.Run("topics indexed by owner", func(t *testing.T) {
 		create := func(name, owner string) error {
 			return s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()})
 		}
-		for i := range MaxOwnedTopicsPerUser {
-			if err := create(fmt.Sprintf("full.%04d", i), "full-owner"); err != nil {
+		for i := range 30 {
+			if err := create(fmt.Sprintf("idx.%04d", i), "idx-owner"); err != nil {
 				t.Fatalf("create %d: %v", i, err)
 			}
-		}
-		if err := create("full.over", "full-owner"); !errors.Is(err, messages.ErrForbidden) {
-			t.Fatalf("create over the owner's bound: %v, want ErrForbidden", err)
 		}
 		if err := create("other.one", "other-owner"); err != nil {
 			t.Fatalf("another owner's create: %v", err)
@@ -384,21 +381,24 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		if err := create("anon.one", ""); err != nil {
 			t.Fatalf("an unowned-by-anyone create: %v", err)
 		}
-		owned, err := s.OwnedTopics(ctx, "full-owner")
-		if err != nil || len(owned) != MaxOwnedTopicsPerUser || owned[0] != "full.0000" {
-			t.Fatalf("OwnedTopics = %d names (%v), want %d from full.0000", len(owned), err, MaxOwnedTopicsPerUser)
+		owned, err := s.OwnedTopics(ctx, "idx-owner")
+		if err != nil || len(owned) != 30 || owned[0] != "idx.0000" {
+			t.Fatalf("OwnedTopics = %d names (%v), want 30 from idx.0000", len(owned), err)
 		}
-		if err := s.DeleteTopic(ctx, "full.0000"); err != nil {
+		if err := s.DeleteTopic(ctx, "idx.0000"); err != nil {
 			t.Fatal(err)
 		}
-		if err := create("full.over", "full-owner"); err != nil {
-			t.Fatalf("create after a delete freed a place: %v", err)
+		if n, err := s.OwnedCount(ctx, "idx-owner"); err != nil || n != 29 {
+			t.Fatalf("OwnedCount after a delete = %d, %v; want 29", n, err)
 		}
 		if owned, err := s.OwnedTopics(ctx, "other-owner"); err != nil || len(owned) != 1 || owned[0] != "other.one" {
 			t.Fatalf("the other owner's topics: %v %v", owned, err)
 		}
 		if owned, err := s.OwnedTopics(ctx, "nobody"); err != nil || len(owned) != 0 {
 			t.Fatalf("an owner of nothing: %v %v", owned, err)
+		}
+		if n, err := s.OwnedCount(ctx, ""); err != nil || n != 0 {
+			t.Fatalf("owner \"\" indexed: %d %v", n, err)
 		}
 	})
 }

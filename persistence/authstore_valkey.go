@@ -337,11 +337,6 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error 
 		if err := a.ensureOwnedIndex(ctx, c); err != nil {
 			return err
 		}
-		if n, err := c.Do(ctx, c.B().Scard().Key(ownedKey(t.OwnerID)).Build()).AsInt64(); err != nil {
-			return unavailable("count owned topics", err)
-		} else if n >= MaxOwnedTopicsPerUser {
-			return errOwnerFull
-		}
 	}
 	b, _ := json.Marshal(t)
 	n, err := createTopicScript.Exec(ctx, c, []string{topicOwnerKey(t.Name)}, []string{string(b)}).AsInt64()
@@ -406,6 +401,24 @@ func (a *ValkeyAuthStore) ensureOwnedIndex(ctx context.Context, c valkey.Client)
 	}
 	a.indexed.Store(true)
 	return nil
+}
+
+// OwnedCount returns how many topics owner holds (its index's size: a name
+// gone stale since OwnedTopics last read it still counts).
+func (a *ValkeyAuthStore) OwnedCount(ctx context.Context, owner string) (int, error) {
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	if err := a.ensureOwnedIndex(ctx, c); err != nil {
+		return 0, err
+	}
+	n, err := c.Do(ctx, c.B().Scard().Key(ownedKey(owner)).Build()).AsInt64()
+	if err != nil {
+		return 0, unavailable("count owned topics", err)
+	}
+	return int(n), nil
 }
 
 // OwnedTopics returns the names of the topics owner holds, sorted (its own

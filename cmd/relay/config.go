@@ -182,6 +182,7 @@ func (c *config) settings() []setting {
 		{"RELAY_RATE_WS_FRAMES", "0", "client WebSocket frames per second per identity (0: off)", floatMin0(&c.Auth.Rates.WSFrames)},
 		{"RELAY_RATE_CONNECTIONS", "1024", "concurrent WebSocket, SSE and poll requests per identity: the user, the API key, or the address when anonymous (0: off)", intIn(&c.Auth.Rates.Connections, 0, 1<<30)},
 		{"RELAY_RATE_SUBSCRIPTIONS", "10000", "topics subscribed at once per identity, over all its WebSockets, SSE streams and long-polls (0: off); each keeps a topic actor, of which there are at most RELAY_MAX_TOPICS", intIn(&c.Auth.Rates.Subscriptions, 0, 1<<30)},
+		{"RELAY_RATE_OWNED_TOPICS", "10000", "topics one user or API key may own at once (admins: any number; 0: only the relay's 100,000 in all)", intIn(&c.Auth.Rates.OwnedTopics, 0, 1<<30)},
 		{"RELAY_RATE_LOGIN", "30", "login attempts per minute per username and per address (0: off)", func(v string) error {
 			if err := intIn(&c.Auth.Rates.LoginPerMinute, 0, 1<<20)(v); err != nil {
 				return err
