@@ -113,10 +113,7 @@ func checkJSONLimitsReference(b []byte, maxDepth int) error {
 					break
 				}
 				if c == '\\' {
-					skip, err := surrogateReference(b, i)
-					if err != nil {
-						return err
-					}
+					skip, _ := surrogateReference(b, i)
 					i += skip
 					continue
 				}
@@ -164,8 +161,9 @@ var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9
 // surrogateReference: the escape at b[i] (a backslash in a string), when it
 // is \u and four hex digits of a UTF-16 surrogate, must be a high one
 // followed by an escaped low one (decoded with utf16, not with checkJSON's
-// own code). It returns how far to skip: past a pair, else the escaped byte.
-func surrogateReference(b []byte, i int) (int, error) {
+// own code). It returns how far to skip (past a pair, else the escaped
+// byte) and whether the escape is a lone surrogate.
+func surrogateReference(b []byte, i int) (skip int, lone bool) {
 	hex := func(at int) (rune, bool) {
 		if at+6 > len(b) || b[at] != '\\' || b[at+1] != 'u' {
 			return 0, false
@@ -175,12 +173,32 @@ func surrogateReference(b []byte, i int) (int, error) {
 	}
 	r, ok := hex(i)
 	if !ok || !utf16.IsSurrogate(r) {
-		return 1, nil
+		return 1, false
 	}
 	if lo, ok := hex(i + 6); ok && r < 0xDC00 && utf16.DecodeRune(r, lo) != utf8.RuneError {
-		return 11, nil
+		return 11, false
 	}
-	return 0, fmt.Errorf("%w: a lone UTF-16 surrogate escape (\\u%s) at byte offset %d: many JSON readers refuse it", ErrInvalid, b[i+2:i+6], i)
+	return 1, true
+}
+
+// firstLoneSurrogate is the offset of the first \u escape of a lone
+// surrogate in a string of b, or -1.
+func firstLoneSurrogate(b []byte) int {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '"' {
+			continue
+		}
+		for i++; i < len(b) && b[i] != '"'; i++ {
+			if b[i] == '\\' {
+				skip, lone := surrogateReference(b, i)
+				if lone {
+					return i
+				}
+				i += skip
+			}
+		}
+	}
+	return -1
 }
 
 // jsonSyntaxCases are documents on the edges of the JSON grammar, valid or
@@ -222,6 +240,9 @@ func FuzzCheckJSONValid(f *testing.F) {
 			}
 			if err != nil && valid {
 				t.Fatalf("checkJSON(%q, %d) = valid with error %v", b, depth, err)
+			}
+			if at := firstLoneSurrogate(b); err == nil && valid && at >= 0 {
+				t.Fatalf("checkJSON(%q, %d) left a lone surrogate escape at %d", b, depth, at)
 			}
 		}
 	})

@@ -28,9 +28,13 @@ const (
 // encoding/json would accept but a reader could not: bytes that are not
 // UTF-8 (encoding/json would silently replace them in a string and keep
 // them as they are in a json.RawMessage), objects and arrays nested deeper
-// than maxDepth levels (the outermost value is level 1), number literals
-// longer than MaxNumberLen characters or beyond a 64-bit float (1e400), and
-// \u escapes of lone UTF-16 surrogates. It does not report syntax errors: a
+// than maxDepth levels (the outermost value is level 1), and number
+// literals longer than MaxNumberLen characters or beyond a 64-bit float
+// (1e400). It rewrites a \u escape of a lone UTF-16 surrogate in b to
+// \ufffd in place (the same length): strict readers refuse a lone
+// surrogate, and encoding/json and most others read it as U+FFFD, which is
+// what every reader then gets; clients that escape undecodable bytes that
+// way (Python's surrogateescape) are not refused. It does not report syntax errors: a
 // document it accepts must still be parsed.
 //
 // It costs one pass over b (two if b nests deeper than 256 levels: see
@@ -90,7 +94,10 @@ func checkJSON(b []byte, maxDepth int) (valid bool, err error) {
 					} else if b[i+1] == 'u' {
 						n, ok := surrogates(b, i)
 						if !ok {
-							return false, fmt.Errorf("%w: a lone UTF-16 surrogate escape (\\u%s) at byte offset %d: many JSON readers refuse it", ErrInvalid, b[i+2:i+6], i)
+							// A lone surrogate becomes U+FFFD, in place (the
+							// same six bytes), as encoding/json reads it.
+							copy(b[i+2:i+6], "fffd")
+							n = 5
 						}
 						i += n // the escape but its last byte
 						continue
@@ -306,8 +313,7 @@ func outOfRange(lit []byte) bool {
 // surrogates: a high one (D800-DBFF) must be followed by a \u escape of a
 // low one (DC00-DFFF), and a low one must not stand alone. It returns how
 // far past i the escape (or the pair) goes, minus its last byte, and false
-// for a lone surrogate, which strict readers refuse and others turn into
-// U+FFFD.
+// for a lone surrogate.
 func surrogates(b []byte, i int) (int, bool) {
 	r := hex4(b[i+2 : i+6])
 	switch {
