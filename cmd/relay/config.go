@@ -85,11 +85,11 @@ func (c *config) settings() []setting {
 		{"RELAY_VALKEY_WAIT_REPLICAS", "0", "answer a publish 201 only after WAIT saw this many replicas take it (survives a master failover; costs a replication round trip per batch)", intIn(&c.ValkeyWaitReplicas, 0, 16)},
 		{"RELAY_POSITION_CHECK_INTERVAL", dur(actors.DefaultPositionCheckInterval), "how often each watched topic's stream tip is compared with what was delivered (one batched call); a topic behind catches up", duration(&c.Actors.PositionCheckInterval)},
 		{"RELAY_HOT_TIER_RETENTION", dur(actors.DefaultHotTierRetention), "recent messages kept in memory per topic", duration(&c.Actors.HotTierRetention)},
-		{"RELAY_HOT_TIER_BYTES", itoa(actors.DefaultHotTierBytes), "bytes all topics' hot rings may hold together (`256MiB` or bytes); past it the busiest rings drop their oldest messages, whose replays read the store", byteSize(&c.Actors.HotTierBytes, 1<<20)},
+		{"RELAY_HOT_TIER_BYTES", itoa(actors.DefaultHotTierBytes), "bytes all topics' hot rings may hold together (`256MiB` or bytes); past it a ring that takes a message gives up its oldest down to its share (the budget over the rings holding anything); replays from before what a ring holds read the store", byteSize(&c.Actors.HotTierBytes, 1<<20)},
 		{"RELAY_RETENTION", "24h", "how long the store keeps a topic's messages", duration(&c.Store.Retention)},
 		{"RELAY_MAX_MESSAGES_PER_TOPIC", "1000000", "messages kept per topic", intIn(&c.Store.MaxMessages, 1, 1<<40)},
-		{"RELAY_MEMORY_STORE_BYTES", "1073741824", "bytes the memory store's messages may take in all (payload, metadata and 256 per message); past it the topics holding the most lose their oldest messages, as by retention (a resume before them is truncated). Not used with Valkey", byteSize(&c.MemoryStoreBytes, 1<<20)},
-		{"RELAY_MAX_CONNECTIONS", "10000", "WebSocket connections per instance", intIn(&c.Gateway.MaxConnections, 1, 1<<30)},
+		{"RELAY_MEMORY_STORE_BYTES", "1073741824", "bytes the memory store's messages may take in all (payload, metadata and 256 per message, and 768 per topic holding any); past it the topics holding the most lose their oldest messages, as by retention (a resume before them is truncated). Not used with Valkey", byteSize(&c.MemoryStoreBytes, 1<<20)},
+		{"RELAY_MAX_CONNECTIONS", "10000", "WebSocket connections, SSE streams and long-poll waiters per instance, together", intIn(&c.Gateway.MaxConnections, 1, 1<<30)},
 		{"RELAY_MAX_MESSAGE_SIZE", "1048576", "largest request body or WebSocket frame, bytes", func(v string) error {
 			var n int
 			if err := intIn(&n, 64, 1<<30)(v); err != nil {
@@ -146,11 +146,11 @@ func (c *config) settings() []setting {
 		{"RELAY_WS_READ_RATE", itoa(gateway.DefaultWSReadRate), "frames per second one WebSocket connection may send (one per started 16 KiB; burst twice that); over it the relay stops reading that connection for a while, nothing is dropped", floatPositive(&c.Gateway.WSReadRate)},
 		{"RELAY_PONG_TIMEOUT", "10s", "how long a ping waits for its pong", duration(&c.Gateway.PongTimeout)},
 		{"RELAY_WRITE_TIMEOUT", "10s", "longest one frame write may take before the peer is dropped", duration(&c.Gateway.WriteTimeout)},
-		{"RELAY_ALLOWED_ORIGINS", "", "browser origins allowed on /ws: host patterns, or *", func(v string) error {
+		{"RELAY_ALLOWED_ORIGINS", "", "browser origins allowed on /ws, SSE and the REST routes (CORS): host patterns, or *", func(v string) error {
 			c.Gateway.AllowedOrigins = splitList(v)
 			return nil
 		}},
-		{"RELAY_POLL_MAX_WAITERS_PER_CLIENT", "50", "concurrent long-poll waiters per client (remote IP) before 429", intIn(&c.Gateway.Consumers.PollMaxWaitersPerClient, 1, 1<<20)},
+		{"RELAY_POLL_MAX_WAITERS_PER_CLIENT", "50", "concurrent long-poll waiters per client (the user or API key, else the IPv4 address or IPv6 /64) before 429", intIn(&c.Gateway.Consumers.PollMaxWaitersPerClient, 1, 1<<20)},
 		{"RELAY_METRICS_MAX_TOPICS", "100", "distinct topic label values in metrics", intIn(&c.MetricsMaxTopics, 0, 1<<20)},
 		{"RELAY_SHUTDOWN_TIMEOUT", "8s", "graceful shutdown budget", duration(&c.ShutdownTimeout)},
 		{"RELAY_PPROF_ADDR", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); empty: off", str(&c.PprofAddr)},
