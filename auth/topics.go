@@ -146,6 +146,12 @@ func (s *Service) CreateTopic(ctx context.Context, p *Principal, topic, descript
 			return Topic{}, err
 		}
 		if n >= limit {
+			// A topic owned already is a conflict (409) whoever owns it,
+			// as below the bound: a client re-registering its own topics
+			// (pulsar-relay-client's create-or-verify) must see 409.
+			if _, err := s.store.Topic(ctx, topic); err == nil {
+				return Topic{}, fmt.Errorf("topic %q: %w", topic, messages.ErrConflict)
+			}
 			return Topic{}, fmt.Errorf("%w: you own %d topics, the most one user may (RELAY_RATE_OWNED_TOPICS); delete one first", messages.ErrForbidden, n)
 		}
 	}

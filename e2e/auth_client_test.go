@@ -194,6 +194,16 @@ func TestOwnedTopicsPerUserBounded(t *testing.T) {
 	if res := create(tok, "mine.3"); res.Status != 403 || res.Code() != "FORBIDDEN" || !strings.Contains(res.JSON()["message"].(string), "RELAY_RATE_OWNED_TOPICS") {
 		t.Fatalf("a create past the bound: %d %s, want 403 naming RELAY_RATE_OWNED_TOPICS", res.Status, res.Body)
 	}
+	// At the bound, a topic owned already is still a conflict (409), as
+	// pulsar-relay-client's create-or-verify expects: its own, or another's.
+	if res := create(admin, "admins.taken"); res.Status != 201 {
+		t.Fatalf("admin create: %d %s", res.Status, res.Body)
+	}
+	for _, name := range []string{"mine.1", "admins.taken"} {
+		if res := create(tok, name); res.Status != 409 || res.Code() != "CONFLICT" {
+			t.Fatalf("re-creating %s at the bound: %d %s, want 409", name, res.Status, res.Body)
+		}
+	}
 	if res := r.do("GET", "/auth/me", tok, nil); res.Status != 200 || len(res.JSON()["owned_topics"].([]any)) != 3 {
 		t.Fatalf("/auth/me: %d %s, want 3 owned topics", res.Status, res.Body)
 	}

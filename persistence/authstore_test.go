@@ -2,11 +2,15 @@ package persistence
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/valkey-io/valkey-go"
 
 	"github.com/pulsar-relay/relay/internal/valkeytest"
 	"github.com/pulsar-relay/relay/messages"
@@ -465,5 +469,41 @@ func TestValkeyAuthStoreIndexesOlderOwnedTopics(t *testing.T) {
 	}
 	if n, err := c.Do(ctx, c.B().Scard().Key(ownedKey("veteran")).Build()).AsInt64(); err != nil || n != 2 {
 		t.Fatalf("the owner's index holds %d (%v) after the stale name was read, want 2", n, err)
+	}
+}
+
+// The one-time owner index of an older Valkey reads every topic record
+// under its own deadline, not the store's per-call timeout: with records
+// too many to read within that, every create, /auth/me and count failed
+// with 503 for good.
+func TestValkeyOwnedIndexHasItsOwnDeadline(t *testing.T) {
+	srv := valkeytest.Start(t)
+	vs, err := NewValkeyStore(context.Background(), ValkeyConfig{Addrs: []string{srv.Addr()}, Password: srv.Password(), Timeout: 20 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vs.Close() })
+	ctx := context.Background()
+	c, err := vs.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 400 records of 64 KiB, written as a relay from before the index left
+	// them: records and the topic index, no per-owner sets.
+	pad := strings.Repeat("d", 64<<10)
+	var cmds valkey.Commands
+	for i := range 400 {
+		name := fmt.Sprintf("big.%03d", i)
+		rec, _ := json.Marshal(TopicRecord{ID: name, Name: name, OwnerID: "heavy", Description: pad, CreatedAt: time.Now().UTC()})
+		cmds = append(cmds, c.B().Set().Key(topicOwnerKey(name)).Value(string(rec)).Build(), c.B().Sadd().Key(topicIndexKey).Member(name).Build())
+	}
+	for _, res := range c.DoMulti(ctx, cmds...) {
+		if err := res.Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := NewValkeyAuthStore(vs).OwnedCount(ctx, "heavy")
+	if err != nil || n != 400 {
+		t.Fatalf("OwnedCount = %d, %v; want 400 (the index built within its own deadline)", n, err)
 	}
 }

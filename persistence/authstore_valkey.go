@@ -323,6 +323,11 @@ return 0
 
 // CreateTopic records t, or fails with messages.ErrConflict when it is owned.
 func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error {
+	if t.OwnerID != "" {
+		if err := a.ensureOwnedIndex(ctx); err != nil {
+			return err
+		}
+	}
 	c, ctx, cancel, err := a.client(ctx)
 	if err != nil {
 		return err
@@ -332,11 +337,6 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error 
 		return unavailable("count topics", err)
 	} else if n >= MaxOwnedTopics {
 		return errTooManyOwned
-	}
-	if t.OwnerID != "" {
-		if err := a.ensureOwnedIndex(ctx, c); err != nil {
-			return err
-		}
 	}
 	b, _ := json.Marshal(t)
 	n, err := createTopicScript.Exec(ctx, c, []string{topicOwnerKey(t.Name)}, []string{string(b)}).AsInt64()
@@ -368,20 +368,27 @@ const ownedIndexedKey = "auth:{owned}:indexed"
 // Valkey (marked by ownedIndexedKey), so that topics created by a relay
 // from before the index count against their owner's bound and show in
 // /auth/me. Relays doing it at once add the same members.
-func (a *ValkeyAuthStore) ensureOwnedIndex(ctx context.Context, c valkey.Client) error {
+//
+// It runs before the caller's call takes its store timeout: the first
+// index of a large Valkey (100,000 topics) reads every record once, under
+// a deadline of its own (30 s), and the call then gets its whole timeout.
+func (a *ValkeyAuthStore) ensureOwnedIndex(ctx context.Context) error {
 	if a.indexed.Load() {
 		return nil
 	}
-	n, err := c.Do(ctx, c.B().Exists().Key(ownedIndexedKey).Build()).AsInt64()
+	c, cctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	n, err := c.Do(cctx, c.B().Exists().Key(ownedIndexedKey).Build()).AsInt64()
 	if err != nil {
 		return unavailable("owner index", err)
 	}
 	if n == 0 {
-		// Its own deadline: the first index of a large Valkey (100,000
-		// topics) reads every record once.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		all, err := a.Topics(ctx)
+		all, err := a.topics(ctx, c)
 		if err != nil {
 			return err
 		}
@@ -406,14 +413,14 @@ func (a *ValkeyAuthStore) ensureOwnedIndex(ctx context.Context, c valkey.Client)
 // OwnedCount returns how many topics owner holds (its index's size: a name
 // gone stale since OwnedTopics last read it still counts).
 func (a *ValkeyAuthStore) OwnedCount(ctx context.Context, owner string) (int, error) {
+	if err := a.ensureOwnedIndex(ctx); err != nil {
+		return 0, err
+	}
 	c, ctx, cancel, err := a.client(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer cancel()
-	if err := a.ensureOwnedIndex(ctx, c); err != nil {
-		return 0, err
-	}
 	n, err := c.Do(ctx, c.B().Scard().Key(ownedKey(owner)).Build()).AsInt64()
 	if err != nil {
 		return 0, unavailable("count owned topics", err)
@@ -424,14 +431,14 @@ func (a *ValkeyAuthStore) OwnedCount(ctx context.Context, owner string) (int, er
 // OwnedTopics returns the names of the topics owner holds, sorted (its own
 // index: one read, however many topics others own).
 func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]string, error) {
+	if err := a.ensureOwnedIndex(ctx); err != nil {
+		return nil, err
+	}
 	c, ctx, cancel, err := a.client(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer cancel()
-	if err := a.ensureOwnedIndex(ctx, c); err != nil {
-		return nil, err
-	}
 	names, err := c.Do(ctx, c.B().Smembers().Key(ownedKey(owner)).Build()).AsStrSlice()
 	if err != nil {
 		return nil, unavailable("list owned topics", err)
@@ -574,6 +581,11 @@ func (a *ValkeyAuthStore) Topics(ctx context.Context) ([]TopicRecord, error) {
 		return nil, err
 	}
 	defer cancel()
+	return a.topics(ctx, c)
+}
+
+// topics is Topics on c, bounded by ctx alone.
+func (a *ValkeyAuthStore) topics(ctx context.Context, c valkey.Client) ([]TopicRecord, error) {
 	names, err := c.Do(ctx, c.B().Smembers().Key(topicIndexKey).Build()).AsStrSlice()
 	if err != nil {
 		return nil, unavailable("list topics", err)
