@@ -216,6 +216,15 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		writePollResponse(w, msgs, hasMore)
 		return
 	}
+	since := req.since
+	if len(since) == 0 {
+		// Where a first poll starts, read before the waiter counts as
+		// waiting (relay_connections{transport="poll"}).
+		if since, err = s.pollStart(r.Context(), req.Topics); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	release, err := s.consumers.acquireWaiter(clientIdentity(r))
 	if err != nil {
 		h := w.Header()
@@ -246,12 +255,10 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Observer.Connections("poll", 1)
 	defer s.cfg.Observer.Connections("poll", -1)
-	frame := messages.ClientFrame{Type: messages.TypeSubscribe, Topics: req.Topics, Offset: messages.OffsetLast}
-	if len(req.since) > 0 {
-		frame.Since = make(map[string]string, len(req.since))
-		for t, id := range req.since {
-			frame.Since[t] = id.String()
-		}
+	frame := messages.ClientFrame{Type: messages.TypeSubscribe, Topics: req.Topics, Offset: messages.OffsetLast,
+		Since: make(map[string]string, len(since))}
+	for t, id := range since {
+		frame.Since[t] = id.String()
 	}
 	conn.Subscribe(frame)
 	timer := time.NewTimer(req.timeout)
@@ -276,6 +283,26 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writePollRawResponse(w, res.body, res.hasMore)
+}
+
+// pollStart is where a first poll (no "since") starts in each topic: after
+// its newest message when the request arrived, as SSE starts. Subscribing
+// at "now" instead took the tip when the topic actor got the subscribe,
+// so a message stored after the request arrived but before that (on a
+// shared Valkey, one published through another relay) was neither caught
+// up nor delivered live: the poll answered [] at its timeout.
+func (s *Server) pollStart(ctx context.Context, topics []string) (map[string]messages.ID, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	tips, err := s.store.Tips(ctx, topics)
+	if err != nil {
+		return nil, err
+	}
+	since := make(map[string]messages.ID, len(topics))
+	for _, t := range topics {
+		since[t] = tips[t].Last
+	}
+	return since, nil
 }
 
 // pollCatchUp reads, for each topic with a "since" in the request's order,
