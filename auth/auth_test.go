@@ -283,7 +283,7 @@ func TestLimiterDecisions(t *testing.T) {
 	if !nilLim.Allow("x", now).Allowed {
 		t.Fatal("an off limiter refused")
 	}
-	c := &Concurrency{max: 1, m: map[string]int{}}
+	c := newConcurrency(1)
 	rel, d := c.Acquire("x")
 	if !d.Allowed {
 		t.Fatal(d)
@@ -293,7 +293,7 @@ func TestLimiterDecisions(t *testing.T) {
 	}
 	rel()
 	rel()
-	if _, d := c.Acquire("x"); !d.Allowed || len(c.m) != 1 {
+	if _, d := c.Acquire("x"); !d.Allowed || c.Len() != 1 {
 		t.Fatal("slot not freed once")
 	}
 }

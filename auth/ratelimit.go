@@ -149,14 +149,20 @@ func (q *Quota) Take(id string, n int) bool {
 	if q == nil || n <= 0 {
 		return true
 	}
+	_, ok := q.take(id, n)
+	return ok
+}
+
+// take is Take, also returning what id held before.
+func (q *Quota) take(id string, n int) (held int, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	held := q.m[id]
+	held = q.m[id]
 	if held+n > q.max {
-		return false
+		return held, false
 	}
 	q.m[id] = held + n
-	return true
+	return held, true
 }
 
 // Give takes n off id's count (what Take added and is no longer held).
@@ -183,13 +189,13 @@ func (q *Quota) Len() int {
 	return len(q.m)
 }
 
-// Concurrency counts concurrent streams (WebSocket, SSE, poll) per identity.
-// Only identities with a stream open are tracked, so its map is bounded by
-// the relay's connection limits.
-type Concurrency struct {
-	max int
-	mu  sync.Mutex
-	m   map[string]int
+// Concurrency counts concurrent streams (WebSocket, SSE, poll) per identity:
+// a Quota of one per stream. Only identities with a stream open are
+// tracked, so its map is bounded by the relay's connection limits.
+type Concurrency struct{ q Quota }
+
+func newConcurrency(max int) *Concurrency {
+	return &Concurrency{q: Quota{max: max, m: map[string]int{}}}
 }
 
 // Acquire takes a slot for id; release gives it back (call it once). The
@@ -199,25 +205,13 @@ func (c *Concurrency) Acquire(id string) (release func(), d Decision) {
 	if c == nil {
 		return func() {}, Decision{Allowed: true}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := c.m[id]
-	if n >= c.max {
-		return nil, Decision{Limit: c.max, RetryAfter: time.Second, Reset: time.Second}
+	max := c.q.max
+	n, ok := c.q.take(id, 1)
+	if !ok {
+		return nil, Decision{Limit: max, RetryAfter: time.Second, Reset: time.Second}
 	}
-	c.m[id] = n + 1
 	var once sync.Once
-	return func() {
-		once.Do(func() {
-			c.mu.Lock()
-			if c.m[id] <= 1 {
-				delete(c.m, id)
-			} else {
-				c.m[id]--
-			}
-			c.mu.Unlock()
-		})
-	}, Decision{Allowed: true, Limit: c.max, Remaining: c.max - n - 1}
+	return func() { once.Do(func() { c.q.Give(id, 1) }) }, Decision{Allowed: true, Limit: max, Remaining: max - n - 1}
 }
 
 // Limits are the relay's per-identity limits; a nil field is off.
@@ -239,7 +233,7 @@ func newLimits(c RateConfig) *Limits {
 		WSFrames: NewLimiter(c.WSFrames, 0, c.MaxIdentities),
 	}
 	if c.Connections > 0 {
-		l.Connections = &Concurrency{max: c.Connections, m: map[string]int{}}
+		l.Connections = newConcurrency(c.Connections)
 	}
 	if c.Subscriptions > 0 {
 		l.Subscriptions = &Quota{max: c.Subscriptions, m: map[string]int{}}
@@ -257,7 +251,5 @@ func (c *Concurrency) Len() int {
 	if c == nil {
 		return 0
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
+	return c.q.Len()
 }

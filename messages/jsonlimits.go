@@ -1,7 +1,6 @@
 package messages
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -174,11 +173,11 @@ func checkJSON(b []byte, maxDepth int) (valid bool, err error) {
 				st = synBad
 			}
 		case clNumber:
-			end, ok := scanNumber(b, i)
+			end, ok, exp := scanNumber(b, i)
 			if n := end - i; n > MaxNumberLen {
 				return false, fmt.Errorf("%w: a number literal of %d characters (the limit is %d)", ErrInvalid, n, MaxNumberLen)
 			}
-			if ok && outOfRange(b[i:end]) {
+			if ok && exp && outOfRange(b[i:end]) {
 				return false, fmt.Errorf("%w: the number %s is beyond what a 64-bit float holds (many JSON readers cannot read it)", ErrInvalid, b[i:end])
 			}
 			if ok && (st == synValue || st == synArrayFirst) {
@@ -266,10 +265,11 @@ func isNumberByte(c byte) bool {
 }
 
 // scanNumber returns the end of the run of number bytes (isNumberByte) at
-// b[i], which the limits take for one number literal, and whether the run
+// b[i], which the limits take for one number literal, whether the run
 // is one JSON number, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?: in
-// JSON a number is followed by none of those bytes.
-func scanNumber(b []byte, i int) (end int, ok bool) {
+// JSON a number is followed by none of those bytes, and whether that
+// number has an exponent.
+func scanNumber(b []byte, i int) (end int, ok, exp bool) {
 	j := i
 	if b[j] == '-' {
 		j++
@@ -285,6 +285,7 @@ func scanNumber(b []byte, i int) (end int, ok bool) {
 		ok, j = k > j+1, k
 	}
 	if ok && j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		exp = true
 		k := j + 1
 		if k < len(b) && (b[k] == '+' || b[k] == '-') {
 			k++
@@ -294,17 +295,14 @@ func scanNumber(b []byte, i int) (end int, ok bool) {
 	}
 	for end = j; end < len(b) && isNumberByte(b[end]); end++ {
 	}
-	return end, ok && end == j
+	return end, ok && end == j, exp
 }
 
-// outOfRange reports whether the JSON number lit overflows a 64-bit float
-// (1e400): encoding/json and most readers refuse to decode it into a
-// number. Only an exponent can take a literal of at most MaxNumberLen
-// characters past it; one that underflows reads as 0.
+// outOfRange reports whether the JSON number lit, which has an exponent,
+// overflows a 64-bit float (1e400): encoding/json and most readers refuse
+// to decode it into a number. Only an exponent can take a literal of at
+// most MaxNumberLen characters past it; one that underflows reads as 0.
 func outOfRange(lit []byte) bool {
-	if bytes.IndexAny(lit, "eE") < 0 {
-		return false
-	}
 	_, err := strconv.ParseFloat(string(lit), 64)
 	return err != nil
 }

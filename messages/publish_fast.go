@@ -114,8 +114,8 @@ func plainInt(b []byte, i int) (n int64, next int, ok bool) {
 	if i >= len(b) {
 		return 0, i, false
 	}
-	end, ok := scanNumber(b, i)
-	if !ok || bytes.ContainsAny(b[i:end], ".eE") {
+	end, ok, exp := scanNumber(b, i)
+	if !ok || exp || bytes.IndexByte(b[i:end], '.') >= 0 {
 		return 0, i, false
 	}
 	n, err := strconv.ParseInt(string(b[i:end]), 10, 64)

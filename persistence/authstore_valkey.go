@@ -346,14 +346,15 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error 
 	if n == 0 {
 		return fmt.Errorf("topic %q: %w", t.Name, messages.ErrConflict)
 	}
-	// The index is another slot: a separate command. A crash in between
+	// The indexes are other slots: separate commands (one pipeline). A crash in between
 	// leaves an owned topic missing from listings until it is updated.
-	if err := c.Do(ctx, c.B().Sadd().Key(topicIndexKey).Member(t.Name).Build()).Error(); err != nil {
-		return unavailable("index topic", err)
-	}
+	index := valkey.Commands{c.B().Sadd().Key(topicIndexKey).Member(t.Name).Build()}
 	if t.OwnerID != "" {
-		if err := c.Do(ctx, c.B().Sadd().Key(ownedKey(t.OwnerID)).Member(t.Name).Build()).Error(); err != nil {
-			return unavailable("index owned topic", err)
+		index = append(index, c.B().Sadd().Key(ownedKey(t.OwnerID)).Member(t.Name).Build())
+	}
+	for _, res := range c.DoMulti(ctx, index...) {
+		if err := res.Error(); err != nil {
+			return unavailable("index topic", err)
 		}
 	}
 	return nil
@@ -447,23 +448,18 @@ func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]stri
 	// so it may name a topic deleted or re-created meanwhile (by a relay
 	// of an earlier version, or between a delete's calls): each name is
 	// checked against its record, and a stale one leaves the index.
-	cmds := make(valkey.Commands, len(names))
-	for i, n := range names {
-		cmds[i] = c.B().Get().Key(topicOwnerKey(n)).Build()
-	}
-	live := names[:0]
-	var stale []string
-	for i, res := range c.DoMulti(ctx, cmds...) {
-		text, err := res.ToString()
-		if err != nil && !valkey.IsValkeyNil(err) {
-			return nil, unavailable("get topic", err)
-		}
+	var live, stale []string
+	err = getRecords(ctx, c, names, func(name, text string, found bool) error {
 		var t TopicRecord
-		if err == nil && json.Unmarshal([]byte(text), &t) == nil && t.OwnerID == owner {
-			live = append(live, names[i])
+		if found && json.Unmarshal([]byte(text), &t) == nil && t.OwnerID == owner {
+			live = append(live, name)
 		} else {
-			stale = append(stale, names[i])
+			stale = append(stale, name)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(stale) > 0 {
 		if err := c.Do(ctx, c.B().Srem().Key(ownedKey(owner)).Member(stale...).Build()).Error(); err != nil {
@@ -591,9 +587,29 @@ func (a *ValkeyAuthStore) topics(ctx context.Context, c valkey.Client) ([]TopicR
 		return nil, unavailable("list topics", err)
 	}
 	sort.Strings(names)
-	// One pipeline of GETs (valkey-go sends a cluster's to their masters in
-	// parallel), not a round trip per topic: 30,000 topics took 1.85 s.
 	out := make([]TopicRecord, 0, len(names))
+	err = getRecords(ctx, c, names, func(name, text string, found bool) error {
+		if !found {
+			return nil // deleted since the index was read
+		}
+		var t TopicRecord
+		if err := json.Unmarshal([]byte(text), &t); err != nil {
+			return fmt.Errorf("valkey: topic %q: decode: %w", name, err)
+		}
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// getRecords reads the owner records of names, in order, and hands each to
+// fn (found false: none). One pipeline of GETs per topicsPerPipeline names
+// (valkey-go sends a cluster's to their masters in parallel), not a round
+// trip per topic: 30,000 topics took 1.85 s. fn's error ends the read.
+func getRecords(ctx context.Context, c valkey.Client, names []string, fn func(name, text string, found bool) error) error {
 	for start := 0; start < len(names); start += topicsPerPipeline {
 		part := names[start:min(start+topicsPerPipeline, len(names))]
 		cmds := make(valkey.Commands, len(part))
@@ -602,21 +618,17 @@ func (a *ValkeyAuthStore) topics(ctx context.Context, c valkey.Client) ([]TopicR
 		}
 		for i, res := range c.DoMulti(ctx, cmds...) {
 			text, err := res.ToString()
-			if valkey.IsValkeyNil(err) {
-				continue // deleted since the index was read
+			found := err == nil
+			if err != nil && !valkey.IsValkeyNil(err) {
+				return unavailable("get topic", err)
 			}
-			if err != nil {
-				return nil, unavailable("get topic", err)
+			if err := fn(part[i], text, found); err != nil {
+				return err
 			}
-			var t TopicRecord
-			if err := json.Unmarshal([]byte(text), &t); err != nil {
-				return nil, fmt.Errorf("valkey: topic %q: decode: %w", part[i], err)
-			}
-			out = append(out, t)
 		}
 	}
-	return out, nil
+	return nil
 }
 
-// topicsPerPipeline bounds one DoMulti of Topics.
+// topicsPerPipeline bounds one DoMulti of getRecords.
 const topicsPerPipeline = 1000
