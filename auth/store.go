@@ -32,15 +32,20 @@ type Store interface {
 	RevokeRefreshIfCurrent(ctx context.Context, family, hash string) (bool, error)
 	RefreshRevoked(ctx context.Context, family string) (bool, error)
 
-	CreateTopic(ctx context.Context, t persistence.TopicRecord) error
+	// CreateTopic's ownedLimit > 0 bounds t.OwnerID's topics, atomically
+	// across instances: at it, persistence.ErrOwnedLimit (a topic owned
+	// already is ErrConflict still).
+	CreateTopic(ctx context.Context, t persistence.TopicRecord, ownedLimit int) error
 	Topic(ctx context.Context, name string) (persistence.TopicRecord, error)
 	UpdateTopic(ctx context.Context, name string, fn func(*persistence.TopicRecord) error) (persistence.TopicRecord, error)
 	DeleteTopic(ctx context.Context, name string) error
 	Topics(ctx context.Context) ([]persistence.TopicRecord, error)
-	// OwnedTopics returns the names of the topics owner holds, sorted;
-	// OwnedCount how many (RateConfig.OwnedTopics bounds it).
+	// VisibleTopics returns, by name, the records of at least every topic
+	// user owns, is granted or that is public, read through indexes (its
+	// cost follows what user may see); the caller checks each record.
+	VisibleTopics(ctx context.Context, user string) ([]persistence.TopicRecord, error)
+	// OwnedTopics returns the names of the topics owner holds, sorted.
 	OwnedTopics(ctx context.Context, owner string) ([]string, error)
-	OwnedCount(ctx context.Context, owner string) (int, error)
 }
 
 var (

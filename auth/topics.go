@@ -138,25 +138,14 @@ func (s *Service) CreateTopic(ctx context.Context, p *Principal, topic, descript
 	if p != nil {
 		owner = p.ID
 	}
-	if limit := s.cfg.Rates.OwnedTopics; limit > 0 && p != nil && !p.IsAdmin() {
-		// Checked, then created, in separate calls: concurrent creates may
-		// pass the bound by as many as are in flight.
-		n, err := s.store.OwnedCount(ctx, owner)
-		if err != nil {
-			return Topic{}, err
-		}
-		if n >= limit {
-			// A topic owned already is a conflict (409) whoever owns it,
-			// as below the bound: a client re-registering its own topics
-			// (pulsar-relay-client's create-or-verify) must see 409.
-			if _, err := s.store.Topic(ctx, topic); err == nil {
-				return Topic{}, fmt.Errorf("topic %q: %w", topic, messages.ErrConflict)
-			}
-			return Topic{}, fmt.Errorf("%w: you own %d topics, the most one user may (RELAY_RATE_OWNED_TOPICS); delete one first", messages.ErrForbidden, n)
-		}
+	limit := 0
+	if p != nil && !p.IsAdmin() {
+		limit = s.cfg.Rates.OwnedTopics
 	}
 	rec := persistence.TopicRecord{ID: newID(), Name: topic, OwnerID: owner, Description: description, CreatedAt: time.Now().UTC()}
-	if err := s.store.CreateTopic(ctx, rec); err != nil {
+	if err := s.store.CreateTopic(ctx, rec, limit); errors.Is(err, persistence.ErrOwnedLimit) {
+		return Topic{}, fmt.Errorf("%w: you own %d topics, the most one user may (RELAY_RATE_OWNED_TOPICS); delete one first", messages.ErrForbidden, limit)
+	} else if err != nil {
 		return Topic{}, err
 	}
 	s.forgetTopic(topic)
@@ -180,13 +169,25 @@ func (s *Service) GetTopic(ctx context.Context, p *Principal, topic string) (Top
 	return s.view(p, t), nil
 }
 
-// ListTopics returns the owned topics p may read, by name.
+// ListTopics returns the owned topics p may read, by name. An admin's (or,
+// auth off, anyone's) listing reads every owned topic; a user's only those
+// it owns, is granted or that are public (the store's indexes), so one
+// user's listing costs what it may see.
 func (s *Service) ListTopics(ctx context.Context, p *Principal) ([]Topic, error) {
-	all, err := s.store.Topics(ctx)
+	out := []Topic{}
+	var all []persistence.TopicRecord
+	var err error
+	switch {
+	case p == nil || p.IsAdmin():
+		all, err = s.store.Topics(ctx)
+	case p.Perms.Has(PermRead):
+		all, err = s.store.VisibleTopics(ctx, p.ID)
+	default:
+		return out, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	out := []Topic{}
 	for _, t := range all {
 		if p == nil || p.IsAdmin() || (p.Perms.Has(PermRead) && p.MatchesTopic(t.Name) && mayUse(p, OpRead, &t)) {
 			out = append(out, s.view(p, t))

@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pulsar-relay/relay/auth"
@@ -95,5 +99,92 @@ func TestAuthTwoInstancesShareValkey(t *testing.T) {
 	}
 	if h := a.do("GET", "/api/v1/topics/alice.owned/messages", alice, nil); len(h.JSON()["messages"].([]any)) != 0 {
 		t.Fatalf("messages of a deleted topic: %s", h.Body)
+	}
+}
+
+// TestOwnedTopicsBoundAcrossRelays: RELAY_RATE_OWNED_TOPICS holds for one
+// user creating on two relays of one Valkey at once (the bound is checked
+// and taken in one step in Valkey; a count read first, then a create,
+// let every create in flight pass it). A user's listing, read through the
+// owner, grantee and public indexes, follows a grant made on the other
+// relay, a revoke and the public flag.
+func TestOwnedTopicsBoundAcrossRelays(t *testing.T) {
+	srv := valkeytest.Start(t)
+	cfg := auth.Config{JWTSecret: []byte("bound-across-relays-secret-0123456789"), AdminUsername: "admin", AdminPassword: "admin-password",
+		Rates: auth.RateConfig{OwnedTopics: 4}}
+	a := authValkeyRelay(t, srv, cfg)
+	b := authValkeyRelay(t, srv, cfg)
+	admin := a.login("admin", "admin-password").AccessToken
+	a.createUser(admin, "carol", "carol-password", []string{"read", "write"}, nil)
+	daveID := a.createUser(admin, "dave", "dave-password", []string{"read", "write"}, nil)
+	carol := a.login("carol", "carol-password").AccessToken
+	var wg sync.WaitGroup
+	statuses := make([]int, 24)
+	for i := range statuses {
+		relay := a
+		if i%2 == 1 {
+			relay = b
+		}
+		wg.Go(func() {
+			statuses[i] = relay.do("POST", "/api/v1/topics", carol, map[string]any{"topic_name": fmt.Sprintf("carol.%02d", i)}).Status
+		})
+	}
+	wg.Wait()
+	created := 0
+	for i, st := range statuses {
+		switch st {
+		case 201:
+			created++
+		case 403:
+		default:
+			t.Fatalf("create %d: %d, want 201 or 403", i, st)
+		}
+	}
+	me := b.do("GET", "/auth/me", carol, nil)
+	owned, _ := me.JSON()["owned_topics"].([]any)
+	if created != 4 || len(owned) != 4 {
+		t.Fatalf("%d of 24 creates at once succeeded, /auth/me lists %d (%s); want 4 (RELAY_RATE_OWNED_TOPICS)", created, len(owned), me.Body)
+	}
+
+	list := func(r *authTestRelay, token string) string {
+		res := r.do("GET", "/api/v1/topics", token, nil)
+		if res.Status != 200 {
+			t.Fatalf("list: %d %s", res.Status, res.Body)
+		}
+		var topics []struct {
+			Name string `json:"topic_name"`
+		}
+		if err := json.Unmarshal(res.Body, &topics); err != nil {
+			t.Fatalf("list: %v in %s", err, res.Body)
+		}
+		var names []string
+		for _, v := range topics {
+			names = append(names, v.Name)
+		}
+		return strings.Join(names, ",")
+	}
+	dave := a.login("dave", "dave-password").AccessToken
+	if res := a.do("POST", "/api/v1/topics", dave, map[string]any{"topic_name": "dave.own"}); res.Status != 201 {
+		t.Fatalf("dave's create: %d %s", res.Status, res.Body)
+	}
+	if got := list(b, dave); got != "dave.own" {
+		t.Fatalf("dave's listing before any grant: %q", got)
+	}
+	first := owned[0].(string)
+	if res := a.do("POST", "/api/v1/topics/"+first+"/grants", carol, map[string]any{"username": "dave", "permission": "read"}); res.Status != 200 {
+		t.Fatalf("grant: %d %s", res.Status, res.Body)
+	}
+	second := owned[1].(string)
+	if res := a.do("PUT", "/api/v1/topics/"+second, carol, map[string]any{"public": true}); res.Status != 200 {
+		t.Fatalf("make public: %d %s", res.Status, res.Body)
+	}
+	if got, want := list(b, dave), strings.Join([]string{first, second, "dave.own"}, ","); got != want {
+		t.Fatalf("dave's listing on B after a grant and a public topic on A: %q, want %q", got, want)
+	}
+	if res := b.do("DELETE", "/api/v1/topics/"+first+"/grants/"+daveID, carol, nil); res.Status != 204 {
+		t.Fatalf("revoke: %d %s", res.Status, res.Body)
+	}
+	if got, want := list(a, dave), second+",dave.own"; got != want {
+		t.Fatalf("dave's listing after the revoke: %q, want %q", got, want)
 	}
 }

@@ -22,6 +22,13 @@ import (
 //	topic:{<topic>}:owner    string: TopicRecord as JSON (owner, description, public, grants)
 //	auth:{topics}            set: names of owned topics (the index GET /api/v1/topics reads)
 //	auth:{owned:<hash>}      set: names of the topics one owner holds (<hash>: hex SHA-256 of the owner id, which may be an external JWT's sub; auth.RateConfig.OwnedTopics bounds it)
+//	auth:{granted:<hash>}    set: names of the topics granted to one user (read or write; <hash> as above)
+//	auth:{public}            set: names of the public topics
+//
+// The owner, grantee and public sets are what a user's listing reads
+// (VisibleTopics), so it costs what that user may see, not every owned
+// topic. They live in other slots than the records, so they are kept
+// beside them, not with them: a reader checks each name against its record.
 
 // UserRecord is one user the relay can log in.
 type UserRecord struct {
@@ -78,6 +85,9 @@ const MaxLoginsPerUser = 1000
 // messages.ErrTooManyTopics and messages.ErrUnavailable (503).
 const MaxOwnedTopics = 100_000
 
+// ErrOwnedLimit: CreateTopic's owner holds its limit of topics already.
+var ErrOwnedLimit = fmt.Errorf("%w: the owner holds its limit of topics", messages.ErrForbidden)
+
 var errTooManyOwned = fmt.Errorf("%w: %w: the relay holds its maximum of %d owned topics", messages.ErrTooManyTopics, messages.ErrUnavailable, MaxOwnedTopics)
 
 // Errors of RotateRefresh, both wrapping messages.ErrUnauthorized.
@@ -98,11 +108,56 @@ func loginsKey(username string) string    { return "auth:{ru:" + username + "}" 
 func newLoginsKey(username string) string { return "auth:{ru:" + username + "}:new" } // never refreshed
 func topicOwnerKey(t string) string       { return "topic:{" + t + "}:owner" }
 
-const topicIndexKey = "auth:{topics}"
+const (
+	topicIndexKey  = "auth:{topics}"
+	publicIndexKey = "auth:{public}"
+)
 
-func ownedKey(owner string) string {
-	sum := sha256.Sum256([]byte(owner))
-	return "auth:{owned:" + hex.EncodeToString(sum[:16]) + "}"
+func ownedKey(owner string) string  { return "auth:{owned:" + idHash(owner) + "}" }
+func grantedKey(user string) string { return "auth:{granted:" + idHash(user) + "}" }
+
+// idHash names a user id in a key: ids may be an external JWT's sub, with
+// any characters (a brace would break the hash tag).
+func idHash(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:16])
+}
+
+// indexKeys returns the index sets (ownedKey, grantedKey, publicIndexKey)
+// that name the topic of t; nil t is in none. Owner "" (auth off) is not
+// indexed.
+func indexKeys(t *TopicRecord) map[string]struct{} {
+	keys := map[string]struct{}{}
+	if t == nil {
+		return keys
+	}
+	if t.OwnerID != "" {
+		keys[ownedKey(t.OwnerID)] = struct{}{}
+	}
+	for user := range t.Grants {
+		keys[grantedKey(user)] = struct{}{}
+	}
+	if t.Public {
+		keys[publicIndexKey] = struct{}{}
+	}
+	return keys
+}
+
+// indexChange returns the index sets a change of a topic's record from old
+// to nw (either nil: created, deleted) adds its name to and removes it from.
+func indexChange(old, nw *TopicRecord) (add, remove []string) {
+	was, is := indexKeys(old), indexKeys(nw)
+	for k := range is {
+		if _, ok := was[k]; !ok {
+			add = append(add, k)
+		}
+	}
+	for k := range was {
+		if _, ok := is[k]; !ok {
+			remove = append(remove, k)
+		}
+	}
+	return add, remove
 }
 
 func cloneTopic(r TopicRecord) TopicRecord {

@@ -30,7 +30,7 @@ type MemoryAuthStore struct {
 	byUser    map[string][]string // username -> its families, least recently used first (some may be gone)
 	maxLogins int                 // MaxLoginsPerUser; tests set fewer
 	topics    map[string]TopicRecord
-	owned     map[string]map[string]struct{} // owner id -> names of its topics (owner "" not kept)
+	index     map[string]map[string]struct{} // index set (indexKeys) -> names of its topics
 }
 
 type memFamily struct {
@@ -42,7 +42,7 @@ type memFamily struct {
 // NewMemoryAuthStore returns an empty store. msgs (may be nil) is the
 // message store whose topic DeleteTopic also empties.
 func NewMemoryAuthStore(msgs *MemoryStore) *MemoryAuthStore {
-	return &MemoryAuthStore{msgs: msgs, users: map[string]UserRecord{}, families: map[string]memFamily{}, byUser: map[string][]string{}, maxLogins: MaxLoginsPerUser, topics: map[string]TopicRecord{}, owned: map[string]map[string]struct{}{}}
+	return &MemoryAuthStore{msgs: msgs, users: map[string]UserRecord{}, families: map[string]memFamily{}, byUser: map[string][]string{}, maxLogins: MaxLoginsPerUser, topics: map[string]TopicRecord{}, index: map[string]map[string]struct{}{}}
 }
 
 // User returns the user named name, or an error wrapping messages.ErrNotFound.
@@ -203,8 +203,10 @@ func (m *MemoryAuthStore) liveLocked(family string, now time.Time) (memFamily, b
 	return f, ok && !now.After(f.expires) && !f.rec.Revoked
 }
 
-// CreateTopic records t, or fails with messages.ErrConflict when it is owned.
-func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord) error {
+// CreateTopic records t, or fails with messages.ErrConflict when it is
+// owned. ownedLimit > 0 bounds t.OwnerID's topics: at it, ErrOwnedLimit
+// (a topic owned already is still ErrConflict).
+func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord, ownedLimit int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.topics[t.Name]; ok {
@@ -213,35 +215,69 @@ func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord) error {
 	if len(m.topics) >= MaxOwnedTopics {
 		return errTooManyOwned
 	}
-	if t.OwnerID != "" {
-		names := m.owned[t.OwnerID]
-		if names == nil {
-			names = map[string]struct{}{}
-			m.owned[t.OwnerID] = names
-		}
-		names[t.Name] = struct{}{}
+	if ownedLimit > 0 && t.OwnerID != "" && len(m.index[ownedKey(t.OwnerID)]) >= ownedLimit {
+		return ErrOwnedLimit
 	}
-	m.topics[t.Name] = cloneTopic(t)
+	t = cloneTopic(t)
+	m.topics[t.Name] = t
+	m.reindexLocked(t.Name, nil, &t)
 	return nil
 }
 
-// OwnedCount returns how many topics owner holds.
-func (m *MemoryAuthStore) OwnedCount(_ context.Context, owner string) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.owned[owner]), nil
+// reindexLocked moves name from the index sets of old to those of nw
+// (m.mu held).
+func (m *MemoryAuthStore) reindexLocked(name string, old, nw *TopicRecord) {
+	add, remove := indexChange(old, nw)
+	for _, k := range add {
+		names := m.index[k]
+		if names == nil {
+			names = map[string]struct{}{}
+			m.index[k] = names
+		}
+		names[name] = struct{}{}
+	}
+	for _, k := range remove {
+		delete(m.index[k], name)
+		if len(m.index[k]) == 0 {
+			delete(m.index, k)
+		}
+	}
 }
 
 // OwnedTopics returns the names of the topics owner holds, sorted.
 func (m *MemoryAuthStore) OwnedTopics(_ context.Context, owner string) ([]string, error) {
+	if owner == "" {
+		return []string{}, nil
+	}
 	m.mu.Lock()
-	out := make([]string, 0, len(m.owned[owner]))
-	for name := range m.owned[owner] {
+	names := m.index[ownedKey(owner)]
+	out := make([]string, 0, len(names))
+	for name := range names {
 		out = append(out, name)
 	}
 	m.mu.Unlock()
 	sort.Strings(out)
 	return out, nil
+}
+
+// VisibleTopics returns, by name, the records of the topics user owns, is
+// granted or that are public: what user's listing may show, read through
+// the indexes, not every record. The caller still checks each record
+// against the user's rights.
+func (m *MemoryAuthStore) VisibleTopics(_ context.Context, user string) ([]TopicRecord, error) {
+	m.mu.Lock()
+	seen := map[string]struct{}{}
+	var out []TopicRecord
+	for _, k := range []string{ownedKey(user), grantedKey(user), publicIndexKey} {
+		for name := range m.index[k] {
+			if _, ok := seen[name]; !ok {
+				seen[name] = struct{}{}
+				out = append(out, m.topics[name])
+			}
+		}
+	}
+	m.mu.Unlock()
+	return sortedClones(out), nil
 }
 
 // Topic returns the record of topic name, or messages.ErrNotFound.
@@ -263,24 +299,22 @@ func (m *MemoryAuthStore) UpdateTopic(_ context.Context, name string, fn func(*T
 	if !ok {
 		return TopicRecord{}, fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
 	}
-	t = cloneTopic(t)
-	if err := fn(&t); err != nil {
+	nw := cloneTopic(t)
+	if err := fn(&nw); err != nil {
 		return TopicRecord{}, err
 	}
-	m.topics[name] = t
-	return cloneTopic(t), nil
+	m.topics[name] = nw
+	m.reindexLocked(name, &t, &nw)
+	return cloneTopic(nw), nil
 }
 
 // DeleteTopic removes the topic's record and its stored messages.
 func (m *MemoryAuthStore) DeleteTopic(_ context.Context, name string) error {
 	m.mu.Lock()
 	t, ok := m.topics[name]
-	delete(m.topics, name)
-	if names := m.owned[t.OwnerID]; ok && names != nil {
-		delete(names, name)
-		if len(names) == 0 {
-			delete(m.owned, t.OwnerID)
-		}
+	if ok {
+		delete(m.topics, name)
+		m.reindexLocked(name, &t, nil)
 	}
 	m.mu.Unlock()
 	if !ok {
@@ -303,9 +337,18 @@ func (m *MemoryAuthStore) Topics(_ context.Context) ([]TopicRecord, error) {
 		out = append(out, t)
 	}
 	m.mu.Unlock()
+	return sortedClones(out), nil
+}
+
+// sortedClones clones records copied shallowly under the lock (outside it)
+// and sorts them by name.
+func sortedClones(out []TopicRecord) []TopicRecord {
+	if out == nil {
+		out = []TopicRecord{}
+	}
 	for i := range out {
 		out[i] = cloneTopic(out[i])
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return out
 }

@@ -28,13 +28,13 @@ type authStore interface {
 	RevokeRefresh(ctx context.Context, family string) error
 	RevokeRefreshIfCurrent(ctx context.Context, family, hash string) (bool, error)
 	RefreshRevoked(ctx context.Context, family string) (bool, error)
-	CreateTopic(ctx context.Context, t TopicRecord) error
+	CreateTopic(ctx context.Context, t TopicRecord, ownedLimit int) error
 	Topic(ctx context.Context, name string) (TopicRecord, error)
 	UpdateTopic(ctx context.Context, name string, fn func(*TopicRecord) error) (TopicRecord, error)
 	DeleteTopic(ctx context.Context, name string) error
 	Topics(ctx context.Context) ([]TopicRecord, error)
+	VisibleTopics(ctx context.Context, user string) ([]TopicRecord, error)
 	OwnedTopics(ctx context.Context, owner string) ([]string, error)
-	OwnedCount(ctx context.Context, owner string) (int, error)
 }
 
 func TestMemoryAuthStoreConformance(t *testing.T) {
@@ -307,10 +307,10 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 	})
 	t.Run("topics", func(t *testing.T) {
 		rec := TopicRecord{ID: "t1", Name: "owned.topic", OwnerID: "id1", CreatedAt: time.Now().UTC()}
-		if err := s.CreateTopic(ctx, rec); err != nil {
+		if err := s.CreateTopic(ctx, rec, 0); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CreateTopic(ctx, rec); !errors.Is(err, messages.ErrConflict) {
+		if err := s.CreateTopic(ctx, rec, 0); !errors.Is(err, messages.ErrConflict) {
 			t.Fatalf("second create: %v", err)
 		}
 		got, err := s.UpdateTopic(ctx, "owned.topic", func(r *TopicRecord) error {
@@ -367,12 +367,12 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 			t.Fatalf("Range after the old incarnation's id: %+v %v; want the new message", p, err)
 		}
 	})
-	// Each owner's topics are indexed (OwnedTopics, OwnedCount: what
-	// /auth/me lists and RELAY_RATE_OWNED_TOPICS bounds), following creates
-	// and deletes; owner "" (auth off) is not indexed.
+	// Each owner's topics are indexed (OwnedTopics: what /auth/me lists
+	// and RELAY_RATE_OWNED_TOPICS bounds), following creates and deletes;
+	// owner "" (auth off) is not indexed.
 	t.Run("topics indexed by owner", func(t *testing.T) {
 		create := func(name, owner string) error {
-			return s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()})
+			return s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()}, 0)
 		}
 		for i := range 30 {
 			if err := create(fmt.Sprintf("idx.%04d", i), "idx-owner"); err != nil {
@@ -392,8 +392,8 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		if err := s.DeleteTopic(ctx, "idx.0000"); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := s.OwnedCount(ctx, "idx-owner"); err != nil || n != 29 {
-			t.Fatalf("OwnedCount after a delete = %d, %v; want 29", n, err)
+		if owned, err := s.OwnedTopics(ctx, "idx-owner"); err != nil || len(owned) != 29 || owned[0] != "idx.0001" {
+			t.Fatalf("OwnedTopics after a delete = %d names (%v), want 29 from idx.0001", len(owned), err)
 		}
 		if owned, err := s.OwnedTopics(ctx, "other-owner"); err != nil || len(owned) != 1 || owned[0] != "other.one" {
 			t.Fatalf("the other owner's topics: %v %v", owned, err)
@@ -401,8 +401,105 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		if owned, err := s.OwnedTopics(ctx, "nobody"); err != nil || len(owned) != 0 {
 			t.Fatalf("an owner of nothing: %v %v", owned, err)
 		}
-		if n, err := s.OwnedCount(ctx, ""); err != nil || n != 0 {
-			t.Fatalf("owner \"\" indexed: %d %v", n, err)
+		if owned, err := s.OwnedTopics(ctx, ""); err != nil || len(owned) != 0 {
+			t.Fatalf("owner \"\" indexed: %v %v", owned, err)
+		}
+	})
+	// CreateTopic's ownedLimit bounds one owner's topics, atomically: 16
+	// creates at once with room for 5 leave 5 (checked, then created in
+	// separate steps, they all passed a count of 0). A topic owned already
+	// is a conflict at the bound too, and a delete makes room.
+	t.Run("owned topics bounded per owner", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make([]error, 16)
+		for i := range errs {
+			wg.Go(func() {
+				name := fmt.Sprintf("cap.%02d", i)
+				errs[i] = s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: "capped", CreatedAt: time.Now().UTC()}, 5)
+			})
+		}
+		wg.Wait()
+		created := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				created++
+			case !errors.Is(err, ErrOwnedLimit) || !errors.Is(err, messages.ErrForbidden):
+				t.Fatalf("create %d: %v; want nil or ErrOwnedLimit", i, err)
+			}
+		}
+		owned, err := s.OwnedTopics(ctx, "capped")
+		if created != 5 || err != nil || len(owned) != 5 {
+			t.Fatalf("%d creates succeeded and the owner holds %v (%v); want 5", created, owned, err)
+		}
+		if err := s.CreateTopic(ctx, TopicRecord{Name: owned[0], OwnerID: "capped"}, 5); !errors.Is(err, messages.ErrConflict) {
+			t.Fatalf("re-create of an owned topic at the bound: %v; want ErrConflict", err)
+		}
+		if err := s.CreateTopic(ctx, TopicRecord{Name: "other.one", OwnerID: "capped"}, 5); !errors.Is(err, messages.ErrConflict) {
+			t.Fatalf("create of another owner's topic at the bound: %v; want ErrConflict", err)
+		}
+		if err := s.DeleteTopic(ctx, owned[0]); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateTopic(ctx, TopicRecord{Name: "cap.after", OwnerID: "capped"}, 5); err != nil {
+			t.Fatalf("create after a delete made room: %v", err)
+		}
+		if err := s.CreateTopic(ctx, TopicRecord{Name: "cap.unbounded", OwnerID: "capped"}, 0); err != nil {
+			t.Fatalf("create with no bound: %v", err)
+		}
+	})
+	// A user's listing reads the topics it owns, is granted or that are
+	// public, following grants, revokes, the public flag and deletes.
+	t.Run("visible topics indexed", func(t *testing.T) {
+		names := func(recs []TopicRecord, err error) string {
+			if err != nil {
+				return err.Error()
+			}
+			var out []string
+			for _, r := range recs {
+				out = append(out, r.Name)
+			}
+			return strings.Join(out, ",")
+		}
+		mk := func(name, owner string) {
+			if err := s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		update := func(name string, fn func(*TopicRecord)) {
+			if _, err := s.UpdateTopic(ctx, name, func(r *TopicRecord) error { fn(r); return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mk("vis.own", "viewer")
+		mk("vis.granted", "boss")
+		mk("vis.public", "boss")
+		mk("vis.hidden", "boss")
+		update("vis.granted", func(r *TopicRecord) { r.Grants = map[string]string{"viewer": "read", "third": "write"} })
+		update("vis.public", func(r *TopicRecord) { r.Public = true })
+		update("vis.hidden", func(r *TopicRecord) { r.Description = "nobody else's" })
+		if got := names(s.VisibleTopics(ctx, "viewer")); got != "vis.granted,vis.own,vis.public" {
+			t.Fatalf("viewer sees %q", got)
+		}
+		if got := names(s.VisibleTopics(ctx, "third")); got != "vis.granted,vis.public" {
+			t.Fatalf("third sees %q", got)
+		}
+		update("vis.granted", func(r *TopicRecord) { delete(r.Grants, "viewer") })
+		update("vis.public", func(r *TopicRecord) { r.Public = false })
+		update("vis.hidden", func(r *TopicRecord) { r.Public = true })
+		if got := names(s.VisibleTopics(ctx, "viewer")); got != "vis.hidden,vis.own" {
+			t.Fatalf("after the revoke and the public flags moved, viewer sees %q", got)
+		}
+		for _, n := range []string{"vis.granted", "vis.hidden"} {
+			if err := s.DeleteTopic(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := names(s.VisibleTopics(ctx, "third")); got != "" {
+			t.Fatalf("after the deletes, third sees %q", got)
+		}
+		if got := names(s.VisibleTopics(ctx, "viewer")); got != "vis.own" {
+			t.Fatalf("after the deletes, viewer sees %q", got)
 		}
 	})
 }
@@ -438,7 +535,7 @@ func TestValkeyAuthStoreIndexesOlderOwnedTopics(t *testing.T) {
 	ctx := context.Background()
 	old := NewValkeyAuthStore(vs)
 	for i := range 3 {
-		if err := old.CreateTopic(ctx, TopicRecord{ID: "x", Name: fmt.Sprintf("older.%d", i), OwnerID: "veteran", CreatedAt: time.Now().UTC()}); err != nil {
+		if err := old.CreateTopic(ctx, TopicRecord{ID: "x", Name: fmt.Sprintf("older.%d", i), OwnerID: "veteran", CreatedAt: time.Now().UTC()}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -450,7 +547,23 @@ func TestValkeyAuthStoreIndexesOlderOwnedTopics(t *testing.T) {
 	if err := c.Do(ctx, c.B().Del().Key(ownedKey("veteran"), ownedIndexedKey).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
+	// A grant and a public flag of the earlier version: records only.
+	if _, err := old.UpdateTopic(ctx, "older.2", func(r *TopicRecord) error {
+		r.Grants, r.Public = map[string]string{"guest": "read"}, true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, c.B().Del().Key(grantedKey("guest"), publicIndexKey, grantsIndexedKey).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
 	fresh := NewValkeyAuthStore(vs) // a relay started on that Valkey
+	for _, who := range []string{"guest", "passer-by"} {
+		vis, err := fresh.VisibleTopics(ctx, who)
+		if err != nil || len(vis) != 1 || vis[0].Name != "older.2" {
+			t.Fatalf("%s's visible topics after the upgrade = %+v, %v; want older.2 (granted and public)", who, vis, err)
+		}
+	}
 	got, err := fresh.OwnedTopics(ctx, "veteran")
 	if err != nil || len(got) != 3 || got[0] != "older.0" {
 		t.Fatalf("OwnedTopics after the upgrade = %v, %v; want the 3 older topics", got, err)
@@ -502,8 +615,13 @@ func TestValkeyOwnedIndexHasItsOwnDeadline(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := NewValkeyAuthStore(vs).OwnedCount(ctx, "heavy")
-	if err != nil || n != 400 {
-		t.Fatalf("OwnedCount = %d, %v; want 400 (the index built within its own deadline)", n, err)
+	// A create with room for 401 passes and the next fails: the index
+	// counted the 400.
+	as := NewValkeyAuthStore(vs)
+	if err := as.CreateTopic(ctx, TopicRecord{Name: "light.0", OwnerID: "heavy"}, 401); err != nil {
+		t.Fatalf("create beside 400 older topics, room for 401: %v (the index not built within its own deadline?)", err)
+	}
+	if err := as.CreateTopic(ctx, TopicRecord{Name: "light.1", OwnerID: "heavy"}, 401); !errors.Is(err, ErrOwnedLimit) {
+		t.Fatalf("the 402nd create: %v; want ErrOwnedLimit", err)
 	}
 }

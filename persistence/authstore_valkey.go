@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -25,7 +26,7 @@ import (
 type ValkeyAuthStore struct {
 	s         *ValkeyStore
 	maxLogins int         // MaxLoginsPerUser; tests set fewer
-	indexed   atomic.Bool // the owner index is known to be built (ensureOwnedIndex)
+	indexed   atomic.Bool // the indexes are known to be built (ensureIndexes)
 }
 
 // NewValkeyAuthStore returns the auth store sharing s's connection. Closing
@@ -314,19 +315,34 @@ func (a *ValkeyAuthStore) RefreshRevoked(ctx context.Context, family string) (bo
 }
 
 // createTopicScript: SET NX of the record; 1 when the topic was not owned.
-// KEYS[1] owner key; ARGV[1] record. (The index is another slot: CreateTopic
-// adds to it with its own command.)
+// KEYS[1] owner key; ARGV[1] record. (The indexes are other slots:
+// CreateTopic reserves the owner's place first and adds to the topic index
+// after, each with its own command.)
 var createTopicScript = valkey.NewLuaScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
 return 0
 `)
 
-// CreateTopic records t, or fails with messages.ErrConflict when it is owned.
-func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error {
-	if t.OwnerID != "" {
-		if err := a.ensureOwnedIndex(ctx); err != nil {
-			return err
-		}
+// reserveOwnedScript adds a topic to its owner's index if the owner holds
+// fewer than its limit, in one step, so that relays creating at once
+// cannot pass the bound together. KEYS[1] ownedKey; ARGV[1] topic, ARGV[2]
+// limit. Returns 2 when the name is in the index already, 1 when added, 0
+// at the limit.
+var reserveOwnedScript = valkey.NewLuaScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 2 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+`)
+
+// CreateTopic records t, or fails with messages.ErrConflict when it is
+// owned. ownedLimit > 0 bounds t.OwnerID's topics: at it, ErrOwnedLimit
+// (a topic owned already is still ErrConflict). The owner's place is
+// reserved in its index before the record is written, so the bound holds
+// across relays; a create that finds the topic owned gives its place back.
+func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord, ownedLimit int) error {
+	if err := a.ensureIndexes(ctx); err != nil {
+		return err
 	}
 	c, ctx, cancel, err := a.client(ctx)
 	if err != nil {
@@ -338,42 +354,76 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord) error 
 	} else if n >= MaxOwnedTopics {
 		return errTooManyOwned
 	}
+	reserved := false
+	if t.OwnerID != "" {
+		limit := ownedLimit
+		if limit <= 0 {
+			limit = MaxOwnedTopics
+		}
+		r, err := reserveOwnedScript.Exec(ctx, c, []string{ownedKey(t.OwnerID)}, []string{t.Name, strconv.Itoa(limit)}).AsInt64()
+		if err != nil {
+			return unavailable("reserve owned topic", err)
+		}
+		if r == 0 {
+			if n, err := c.Do(ctx, c.B().Exists().Key(topicOwnerKey(t.Name)).Build()).AsInt64(); err != nil {
+				return unavailable("get topic", err)
+			} else if n == 1 {
+				return fmt.Errorf("topic %q: %w", t.Name, messages.ErrConflict)
+			}
+			return ErrOwnedLimit
+		}
+		reserved = r == 1
+	}
 	b, _ := json.Marshal(t)
 	n, err := createTopicScript.Exec(ctx, c, []string{topicOwnerKey(t.Name)}, []string{string(b)}).AsInt64()
 	if err != nil {
 		return unavailable("create topic", err)
 	}
 	if n == 0 {
+		if reserved {
+			if err := c.Do(ctx, c.B().Srem().Key(ownedKey(t.OwnerID)).Member(t.Name).Build()).Error(); err != nil {
+				return unavailable("unreserve owned topic", err)
+			}
+		}
 		return fmt.Errorf("topic %q: %w", t.Name, messages.ErrConflict)
 	}
-	// The indexes are other slots: separate commands (one pipeline). A crash in between
-	// leaves an owned topic missing from listings until it is updated.
-	index := valkey.Commands{c.B().Sadd().Key(topicIndexKey).Member(t.Name).Build()}
-	if t.OwnerID != "" {
-		index = append(index, c.B().Sadd().Key(ownedKey(t.OwnerID)).Member(t.Name).Build())
-	}
-	for _, res := range c.DoMulti(ctx, index...) {
+	// A crash from here leaves an owned topic missing from listings until
+	// it is updated. The owner's index is added to again: OwnedTopics may
+	// have taken the reservation out as stale before the record was written.
+	index := append(valkey.Commands{c.B().Sadd().Key(topicIndexKey).Member(t.Name).Build()}, reindex(c, t.Name, nil, &t)...)
+	return doAll(ctx, c, "index topic", index)
+}
+
+// doAll sends cmds in one pipeline (valkey-go sends a cluster's to their
+// masters) and returns the first error, wrapped as op's.
+func doAll(ctx context.Context, c valkey.Client, op string, cmds valkey.Commands) error {
+	for _, res := range c.DoMulti(ctx, cmds...) {
 		if err := res.Error(); err != nil {
-			return unavailable("index topic", err)
+			return unavailable(op, err)
 		}
 	}
 	return nil
 }
 
-// ownedIndexedKey marks a Valkey whose owner index (ownedKey) holds every
-// owned topic: one written before the index existed is indexed once, by
-// the first relay that needs the index.
-const ownedIndexedKey = "auth:{owned}:indexed"
+// ownedIndexedKey and grantsIndexedKey mark a Valkey whose owner index
+// (ownedKey), and grantee and public indexes (grantedKey, publicIndexKey),
+// hold every owned topic: one written by a relay from before an index
+// existed is indexed once, by the first relay that needs the indexes.
+const (
+	ownedIndexedKey  = "auth:{owned}:indexed"
+	grantsIndexedKey = "auth:{granted}:indexed"
+)
 
-// ensureOwnedIndex builds the owner index from the topic records once per
-// Valkey (marked by ownedIndexedKey), so that topics created by a relay
-// from before the index count against their owner's bound and show in
-// /auth/me. Relays doing it at once add the same members.
+// ensureIndexes builds the indexes from the topic records once per Valkey
+// (marked by ownedIndexedKey and grantsIndexedKey), so that topics created
+// by a relay from before them count against their owner's bound and show
+// in /auth/me and in listings. Relays doing it at once add the same
+// members.
 //
 // It runs before the caller's call takes its store timeout: the first
 // index of a large Valkey (100,000 topics) reads every record once, under
 // a deadline of its own (30 s), and the call then gets its whole timeout.
-func (a *ValkeyAuthStore) ensureOwnedIndex(ctx context.Context) error {
+func (a *ValkeyAuthStore) ensureIndexes(ctx context.Context) error {
 	if a.indexed.Load() {
 		return nil
 	}
@@ -382,11 +432,20 @@ func (a *ValkeyAuthStore) ensureOwnedIndex(ctx context.Context) error {
 		return err
 	}
 	defer cancel()
-	n, err := c.Do(cctx, c.B().Exists().Key(ownedIndexedKey).Build()).AsInt64()
-	if err != nil {
-		return unavailable("owner index", err)
+	// Two commands, not one EXISTS of both keys: they are in different
+	// slots of a cluster.
+	marks := c.DoMulti(cctx, c.B().Exists().Key(ownedIndexedKey).Build(), c.B().Exists().Key(grantsIndexedKey).Build())
+	var missing []string
+	for i, key := range []string{ownedIndexedKey, grantsIndexedKey} {
+		n, err := marks[i].AsInt64()
+		if err != nil {
+			return unavailable("indexes", err)
+		}
+		if n == 0 {
+			missing = append(missing, key)
+		}
 	}
-	if n == 0 {
+	if len(missing) > 0 {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		all, err := a.topics(ctx, c)
@@ -395,44 +454,32 @@ func (a *ValkeyAuthStore) ensureOwnedIndex(ctx context.Context) error {
 		}
 		var cmds valkey.Commands
 		for _, t := range all {
-			if t.OwnerID != "" {
-				cmds = append(cmds, c.B().Sadd().Key(ownedKey(t.OwnerID)).Member(t.Name).Build())
+			for k := range indexKeys(&t) {
+				owner := k == ownedKey(t.OwnerID)
+				if owner && slices.Contains(missing, ownedIndexedKey) || !owner && slices.Contains(missing, grantsIndexedKey) {
+					cmds = append(cmds, c.B().Sadd().Key(k).Member(t.Name).Build())
+				}
 			}
 		}
-		cmds = append(cmds, c.B().Set().Key(ownedIndexedKey).Value("1").Build())
-		for _, res := range c.DoMulti(ctx, cmds...) {
-			if err := res.Error(); err != nil {
-				return unavailable("owner index", err)
-			}
+		for _, key := range missing {
+			cmds = append(cmds, c.B().Set().Key(key).Value("1").Build())
 		}
-		a.s.log.Info("valkey: indexed owned topics by owner", "topics", len(all))
+		if err := doAll(ctx, c, "indexes", cmds); err != nil {
+			return err
+		}
+		a.s.log.Info("valkey: indexed owned topics", "topics", len(all), "indexes", missing)
 	}
 	a.indexed.Store(true)
 	return nil
 }
 
-// OwnedCount returns how many topics owner holds (its index's size: a name
-// gone stale since OwnedTopics last read it still counts).
-func (a *ValkeyAuthStore) OwnedCount(ctx context.Context, owner string) (int, error) {
-	if err := a.ensureOwnedIndex(ctx); err != nil {
-		return 0, err
-	}
-	c, ctx, cancel, err := a.client(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer cancel()
-	n, err := c.Do(ctx, c.B().Scard().Key(ownedKey(owner)).Build()).AsInt64()
-	if err != nil {
-		return 0, unavailable("count owned topics", err)
-	}
-	return int(n), nil
-}
-
 // OwnedTopics returns the names of the topics owner holds, sorted (its own
 // index: one read, however many topics others own).
 func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]string, error) {
-	if err := a.ensureOwnedIndex(ctx); err != nil {
+	if owner == "" {
+		return []string{}, nil
+	}
+	if err := a.ensureIndexes(ctx); err != nil {
 		return nil, err
 	}
 	c, ctx, cancel, err := a.client(ctx)
@@ -447,7 +494,11 @@ func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]stri
 	// The index is kept beside the records, not with them (another slot),
 	// so it may name a topic deleted or re-created meanwhile (by a relay
 	// of an earlier version, or between a delete's calls): each name is
-	// checked against its record, and a stale one leaves the index.
+	// checked against its record, and a stale one leaves the index. (A
+	// create's reservation read here before its record is written, and
+	// taken out after the create added it again, leaves that topic out of
+	// the index: a window of one round trip, not closed because the index
+	// and the record are in different slots of a cluster.)
 	var live, stale []string
 	err = getRecords(ctx, c, names, func(name, text string, found bool) error {
 		var t TopicRecord
@@ -467,7 +518,75 @@ func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]stri
 		}
 	}
 	sort.Strings(live)
+	if live == nil {
+		live = []string{}
+	}
 	return live, nil
+}
+
+// VisibleTopics returns, by name, the records of the topics user owns, is
+// granted or that are public: what user's listing may show, read through
+// the indexes, not every record. The indexes are kept beside the records
+// (other slots), so some names may no longer be owned, granted or public:
+// the caller checks each record against the user's rights. A name whose
+// record is gone leaves the grantee and public indexes (the owner's is
+// OwnedTopics' to mend).
+func (a *ValkeyAuthStore) VisibleTopics(ctx context.Context, user string) ([]TopicRecord, error) {
+	if err := a.ensureIndexes(ctx); err != nil {
+		return nil, err
+	}
+	c, ctx, cancel, err := a.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	keys := []string{ownedKey(user), grantedKey(user), publicIndexKey}
+	cmds := make(valkey.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.B().Smembers().Key(k).Build()
+	}
+	seen := map[string]struct{}{}
+	var names []string
+	for _, res := range c.DoMulti(ctx, cmds...) {
+		part, err := res.AsStrSlice()
+		if err != nil {
+			return nil, unavailable("list visible topics", err)
+		}
+		for _, name := range part {
+			if _, ok := seen[name]; !ok {
+				seen[name] = struct{}{}
+				names = append(names, name)
+			}
+		}
+	}
+	sort.Strings(names)
+	out := []TopicRecord{}
+	var gone []string
+	err = getRecords(ctx, c, names, func(name, text string, found bool) error {
+		if !found {
+			gone = append(gone, name)
+			return nil
+		}
+		var t TopicRecord
+		if err := json.Unmarshal([]byte(text), &t); err != nil {
+			return fmt.Errorf("valkey: topic %q: decode: %w", name, err)
+		}
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(gone) > 0 {
+		err := doAll(ctx, c, "unindex deleted topics", valkey.Commands{
+			c.B().Srem().Key(grantedKey(user)).Member(gone...).Build(),
+			c.B().Srem().Key(publicIndexKey).Member(gone...).Build(),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // Topic returns the record of topic name, or messages.ErrNotFound.
@@ -514,10 +633,11 @@ func (a *ValkeyAuthStore) UpdateTopic(ctx context.Context, name string, fn func(
 	}
 	defer cancel()
 	for range 8 {
-		t, old, err := a.getTopic(ctx, c, name)
+		was, old, err := a.getTopic(ctx, c, name)
 		if err != nil {
 			return TopicRecord{}, err
 		}
+		t := cloneTopic(was)
 		if err := fn(&t); err != nil {
 			return TopicRecord{}, err
 		}
@@ -527,7 +647,12 @@ func (a *ValkeyAuthStore) UpdateTopic(ctx context.Context, name string, fn func(
 			return TopicRecord{}, unavailable("update topic", err)
 		}
 		if n == 1 {
-			return t, nil
+			// Two changes of one topic's grant to one user at once may
+			// leave its index entry as the first had it: a name the
+			// record no longer grants is checked away by readers; one it
+			// grants but the index lacks is missing from that user's
+			// listing until the grant is made again.
+			return t, doAll(ctx, c, "index topic", reindex(c, name, &was, &t))
 		}
 	}
 	return TopicRecord{}, fmt.Errorf("valkey: update topic %q: %w: too much contention", name, messages.ErrUnavailable)
@@ -555,19 +680,32 @@ func (a *ValkeyAuthStore) DeleteTopic(ctx context.Context, name string) error {
 	if err != nil && !valkey.IsValkeyNil(err) {
 		return unavailable("delete topic", err)
 	}
-	if err := c.Do(ctx, c.B().Srem().Key(topicIndexKey).Member(name).Build()).Error(); err != nil {
-		return unavailable("unindex topic", err)
+	unindex := valkey.Commands{c.B().Srem().Key(topicIndexKey).Member(name).Build()}
+	var t TopicRecord
+	if owned && json.Unmarshal([]byte(text), &t) == nil {
+		unindex = append(unindex, reindex(c, name, &t, nil)...)
+	}
+	if err := doAll(ctx, c, "unindex topic", unindex); err != nil {
+		return err
 	}
 	if !owned {
 		return fmt.Errorf("topic %q: %w", name, messages.ErrNotFound)
 	}
-	var t TopicRecord
-	if json.Unmarshal([]byte(text), &t) == nil && t.OwnerID != "" {
-		if err := c.Do(ctx, c.B().Srem().Key(ownedKey(t.OwnerID)).Member(name).Build()).Error(); err != nil {
-			return unavailable("unindex owned topic", err)
-		}
-	}
 	return nil
+}
+
+// reindex returns the commands that move name from the index sets of old
+// to those of nw (indexChange).
+func reindex(c valkey.Client, name string, old, nw *TopicRecord) valkey.Commands {
+	add, remove := indexChange(old, nw)
+	cmds := make(valkey.Commands, 0, len(add)+len(remove))
+	for _, k := range add {
+		cmds = append(cmds, c.B().Sadd().Key(k).Member(name).Build())
+	}
+	for _, k := range remove {
+		cmds = append(cmds, c.B().Srem().Key(k).Member(name).Build())
+	}
+	return cmds
 }
 
 // Topics returns every owned topic, by name.

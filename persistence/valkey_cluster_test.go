@@ -38,6 +38,14 @@ func TestValkeyClusterConformance(t *testing.T) {
 	})
 }
 
+// The auth store on the cluster: a topic's record and the owner, grantee,
+// public and topic indexes are in different slots, so every call that
+// spans them is one command per slot.
+func TestValkeyClusterAuthStoreConformance(t *testing.T) {
+	s, _ := openCluster(t, ValkeyConfig{})
+	testAuthStore(t, NewValkeyAuthStore(s), s)
+}
+
 // Topics spread over every master.
 func TestValkeyClusterSpreadsTopics(t *testing.T) {
 	s, c := openCluster(t, ValkeyConfig{})
