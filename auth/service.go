@@ -26,6 +26,13 @@ const maxCachedTokens = 10_000
 // maxCachedTopics bounds the topic-record cache likewise.
 const maxCachedTopics = 100_000
 
+// loginCheckTTL is how long LoginRevoked trusts the store's answer that a
+// login is live: a logout or a refresh-token replay on another relay ends
+// that login's open streams here within about this long (this relay's own
+// revocations at once). Longer than CacheTTL because it is asked for every
+// open stream, not for each request.
+const loginCheckTTL = 5 * time.Second
+
 // Service is the relay's authentication and authorization.
 //
 // Concurrency: safe for concurrent use. Close stops its background work.
@@ -49,6 +56,12 @@ type Service struct {
 	topicMu sync.Mutex
 	topics  map[string]cachedTopic
 
+	// Logins (families) LoginRevoked found live, until when; and those
+	// revoked (this relay's revocations at once). Bounded by
+	// maxCachedTokens, emptied when full.
+	loginMu sync.Mutex
+	logins  map[string]cachedLogin
+
 	limits *Limits
 
 	cancel context.CancelFunc
@@ -58,6 +71,11 @@ type cachedToken struct {
 	p     *Principal
 	until time.Time
 	gen   uint64
+}
+
+type cachedLogin struct {
+	revoked bool
+	until   time.Time // revoked entries: never stale
 }
 
 type cachedTopic struct {
@@ -76,7 +94,7 @@ func New(ctx context.Context, cfg Config, store Store, logger *slog.Logger) (*Se
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	s := &Service{cfg: cfg, enabled: cfg.Enabled(), store: store, log: logger,
-		tokens: map[string]cachedToken{}, topics: map[string]cachedTopic{}, cancel: cancel,
+		tokens: map[string]cachedToken{}, topics: map[string]cachedTopic{}, logins: map[string]cachedLogin{}, cancel: cancel,
 		limits: newLimits(cfg.Rates)}
 	// The relay logs users in (and signs their tokens) when it has users
 	// (a file, a bootstrap admin) or a secret to sign with (users an admin
@@ -310,7 +328,7 @@ func (s *Service) Refresh(ctx context.Context, refresh string) (TokenPair, error
 	rec, err := s.store.RotateRefresh(ctx, family, hashToken(refresh), hash, s.cfg.RefreshTokenTTL)
 	if err != nil {
 		if errors.Is(err, persistence.ErrRefreshReused) {
-			s.gen.Add(1)
+			s.revoked(family)
 			s.log.Warn("auth: refresh token reused; login revoked")
 		}
 		return TokenPair{}, err
@@ -360,8 +378,51 @@ func (s *Service) Logout(ctx context.Context, refresh string) error {
 		}
 		s.log.Warn("auth: spent refresh token presented to logout; login revoked")
 	}
-	s.gen.Add(1)
+	s.revoked(family)
 	return nil
+}
+
+// revoked notes a revocation made through this relay: cached tokens are
+// checked again at once, and LoginRevoked knows the login ended.
+func (s *Service) revoked(family string) {
+	s.gen.Add(1)
+	s.noteLogin(family, cachedLogin{revoked: true})
+}
+
+func (s *Service) noteLogin(family string, c cachedLogin) {
+	s.loginMu.Lock()
+	if len(s.logins) >= maxCachedTokens {
+		clear(s.logins)
+	}
+	s.logins[family] = c
+	s.loginMu.Unlock()
+}
+
+// LoginRevoked reports whether the login p's token belongs to has been
+// revoked since the token was verified: by a logout or a refresh-token
+// replay, on any relay sharing the store. Streams ask it while they run
+// (a WebSocket for each frame and each second, an SSE stream each
+// second), so a revoked login's open streams end as its requests get 401.
+// A credential without a relay login (API key, external token, p nil)
+// never is. The store's "live" is trusted for loginCheckTTL; this relay's
+// own revocations are known at once. Errors wrap messages.ErrUnavailable.
+func (s *Service) LoginRevoked(ctx context.Context, p *Principal) (bool, error) {
+	if p == nil || p.Family == "" {
+		return false, nil
+	}
+	now := time.Now()
+	s.loginMu.Lock()
+	c, ok := s.logins[p.Family]
+	s.loginMu.Unlock()
+	if ok && (c.revoked || now.Before(c.until)) {
+		return c.revoked, nil
+	}
+	revoked, err := s.store.RefreshRevoked(ctx, p.Family)
+	if err != nil {
+		return false, err
+	}
+	s.noteLogin(p.Family, cachedLogin{revoked: revoked, until: now.Add(loginCheckTTL)})
+	return revoked, nil
 }
 
 // Refresh tokens are "<family>.<secret>", the secret 64 hex digits: a

@@ -460,3 +460,75 @@ func TestAuthFrameMovesSubscriptions(t *testing.T) {
 		t.Fatalf("the address's share after the refused move: %v", f)
 	}
 }
+
+// TestAuthLogoutEndsStreams: a logout (or a refresh-token replay) revokes
+// the login's access tokens for streams already open, not only for new
+// requests: its WebSockets close 1008 "login revoked" (a subscribe sent
+// after the logout subscribes to nothing) and its SSE streams end with a
+// relay-error event. Before, they read on, and subscribed to new topics,
+// until the token's exp.
+func TestAuthLogoutEndsStreams(t *testing.T) {
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: []byte("logout-ends-streams-secret-0123456789"),
+		AdminUsername: "admin", AdminPassword: "admin-password"}})
+	admin := r.login("admin", "admin-password").AccessToken
+	r.createUser(admin, "alice", "alice-password", []string{"read", "write"}, nil)
+	pair := r.login("alice", "alice-password")
+	other := r.login("alice", "alice-password") // another login of hers stays
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	watched, _, err := r.dial(ctx, pair.AccessToken, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watched.CloseNow()
+	authWSSend(ctx, t, watched, map[string]any{"type": "subscribe", "topics": []string{"revoke.before"}})
+	if f, err := authWSRead(ctx, watched); err != nil || f["type"] != "subscribed" {
+		t.Fatalf("subscribe: %v %v", f, err)
+	}
+	late, _, err := r.dial(ctx, pair.AccessToken, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.CloseNow()
+	kept, _, err := r.dial(ctx, other.AccessToken, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.CloseNow()
+	authWSSend(ctx, t, kept, map[string]any{"type": "subscribe", "topics": []string{"revoke.before"}})
+	if f, err := authWSRead(ctx, kept); err != nil || f["type"] != "subscribed" {
+		t.Fatalf("subscribe of the other login: %v %v", f, err)
+	}
+	sseCtx, sseCancel := context.WithTimeout(ctx, 20*time.Second)
+	defer sseCancel()
+	req, _ := http.NewRequestWithContext(sseCtx, http.MethodGet, r.URL+"/api/v1/sse?topics=revoke.sse", nil)
+	req.Header.Set("Authorization", "Bearer "+pair.AccessToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("sse: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+
+	if res := r.do("POST", "/auth/logout", "", map[string]string{"refresh_token": pair.RefreshToken}); res.Status != 204 {
+		t.Fatalf("logout: %d %s", res.Status, res.Body)
+	}
+	// A subscribe sent at once, before any watcher's pass: no frame.
+	authWSSend(ctx, t, late, map[string]any{"type": "subscribe", "topics": []string{"revoke.after"}})
+	var ce websocket.CloseError
+	if f, err := authWSRead(ctx, late); !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "login revoked" {
+		t.Fatalf("a subscribe after the logout: %v %v, want close 1008 login revoked and no frame", f, err)
+	}
+	if f, err := authWSRead(ctx, watched); !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "login revoked" {
+		t.Fatalf("an open subscription after the logout: %v %v, want close 1008 login revoked", f, err)
+	}
+	body, _ := io.ReadAll(resp.Body) // the relay ends the stream
+	if !strings.Contains(string(body), "event: relay-error\ndata: {\"code\":\"UNAUTHORIZED\",\"message\":\"login revoked\"}") {
+		t.Fatalf("the SSE stream did not end with login revoked:\n%s", body)
+	}
+	// Her other login reads on.
+	authWSSend(ctx, t, kept, map[string]any{"type": "ping"})
+	if f, err := authWSRead(ctx, kept); err != nil || f["type"] != "pong" {
+		t.Fatalf("the other login's connection: %v %v", f, err)
+	}
+}

@@ -3,10 +3,14 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/internal/valkeytest"
@@ -187,4 +191,38 @@ func TestOwnedTopicsBoundAcrossRelays(t *testing.T) {
 	if got, want := list(a, dave), second+",dave.own"; got != want {
 		t.Fatalf("dave's listing after the revoke: %q, want %q", got, want)
 	}
+}
+
+// TestLogoutEndsStreamsOnOtherRelays: a logout on relay A closes the
+// login's WebSocket on relay B of the same Valkey (B's check trusts a live
+// answer for 5 s), with 1008 "login revoked".
+func TestLogoutEndsStreamsOnOtherRelays(t *testing.T) {
+	srv := valkeytest.Start(t)
+	cfg := auth.Config{JWTSecret: []byte("logout-across-relays-secret-0123456789"), AdminUsername: "admin", AdminPassword: "admin-password"}
+	a := authValkeyRelay(t, srv, cfg)
+	b := authValkeyRelay(t, srv, cfg)
+	admin := a.login("admin", "admin-password").AccessToken
+	a.createUser(admin, "erin", "erin-password", []string{"read"}, nil)
+	pair := a.login("erin", "erin-password")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := b.dial(ctx, pair.AccessToken, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	authWSSend(ctx, t, c, map[string]any{"type": "subscribe", "topics": []string{"erin.topic"}})
+	if f, err := authWSRead(ctx, c); err != nil || f["type"] != "subscribed" {
+		t.Fatalf("subscribe on B: %v %v", f, err)
+	}
+	if res := a.do("POST", "/auth/logout", "", map[string]string{"refresh_token": pair.RefreshToken}); res.Status != 204 {
+		t.Fatalf("logout on A: %d %s", res.Status, res.Body)
+	}
+	start := time.Now()
+	f, err := authWSRead(ctx, c)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "login revoked" {
+		t.Fatalf("B's connection after a logout on A: %v %v, want close 1008 login revoked", f, err)
+	}
+	t.Logf("closed %v after the logout", time.Since(start).Round(time.Millisecond))
 }

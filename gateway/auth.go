@@ -336,6 +336,49 @@ func (wa *wsAuth) expired(now time.Time) bool {
 	return !exp.IsZero() && now.After(exp)
 }
 
+// ended returns why the connection's credential no longer holds at now
+// ("token expired", "login revoked"), or "". The revocation check may ask
+// the auth store (auth.Service.LoginRevoked, cached): callers are the
+// connection's reader and the login watcher, never the sweeper. A store
+// that cannot answer ends nothing.
+func (wa *wsAuth) ended(now time.Time) string {
+	if wa.expired(now) {
+		return "token expired"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loginCheckTimeout)
+	defer cancel()
+	if wa.revoked(ctx) {
+		return "login revoked"
+	}
+	return ""
+}
+
+// revoked reports whether the connection's login has been revoked
+// (auth.Service.LoginRevoked); false when the store cannot say by ctx.
+func (wa *wsAuth) revoked(ctx context.Context) bool {
+	if wa == nil || !wa.s.authOn() {
+		return false
+	}
+	revoked, _ := wa.s.cfg.Auth.LoginRevoked(ctx, wa.p.Load())
+	return revoked
+}
+
+// loginCheckTimeout bounds one revocation check of a stream's login.
+const loginCheckTimeout = 2 * time.Second
+
+// loginRevoked reports whether the login of a stream request's credential
+// has been revoked (auth.Service.LoginRevoked); false when auth is off or
+// the store cannot say.
+func (s *Server) loginRevoked(r *http.Request) bool {
+	if !s.authOn() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), loginCheckTimeout)
+	defer cancel()
+	revoked, _ := s.cfg.Auth.LoginRevoked(ctx, principalOf(r.Context()))
+	return revoked
+}
+
 // frameAllowed applies RELAY_RATE_WS_FRAMES; false means the frame was
 // answered with a RATE_LIMIT_EXCEEDED error frame and must be dropped.
 func (wa *wsAuth) frameAllowed(send func([]byte)) bool {

@@ -254,8 +254,9 @@ type Server struct {
 	policyMu  sync.Mutex // orders policy replacements (admin.go)
 }
 
-// New returns a gateway serving mgr's topics; it starts one background
-// goroutine (pings, idle and write-timeout checks) that Close stops.
+// New returns a gateway serving mgr's topics; it starts the background
+// goroutines that Close stops: the sweeper (pings, idle, write-timeout and
+// expiry checks) and, with auth on, the login watcher (watchLogins).
 func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *slog.Logger) *Server {
 	s := &Server{cfg: cfg.withDefaults(), mgr: mgr, store: store, log: logger, stop: make(chan struct{})}
 	s.lim = s.cfg.limitObserver()
@@ -264,6 +265,10 @@ func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *
 	s.consumers = newConsumers(s.cfg.Consumers)
 	s.wg.Add(1)
 	go s.sweep()
+	if s.authOn() {
+		s.wg.Add(1)
+		go s.watchLogins()
+	}
 	return s
 }
 

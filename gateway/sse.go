@@ -273,11 +273,18 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 	// A stream ends when its token expires (an SSE client cannot send a
 	// fresh one in band): a relay-error event says why, and the client
 	// reconnects with a new token and Last-Event-ID.
-	var expired <-chan time.Time
+	// So does one whose login is revoked (a logout or a refresh-token
+	// replay), checked each second.
+	var expired, loginCheck <-chan time.Time
 	if exp := tokenExpiry(r); !exp.IsZero() {
 		t := time.NewTimer(time.Until(exp))
 		defer t.Stop()
 		expired = t.C
+	}
+	if s.authOn() && principalOf(r.Context()) != nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		loginCheck = t.C
 	}
 loop:
 	for {
@@ -287,6 +294,11 @@ loop:
 		case <-expired:
 			sink.event("relay-error", map[string]string{"code": "UNAUTHORIZED", "message": "token expired"})
 			break loop
+		case <-loginCheck:
+			if s.loginRevoked(r) {
+				sink.event("relay-error", map[string]string{"code": "UNAUTHORIZED", "message": "login revoked"})
+				break loop
+			}
 		case <-sink.closed:
 			break loop
 		case <-r.Context().Done():

@@ -205,10 +205,11 @@ func (s *Server) readLoop(ws *wsConn, conn *actors.Connection) {
 		if ws.closed.Load() {
 			continue // closing: read on until the handshake ends the read
 		}
-		if ws.auth.expired(time.Now()) {
-			// The sweeper closes it within a second; no frame is acted on
-			// with an expired token meanwhile (a subscribe would replay).
-			ws.Close(actors.ClosePolicy, "token expired")
+		if why := ws.auth.ended(time.Now()); why != "" {
+			// The sweeper (expiry) or the login watcher (revocation)
+			// closes it within a second; no frame is acted on meanwhile (a
+			// subscribe would replay).
+			ws.Close(actors.ClosePolicy, why)
 			continue
 		}
 		if typ == websocket.MessageText && !utf8.Valid(data) {
@@ -301,6 +302,39 @@ func (s *Server) sweep() {
 				return true
 			})
 			s.lim.WSUpgradeClients(s.upgrades.sweep(now))
+		}
+	}
+}
+
+// watchLogins runs until Close: each second it closes (1008 "login
+// revoked") the WebSockets whose login was revoked, by a logout or a
+// refresh-token replay on any relay, as the sweeper closes those whose
+// token expired. It is apart from the sweeper because a check may wait on
+// the auth store (cached per login: auth.Service.LoginRevoked).
+func (s *Server) watchLogins() {
+	defer s.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+			// One deadline for the round: a store that does not answer
+			// costs the round loginCheckTimeout, not that per connection.
+			ctx, cancel := context.WithTimeout(context.Background(), loginCheckTimeout)
+			s.conns.Range(func(k, _ any) bool {
+				if ws := k.(*wsConn); !ws.closed.Load() && ws.auth.revoked(ctx) {
+					ws.Close(actors.ClosePolicy, "login revoked")
+				}
+				select {
+				case <-s.stop:
+					return false
+				default:
+					return ctx.Err() == nil
+				}
+			})
+			cancel()
 		}
 	}
 }
