@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -170,6 +171,68 @@ func TestAuthOffTopicChangesLoopbackOnly(t *testing.T) {
 	}
 	if res := r.do("DELETE", "/api/v1/topics/kept", "", nil); res.Status != 204 {
 		t.Fatalf("loopback delete: %d %s", res.Status, res.Body)
+	}
+}
+
+// TestAuthOffManagementRefusesOtherSites: with auth off, the routes that
+// change topics and the admin routes answer a loopback client only when it
+// names the relay by a loopback host and, if a browser sent the request,
+// from a page of the relay's own origin. Before, a loopback address was
+// enough, so any web page the operator opened on the relay's host could
+// create, delete (wiping stored messages) and set policies: by a cross-site
+// simple POST, or by a DNS-rebound name that made the page same-origin.
+func TestAuthOffManagementRefusesOtherSites(t *testing.T) {
+	r := startAuthRelay(t, authRelayOpts{})
+	u, _ := url.Parse(r.URL)
+	send := func(method, path, host, origin, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, r.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := authHTTPClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := send("POST", "/api/v1/topics", "", "", `{"topic_name":"victim.topic"}`); st != 201 {
+		t.Fatalf("a local create: %d %s", st, body)
+	}
+	r.publish("", "victim.topic", map[string]any{"n": 1})
+	rebound := "evil.example:" + u.Port()
+	for _, c := range []struct{ method, path, host, origin, body string }{
+		{"POST", "/api/v1/topics", "", "https://evil.example", `{"topic_name":"planted.topic"}`},
+		{"DELETE", "/api/v1/topics/victim.topic", "", "https://evil.example", ""},
+		{"POST", "/api/v1/topics/victim.topic/grants", "", "null", `{"user_id":"x","permission":"read"}`},
+		{"DELETE", "/api/v1/topics/victim.topic", rebound, "http://" + rebound, ""},
+		{"PUT", "/api/v1/admin/policies", rebound, "http://" + rebound, `{"version":1,"topics":{"*":{"max_messages":1}}}`},
+		{"GET", "/api/v1/admin/connections", rebound, "http://" + rebound, ""},
+		{"GET", "/api/v1/admin/connections", rebound, "", ""},
+	} {
+		if st, body := send(c.method, c.path, c.host, c.origin, c.body); st != http.StatusForbidden {
+			t.Errorf("%s %s (Host %q, Origin %q) from loopback with auth off: %d %s, want 403", c.method, c.path, c.host, c.origin, st, body)
+		}
+	}
+	if res := r.do("GET", "/api/v1/topics/victim.topic/messages", "", nil); res.Status != 200 || !strings.Contains(string(res.Body), `"n":1`) {
+		t.Fatalf("the topic's messages after the refused requests: %d %s", res.Status, res.Body)
+	}
+	for _, c := range []struct{ method, path, host, origin string }{
+		{"GET", "/api/v1/admin/connections", "localhost:" + u.Port(), ""},
+		{"GET", "/api/v1/admin/connections", "", "http://" + u.Host},
+		{"DELETE", "/api/v1/topics/victim.topic", "", "http://" + u.Host},
+	} {
+		if st, body := send(c.method, c.path, c.host, c.origin, ""); st/100 != 2 {
+			t.Errorf("%s %s (Host %q, Origin %q), a local client: %d %s, want 2xx", c.method, c.path, c.host, c.origin, st, body)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -55,15 +56,44 @@ func (s *Server) adminAccess(r *http.Request) error {
 	if s.authOn() {
 		return s.requireAdmin(r)
 	}
-	if isLoopback(r) {
+	if localClient(r) {
 		return nil
 	}
-	return fmt.Errorf("%w: the admin routes answer only loopback clients while auth is off", messages.ErrForbidden)
+	return fmt.Errorf("%w: the admin routes answer only loopback clients, addressing the relay by a loopback name and sent from no other site, while auth is off", messages.ErrForbidden)
 }
 
-// isLoopback reports whether r's client is on a loopback address.
-func isLoopback(r *http.Request) bool {
+// localClient is the rule for who may use the routes that an admin's
+// credential guards, while auth is off: a client on a loopback address
+// that addresses the relay by a loopback name (Host: localhost, *.localhost
+// or a loopback IP) and whose request, when a browser sent it, comes from
+// a page of that same origin. The loopback address alone let any web page
+// that the operator opened on the relay's host drive them: a cross-site
+// simple POST (no preflight) or a DNS-rebound name that makes the page
+// same-origin with the relay. Neither can name a loopback host.
+func localClient(r *http.Request) bool {
 	ip := net.ParseIP(hostOf(r.RemoteAddr))
+	if ip == nil || !ip.IsLoopback() || !loopbackName(r.Host) {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+// loopbackName reports whether host (host[:port]) names a loopback
+// address: localhost, a name under .localhost (RFC 6761), or a loopback IP.
+func loopbackName(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
 

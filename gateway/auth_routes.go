@@ -165,13 +165,13 @@ func (s *Server) requirePrincipal(w http.ResponseWriter, r *http.Request) (*auth
 }
 
 // requireManager is requirePrincipal for the routes that change topics
-// (create, update, delete and their grants): with auth off only loopback
-// clients may, as for the admin routes, since a nil caller has an admin's
-// rights and DELETE wipes a topic's stored messages.
+// (create, update, delete and their grants): with auth off only local
+// clients may (localClient), as for the admin routes, since a nil caller
+// has an admin's rights and DELETE wipes a topic's stored messages.
 func (s *Server) requireManager(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 	p, ok := s.requirePrincipal(w, r)
-	if ok && p == nil && !isLoopback(r) {
-		s.writeError(w, r, fmt.Errorf("%w: the topic routes that change topics answer only loopback clients while auth is off", messages.ErrForbidden))
+	if ok && p == nil && !localClient(r) {
+		s.writeError(w, r, fmt.Errorf("%w: the topic routes that change topics answer only loopback clients, addressing the relay by a loopback name and sent from no other site, while auth is off", messages.ErrForbidden))
 		return nil, false
 	}
 	return p, ok
