@@ -32,10 +32,11 @@ type Store interface {
 	RevokeRefreshIfCurrent(ctx context.Context, family, hash string) (bool, error)
 	RefreshRevoked(ctx context.Context, family string) (bool, error)
 
-	// CreateTopic's ownedLimit > 0 bounds t.OwnerID's topics, atomically
-	// across instances: at it, persistence.ErrOwnedLimit (a topic owned
-	// already is ErrConflict still).
-	CreateTopic(ctx context.Context, t persistence.TopicRecord, ownedLimit int) error
+	// CreateTopic fails with ErrConflict when the topic is owned or (with
+	// rules.Unused) holds stored messages, and with
+	// persistence.ErrOwnedLimit when rules.OwnedLimit > 0 and t.OwnerID
+	// holds that many (atomically across instances).
+	CreateTopic(ctx context.Context, t persistence.TopicRecord, rules persistence.CreateRules) error
 	Topic(ctx context.Context, name string) (persistence.TopicRecord, error)
 	UpdateTopic(ctx context.Context, name string, fn func(*persistence.TopicRecord) error) (persistence.TopicRecord, error)
 	DeleteTopic(ctx context.Context, name string) error

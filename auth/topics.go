@@ -123,7 +123,9 @@ func (s *Service) view(p *Principal, t persistence.TopicRecord) Topic {
 }
 
 // CreateTopic makes p the owner of topic. Errors: ErrInvalid (name),
-// ErrForbidden (p may not write it), ErrConflict (owned already).
+// ErrForbidden (p may not write it, or owns RELAY_RATE_OWNED_TOPICS),
+// ErrConflict (owned already; or, p not an admin, holding messages stored
+// while nobody owned it).
 func (s *Service) CreateTopic(ctx context.Context, p *Principal, topic, description string) (Topic, error) {
 	if err := messages.ValidateTopic(topic); err != nil {
 		return Topic{}, err
@@ -138,13 +140,16 @@ func (s *Service) CreateTopic(ctx context.Context, p *Principal, topic, descript
 	if p != nil {
 		owner = p.ID
 	}
-	limit := 0
+	// A user may not own a topic others have published to while nobody
+	// owned it (it could then refuse them and delete what they stored);
+	// an admin may, and a user is bound to RELAY_RATE_OWNED_TOPICS.
+	var rules persistence.CreateRules
 	if p != nil && !p.IsAdmin() {
-		limit = s.cfg.Rates.OwnedTopics
+		rules = persistence.CreateRules{OwnedLimit: s.cfg.Rates.OwnedTopics, Unused: true}
 	}
 	rec := persistence.TopicRecord{ID: newID(), Name: topic, OwnerID: owner, Description: description, CreatedAt: time.Now().UTC()}
-	if err := s.store.CreateTopic(ctx, rec, limit); errors.Is(err, persistence.ErrOwnedLimit) {
-		return Topic{}, fmt.Errorf("%w: you own %d topics, the most one user may (RELAY_RATE_OWNED_TOPICS); delete one first", messages.ErrForbidden, limit)
+	if err := s.store.CreateTopic(ctx, rec, rules); errors.Is(err, persistence.ErrOwnedLimit) {
+		return Topic{}, fmt.Errorf("%w: you own %d topics, the most one user may (RELAY_RATE_OWNED_TOPICS); delete one first", messages.ErrForbidden, rules.OwnedLimit)
 	} else if err != nil {
 		return Topic{}, err
 	}

@@ -236,6 +236,40 @@ func TestAuthOffManagementRefusesOtherSites(t *testing.T) {
 	}
 }
 
+// TestClaimOfAUsedTopicRefused: a topic nobody owns is open to every
+// writer; a user may not then become its owner (409), which would lock the
+// others out and let it delete what they stored. An admin may.
+func TestClaimOfAUsedTopicRefused(t *testing.T) {
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: []byte("claim-secret-0123456789abcdef0123"),
+		AdminUsername: "admin", AdminPassword: "admin-password"}})
+	admin := r.login("admin", "admin-password").AccessToken
+	r.createUser(admin, "alice", "alice-password", []string{"read", "write"}, nil)
+	r.createUser(admin, "bob", "bob-password", []string{"read", "write"}, nil)
+	alice := r.login("alice", "alice-password").AccessToken
+	bob := r.login("bob", "bob-password").AccessToken
+	if res := r.publish(alice, "galaxy.jobs.42", map[string]any{"n": 1}); res.Status != 201 {
+		t.Fatalf("alice publishes to a topic nobody owns: %d %s", res.Status, res.Body)
+	}
+	if res := r.do("POST", "/api/v1/topics", bob, map[string]any{"topic_name": "galaxy.jobs.42"}); res.Status != 409 || res.Code() != "CONFLICT" {
+		t.Fatalf("bob claims the used topic: %d %s, want 409", res.Status, res.Body)
+	}
+	if res := r.publish(alice, "galaxy.jobs.42", map[string]any{"n": 2}); res.Status != 201 {
+		t.Fatalf("alice publishes after the refused claim: %d %s", res.Status, res.Body)
+	}
+	if res := r.do("DELETE", "/api/v1/topics/galaxy.jobs.42", bob, nil); res.Status != 403 {
+		t.Fatalf("bob deletes the topic: %d %s, want 403", res.Status, res.Body)
+	}
+	if h := r.do("GET", "/api/v1/topics/galaxy.jobs.42/messages", alice, nil); len(h.JSON()["messages"].([]any)) != 2 {
+		t.Fatalf("alice's messages: %s", h.Body)
+	}
+	if res := r.do("POST", "/api/v1/topics", bob, map[string]any{"topic_name": "galaxy.jobs.43"}); res.Status != 201 {
+		t.Fatalf("bob creates an unused topic: %d %s", res.Status, res.Body)
+	}
+	if res := r.do("POST", "/api/v1/topics", admin, map[string]any{"topic_name": "galaxy.jobs.42"}); res.Status != 201 {
+		t.Fatalf("an admin claims the used topic: %d %s", res.Status, res.Body)
+	}
+}
+
 // TestOwnedTopicsPerUserBounded: a user owns at most RELAY_RATE_OWNED_TOPICS
 // topics at once (403 past it, a place again after a delete), so that one
 // account cannot take the relay's 100,000; admins are not bound; /auth/me

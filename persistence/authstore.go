@@ -85,8 +85,22 @@ const MaxLoginsPerUser = 1000
 // messages.ErrTooManyTopics and messages.ErrUnavailable (503).
 const MaxOwnedTopics = 100_000
 
+// CreateRules are what CreateTopic checks besides the topic being owned
+// already (ErrConflict).
+type CreateRules struct {
+	// OwnedLimit > 0 bounds the owner's topics, atomically across relays
+	// sharing a store: at it, ErrOwnedLimit.
+	OwnedLimit int
+	// Unused refuses (ErrConflict) a topic that holds stored messages: a
+	// topic nobody owns is open to every writer, and its owner could then
+	// refuse them and delete what they stored.
+	Unused bool
+}
+
 // ErrOwnedLimit: CreateTopic's owner holds its limit of topics already.
 var ErrOwnedLimit = fmt.Errorf("%w: the owner holds its limit of topics", messages.ErrForbidden)
+
+var errInUse = fmt.Errorf("%w: it holds messages published while nobody owned it (an admin may create it)", messages.ErrConflict)
 
 var errTooManyOwned = fmt.Errorf("%w: %w: the relay holds its maximum of %d owned topics", messages.ErrTooManyTopics, messages.ErrUnavailable, MaxOwnedTopics)
 

@@ -204,18 +204,21 @@ func (m *MemoryAuthStore) liveLocked(family string, now time.Time) (memFamily, b
 }
 
 // CreateTopic records t, or fails with messages.ErrConflict when it is
-// owned. ownedLimit > 0 bounds t.OwnerID's topics: at it, ErrOwnedLimit
-// (a topic owned already is still ErrConflict).
-func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord, ownedLimit int) error {
+// owned or (rules.Unused) holds stored messages, or ErrOwnedLimit
+// (rules.OwnedLimit).
+func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord, rules CreateRules) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.topics[t.Name]; ok {
 		return fmt.Errorf("topic %q: %w", t.Name, messages.ErrConflict)
 	}
+	if rules.Unused && m.msgs != nil && m.msgs.holdsMessages(t.Name) {
+		return fmt.Errorf("topic %q: %w", t.Name, errInUse)
+	}
 	if len(m.topics) >= MaxOwnedTopics {
 		return errTooManyOwned
 	}
-	if ownedLimit > 0 && t.OwnerID != "" && len(m.index[ownedKey(t.OwnerID)]) >= ownedLimit {
+	if rules.OwnedLimit > 0 && t.OwnerID != "" && len(m.index[ownedKey(t.OwnerID)]) >= rules.OwnedLimit {
 		return ErrOwnedLimit
 	}
 	t = cloneTopic(t)

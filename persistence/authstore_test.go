@@ -28,7 +28,7 @@ type authStore interface {
 	RevokeRefresh(ctx context.Context, family string) error
 	RevokeRefreshIfCurrent(ctx context.Context, family, hash string) (bool, error)
 	RefreshRevoked(ctx context.Context, family string) (bool, error)
-	CreateTopic(ctx context.Context, t TopicRecord, ownedLimit int) error
+	CreateTopic(ctx context.Context, t TopicRecord, rules CreateRules) error
 	Topic(ctx context.Context, name string) (TopicRecord, error)
 	UpdateTopic(ctx context.Context, name string, fn func(*TopicRecord) error) (TopicRecord, error)
 	DeleteTopic(ctx context.Context, name string) error
@@ -307,10 +307,10 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 	})
 	t.Run("topics", func(t *testing.T) {
 		rec := TopicRecord{ID: "t1", Name: "owned.topic", OwnerID: "id1", CreatedAt: time.Now().UTC()}
-		if err := s.CreateTopic(ctx, rec, 0); err != nil {
+		if err := s.CreateTopic(ctx, rec, CreateRules{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CreateTopic(ctx, rec, 0); !errors.Is(err, messages.ErrConflict) {
+		if err := s.CreateTopic(ctx, rec, CreateRules{}); !errors.Is(err, messages.ErrConflict) {
 			t.Fatalf("second create: %v", err)
 		}
 		got, err := s.UpdateTopic(ctx, "owned.topic", func(r *TopicRecord) error {
@@ -342,6 +342,30 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		if p, err := msgs.Range(ctx, "plain.topic", messages.ID{}, 10); err != nil || len(p.Messages) != 1 {
 			t.Fatalf("a topic nobody owns lost its messages to a refused delete: %d %v", len(p.Messages), err)
 		}
+		// A topic holding messages stored while nobody owned it is not
+		// created under Unused (a user's create), and is otherwise (an
+		// admin's); an empty one is.
+		claim := TopicRecord{ID: "t2", Name: "plain.topic", OwnerID: "id9", CreatedAt: time.Now().UTC()}
+		if err := s.CreateTopic(ctx, claim, CreateRules{Unused: true, OwnedLimit: 10}); !errors.Is(err, messages.ErrConflict) {
+			t.Fatalf("a create, Unused, of a topic holding messages: %v; want ErrConflict", err)
+		}
+		if owned, err := s.OwnedTopics(ctx, "id9"); err != nil || len(owned) != 0 {
+			t.Fatalf("the refused create left %v (%v) in its owner's index", owned, err)
+		}
+		if _, err := s.Topic(ctx, "plain.topic"); !errors.Is(err, messages.ErrNotFound) {
+			t.Fatalf("the refused create left a record: %v", err)
+		}
+		if err := s.CreateTopic(ctx, TopicRecord{ID: "t3", Name: "empty.topic", OwnerID: "id9"}, CreateRules{Unused: true}); err != nil {
+			t.Fatalf("a create, Unused, of a topic with no messages: %v", err)
+		}
+		if err := s.CreateTopic(ctx, claim, CreateRules{}); err != nil {
+			t.Fatalf("a create of a topic holding messages, not Unused: %v", err)
+		}
+		for _, n := range []string{"plain.topic", "empty.topic"} {
+			if err := s.DeleteTopic(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if err := s.DeleteTopic(ctx, "owned.topic"); err != nil {
 			t.Fatal(err)
 		}
@@ -372,7 +396,7 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 	// owner "" (auth off) is not indexed.
 	t.Run("topics indexed by owner", func(t *testing.T) {
 		create := func(name, owner string) error {
-			return s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()}, 0)
+			return s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()}, CreateRules{})
 		}
 		for i := range 30 {
 			if err := create(fmt.Sprintf("idx.%04d", i), "idx-owner"); err != nil {
@@ -415,7 +439,7 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		for i := range errs {
 			wg.Go(func() {
 				name := fmt.Sprintf("cap.%02d", i)
-				errs[i] = s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: "capped", CreatedAt: time.Now().UTC()}, 5)
+				errs[i] = s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: "capped", CreatedAt: time.Now().UTC()}, CreateRules{OwnedLimit: 5})
 			})
 		}
 		wg.Wait()
@@ -432,19 +456,19 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		if created != 5 || err != nil || len(owned) != 5 {
 			t.Fatalf("%d creates succeeded and the owner holds %v (%v); want 5", created, owned, err)
 		}
-		if err := s.CreateTopic(ctx, TopicRecord{Name: owned[0], OwnerID: "capped"}, 5); !errors.Is(err, messages.ErrConflict) {
+		if err := s.CreateTopic(ctx, TopicRecord{Name: owned[0], OwnerID: "capped"}, CreateRules{OwnedLimit: 5}); !errors.Is(err, messages.ErrConflict) {
 			t.Fatalf("re-create of an owned topic at the bound: %v; want ErrConflict", err)
 		}
-		if err := s.CreateTopic(ctx, TopicRecord{Name: "other.one", OwnerID: "capped"}, 5); !errors.Is(err, messages.ErrConflict) {
+		if err := s.CreateTopic(ctx, TopicRecord{Name: "other.one", OwnerID: "capped"}, CreateRules{OwnedLimit: 5}); !errors.Is(err, messages.ErrConflict) {
 			t.Fatalf("create of another owner's topic at the bound: %v; want ErrConflict", err)
 		}
 		if err := s.DeleteTopic(ctx, owned[0]); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CreateTopic(ctx, TopicRecord{Name: "cap.after", OwnerID: "capped"}, 5); err != nil {
+		if err := s.CreateTopic(ctx, TopicRecord{Name: "cap.after", OwnerID: "capped"}, CreateRules{OwnedLimit: 5}); err != nil {
 			t.Fatalf("create after a delete made room: %v", err)
 		}
-		if err := s.CreateTopic(ctx, TopicRecord{Name: "cap.unbounded", OwnerID: "capped"}, 0); err != nil {
+		if err := s.CreateTopic(ctx, TopicRecord{Name: "cap.unbounded", OwnerID: "capped"}, CreateRules{}); err != nil {
 			t.Fatalf("create with no bound: %v", err)
 		}
 	})
@@ -462,7 +486,7 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 			return strings.Join(out, ",")
 		}
 		mk := func(name, owner string) {
-			if err := s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()}, 0); err != nil {
+			if err := s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()}, CreateRules{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -535,7 +559,7 @@ func TestValkeyAuthStoreIndexesOlderOwnedTopics(t *testing.T) {
 	ctx := context.Background()
 	old := NewValkeyAuthStore(vs)
 	for i := range 3 {
-		if err := old.CreateTopic(ctx, TopicRecord{ID: "x", Name: fmt.Sprintf("older.%d", i), OwnerID: "veteran", CreatedAt: time.Now().UTC()}, 0); err != nil {
+		if err := old.CreateTopic(ctx, TopicRecord{ID: "x", Name: fmt.Sprintf("older.%d", i), OwnerID: "veteran", CreatedAt: time.Now().UTC()}, CreateRules{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -618,10 +642,10 @@ func TestValkeyOwnedIndexHasItsOwnDeadline(t *testing.T) {
 	// A create with room for 401 passes and the next fails: the index
 	// counted the 400.
 	as := NewValkeyAuthStore(vs)
-	if err := as.CreateTopic(ctx, TopicRecord{Name: "light.0", OwnerID: "heavy"}, 401); err != nil {
+	if err := as.CreateTopic(ctx, TopicRecord{Name: "light.0", OwnerID: "heavy"}, CreateRules{OwnedLimit: 401}); err != nil {
 		t.Fatalf("create beside 400 older topics, room for 401: %v (the index not built within its own deadline?)", err)
 	}
-	if err := as.CreateTopic(ctx, TopicRecord{Name: "light.1", OwnerID: "heavy"}, 401); !errors.Is(err, ErrOwnedLimit) {
+	if err := as.CreateTopic(ctx, TopicRecord{Name: "light.1", OwnerID: "heavy"}, CreateRules{OwnedLimit: 401}); !errors.Is(err, ErrOwnedLimit) {
 		t.Fatalf("the 402nd create: %v; want ErrOwnedLimit", err)
 	}
 }

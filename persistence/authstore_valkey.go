@@ -314,13 +314,16 @@ func (a *ValkeyAuthStore) RefreshRevoked(ctx context.Context, family string) (bo
 	return rev == "1", nil
 }
 
-// createTopicScript: SET NX of the record; 1 when the topic was not owned.
-// KEYS[1] owner key; ARGV[1] record. (The indexes are other slots:
-// CreateTopic reserves the owner's place first and adds to the topic index
-// after, each with its own command.)
+// createTopicScript: SET NX of the record; 1 when the topic was not owned,
+// 0 when it was, 2 when ARGV[2] is "1" and its stream holds messages. KEYS[1]
+// owner key, KEYS[2] stream (same slot); ARGV[1] record. (The indexes are
+// other slots: CreateTopic reserves the owner's place first and adds to
+// the topic index after, each with its own command.)
 var createTopicScript = valkey.NewLuaScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
-return 0
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[2] == '1' and redis.call('XLEN', KEYS[2]) > 0 then return 2 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
 `)
 
 // reserveOwnedScript adds a topic to its owner's index if the owner holds
@@ -336,11 +339,11 @@ return 1
 `)
 
 // CreateTopic records t, or fails with messages.ErrConflict when it is
-// owned. ownedLimit > 0 bounds t.OwnerID's topics: at it, ErrOwnedLimit
-// (a topic owned already is still ErrConflict). The owner's place is
-// reserved in its index before the record is written, so the bound holds
-// across relays; a create that finds the topic owned gives its place back.
-func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord, ownedLimit int) error {
+// owned or (rules.Unused) holds stored messages, or ErrOwnedLimit
+// (rules.OwnedLimit; a topic owned already is still ErrConflict). The
+// owner's place is reserved in its index before the record is written, so
+// the bound holds across relays; a create that is refused gives it back.
+func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord, rules CreateRules) error {
 	if err := a.ensureIndexes(ctx); err != nil {
 		return err
 	}
@@ -356,7 +359,7 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord, ownedL
 	}
 	reserved := false
 	if t.OwnerID != "" {
-		limit := ownedLimit
+		limit := rules.OwnedLimit
 		if limit <= 0 {
 			limit = MaxOwnedTopics
 		}
@@ -375,15 +378,22 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord, ownedL
 		reserved = r == 1
 	}
 	b, _ := json.Marshal(t)
-	n, err := createTopicScript.Exec(ctx, c, []string{topicOwnerKey(t.Name)}, []string{string(b)}).AsInt64()
+	unused := "0"
+	if rules.Unused {
+		unused = "1"
+	}
+	n, err := createTopicScript.Exec(ctx, c, []string{topicOwnerKey(t.Name), streamKey(t.Name)}, []string{string(b), unused}).AsInt64()
 	if err != nil {
 		return unavailable("create topic", err)
 	}
-	if n == 0 {
+	if n != 1 {
 		if reserved {
 			if err := c.Do(ctx, c.B().Srem().Key(ownedKey(t.OwnerID)).Member(t.Name).Build()).Error(); err != nil {
 				return unavailable("unreserve owned topic", err)
 			}
+		}
+		if n == 2 {
+			return fmt.Errorf("topic %q: %w", t.Name, errInUse)
 		}
 		return fmt.Errorf("topic %q: %w", t.Name, messages.ErrConflict)
 	}

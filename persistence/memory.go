@@ -164,6 +164,19 @@ func (s *MemoryStore) dropTopic(name string) {
 	}
 }
 
+// holdsMessages reports whether topic holds stored messages.
+func (s *MemoryStore) holdsMessages(name string) bool {
+	s.mu.RLock()
+	t := s.topics[name]
+	s.mu.RUnlock()
+	if t == nil {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.msgs.Len() > 0
+}
+
 // AppendsInline implements Inline: Append only takes the topic's lock.
 func (s *MemoryStore) AppendsInline() bool { return true }
 

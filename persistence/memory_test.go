@@ -317,7 +317,7 @@ func TestMemoryDeleteTopicFreesBudget(t *testing.T) {
 	defer s.Close()
 	as := NewMemoryAuthStore(s)
 	big := []byte(`{"x":"` + strings.Repeat("a", 1000) + `"}`)
-	if err := as.CreateTopic(ctx, TopicRecord{Name: "gone"}, 0); err != nil {
+	if err := as.CreateTopic(ctx, TopicRecord{Name: "gone"}, CreateRules{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 70; i++ {
