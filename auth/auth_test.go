@@ -328,3 +328,24 @@ func TestGrantUserIDBounded(t *testing.T) {
 		t.Fatalf("grants %v, want exactly the %d valid ones", topic.Grants, len(ok))
 	}
 }
+
+// An unknown user's login is checked against a hash as costly as the
+// dearest it could have been checked against: the users file's hashes may
+// have any cost, and a cheaper one told which names the file holds (a
+// cost-12 user's wrong password took four times as long as an unknown
+// name, checked at 10).
+func TestUnknownUserCheckedAtTheUsersFileCost(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw-costly"), 11)
+	path := writeJSON(t, []FileUser{{Username: "costly", PasswordHash: string(hash), Permissions: []string{"read"}}})
+	s := newService(t, Config{UsersFile: path, BcryptCost: bcrypt.MinCost})
+	if _, err := s.Login(context.Background(), "nobody", "pw"); !errors.Is(err, messages.ErrUnauthorized) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if c, err := bcrypt.Cost(s.dummyHash()); err != nil || c != 11 {
+		t.Fatalf("an unknown user is checked at cost %d (%v), want 11, the users file's", c, err)
+	}
+	plain := newService(t, Config{UsersFile: writeJSON(t, []FileUser{}), BcryptCost: 5})
+	if c, _ := bcrypt.Cost(plain.dummyHash()); c != 5 {
+		t.Fatalf("with no users-file hash, cost %d, want the relay's own 5", c)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pulsar-relay/relay/messages"
 	"github.com/pulsar-relay/relay/persistence"
@@ -64,6 +65,10 @@ type Service struct {
 
 	limits *Limits
 
+	// dummyHash is what an unknown user's login is checked against (made
+	// on first use, at dummyCost).
+	dummyHash func() []byte
+
 	cancel context.CancelFunc
 }
 
@@ -96,6 +101,10 @@ func New(ctx context.Context, cfg Config, store Store, logger *slog.Logger) (*Se
 	s := &Service{cfg: cfg, enabled: cfg.Enabled(), store: store, log: logger,
 		tokens: map[string]cachedToken{}, topics: map[string]cachedTopic{}, logins: map[string]cachedLogin{}, cancel: cancel,
 		limits: newLimits(cfg.Rates)}
+	s.dummyHash = sync.OnceValue(func() []byte {
+		h, _ := bcrypt.GenerateFromPassword([]byte("relay-dummy-password"), s.dummyCost())
+		return h
+	})
 	// The relay logs users in (and signs their tokens) when it has users
 	// (a file, a bootstrap admin) or a secret to sign with (users an admin
 	// holding an external token created).

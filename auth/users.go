@@ -112,9 +112,20 @@ func (s *Service) lookupUser(ctx context.Context, name string) (userView, error)
 	return viewOf(r), nil
 }
 
-// dummyHash is compared against when the user does not exist, so a wrong
-// username costs the same time as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("relay-dummy-password"), bcrypt.DefaultCost)
+// dummyCost is the bcrypt cost of the hash a login of an unknown user is
+// checked against, so that it takes as long as a wrong password: the
+// highest of the relay's own (BcryptCost) and the users file's, whose
+// hashes may have any cost (htpasswd -bnBC 12). A lower one told which
+// names the file holds (cost 12 against 10: four times as long).
+func (s *Service) dummyCost() int {
+	cost := s.cfg.BcryptCost
+	for _, u := range s.fileUsers {
+		if c, err := bcrypt.Cost(u.Hash); err == nil && c > cost {
+			cost = c
+		}
+	}
+	return cost
+}
 
 var errBadLogin = fmt.Errorf("%w: invalid username or password", messages.ErrUnauthorized)
 
@@ -127,7 +138,7 @@ func (s *Service) checkPassword(ctx context.Context, name, password string) (use
 	}
 	hash := u.Hash
 	if err != nil || len(hash) == 0 {
-		hash = dummyHash
+		hash = s.dummyHash()
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || err != nil || len(u.Hash) == 0 {
 		return userView{}, errBadLogin

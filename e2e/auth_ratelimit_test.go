@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pulsar-relay/relay/auth"
+	"github.com/pulsar-relay/relay/gateway"
 )
 
 func authUserToken(t testing.TB, secret []byte, sub string, ttl time.Duration, perms ...string) string {
@@ -530,5 +536,54 @@ func TestAuthLogoutEndsStreams(t *testing.T) {
 	authWSSend(ctx, t, kept, map[string]any{"type": "ping"})
 	if f, err := authWSRead(ctx, kept); err != nil || f["type"] != "pong" {
 		t.Fatalf("the other login's connection: %v %v", f, err)
+	}
+}
+
+// slowHash is a bcrypt hash of "slow-password" at cost 12 (a quarter of a
+// second of CPU per check, more under -race), written out so the test
+// does not pay for making it.
+const slowHash = "$2a$12$.qNhtEBHQN5jWchyoLiiXelOPBndSn2yP0eqOfDr.71PtV5PhHQ.a"
+
+// TestLoginPasswordChecksBounded: at most GOMAXPROCS/2 password checks
+// (bcrypt) run at once, whatever the per-address and per-name limits let
+// through; a login that waits past the publish timeout for a slot gets 503
+// and counts relay_limit_hits_total{reason="login_slots"}. Before, clients
+// from a few addresses kept every core on bcrypt (/health answered in over
+// a second).
+func TestLoginPasswordChecksBounded(t *testing.T) {
+	users := filepath.Join(t.TempDir(), "users.json")
+	b, _ := json.Marshal([]auth.FileUser{{Username: "slow", PasswordHash: slowHash, Permissions: []string{"read"}}})
+	if err := os.WriteFile(users, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{UsersFile: users, JWTSecret: []byte("login-slots-secret-0123456789abcdef")},
+		Gateway: gateway.Config{PublishTimeout: 50 * time.Millisecond}, Metrics: true})
+	n := 2*runtime.GOMAXPROCS(0) + 2
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range statuses {
+		wg.Go(func() {
+			statuses[i] = r.do("POST", "/auth/login", "", url.Values{"username": {"slow"}, "password": {"wrong"}}).Status
+		})
+	}
+	wg.Wait()
+	refused := 0
+	for i, st := range statuses {
+		switch st {
+		case 401:
+		case 503:
+			refused++
+		default:
+			t.Fatalf("login %d: %d, want 401 or 503", i, st)
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("%d logins at once, each a quarter-second check: none waited past 50 ms for a slot (%v)", n, statuses)
+	}
+	if got := hardenMetric(t, r.Metrics, "relay_limit_hits_total", map[string]string{"reason": "login_slots"}); got != float64(refused) {
+		t.Fatalf("relay_limit_hits_total{reason=login_slots} = %v, want %d", got, refused)
+	}
+	if res := r.do("POST", "/auth/login", "", url.Values{"username": {"slow"}, "password": {"slow-password"}}); res.Status != 200 {
+		t.Fatalf("a login after the rush: %d %s", res.Status, res.Body)
 	}
 }

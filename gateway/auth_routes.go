@@ -99,7 +99,19 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		!s.rateHeaders(w, r, "/auth/login", lim.LoginUser.Allow(loginKey(req.Username), now)) {
 		return
 	}
-	pair, err := s.cfg.Auth.Login(r.Context(), req.Username, req.Password)
+	// A password check is a bcrypt run (tens of milliseconds of CPU), and
+	// the per-address and per-name limits do not bound them all: clients
+	// from many addresses could keep every core on them. At most
+	// GOMAXPROCS/2 run at once; a login waits for one as a large publish
+	// waits for a decode slot.
+	if err := s.takeSlot(r.Context(), s.checking, "login_slots", "too many logins being checked at once; retry"); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	pair, err := func() (auth.TokenPair, error) {
+		defer func() { <-s.checking }()
+		return s.cfg.Auth.Login(r.Context(), req.Username, req.Password)
+	}()
 	if err != nil {
 		s.writeError(w, r, err)
 		return

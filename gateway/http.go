@@ -154,16 +154,24 @@ const largeBody = 64 << 10
 // them, of CPU. Waiting longer than the publish timeout (or past ctx) is
 // ErrUnavailable (503). The slot is given back by bodyLease.decoded.
 func (s *Server) decodeSlot(ctx context.Context) error {
+	return s.takeSlot(ctx, s.decoding, "decode_slots", "too many large requests being decoded")
+}
+
+// takeSlot waits for one of slots (a bound on CPU-heavy work at once) for
+// up to the publish timeout or until ctx ends; then it counts a limit hit
+// of reason and fails with ErrUnavailable (503) saying what. The caller
+// gives the slot back with <-slots.
+func (s *Server) takeSlot(ctx context.Context, slots chan struct{}, reason, what string) error {
 	wait := time.NewTimer(s.cfg.PublishTimeout)
 	defer wait.Stop()
 	select {
-	case s.decoding <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
 	case <-wait.C:
 	case <-ctx.Done():
 	}
-	s.lim.LimitHit("decode_slots")
-	return fmt.Errorf("%w: too many large requests being decoded", messages.ErrUnavailable)
+	s.lim.LimitHit(reason)
+	return fmt.Errorf("%w: %s", messages.ErrUnavailable, what)
 }
 
 func (s *Server) publishLimits() messages.PublishLimits {

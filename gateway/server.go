@@ -145,7 +145,8 @@ type LimitObserver interface {
 	WSUpgradeClients(n int)
 	// LimitHit counts a request cut or refused by a budget: "body_budget"
 	// (503), "decode_slots" (503: a large body waited for a decode slot
-	// past the publish timeout), "history_bytes" (a history page ended
+	// past the publish timeout), "login_slots" (503: a login waited for a
+	// password-check slot as long), "history_bytes" (a history page ended
 	// early by HistoryMaxBytes).
 	LimitHit(reason string)
 }
@@ -240,6 +241,7 @@ type Server struct {
 	draining atomic.Bool
 	inflight atomic.Int64  // request body bytes reserved (MaxBodyBytesInFlight)
 	decoding chan struct{} // decode slots of large bodies (decodeSlot)
+	checking chan struct{} // password checks at once (handleLogin)
 	upgrades *upgradePacer // WebSocket upgrades per client (WSUpgradeRate)
 	conns    sync.Map      // *wsConn -> struct{}
 	nconns   atomic.Int64
@@ -261,6 +263,7 @@ func New(cfg Config, mgr *actors.TopicManager, store persistence.Store, logger *
 	s := &Server{cfg: cfg.withDefaults(), mgr: mgr, store: store, log: logger, stop: make(chan struct{})}
 	s.lim = s.cfg.limitObserver()
 	s.decoding = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
+	s.checking = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 	s.upgrades = newUpgradePacer(s.cfg.WSUpgradeRate)
 	s.consumers = newConsumers(s.cfg.Consumers)
 	s.wg.Add(1)

@@ -17,7 +17,7 @@ type limitMetrics struct {
 }
 
 // knownLimitReasons are the reason label values of relay_limit_hits_total.
-var knownLimitReasons = []string{"body_budget", "decode_slots", "history_bytes", "ws_read_rate", "ws_upgrade_rate"}
+var knownLimitReasons = []string{"body_budget", "decode_slots", "history_bytes", "login_slots", "ws_read_rate", "ws_upgrade_rate"}
 
 func newLimitMetrics(f factory) *limitMetrics {
 	l := &limitMetrics{
@@ -30,7 +30,7 @@ func newLimitMetrics(f factory) *limitMetrics {
 		upgraders: f.gauge("relay_ws_upgrade_clients",
 			"Client addresses whose WebSocket upgrade pace (RELAY_WS_UPGRADE_RATE) is held: those that connected within the last second or so (at most 65,536)."),
 		hits: f.counterVec("relay_limit_hits_total",
-			"Requests refused, cut or paced by a budget, by reason (body_budget: 503, body bytes in flight over budget; decode_slots: 503, a large body waited past the publish timeout for one of the GOMAXPROCS/2 decode slots; history_bytes: a history page or a long-poll answer ended early by RELAY_HISTORY_MAX_BYTES; ws_read_rate: a WebSocket's reading paused by RELAY_WS_READ_RATE; ws_upgrade_rate: an upgrade waited for, or was refused by, RELAY_WS_UPGRADE_RATE).",
+			"Requests refused, cut or paced by a budget, by reason (body_budget: 503, body bytes in flight over budget; decode_slots: 503, a large body waited past the publish timeout for one of the GOMAXPROCS/2 decode slots; history_bytes: a history page or a long-poll answer ended early by RELAY_HISTORY_MAX_BYTES; login_slots: 503, a login waited past the publish timeout for one of the GOMAXPROCS/2 password-check slots; ws_read_rate: a WebSocket's reading paused by RELAY_WS_READ_RATE; ws_upgrade_rate: an upgrade waited for, or was refused by, RELAY_WS_UPGRADE_RATE).",
 			"reason"),
 	}
 	l.hitsBy = counters(l.hits, knownLimitReasons)
