@@ -569,21 +569,7 @@ func (a *ValkeyAuthStore) VisibleTopics(ctx context.Context, user string) ([]Top
 			}
 		}
 	}
-	sort.Strings(names)
-	out := []TopicRecord{}
-	var gone []string
-	err = getRecords(ctx, c, names, func(name, text string, found bool) error {
-		if !found {
-			gone = append(gone, name)
-			return nil
-		}
-		var t TopicRecord
-		if err := json.Unmarshal([]byte(text), &t); err != nil {
-			return fmt.Errorf("valkey: topic %q: decode: %w", name, err)
-		}
-		out = append(out, t)
-		return nil
-	})
+	out, gone, err := readTopics(ctx, c, names)
 	if err != nil {
 		return nil, err
 	}
@@ -734,11 +720,19 @@ func (a *ValkeyAuthStore) topics(ctx context.Context, c valkey.Client) ([]TopicR
 	if err != nil {
 		return nil, unavailable("list topics", err)
 	}
+	out, _, err := readTopics(ctx, c, names) // a name gone was deleted since the index was read
+	return out, err
+}
+
+// readTopics returns the records of names, sorted by name, and the names
+// that have none.
+func readTopics(ctx context.Context, c valkey.Client, names []string) (out []TopicRecord, gone []string, err error) {
 	sort.Strings(names)
-	out := make([]TopicRecord, 0, len(names))
+	out = make([]TopicRecord, 0, len(names))
 	err = getRecords(ctx, c, names, func(name, text string, found bool) error {
 		if !found {
-			return nil // deleted since the index was read
+			gone = append(gone, name)
+			return nil
 		}
 		var t TopicRecord
 		if err := json.Unmarshal([]byte(text), &t); err != nil {
@@ -748,9 +742,9 @@ func (a *ValkeyAuthStore) topics(ctx context.Context, c valkey.Client) ([]TopicR
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, gone, nil
 }
 
 // getRecords reads the owner records of names, in order, and hands each to
