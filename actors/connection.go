@@ -325,9 +325,18 @@ func (c *connActor) maybeFinishSubscribe(ctx actor.Context) {
 				fmt.Sprintf("replay of %q failed; live delivery continues", t)))
 		}
 		s.subscribing = false
+		// Nothing at or before the subscriber's point is written, live or
+		// replayed ("since" is exclusive): a topic actor behind the store
+		// (its link was down while another relay appended) goes live at a
+		// point it has not reached, and its catch-up then offers what the
+		// subscriber already has.
+		after := st.frame.Position(t).After
+		if s.lastSent.Less(after) {
+			s.lastSent = after
+		}
 		if !r.live {
 			s.replaying = true
-			s.replayAfter = st.frame.Position(t).After
+			s.replayAfter = after
 			c.enqueueReplay(s)
 		}
 	}

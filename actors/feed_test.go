@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -286,4 +287,42 @@ func TestFeedLiveSubscribeWhileStoreUnreadable(t *testing.T) {
 	sameIDs(t, "live", waitIDs(t, live, "u", 1, 5*time.Second), []string{last})
 	want := storedIDs(t, store, "u", mustParse(t, from))
 	sameIDs(t, "replay", waitIDs(t, replay, "u", len(want), 5*time.Second), want)
+}
+
+// TestFeedResumeAheadOfTheActor: a subscriber resuming from a point this
+// relay's topic actor has not yet heard of (the link was down while
+// another relay appended; the client read those appends there) gets only
+// what follows its point, when the actor catches up. Before, it went live
+// with nothing written, and the catch-up delivered it everything between
+// the actor's last delivery and its point: duplicates, older than "since".
+func TestFeedResumeAheadOfTheActor(t *testing.T) {
+	store := newAnnouncingStore()
+	m := newManager(t, store, actors.Config{SharedStore: true, PositionCheckInterval: time.Hour})
+	watcher := newSink()
+	subscribe(t, connect(t, m, watcher), watcher, `{"type":"subscribe","topics":["t"]}`)
+	publish(t, m, "t", 0)
+	waitIDs(t, watcher, "t", 1, 5*time.Second)
+	store.link(false)
+	fill(t, store, "t", 3) // another relay; this one hears nothing
+	stored := storedIDs(t, store, "t", messages.ID{})
+	point := stored[len(stored)-1]
+	for _, form := range []string{
+		`{"type":"subscribe","topics":["t"],"since":{"t":"%s"}}`,
+		`{"type":"subscribe","topics":["t"],"offset":"%s"}`,
+	} {
+		frame := fmt.Sprintf(form, point)
+		s := newSink()
+		subscribe(t, connect(t, m, s), s, frame)
+		store.link(true) // the actor catches up: every subscriber live by then is offered the three
+		next := publish(t, m, "t", 9)
+		sameIDs(t, "after the resume point "+frame, waitIDs(t, s, "t", 1, 5*time.Second), []string{next})
+		time.Sleep(50 * time.Millisecond) // nothing else follows
+		sameIDs(t, "after the resume point "+frame, s.ids("t"), []string{next})
+		store.link(false)
+		fill(t, store, "t", 3)
+		stored = storedIDs(t, store, "t", messages.ID{})
+		point = stored[len(stored)-1]
+	}
+	heard := stored[:len(stored)-3] // the last three came with the link down
+	sameIDs(t, "the live subscriber", waitIDs(t, watcher, "t", len(heard), 5*time.Second), heard)
 }
