@@ -270,6 +270,37 @@ func TestClaimOfAUsedTopicRefused(t *testing.T) {
 	}
 }
 
+// TestWriteOnlyOwnerVerifiesItsTopic: pulsar-relay-client's
+// create_or_verify_topic, run again by a publish-only service user (write
+// permission, no read), answers 409 and then reads the topic to compare
+// owner_id: the owner may read its topic's record, though not its
+// messages. Before, the GET was 403 and the client raised
+// TopicOwnershipConflictError for its own topic.
+func TestWriteOnlyOwnerVerifiesItsTopic(t *testing.T) {
+	r := startAuthRelay(t, authRelayOpts{Auth: auth.Config{JWTSecret: []byte("write-only-secret-0123456789abcdef"),
+		AdminUsername: "admin", AdminPassword: "admin-password"}})
+	admin := r.login("admin", "admin-password").AccessToken
+	id := r.createUser(admin, "pulsar", "pulsar-password", []string{"write"}, nil)
+	r.createUser(admin, "other", "other-password", []string{"write"}, nil)
+	tok := r.login("pulsar", "pulsar-password").AccessToken
+	if res := r.do("POST", "/api/v1/topics", tok, map[string]any{"topic_name": "job_status_update_m1"}); res.Status != 201 {
+		t.Fatalf("create: %d %s", res.Status, res.Body)
+	}
+	if res := r.do("POST", "/api/v1/topics", tok, map[string]any{"topic_name": "job_status_update_m1"}); res.Status != 409 {
+		t.Fatalf("create again: %d %s, want 409", res.Status, res.Body)
+	}
+	if res := r.do("GET", "/api/v1/topics/job_status_update_m1", tok, nil); res.Status != 200 || res.JSON()["owner_id"] != id {
+		t.Fatalf("the owner reads its topic: %d %s, want 200 with owner_id %s", res.Status, res.Body, id)
+	}
+	if res := r.do("GET", "/api/v1/topics/job_status_update_m1/messages", tok, nil); res.Status != 403 {
+		t.Fatalf("a write-only owner reads the messages: %d %s, want 403", res.Status, res.Body)
+	}
+	other := r.login("other", "other-password").AccessToken
+	if res := r.do("GET", "/api/v1/topics/job_status_update_m1", other, nil); res.Status != 403 {
+		t.Fatalf("another write-only user reads the topic: %d %s, want 403", res.Status, res.Body)
+	}
+}
+
 // TestOwnedTopicsPerUserBounded: a user owns at most RELAY_RATE_OWNED_TOPICS
 // topics at once (403 past it, a place again after a delete), so that one
 // account cannot take the relay's 100,000; admins are not bound; /auth/me
