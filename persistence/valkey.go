@@ -138,6 +138,10 @@ type ValkeyStore struct {
 	rounds int // commitRounds goroutines running
 
 	trimWarned atomic.Bool // a trim failure has been logged
+	// clockOffset is the server's clock less this process's, in ms
+	// (noteClock), once clockKnown.
+	clockOffset atomic.Int64
+	clockKnown  atomic.Bool
 }
 
 var _ Store = (*ValkeyStore)(nil)
@@ -349,21 +353,30 @@ func idemKey(topic, key string) string { return "topic:{" + topic + "}:idem:" + 
 // by an append when less than ARGV[8] ms of it is left, so that a topic
 // nobody writes to disappears. ARGV[6]: the topic. ARGV[7]: "1" to put the
 // messages in the notice. ARGV[9]: the live channel (liveChannel: its name
-// carries the database when it is not 0). Then six per message: payload, timestamp,
+// carries the database when it is not 0). ARGV[10]: the latest server time
+// (ms) at which the batch may still be stored, "0" for none (see
+// scriptDeadline). Then six per message: payload, timestamp,
 // metadata ("" for none), expires_at ("" for none), the index in KEYS of its
 // idempotency record ("0" for none), its request hash.
 //
-// Returns {err, warn, r1, r2, ...}: err is "" when every message was
+// Returns {err, warn, now, r1, r2, ...}: err is "" when every message was
 // handled, else the error of the first XADD that failed, after which nothing
-// more was added; warn is "" unless trimming or remembering a key failed
-// (the messages are stored all the same). ri is the new id of message i, or
-// {"d"|"c", first id, first timestamp} for a repeat ("c": request hash
-// differs).
+// more was added (or, past ARGV[10], of the batch: nothing added); warn is
+// "" unless trimming or remembering a key failed (the messages are stored
+// all the same); now is the server's time in ms (noteClock). ri is the new
+// id of message i, or {"d"|"c", first id, first timestamp} for a repeat
+// ("c": request hash differs).
 var appendScript = valkey.NewLuaScript(appendLua)
 
 const appendLua = `
 local key, meta = KEYS[1], KEYS[2]
-local out = {'', ''}
+local clock = redis.call('TIME')
+local vnow = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local out = {'', '', vnow}
+if ARGV[10] ~= '0' and vnow > tonumber(ARGV[10]) then
+  out[1] = 'late: past the relay deadline, nothing stored'
+  return out
+end
 local fresh = redis.call('EXISTS', key) == 0
 local em = redis.call('HMGET', meta, 'epoch', 'last')
 local epoch = em[1]
@@ -380,7 +393,7 @@ local function try(...)
   end
   return r
 end
-for i = 10, #ARGV, 6 do
+for i = 11, #ARGV, 6 do
   local ik = tonumber(ARGV[i + 4])
   local prev = nil
   if ik > 0 then prev = redis.pcall('GET', KEYS[ik]) end
@@ -527,6 +540,8 @@ func (s *ValkeyStore) Append(ctx context.Context, topic string, batch []messages
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	d, _ := ctx.Deadline()
+	s.stamp(a, d)
 	var res valkey.ValkeyResult
 	var waitErr error
 	if s.cfg.WaitReplicas > 0 {
@@ -546,6 +561,48 @@ type appendCall struct {
 	ctx        context.Context        // AppendAsync's: its values and cancellation
 	deadline   time.Time              // AppendAsync's: bounds the batch and its round
 	done       func(n int, err error) // AppendAsync's
+	sent       time.Time              // when the call went out (stamp)
+}
+
+// stamp readies a's call to go out now, to be answered by deadline: the
+// script stores nothing once the server's clock is past scriptDeadline.
+func (s *ValkeyStore) stamp(a *appendCall, deadline time.Time) {
+	a.sent = time.Now()
+	a.args[9] = s.scriptDeadline(deadline)
+}
+
+// scriptDeadline is the append script's ARGV[10] for a call the relay
+// gives up on at deadline: that time less a margin for the reply to come
+// back, on the server's clock (the offset noteClock measured), or "0" (no
+// bound) while the offset is unknown.
+//
+// Why: a call that times out is answered 503, yet its command still sits
+// in the socket (a server stalled by SIGSTOP, a long fork, a slow disk)
+// and ran when the server resumed: 503s for messages that were stored and
+// delivered, up to half a minute later. Past its deadline the script now
+// refuses, so a 503 means not stored, but for a reply lost within the
+// margin.
+func (s *ValkeyStore) scriptDeadline(deadline time.Time) string {
+	if !s.clockKnown.Load() || deadline.IsZero() {
+		return "0"
+	}
+	margin := min(s.timeout/4, 250*time.Millisecond)
+	return strconv.FormatInt(deadline.Add(-margin).UnixMilli()+s.clockOffset.Load(), 10)
+}
+
+// noteClock takes the server's time now (ms) from a script reply to a
+// call sent at sent and answered at recv: the offset of the server's clock
+// from this process's, measured from replies that came back within 50 ms
+// (their error at most half that), so that scriptDeadline is on the
+// server's clock even when the hosts' clocks differ.
+func (s *ValkeyStore) noteClock(now int64, sent, recv time.Time) {
+	rtt := recv.Sub(sent)
+	if sent.IsZero() || rtt < 0 || rtt > 50*time.Millisecond {
+		return
+	}
+	mid := sent.Add(rtt / 2).UnixMilli()
+	s.clockOffset.Store(now - mid)
+	s.clockKnown.Store(true)
 }
 
 // prepareAppend builds the append script's keys and arguments for batch
@@ -553,9 +610,9 @@ type appendCall struct {
 // policy may set its own).
 func (s *ValkeyStore) prepareAppend(ctx context.Context, topic string, batch []messages.Message) (*appendCall, error) {
 	keys := []string{streamKey(topic), metaKey(topic)}
-	args := make([]string, 0, 9+6*len(batch))
+	args := make([]string, 0, 10+6*len(batch))
 	lim := appendLimits(ctx, s.cfg.Limits)
-	args = append(args, "0", "0", strconv.FormatInt(lim.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0", "0", s.liveChannel(topic))
+	args = append(args, "0", "0", strconv.FormatInt(lim.idempotencyWindow().Milliseconds(), 10), newEpoch(), "0", topic, "0", "0", s.liveChannel(topic), "0")
 	if lim.MaxMessages > 0 {
 		args[0] = strconv.Itoa(lim.MaxMessages)
 	}
@@ -607,12 +664,17 @@ func (s *ValkeyStore) finishAppend(a *appendCall, res valkey.ValkeyResult, waitE
 	if err != nil {
 		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, err)
 	}
+	if len(reply) >= 3 {
+		if now, err := reply[2].AsInt64(); err == nil {
+			s.noteClock(now, a.sent, time.Now())
+		}
+	}
 	if waitErr != nil {
 		// Stored on the master, not confirmed by enough replicas: not
 		// acknowledged.
 		return 0, fmt.Errorf("valkey: append %q: %w: %w", topic, messages.ErrUnavailable, waitErr)
 	}
-	if len(reply) < 2 || len(reply) > len(batch)+2 {
+	if len(reply) < 3 || len(reply) > len(batch)+3 {
 		return 0, fmt.Errorf("valkey: append %q: %w: unexpected reply of %d elements", topic, messages.ErrUnavailable, len(reply))
 	}
 	if warn, _ := reply[1].ToString(); warn != "" && s.trimWarned.CompareAndSwap(false, true) {
@@ -620,13 +682,13 @@ func (s *ValkeyStore) finishAppend(a *appendCall, res valkey.ValkeyResult, waitE
 			"topic", topic, "err", warn)
 	}
 	n := 0
-	for _, r := range reply[2:] {
+	for _, r := range reply[3:] {
 		if !decodeAppended(&batch[n], topic, r) {
 			break
 		}
 		n++
 	}
-	if n != len(reply)-2 {
+	if n != len(reply)-3 {
 		// The server stored reply[2:] but we cannot read an id: report the
 		// ones we could and fail the rest, so that n stays honest about IDs.
 		return n, fmt.Errorf("valkey: append %q: %w: unreadable id in reply", topic, messages.ErrUnavailable)

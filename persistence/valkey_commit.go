@@ -119,6 +119,7 @@ func (s *ValkeyStore) appendAlone(a *appendCall) {
 	}
 	ctx, cancel := context.WithDeadline(a.ctx, deadline)
 	defer cancel()
+	s.stamp(a, deadline)
 	a.done(s.finishAppend(a, appendScript.Exec(ctx, c, a.keys, a.args), nil))
 }
 
@@ -191,6 +192,11 @@ func (s *ValkeyStore) commit(calls []*appendCall) {
 	defer cancel()
 	cmds := make(valkey.Commands, len(calls))
 	for i, a := range calls {
+		own := a.deadline
+		if deadline.Before(own) {
+			own = deadline
+		}
+		s.stamp(a, own)
 		cmds[i] = c.B().Evalsha().Sha1(appendSHA).Numkeys(int64(len(a.keys))).Key(a.keys...).Arg(a.args...).Build()
 	}
 	for i, res := range c.DoMulti(ctx, cmds...) {

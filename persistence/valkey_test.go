@@ -607,3 +607,45 @@ func TestValkeyStoreAppendAsyncExpiredBatch(t *testing.T) {
 		t.Errorf("batch beside it = %d, %v; want 2, nil", counts["timely"], results["timely"])
 	}
 }
+
+// A publish the relay gave up on (503) is not stored when the server gets
+// to it later: a server stalled (SIGSTOP here; a long fork or a slow disk
+// in production) ran the queued append when it resumed, so messages
+// answered 503 were stored and delivered. The append script now refuses
+// past the call's deadline, on the server's clock.
+func TestValkeyAppendPastItsDeadlineStoresNothing(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{Timeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	appendAll(t, s, "late", msgs(0, 1)) // its reply tells the server's clock
+	srv.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			srv.Resume()
+		}
+	}()
+	if _, err := s.Append(ctx, "late", msgs(1, 1)); !errors.Is(err, messages.ErrUnavailable) {
+		t.Fatalf("append to a stalled server: %v; want ErrUnavailable", err)
+	}
+	done := make(chan error, 1)
+	s.AppendAsync(ctx, "late", msgs(2, 1), time.Time{}, func(_ int, err error) { done <- err })
+	if err := <-done; !errors.Is(err, messages.ErrUnavailable) {
+		t.Fatalf("async append to a stalled server: %v; want ErrUnavailable", err)
+	}
+	srv.Resume()
+	resumed = true
+	time.Sleep(300 * time.Millisecond) // the server runs what was queued
+	appendAll(t, s, "late", msgs(3, 1))
+	page, err := s.Range(ctx, "late", messages.ID{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range page.Messages {
+		got = append(got, string(m.Payload))
+	}
+	if len(got) != 2 {
+		t.Fatalf("stored after the stall: %v; want the first and the last only (the two answered with errors were stored)", got)
+	}
+}
