@@ -57,10 +57,15 @@ type ValkeyConfig struct {
 // DefaultValkeyTimeout is ValkeyConfig.Timeout's default.
 const DefaultValkeyTimeout = 2 * time.Second
 
-// Background reconnect backoff while Valkey is unreachable at start-up.
+// Background reconnect backoff while Valkey is unreachable (the store's
+// connect at start-up, the feed's setup and its links). At most a second:
+// the feed waits on the store's connect and its links on the feed, so
+// their waits add up (with 5 s, /ready came 2.4-4.4 s after Valkey did,
+// the review saw 6 s, and other relays' appends arrived only through the
+// tip check meanwhile); a connect attempt a second costs nothing.
 const (
 	connectBackoffMin = 100 * time.Millisecond
-	connectBackoffMax = 5 * time.Second
+	connectBackoffMax = time.Second
 )
 
 // maxScanCount caps the COUNT of one follow-up read. Range and RevRange read
