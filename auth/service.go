@@ -34,6 +34,11 @@ const maxCachedTopics = 100_000
 // open stream, not for each request.
 const loginCheckTTL = 5 * time.Second
 
+// maxCachedLogins bounds LoginRevoked's cache: above the streams one relay
+// holds (RELAY_MAX_CONNECTIONS), so that streams of as many logins do not
+// empty it every pass of the login watcher (each entry is about 100 bytes).
+const maxCachedLogins = 100_000
+
 // Service is the relay's authentication and authorization.
 //
 // Concurrency: safe for concurrent use. Close stops its background work.
@@ -59,7 +64,7 @@ type Service struct {
 
 	// Logins (families) LoginRevoked found live, until when; and those
 	// revoked (this relay's revocations at once). Bounded by
-	// maxCachedTokens, emptied when full.
+	// maxCachedLogins, emptied when full.
 	loginMu sync.Mutex
 	logins  map[string]cachedLogin
 
@@ -400,7 +405,7 @@ func (s *Service) revoked(family string) {
 
 func (s *Service) noteLogin(family string, c cachedLogin) {
 	s.loginMu.Lock()
-	if len(s.logins) >= maxCachedTokens {
+	if len(s.logins) >= maxCachedLogins {
 		clear(s.logins)
 	}
 	s.logins[family] = c
