@@ -412,11 +412,24 @@ func (s *Service) noteLogin(family string, c cachedLogin) {
 	s.loginMu.Unlock()
 }
 
+// KnownRevoked reports whether LoginRevoked last found p's login revoked
+// (or this relay revoked it), without asking the store: for paths that
+// must not wait on it (a WebSocket's reader), while LoginRevoked's callers
+// keep the answer fresh.
+func (s *Service) KnownRevoked(p *Principal) bool {
+	if p == nil || p.Family == "" {
+		return false
+	}
+	s.loginMu.Lock()
+	defer s.loginMu.Unlock()
+	return s.logins[p.Family].revoked
+}
+
 // LoginRevoked reports whether the login p's token belongs to has been
 // revoked since the token was verified: by a logout or a refresh-token
-// replay, on any relay sharing the store. Streams ask it while they run
-// (a WebSocket for each frame and each second, an SSE stream each
-// second), so a revoked login's open streams end as its requests get 401.
+// replay, on any relay sharing the store. The gateway's login watcher asks
+// it for every open stream each second, so a revoked login's open streams
+// end as its requests get 401.
 // A credential without a relay login (API key, external token, p nil)
 // never is. The store's "live" is trusted for loginCheckTTL; this relay's
 // own revocations are known at once. Errors wrap messages.ErrUnavailable.

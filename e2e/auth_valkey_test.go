@@ -226,3 +226,34 @@ func TestLogoutEndsStreamsOnOtherRelays(t *testing.T) {
 	}
 	t.Logf("closed %v after the logout", time.Since(start).Round(time.Millisecond))
 }
+
+// TestStalledStoreDelaysNoFrame: a WebSocket's frames are answered while
+// the auth store is stalled. Its reader consults only the revocation the
+// login watcher found; before, each frame asked the store once its login's
+// cached answer ran out, and waited 2 s (the check's timeout) for it.
+func TestStalledStoreDelaysNoFrame(t *testing.T) {
+	srv := valkeytest.Start(t)
+	r := authValkeyRelay(t, srv, auth.Config{JWTSecret: []byte("stall-secret-0123456789abcdef0123"), AdminUsername: "admin", AdminPassword: "admin-password"})
+	tok := r.login("admin", "admin-password").AccessToken
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, _, err := r.dial(ctx, tok, "header")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	srv.Pause()
+	defer srv.Resume()
+	time.Sleep(6 * time.Second) // the login's cached "live" (5 s) runs out
+	start := time.Now()
+	for range 3 {
+		authWSSend(ctx, t, c, map[string]any{"type": "ping"})
+		if f, err := authWSRead(ctx, c); err != nil || f["type"] != "pong" {
+			t.Fatalf("ping with the store stalled: %v %v", f, err)
+		}
+	}
+	// Each would have waited 2-4 s on the store: 6 s at least for three.
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("three pings took %v with the auth store stalled", d.Round(time.Millisecond))
+	}
+}

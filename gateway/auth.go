@@ -337,17 +337,14 @@ func (wa *wsAuth) expired(now time.Time) bool {
 }
 
 // ended returns why the connection's credential no longer holds at now
-// ("token expired", "login revoked"), or "". The revocation check may ask
-// the auth store (auth.Service.LoginRevoked, cached): callers are the
-// connection's reader and the login watcher, never the sweeper. A store
-// that cannot answer ends nothing.
+// ("token expired", "login revoked"), or "". It never waits on the auth
+// store: a revocation counts once this relay made it or the login watcher
+// (watchLogins) found it.
 func (wa *wsAuth) ended(now time.Time) string {
 	if wa.expired(now) {
 		return "token expired"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), loginCheckTimeout)
-	defer cancel()
-	if wa.revoked(ctx) {
+	if wa != nil && wa.s.authOn() && wa.s.cfg.Auth.KnownRevoked(wa.p.Load()) {
 		return "login revoked"
 	}
 	return ""
@@ -366,17 +363,12 @@ func (wa *wsAuth) revoked(ctx context.Context) bool {
 // loginCheckTimeout bounds one revocation check of a stream's login.
 const loginCheckTimeout = 2 * time.Second
 
-// loginRevoked reports whether the login of a stream request's credential
-// has been revoked (auth.Service.LoginRevoked); false when auth is off or
-// the store cannot say.
-func (s *Server) loginRevoked(r *http.Request) bool {
-	if !s.authOn() {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), loginCheckTimeout)
-	defer cancel()
-	revoked, _ := s.cfg.Auth.LoginRevoked(ctx, principalOf(r.Context()))
-	return revoked
+// sseLogin is an SSE stream's entry for the login watcher: ended is
+// closed (once) when the stream's login is found revoked.
+type sseLogin struct {
+	p     *auth.Principal
+	ended chan struct{}
+	once  sync.Once
 }
 
 // frameAllowed applies RELAY_RATE_WS_FRAMES; false means the frame was

@@ -238,15 +238,16 @@ type Server struct {
 	store persistence.Store
 	log   *slog.Logger
 
-	draining atomic.Bool
-	inflight atomic.Int64  // request body bytes reserved (MaxBodyBytesInFlight)
-	decoding chan struct{} // decode slots of large bodies (decodeSlot)
-	checking chan struct{} // password checks at once (handleLogin)
-	upgrades *upgradePacer // WebSocket upgrades per client (WSUpgradeRate)
-	conns    sync.Map      // *wsConn -> struct{}
-	nconns   atomic.Int64
-	stop     chan struct{}
-	stopOnce sync.Once
+	draining  atomic.Bool
+	inflight  atomic.Int64  // request body bytes reserved (MaxBodyBytesInFlight)
+	decoding  chan struct{} // decode slots of large bodies (decodeSlot)
+	checking  chan struct{} // password checks at once (handleLogin)
+	upgrades  *upgradePacer // WebSocket upgrades per client (WSUpgradeRate)
+	conns     sync.Map      // *wsConn -> struct{}
+	sseLogins sync.Map      // *sseLogin -> struct{}: SSE streams the login watcher checks
+	nconns    atomic.Int64
+	stop      chan struct{}
+	stopOnce  sync.Once
 
 	mu      sync.Mutex // orders track against Close
 	closing bool

@@ -274,17 +274,19 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 	// fresh one in band): a relay-error event says why, and the client
 	// reconnects with a new token and Last-Event-ID.
 	// So does one whose login is revoked (a logout or a refresh-token
-	// replay), checked each second.
-	var expired, loginCheck <-chan time.Time
+	// replay), as the login watcher finds.
+	var expired <-chan time.Time
+	var revoked <-chan struct{}
 	if exp := tokenExpiry(r); !exp.IsZero() {
 		t := time.NewTimer(time.Until(exp))
 		defer t.Stop()
 		expired = t.C
 	}
-	if s.authOn() && principalOf(r.Context()) != nil {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		loginCheck = t.C
+	if p := principalOf(r.Context()); s.authOn() && p != nil && p.Family != "" {
+		l := &sseLogin{p: p, ended: make(chan struct{})}
+		s.sseLogins.Store(l, struct{}{})
+		defer s.sseLogins.Delete(l)
+		revoked = l.ended
 	}
 loop:
 	for {
@@ -294,11 +296,9 @@ loop:
 		case <-expired:
 			sink.event("relay-error", map[string]string{"code": "UNAUTHORIZED", "message": "token expired"})
 			break loop
-		case <-loginCheck:
-			if s.loginRevoked(r) {
-				sink.event("relay-error", map[string]string{"code": "UNAUTHORIZED", "message": "login revoked"})
-				break loop
-			}
+		case <-revoked:
+			sink.event("relay-error", map[string]string{"code": "UNAUTHORIZED", "message": "login revoked"})
+			break loop
 		case <-sink.closed:
 			break loop
 		case <-r.Context().Done():

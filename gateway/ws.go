@@ -307,10 +307,11 @@ func (s *Server) sweep() {
 }
 
 // watchLogins runs until Close: each second it closes (1008 "login
-// revoked") the WebSockets whose login was revoked, by a logout or a
-// refresh-token replay on any relay, as the sweeper closes those whose
-// token expired. It is apart from the sweeper because a check may wait on
-// the auth store (cached per login: auth.Service.LoginRevoked).
+// revoked") the WebSockets, and ends the SSE streams, whose login was
+// revoked, by a logout or a refresh-token replay on any relay, as the
+// sweeper closes those whose token expired. It alone asks the auth store
+// (cached per login: auth.Service.LoginRevoked), apart from the sweeper
+// and the streams' own loops, so a stalled store delays no frame.
 func (s *Server) watchLogins() {
 	defer s.wg.Done()
 	tick := time.NewTicker(time.Second)
@@ -333,6 +334,13 @@ func (s *Server) watchLogins() {
 				default:
 					return ctx.Err() == nil
 				}
+			})
+			s.sseLogins.Range(func(k, _ any) bool {
+				l := k.(*sseLogin)
+				if revoked, _ := s.cfg.Auth.LoginRevoked(ctx, l.p); revoked {
+					l.once.Do(func() { close(l.ended) })
+				}
+				return ctx.Err() == nil
 			})
 			cancel()
 		}
