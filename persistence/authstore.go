@@ -22,6 +22,7 @@ import (
 //	topic:{<topic>}:owner    string: TopicRecord as JSON (owner, description, public, grants)
 //	auth:{topics}            set: names of owned topics (the index GET /api/v1/topics reads)
 //	auth:{owned:<hash>}      set: names of the topics one owner holds (<hash>: hex SHA-256 of the owner id, which may be an external JWT's sub; auth.RateConfig.OwnedTopics bounds it)
+//	auth:{owned:<hash>}:pending  sorted set: names an owner's creates reserved, by the server's time (ms); a minute
 //	auth:{granted:<hash>}    set: names of the topics granted to one user (read or write; <hash> as above)
 //	auth:{public}            set: names of the public topics
 //
@@ -127,8 +128,9 @@ const (
 	publicIndexKey = "auth:{public}"
 )
 
-func ownedKey(owner string) string  { return "auth:{owned:" + idHash(owner) + "}" }
-func grantedKey(user string) string { return "auth:{granted:" + idHash(user) + "}" }
+func ownedKey(owner string) string   { return "auth:{owned:" + idHash(owner) + "}" }
+func pendingKey(owner string) string { return ownedKey(owner) + ":pending" } // same slot
+func grantedKey(user string) string  { return "auth:{granted:" + idHash(user) + "}" }
 
 // idHash names a user id in a key: ids may be an external JWT's sub, with
 // any characters (a brace would break the hash tag).

@@ -212,14 +212,15 @@ func (m *MemoryAuthStore) CreateTopic(_ context.Context, t TopicRecord, rules Cr
 	if _, ok := m.topics[t.Name]; ok {
 		return fmt.Errorf("topic %q: %w", t.Name, messages.ErrConflict)
 	}
-	if rules.Unused && m.msgs != nil && m.msgs.holdsMessages(t.Name) {
-		return fmt.Errorf("topic %q: %w", t.Name, errInUse)
-	}
+	// In the Valkey store's order: the bound, then whether it is in use.
 	if len(m.topics) >= MaxOwnedTopics {
 		return errTooManyOwned
 	}
 	if rules.OwnedLimit > 0 && t.OwnerID != "" && len(m.index[ownedKey(t.OwnerID)]) >= rules.OwnedLimit {
 		return ErrOwnedLimit
+	}
+	if rules.Unused && m.msgs != nil && m.msgs.holdsMessages(t.Name) {
+		return fmt.Errorf("topic %q: %w", t.Name, errInUse)
 	}
 	t = cloneTopic(t)
 	m.topics[t.Name] = t

@@ -346,6 +346,16 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		// created under Unused (a user's create), and is otherwise (an
 		// admin's); an empty one is.
 		claim := TopicRecord{ID: "t2", Name: "plain.topic", OwnerID: "id9", CreatedAt: time.Now().UTC()}
+		if err := s.CreateTopic(ctx, TopicRecord{ID: "t0", Name: "id9.first", OwnerID: "id9"}, CreateRules{OwnedLimit: 1}); err != nil {
+			t.Fatal(err)
+		}
+		// At the bound, the bound answers first in both stores (403).
+		if err := s.CreateTopic(ctx, claim, CreateRules{Unused: true, OwnedLimit: 1}); !errors.Is(err, ErrOwnedLimit) {
+			t.Fatalf("a create, Unused, of a topic holding messages, at the bound: %v; want ErrOwnedLimit", err)
+		}
+		if err := s.DeleteTopic(ctx, "id9.first"); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.CreateTopic(ctx, claim, CreateRules{Unused: true, OwnedLimit: 10}); !errors.Is(err, messages.ErrConflict) {
 			t.Fatalf("a create, Unused, of a topic holding messages: %v; want ErrConflict", err)
 		}
@@ -470,6 +480,65 @@ func testAuthStore(t *testing.T, s authStore, msgs Store) {
 		}
 		if err := s.CreateTopic(ctx, TopicRecord{Name: "cap.unbounded", OwnerID: "capped"}, CreateRules{}); err != nil {
 			t.Fatalf("create with no bound: %v", err)
+		}
+	})
+	// The bound holds under the races that passed it on Valkey: two
+	// creates of one name by its owner at once (the loser gave back the
+	// winner's place in the index), and /auth/me (OwnedTopics) read while
+	// creates are in flight (it took their reservations, whose records
+	// were not written yet, for stale names, and so freed their places).
+	t.Run("owned bound holds under races", func(t *testing.T) {
+		create := func(name, owner string, limit int) error {
+			return s.CreateTopic(ctx, TopicRecord{ID: name, Name: name, OwnerID: owner, CreatedAt: time.Now().UTC()}, CreateRules{OwnedLimit: limit})
+		}
+		for i := range 100 {
+			name := fmt.Sprintf("twice.%03d", i)
+			var wg sync.WaitGroup
+			for range 2 {
+				wg.Go(func() { _ = create(name, "twice", 0) })
+			}
+			wg.Wait()
+		}
+		if owned, err := s.OwnedTopics(ctx, "twice"); err != nil || len(owned) != 100 {
+			t.Fatalf("after 100 names created twice at once, the owner's index lists %d (%v); want 100", len(owned), err)
+		}
+		if err := create("twice.more", "twice", 100); !errors.Is(err, ErrOwnedLimit) {
+			t.Fatalf("a create past the bound of 100: %v; want ErrOwnedLimit", err)
+		}
+
+		stop := make(chan struct{})
+		var readers sync.WaitGroup
+		for range 4 {
+			readers.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						_, _ = s.OwnedTopics(ctx, "raced")
+					}
+				}
+			})
+		}
+		var wg sync.WaitGroup
+		for i := range 100 {
+			wg.Go(func() { _ = create(fmt.Sprintf("raced.%03d", i), "raced", 4) })
+		}
+		wg.Wait()
+		close(stop)
+		readers.Wait()
+		n := 0
+		all, err := s.Topics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range all {
+			if r.OwnerID == "raced" {
+				n++
+			}
+		}
+		if n != 4 {
+			t.Fatalf("100 creates with room for 4, OwnedTopics read meanwhile: the owner holds %d", n)
 		}
 	})
 	// A user's listing reads the topics it owns, is granted or that are

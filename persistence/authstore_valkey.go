@@ -328,14 +328,44 @@ return 1
 
 // reserveOwnedScript adds a topic to its owner's index if the owner holds
 // fewer than its limit, in one step, so that relays creating at once
-// cannot pass the bound together. KEYS[1] ownedKey; ARGV[1] topic, ARGV[2]
-// limit. Returns 2 when the name is in the index already, 1 when added, 0
-// at the limit.
+// cannot pass the bound together, and notes the name as pending (KEYS[2],
+// scored by the server's time) so that OwnedTopics does not take a
+// reservation whose record is not written yet for a stale name (which
+// freed its place for another create: the bound passed). KEYS[1] ownedKey,
+// KEYS[2] pendingKey (same slot); ARGV[1] topic, ARGV[2] limit. Returns 2
+// when the name is in the index already, 1 when added, 0 at the limit.
 var reserveOwnedScript = valkey.NewLuaScript(`
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 2 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ` + pendingMs + `)
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+  return 2
+end
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
 return 1
+`)
+
+// pendingMs is how long a reservation counts as in flight (ms): past any
+// create's store timeout.
+const pendingMs = "60000"
+
+// unindexStaleScript takes names out of an owner's index unless a create
+// reserved them within pendingMs. KEYS[1] ownedKey, KEYS[2] pendingKey;
+// ARGV the names. Returns how many left.
+var unindexStaleScript = valkey.NewLuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = 0
+for i = 1, #ARGV do
+  local at = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if not at or tonumber(at) < now - ` + pendingMs + ` then
+    n = n + redis.call('SREM', KEYS[1], ARGV[i])
+  end
+end
+return n
 `)
 
 // CreateTopic records t, or fails with messages.ErrConflict when it is
@@ -363,7 +393,17 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord, rules 
 		if limit <= 0 {
 			limit = MaxOwnedTopics
 		}
-		r, err := reserveOwnedScript.Exec(ctx, c, []string{ownedKey(t.OwnerID)}, []string{t.Name, strconv.Itoa(limit)}).AsInt64()
+		reserve := func() (int64, error) {
+			return reserveOwnedScript.Exec(ctx, c, []string{ownedKey(t.OwnerID), pendingKey(t.OwnerID)}, []string{t.Name, strconv.Itoa(limit)}).AsInt64()
+		}
+		r, err := reserve()
+		if err == nil && r == 0 {
+			// At the bound: names gone stale (an earlier relay's deletes,
+			// a create that failed after reserving) leave first.
+			if _, err = a.OwnedTopics(ctx, t.OwnerID); err == nil {
+				r, err = reserve()
+			}
+		}
 		if err != nil {
 			return unavailable("reserve owned topic", err)
 		}
@@ -387,9 +427,17 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord, rules 
 		return unavailable("create topic", err)
 	}
 	if n != 1 {
+		// Give the place back, unless the topic is the owner's already: a
+		// create of the same name at once, whose reservation found this
+		// one's, wrote it.
 		if reserved {
-			if err := c.Do(ctx, c.B().Srem().Key(ownedKey(t.OwnerID)).Member(t.Name).Build()).Error(); err != nil {
-				return unavailable("unreserve owned topic", err)
+			if rec, _, err := a.getTopic(ctx, c, t.Name); err != nil || rec.OwnerID != t.OwnerID {
+				if err := doAll(ctx, c, "unreserve owned topic", valkey.Commands{
+					c.B().Srem().Key(ownedKey(t.OwnerID)).Member(t.Name).Build(),
+					c.B().Zrem().Key(pendingKey(t.OwnerID)).Member(t.Name).Build(),
+				}); err != nil {
+					return err
+				}
 			}
 		}
 		if n == 2 {
@@ -504,11 +552,9 @@ func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]stri
 	// The index is kept beside the records, not with them (another slot),
 	// so it may name a topic deleted or re-created meanwhile (by a relay
 	// of an earlier version, or between a delete's calls): each name is
-	// checked against its record, and a stale one leaves the index. (A
-	// create's reservation read here before its record is written, and
-	// taken out after the create added it again, leaves that topic out of
-	// the index: a window of one round trip, not closed because the index
-	// and the record are in different slots of a cluster.)
+	// checked against its record, and a stale one leaves the index, unless
+	// a create reserved it within pendingMs (its record may not be written
+	// yet).
 	var live, stale []string
 	err = getRecords(ctx, c, names, func(name, text string, found bool) error {
 		var t TopicRecord
@@ -523,7 +569,7 @@ func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]stri
 		return nil, err
 	}
 	if len(stale) > 0 {
-		if err := c.Do(ctx, c.B().Srem().Key(ownedKey(owner)).Member(stale...).Build()).Error(); err != nil {
+		if err := unindexStaleScript.Exec(ctx, c, []string{ownedKey(owner), pendingKey(owner)}, stale).Error(); err != nil {
 			return nil, unavailable("unindex owned topics", err)
 		}
 	}
