@@ -143,10 +143,12 @@ type ValkeyStore struct {
 	rounds int // commitRounds goroutines running
 
 	trimWarned atomic.Bool // a trim failure has been logged
-	// clockOffset is the server's clock less this process's, in ms
-	// (noteClock), once clockKnown.
+	// clockOffset is the server's clock less this process's, in ms: the
+	// largest measured in the last minute (noteClock), once clockKnown.
 	clockOffset atomic.Int64
 	clockKnown  atomic.Bool
+	clockMu     sync.Mutex
+	clockAt     time.Time // when clockOffset was measured
 }
 
 var _ Store = (*ValkeyStore)(nil)
@@ -599,15 +601,26 @@ func (s *ValkeyStore) scriptDeadline(deadline time.Time) string {
 // call sent at sent and answered at recv: the offset of the server's clock
 // from this process's, measured from replies that came back within 50 ms
 // (their error at most half that), so that scriptDeadline is on the
-// server's clock even when the hosts' clocks differ.
+// server's clock even when the hosts' clocks differ. A server always
+// farther than that is never measured, and its appends are not bounded.
+//
+// It keeps the largest offset of the last minute: the servers of a
+// cluster (or the master after a failover) may each have their own clock,
+// and a larger offset only makes the deadline later (weaker), while a
+// smaller one than a server's own refused its appends as late.
 func (s *ValkeyStore) noteClock(now int64, sent, recv time.Time) {
 	rtt := recv.Sub(sent)
 	if sent.IsZero() || rtt < 0 || rtt > 50*time.Millisecond {
 		return
 	}
-	mid := sent.Add(rtt / 2).UnixMilli()
-	s.clockOffset.Store(now - mid)
-	s.clockKnown.Store(true)
+	off := now - sent.Add(rtt/2).UnixMilli()
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	if !s.clockKnown.Load() || off >= s.clockOffset.Load() || recv.Sub(s.clockAt) > time.Minute {
+		s.clockOffset.Store(off)
+		s.clockAt = recv
+		s.clockKnown.Store(true)
+	}
 }
 
 // prepareAppend builds the append script's keys and arguments for batch

@@ -649,3 +649,21 @@ func TestValkeyAppendPastItsDeadlineStoresNothing(t *testing.T) {
 		t.Fatalf("stored after the stall: %v; want the first and the last only (the two answered with errors were stored)", got)
 	}
 }
+
+// The clock offset is the largest of the last minute: a reply from a
+// server whose clock is behind (another node of a cluster, a replica
+// promoted on another host) set one offset for the whole store, and every
+// append to a server ahead of it was then refused as late.
+func TestValkeyClockOffsetFromASlowerServerRefusesNothing(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{})
+	ctx := context.Background()
+	appendAll(t, s, "a", msgs(0, 1)) // measures this server's offset
+	for i := range 10 {
+		now := time.Now()
+		s.noteClock(now.UnixMilli()-3000, now, now.Add(time.Millisecond)) // a server 3 s behind
+		if _, err := s.Append(ctx, "a", msgs(i+1, 1)); err != nil {
+			t.Fatalf("append %d after a reply from a server 3 s behind: %v", i, err)
+		}
+	}
+}
