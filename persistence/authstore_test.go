@@ -637,7 +637,7 @@ func TestValkeyAuthStoreIndexesOlderOwnedTopics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, c.B().Del().Key(ownedKey("veteran"), ownedIndexedKey).Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Del().Key(ownedKey("veteran"), pendingKey("veteran"), ownedIndexedKey).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	// A grant and a public flag of the earlier version: records only.
@@ -716,5 +716,36 @@ func TestValkeyOwnedIndexHasItsOwnDeadline(t *testing.T) {
 	}
 	if err := as.CreateTopic(ctx, TopicRecord{Name: "light.1", OwnerID: "heavy"}, CreateRules{OwnedLimit: 401}); !errors.Is(err, ErrOwnedLimit) {
 		t.Fatalf("the 402nd create: %v; want ErrOwnedLimit", err)
+	}
+}
+
+// At the bound, a create first takes names without a record out of the
+// owner's index (a relay of an earlier version deleted the topic, or a
+// create failed after reserving and its minute passed), instead of
+// refusing until the owner next reads /auth/me.
+func TestValkeyCreateAtTheBoundClearsDeletedNames(t *testing.T) {
+	srv := valkeytest.Start(t)
+	vs := openValkey(t, srv, ValkeyConfig{})
+	as := NewValkeyAuthStore(vs)
+	ctx := context.Background()
+	for _, n := range []string{"kept.a", "gone.b"} {
+		if err := as.CreateTopic(ctx, TopicRecord{ID: n, Name: n, OwnerID: "olga"}, CreateRules{OwnedLimit: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := vs.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An earlier relay's delete: the record only (and its creates note no
+	// pending reservations).
+	if err := c.Do(ctx, c.B().Del().Key(topicOwnerKey("gone.b"), pendingKey("olga")).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := as.CreateTopic(ctx, TopicRecord{ID: "new.c", Name: "new.c", OwnerID: "olga"}, CreateRules{OwnedLimit: 2}); err != nil {
+		t.Fatalf("a create at the bound, one of the two names deleted: %v", err)
+	}
+	if err := as.CreateTopic(ctx, TopicRecord{ID: "new.d", Name: "new.d", OwnerID: "olga"}, CreateRules{OwnedLimit: 2}); !errors.Is(err, ErrOwnedLimit) {
+		t.Fatalf("the next: %v; want ErrOwnedLimit", err)
 	}
 }

@@ -399,8 +399,9 @@ func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord, rules 
 		r, err := reserve()
 		if err == nil && r == 0 {
 			// At the bound: names gone stale (an earlier relay's deletes,
-			// a create that failed after reserving) leave first.
-			if _, err = a.OwnedTopics(ctx, t.OwnerID); err == nil {
+			// a create that failed after reserving) leave first, if the
+			// owner's records can be checked in time.
+			if a.unindexDeleted(ctx, c, t.OwnerID) == nil {
 				r, err = reserve()
 			}
 		}
@@ -578,6 +579,40 @@ func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]stri
 		live = []string{}
 	}
 	return live, nil
+}
+
+// unindexDeleted takes out of owner's index the names that have no record
+// (and no create in flight: unindexStaleScript), reading only whether each
+// record exists. OwnedTopics also takes out those owned by another now.
+func (a *ValkeyAuthStore) unindexDeleted(ctx context.Context, c valkey.Client, owner string) error {
+	names, err := c.Do(ctx, c.B().Smembers().Key(ownedKey(owner)).Build()).AsStrSlice()
+	if err != nil {
+		return unavailable("list owned topics", err)
+	}
+	var gone []string
+	for start := 0; start < len(names); start += topicsPerPipeline {
+		part := names[start:min(start+topicsPerPipeline, len(names))]
+		cmds := make(valkey.Commands, len(part))
+		for i, n := range part {
+			cmds[i] = c.B().Exists().Key(topicOwnerKey(n)).Build()
+		}
+		for i, res := range c.DoMulti(ctx, cmds...) {
+			n, err := res.AsInt64()
+			if err != nil {
+				return unavailable("get topic", err)
+			}
+			if n == 0 {
+				gone = append(gone, part[i])
+			}
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := unindexStaleScript.Exec(ctx, c, []string{ownedKey(owner), pendingKey(owner)}, gone).Error(); err != nil {
+		return unavailable("unindex owned topics", err)
+	}
+	return nil
 }
 
 // VisibleTopics returns, by name, the records of the topics user owns, is
