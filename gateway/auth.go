@@ -350,14 +350,13 @@ func (wa *wsAuth) ended(now time.Time) string {
 	return ""
 }
 
-// revoked reports whether the connection's login has been revoked
-// (auth.Service.LoginRevoked); false when the store cannot say by ctx.
-func (wa *wsAuth) revoked(ctx context.Context) bool {
+// principal is the connection's credential: nil when auth is off or it
+// connected without one.
+func (wa *wsAuth) principal() *auth.Principal {
 	if wa == nil || !wa.s.authOn() {
-		return false
+		return nil
 	}
-	revoked, _ := wa.s.cfg.Auth.LoginRevoked(ctx, wa.p.Load())
-	return revoked
+	return wa.p.Load()
 }
 
 // loginCheckTimeout bounds one revocation check of a stream's login.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pulsar-relay/relay/actors"
+	"github.com/pulsar-relay/relay/auth"
 	"github.com/pulsar-relay/relay/messages"
 )
 
@@ -321,30 +323,39 @@ func (s *Server) watchLogins() {
 		case <-s.stop:
 			return
 		case <-tick.C:
-			// One deadline for the round: a store that does not answer
-			// costs the round loginCheckTimeout, not that per connection.
-			ctx, cancel := context.WithTimeout(context.Background(), loginCheckTimeout)
-			s.conns.Range(func(k, _ any) bool {
-				if ws := k.(*wsConn); !ws.closed.Load() && ws.auth.revoked(ctx) {
+			s.checkLogins(&s.conns, func(k any) *auth.Principal { return k.(*wsConn).auth.principal() }, func(k any) {
+				if ws := k.(*wsConn); !ws.closed.Load() {
 					ws.Close(actors.ClosePolicy, "login revoked")
 				}
-				select {
-				case <-s.stop:
-					return false
-				default:
-					return ctx.Err() == nil
-				}
 			})
-			s.sseLogins.Range(func(k, _ any) bool {
+			s.checkLogins(&s.sseLogins, func(k any) *auth.Principal { return k.(*sseLogin).p }, func(k any) {
 				l := k.(*sseLogin)
-				if revoked, _ := s.cfg.Auth.LoginRevoked(ctx, l.p); revoked {
-					l.once.Do(func() { close(l.ended) })
-				}
-				return ctx.Err() == nil
+				l.once.Do(func() { close(l.ended) })
 			})
-			cancel()
 		}
 	}
+}
+
+// checkLogins ends (end) each stream of streams whose login
+// (principal) is revoked. Each kind of stream gets its own deadline: a
+// store that does not answer costs a pass loginCheckTimeout, not that per
+// stream, and the WebSockets' pass cannot use up the SSE streams'.
+func (s *Server) checkLogins(streams *sync.Map, principal func(any) *auth.Principal, end func(any)) {
+	ctx, cancel := context.WithTimeout(context.Background(), loginCheckTimeout)
+	defer cancel()
+	streams.Range(func(k, _ any) bool {
+		if p := principal(k); p != nil {
+			if revoked, _ := s.cfg.Auth.LoginRevoked(ctx, p); revoked {
+				end(k)
+			}
+		}
+		select {
+		case <-s.stop:
+			return false
+		default:
+			return ctx.Err() == nil
+		}
+	})
 }
 
 func (s *Server) check(ws *wsConn, now time.Time, ping bool) {

@@ -748,4 +748,9 @@ func TestValkeyCreateAtTheBoundClearsDeletedNames(t *testing.T) {
 	if err := as.CreateTopic(ctx, TopicRecord{ID: "new.d", Name: "new.d", OwnerID: "olga"}, CreateRules{OwnedLimit: 2}); !errors.Is(err, ErrOwnedLimit) {
 		t.Fatalf("the next: %v; want ErrOwnedLimit", err)
 	}
+	// The reservations' key expires with its last reservation: owner ids
+	// (an external token's sub) are unbounded, so a key each must not stay.
+	if ttl, err := c.Do(ctx, c.B().Pttl().Key(pendingKey("olga")).Build()).AsInt64(); err != nil || ttl <= 0 {
+		t.Fatalf("%s has ttl %d (%v), want one of at most a minute", pendingKey("olga"), ttl, err)
+	}
 }

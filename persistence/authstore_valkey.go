@@ -338,13 +338,17 @@ var reserveOwnedScript = valkey.NewLuaScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ` + pendingMs + `)
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+local function pending()
   redis.call('ZADD', KEYS[2], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ` + pendingMs + `)
+end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  pending()
   return 2
 end
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], now, ARGV[1])
+pending()
 return 1
 `)
 

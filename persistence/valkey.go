@@ -148,7 +148,9 @@ type ValkeyStore struct {
 	clockOffset atomic.Int64
 	clockKnown  atomic.Bool
 	clockMu     sync.Mutex
-	clockAt     time.Time // when clockOffset was measured
+	clockMin    time.Time // when the current minute's bucket began
+	clockCur    clockPeak // the largest offset measured in the current minute
+	clockPrev   clockPeak // and in the one before
 }
 
 var _ Store = (*ValkeyStore)(nil)
@@ -616,10 +618,32 @@ func (s *ValkeyStore) noteClock(now int64, sent, recv time.Time) {
 	off := now - sent.Add(rtt/2).UnixMilli()
 	s.clockMu.Lock()
 	defer s.clockMu.Unlock()
-	if !s.clockKnown.Load() || off >= s.clockOffset.Load() || recv.Sub(s.clockAt) > time.Minute {
-		s.clockOffset.Store(off)
-		s.clockAt = recv
-		s.clockKnown.Store(true)
+	// Two buckets of a minute: the offset in force is the larger of the
+	// current minute's peak and the previous minute's, so a peak lapses
+	// between one and two minutes after it was last measured, never to a
+	// single later sample.
+	if recv.Sub(s.clockMin) >= time.Minute {
+		s.clockPrev, s.clockCur, s.clockMin = s.clockCur, clockPeak{}, recv
+	}
+	s.clockCur.note(off)
+	peak := s.clockCur
+	if s.clockPrev.set {
+		peak.note(s.clockPrev.off)
+	}
+	s.clockOffset.Store(peak.off)
+	s.clockKnown.Store(true)
+}
+
+// clockPeak is the largest clock offset noted, if any.
+type clockPeak struct {
+	off int64
+	set bool
+}
+
+// note takes off into p.
+func (p *clockPeak) note(off int64) {
+	if !p.set || off > p.off {
+		p.off, p.set = off, true
 	}
 }
 

@@ -667,3 +667,23 @@ func TestValkeyClockOffsetFromASlowerServerRefusesNothing(t *testing.T) {
 		}
 	}
 }
+
+// The offset in force is the largest of the last one to two minutes, not
+// the largest measured until it lapses to the first later sample: a peak
+// measured 61 s ago, with this server's later samples just below it, gave
+// way to one from a server 3 s behind, and this server's appends were
+// refused as late.
+func TestValkeyClockPeakOutlivesOneLaterSample(t *testing.T) {
+	srv := valkeytest.Start(t)
+	s := openValkey(t, srv, ValkeyConfig{})
+	ctx := context.Background()
+	now := time.Now()
+	old := now.Add(-61 * time.Second)
+	s.noteClock(old.Add(20*time.Millisecond).UnixMilli()+20, old, old.Add(40*time.Millisecond)) // this server, a high sample
+	mid := now.Add(-30 * time.Second)
+	s.noteClock(mid.UnixMilli()+19, mid, mid)                         // this server, just below
+	s.noteClock(now.UnixMilli()-3000, now, now.Add(time.Millisecond)) // a server 3 s behind
+	if _, err := s.Append(ctx, "a", msgs(0, 1)); err != nil {
+		t.Fatalf("append to this server refused: %v (offset %d)", err, s.clockOffset.Load())
+	}
+}
