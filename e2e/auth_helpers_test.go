@@ -236,6 +236,16 @@ func (r *authTestRelay) mustDial(ctx context.Context, t testing.TB, token string
 	return c
 }
 
+// mustWSSubscribe subscribes c to topics and fails t unless "subscribed"
+// answers.
+func mustWSSubscribe(ctx context.Context, t testing.TB, c *websocket.Conn, topics ...string) {
+	t.Helper()
+	authWSSend(ctx, t, c, map[string]any{"type": "subscribe", "topics": topics})
+	if f, err := authWSRead(ctx, c); err != nil || f["type"] != "subscribed" {
+		t.Fatalf("subscribe to %v: %v %v", topics, f, err)
+	}
+}
+
 // mustWSRead reads c's next frame or fails t.
 func mustWSRead(ctx context.Context, t testing.TB, c *websocket.Conn) map[string]any {
 	t.Helper()

@@ -483,29 +483,11 @@ func TestAuthLogoutEndsStreams(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	watched, _, err := r.dial(ctx, pair.AccessToken, "header")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watched.CloseNow()
-	authWSSend(ctx, t, watched, map[string]any{"type": "subscribe", "topics": []string{"revoke.before"}})
-	if f, err := authWSRead(ctx, watched); err != nil || f["type"] != "subscribed" {
-		t.Fatalf("subscribe: %v %v", f, err)
-	}
-	late, _, err := r.dial(ctx, pair.AccessToken, "header")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer late.CloseNow()
-	kept, _, err := r.dial(ctx, other.AccessToken, "header")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kept.CloseNow()
-	authWSSend(ctx, t, kept, map[string]any{"type": "subscribe", "topics": []string{"revoke.before"}})
-	if f, err := authWSRead(ctx, kept); err != nil || f["type"] != "subscribed" {
-		t.Fatalf("subscribe of the other login: %v %v", f, err)
-	}
+	watched := r.mustDial(ctx, t, pair.AccessToken)
+	mustWSSubscribe(ctx, t, watched, "revoke.before")
+	late := r.mustDial(ctx, t, pair.AccessToken)
+	kept := r.mustDial(ctx, t, other.AccessToken)
+	mustWSSubscribe(ctx, t, kept, "revoke.before")
 	sseCtx, sseCancel := context.WithTimeout(ctx, 20*time.Second)
 	defer sseCancel()
 	req, _ := http.NewRequestWithContext(sseCtx, http.MethodGet, r.URL+"/api/v1/sse?topics=revoke.sse", nil)

@@ -206,15 +206,8 @@ func TestLogoutEndsStreamsOnOtherRelays(t *testing.T) {
 	pair := a.login("erin", "erin-password")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, _, err := b.dial(ctx, pair.AccessToken, "header")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	authWSSend(ctx, t, c, map[string]any{"type": "subscribe", "topics": []string{"erin.topic"}})
-	if f, err := authWSRead(ctx, c); err != nil || f["type"] != "subscribed" {
-		t.Fatalf("subscribe on B: %v %v", f, err)
-	}
+	c := b.mustDial(ctx, t, pair.AccessToken)
+	mustWSSubscribe(ctx, t, c, "erin.topic")
 	if res := a.do("POST", "/auth/logout", "", map[string]string{"refresh_token": pair.RefreshToken}); res.Status != 204 {
 		t.Fatalf("logout on A: %d %s", res.Status, res.Body)
 	}
@@ -237,11 +230,7 @@ func TestStalledStoreDelaysNoFrame(t *testing.T) {
 	tok := r.login("admin", "admin-password").AccessToken
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, _, err := r.dial(ctx, tok, "header")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := r.mustDial(ctx, t, tok)
 	srv.Pause()
 	defer srv.Resume()
 	time.Sleep(6 * time.Second) // the login's cached "live" (5 s) runs out

@@ -378,10 +378,7 @@ return n
 // owner's place is reserved in its index before the record is written, so
 // the bound holds across relays; a create that is refused gives it back.
 func (a *ValkeyAuthStore) CreateTopic(ctx context.Context, t TopicRecord, rules CreateRules) error {
-	if err := a.ensureIndexes(ctx); err != nil {
-		return err
-	}
-	c, ctx, cancel, err := a.client(ctx)
+	c, ctx, cancel, err := a.indexedClient(ctx)
 	if err != nil {
 		return err
 	}
@@ -477,6 +474,15 @@ const (
 	grantsIndexedKey = "auth:{granted}:indexed"
 )
 
+// indexedClient is client for the calls that read or keep the indexes:
+// they are built first (ensureIndexes, under its own deadline).
+func (a *ValkeyAuthStore) indexedClient(ctx context.Context) (valkey.Client, context.Context, context.CancelFunc, error) {
+	if err := a.ensureIndexes(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	return a.client(ctx)
+}
+
 // ensureIndexes builds the indexes from the topic records once per Valkey
 // (marked by ownedIndexedKey and grantsIndexedKey), so that topics created
 // by a relay from before them count against their owner's bound and show
@@ -542,10 +548,7 @@ func (a *ValkeyAuthStore) OwnedTopics(ctx context.Context, owner string) ([]stri
 	if owner == "" {
 		return []string{}, nil
 	}
-	if err := a.ensureIndexes(ctx); err != nil {
-		return nil, err
-	}
-	c, ctx, cancel, err := a.client(ctx)
+	c, ctx, cancel, err := a.indexedClient(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -625,10 +628,7 @@ func (a *ValkeyAuthStore) unindexDeleted(ctx context.Context, c valkey.Client, o
 // record is gone leaves the grantee and public indexes (the owner's is
 // OwnedTopics' to mend).
 func (a *ValkeyAuthStore) VisibleTopics(ctx context.Context, user string) ([]TopicRecord, error) {
-	if err := a.ensureIndexes(ctx); err != nil {
-		return nil, err
-	}
-	c, ctx, cancel, err := a.client(ctx)
+	c, ctx, cancel, err := a.indexedClient(ctx)
 	if err != nil {
 		return nil, err
 	}
